@@ -40,6 +40,7 @@ pub mod bias;
 pub mod conv;
 pub mod error;
 pub mod gemm;
+pub mod int8;
 pub mod optim;
 pub mod pool;
 pub mod reference;

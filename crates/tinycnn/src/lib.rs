@@ -1,1 +1,2 @@
 //! Work in progress.
+pub mod data;
