@@ -1,1 +1,155 @@
-fn main() {}
+//! conv2d at LeNet's two shapes: the naive reference loops against the fast kernels
+//! (single thread), forward and backward. Throughput is in flops (2 per multiply-add), so
+//! criterion's "elem/s" reads as flop/s.
+//!
+//! The naive loops run on a smaller batch (`NAIVE_BATCH`) to keep the run short; the
+//! throughput of each benchmark is computed for its own batch, so rates compare directly.
+//!
+//! Run: `cargo bench -p tinycnn-benches --bench conv`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tinycnn_kernels::{
+    conv2d_backward_input_with, conv2d_backward_input_workspace_len_for,
+    conv2d_backward_weight_with, conv2d_backward_weight_workspace_len_for, conv2d_forward_with,
+    conv2d_workspace_len_for, reference, Conv2dParams, Conv2dShape, ConvAlgo,
+};
+
+const BATCH: usize = 256;
+const NAIVE_BATCH: usize = 16;
+
+fn lenet_shapes() -> [(&'static str, Conv2dShape); 2] {
+    [
+        (
+            "lenet1_1x28x28_6c_5x5_pad2",
+            Conv2dShape::new(
+                Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                BATCH,
+                28,
+                28,
+            ),
+        ),
+        (
+            "lenet2_6x14x14_16c_5x5",
+            Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), BATCH, 14, 14),
+        ),
+    ]
+}
+
+/// Multiply-adds times two for one pass (forward, backward input and backward weight all
+/// do the same number).
+fn flops(s: &Conv2dShape) -> u64 {
+    let out = s.output_len().unwrap() as u64;
+    2 * out * s.col_rows().unwrap() as u64
+}
+
+fn data(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+fn bench_conv(c: &mut Criterion) {
+    for (name, s) in lenet_shapes() {
+        let x = data(s.input_len().unwrap());
+        let w = data(s.weight_len());
+        let b = data(s.params.out_channels);
+        let gy = data(s.output_len().unwrap());
+        let mut y = vec![0.0; s.output_len().unwrap()];
+        let mut gx = vec![0.0; x.len()];
+        let mut gw = vec![0.0; w.len()];
+
+        let small = s.with_batch(NAIVE_BATCH);
+        let xs = &x[..small.input_len().unwrap()];
+        let gys = &gy[..small.output_len().unwrap()];
+
+        let mut group = c.benchmark_group(format!("conv2d_forward/{name}"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(flops(&small)));
+        group.bench_function(
+            BenchmarkId::new("naive", format!("batch{NAIVE_BATCH}")),
+            |bn| {
+                let ys = &mut y[..small.output_len().unwrap()];
+                bn.iter(|| reference::conv2d(&small, black_box(xs), &w, Some(&b), ys).unwrap())
+            },
+        );
+        group.throughput(Throughput::Elements(flops(&s)));
+        for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm] {
+            let mut ws = vec![0.0; conv2d_workspace_len_for(algo, &s)];
+            group.bench_function(
+                BenchmarkId::new(format!("{algo:?}"), format!("batch{BATCH}")),
+                |bn| {
+                    bn.iter(|| {
+                        conv2d_forward_with(algo, &s, black_box(&x), &w, Some(&b), &mut y, &mut ws)
+                            .unwrap()
+                    })
+                },
+            );
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("conv2d_backward_input/{name}"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(flops(&small)));
+        group.bench_function(
+            BenchmarkId::new("naive", format!("batch{NAIVE_BATCH}")),
+            |bn| {
+                let gxs = &mut gx[..small.input_len().unwrap()];
+                bn.iter(|| {
+                    reference::conv2d_backward_input(&small, black_box(gys), &w, gxs).unwrap()
+                })
+            },
+        );
+        group.throughput(Throughput::Elements(flops(&s)));
+        for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm] {
+            let mut ws = vec![0.0; conv2d_backward_input_workspace_len_for(algo, &s)];
+            group.bench_function(
+                BenchmarkId::new(format!("{algo:?}"), format!("batch{BATCH}")),
+                |bn| {
+                    bn.iter(|| {
+                        conv2d_backward_input_with(algo, &s, black_box(&gy), &w, &mut gx, &mut ws)
+                            .unwrap()
+                    })
+                },
+            );
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("conv2d_backward_weight/{name}"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        group.throughput(Throughput::Elements(flops(&small)));
+        group.bench_function(
+            BenchmarkId::new("naive", format!("batch{NAIVE_BATCH}")),
+            |bn| {
+                bn.iter(|| {
+                    reference::conv2d_backward_weight(&small, black_box(xs), gys, &mut gw).unwrap()
+                })
+            },
+        );
+        group.throughput(Throughput::Elements(flops(&s)));
+        for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm] {
+            let mut ws = vec![0.0; conv2d_backward_weight_workspace_len_for(algo, &s)];
+            group.bench_function(
+                BenchmarkId::new(format!("{algo:?}"), format!("batch{BATCH}")),
+                |bn| {
+                    bn.iter(|| {
+                        conv2d_backward_weight_with(algo, &s, black_box(&x), &gy, &mut gw, &mut ws)
+                            .unwrap()
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_conv);
+criterion_main!(benches);

@@ -1,35 +1,235 @@
 //! Elementwise activations and their gradients.
 //!
-//! TODO(helper-conv): SIMD fast paths replace the reference calls below.
+//! The backward formulas are written with the [`Simd`] layer's separate multiply and
+//! subtract, in the reference's order, so they round exactly as it does. ReLU's select
+//! (`x > 0 ? x : 0`, NaN to 0) has no vector op in the layer; its loop runs inside
+//! [`vectorize`], where the compiler turns it into compare-and-blend for the detected ISA.
+//! Sigmoid and tanh call `libm` per element, as the reference does.
 
 use crate::error::{check_len, Result};
-use crate::reference;
+use crate::simd::{vectorize, Simd, WithSimd};
 
 pub(crate) fn check_unary(x_len: usize, y_len: usize) -> Result<()> {
     check_len("output", y_len, x_len)
 }
 
-/// `y = max(x, 0)`.
+/// `y = max(x, 0)` (NaN maps to 0, like the reference).
+///
+/// ```
+/// use tinycnn_kernels::relu_forward;
+/// let mut y = [9.0; 3];
+/// relu_forward(&[-1.0, 0.5, f32::NAN], &mut y).unwrap();
+/// assert_eq!(y, [0.0, 0.5, 0.0]);
+/// ```
 pub fn relu_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::relu(x, y)
+    check_unary(x.len(), y.len())?;
+    vectorize(Relu { x, y });
+    Ok(())
 }
+
+struct Relu<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for Relu<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for (o, &v) in self.y.iter_mut().zip(self.x) {
+            *o = if v > 0.0 { v } else { 0.0 };
+        }
+    }
+}
+
 /// `grad_x = grad_y * (x > 0)`.
 pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::relu_backward(x, grad_y, grad_x)
+    check_unary(x.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), x.len())?;
+    vectorize(ReluBackward { x, grad_y, grad_x });
+    Ok(())
 }
+
+struct ReluBackward<'a> {
+    x: &'a [f32],
+    grad_y: &'a [f32],
+    grad_x: &'a mut [f32],
+}
+
+impl WithSimd for ReluBackward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for ((o, &v), &g) in self.grad_x.iter_mut().zip(self.x).zip(self.grad_y) {
+            *o = if v > 0.0 { g } else { 0.0 };
+        }
+    }
+}
+
 /// `y = 1 / (1 + exp(-x))`.
 pub fn sigmoid_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::sigmoid(x, y)
+    check_unary(x.len(), y.len())?;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = 1.0 / (1.0 + libm::expf(-v));
+    }
+    Ok(())
 }
+
 /// `grad_x = grad_y * y * (1 - y)` from the forward output `y`.
 pub fn sigmoid_backward(y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::sigmoid_backward(y, grad_y, grad_x)
+    check_unary(y.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), y.len())?;
+    vectorize(Backward {
+        kind: Kind::Sigmoid,
+        y,
+        grad_y,
+        grad_x,
+    });
+    Ok(())
 }
+
 /// `y = tanh(x)`.
 pub fn tanh_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::tanh(x, y)
+    check_unary(x.len(), y.len())?;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = libm::tanhf(v);
+    }
+    Ok(())
 }
+
 /// `grad_x = grad_y * (1 - y^2)` from the forward output `y`.
 pub fn tanh_backward(y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::tanh_backward(y, grad_y, grad_x)
+    check_unary(y.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), y.len())?;
+    vectorize(Backward {
+        kind: Kind::Tanh,
+        y,
+        grad_y,
+        grad_x,
+    });
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Sigmoid,
+    Tanh,
+}
+
+/// The gradient of sigmoid or tanh from the forward output.
+struct Backward<'a> {
+    kind: Kind,
+    y: &'a [f32],
+    grad_y: &'a [f32],
+    grad_x: &'a mut [f32],
+}
+
+impl Kind {
+    #[inline(always)]
+    fn scalar(self, y: f32, g: f32) -> f32 {
+        match self {
+            Kind::Sigmoid => g * y * (1.0 - y),
+            Kind::Tanh => g * (1.0 - y * y),
+        }
+    }
+    #[inline(always)]
+    fn vector<S: Simd>(self, s: S, y: S::V, g: S::V) -> S::V {
+        let one = s.splat(1.0);
+        match self {
+            Kind::Sigmoid => s.mul(s.mul(g, y), s.sub(one, y)),
+            Kind::Tanh => s.mul(g, s.sub(one, s.mul(y, y))),
+        }
+    }
+}
+
+impl WithSimd for Backward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let l = S::LANES;
+        let n = self.y.len().min(self.grad_y.len()).min(self.grad_x.len());
+        let (y, gy, gx) = (&self.y[..n], &self.grad_y[..n], &mut self.grad_x[..n]);
+        let mut i = 0;
+        while i + l <= n {
+            let v = self.kind.vector(s, s.load(&y[i..]), s.load(&gy[i..]));
+            s.store(&mut gx[i..], v);
+            i += l;
+        }
+        for ((o, &yv), &g) in gx[i..].iter_mut().zip(&y[i..]).zip(&gy[i..]) {
+            *o = self.kind.scalar(yv, g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::reference;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn inputs(n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 101) as f32 / 12.5 - 4.0)
+            .collect();
+        if n > 3 {
+            v[1] = f32::NAN;
+            v[2] = -0.0;
+            v[3] = 0.0;
+        }
+        v
+    }
+
+    fn same_bits(what: &str, a: &[f32], b: &[f32]) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{what} [{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn match_reference_bit_for_bit() {
+        for n in [0, 1, 7, 8, 9, 33, 100] {
+            let x = inputs(n);
+            let gy: Vec<f32> = x.iter().map(|v| 0.5 - v * 0.25).collect();
+            let (mut a, mut b) = (vec![1.0; n], vec![2.0; n]);
+            relu_forward(&x, &mut a).unwrap();
+            reference::relu(&x, &mut b).unwrap();
+            same_bits("relu", &a, &b);
+            relu_backward(&x, &gy, &mut a).unwrap();
+            reference::relu_backward(&x, &gy, &mut b).unwrap();
+            same_bits("relu_backward", &a, &b);
+            sigmoid_forward(&x, &mut a).unwrap();
+            reference::sigmoid(&x, &mut b).unwrap();
+            same_bits("sigmoid", &a, &b);
+            let y = a.clone();
+            sigmoid_backward(&y, &gy, &mut a).unwrap();
+            reference::sigmoid_backward(&y, &gy, &mut b).unwrap();
+            same_bits("sigmoid_backward", &a, &b);
+            tanh_forward(&x, &mut a).unwrap();
+            reference::tanh(&x, &mut b).unwrap();
+            same_bits("tanh", &a, &b);
+            let y = a.clone();
+            tanh_backward(&y, &gy, &mut a).unwrap();
+            reference::tanh_backward(&y, &gy, &mut b).unwrap();
+            same_bits("tanh_backward", &a, &b);
+        }
+    }
+
+    #[test]
+    fn hand_values_and_errors() {
+        let mut y = [0.0; 3];
+        relu_forward(&[-2.0, 0.0, 3.0], &mut y).unwrap();
+        assert_eq!(y, [0.0, 0.0, 3.0]);
+        sigmoid_forward(&[0.0, 0.0, 0.0], &mut y).unwrap();
+        assert_eq!(y, [0.5; 3]);
+        let mut g = [0.0; 3];
+        sigmoid_backward(&y, &[1.0; 3], &mut g).unwrap();
+        assert_eq!(g, [0.25; 3]);
+        assert!(relu_forward(&[1.0; 4], &mut y).is_err());
+        assert!(tanh_backward(&[0.0; 3], &[0.0; 2], &mut g).is_err());
+    }
 }

@@ -1,16 +1,23 @@
 //! Max and average pooling, forward and backward.
 //!
-//! TODO(helper-conv): SIMD fast paths replace the reference calls below.
+//! Windows are separable, so the clipped row range is computed once per output row and the
+//! column range once per output column, instead of once per output as in the reference.
+//! The common non-overlapping 2x2 window (LeNet, d2l's `MaxPool2d(2)`/`AvgPool2d(2)`) has
+//! its own unrolled loop. Max pooling scans each window in the reference's order with the
+//! same comparisons, so values and argmax indices agree bit for bit (first maximum wins,
+//! the first NaN wins). Average pooling with stride 1 sums windows a vector of outputs at a
+//! time.
 
-use crate::error::{check_len, Result};
-use crate::reference;
+use crate::conv::rows;
+use crate::error::{check_len, KernelError, Result};
 use crate::shape::Pool2dShape;
+use crate::simd::{vectorize, Simd, WithSimd};
 
 /// Checks a pooling problem and its buffer lengths; returns the output (height, width).
 pub(crate) fn check_pool2d(s: &Pool2dShape, x_len: usize, y_len: usize) -> Result<(usize, usize)> {
     s.validate()?;
     if s.in_h.saturating_mul(s.in_w) > u32::MAX as usize {
-        return Err(crate::KernelError::Overflow {
+        return Err(KernelError::Overflow {
             what: "pool plane (argmax is u32)",
         });
     }
@@ -19,22 +26,485 @@ pub(crate) fn check_pool2d(s: &Pool2dShape, x_len: usize, y_len: usize) -> Resul
     s.out_hw()
 }
 
-/// Max pooling; `argmax[o]` is the index within its `in_h * in_w` plane that output `o` took.
-pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) -> Result<()> {
-    reference::max_pool2d(s, x, y, argmax)
+/// The window of output `o` along one axis, clipped to the input: `(lo, hi, full)` where
+/// `full` counts the padding too (PyTorch's `count_include_pad` divisor).
+#[inline(always)]
+fn window(
+    o: usize,
+    stride: usize,
+    kernel: usize,
+    pad: usize,
+    size: usize,
+) -> (usize, usize, usize) {
+    // Coordinates shifted by the padding, so nothing goes negative.
+    let start = o * stride;
+    let end = (start + kernel).min(size + 2 * pad);
+    let lo = start.max(pad) - pad;
+    let hi = end.min(size + pad).saturating_sub(pad);
+    (lo, hi, end - start)
 }
 
-/// Gradient of [`max_pool2d_forward`] (overwrites `grad_x`).
-pub fn max_pool2d_backward(s: &Pool2dShape, grad_y: &[f32], argmax: &[u32], grad_x: &mut [f32]) -> Result<()> {
-    reference::max_pool2d_backward(s, grad_y, argmax, grad_x)
+/// Geometry shared by the pooling loops, after validation.
+#[derive(Clone, Copy)]
+struct Geom {
+    in_h: usize,
+    in_w: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    include_pad: bool,
+}
+
+impl Geom {
+    fn new(s: &Pool2dShape, (oh, ow): (usize, usize)) -> Geom {
+        let p = &s.params;
+        Geom {
+            in_h: s.in_h,
+            in_w: s.in_w,
+            oh,
+            ow,
+            kh: p.kernel.0,
+            kw: p.kernel.1,
+            sh: p.stride.0,
+            sw: p.stride.1,
+            ph: p.padding.0,
+            pw: p.padding.1,
+            include_pad: p.count_include_pad,
+        }
+    }
+    fn rows(&self, oy: usize) -> (usize, usize, usize) {
+        window(oy, self.sh, self.kh, self.ph, self.in_h)
+    }
+    fn cols(&self, ox: usize) -> (usize, usize, usize) {
+        window(ox, self.sw, self.kw, self.pw, self.in_w)
+    }
+    /// Non-overlapping, unpadded 2x2 windows.
+    fn is_2x2(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
+    }
+    fn divisor(
+        &self,
+        (h0, h1, fh): (usize, usize, usize),
+        (w0, w1, fw): (usize, usize, usize),
+    ) -> f32 {
+        if self.include_pad {
+            (fh * fw) as f32
+        } else {
+            ((h1 - h0) * (w1 - w0)) as f32
+        }
+    }
+}
+
+/// Max pooling; `argmax[o]` is the index within its `in_h * in_w` plane that output `o` took.
+///
+/// ```
+/// use tinycnn_kernels::{max_pool2d_forward, Pool2dParams, Pool2dShape};
+/// let s = Pool2dShape::new(Pool2dParams::new(2).with_stride((1, 1)), 1, 1, 3, 3);
+/// let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
+/// let (mut y, mut idx) = ([0.0; 4], [0u32; 4]);
+/// max_pool2d_forward(&s, &x, &mut y, &mut idx).unwrap();
+/// assert_eq!(y, [4.0, 5.0, 7.0, 8.0]);
+/// assert_eq!(idx, [4, 5, 7, 8]);
+/// ```
+pub fn max_pool2d_forward(
+    s: &Pool2dShape,
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<()> {
+    let hw = check_pool2d(s, x.len(), y.len())?;
+    check_len("argmax", argmax.len(), y.len())?;
+    let g = Geom::new(s, hw);
+    let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+    let planes = x.chunks_exact(plane_in).zip(
+        y.chunks_exact_mut(plane_out)
+            .zip(argmax.chunks_exact_mut(plane_out)),
+    );
+    for (xp, (yp, ap)) in planes {
+        for oy in 0..g.oh {
+            let yr = &mut yp[oy * g.ow..][..g.ow];
+            let ar = &mut ap[oy * g.ow..][..g.ow];
+            if g.is_2x2() {
+                let r0 = &xp[2 * oy * g.in_w..][..g.in_w];
+                let r1 = &xp[(2 * oy + 1) * g.in_w..][..g.in_w];
+                for (ox, (yo, ao)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                    let c = 2 * ox;
+                    let taps = [
+                        (r0[c], 2 * oy * g.in_w + c),
+                        (r0[c + 1], 2 * oy * g.in_w + c + 1),
+                        (r1[c], (2 * oy + 1) * g.in_w + c),
+                        (r1[c + 1], (2 * oy + 1) * g.in_w + c + 1),
+                    ];
+                    let (mut best, mut idx) = (f32::NEG_INFINITY, taps[0].1);
+                    for (v, i) in taps {
+                        if v > best || v.is_nan() {
+                            best = v;
+                            idx = i;
+                            if v.is_nan() {
+                                break;
+                            }
+                        }
+                    }
+                    *yo = best;
+                    *ao = idx as u32;
+                }
+                continue;
+            }
+            let (h0, h1, _) = g.rows(oy);
+            for (ox, (yo, ao)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                let (w0, w1, _) = g.cols(ox);
+                let mut best = f32::NEG_INFINITY;
+                let mut idx = h0 * g.in_w + w0;
+                'window: for iy in h0..h1 {
+                    let row = &xp[iy * g.in_w..][w0..w1];
+                    for (j, &v) in row.iter().enumerate() {
+                        if v > best || v.is_nan() {
+                            best = v;
+                            idx = iy * g.in_w + w0 + j;
+                            if v.is_nan() {
+                                break 'window;
+                            }
+                        }
+                    }
+                }
+                *yo = best;
+                *ao = idx as u32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gradient of [`max_pool2d_forward`] (overwrites `grad_x`); an `argmax` entry outside its
+/// plane is an error.
+pub fn max_pool2d_backward(
+    s: &Pool2dShape,
+    grad_y: &[f32],
+    argmax: &[u32],
+    grad_x: &mut [f32],
+) -> Result<()> {
+    let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
+    check_len("argmax", argmax.len(), grad_y.len())?;
+    let g = Geom::new(s, hw);
+    let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+    if argmax.iter().any(|&i| i as usize >= plane_in) {
+        return Err(KernelError::InvalidArgument {
+            what: "argmax index outside the input plane",
+        });
+    }
+    grad_x.fill(0.0);
+    let planes = grad_x.chunks_exact_mut(plane_in).zip(
+        grad_y
+            .chunks_exact(plane_out)
+            .zip(argmax.chunks_exact(plane_out)),
+    );
+    for (gx, (gy, am)) in planes {
+        for (&gv, &i) in gy.iter().zip(am) {
+            if let Some(slot) = gx.get_mut(i as usize) {
+                *slot += gv;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Average pooling (zero padding; divisor per `count_include_pad`).
+///
+/// ```
+/// use tinycnn_kernels::{avg_pool2d_forward, Pool2dParams, Pool2dShape};
+/// let s = Pool2dShape::new(Pool2dParams::new(2).with_stride((1, 1)), 1, 1, 3, 3);
+/// let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
+/// let mut y = [0.0; 4];
+/// avg_pool2d_forward(&s, &x, &mut y).unwrap();
+/// assert_eq!(y, [2.0, 3.0, 5.0, 6.0]);
+/// ```
 pub fn avg_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::avg_pool2d(s, x, y)
+    let hw = check_pool2d(s, x.len(), y.len())?;
+    let g = Geom::new(s, hw);
+    vectorize(AvgForward { g, x, y });
+    Ok(())
+}
+
+struct AvgForward<'a> {
+    g: Geom,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for AvgForward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        let l = S::LANES;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+        for (xp, yp) in self
+            .x
+            .chunks_exact(plane_in)
+            .zip(self.y.chunks_exact_mut(plane_out))
+        {
+            for oy in 0..g.oh {
+                let yr = &mut yp[oy * g.ow..][..g.ow];
+                if g.is_2x2() {
+                    let r0 = &xp[2 * oy * g.in_w..][..g.in_w];
+                    let r1 = &xp[(2 * oy + 1) * g.in_w..][..g.in_w];
+                    for (ox, yo) in yr.iter_mut().enumerate() {
+                        let c = 2 * ox;
+                        *yo = (r0[c] + r0[c + 1] + r1[c] + r1[c + 1]) / 4.0;
+                    }
+                    continue;
+                }
+                let rows_y = g.rows(oy);
+                let (h0, h1, _) = rows_y;
+                let mut ox = 0;
+                if g.sw == 1 {
+                    // Outputs whose whole column range is inside the input: a vector of
+                    // them reads `kw` shifted vectors per input row.
+                    let first = g.pw.min(g.ow);
+                    let inner_end = (g.in_w + g.pw + 1)
+                        .saturating_sub(g.kw)
+                        .min(g.ow)
+                        .max(first);
+                    for o in 0..first {
+                        yr[o] = window_mean(&g, xp, rows_y, g.cols(o));
+                    }
+                    ox = first;
+                    while ox + l <= inner_end {
+                        let mut acc = s.zero();
+                        for iy in h0..h1 {
+                            let row = &xp[iy * g.in_w + ox - g.pw..];
+                            for kx in 0..g.kw {
+                                acc = s.add(acc, s.load(&row[kx..]));
+                            }
+                        }
+                        // Whole windows inside the row: one divisor for the vector. Divide
+                        // lane-wise (the Simd layer has no division; a true division keeps
+                        // the reference's rounding).
+                        let div = g.divisor(rows_y, g.cols(ox));
+                        let mut buf = [0.0f32; 16];
+                        s.store(&mut buf, acc);
+                        for (o, &v) in yr[ox..ox + l].iter_mut().zip(&buf) {
+                            *o = v / div;
+                        }
+                        ox += l;
+                    }
+                }
+                for o in ox..g.ow {
+                    yr[o] = window_mean(&g, xp, rows_y, g.cols(o));
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn window_mean(
+    g: &Geom,
+    xp: &[f32],
+    rows_y: (usize, usize, usize),
+    cols_x: (usize, usize, usize),
+) -> f32 {
+    let (h0, h1, _) = rows_y;
+    let (w0, w1, _) = cols_x;
+    let mut acc = 0.0f32;
+    for iy in h0..h1 {
+        for &v in &xp[iy * g.in_w..][w0..w1] {
+            acc += v;
+        }
+    }
+    acc / g.divisor(rows_y, cols_x)
 }
 
 /// Gradient of [`avg_pool2d_forward`] (overwrites `grad_x`).
 pub fn avg_pool2d_backward(s: &Pool2dShape, grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::avg_pool2d_backward(s, grad_y, grad_x)
+    let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
+    let g = Geom::new(s, hw);
+    vectorize(AvgBackward { g, grad_y, grad_x });
+    Ok(())
+}
+
+struct AvgBackward<'a> {
+    g: Geom,
+    grad_y: &'a [f32],
+    grad_x: &'a mut [f32],
+}
+
+impl WithSimd for AvgBackward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+        self.grad_x.fill(0.0);
+        for (gx, gy) in self
+            .grad_x
+            .chunks_exact_mut(plane_in)
+            .zip(self.grad_y.chunks_exact(plane_out))
+        {
+            for oy in 0..g.oh {
+                let gyr = &gy[oy * g.ow..][..g.ow];
+                let rows_y = g.rows(oy);
+                let (h0, h1, _) = rows_y;
+                for (ox, &gv) in gyr.iter().enumerate() {
+                    let cols_x = g.cols(ox);
+                    let (w0, w1, _) = cols_x;
+                    let share = gv / g.divisor(rows_y, cols_x);
+                    for iy in h0..h1 {
+                        rows::add_scalar(s, share, &mut gx[iy * g.in_w..][w0..w1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::reference;
+    use crate::shape::Pool2dParams;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        // Few distinct values, so windows hold ties and the first-maximum rule matters.
+        (0..n)
+            .map(|i| ((i * 7 + seed * 13) % 11) as f32 - 5.0)
+            .collect()
+    }
+
+    fn shapes() -> Vec<Pool2dShape> {
+        let mut v = Vec::new();
+        for (k, st, pad) in [
+            ((2, 2), (2, 2), (0, 0)),
+            ((3, 3), (1, 1), (1, 1)),
+            ((3, 3), (2, 2), (1, 1)),
+            ((2, 3), (1, 2), (1, 0)),
+            ((3, 2), (3, 1), (0, 1)),
+            ((5, 5), (1, 1), (2, 2)),
+            ((4, 4), (1, 1), (0, 2)),
+            ((1, 1), (1, 1), (0, 0)),
+            ((2, 2), (1, 1), (0, 0)),
+        ] {
+            for (h, w) in [(5, 5), (7, 12), (6, 23), (4, 37)] {
+                if k.0 > h + 2 * pad.0 || k.1 > w + 2 * pad.1 {
+                    continue;
+                }
+                for include in [true, false] {
+                    let p = Pool2dParams::with_kernel(k)
+                        .with_stride(st)
+                        .with_padding(pad)
+                        .with_count_include_pad(include);
+                    v.push(Pool2dShape::new(p, 2, 3, h, w));
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn max_pool_matches_reference_bit_for_bit() {
+        for s in shapes() {
+            let mut x = data(s.input_len().unwrap(), 1);
+            // NaNs and -inf in a few places: the first NaN of a window wins.
+            x[3] = f32::NAN;
+            x[10] = f32::NAN;
+            x[5] = f32::NEG_INFINITY;
+            let n = s.output_len().unwrap();
+            let (mut y1, mut y2) = (vec![0.0; n], vec![0.0; n]);
+            let (mut a1, mut a2) = (vec![0u32; n], vec![0u32; n]);
+            max_pool2d_forward(&s, &x, &mut y1, &mut a1).unwrap();
+            reference::max_pool2d(&s, &x, &mut y2, &mut a2).unwrap();
+            assert_eq!(a1, a2, "argmax {s:?}");
+            for (p, q) in y1.iter().zip(&y2) {
+                assert!(p.to_bits() == q.to_bits(), "max {s:?}: {p} vs {q}");
+            }
+            let gy = data(n, 2);
+            let (mut g1, mut g2) = (vec![f32::NAN; x.len()], vec![0.0; x.len()]);
+            max_pool2d_backward(&s, &gy, &a1, &mut g1).unwrap();
+            reference::max_pool2d_backward(&s, &gy, &a2, &mut g2).unwrap();
+            assert_eq!(g1, g2, "max backward {s:?}");
+        }
+    }
+
+    #[test]
+    fn avg_pool_matches_reference() {
+        for s in shapes() {
+            let x: Vec<f32> = data(s.input_len().unwrap(), 3)
+                .iter()
+                .map(|v| v * 0.37)
+                .collect();
+            let n = s.output_len().unwrap();
+            let (mut y1, mut y2) = (vec![f32::NAN; n], vec![0.0; n]);
+            avg_pool2d_forward(&s, &x, &mut y1).unwrap();
+            reference::avg_pool2d(&s, &x, &mut y2).unwrap();
+            for (p, q) in y1.iter().zip(&y2) {
+                assert!(
+                    (p - q).abs() <= 1e-6 * q.abs().max(1.0),
+                    "avg {s:?}: {p} vs {q}"
+                );
+            }
+            let gy = data(n, 4);
+            let (mut g1, mut g2) = (vec![f32::NAN; x.len()], vec![0.0; x.len()]);
+            avg_pool2d_backward(&s, &gy, &mut g1).unwrap();
+            reference::avg_pool2d_backward(&s, &gy, &mut g2).unwrap();
+            for (p, q) in g1.iter().zip(&g2) {
+                assert!(
+                    (p - q).abs() <= 1e-6 * q.abs().max(1.0),
+                    "avg backward {s:?}: {p} vs {q}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn d2l_hand_values() {
+        let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        let s = Pool2dShape::new(Pool2dParams::new(2).with_stride((1, 1)), 1, 1, 3, 3);
+        let (mut y, mut idx) = ([0.0; 4], [0u32; 4]);
+        max_pool2d_forward(&s, &x, &mut y, &mut idx).unwrap();
+        assert_eq!(y, [4.0, 5.0, 7.0, 8.0]);
+        avg_pool2d_forward(&s, &x, &mut y).unwrap();
+        assert_eq!(y, [2.0, 3.0, 5.0, 6.0]);
+        // d2l: MaxPool2d(3) on arange(16) as 1x1x4x4 gives [[10]]; padding 1, stride 2 gives
+        // [[5, 7], [13, 15]].
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let s = Pool2dShape::new(Pool2dParams::new(3), 1, 1, 4, 4);
+        let (mut y1, mut i1) = ([0.0; 1], [0u32; 1]);
+        max_pool2d_forward(&s, &x, &mut y1, &mut i1).unwrap();
+        assert_eq!(y1, [10.0]);
+        let s = Pool2dShape::new(
+            Pool2dParams::new(3)
+                .with_padding((1, 1))
+                .with_stride((2, 2)),
+            1,
+            1,
+            4,
+            4,
+        );
+        max_pool2d_forward(&s, &x, &mut y, &mut idx).unwrap();
+        assert_eq!(y, [5.0, 7.0, 13.0, 15.0]);
+    }
+
+    #[test]
+    fn bad_arguments() {
+        let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 4, 4);
+        let x = [0.0; 16];
+        let (mut y, mut idx) = ([0.0; 4], [0u32; 4]);
+        assert!(max_pool2d_forward(&s, &x, &mut y, &mut idx[..3]).is_err());
+        assert!(avg_pool2d_forward(&s, &x[..15], &mut y).is_err());
+        let mut gx = [0.0; 16];
+        assert!(matches!(
+            max_pool2d_backward(&s, &[1.0; 4], &[0, 1, 2, 16], &mut gx),
+            Err(KernelError::InvalidArgument { .. })
+        ));
+        let too_much_pad = Pool2dShape::new(Pool2dParams::new(2).with_padding((2, 2)), 1, 1, 4, 4);
+        assert!(avg_pool2d_forward(&too_much_pad, &x, &mut y).is_err());
+    }
 }

@@ -128,6 +128,13 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn reduce_sum(self, v: Self::V) -> f32;
     fn reduce_max(self, v: Self::V) -> f32;
 
+    /// Hints that the cache line holding `s[0]` will be accessed soon. A no-op where the ISA
+    /// has no prefetch instruction; never faults (an empty `s` is fine).
+    #[inline(always)]
+    fn prefetch(self, s: &[f32]) {
+        let _ = s;
+    }
+
     /// Loads the first `LANES` elements of `s` (panics if `s` is shorter: bounds are checked).
     #[inline(always)]
     fn load(self, s: &[f32]) -> Self::V {
@@ -364,6 +371,11 @@ mod x86 {
             unsafe { _mm_storeu_ps(a.as_mut_ptr(), v) };
             a[0].max(a[1]).max(a[2].max(a[3]))
         }
+        #[inline(always)]
+        fn prefetch(self, s: &[f32]) {
+            // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr() as *const i8) }
+        }
     }
 
     /// AVX2 with FMA, 8 lanes. Only [`super::vectorize`] creates it, after detection.
@@ -444,6 +456,11 @@ mod x86 {
                 let s = _mm_max_ss(s, _mm_shuffle_ps::<0b01>(s, s));
                 _mm_cvtss_f32(s)
             }
+        }
+        #[inline(always)]
+        fn prefetch(self, s: &[f32]) {
+            // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr() as *const i8) }
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Row-wise softmax, log-softmax and cross-entropy, forward and backward.
 //!
-//! TODO(helper-conv): SIMD fast paths replace the reference calls below.
+//! The reductions (row maximum, sums, the dot product of the softmax gradient) run on the
+//! [`Simd`] layer; `exp` and `log` are `libm` per element, as in the reference. Sums are
+//! taken in a different order than the reference's left-to-right loop, so results agree to
+//! rounding, not bit for bit.
 
+use crate::conv::rows;
 use crate::error::{check_len, mul, KernelError, Result};
-use crate::reference;
+use crate::simd::{vectorize, Simd, WithSimd};
 
 pub(crate) fn check_rows(rows: usize, cols: usize, x_len: usize, y_len: usize) -> Result<()> {
     if rows == 0 {
@@ -31,27 +35,276 @@ pub(crate) fn check_labels(rows: usize, cols: usize, labels: &[u32]) -> Result<(
     Ok(())
 }
 
+/// `log(sum(exp(x)))` shifted by the row maximum; `-inf` for a row of `-inf`.
+#[inline(always)]
+fn logsumexp<S: Simd>(s: S, x: &[f32]) -> f32 {
+    let m = rows::max(s, x);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    let mut sum = 0.0f32;
+    for &v in x {
+        sum += libm::expf(v - m);
+    }
+    m + libm::logf(sum)
+}
+
+/// Which row-wise operation a [`RowOp`] runs.
+#[derive(Clone, Copy)]
+enum Op {
+    Softmax,
+    LogSoftmax,
+    SoftmaxBackward,
+    LogSoftmaxBackward,
+    CrossEntropy,
+    CrossEntropyBackward { grad_loss: f32 },
+}
+
+/// One pass over the rows of a `rows x cols` matrix; `a` is the input (or the forward
+/// output for the backward ops), `b` the incoming gradient, `out` the result.
+struct RowOp<'a> {
+    op: Op,
+    cols: usize,
+    a: &'a [f32],
+    b: &'a [f32],
+    labels: &'a [u32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for RowOp<'_> {
+    /// The summed loss for [`Op::CrossEntropy`], 0 otherwise.
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> f32 {
+        let cols = self.cols;
+        let mut total = 0.0f32;
+        for (r, a) in self.a.chunks_exact(cols).enumerate() {
+            match self.op {
+                Op::Softmax => {
+                    let o = &mut self.out[r * cols..][..cols];
+                    let m = rows::max(s, a);
+                    for (o, &v) in o.iter_mut().zip(a) {
+                        *o = libm::expf(v - m);
+                    }
+                    let sum = rows::sum(s, o);
+                    for v in o.iter_mut() {
+                        *v /= sum;
+                    }
+                }
+                Op::LogSoftmax => {
+                    let o = &mut self.out[r * cols..][..cols];
+                    let lse = logsumexp(s, a);
+                    for (o, &v) in o.iter_mut().zip(a) {
+                        *o = v - lse;
+                    }
+                }
+                Op::SoftmaxBackward => {
+                    let o = &mut self.out[r * cols..][..cols];
+                    let gy = &self.b[r * cols..][..cols];
+                    let dot = rows::dot(s, a, gy);
+                    for ((o, &y), &g) in o.iter_mut().zip(a).zip(gy) {
+                        *o = y * (g - dot);
+                    }
+                }
+                Op::LogSoftmaxBackward => {
+                    let o = &mut self.out[r * cols..][..cols];
+                    let gy = &self.b[r * cols..][..cols];
+                    let sum = rows::sum(s, gy);
+                    for ((o, &y), &g) in o.iter_mut().zip(a).zip(gy) {
+                        *o = g - libm::expf(y) * sum;
+                    }
+                }
+                Op::CrossEntropy => {
+                    let label = self.labels[r] as usize;
+                    total += logsumexp(s, a) - a[label];
+                }
+                Op::CrossEntropyBackward { grad_loss } => {
+                    let o = &mut self.out[r * cols..][..cols];
+                    let scale = grad_loss / (self.a.len() / cols) as f32;
+                    let label = self.labels[r] as usize;
+                    let lse = logsumexp(s, a);
+                    for (c, (o, &v)) in o.iter_mut().zip(a).enumerate() {
+                        let onehot = if c == label { 1.0 } else { 0.0 };
+                        *o = (libm::expf(v - lse) - onehot) * scale;
+                    }
+                }
+            }
+        }
+        total
+    }
+}
+
 /// Row-wise softmax of a `rows x cols` matrix.
+///
+/// ```
+/// use tinycnn_kernels::softmax_forward;
+/// let mut y = [0.0; 2];
+/// softmax_forward(1, 2, &[0.0, 0.0], &mut y).unwrap();
+/// assert_eq!(y, [0.5, 0.5]);
+/// ```
 pub fn softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::softmax(rows, cols, x, y)
+    check_rows(rows, cols, x.len(), y.len())?;
+    run(Op::Softmax, cols, x, &[], &[], y);
+    Ok(())
 }
+
 /// Gradient of [`softmax_forward`] from its output `y`.
-pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::softmax_backward(rows, cols, y, grad_y, grad_x)
+pub fn softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) -> Result<()> {
+    check_rows(rows, cols, y.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), y.len())?;
+    run(Op::SoftmaxBackward, cols, y, grad_y, &[], grad_x);
+    Ok(())
 }
+
 /// Row-wise log-softmax.
 pub fn log_softmax_forward(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
-    reference::log_softmax(rows, cols, x, y)
+    check_rows(rows, cols, x.len(), y.len())?;
+    run(Op::LogSoftmax, cols, x, &[], &[], y);
+    Ok(())
 }
+
 /// Gradient of [`log_softmax_forward`] from its output `y`.
-pub fn log_softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
-    reference::log_softmax_backward(rows, cols, y, grad_y, grad_x)
+pub fn log_softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) -> Result<()> {
+    check_rows(rows, cols, y.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), y.len())?;
+    run(Op::LogSoftmaxBackward, cols, y, grad_y, &[], grad_x);
+    Ok(())
 }
+
 /// Mean cross-entropy of logits against labels (PyTorch's `F.cross_entropy`).
-pub fn cross_entropy_forward(rows: usize, cols: usize, logits: &[f32], labels: &[u32]) -> Result<f32> {
-    reference::cross_entropy(rows, cols, logits, labels)
+///
+/// ```
+/// use tinycnn_kernels::cross_entropy_forward;
+/// // Uniform logits over 4 classes: the loss is ln 4.
+/// let loss = cross_entropy_forward(1, 4, &[1.0; 4], &[2]).unwrap();
+/// assert!((loss - 4f32.ln()).abs() < 1e-6);
+/// ```
+pub fn cross_entropy_forward(
+    rows: usize,
+    cols: usize,
+    logits: &[f32],
+    labels: &[u32],
+) -> Result<f32> {
+    check_rows(rows, cols, logits.len(), logits.len())?;
+    check_labels(rows, cols, labels)?;
+    let total = run(Op::CrossEntropy, cols, logits, &[], labels, &mut []);
+    Ok(total / rows as f32)
 }
+
 /// `grad_logits = (softmax(logits) - onehot(labels)) * grad_loss / rows`.
-pub fn cross_entropy_backward(rows: usize, cols: usize, logits: &[f32], labels: &[u32], grad_loss: f32, grad_logits: &mut [f32]) -> Result<()> {
-    reference::cross_entropy_backward(rows, cols, logits, labels, grad_loss, grad_logits)
+pub fn cross_entropy_backward(
+    rows: usize,
+    cols: usize,
+    logits: &[f32],
+    labels: &[u32],
+    grad_loss: f32,
+    grad_logits: &mut [f32],
+) -> Result<()> {
+    check_rows(rows, cols, logits.len(), grad_logits.len())?;
+    check_labels(rows, cols, labels)?;
+    run(
+        Op::CrossEntropyBackward { grad_loss },
+        cols,
+        logits,
+        &[],
+        labels,
+        grad_logits,
+    );
+    Ok(())
+}
+
+fn run(op: Op, cols: usize, a: &[f32], b: &[f32], labels: &[u32], out: &mut [f32]) -> f32 {
+    vectorize(RowOp {
+        op,
+        cols,
+        a,
+        b,
+        labels,
+        out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::reference;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn close(what: &str, a: &[f32], b: &[f32]) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what} [{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn match_reference() {
+        for (rows, cols) in [(1, 1), (3, 10), (4, 7), (2, 33), (5, 64)] {
+            let n = rows * cols;
+            let x: Vec<f32> = (0..n).map(|i| ((i * 29) % 23) as f32 / 3.0 - 3.5).collect();
+            let gy: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 / 7.0 - 0.4).collect();
+            let labels: Vec<u32> = (0..rows).map(|r| ((r * 3) % cols) as u32).collect();
+            let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+            softmax_forward(rows, cols, &x, &mut a).unwrap();
+            reference::softmax(rows, cols, &x, &mut b).unwrap();
+            close("softmax", &a, &b);
+            let y = b.clone();
+            softmax_backward(rows, cols, &y, &gy, &mut a).unwrap();
+            reference::softmax_backward(rows, cols, &y, &gy, &mut b).unwrap();
+            close("softmax_backward", &a, &b);
+            log_softmax_forward(rows, cols, &x, &mut a).unwrap();
+            reference::log_softmax(rows, cols, &x, &mut b).unwrap();
+            close("log_softmax", &a, &b);
+            let y = b.clone();
+            log_softmax_backward(rows, cols, &y, &gy, &mut a).unwrap();
+            reference::log_softmax_backward(rows, cols, &y, &gy, &mut b).unwrap();
+            close("log_softmax_backward", &a, &b);
+            let l1 = cross_entropy_forward(rows, cols, &x, &labels).unwrap();
+            let l2 = reference::cross_entropy(rows, cols, &x, &labels).unwrap();
+            close("cross_entropy", &[l1], &[l2]);
+            cross_entropy_backward(rows, cols, &x, &labels, 0.7, &mut a).unwrap();
+            reference::cross_entropy_backward(rows, cols, &x, &labels, 0.7, &mut b).unwrap();
+            close("cross_entropy_backward", &a, &b);
+        }
+    }
+
+    #[test]
+    fn extreme_rows_and_errors() {
+        // Large logits stay finite thanks to the max shift; a row of -inf gives NaN like the
+        // reference (0/0).
+        let mut y = [0.0; 3];
+        softmax_forward(1, 3, &[1000.0, 1000.0, -1000.0], &mut y).unwrap();
+        assert_eq!(y, [0.5, 0.5, 0.0]);
+        let mut lse = [0.0; 2];
+        log_softmax_forward(1, 2, &[f32::NEG_INFINITY; 2], &mut lse).unwrap();
+        let mut want = [0.0; 2];
+        reference::log_softmax(1, 2, &[f32::NEG_INFINITY; 2], &mut want).unwrap();
+        assert_eq!(lse.map(f32::is_nan), want.map(f32::is_nan));
+        assert!(matches!(
+            cross_entropy_forward(1, 3, &[0.0; 3], &[3]),
+            Err(KernelError::LabelOutOfRange {
+                row: 0,
+                label: 3,
+                classes: 3
+            })
+        ));
+        assert!(softmax_forward(0, 3, &[], &mut []).is_err());
+        assert!(softmax_forward(1, 3, &[0.0; 3], &mut [0.0; 2]).is_err());
+    }
 }

@@ -1,0 +1,325 @@
+//! Weight files and training checkpoints, both safetensors.
+//!
+//! * A **weight file** holds the model's tensors under PyTorch's state-dict names (`0.weight`,
+//!   `0.bias`, `3.weight`, ...: the index of the layer in the `nn.Sequential`) and the
+//!   metadata `format = pt`, `model = lenet | lenet-relu`. `safetensors.torch.load_file` reads
+//!   it into d2l's `net`.
+//! * A **checkpoint** adds, under `optimizer.<param>.<slot>`, the optimizer's per-parameter
+//!   state, and in the metadata everything else a resumed run needs: the configuration, the
+//!   number of finished epochs, the shuffle seed (epoch `e` is shuffled by ChaCha8 on stream
+//!   `e` of that seed, so no generator state beyond the seed and epoch is needed), the
+//!   optimizer's scalar state and the history (curve points, per-epoch figures, time spent).
+//!
+//! Weight readers accept either kind and ignore the `optimizer.` keys.
+
+use crate::error::{Context, Result};
+use crate::plot::CurvePoint;
+use crate::tensorfile::{self, NamedTensor};
+use crate::{ModelName, OptimizerName};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Metadata value of `format` in a checkpoint.
+pub const CHECKPOINT_FORMAT: &str = "tinycnn-checkpoint-1";
+/// Key prefix of optimizer state tensors in a checkpoint.
+pub const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// The settings that must not change between a run and its resumption.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// Network.
+    pub model: ModelName,
+    /// Update rule.
+    pub optimizer: OptimizerName,
+    /// Learning rate.
+    pub lr: f32,
+    /// Examples per mini-batch.
+    pub batch_size: usize,
+    /// Seed of initialization and shuffles.
+    pub seed: u64,
+}
+
+/// The figures printed after one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's examples.
+    pub loss: f64,
+    /// Training accuracy over the epoch's examples.
+    pub train_acc: f64,
+    /// Accuracy on the test set after the epoch.
+    pub test_acc: f64,
+    /// Training examples per second of training-step time (d2l's timer).
+    pub examples_per_sec: f64,
+}
+
+/// Everything that accumulates over a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The Animator's points.
+    pub points: Vec<CurvePoint>,
+    /// One record per finished epoch.
+    pub epochs: Vec<EpochRecord>,
+    /// Seconds spent in training steps (d2l's `timer.sum()`).
+    pub train_seconds: f64,
+    /// Training examples processed (d2l's `metric[2] * num_epochs`).
+    pub examples: u64,
+}
+
+/// Optimizer state: per-parameter tensors (`name` is `<param>.<slot>`, without the
+/// `optimizer.` prefix) and scalars such as Adam's step count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptimizerState {
+    /// Per-parameter tensors.
+    pub tensors: Vec<NamedTensor>,
+    /// Scalar values by name.
+    pub scalars: Vec<(String, f64)>,
+}
+
+/// A training checkpoint (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The run's fixed settings.
+    pub config: RunConfig,
+    /// Number of finished epochs.
+    pub epochs_done: usize,
+    /// The model's tensors.
+    pub params: Vec<NamedTensor>,
+    /// The optimizer's state.
+    pub optimizer: OptimizerState,
+    /// Curves and per-epoch figures so far.
+    pub history: History,
+}
+
+fn weights_metadata(model: ModelName) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("format".to_string(), "pt".to_string());
+    m.insert("model".to_string(), model.as_str().to_string());
+    m.insert("producer".to_string(), format!("tinycnn {}", env!("CARGO_PKG_VERSION")));
+    m
+}
+
+/// Writes a weight file atomically.
+pub fn save_weights(path: &Path, model: ModelName, params: &[NamedTensor]) -> Result<()> {
+    tensorfile::save(path, params, &weights_metadata(model))
+}
+
+/// The model tensors of a weight file or checkpoint, and the model it names (if any).
+pub struct LoadedWeights {
+    /// Model name from the metadata, when present and known.
+    pub model: Option<ModelName>,
+    /// Model tensors (optimizer state left out).
+    pub params: Vec<NamedTensor>,
+}
+
+/// Reads the model tensors of a weight file or a checkpoint.
+pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
+    let file = tensorfile::load(path)?;
+    let model = match file.metadata.get("model") {
+        None => None,
+        Some(name) => Some(ModelName::parse(name).ok_or_else(|| {
+            crate::cli_err!("{}: unknown model {name:?} in the file's metadata", path.display())
+        })?),
+    };
+    let params = file.tensors.into_iter().filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX)).collect();
+    Ok(LoadedWeights { model, params })
+}
+
+fn points_to_json(points: &[CurvePoint]) -> Value {
+    Value::Array(
+        points
+            .iter()
+            .map(|p| match *p {
+                CurvePoint::Train { x, loss, acc } => json!(["train", x, loss, acc]),
+                CurvePoint::Test { x, acc } => json!(["test", x, acc]),
+            })
+            .collect(),
+    )
+}
+
+fn history_to_json(h: &History) -> Value {
+    json!({
+        "points": points_to_json(&h.points),
+        "epochs": h.epochs.iter().map(|e| json!({
+            "epoch": e.epoch, "loss": e.loss, "train_acc": e.train_acc,
+            "test_acc": e.test_acc, "examples_per_sec": e.examples_per_sec,
+        })).collect::<Vec<_>>(),
+        "train_seconds": h.train_seconds,
+        "examples": h.examples,
+    })
+}
+
+fn bad(path: &Path, what: &str) -> crate::error::CliError {
+    crate::cli_err!("{} is not a tinycnn checkpoint: {what}", path.display())
+}
+
+fn num(v: &Value, path: &Path, what: &str) -> Result<f64> {
+    v.as_f64().ok_or_else(|| bad(path, &format!("{what} is not a number")))
+}
+
+fn history_from_json(v: &Value, path: &Path) -> Result<History> {
+    let mut h = History::default();
+    let points = v["points"].as_array().ok_or_else(|| bad(path, "history has no points"))?;
+    for p in points {
+        let a = p.as_array().ok_or_else(|| bad(path, "malformed curve point"))?;
+        let f = |i: usize| a.get(i).and_then(Value::as_f64).ok_or_else(|| bad(path, "malformed curve point"));
+        h.points.push(match a.first().and_then(Value::as_str) {
+            Some("train") => CurvePoint::Train { x: f(1)?, loss: f(2)?, acc: f(3)? },
+            Some("test") => CurvePoint::Test { x: f(1)?, acc: f(2)? },
+            _ => return Err(bad(path, "malformed curve point")),
+        });
+    }
+    let epochs = v["epochs"].as_array().ok_or_else(|| bad(path, "history has no epochs"))?;
+    for e in epochs {
+        h.epochs.push(EpochRecord {
+            epoch: num(&e["epoch"], path, "epoch")? as usize,
+            loss: num(&e["loss"], path, "loss")?,
+            train_acc: num(&e["train_acc"], path, "train_acc")?,
+            test_acc: num(&e["test_acc"], path, "test_acc")?,
+            examples_per_sec: num(&e["examples_per_sec"], path, "examples_per_sec")?,
+        });
+    }
+    h.train_seconds = num(&v["train_seconds"], path, "train_seconds")?;
+    h.examples = v["examples"].as_u64().ok_or_else(|| bad(path, "examples is not a count"))?;
+    Ok(h)
+}
+
+/// Writes a checkpoint atomically.
+pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
+    let mut meta = weights_metadata(ck.config.model);
+    meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
+    meta.insert("optimizer".to_string(), ck.config.optimizer.as_str().to_string());
+    // f32 -> f64 is exact, and serde_json prints the shortest string that reads back the
+    // same value, so the learning rate survives the round trip bit for bit.
+    meta.insert("lr".to_string(), json!(ck.config.lr as f64).to_string());
+    meta.insert("batch_size".to_string(), ck.config.batch_size.to_string());
+    meta.insert("seed".to_string(), ck.config.seed.to_string());
+    meta.insert("rng".to_string(), format!("chacha8 seed {} stream = epoch index", ck.config.seed));
+    meta.insert("epochs_done".to_string(), ck.epochs_done.to_string());
+    let scalars: serde_json::Map<String, Value> =
+        ck.optimizer.scalars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    meta.insert("optimizer_scalars".to_string(), Value::Object(scalars).to_string());
+    meta.insert("history".to_string(), history_to_json(&ck.history).to_string());
+    let mut tensors = ck.params.clone();
+    for t in &ck.optimizer.tensors {
+        tensors.push(NamedTensor { name: format!("{OPTIMIZER_PREFIX}{}", t.name), ..t.clone() });
+    }
+    tensorfile::save(path, &tensors, &meta)
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`].
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let file = tensorfile::load(path)?;
+    let m = &file.metadata;
+    let get = |k: &str| m.get(k).ok_or_else(|| bad(path, &format!("metadata has no {k:?}")));
+    if get("format")? != CHECKPOINT_FORMAT {
+        return Err(bad(
+            path,
+            &format!("format is {:?} (a weight file cannot be resumed; it has no optimizer state)", m["format"]),
+        ));
+    }
+    let model = ModelName::parse(get("model")?).ok_or_else(|| bad(path, "unknown model"))?;
+    let optimizer = match get("optimizer")?.as_str() {
+        "sgd" => OptimizerName::Sgd,
+        "adam" => OptimizerName::Adam,
+        other => return Err(bad(path, &format!("unknown optimizer {other:?}"))),
+    };
+    let lr: f64 = get("lr")?.parse().map_err(|_| bad(path, "lr is not a number"))?;
+    let batch_size = get("batch_size")?.parse().map_err(|_| bad(path, "batch_size is not a count"))?;
+    let seed = get("seed")?.parse().map_err(|_| bad(path, "seed is not an integer"))?;
+    let epochs_done = get("epochs_done")?.parse().map_err(|_| bad(path, "epochs_done is not a count"))?;
+    let scalars_json: Value =
+        serde_json::from_str(get("optimizer_scalars")?).context(|| format!("{}: optimizer_scalars", path.display()))?;
+    let scalars = scalars_json
+        .as_object()
+        .ok_or_else(|| bad(path, "optimizer_scalars is not an object"))?
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), num(v, path, k)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let history_json: Value =
+        serde_json::from_str(get("history")?).context(|| format!("{}: history", path.display()))?;
+    let history = history_from_json(&history_json, path)?;
+    let mut params = Vec::new();
+    let mut opt_tensors = Vec::new();
+    for t in file.tensors {
+        match t.name.strip_prefix(OPTIMIZER_PREFIX) {
+            Some(rest) => opt_tensors.push(NamedTensor { name: rest.to_string(), ..t }),
+            None => params.push(t),
+        }
+    }
+    Ok(Checkpoint {
+        config: RunConfig { model, optimizer, lr: lr as f32, batch_size, seed },
+        epochs_done,
+        params,
+        optimizer: OptimizerState { tensors: opt_tensors, scalars },
+        history,
+    })
+}
+
+/// The default checkpoint path next to a weight file: `lenet.safetensors` ->
+/// `lenet.ckpt.safetensors`.
+pub fn default_checkpoint_path(out: &Path) -> std::path::PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    out.with_file_name(format!("{stem}.ckpt.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            config: RunConfig {
+                model: ModelName::LenetRelu,
+                optimizer: OptimizerName::Adam,
+                lr: 0.001,
+                batch_size: 256,
+                seed: 7,
+            },
+            epochs_done: 2,
+            params: vec![NamedTensor { name: "0.bias".into(), shape: vec![2], data: vec![0.5, -0.25] }],
+            optimizer: OptimizerState {
+                tensors: vec![NamedTensor { name: "0.bias.exp_avg".into(), shape: vec![2], data: vec![1e-3, 2e-3] }],
+                scalars: vec![("step".into(), 470.0)],
+            },
+            history: History {
+                points: vec![
+                    CurvePoint::Train { x: 0.2, loss: 2.31, acc: 0.1 },
+                    CurvePoint::Test { x: 1.0, acc: 0.1 / 3.0 },
+                ],
+                epochs: vec![EpochRecord { epoch: 1, loss: 2.3, train_acc: 0.1, test_acc: 0.1 / 3.0, examples_per_sec: 12345.6 }],
+                train_seconds: 4.25,
+                examples: 60000,
+            },
+        }
+    }
+
+    #[test]
+    fn checkpoint_round_trips_exactly() {
+        let dir = std::env::temp_dir().join(format!("tinycnn-ck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("run.ckpt.safetensors");
+        let ck = sample();
+        save_checkpoint(&p, &ck).unwrap();
+        assert_eq!(load_checkpoint(&p).unwrap(), ck);
+        // A checkpoint also reads as a weight file, without the optimizer state.
+        let w = load_weights(&p).unwrap();
+        assert_eq!(w.model, Some(ModelName::LenetRelu));
+        assert_eq!(w.params, ck.params);
+        // A weight file is not a checkpoint.
+        let wp = dir.join("w.safetensors");
+        save_weights(&wp, ModelName::Lenet, &ck.params).unwrap();
+        let e = load_checkpoint(&wp).unwrap_err();
+        assert!(e.0.contains("not a tinycnn checkpoint"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn default_checkpoint_path_sits_next_to_the_weights() {
+        assert_eq!(default_checkpoint_path(Path::new("out/lenet.safetensors")), Path::new("out/lenet.ckpt.safetensors"));
+        assert_eq!(default_checkpoint_path(Path::new("w.bin")), Path::new("w.bin.ckpt.safetensors"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The subcommands.
+
+pub mod engine;
+pub mod train;
+
+use crate::checkpoint::{load_weights, save_weights};
+use crate::error::Result;
+use crate::picture;
+use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix, CLASS_NAMES};
+use crate::{DeviceName, EvalArgs, ExportArgs, ModelName, PredictArgs, SummaryArgs};
+use std::path::Path;
+use tinycnn::data::{DataLoader, Dataset, FashionMnist, LoaderConfig};
+
+/// Loads Fashion-MNIST from `--data DIR` or the default places (see `train --help`).
+pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
+    let data = FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
+    if data.num_classes() != 10 {
+        return Err(crate::cli_err!("{}: expected 10 classes, found {}", data.dir.display(), data.num_classes()));
+    }
+    if data.train.rows != 28 || data.train.cols != 28 || data.test.rows != 28 || data.test.cols != 28 {
+        return Err(crate::cli_err!(
+            "{}: images are {}x{}, LeNet needs 28x28",
+            data.dir.display(),
+            data.train.rows,
+            data.train.cols
+        ));
+    }
+    Ok(data)
+}
+
+/// Applies `--threads`.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(crate::cli_err!("--threads must be at least 1"));
+        }
+        engine::set_num_threads(n)?;
+    }
+    Ok(())
+}
+
+/// Picks the model: `--model` if given, else the file's metadata, else LeNet. A `--model`
+/// that contradicts the metadata is an error, since LeNet and its ReLU variant have the same
+/// tensor shapes and the mistake would otherwise go unnoticed.
+fn pick_model(flag: Option<ModelName>, in_file: Option<ModelName>, path: &Path) -> Result<ModelName> {
+    match (flag, in_file) {
+        (Some(f), Some(m)) if f != m => Err(crate::cli_err!(
+            "{} holds a {} model but --model {} was given",
+            path.display(),
+            m.as_str(),
+            f.as_str()
+        )),
+        (Some(f), _) => Ok(f),
+        (None, Some(m)) => Ok(m),
+        (None, None) => Ok(ModelName::Lenet),
+    }
+}
+
+/// Builds the model and loads a weight file (or checkpoint) into it.
+fn load_model(path: &Path, flag: Option<ModelName>) -> Result<(ModelName, Box<dyn engine::Engine>)> {
+    let weights = load_weights(path)?;
+    let model = pick_model(flag, weights.model, path)?;
+    let mut net = engine::create_for_inference(DeviceName::Cpu, model)?;
+    net.load_params(&weights.params)
+        .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), model.as_str()))?;
+    Ok((model, net))
+}
+
+/// `tinycnn eval`.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        return Err(crate::cli_err!("--batch-size must be at least 1"));
+    }
+    set_threads(args.threads)?;
+    let (model, mut net) = load_model(&args.weights, args.model)?;
+    let data = load_data(args.data.as_deref())?;
+    let loader = DataLoader::from_split(
+        &data.test,
+        LoaderConfig { batch_size: args.batch_size, shuffle: false, seed: 0, drop_last: false, prefetch: 2 },
+    )
+    .map_err(|e| crate::cli_err!("{e}"))?;
+    let mut matrix = ConfusionMatrix::new();
+    for batch in loader.epoch(0) {
+        let logits = net.logits(&batch.images, batch.shape)?;
+        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
+            matrix.add(label as usize, argmax(row));
+        }
+    }
+    println!(
+        "{} on {} test images of {}: test acc {:.3} ({} of {})",
+        model.as_str(),
+        matrix.total(),
+        data.dir.display(),
+        matrix.accuracy(),
+        matrix.correct(),
+        matrix.total()
+    );
+    print!("{}", matrix.render());
+    Ok(())
+}
+
+/// `tinycnn predict`.
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let (model, mut net) = load_model(&args.weights, args.model)?;
+    let pixels = match (&args.image, args.index) {
+        (Some(path), None) => {
+            let p = picture::load_png(path, args.invert)?;
+            println!(
+                "{}: {}x{} -> 28x28 gray{}",
+                path.display(),
+                p.original.0,
+                p.original.1,
+                if p.inverted { ", inverted (dark object on light background)" } else { ", not inverted" }
+            );
+            p.pixels
+        }
+        (None, Some(index)) => {
+            let data = load_data(args.data.as_deref())?;
+            let image = data.test.image(index).ok_or_else(|| {
+                crate::cli_err!("--index {index} is out of range: the test set has {} images", data.test.len())
+            })?;
+            let label = data.test.labels[index] as usize;
+            println!("test image {index} of {}: true class {}", data.dir.display(), CLASS_NAMES[label]);
+            image.to_vec()
+        }
+        _ => return Err(crate::cli_err!("give either IMAGE.png or --index N")),
+    };
+    let logits = net.logits(&pixels, [1, 1, 28, 28])?;
+    let probs = softmax(&logits);
+    println!("model {}", model.as_str());
+    print!("predicted: {}", render_prediction(&probs));
+    Ok(())
+}
+
+/// `tinycnn summary`.
+pub fn summary(args: SummaryArgs) -> Result<()> {
+    let layers = engine::layer_walk(args.model)?;
+    let heads: Vec<String> =
+        layers.iter().map(|l| format!("{} output shape: {:?}", l.name, l.output_shape)).collect();
+    let width = heads.iter().map(String::len).max().unwrap_or(0);
+    let mut total = 0usize;
+    println!("{} for input [1, 1, 28, 28]", args.model.as_str());
+    for (l, head) in layers.iter().zip(&heads) {
+        if l.params > 0 {
+            println!("{head:<width$}  {} params", l.params);
+        } else {
+            println!("{head}");
+        }
+        total += l.params;
+    }
+    println!("total params: {total}");
+    Ok(())
+}
+
+/// `tinycnn export`.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let (model, net) = load_model(&args.weights, args.model)?;
+    let params = net.params()?;
+    save_weights(&args.out, model, &params)?;
+    let count: usize = params.iter().map(|t| t.data.len()).sum();
+    println!("wrote {} ({}, {} tensors, {count} values)", args.out.display(), model.as_str(), params.len());
+    Ok(())
+}

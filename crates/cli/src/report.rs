@@ -1,0 +1,157 @@
+//! Text output: class names, the confusion matrix and the probability table.
+
+/// The ten Fashion-MNIST classes, as d2l's `get_fashion_mnist_labels` names them.
+pub const CLASS_NAMES: [&str; 10] = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
+
+/// Counts of (true class, predicted class) pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfusionMatrix {
+    /// `counts[truth][predicted]`.
+    pub counts: [[u64; 10]; 10],
+}
+
+impl Default for ConfusionMatrix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfusionMatrix {
+    /// An all-zero matrix.
+    pub fn new() -> Self {
+        Self { counts: [[0; 10]; 10] }
+    }
+
+    /// Records one example. Labels outside 0..10 are the caller's bug, checked on load.
+    pub fn add(&mut self, truth: usize, predicted: usize) {
+        self.counts[truth][predicted] += 1;
+    }
+
+    /// Number of examples recorded.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    /// Number of correct predictions (the diagonal).
+    pub fn correct(&self) -> u64 {
+        (0..10).map(|i| self.counts[i][i]).sum()
+    }
+
+    /// Fraction of correct predictions; 0 for an empty matrix.
+    pub fn accuracy(&self) -> f64 {
+        let t = self.total();
+        if t == 0 {
+            0.0
+        } else {
+            self.correct() as f64 / t as f64
+        }
+    }
+
+    /// Rows are the true class, columns the predicted class (abbreviated to fit), and the
+    /// last column is the recall of each true class.
+    pub fn render(&self) -> String {
+        let short = [
+            "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+            "bag", "boot",
+        ];
+        let mut out = String::new();
+        out.push_str(&format!("{:>12} | predicted\n", "true"));
+        out.push_str(&format!("{:>12} |", ""));
+        for s in short {
+            out.push_str(&format!(" {s:>8}"));
+        }
+        out.push_str(" |   recall\n");
+        out.push_str(&format!("{}\n", "-".repeat(12 + 2 + 9 * 10 + 11)));
+        for (t, name) in CLASS_NAMES.iter().enumerate() {
+            out.push_str(&format!("{name:>12} |"));
+            for p in 0..10 {
+                out.push_str(&format!(" {:>8}", self.counts[t][p]));
+            }
+            let row: u64 = self.counts[t].iter().sum();
+            let recall = if row == 0 { 0.0 } else { self.counts[t][t] as f64 / row as f64 };
+            out.push_str(&format!(" | {recall:>8.3}\n"));
+        }
+        out
+    }
+}
+
+/// Index of the largest value (first one on ties, as `torch.argmax` does on CPU).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax of one row of logits, shifted by the maximum for stability.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&z| (z - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+/// The predicted class followed by all ten probabilities, most likely first marked with `*`.
+pub fn render_prediction(probs: &[f32]) -> String {
+    let best = argmax(probs);
+    let mut out = format!("{} ({:.3})\n", CLASS_NAMES[best], probs[best]);
+    for (i, p) in probs.iter().enumerate() {
+        let mark = if i == best { "*" } else { " " };
+        out.push_str(&format!("{mark} {i} {:<10} {p:.4}\n", CLASS_NAMES[i]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_counts_and_accuracy() {
+        let mut m = ConfusionMatrix::new();
+        m.add(0, 0);
+        m.add(0, 6);
+        m.add(9, 9);
+        m.add(3, 3);
+        assert_eq!(m.total(), 4);
+        assert_eq!(m.correct(), 3);
+        assert_eq!(m.accuracy(), 0.75);
+        let text = m.render();
+        assert_eq!(text.lines().count(), 13);
+        let tshirt = text.lines().find(|l| l.trim_start().starts_with("t-shirt |")).unwrap();
+        let cells: Vec<&str> = tshirt.split_whitespace().collect();
+        // name, '|', ten counts, '|', recall
+        assert_eq!(cells[2], "1");
+        assert_eq!(cells[8], "1");
+        assert_eq!(cells[13], "0.500");
+    }
+
+    #[test]
+    fn softmax_of_equal_logits_is_uniform() {
+        let p = softmax(&[3.0; 10]);
+        for x in p {
+            assert!((x - 0.1).abs() < 1e-7);
+        }
+        let p = softmax(&[0.0, 2f32.ln()]);
+        assert!((p[0] - 1.0 / 3.0).abs() < 1e-6 && (p[1] - 2.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn argmax_takes_first_of_ties() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 0.0]), 1);
+    }
+}

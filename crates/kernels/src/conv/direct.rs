@@ -1,0 +1,351 @@
+//! The direct algorithm: no column matrix, loops over output rows.
+//!
+//! Forward keeps up to four vectors of one output row in registers and runs them through
+//! every tap of the kernel, so each output is written once. A padded convolution first
+//! copies one image-group into a zero-bordered buffer (the only workspace), which turns
+//! every window into a "valid" one with no bounds cases. When the row's width is not a
+//! multiple of the lane count, the last vector is shifted left to end at the row's end and
+//! recomputes a few outputs (same arithmetic, same values) instead of a scalar tail.
+
+use super::{rows, valid_range, Geom};
+use crate::simd::{vectorize, Simd, WithSimd};
+
+/// `y = conv(x, w) + bias` over the whole batch; `ws` holds `Geom::padded_len` elements.
+pub(super) fn forward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut [f32],
+) {
+    vectorize(Forward {
+        g: *g,
+        x,
+        w,
+        bias,
+        y,
+        ws,
+    });
+}
+
+struct Forward<'a> {
+    g: Geom,
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    y: &'a mut [f32],
+    ws: &'a mut [f32],
+}
+
+impl WithSimd for Forward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        let padded = g.ph != 0 || g.pw != 0;
+        let (xh, xw) = (g.in_h + 2 * g.ph, g.in_w + 2 * g.pw);
+        let pad_plane = xh * xw;
+        let ws: &mut [f32] = if padded {
+            let ws = &mut self.ws[..g.cin_g * pad_plane];
+            // Only the interior is rewritten per image-group; the border stays zero.
+            ws.fill(0.0);
+            ws
+        } else {
+            &mut self.ws[..0]
+        };
+        let group_in = g.cin_g * g.in_plane;
+        let group_out = g.cout_g * g.out_plane;
+        let group_w = g.cout_g * g.k;
+        for n in 0..g.batch {
+            for grp in 0..g.groups {
+                let xs = &self.x[(n * g.cin + grp * g.cin_g) * g.in_plane..][..group_in];
+                let ys = &mut self.y[(n * g.cout + grp * g.cout_g) * g.out_plane..][..group_out];
+                let wg = &self.w[grp * group_w..][..group_w];
+                let bg = self.bias.map(|b| &b[grp * g.cout_g..][..g.cout_g]);
+                if padded {
+                    for ic in 0..g.cin_g {
+                        for iy in 0..g.in_h {
+                            let src = &xs[ic * g.in_plane + iy * g.in_w..][..g.in_w];
+                            ws[ic * pad_plane + (iy + g.ph) * xw + g.pw..][..g.in_w]
+                                .copy_from_slice(src);
+                        }
+                    }
+                    valid(s, &g, ws, xh, xw, wg, bg, ys);
+                } else {
+                    valid(s, &g, xs, g.in_h, g.in_w, wg, bg, ys);
+                }
+            }
+        }
+    }
+}
+
+/// One image-group of an unpadded convolution: `x` is `cin_g` planes of `xh x xw`, `w` the
+/// group's `[cout_g, k]` weight, `y` its `cout_g` output planes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn valid<S: Simd>(
+    s: S,
+    g: &Geom,
+    x: &[f32],
+    xh: usize,
+    xw: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let l = S::LANES;
+    let plane = xh * xw;
+    if g.sw == 1 && g.ow >= l {
+        let ctx = RowCtx { g, x, plane, xw };
+        let mut oc = 0;
+        while oc < g.cout_g {
+            match g.cout_g - oc {
+                1 => channels::<S, 1>(s, &ctx, w, bias, y, oc),
+                2 | 3 => channels::<S, 2>(s, &ctx, w, bias, y, oc),
+                _ => channels::<S, 4>(s, &ctx, w, bias, y, oc),
+            }
+            oc += match g.cout_g - oc {
+                1 => 1,
+                2 | 3 => 2,
+                _ => 4,
+            };
+        }
+        return;
+    }
+    for oc in 0..g.cout_g {
+        let b = bias.map_or(0.0, |b| b[oc]);
+        let wo = &w[oc * g.k..][..g.k];
+        let yo = &mut y[oc * g.out_plane..][..g.out_plane];
+        for oy in 0..g.oh {
+            let yr = &mut yo[oy * g.ow..][..g.ow];
+            let row0 = oy * g.sh;
+            for (ox, out) in yr.iter_mut().enumerate() {
+                let col0 = ox * g.sw;
+                let mut acc = b;
+                for ic in 0..g.cin_g {
+                    for ky in 0..g.kh {
+                        let xr = &x[ic * plane + (row0 + ky * g.dh) * xw + col0..];
+                        let wr = &wo[(ic * g.kh + ky) * g.kw..][..g.kw];
+                        for (kx, &wv) in wr.iter().enumerate() {
+                            acc += xr[kx * g.dw] * wv;
+                        }
+                    }
+                }
+                *out = acc;
+            }
+        }
+    }
+}
+
+struct RowCtx<'a> {
+    g: &'a Geom,
+    x: &'a [f32],
+    plane: usize,
+    xw: usize,
+}
+
+/// Output channels `oc0 .. oc0 + OC` of one image-group, every row: stride 1 along the
+/// width and `ow >= L`.
+#[inline(always)]
+fn channels<S: Simd, const OC: usize>(
+    s: S,
+    c: &RowCtx<'_>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    oc0: usize,
+) {
+    let l = S::LANES;
+    let g = c.g;
+    let wb: [&[f32]; OC] = core::array::from_fn(|b| &w[(oc0 + b) * g.k..][..g.k]);
+    let bb: [f32; OC] = core::array::from_fn(|b| bias.map_or(0.0, |bias| bias[oc0 + b]));
+    let nvec = g.ow.div_ceil(l);
+    for oy in 0..g.oh {
+        let mut v = 0;
+        while v + 2 <= nvec {
+            block::<S, OC, 2>(s, c, &wb, &bb, y, oc0, oy, v);
+            v += 2;
+        }
+        if v < nvec {
+            block::<S, OC, 1>(s, c, &wb, &bb, y, oc0, oy, v);
+        }
+    }
+}
+
+/// `OC` output channels times `NV` vectors of row `oy` (vectors `v0..v0 + NV`, the last one
+/// of the row shifted left to end at `ow`), accumulated in registers over all taps. Each
+/// input vector loaded feeds `OC` multiply-adds.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn block<S: Simd, const OC: usize, const NV: usize>(
+    s: S,
+    c: &RowCtx<'_>,
+    wb: &[&[f32]; OC],
+    bb: &[f32; OC],
+    y: &mut [f32],
+    oc0: usize,
+    oy: usize,
+    v0: usize,
+) {
+    let l = S::LANES;
+    let g = c.g;
+    let last = g.ow - l;
+    let starts: [usize; NV] = core::array::from_fn(|j| ((v0 + j) * l).min(last));
+    let mut acc: [[S::V; NV]; OC] = core::array::from_fn(|b| [s.splat(bb[b]); NV]);
+    // The taps of one kernel row read `span` inputs from the start of the window's row.
+    let span = (g.kw - 1) * g.dw + g.ow;
+    let row0 = oy * g.sh;
+    for ic in 0..g.cin_g {
+        for ky in 0..g.kh {
+            let xr = &c.x[ic * c.plane + (row0 + ky * g.dh) * c.xw..][..span];
+            let wrow = (ic * g.kh + ky) * g.kw;
+            let wr: [&[f32]; OC] = core::array::from_fn(|b| &wb[b][wrow..][..g.kw]);
+            let xp = xr.as_ptr();
+            for kx in 0..g.kw {
+                let off = kx * g.dw;
+                let xv: [S::V; NV] = core::array::from_fn(|j| {
+                    // SAFETY: `starts[j] + L <= ow` and `off <= (kw - 1) * dw`, so the L
+                    // elements read lie inside `xr` (length `span`).
+                    unsafe { s.load_ptr(xp.add(off + starts[j])) }
+                });
+                for b in 0..OC {
+                    let wv = s.splat(wr[b][kx]);
+                    for j in 0..NV {
+                        acc[b][j] = s.mul_add(wv, xv[j], acc[b][j]);
+                    }
+                }
+            }
+        }
+    }
+    for b in 0..OC {
+        let yr = &mut y[(oc0 + b) * g.out_plane + oy * g.ow..][..g.ow];
+        for j in 0..NV {
+            s.store(&mut yr[starts[j]..], acc[b][j]);
+        }
+    }
+}
+
+/// `grad_x` (overwritten) from `grad_y`: every tap scatters a `grad_y` row segment into a
+/// `grad_x` row segment.
+pub(super) fn backward_input(g: &Geom, grad_y: &[f32], w: &[f32], grad_x: &mut [f32]) {
+    vectorize(BackwardInput {
+        g: *g,
+        grad_y,
+        w,
+        grad_x,
+    });
+}
+
+struct BackwardInput<'a> {
+    g: Geom,
+    grad_y: &'a [f32],
+    w: &'a [f32],
+    grad_x: &'a mut [f32],
+}
+
+impl WithSimd for BackwardInput<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        for n in 0..g.batch {
+            for grp in 0..g.groups {
+                for ic in 0..g.cin_g {
+                    let c = grp * g.cin_g + ic;
+                    let gx = &mut self.grad_x[(n * g.cin + c) * g.in_plane..][..g.in_plane];
+                    gx.fill(0.0);
+                    for ocl in 0..g.cout_g {
+                        let oc = grp * g.cout_g + ocl;
+                        let gy = &self.grad_y[(n * g.cout + oc) * g.out_plane..][..g.out_plane];
+                        let wk = &self.w[(oc * g.cin_g + ic) * g.taps..][..g.taps];
+                        for ky in 0..g.kh {
+                            let (oy_lo, oy_hi) = valid_range(ky * g.dh, g.ph, g.sh, g.in_h, g.oh);
+                            for kx in 0..g.kw {
+                                let (lo, hi) = valid_range(kx * g.dw, g.pw, g.sw, g.in_w, g.ow);
+                                if lo >= hi {
+                                    continue;
+                                }
+                                let wv = wk[ky * g.kw + kx];
+                                let ix0 = lo * g.sw + kx * g.dw - g.pw;
+                                for oy in oy_lo..oy_hi {
+                                    let iy = oy * g.sh + ky * g.dh - g.ph;
+                                    let gyr = &gy[oy * g.ow..][lo..hi];
+                                    let gxr = &mut gx[iy * g.in_w..][..g.in_w];
+                                    if g.sw == 1 {
+                                        rows::axpy(s, wv, gyr, &mut gxr[ix0..ix0 + (hi - lo)]);
+                                    } else {
+                                        for (t, &gv) in gyr.iter().enumerate() {
+                                            gxr[ix0 + t * g.sw] += gv * wv;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `grad_w` (overwritten) from `x` and `grad_y`: every tap is a sum of row dot products.
+pub(super) fn backward_weight(g: &Geom, x: &[f32], grad_y: &[f32], grad_w: &mut [f32]) {
+    vectorize(BackwardWeight {
+        g: *g,
+        x,
+        grad_y,
+        grad_w,
+    });
+}
+
+struct BackwardWeight<'a> {
+    g: Geom,
+    x: &'a [f32],
+    grad_y: &'a [f32],
+    grad_w: &'a mut [f32],
+}
+
+impl WithSimd for BackwardWeight<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        self.grad_w.fill(0.0);
+        for n in 0..g.batch {
+            for oc in 0..g.cout {
+                let grp = oc / g.cout_g;
+                let gy = &self.grad_y[(n * g.cout + oc) * g.out_plane..][..g.out_plane];
+                for ic in 0..g.cin_g {
+                    let c = grp * g.cin_g + ic;
+                    let xp = &self.x[(n * g.cin + c) * g.in_plane..][..g.in_plane];
+                    let gw = &mut self.grad_w[(oc * g.cin_g + ic) * g.taps..][..g.taps];
+                    for ky in 0..g.kh {
+                        let (oy_lo, oy_hi) = valid_range(ky * g.dh, g.ph, g.sh, g.in_h, g.oh);
+                        for kx in 0..g.kw {
+                            let (lo, hi) = valid_range(kx * g.dw, g.pw, g.sw, g.in_w, g.ow);
+                            if lo >= hi {
+                                continue;
+                            }
+                            let ix0 = lo * g.sw + kx * g.dw - g.pw;
+                            let mut acc = 0.0f32;
+                            for oy in oy_lo..oy_hi {
+                                let iy = oy * g.sh + ky * g.dh - g.ph;
+                                let gyr = &gy[oy * g.ow..][lo..hi];
+                                let xr = &xp[iy * g.in_w..][..g.in_w];
+                                if g.sw == 1 {
+                                    acc += rows::dot(s, gyr, &xr[ix0..ix0 + (hi - lo)]);
+                                } else {
+                                    for (t, &gv) in gyr.iter().enumerate() {
+                                        acc += gv * xr[ix0 + t * g.sw];
+                                    }
+                                }
+                            }
+                            gw[ky * g.kw + kx] += acc;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Row primitives over the [`Simd`] layer, shared by the convolution, pooling, bias and
+//! softmax kernels: sum, dot, axpy, add. Each is `#[inline(always)]` so it compiles into
+//! the ISA-specific body of the kernel that calls it.
+
+use crate::simd::Simd;
+
+/// `sum(x)`, two vector accumulators, scalar tail.
+#[inline(always)]
+pub(crate) fn sum<S: Simd>(s: S, x: &[f32]) -> f32 {
+    let l = S::LANES;
+    let (mut a0, mut a1) = (s.zero(), s.zero());
+    let mut pairs = x.chunks_exact(2 * l);
+    for c in &mut pairs {
+        a0 = s.add(a0, s.load(c));
+        a1 = s.add(a1, s.load(&c[l..]));
+    }
+    let mut rest = pairs.remainder();
+    if rest.len() >= l {
+        a0 = s.add(a0, s.load(rest));
+        rest = &rest[l..];
+    }
+    let mut total = s.reduce_sum(s.add(a0, a1));
+    for &v in rest {
+        total += v;
+    }
+    total
+}
+
+/// `sum(a[i] * b[i])` over the shorter of the two.
+#[inline(always)]
+pub(crate) fn dot<S: Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
+    let l = S::LANES;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (mut a0, mut a1) = (s.zero(), s.zero());
+    let mut i = 0;
+    while i + 2 * l <= n {
+        a0 = s.mul_add(s.load(&a[i..]), s.load(&b[i..]), a0);
+        a1 = s.mul_add(s.load(&a[i + l..]), s.load(&b[i + l..]), a1);
+        i += 2 * l;
+    }
+    if i + l <= n {
+        a0 = s.mul_add(s.load(&a[i..]), s.load(&b[i..]), a0);
+        i += l;
+    }
+    let mut total = s.reduce_sum(s.add(a0, a1));
+    for (&u, &v) in a[i..].iter().zip(&b[i..]) {
+        total += u * v;
+    }
+    total
+}
+
+/// `y += alpha * x` over the shorter of the two.
+#[inline(always)]
+pub(crate) fn axpy<S: Simd>(s: S, alpha: f32, x: &[f32], y: &mut [f32]) {
+    let l = S::LANES;
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    let va = s.splat(alpha);
+    let mut i = 0;
+    while i + l <= n {
+        let v = s.mul_add(va, s.load(&x[i..]), s.load(&y[i..]));
+        s.store(&mut y[i..], v);
+        i += l;
+    }
+    for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
+        *o += alpha * v;
+    }
+}
+
+/// `y += x` over the shorter of the two.
+#[inline(always)]
+pub(crate) fn add_assign<S: Simd>(s: S, x: &[f32], y: &mut [f32]) {
+    let l = S::LANES;
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    let mut i = 0;
+    while i + l <= n {
+        let v = s.add(s.load(&y[i..]), s.load(&x[i..]));
+        s.store(&mut y[i..], v);
+        i += l;
+    }
+    for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
+        *o += v;
+    }
+}
+
+/// `y += c` for every element.
+#[inline(always)]
+pub(crate) fn add_scalar<S: Simd>(s: S, c: f32, y: &mut [f32]) {
+    let l = S::LANES;
+    let vc = s.splat(c);
+    let n = y.len();
+    let mut i = 0;
+    while i + l <= n {
+        let v = s.add(s.load(&y[i..]), vc);
+        s.store(&mut y[i..], v);
+        i += l;
+    }
+    for o in &mut y[i..] {
+        *o += c;
+    }
+}
+
+/// The largest element, ignoring NaNs where the ISA's `max` does (as `f32::max` does);
+/// `-inf` for an empty slice.
+#[inline(always)]
+pub(crate) fn max<S: Simd>(s: S, x: &[f32]) -> f32 {
+    let l = S::LANES;
+    let mut acc = s.splat(f32::NEG_INFINITY);
+    let mut chunks = x.chunks_exact(l);
+    for c in &mut chunks {
+        // The loaded value goes first: x86 `maxps` returns its second operand when either is
+        // NaN, so NaN inputs are skipped like `f32::max` skips them.
+        acc = s.max(s.load(c), acc);
+    }
+    let mut m = s.reduce_max(acc);
+    for &v in chunks.remainder() {
+        m = m.max(v);
+    }
+    m
+}

@@ -1,0 +1,56 @@
+//! The IDX format of (Fashion-)MNIST, read in place without allocation.
+//!
+//! A file is a 4-byte magic `00 00 08 NN` (`08` = unsigned bytes, `NN` = number of
+//! dimensions), `NN` big-endian `u32` sizes, then the bytes row-major.
+
+use crate::error::{Error, Result};
+use crate::lenet::IMAGE_PIXELS;
+
+fn err(what: &'static str) -> Error {
+    Error::Format { what, at: 0 }
+}
+
+/// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
+fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
+    let magic = bytes.get(..4).ok_or(err("IDX file shorter than its magic"))?;
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 {
+        return Err(err("IDX magic is not 00 00 08 (unsigned bytes)"));
+    }
+    if magic[3] as usize != R {
+        return Err(err("IDX file has the wrong number of dimensions"));
+    }
+    let mut dims = [0usize; R];
+    let mut total: usize = 1;
+    for (i, d) in dims.iter_mut().enumerate() {
+        let b = bytes
+            .get(4 + 4 * i..8 + 4 * i)
+            .ok_or(err("IDX header cut short"))?;
+        *d = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        total = total.checked_mul(*d).ok_or(err("IDX size overflows usize"))?;
+    }
+    let data = &bytes[4 + 4 * R..];
+    if data.len() != total {
+        return Err(err("IDX data length differs from its dimensions"));
+    }
+    Ok((dims, data))
+}
+
+/// 28x28 images of an `idx3-ubyte` file, borrowed.
+pub fn images(bytes: &[u8]) -> Result<&[[u8; IMAGE_PIXELS]]> {
+    let ([_, h, w], data) = parse::<3>(bytes)?;
+    if (h, w) != (28, 28) {
+        return Err(err("IDX images are not 28x28"));
+    }
+    let (chunks, rest) = data.as_chunks::<IMAGE_PIXELS>();
+    debug_assert!(rest.is_empty());
+    Ok(chunks)
+}
+
+/// Labels of an `idx1-ubyte` file (each checked to be below 10), borrowed.
+pub fn labels(bytes: &[u8]) -> Result<&[u8]> {
+    let (_, data) = parse::<1>(bytes)?;
+    if data.iter().any(|&l| l as usize >= crate::lenet::CLASSES) {
+        return Err(err("IDX label outside 0..10"));
+    }
+    Ok(data)
+}

@@ -1,0 +1,204 @@
+//! LeNet firmware for a Cortex-M4F (STM32F405, QEMU `netduinoplus2`).
+//!
+//! Embeds one weights file and the test images of `data/`, classifies each image, prints one
+//! line per image over semihosting and exits with status 0 (or 1 on any error):
+//!
+//! ```text
+//! model lenet-relu f32
+//! image 0 label 9 predicted 9 logits <10 values> ticks 12345
+//! calibration insns 2000001 ticks 336000
+//! stack_bytes 1234
+//! done 8 images 7 correct
+//! ```
+//! f32 logits are printed as their IEEE bit patterns (hex), int8 logits as the raw i32
+//! accumulators, so the host test can compare them exactly. `ticks` is the SysTick count
+//! (core clock) of one inference; the calibration line times a loop of known instruction
+//! count, so under `qemu -icount shift=0` ticks convert to instructions.
+//!
+//! Features: `int8` runs the int8 model, `sigmoid` d2l's original LeNet (else `lenet-relu`).
+#![no_std]
+#![no_main]
+
+#[cfg(not(target_arch = "arm"))]
+compile_error!("the firmware builds only for thumbv7em-none-eabihf (see crates/mcu/README.md)");
+
+use core::fmt::Write;
+use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hio};
+use tinycnn_mcu::lenet::{self, Variant, IMAGE_PIXELS};
+use tinycnn_mcu::{idx, Aligned, Error, Safetensors};
+
+#[cfg(feature = "sigmoid")]
+const VARIANT: Variant = Variant::Sigmoid;
+#[cfg(not(feature = "sigmoid"))]
+const VARIANT: Variant = Variant::Relu;
+
+macro_rules! weights_file {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/weights/", $name))
+    };
+}
+
+#[cfg(all(not(feature = "int8"), not(feature = "sigmoid")))]
+static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-relu-f32.safetensors"));
+#[cfg(all(not(feature = "int8"), feature = "sigmoid"))]
+static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-f32.safetensors"));
+#[cfg(all(feature = "int8", not(feature = "sigmoid")))]
+static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-relu-int8.safetensors"));
+#[cfg(all(feature = "int8", feature = "sigmoid"))]
+static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-int8.safetensors"));
+
+static IMAGES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-images.idx3"));
+static LABELS: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-labels.idx1"));
+
+#[cfg(not(feature = "int8"))]
+static mut SCRATCH: tinycnn_mcu::F32Scratch = tinycnn_mcu::F32Scratch::new();
+#[cfg(feature = "int8")]
+static mut SCRATCH: tinycnn_mcu::I8Scratch = tinycnn_mcu::I8Scratch::new();
+
+/// SysTick reload: the full 24 bits.
+const RELOAD: u32 = 0x00ff_ffff;
+
+#[entry]
+fn main() -> ! {
+    let mut out = match hio::hstdout() {
+        Ok(o) => o,
+        Err(()) => exit(false),
+    };
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        exit(false)
+    };
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(RELOAD);
+    cp.SYST.enable_counter();
+    // SAFETY: the only reference to SCRATCH, taken once before anything else could run.
+    let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
+    let ok = match run(&mut out, &mut cp.SYST, scratch) {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            false
+        }
+    };
+    let _ = writeln!(out, "stack_bytes {}", stack_used());
+    exit(ok)
+}
+
+fn exit(ok: bool) -> ! {
+    debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// SysTick ticks spent in `f` (at most `RELOAD`; the counter counts down).
+fn timed<T>(syst: &mut SYST, f: impl FnOnce() -> T) -> (T, u32) {
+    syst.clear_current();
+    let start = SYST::get_current();
+    let v = f();
+    let end = SYST::get_current();
+    (v, start.wrapping_sub(end) & RELOAD)
+}
+
+#[cfg(not(feature = "int8"))]
+fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::F32Scratch) -> Result<(), Error> {
+    let st = Safetensors::parse(&WEIGHTS.0)?;
+    let model = tinycnn_mcu::LenetF32::from_safetensors(&st, VARIANT)?;
+    let _ = writeln!(out, "model {} f32", VARIANT.name());
+    classify(out, syst, |img| {
+        let l = model.logits(img, scratch)?;
+        Ok((lenet::argmax(&l), l.map(f32::to_bits)))
+    })
+}
+
+#[cfg(feature = "int8")]
+fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::I8Scratch) -> Result<(), Error> {
+    let st = Safetensors::parse(&WEIGHTS.0)?;
+    let model = tinycnn_mcu::LenetI8::from_safetensors(&st, VARIANT)?;
+    let _ = writeln!(out, "model {} int8", VARIANT.name());
+    classify(out, syst, |img| {
+        let acc = model.logits_i32(img, scratch)?;
+        // Same dequantization as LenetI8::predict, from the accumulators already computed.
+        let mut f = [0.0f32; lenet::CLASSES];
+        for ((o, &a), &ws) in f.iter_mut().zip(&acc).zip(model.fc3.1) {
+            *o = a as f32 * ws * model.fc3_in_scale;
+        }
+        Ok((lenet::argmax(&f), acc.map(|a| a as u32)))
+    })
+}
+
+/// Classifies every embedded image with `infer` (class, logits as printable words).
+fn classify(
+    out: &mut hio::HostStream,
+    syst: &mut SYST,
+    mut infer: impl FnMut(&[u8; IMAGE_PIXELS]) -> Result<(usize, [u32; lenet::CLASSES]), Error>,
+) -> Result<(), Error> {
+    let images = idx::images(IMAGES)?;
+    let labels = idx::labels(LABELS)?;
+    let mut correct = 0;
+    for (i, (img, &label)) in images.iter().zip(labels).enumerate() {
+        let (r, ticks) = timed(syst, || infer(img));
+        let (class, words) = r?;
+        correct += (class == label as usize) as usize;
+        let _ = write!(out, "image {i} label {label} predicted {class} logits ");
+        for (j, w) in words.iter().enumerate() {
+            let sep = if j + 1 < words.len() { "," } else { "" };
+            if cfg!(feature = "int8") {
+                let _ = write!(out, "{}{sep}", *w as i32);
+            } else {
+                let _ = write!(out, "{w:08x}{sep}");
+            }
+        }
+        let _ = writeln!(out, " ticks {ticks}");
+    }
+    let (insns, ticks) = calibration(syst);
+    let _ = writeln!(out, "calibration insns {insns} ticks {ticks}");
+    let _ = writeln!(out, "done {} images {correct} correct", images.len());
+    Ok(())
+}
+
+/// Times a loop of exactly `1 + 2 * N` instructions (`mov`, then `N` x `subs` + `bne`).
+fn calibration(syst: &mut SYST) -> (u32, u32) {
+    const N: u32 = 1_000_000;
+    let ((), ticks) = timed(syst, || unsafe {
+        // SAFETY: only touches the scratch register it declares.
+        core::arch::asm!(
+            "mov {n}, {count}",
+            "2:",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = out(reg) _,
+            count = in(reg) N,
+            options(nomem, nostack),
+        );
+    });
+    (1 + 2 * N, ticks)
+}
+
+/// Bytes of stack ever used: cortex-m-rt (`paint-stack`) fills the stack region with
+/// 0xCCCCCCCC at reset; the lowest overwritten word marks the deepest point reached.
+fn stack_used() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut p = core::ptr::addr_of!(_stack_end) as usize;
+    while p < top {
+        // SAFETY: [_stack_end, _stack_start) is RAM reserved for the stack by the linker.
+        if unsafe { core::ptr::read_volatile(p as *const u32) } != 0xCCCC_CCCC {
+            break;
+        }
+        p += 4;
+    }
+    top - p
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    if let Ok(mut out) = hio::hstdout() {
+        let _ = writeln!(out, "panic: {info}");
+    }
+    exit(false)
+}

@@ -1,0 +1,300 @@
+//! Neural-network modules in PyTorch's shape: the [`Module`] trait, layers, [`Sequential`],
+//! state dicts and weight initialisation ([`init`]).
+//!
+//! A user-written module implements [`Module::forward`], lists its own parameters in
+//! [`Module::own_parameters`] and its sub-modules in [`Module::children`]; names, state
+//! dicts, `apply`, `zero_grad` and the PyTorch-like repr then come for free.
+//!
+//! ```
+//! use tinycnn::nn::{Linear, Module};
+//! use tinycnn::{Result, Tensor};
+//!
+//! /// d2l's MLP: a hidden layer and an output layer.
+//! struct Mlp { hidden: Linear, out: Linear }
+//!
+//! impl Module for Mlp {
+//!     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+//!         self.out.forward(&self.hidden.forward(x)?.relu()?)
+//!     }
+//!     fn children(&self) -> Vec<(String, &dyn Module)> {
+//!         vec![("hidden".into(), &self.hidden), ("out".into(), &self.out)]
+//!     }
+//! }
+//!
+//! let net = Mlp { hidden: Linear::new(20, 256), out: Linear::new(256, 10) };
+//! assert_eq!(net.forward(&Tensor::rand(&[2, 20])).unwrap().shape(), &[2, 10]);
+//! let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]);
+//! assert_eq!(net.repr(), "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=True)\n  (out): Linear(in_features=256, out_features=10, bias=True)\n)");
+//! ```
+
+pub mod init;
+mod layers;
+mod sequential;
+mod state;
+
+pub use layers::{AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh};
+pub use sequential::Sequential;
+pub use state::StateDict;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use std::any::Any;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Casts every module implements automatically (blanket impl); lets `&dyn Module` be
+/// downcast and lets provided methods hand `self` to callbacks.
+pub trait ModuleCast {
+    /// `self` as `Any`, for [`dyn Module::downcast_ref`](trait.Module.html#method.downcast_ref).
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as a trait object.
+    fn as_module(&self) -> &dyn Module;
+}
+
+impl<T: Module> ModuleCast for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_module(&self) -> &dyn Module {
+        self
+    }
+}
+
+/// A network layer or a whole network (PyTorch's `nn.Module`).
+pub trait Module: ModuleCast + Send + Sync + 'static {
+    /// The computation (`__call__` / `forward` in PyTorch).
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The parameters this module owns directly, by local name (`"weight"`, `"bias"`).
+    fn own_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The direct sub-modules, by name (`"0"`, `"hidden"`), in registration order.
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        Vec::new()
+    }
+
+    /// The name in the repr; the Rust type name by default.
+    fn type_name(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        base.rsplit("::").next().unwrap_or(base).to_string()
+    }
+
+    /// What goes between the parentheses of the repr (`in_features=4, out_features=8, bias=True`).
+    fn extra_repr(&self) -> String {
+        String::new()
+    }
+
+    /// Called by [`Module::train`] / [`Module::eval`] on every module; modules whose forward
+    /// differs between training and evaluation override it.
+    fn set_training(&self, _training: bool) {}
+
+    // ----- provided -------------------------------------------------------------------------
+
+    /// Every parameter with its dotted path (`"0.weight"`, `"0.block1.0.bias"`); a parameter
+    /// reachable twice is listed once, as in PyTorch.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        collect_parameters(self.as_module(), "", &mut out, &mut Some(&mut seen));
+        out
+    }
+
+    /// Every parameter (deduplicated), for an optimizer.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|p| p.numel()).sum()
+    }
+
+    /// Every module below and including this one, with its dotted path (`""` for this one).
+    fn named_modules(&self) -> Vec<(String, &dyn Module)> {
+        let mut out = vec![(String::new(), self.as_module())];
+        let mut i = 0;
+        while i < out.len() {
+            let (prefix, m) = (out[i].0.clone(), out[i].1);
+            let mut j = i + 1;
+            for (name, c) in m.children() {
+                let path = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+                out.insert(j, (path, c));
+                j += 1;
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Calls `f` on every sub-module, children first, then on this module (`net.apply(f)`).
+    ///
+    /// ```
+    /// use tinycnn::nn::{init, Linear, Module, ReLU, Sequential};
+    /// let net = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 1));
+    /// net.apply(&mut |m| {
+    ///     if let Some(l) = m.downcast_ref::<Linear>() {
+    ///         init::constant_(&l.weight, 42.0)?;
+    ///     }
+    ///     Ok(())
+    /// }).unwrap();
+    /// assert_eq!(net.get::<Linear>(2).unwrap().weight.to_vec(), vec![42.0; 8]);
+    /// ```
+    fn apply(&self, f: &mut dyn FnMut(&dyn Module) -> Result<()>) -> Result<()> {
+        for (_, c) in self.children() {
+            c.apply(f)?;
+        }
+        f(self.as_module())
+    }
+
+    /// Drops the gradient of every parameter.
+    fn zero_grad(&self) {
+        for p in self.parameters() {
+            p.zero_grad();
+        }
+    }
+
+    /// Training mode on every module (`net.train()`).
+    fn train(&self) {
+        for (_, m) in self.named_modules() {
+            m.set_training(true);
+        }
+    }
+
+    /// Evaluation mode on every module (`net.eval()`).
+    fn eval(&self) {
+        for (_, m) in self.named_modules() {
+            m.set_training(false);
+        }
+    }
+
+    /// The parameters by dotted name, as detached tensors sharing storage (`net.state_dict()`).
+    fn state_dict(&self) -> StateDict {
+        let mut out = Vec::new();
+        collect_parameters(self.as_module(), "", &mut out, &mut None);
+        StateDict::from_entries(out.into_iter().map(|(k, t)| (k, t.detach())).collect())
+    }
+
+    /// Copies `state` into the parameters. Every key must exist with the same shape, and
+    /// every parameter must be given (PyTorch's `strict=True`); nothing is changed on error.
+    fn load_state_dict(&self, state: &StateDict) -> Result<()> {
+        let mut own = Vec::new();
+        collect_parameters(self.as_module(), "", &mut own, &mut None);
+        let missing: Vec<&str> = own
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| state.get(k).is_none())
+            .collect();
+        if let Some(first) = missing.first() {
+            return Err(Error::StateDict {
+                key: first.to_string(),
+                msg: format!("missing from the state dict (missing keys: {missing:?})"),
+            });
+        }
+        let own_keys: HashSet<&str> = own.iter().map(|(k, _)| k.as_str()).collect();
+        let unexpected: Vec<&str> = state.keys().filter(|k| !own_keys.contains(k)).collect();
+        if let Some(first) = unexpected.first() {
+            return Err(Error::StateDict {
+                key: first.to_string(),
+                msg: format!("not a parameter of {} (unexpected keys: {unexpected:?})", self.type_name()),
+            });
+        }
+        for (k, p) in &own {
+            let src = state.get(k).expect("checked above");
+            if src.shape() != p.shape() {
+                return Err(Error::StateDict {
+                    key: k.clone(),
+                    msg: format!("shape {:?} in the state dict, {:?} in the module", src.shape(), p.shape()),
+                });
+            }
+        }
+        crate::no_grad(|| {
+            for (k, p) in &own {
+                p.copy_(state.get(k).expect("checked above"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The PyTorch-style repr (also what `Display` prints for modules).
+    fn repr(&self) -> String {
+        let children = self.children();
+        let extra = self.extra_repr();
+        let mut lines: Vec<String> = Vec::new();
+        if !extra.is_empty() {
+            lines.extend(extra.lines().map(String::from));
+        }
+        for (name, c) in &children {
+            let r = c.repr().replace('\n', "\n  ");
+            lines.push(format!("({name}): {r}"));
+        }
+        let mut s = format!("{}(", self.type_name());
+        if !lines.is_empty() {
+            if lines.len() == 1 && children.is_empty() {
+                s.push_str(&lines[0]);
+            } else {
+                s.push_str("\n  ");
+                s.push_str(&lines.join("\n  "));
+                s.push('\n');
+            }
+        }
+        s.push(')');
+        s
+    }
+}
+
+impl dyn Module {
+    /// The concrete module, if it is a `T` (PyTorch's `type(m) == nn.Linear`).
+    pub fn downcast_ref<T: Module>(&self) -> Option<&T> {
+        self.as_any().downcast_ref::<T>()
+    }
+    /// Whether this module is a `T`.
+    pub fn is<T: Module>(&self) -> bool {
+        self.as_any().is::<T>()
+    }
+}
+
+impl fmt::Display for dyn Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repr())
+    }
+}
+
+impl fmt::Debug for dyn Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repr())
+    }
+}
+
+fn collect_parameters(
+    m: &dyn Module,
+    prefix: &str,
+    out: &mut Vec<(String, Tensor)>,
+    seen: &mut Option<&mut HashSet<usize>>,
+) {
+    let join = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+    for (name, p) in m.own_parameters() {
+        if let Some(seen) = seen.as_mut() {
+            if !seen.insert(p.id()) {
+                continue;
+            }
+        }
+        out.push((join(&name), p));
+    }
+    for (name, c) in m.children() {
+        collect_parameters(c, &join(&name), out, seen);
+    }
+}
+
+/// Number of rows of `logits` `[N, C]` whose arg-max equals the label (d2l's `accuracy`).
+pub fn accuracy(logits: &Tensor, labels: &[u32]) -> Result<usize> {
+    if logits.rank() != 2 || logits.shape()[0] != labels.len() {
+        return Err(Error::mismatch("accuracy (logits vs labels)", logits.shape(), &[labels.len()]));
+    }
+    let pred = logits.argmax(1, false)?;
+    let pred = pred.data();
+    Ok(pred.iter().zip(labels).filter(|(p, &l)| **p as u32 == l).count())
+}

@@ -1,0 +1,245 @@
+//! Optimizers over parameter lists: [`Sgd`] and [`Adam`], stepping with the kernel crate's
+//! `sgd_step` / `adam_step`. Their state exports to a [`StateDict`] so training can be
+//! checkpointed and resumed exactly.
+
+use crate::error::{Error, Result};
+use crate::nn::StateDict;
+use crate::tensor::Tensor;
+pub use tinycnn_kernels::{AdamConfig, SgdConfig};
+
+/// What every optimizer offers.
+pub trait Optimizer {
+    /// One update of every parameter that has a gradient (others are skipped, as in PyTorch).
+    fn step(&mut self) -> Result<()>;
+    /// Drops every parameter's gradient.
+    fn zero_grad(&self);
+    /// The learning rate.
+    fn lr(&self) -> f32;
+    /// Changes the learning rate (schedules).
+    fn set_lr(&mut self, lr: f32);
+    /// The optimizer's state (buffers and step counts) as named tensors.
+    fn state_dict(&self) -> StateDict;
+    /// Restores a state exported by [`Optimizer::state_dict`] for the same parameter list.
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
+}
+
+fn check_params(op: &'static str, params: &[Tensor]) -> Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        if !p.is_leaf() || !p.requires_grad() {
+            return Err(Error::invalid(op, format!("parameter {i} is not a leaf tensor that requires grad")));
+        }
+    }
+    Ok(())
+}
+
+fn buffer_from(state: &StateDict, key: &str, param: &Tensor) -> Result<Option<Vec<f32>>> {
+    match state.get(key) {
+        None => Ok(None),
+        Some(t) if t.shape() == param.shape() => Ok(Some(t.to_vec())),
+        Some(t) => Err(Error::StateDict {
+            key: key.to_string(),
+            msg: format!("shape {:?}, parameter has {:?}", t.shape(), param.shape()),
+        }),
+    }
+}
+
+fn check_keys(state: &StateDict, allowed: impl Fn(&str) -> bool) -> Result<()> {
+    match state.keys().find(|k| !allowed(k)) {
+        Some(k) => Err(Error::StateDict { key: k.to_string(), msg: "not part of this optimizer's state".into() }),
+        None => Ok(()),
+    }
+}
+
+fn index_of_key(key: &str, suffix: &str) -> Option<usize> {
+    key.strip_prefix("state.")?.strip_suffix(suffix)?.parse().ok()
+}
+
+/// Stochastic gradient descent (`torch.optim.SGD`): momentum, dampening, Nesterov, weight decay.
+///
+/// ```
+/// use tinycnn::optim::{Optimizer, Sgd};
+/// use tinycnn::Tensor;
+/// let w = Tensor::new([1.0, 2.0]).requires_grad_(true).unwrap();
+/// let mut opt = Sgd::new(vec![w.clone()], 0.1).unwrap();
+/// (&w * &w).unwrap().sum_all().backward().unwrap(); // grad = 2w
+/// opt.step().unwrap();
+/// assert_eq!(w.to_vec(), [0.8, 1.6]);
+/// ```
+pub struct Sgd {
+    params: Vec<Tensor>,
+    pub config: SgdConfig,
+    momentum: Vec<Option<Vec<f32>>>,
+}
+
+impl Sgd {
+    /// Plain SGD with learning rate `lr`.
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Sgd> {
+        Sgd::with_config(params, SgdConfig::new(lr))
+    }
+    /// SGD with every option.
+    pub fn with_config(params: Vec<Tensor>, config: SgdConfig) -> Result<Sgd> {
+        check_params("Sgd", &params)?;
+        if !(config.lr >= 0.0) || !config.lr.is_finite() || !(config.momentum >= 0.0) || !(config.weight_decay >= 0.0) {
+            return Err(Error::invalid("Sgd", format!("{config:?}: lr, momentum and weight decay must be >= 0")));
+        }
+        if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
+            return Err(Error::invalid("Sgd", "Nesterov momentum requires a momentum and zero dampening"));
+        }
+        let n = params.len();
+        Ok(Sgd { params, config, momentum: vec![None; n] })
+    }
+    /// The parameters, in order.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        for (p, buf) in self.params.iter().zip(self.momentum.iter_mut()) {
+            let Some(g) = p.grad() else { continue };
+            let g = g.to_vec();
+            let first = buf.is_none();
+            let mut b = match (self.config.momentum != 0.0, buf.take()) {
+                (true, Some(b)) => b,
+                (true, None) => vec![0.0; p.numel()],
+                (false, _) => Vec::new(),
+            };
+            p.write_unchecked(|d| tinycnn_kernels::sgd_step(&self.config, d, &g, &mut b, first))
+                .map_err(Error::kernel("Sgd::step"))?;
+            if self.config.momentum != 0.0 {
+                *buf = Some(b);
+            }
+        }
+        Ok(())
+    }
+    fn zero_grad(&self) {
+        self.params.iter().for_each(|p| p.zero_grad());
+    }
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+    /// `state.{i}.momentum_buffer` for every parameter that has one.
+    fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        for (i, (p, b)) in self.params.iter().zip(&self.momentum).enumerate() {
+            if let Some(b) = b {
+                sd.insert(format!("state.{i}.momentum_buffer"), Tensor::raw(b.clone(), p.shape().to_vec()));
+            }
+        }
+        sd
+    }
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        let n = self.params.len();
+        check_keys(state, |k| index_of_key(k, ".momentum_buffer").is_some_and(|i| i < n))?;
+        let mut bufs = Vec::with_capacity(n);
+        for (i, p) in self.params.iter().enumerate() {
+            bufs.push(buffer_from(state, &format!("state.{i}.momentum_buffer"), p)?);
+        }
+        self.momentum = bufs;
+        Ok(())
+    }
+}
+
+/// Adam (`torch.optim.Adam`, not AMSGrad).
+pub struct Adam {
+    params: Vec<Tensor>,
+    pub config: AdamConfig,
+    /// Per parameter: (step, m, v), created at its first update.
+    state: Vec<Option<(u32, Vec<f32>, Vec<f32>)>>,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8) and learning rate `lr`.
+    pub fn new(params: Vec<Tensor>, lr: f32) -> Result<Adam> {
+        Adam::with_config(params, AdamConfig::new(lr))
+    }
+    /// Adam with every option.
+    pub fn with_config(params: Vec<Tensor>, config: AdamConfig) -> Result<Adam> {
+        check_params("Adam", &params)?;
+        let c = &config;
+        if !(c.lr >= 0.0) || !c.lr.is_finite() || !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2)
+            || !(c.eps >= 0.0) || !(c.weight_decay >= 0.0)
+        {
+            return Err(Error::invalid("Adam", format!("{config:?}: need lr, eps, weight decay >= 0 and betas in [0, 1)")));
+        }
+        let n = params.len();
+        Ok(Adam { params, config, state: vec![None; n] })
+    }
+    /// The parameters, in order.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
+            let Some(g) = p.grad() else { continue };
+            let g = g.to_vec();
+            let (step, m, v) = st.get_or_insert_with(|| (0, vec![0.0; p.numel()], vec![0.0; p.numel()]));
+            let next = step
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("Adam::step", "step count overflows u32"))?;
+            p.write_unchecked(|d| tinycnn_kernels::adam_step(&self.config, next, d, &g, m, v))
+                .map_err(Error::kernel("Adam::step"))?;
+            *step = next;
+        }
+        Ok(())
+    }
+    fn zero_grad(&self) {
+        self.params.iter().for_each(|p| p.zero_grad());
+    }
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+    /// `state.{i}.step` (a scalar), `state.{i}.exp_avg`, `state.{i}.exp_avg_sq`, as PyTorch names them.
+    fn state_dict(&self) -> StateDict {
+        let mut sd = StateDict::new();
+        for (i, (p, st)) in self.params.iter().zip(&self.state).enumerate() {
+            if let Some((step, m, v)) = st {
+                sd.insert(format!("state.{i}.step"), Tensor::scalar(*step as f32));
+                sd.insert(format!("state.{i}.exp_avg"), Tensor::raw(m.clone(), p.shape().to_vec()));
+                sd.insert(format!("state.{i}.exp_avg_sq"), Tensor::raw(v.clone(), p.shape().to_vec()));
+            }
+        }
+        sd
+    }
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        let n = self.params.len();
+        check_keys(state, |k| {
+            [".step", ".exp_avg", ".exp_avg_sq"].iter().any(|s| index_of_key(k, s).is_some_and(|i| i < n))
+        })?;
+        let mut new_state = Vec::with_capacity(n);
+        for (i, p) in self.params.iter().enumerate() {
+            let key = |s: &str| format!("state.{i}.{s}");
+            let step = state.get(&key("step"));
+            let m = buffer_from(state, &key("exp_avg"), p)?;
+            let v = buffer_from(state, &key("exp_avg_sq"), p)?;
+            new_state.push(match (step, m, v) {
+                (None, None, None) => None,
+                (Some(s), Some(m), Some(v)) => {
+                    let s = s.item()?;
+                    if !(s >= 1.0) || s.fract() != 0.0 || s > (1u32 << 24) as f32 {
+                        return Err(Error::StateDict { key: key("step"), msg: format!("{s} is not a step count") });
+                    }
+                    Some((s as u32, m, v))
+                }
+                _ => {
+                    return Err(Error::StateDict {
+                        key: key("step"),
+                        msg: "step, exp_avg and exp_avg_sq must be given together".into(),
+                    })
+                }
+            });
+        }
+        self.state = new_state;
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Seeded random numbers: explicit [`Rng`] values and one global generator, as in PyTorch.
+//!
+//! ChaCha8 gives the same stream on every platform, so a seed fixes every random tensor and
+//! every initial weight, on any machine.
+
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::sync::Mutex;
+
+/// PyTorch's default seed (`torch.initial_seed()` of a fresh process), so that a program that
+/// never seeds is still reproducible.
+pub const DEFAULT_SEED: u64 = 67_280_421_310_721;
+
+/// A seeded random number generator (ChaCha8).
+///
+/// ```
+/// use tinycnn::{Rng, Tensor};
+/// let mut a = Rng::seed_from(7);
+/// let mut b = Rng::seed_from(7);
+/// assert_eq!(Tensor::rand_with(&[3], &mut a).to_vec(), Tensor::rand_with(&[3], &mut b).to_vec());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rng(ChaCha8Rng);
+
+impl Rng {
+    /// A generator whose whole stream is fixed by `seed`.
+    pub fn seed_from(seed: u64) -> Rng {
+        Rng(ChaCha8Rng::seed_from_u64(seed))
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f32 {
+        self.0.random::<f32>()
+    }
+    /// Standard normal.
+    pub fn normal(&mut self) -> f32 {
+        StandardNormal.sample(&mut self.0)
+    }
+    /// Uniform integer in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0.random_range(0..n.max(1))
+    }
+    /// A random `u64` (to seed other generators).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.random::<u64>()
+    }
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+}
+
+static GLOBAL: Mutex<Option<Rng>> = Mutex::new(None);
+
+/// Re-seeds the global generator that `Tensor::rand`, `randn`, `normal` and the default layer
+/// initialisation draw from (PyTorch's `torch.manual_seed`).
+pub fn manual_seed(seed: u64) {
+    let mut g = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    *g = Some(Rng::seed_from(seed));
+}
+
+/// Runs `f` with the global generator (seeded with [`DEFAULT_SEED`] until [`manual_seed`]).
+pub fn with_global_rng<R>(f: impl FnOnce(&mut Rng) -> R) -> R {
+    let mut g = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(|| Rng::seed_from(DEFAULT_SEED)))
+}
