@@ -6,13 +6,19 @@
 #                                committed PTX, then assemble every PTX with ptxas for sm_80
 #                                and sm_90 (-v), print registers/spills per kernel, and fail
 #                                if a hot kernel (sgemm*, conv2d*, *pool2d*) spills.
+#   scripts/gen-ptx.sh --emulate   compile kernels-cuda/*.cu for the host with
+#                                kernels-cuda/emu/cuda_emu.h (g++ >= 10, C++20) and check every
+#                                kernel against naive loops (kernels-cuda/emu/check.cpp); about
+#                                a minute, no GPU or CUDA wheels needed.
 #
 # No GPU needed. NVRTC and ptxas come from NVIDIA's PyPI wheels, pinned below and installed
 # quietly into a private venv (TINYCNN_PTX_VENV, default ~/.cache/tinycnn/ptx-venv-<version>).
 # A different NVRTC version produces different PTX text: bump the pin and regenerate together.
+# 12.2 emits PTX ISA 8.2, which drivers >= 535 load; newer NVRTCs emit newer ISA versions
+# that older drivers refuse (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
 set -euo pipefail
 
-CUDA_WHEEL_VERSION=12.9.86
+CUDA_WHEEL_VERSION=12.2.140
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TINYCNN_PTX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tinycnn/ptx-venv-$CUDA_WHEEL_VERSION}"
 PTX_DIR="$ROOT/kernels-cuda/ptx"
@@ -21,8 +27,15 @@ mode=generate
 case "${1:-}" in
     "") ;;
     --check) mode=check ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+    --emulate)
+        exe="$(mktemp)"
+        trap 'rm -f "$exe"' EXIT
+        g++ -std=c++20 -O1 -pthread -w "$ROOT/kernels-cuda/emu/check.cpp" -o "$exe"
+        "$exe"
+        exit $?
+        ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--check | --emulate]" >&2; exit 2 ;;
 esac
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import nvidia.cuda_nvrtc, nvidia.cuda_nvcc' 2>/dev/null; then

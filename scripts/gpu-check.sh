@@ -77,8 +77,8 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
 for t in "$BIN"/test-*; do
     echo "=== $(basename "$t")"
-    if ! "$t" --test-threads=1 2>&1 | tee "$OUT/$(basename "$t").log"; then status=1; fi
-    if grep -q "^skipping" "$OUT/$(basename "$t").log"; then echo "WARNING: $(basename "$t") skipped GPU tests"; status=1; fi
+    if ! "$t" --test-threads=1 --nocapture 2>&1 | tee "$OUT/$(basename "$t").log"; then status=1; fi
+    if grep -q "skipping: no CUDA" "$OUT/$(basename "$t").log"; then echo "WARNING: $(basename "$t") skipped GPU tests"; status=1; fi
 done
 echo "=== gpu_bench"
 "$BIN/gpu_bench" 2>&1 | tee "$OUT/bench.jsonl" || status=1

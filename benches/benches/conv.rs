@@ -5,11 +5,16 @@
 //! The naive loops run on a smaller batch (`NAIVE_BATCH`) to keep the run short; the
 //! throughput of each benchmark is computed for its own batch, so rates compare directly.
 //!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the
+//! build machine is shared with other jobs, and CPU time leaves out the slices the thread
+//! spends descheduled. Throughputs print as Gflop/s.
+//!
 //! Run: `cargo bench -p tinycnn-benches --bench conv`
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tinycnn_kernels::{
     conv2d_backward_input_with, conv2d_backward_input_workspace_len_for,
@@ -51,7 +56,91 @@ fn data(len: usize) -> Vec<f32> {
         .collect()
 }
 
-fn bench_conv(c: &mut Criterion) {
+/// CPU time of the calling thread.
+struct ThreadCpuTime;
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+/// Linux's `CLOCK_THREAD_CPUTIME_ID`.
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+fn thread_cpu_now() -> Duration {
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; the clock id is a Linux constant.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Nanoseconds as ms/us, flops per nanosecond as Gflop/s.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns (cpu)")
+        } else if ns < 1e6 {
+            (1e-3, "us (cpu)")
+        } else {
+            (1e-6, "ms (cpu)")
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let per_iter = match *t {
+            Throughput::Elements(e) => e as f64,
+            Throughput::ElementsAndBytes { elements, .. } => elements as f64,
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => b as f64,
+            Throughput::Bits(b) => b as f64,
+        };
+        for v in values {
+            *v = per_iter / *v;
+        }
+        "Gflop/s"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn bench_conv(c: &mut Criterion<ThreadCpuTime>) {
     for (name, s) in lenet_shapes() {
         let x = data(s.input_len().unwrap());
         let w = data(s.weight_len());
@@ -151,5 +240,9 @@ fn bench_conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_conv);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench_conv
+}
 criterion_main!(benches);

@@ -70,10 +70,18 @@ fn conv(src: &mut Source) {
         groups: dim(src),
     };
     let s = Conv2dShape::new(p, dim(src), dim(src), dim(src));
+    let _ = (s.validate(), s.out_hw(), s.col_cols(), s.weight_len());
+    // `col_rows` divides by `groups` unchecked (reported; see errors.rs
+    // `conv_shape_helpers_do_not_panic`), so only ask it once groups is known non-zero.
+    let rows = if p.groups != 0 {
+        s.col_rows().ok()
+    } else {
+        None
+    };
     let work = s
         .output_len()
         .ok()
-        .zip(s.col_rows().ok())
+        .zip(rows)
         .and_then(|(a, b)| a.checked_mul(b));
     let ok = work.is_some_and(|w| w <= WORK_CAP);
     let x = buf(src, s.input_len().ok(), ok);
@@ -84,7 +92,7 @@ fn conv(src: &mut Source) {
     let bias = with_bias.then_some(&b[..]);
     let algo = src.pick(&[ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm]);
     let mut ws = buf(src, Some(conv2d_workspace_len_for(algo, &s)), ok);
-    let _ = choose_algo(&s);
+    let _ = (choose_algo(&s), choose_backward_algo(&s));
     let _ = conv2d_forward_with(algo, &s, &x, &w, bias, &mut y, &mut ws);
     let _ = reference::conv2d(&s, &x, &w, bias, &mut y);
     let mut gx = buf(src, s.input_len().ok(), ok);
@@ -114,7 +122,8 @@ fn corr(src: &mut Source) {
     let (xh, xw, kh, kw) = (dim(src), dim(src), dim(src), dim(src));
     let x = buf(src, xh.checked_mul(xw), true);
     let k = buf(src, kh.checked_mul(kw), true);
-    let out = (xh.checked_sub(kh).map(|v| v + 1)).zip(xw.checked_sub(kw).map(|v| v + 1));
+    let out_len = |x: usize, k: usize| x.checked_sub(k)?.checked_add(1);
+    let out = out_len(xh, kh).zip(out_len(xw, kw));
     let mut y = buf(src, out.and_then(|(a, b)| a.checked_mul(b)), true);
     let _ = corr2d(&x, (xh, xw), &k, (kh, kw), &mut y);
     let _ = reference::corr2d(&x, (xh, xw), &k, (kh, kw), &mut y);

@@ -97,7 +97,10 @@ fn weights_metadata(model: ModelName) -> HashMap<String, String> {
     let mut m = HashMap::new();
     m.insert("format".to_string(), "pt".to_string());
     m.insert("model".to_string(), model.as_str().to_string());
-    m.insert("producer".to_string(), format!("tinycnn {}", env!("CARGO_PKG_VERSION")));
+    m.insert(
+        "producer".to_string(),
+        format!("tinycnn {}", env!("CARGO_PKG_VERSION")),
+    );
     m
 }
 
@@ -120,10 +123,17 @@ pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
     let model = match file.metadata.get("model") {
         None => None,
         Some(name) => Some(ModelName::parse(name).ok_or_else(|| {
-            crate::cli_err!("{}: unknown model {name:?} in the file's metadata", path.display())
+            crate::cli_err!(
+                "{}: unknown model {name:?} in the file's metadata",
+                path.display()
+            )
         })?),
     };
-    let params = file.tensors.into_iter().filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX)).collect();
+    let params = file
+        .tensors
+        .into_iter()
+        .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+        .collect();
     Ok(LoadedWeights { model, params })
 }
 
@@ -156,22 +166,40 @@ fn bad(path: &Path, what: &str) -> crate::error::CliError {
 }
 
 fn num(v: &Value, path: &Path, what: &str) -> Result<f64> {
-    v.as_f64().ok_or_else(|| bad(path, &format!("{what} is not a number")))
+    v.as_f64()
+        .ok_or_else(|| bad(path, &format!("{what} is not a number")))
 }
 
 fn history_from_json(v: &Value, path: &Path) -> Result<History> {
     let mut h = History::default();
-    let points = v["points"].as_array().ok_or_else(|| bad(path, "history has no points"))?;
+    let points = v["points"]
+        .as_array()
+        .ok_or_else(|| bad(path, "history has no points"))?;
     for p in points {
-        let a = p.as_array().ok_or_else(|| bad(path, "malformed curve point"))?;
-        let f = |i: usize| a.get(i).and_then(Value::as_f64).ok_or_else(|| bad(path, "malformed curve point"));
+        let a = p
+            .as_array()
+            .ok_or_else(|| bad(path, "malformed curve point"))?;
+        let f = |i: usize| {
+            a.get(i)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| bad(path, "malformed curve point"))
+        };
         h.points.push(match a.first().and_then(Value::as_str) {
-            Some("train") => CurvePoint::Train { x: f(1)?, loss: f(2)?, acc: f(3)? },
-            Some("test") => CurvePoint::Test { x: f(1)?, acc: f(2)? },
+            Some("train") => CurvePoint::Train {
+                x: f(1)?,
+                loss: f(2)?,
+                acc: f(3)?,
+            },
+            Some("test") => CurvePoint::Test {
+                x: f(1)?,
+                acc: f(2)?,
+            },
             _ => return Err(bad(path, "malformed curve point")),
         });
     }
-    let epochs = v["epochs"].as_array().ok_or_else(|| bad(path, "history has no epochs"))?;
+    let epochs = v["epochs"]
+        .as_array()
+        .ok_or_else(|| bad(path, "history has no epochs"))?;
     for e in epochs {
         h.epochs.push(EpochRecord {
             epoch: num(&e["epoch"], path, "epoch")? as usize,
@@ -182,7 +210,9 @@ fn history_from_json(v: &Value, path: &Path) -> Result<History> {
         });
     }
     h.train_seconds = num(&v["train_seconds"], path, "train_seconds")?;
-    h.examples = v["examples"].as_u64().ok_or_else(|| bad(path, "examples is not a count"))?;
+    h.examples = v["examples"]
+        .as_u64()
+        .ok_or_else(|| bad(path, "examples is not a count"))?;
     Ok(h)
 }
 
@@ -190,21 +220,40 @@ fn history_from_json(v: &Value, path: &Path) -> Result<History> {
 pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
     let mut meta = weights_metadata(ck.config.model);
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
-    meta.insert("optimizer".to_string(), ck.config.optimizer.as_str().to_string());
+    meta.insert(
+        "optimizer".to_string(),
+        ck.config.optimizer.as_str().to_string(),
+    );
     // f32 -> f64 is exact, and serde_json prints the shortest string that reads back the
     // same value, so the learning rate survives the round trip bit for bit.
     meta.insert("lr".to_string(), json!(ck.config.lr as f64).to_string());
     meta.insert("batch_size".to_string(), ck.config.batch_size.to_string());
     meta.insert("seed".to_string(), ck.config.seed.to_string());
-    meta.insert("rng".to_string(), format!("chacha8 seed {} stream = epoch index", ck.config.seed));
+    meta.insert(
+        "rng".to_string(),
+        format!("chacha8 seed {} stream = epoch index", ck.config.seed),
+    );
     meta.insert("epochs_done".to_string(), ck.epochs_done.to_string());
-    let scalars: serde_json::Map<String, Value> =
-        ck.optimizer.scalars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    meta.insert("optimizer_scalars".to_string(), Value::Object(scalars).to_string());
-    meta.insert("history".to_string(), history_to_json(&ck.history).to_string());
+    let scalars: serde_json::Map<String, Value> = ck
+        .optimizer
+        .scalars
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    meta.insert(
+        "optimizer_scalars".to_string(),
+        Value::Object(scalars).to_string(),
+    );
+    meta.insert(
+        "history".to_string(),
+        history_to_json(&ck.history).to_string(),
+    );
     let mut tensors = ck.params.clone();
     for t in &ck.optimizer.tensors {
-        tensors.push(NamedTensor { name: format!("{OPTIMIZER_PREFIX}{}", t.name), ..t.clone() });
+        tensors.push(NamedTensor {
+            name: format!("{OPTIMIZER_PREFIX}{}", t.name),
+            ..t.clone()
+        });
     }
     tensorfile::save(path, &tensors, &meta)
 }
@@ -213,11 +262,17 @@ pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let file = tensorfile::load(path)?;
     let m = &file.metadata;
-    let get = |k: &str| m.get(k).ok_or_else(|| bad(path, &format!("metadata has no {k:?}")));
+    let get = |k: &str| {
+        m.get(k)
+            .ok_or_else(|| bad(path, &format!("metadata has no {k:?}")))
+    };
     if get("format")? != CHECKPOINT_FORMAT {
         return Err(bad(
             path,
-            &format!("format is {:?} (a weight file cannot be resumed; it has no optimizer state)", m["format"]),
+            &format!(
+                "format is {:?} (a weight file cannot be resumed; it has no optimizer state)",
+                m["format"]
+            ),
         ));
     }
     let model = ModelName::parse(get("model")?).ok_or_else(|| bad(path, "unknown model"))?;
@@ -226,12 +281,20 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         "adam" => OptimizerName::Adam,
         other => return Err(bad(path, &format!("unknown optimizer {other:?}"))),
     };
-    let lr: f64 = get("lr")?.parse().map_err(|_| bad(path, "lr is not a number"))?;
-    let batch_size = get("batch_size")?.parse().map_err(|_| bad(path, "batch_size is not a count"))?;
-    let seed = get("seed")?.parse().map_err(|_| bad(path, "seed is not an integer"))?;
-    let epochs_done = get("epochs_done")?.parse().map_err(|_| bad(path, "epochs_done is not a count"))?;
-    let scalars_json: Value =
-        serde_json::from_str(get("optimizer_scalars")?).context(|| format!("{}: optimizer_scalars", path.display()))?;
+    let lr: f64 = get("lr")?
+        .parse()
+        .map_err(|_| bad(path, "lr is not a number"))?;
+    let batch_size = get("batch_size")?
+        .parse()
+        .map_err(|_| bad(path, "batch_size is not a count"))?;
+    let seed = get("seed")?
+        .parse()
+        .map_err(|_| bad(path, "seed is not an integer"))?;
+    let epochs_done = get("epochs_done")?
+        .parse()
+        .map_err(|_| bad(path, "epochs_done is not a count"))?;
+    let scalars_json: Value = serde_json::from_str(get("optimizer_scalars")?)
+        .context(|| format!("{}: optimizer_scalars", path.display()))?;
     let scalars = scalars_json
         .as_object()
         .ok_or_else(|| bad(path, "optimizer_scalars is not an object"))?
@@ -245,15 +308,27 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut opt_tensors = Vec::new();
     for t in file.tensors {
         match t.name.strip_prefix(OPTIMIZER_PREFIX) {
-            Some(rest) => opt_tensors.push(NamedTensor { name: rest.to_string(), ..t }),
+            Some(rest) => opt_tensors.push(NamedTensor {
+                name: rest.to_string(),
+                ..t
+            }),
             None => params.push(t),
         }
     }
     Ok(Checkpoint {
-        config: RunConfig { model, optimizer, lr: lr as f32, batch_size, seed },
+        config: RunConfig {
+            model,
+            optimizer,
+            lr: lr as f32,
+            batch_size,
+            seed,
+        },
         epochs_done,
         params,
-        optimizer: OptimizerState { tensors: opt_tensors, scalars },
+        optimizer: OptimizerState {
+            tensors: opt_tensors,
+            scalars,
+        },
         history,
     })
 }
@@ -261,7 +336,10 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
 /// The default checkpoint path next to a weight file: `lenet.safetensors` ->
 /// `lenet.ckpt.safetensors`.
 pub fn default_checkpoint_path(out: &Path) -> std::path::PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
     out.with_file_name(format!("{stem}.ckpt.safetensors"))
 }
@@ -280,17 +358,38 @@ mod tests {
                 seed: 7,
             },
             epochs_done: 2,
-            params: vec![NamedTensor { name: "0.bias".into(), shape: vec![2], data: vec![0.5, -0.25] }],
+            params: vec![NamedTensor {
+                name: "0.bias".into(),
+                shape: vec![2],
+                data: vec![0.5, -0.25],
+            }],
             optimizer: OptimizerState {
-                tensors: vec![NamedTensor { name: "0.bias.exp_avg".into(), shape: vec![2], data: vec![1e-3, 2e-3] }],
+                tensors: vec![NamedTensor {
+                    name: "0.bias.exp_avg".into(),
+                    shape: vec![2],
+                    data: vec![1e-3, 2e-3],
+                }],
                 scalars: vec![("step".into(), 470.0)],
             },
             history: History {
                 points: vec![
-                    CurvePoint::Train { x: 0.2, loss: 2.31, acc: 0.1 },
-                    CurvePoint::Test { x: 1.0, acc: 0.1 / 3.0 },
+                    CurvePoint::Train {
+                        x: 0.2,
+                        loss: 2.31,
+                        acc: 0.1,
+                    },
+                    CurvePoint::Test {
+                        x: 1.0,
+                        acc: 0.1 / 3.0,
+                    },
                 ],
-                epochs: vec![EpochRecord { epoch: 1, loss: 2.3, train_acc: 0.1, test_acc: 0.1 / 3.0, examples_per_sec: 12345.6 }],
+                epochs: vec![EpochRecord {
+                    epoch: 1,
+                    loss: 2.3,
+                    train_acc: 0.1,
+                    test_acc: 0.1 / 3.0,
+                    examples_per_sec: 12345.6,
+                }],
                 train_seconds: 4.25,
                 examples: 60000,
             },
@@ -319,7 +418,13 @@ mod tests {
 
     #[test]
     fn default_checkpoint_path_sits_next_to_the_weights() {
-        assert_eq!(default_checkpoint_path(Path::new("out/lenet.safetensors")), Path::new("out/lenet.ckpt.safetensors"));
-        assert_eq!(default_checkpoint_path(Path::new("w.bin")), Path::new("w.bin.ckpt.safetensors"));
+        assert_eq!(
+            default_checkpoint_path(Path::new("out/lenet.safetensors")),
+            Path::new("out/lenet.ckpt.safetensors")
+        );
+        assert_eq!(
+            default_checkpoint_path(Path::new("w.bin")),
+            Path::new("w.bin.ckpt.safetensors")
+        );
     }
 }

@@ -81,7 +81,11 @@ pub fn prepare(img: &ImageBuffer<image::LumaA<f32>, Vec<f32>>, invert: Invert) -
     // Pad to a square with the picture's own background (the border mean, after any
     // inversion) so the longest edge fills 28 pixels, the aspect ratio is kept and no seam
     // appears.
-    let background = if inverted { 1.0 - border_mean as f32 } else { border_mean as f32 };
+    let background = if inverted {
+        1.0 - border_mean as f32
+    } else {
+        border_mean as f32
+    };
     let side = w.max(h);
     let (ox, oy) = ((side - w) / 2, (side - h) / 2);
     let mut square = ImageBuffer::<Luma<f32>, Vec<f32>>::from_pixel(side, side, Luma([background]));
@@ -95,8 +99,16 @@ pub fn prepare(img: &ImageBuffer<image::LumaA<f32>, Vec<f32>>, invert: Invert) -
     } else {
         imageops::resize(&square, SIDE, SIDE, imageops::FilterType::Triangle)
     };
-    let pixels = small.into_raw().into_iter().map(|v| v.clamp(0.0, 1.0)).collect();
-    Prepared { pixels, inverted, original: (w, h) }
+    let pixels = small
+        .into_raw()
+        .into_iter()
+        .map(|v| v.clamp(0.0, 1.0))
+        .collect();
+    Prepared {
+        pixels,
+        inverted,
+        original: (w, h),
+    }
 }
 
 #[cfg(test)]
@@ -104,7 +116,11 @@ mod tests {
     use super::*;
     use image::LumaA;
 
-    fn picture(w: u32, h: u32, f: impl Fn(u32, u32) -> (f32, f32)) -> ImageBuffer<LumaA<f32>, Vec<f32>> {
+    fn picture(
+        w: u32,
+        h: u32,
+        f: impl Fn(u32, u32) -> (f32, f32),
+    ) -> ImageBuffer<LumaA<f32>, Vec<f32>> {
         ImageBuffer::from_fn(w, h, |x, y| {
             let (l, a) = f(x, y);
             LumaA([l, a])
@@ -113,7 +129,12 @@ mod tests {
 
     #[test]
     fn a_28x28_light_on_black_picture_is_kept_as_is() {
-        let img = picture(28, 28, |x, y| (((x + y) % 7) as f32 / 7.0 * (x > 0 && y > 0 && x < 27 && y < 27) as u8 as f32, 1.0));
+        let img = picture(28, 28, |x, y| {
+            (
+                ((x + y) % 7) as f32 / 7.0 * (x > 0 && y > 0 && x < 27 && y < 27) as u8 as f32,
+                1.0,
+            )
+        });
         let p = prepare(&img, Invert::Auto);
         assert!(!p.inverted);
         assert_eq!(p.pixels.len(), 784);
@@ -141,7 +162,10 @@ mod tests {
         let img = picture(10, 10, |_, _| (1.0, 1.0));
         assert!(!prepare(&img, Invert::Never).inverted);
         assert!(prepare(&img, Invert::Always).inverted);
-        assert!(prepare(&img, Invert::Always).pixels.iter().all(|&v| v == 0.0));
+        assert!(prepare(&img, Invert::Always)
+            .pixels
+            .iter()
+            .all(|&v| v == 0.0));
     }
 
     #[test]

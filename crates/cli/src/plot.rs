@@ -28,7 +28,8 @@ pub fn render_svg(points: &[CurvePoint], num_epochs: usize) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (640, 420)).into_drawing_area();
-        draw(&root, points, num_epochs).map_err(|e| crate::cli_err!("cannot draw the plot: {e}"))?;
+        draw(&root, points, num_epochs)
+            .map_err(|e| crate::cli_err!("cannot draw the plot: {e}"))?;
         root.present()
             .map_err(|e| crate::cli_err!("cannot draw the plot: {e}"))?;
     }
@@ -77,14 +78,21 @@ fn draw<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
         .x_labels(num_epochs.clamp(2, 11))
         .y_labels(8)
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     chart
-        .draw_series(LineSeries::new(train_loss, TRAIN_LOSS_COLOR.stroke_width(2)))?
+        .draw_series(LineSeries::new(
+            train_loss,
+            TRAIN_LOSS_COLOR.stroke_width(2),
+        ))?
         .label("train loss")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_LOSS_COLOR.stroke_width(2)));
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_LOSS_COLOR.stroke_width(2))
+        });
     chart
         .draw_series(DashedLineSeries::new(
             train_acc,
@@ -93,11 +101,18 @@ fn draw<DB: DrawingBackend>(
             TRAIN_ACC_COLOR.stroke_width(2),
         ))?
         .label("train acc")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_ACC_COLOR.stroke_width(2)));
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_ACC_COLOR.stroke_width(2))
+        });
     chart
-        .draw_series(LineSeries::new(test_acc.clone(), TEST_ACC_COLOR.stroke_width(2)))?
+        .draw_series(LineSeries::new(
+            test_acc.clone(),
+            TEST_ACC_COLOR.stroke_width(2),
+        ))?
         .label("test acc")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TEST_ACC_COLOR.stroke_width(2)));
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], TEST_ACC_COLOR.stroke_width(2))
+        });
     chart.draw_series(
         test_acc
             .iter()
@@ -106,6 +121,7 @@ fn draw<DB: DrawingBackend>(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.3))
         .draw()?;
@@ -119,11 +135,27 @@ mod tests {
     #[test]
     fn svg_has_the_three_curves_and_the_axis_label() {
         let pts = vec![
-            CurvePoint::Train { x: 0.5, loss: 2.3, acc: 0.1 },
-            CurvePoint::Train { x: 1.0, loss: 1.2, acc: 0.5 },
+            CurvePoint::Train {
+                x: 0.5,
+                loss: 2.3,
+                acc: 0.1,
+            },
+            CurvePoint::Train {
+                x: 1.0,
+                loss: 1.2,
+                acc: 0.5,
+            },
             CurvePoint::Test { x: 1.0, acc: 0.6 },
-            CurvePoint::Train { x: 1.5, loss: 0.8, acc: 0.7 },
-            CurvePoint::Train { x: 2.0, loss: 0.6, acc: 0.75 },
+            CurvePoint::Train {
+                x: 1.5,
+                loss: 0.8,
+                acc: 0.7,
+            },
+            CurvePoint::Train {
+                x: 2.0,
+                loss: 0.6,
+                acc: 0.75,
+            },
             CurvePoint::Test { x: 2.0, acc: 0.74 },
         ];
         let svg = render_svg(&pts, 2).unwrap();

@@ -30,7 +30,9 @@ impl Default for ConfusionMatrix {
 impl ConfusionMatrix {
     /// An all-zero matrix.
     pub fn new() -> Self {
-        Self { counts: [[0; 10]; 10] }
+        Self {
+            counts: [[0; 10]; 10],
+        }
     }
 
     /// Records one example. Labels outside 0..10 are the caller's bug, checked on load.
@@ -62,8 +64,8 @@ impl ConfusionMatrix {
     /// last column is the recall of each true class.
     pub fn render(&self) -> String {
         let short = [
-            "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-            "bag", "boot",
+            "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+            "boot",
         ];
         let mut out = String::new();
         out.push_str(&format!("{:>12} | predicted\n", "true"));
@@ -79,7 +81,11 @@ impl ConfusionMatrix {
                 out.push_str(&format!(" {:>8}", self.counts[t][p]));
             }
             let row: u64 = self.counts[t].iter().sum();
-            let recall = if row == 0 { 0.0 } else { self.counts[t][t] as f64 / row as f64 };
+            let recall = if row == 0 {
+                0.0
+            } else {
+                self.counts[t][t] as f64 / row as f64
+            };
             out.push_str(&format!(" | {recall:>8.3}\n"));
         }
         out
@@ -132,7 +138,10 @@ mod tests {
         assert_eq!(m.accuracy(), 0.75);
         let text = m.render();
         assert_eq!(text.lines().count(), 13);
-        let tshirt = text.lines().find(|l| l.trim_start().starts_with("t-shirt |")).unwrap();
+        let tshirt = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("t-shirt |"))
+            .unwrap();
         let cells: Vec<&str> = tshirt.split_whitespace().collect();
         // name, '|', ten counts, '|', recall
         assert_eq!(cells[2], "1");

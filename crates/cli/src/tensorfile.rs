@@ -70,14 +70,28 @@ pub fn to_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> 
             ));
         }
         let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        views.push((t.name.clone(), F32View { shape: &t.shape, bytes }));
+        views.push((
+            t.name.clone(),
+            F32View {
+                shape: &t.shape,
+                bytes,
+            },
+        ));
     }
-    let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone())
+    };
     safetensors::tensor::serialize(views, meta).context(|| "cannot serialize tensors".to_string())
 }
 
 /// Writes tensors and metadata to `path` atomically.
-pub fn save(path: &Path, tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let bytes = to_bytes(tensors, metadata)?;
     atomic_write(path, &bytes)
 }
@@ -88,7 +102,8 @@ pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<TensorFile> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .context(|| format!("{origin} is not a valid safetensors file"))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes).context(|| format!("{origin} is not a valid safetensors file"))?;
+    let st = SafeTensors::deserialize(bytes)
+        .context(|| format!("{origin} is not a valid safetensors file"))?;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -102,7 +117,11 @@ pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<TensorFile> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        tensors.push(NamedTensor { name, shape: view.shape().to_vec(), data });
+        tensors.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(TensorFile { tensors, metadata })
@@ -121,8 +140,16 @@ mod tests {
     #[test]
     fn round_trip_keeps_values_shapes_and_metadata() {
         let tensors = vec![
-            NamedTensor { name: "0.weight".into(), shape: vec![2, 1, 1, 2], data: vec![1.0, -2.5, 3.25, 0.0] },
-            NamedTensor { name: "0.bias".into(), shape: vec![2], data: vec![f32::MIN_POSITIVE, 7.0] },
+            NamedTensor {
+                name: "0.weight".into(),
+                shape: vec![2, 1, 1, 2],
+                data: vec![1.0, -2.5, 3.25, 0.0],
+            },
+            NamedTensor {
+                name: "0.bias".into(),
+                shape: vec![2],
+                data: vec![f32::MIN_POSITIVE, 7.0],
+            },
         ];
         let mut meta = HashMap::new();
         meta.insert("model".to_string(), "lenet".to_string());
@@ -138,8 +165,15 @@ mod tests {
 
     #[test]
     fn garbage_and_wrong_sizes_are_errors() {
-        assert!(from_bytes(b"not a safetensors file", "x").unwrap_err().0.contains("not a valid safetensors"));
-        let bad = vec![NamedTensor { name: "w".into(), shape: vec![3], data: vec![1.0] }];
+        assert!(from_bytes(b"not a safetensors file", "x")
+            .unwrap_err()
+            .0
+            .contains("not a valid safetensors"));
+        let bad = vec![NamedTensor {
+            name: "w".into(),
+            shape: vec![3],
+            data: vec![1.0],
+        }];
         assert!(to_bytes(&bad, &HashMap::new()).is_err());
     }
 }

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tinycnn"));
     // Keep the data search away from the real data set and from the network.
-    c.env_remove("TINYCNN_DATA").env("TINYCNN_DATA_URL", "http://127.0.0.1:9/");
+    c.env_remove("TINYCNN_DATA")
+        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/");
     c
 }
 
@@ -24,14 +25,28 @@ fn stderr(o: &Output) -> String {
 }
 
 fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// Asserts exit code 1, a message containing every `needle` on stderr, and no panic.
 fn assert_fails_with(o: &Output, needles: &[&str]) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stdout:\n{}\nstderr:\n{err}", stdout(o));
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(o)
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
     }
@@ -56,9 +71,13 @@ fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
 /// Class `c` is a bright horizontal bar on rows `2c+4 ..= 2c+5` with speckle noise, so a
 /// small net can learn it in an epoch or two.
 fn synthetic_split(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as u32
     };
     let mut images = Vec::with_capacity(n * 784);
@@ -84,8 +103,16 @@ fn data_dir() -> &'static Path {
         let d = temp_dir("data");
         for (prefix, n, seed) in [("train", 512u32, 1u64), ("t10k", 256, 2)] {
             let (images, labels) = synthetic_split(n as usize, seed);
-            std::fs::write(d.join(format!("{prefix}-images-idx3-ubyte")), idx_bytes(&[n, 28, 28], &images)).unwrap();
-            std::fs::write(d.join(format!("{prefix}-labels-idx1-ubyte")), idx_bytes(&[n], &labels)).unwrap();
+            std::fs::write(
+                d.join(format!("{prefix}-images-idx3-ubyte")),
+                idx_bytes(&[n, 28, 28], &images),
+            )
+            .unwrap();
+            std::fs::write(
+                d.join(format!("{prefix}-labels-idx1-ubyte")),
+                idx_bytes(&[n], &labels),
+            )
+            .unwrap();
         }
         d
     })
@@ -110,7 +137,12 @@ fn train(dir: &Path, extra: &[&str]) -> Output {
 }
 
 /// The names and shapes in a safetensors header, and its metadata.
-fn header(path: &Path) -> (Vec<(String, Vec<usize>)>, serde_json::Map<String, serde_json::Value>) {
+fn header(
+    path: &Path,
+) -> (
+    Vec<(String, Vec<usize>)>,
+    serde_json::Map<String, serde_json::Value>,
+) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
@@ -121,7 +153,12 @@ fn header(path: &Path) -> (Vec<(String, Vec<usize>)>, serde_json::Map<String, se
             meta = v.as_object().unwrap().clone();
         } else {
             assert_eq!(v["dtype"], "F32");
-            let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape = v["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             names.push((k.clone(), shape));
         }
     }
@@ -148,17 +185,27 @@ fn lenet_state_dict() -> Vec<(String, Vec<usize>)> {
 
 /// Parses `epoch N: loss L, train acc A, test acc T, E examples/sec`.
 fn parse_epoch_line(line: &str) -> (usize, f64, f64, f64, f64) {
-    let rest = line.strip_prefix("epoch ").unwrap_or_else(|| panic!("bad line {line:?}"));
+    let rest = line
+        .strip_prefix("epoch ")
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
     let (n, rest) = rest.split_once(": loss ").unwrap();
     let (l, rest) = rest.split_once(", train acc ").unwrap();
     let (a, rest) = rest.split_once(", test acc ").unwrap();
     let (t, rest) = rest.split_once(", ").unwrap();
     let e = rest.strip_suffix(" examples/sec").unwrap();
     for (s, decimals) in [(l, 3), (a, 3), (t, 3), (e, 1)] {
-        let (_, frac) = s.split_once('.').unwrap_or_else(|| panic!("{s:?} in {line:?}"));
+        let (_, frac) = s
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{s:?} in {line:?}"));
         assert_eq!(frac.len(), decimals, "{s:?} in {line:?}");
     }
-    (n.parse().unwrap(), l.parse().unwrap(), a.parse().unwrap(), t.parse().unwrap(), e.parse().unwrap())
+    (
+        n.parse().unwrap(),
+        l.parse().unwrap(),
+        a.parse().unwrap(),
+        t.parse().unwrap(),
+        e.parse().unwrap(),
+    )
 }
 
 #[test]
@@ -180,15 +227,23 @@ fn summary_walks_lenet_shapes_like_d2l() {
         "Sigmoid output shape: [1, 84]",
         "Linear output shape: [1, 10]",
     ];
-    let shape_lines: Vec<&str> = text.lines().filter(|l| l.contains("output shape:")).collect();
+    let shape_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("output shape:"))
+        .collect();
     assert_eq!(shape_lines.len(), expected.len(), "{text}");
     for (line, want) in shape_lines.iter().zip(expected) {
-        assert!(line.starts_with(want), "{line:?} should start with {want:?}");
+        assert!(
+            line.starts_with(want),
+            "{line:?} should start with {want:?}"
+        );
     }
     // 6*1*25+6, 16*6*25+16, 400*120+120, 120*84+84, 84*10+10.
     for (layer, count) in [(0, 156), (3, 2416), (7, 48120), (9, 10164), (11, 850)] {
         assert!(
-            shape_lines[layer].trim_end().ends_with(&format!("{count} params")),
+            shape_lines[layer]
+                .trim_end()
+                .ends_with(&format!("{count} params")),
             "{:?} should end with {count} params",
             shape_lines[layer]
         );
@@ -199,7 +254,10 @@ fn summary_walks_lenet_shapes_like_d2l() {
     assert_ok(&o);
     let text = stdout(&o);
     assert!(text.contains("ReLU output shape: [1, 6, 28, 28]"), "{text}");
-    assert!(text.contains("MaxPool2d output shape: [1, 16, 5, 5]"), "{text}");
+    assert!(
+        text.contains("MaxPool2d output shape: [1, 16, 5, 5]"),
+        "{text}"
+    );
     assert!(text.contains("total params: 61706"), "{text}");
 }
 
@@ -207,22 +265,47 @@ fn summary_walks_lenet_shapes_like_d2l() {
 fn train_prints_d2l_lines_and_writes_weights_checkpoint_and_plot() {
     let dir = temp_dir("train");
     let plot = dir.join("curves.svg");
-    let o = train(&dir, &["--epochs", "2", "--seed", "3", "--plot", plot.to_str().unwrap()]);
+    let o = train(
+        &dir,
+        &[
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
     assert_ok(&o);
     let text = stdout(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.contains(&"training on cpu"), "{text}");
-    let epochs: Vec<_> = lines.iter().filter(|l| l.starts_with("epoch ")).map(|l| parse_epoch_line(l)).collect();
+    let epochs: Vec<_> = lines
+        .iter()
+        .filter(|l| l.starts_with("epoch "))
+        .map(|l| parse_epoch_line(l))
+        .collect();
     assert_eq!(epochs.len(), 2, "{text}");
     assert_eq!((epochs[0].0, epochs[1].0), (1, 2));
     for &(_, loss, acc, test, eps) in &epochs {
-        assert!(loss > 0.0 && loss < 5.0 && (0.0..=1.0).contains(&acc) && (0.0..=1.0).contains(&test) && eps > 0.0);
+        assert!(
+            loss > 0.0
+                && loss < 5.0
+                && (0.0..=1.0).contains(&acc)
+                && (0.0..=1.0).contains(&test)
+                && eps > 0.0
+        );
     }
     // d2l's closing lines, with the last epoch's figures.
     let (_, loss, acc, test, _) = epochs[1];
     let closing = format!("loss {loss:.3}, train acc {acc:.3}, test acc {test:.3}");
-    let at = lines.iter().position(|l| *l == closing).unwrap_or_else(|| panic!("no {closing:?} in\n{text}"));
-    let speed = lines[at + 1].strip_suffix(" examples/sec on cpu").unwrap_or_else(|| panic!("{}", lines[at + 1]));
+    let at = lines
+        .iter()
+        .position(|l| *l == closing)
+        .unwrap_or_else(|| panic!("no {closing:?} in\n{text}"));
+    let speed = lines[at + 1]
+        .strip_suffix(" examples/sec on cpu")
+        .unwrap_or_else(|| panic!("{}", lines[at + 1]));
     assert_eq!(speed.split_once('.').unwrap().1.len(), 1, "{speed}");
     assert!(speed.parse::<f64>().unwrap() > 0.0);
 
@@ -242,22 +325,64 @@ fn train_prints_d2l_lines_and_writes_weights_checkpoint_and_plot() {
 
     // The trained file evaluates and predicts.
     let w = dir.join("w.safetensors");
-    let o = run(&["eval", "--weights", w.to_str().unwrap(), "--data", data_dir().to_str().unwrap()]);
+    let o = run(&[
+        "eval",
+        "--weights",
+        w.to_str().unwrap(),
+        "--data",
+        data_dir().to_str().unwrap(),
+    ]);
     assert_ok(&o);
     let text = stdout(&o);
-    assert!(text.contains(&format!("test acc {test:.3}")), "eval should agree with training's last test acc {test:.3}:\n{text}");
-    for class in ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"] {
-        assert!(text.contains(class), "confusion matrix lacks {class}:\n{text}");
+    assert!(
+        text.contains(&format!("test acc {test:.3}")),
+        "eval should agree with training's last test acc {test:.3}:\n{text}"
+    );
+    for class in [
+        "t-shirt",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle boot",
+    ] {
+        assert!(
+            text.contains(class),
+            "confusion matrix lacks {class}:\n{text}"
+        );
     }
-    let o = run(&["predict", "--weights", w.to_str().unwrap(), "--index", "0", "--data", data_dir().to_str().unwrap()]);
+    let o = run(&[
+        "predict",
+        "--weights",
+        w.to_str().unwrap(),
+        "--index",
+        "0",
+        "--data",
+        data_dir().to_str().unwrap(),
+    ]);
     assert_ok(&o);
     check_probabilities(&stdout(&o));
 
     // A PNG of another size and colour: a dark bar on a white RGB page, inverted by `auto`.
     let png = dir.join("bar.png");
-    let img = image::RgbImage::from_fn(56, 56, |_, y| if (8..12).contains(&y) { image::Rgb([20, 20, 40]) } else { image::Rgb([250, 250, 250]) });
+    let img = image::RgbImage::from_fn(56, 56, |_, y| {
+        if (8..12).contains(&y) {
+            image::Rgb([20, 20, 40])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
     img.save(&png).unwrap();
-    let o = run(&["predict", "--weights", w.to_str().unwrap(), png.to_str().unwrap()]);
+    let o = run(&[
+        "predict",
+        "--weights",
+        w.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     let text = stdout(&o);
     assert!(text.contains("inverted"), "{text}");
@@ -265,7 +390,13 @@ fn train_prints_d2l_lines_and_writes_weights_checkpoint_and_plot() {
 
     // Export re-saves the same tensors.
     let g = dir.join("exported.safetensors");
-    let o = run(&["export", "--weights", dir.join("w.ckpt.safetensors").to_str().unwrap(), "--out", g.to_str().unwrap()]);
+    let o = run(&[
+        "export",
+        "--weights",
+        dir.join("w.ckpt.safetensors").to_str().unwrap(),
+        "--out",
+        g.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     assert_eq!(header(&g).0, lenet_state_dict());
     assert_eq!(tensor_bytes(&g), tensor_bytes(&w));
@@ -277,7 +408,10 @@ fn check_probabilities(text: &str) {
     for line in text.lines() {
         let t = line.trim_start_matches(['*', ' ']);
         let mut parts = t.split_whitespace();
-        if let (Some(i), Some(p)) = (parts.next().and_then(|s| s.parse::<usize>().ok()), t.split_whitespace().last()) {
+        if let (Some(i), Some(p)) = (
+            parts.next().and_then(|s| s.parse::<usize>().ok()),
+            t.split_whitespace().last(),
+        ) {
             if let Ok(p) = p.parse::<f64>() {
                 probs.push((i, p));
             }
@@ -286,9 +420,27 @@ fn check_probabilities(text: &str) {
     assert_eq!(probs.len(), 10, "{text}");
     let sum: f64 = probs.iter().map(|p| p.1).sum();
     assert!((sum - 1.0).abs() < 2e-3, "{sum}\n{text}");
-    let best = probs.iter().max_by(|a, b| a.1.partial_cmp(&b.1).unwrap()).unwrap().0;
-    let names = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
-    assert!(text.contains(&format!("predicted: {}", names[best])), "{text}");
+    let best = probs
+        .iter()
+        .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap())
+        .unwrap()
+        .0;
+    let names = [
+        "t-shirt",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle boot",
+    ];
+    assert!(
+        text.contains(&format!("predicted: {}", names[best])),
+        "{text}"
+    );
 }
 
 /// The raw tensor bytes of a safetensors file, by name.
@@ -304,7 +456,10 @@ fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
         .filter(|(k, _)| *k != "__metadata__" && !k.starts_with("optimizer."))
         .map(|(k, v)| {
             let o = v["data_offsets"].as_array().unwrap();
-            let (a, b) = (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize);
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
             (k.clone(), body[a..b].to_vec())
         })
         .collect();
@@ -316,29 +471,84 @@ fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
 fn resumed_run_matches_uninterrupted_run() {
     for (optimizer, lr) in [("sgd", "0.9"), ("adam", "0.001")] {
         let full = temp_dir(&format!("full-{optimizer}"));
-        let o = train(&full, &["--epochs", "2", "--seed", "5", "--optimizer", optimizer, "--lr", lr, "--model", "lenet-relu"]);
+        let o = train(
+            &full,
+            &[
+                "--epochs",
+                "2",
+                "--seed",
+                "5",
+                "--optimizer",
+                optimizer,
+                "--lr",
+                lr,
+                "--model",
+                "lenet-relu",
+            ],
+        );
         assert_ok(&o);
 
         let split = temp_dir(&format!("split-{optimizer}"));
-        let o = train(&split, &["--epochs", "1", "--seed", "5", "--optimizer", optimizer, "--lr", lr, "--model", "lenet-relu"]);
+        let o = train(
+            &split,
+            &[
+                "--epochs",
+                "1",
+                "--seed",
+                "5",
+                "--optimizer",
+                optimizer,
+                "--lr",
+                lr,
+                "--model",
+                "lenet-relu",
+            ],
+        );
         assert_ok(&o);
         let ck = split.join("w.ckpt.safetensors");
         let o = train(&split, &["--epochs", "2", "--resume", ck.to_str().unwrap()]);
         assert_ok(&o);
-        assert!(stdout(&o).contains("resuming after epoch 1"), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("resuming after epoch 1"),
+            "{}",
+            stdout(&o)
+        );
         assert_eq!(
             tensor_bytes(&split.join("w.safetensors")),
             tensor_bytes(&full.join("w.safetensors")),
             "{optimizer}: resumed weights differ"
         );
         // The printed summary covers both epochs, as in the uninterrupted run.
-        let last = |o: &Output| stdout(o).lines().find(|l| l.starts_with("loss ")).map(str::to_string);
-        let o_full = train(&full, &["--epochs", "2", "--resume", full.join("w.ckpt.safetensors").to_str().unwrap()]);
+        let last = |o: &Output| {
+            stdout(o)
+                .lines()
+                .find(|l| l.starts_with("loss "))
+                .map(str::to_string)
+        };
+        let o_full = train(
+            &full,
+            &[
+                "--epochs",
+                "2",
+                "--resume",
+                full.join("w.ckpt.safetensors").to_str().unwrap(),
+            ],
+        );
         assert_ok(&o_full);
         assert_eq!(last(&o_full), last(&o));
 
         // A flag that contradicts the checkpoint is refused.
-        let o = train(&split, &["--epochs", "3", "--resume", ck.to_str().unwrap(), "--lr", "0.5"]);
+        let o = train(
+            &split,
+            &[
+                "--epochs",
+                "3",
+                "--resume",
+                ck.to_str().unwrap(),
+                "--lr",
+                "0.5",
+            ],
+        );
         assert_fails_with(&o, &["--lr 0.5", "checkpoint"]);
     }
 }
@@ -346,7 +556,10 @@ fn resumed_run_matches_uninterrupted_run() {
 #[test]
 fn diverging_training_stops_with_a_clear_error() {
     let dir = temp_dir("nan");
-    let o = train(&dir, &["--epochs", "2", "--lr", "1e30", "--model", "lenet-relu"]);
+    let o = train(
+        &dir,
+        &["--epochs", "2", "--lr", "1e30", "--model", "lenet-relu"],
+    );
     assert_fails_with(&o, &["epoch 1", "batch", "lower learning rate"]);
 }
 
@@ -354,22 +567,49 @@ fn diverging_training_stops_with_a_clear_error() {
 fn bad_inputs_exit_1_with_a_message() {
     let dir = temp_dir("bad");
     let missing = dir.join("missing.safetensors");
-    assert_fails_with(&run(&["eval", "--weights", missing.to_str().unwrap()]), &["missing.safetensors"]);
+    assert_fails_with(
+        &run(&["eval", "--weights", missing.to_str().unwrap()]),
+        &["missing.safetensors"],
+    );
 
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"this is not a safetensors file at all").unwrap();
-    assert_fails_with(&run(&["eval", "--weights", garbage.to_str().unwrap()]), &["garbage.safetensors", "safetensors"]);
-    assert_fails_with(&run(&["predict", "--weights", garbage.to_str().unwrap(), "--index", "0"]), &["safetensors"]);
+    assert_fails_with(
+        &run(&["eval", "--weights", garbage.to_str().unwrap()]),
+        &["garbage.safetensors", "safetensors"],
+    );
+    assert_fails_with(
+        &run(&[
+            "predict",
+            "--weights",
+            garbage.to_str().unwrap(),
+            "--index",
+            "0",
+        ]),
+        &["safetensors"],
+    );
 
     // A weight file for another network: the key and both shapes are named.
     let wrong = dir.join("wrong.safetensors");
     write_safetensors(&wrong, &[("0.weight", &[6, 1, 3, 3]), ("0.bias", &[6])]);
     assert_fails_with(
-        &run(&["eval", "--weights", wrong.to_str().unwrap(), "--data", data_dir().to_str().unwrap()]),
+        &run(&[
+            "eval",
+            "--weights",
+            wrong.to_str().unwrap(),
+            "--data",
+            data_dir().to_str().unwrap(),
+        ]),
         &["0.weight", "[6, 1, 3, 3]", "[6, 1, 5, 5]"],
     );
     assert_fails_with(
-        &run(&["export", "--weights", wrong.to_str().unwrap(), "--out", dir.join("x.safetensors").to_str().unwrap()]),
+        &run(&[
+            "export",
+            "--weights",
+            wrong.to_str().unwrap(),
+            "--out",
+            dir.join("x.safetensors").to_str().unwrap(),
+        ]),
         &["0.weight"],
     );
 
@@ -378,24 +618,67 @@ fn bad_inputs_exit_1_with_a_message() {
     assert_fails_with(&run(&["train", "--model", "resnet"]), &["resnet"]);
     assert_fails_with(&run(&["summary", "--model", "alexnet"]), &["alexnet"]);
     assert_fails_with(&run(&["frobnicate"]), &["frobnicate"]);
-    assert_fails_with(&run(&["predict", "--weights", "w.safetensors"]), &["--index"]);
-    assert_fails_with(&run(&["train", "--epochs", "0", "--data", data_dir().to_str().unwrap()]), &["--epochs"]);
-    assert_fails_with(&run(&["train", "--batch-size", "0", "--data", data_dir().to_str().unwrap()]), &["batch"]);
-    assert_fails_with(&run(&["train", "--resume", missing.to_str().unwrap()]), &["missing.safetensors"]);
+    assert_fails_with(
+        &run(&["predict", "--weights", "w.safetensors"]),
+        &["--index"],
+    );
+    assert_fails_with(
+        &run(&[
+            "train",
+            "--epochs",
+            "0",
+            "--data",
+            data_dir().to_str().unwrap(),
+        ]),
+        &["--epochs"],
+    );
+    assert_fails_with(
+        &run(&[
+            "train",
+            "--batch-size",
+            "0",
+            "--data",
+            data_dir().to_str().unwrap(),
+        ]),
+        &["batch"],
+    );
+    assert_fails_with(
+        &run(&["train", "--resume", missing.to_str().unwrap()]),
+        &["missing.safetensors"],
+    );
 
     // A checkpoint is required for --resume, not a plain weight file.
     let plain = dir.join("plain.safetensors");
     write_safetensors(&plain, &[("0.bias", &[6])]);
-    assert_fails_with(&run(&["train", "--resume", plain.to_str().unwrap()]), &["checkpoint"]);
+    assert_fails_with(
+        &run(&["train", "--resume", plain.to_str().unwrap()]),
+        &["checkpoint"],
+    );
 
     // Not a PNG.
     let trained = temp_dir("bad-trained");
     assert_ok(&train(&trained, &["--epochs", "1"]));
     let w = trained.join("w.safetensors");
-    assert_fails_with(&run(&["predict", "--weights", w.to_str().unwrap(), garbage.to_str().unwrap()]), &["PNG"]);
+    assert_fails_with(
+        &run(&[
+            "predict",
+            "--weights",
+            w.to_str().unwrap(),
+            garbage.to_str().unwrap(),
+        ]),
+        &["PNG"],
+    );
     // Index past the test set.
     assert_fails_with(
-        &run(&["predict", "--weights", w.to_str().unwrap(), "--index", "256", "--data", data_dir().to_str().unwrap()]),
+        &run(&[
+            "predict",
+            "--weights",
+            w.to_str().unwrap(),
+            "--index",
+            "256",
+            "--data",
+            data_dir().to_str().unwrap(),
+        ]),
         &["256"],
     );
 }

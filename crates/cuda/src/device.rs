@@ -23,7 +23,9 @@ pub struct CudaDevice {
 
 impl std::fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaDevice").field("ordinal", &self.ctx.ordinal()).finish_non_exhaustive()
+        f.debug_struct("CudaDevice")
+            .field("ordinal", &self.ctx.ordinal())
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,8 @@ impl CudaDevice {
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(CudaError::NoDriver);
         }
-        let ctx = CudaContext::new(ordinal).map_err(|source| CudaError::NoDevice { ordinal, source })?;
+        let ctx =
+            CudaContext::new(ordinal).map_err(|source| CudaError::NoDevice { ordinal, source })?;
         let stream = ctx.default_stream();
         let mut modules = HashMap::new();
         let mut functions = HashMap::new();
@@ -102,25 +105,37 @@ impl CudaDevice {
                 Some(m) => Arc::clone(m),
                 None => {
                     let src = ptx::module(module_name).expect("every KERNELS module is in MODULES");
-                    let m = ctx
-                        .load_module(Ptx::from_src(src.ptx))
-                        .map_err(|source| CudaError::Module { module: module_name, kernel, source })?;
+                    let m = ctx.load_module(Ptx::from_src(src.ptx)).map_err(|source| {
+                        CudaError::Module {
+                            module: module_name,
+                            kernel,
+                            source,
+                        }
+                    })?;
                     modules.insert(module_name, Arc::clone(&m));
                     m
                 }
             };
             let f = module
                 .load_function(kernel)
-                .map_err(|source| CudaError::Module { module: module_name, kernel, source })?;
+                .map_err(|source| CudaError::Module {
+                    module: module_name,
+                    kernel,
+                    source,
+                })?;
             functions.insert(kernel, f);
         }
-        Ok(Arc::new(CudaDevice { ctx, stream, functions }))
+        Ok(Arc::new(CudaDevice {
+            ctx,
+            stream,
+            functions,
+        }))
     }
 
     fn function(&self, kernel: &'static str) -> Result<&CudaFunction> {
-        self.functions
-            .get(kernel)
-            .ok_or_else(|| CudaError::Invalid(format!("kernel `{kernel}` is not in the kernel table")))
+        self.functions.get(kernel).ok_or_else(|| {
+            CudaError::Invalid(format!("kernel `{kernel}` is not in the kernel table"))
+        })
     }
 
     /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
@@ -130,7 +145,9 @@ impl CudaDevice {
 
     /// (major, minor) compute capability.
     pub fn compute_capability(&self) -> Result<(i32, i32)> {
-        self.ctx.compute_capability().map_err(driver("compute capability"))
+        self.ctx
+            .compute_capability()
+            .map_err(driver("compute capability"))
     }
 
     /// The stream all kernels run on.
@@ -153,20 +170,30 @@ impl CudaDevice {
             )));
         }
         if n == 0 {
-            return Err(CudaError::Invalid(format!("upload: shape {shape:?} is empty")));
+            return Err(CudaError::Invalid(format!(
+                "upload: shape {shape:?} is empty"
+            )));
         }
         let data = self.stream.clone_htod(data).map_err(driver("upload"))?;
-        Ok(CudaTensor { data, shape: shape.to_vec() })
+        Ok(CudaTensor {
+            data,
+            shape: shape.to_vec(),
+        })
     }
 
     /// A zero-filled tensor of `shape`.
     pub fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
         let n = numel(shape)?;
         if n == 0 {
-            return Err(CudaError::Invalid(format!("zeros: shape {shape:?} is empty")));
+            return Err(CudaError::Invalid(format!(
+                "zeros: shape {shape:?} is empty"
+            )));
         }
         let data = self.stream.alloc_zeros::<f32>(n).map_err(driver("alloc"))?;
-        Ok(CudaTensor { data, shape: shape.to_vec() })
+        Ok(CudaTensor {
+            data,
+            shape: shape.to_vec(),
+        })
     }
 
     /// Copies `data` to a new device buffer of u32 (labels, arg-max indices).
@@ -182,7 +209,9 @@ impl CudaDevice {
         &self,
         len: usize,
     ) -> Result<CudaSlice<T>> {
-        self.stream.alloc_zeros::<T>(len.max(1)).map_err(driver("alloc"))
+        self.stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(driver("alloc"))
     }
 
     /// Copies a tensor back to the host (waits for queued work).
@@ -191,12 +220,19 @@ impl CudaDevice {
     }
 
     /// Copies any device view back to the host (waits for queued work).
-    pub fn download_view<T: cudarc::driver::DeviceRepr>(&self, v: &CudaView<'_, T>) -> Result<Vec<T>> {
+    pub fn download_view<T: cudarc::driver::DeviceRepr>(
+        &self,
+        v: &CudaView<'_, T>,
+    ) -> Result<Vec<T>> {
         self.stream.clone_dtoh(v).map_err(driver("download"))
     }
 
     /// Copies host data into an existing device view of the same length.
-    pub fn copy_to_device<T: cudarc::driver::DeviceRepr>(&self, src: &[T], dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+    pub fn copy_to_device<T: cudarc::driver::DeviceRepr>(
+        &self,
+        src: &[T],
+        dst: &mut CudaViewMut<'_, T>,
+    ) -> Result<()> {
         if src.len() != dst.len() {
             return Err(CudaError::Invalid(format!(
                 "copy to device: {} host elements into a device buffer of {}",
@@ -204,11 +240,17 @@ impl CudaDevice {
                 dst.len()
             )));
         }
-        self.stream.memcpy_htod(src, dst).map_err(driver("host-to-device copy"))
+        self.stream
+            .memcpy_htod(src, dst)
+            .map_err(driver("host-to-device copy"))
     }
 
     /// Device-to-device copy between views of the same length.
-    pub fn copy_device(&self, src: &CudaView<'_, f32>, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn copy_device(
+        &self,
+        src: &CudaView<'_, f32>,
+        dst: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         if src.len() != dst.len() {
             return Err(CudaError::Invalid(format!(
                 "device copy: {} elements into a buffer of {}",
@@ -216,7 +258,9 @@ impl CudaDevice {
                 dst.len()
             )));
         }
-        self.stream.memcpy_dtod(src, dst).map_err(driver("device-to-device copy"))
+        self.stream
+            .memcpy_dtod(src, dst)
+            .map_err(driver("device-to-device copy"))
     }
 
     /// Sets a view to zero.
@@ -305,7 +349,17 @@ impl CudaDevice {
         expect_len(kernel, "grad_w", grad_w.len(), wl)?;
         let (splits, k_chunk) = (plan.splits as i32, plan.k_chunk as i32);
         if plan.splits == 1 {
-            return launch!(self, kernel, plan.launch, &plan.geom, x, grad_y, grad_w, &splits, &k_chunk);
+            return launch!(
+                self,
+                kernel,
+                plan.launch,
+                &plan.geom,
+                x,
+                grad_y,
+                grad_w,
+                &splits,
+                &k_chunk
+            );
         }
         let need = plan.splits * wl;
         let mut owned;
@@ -324,11 +378,24 @@ impl CudaDevice {
                 ws.slice_mut(..need)
             }
             None => {
-                owned = self.stream.alloc_zeros::<f32>(need).map_err(driver("alloc"))?;
+                owned = self
+                    .stream
+                    .alloc_zeros::<f32>(need)
+                    .map_err(driver("alloc"))?;
                 owned.as_view_mut()
             }
         };
-        launch!(self, kernel, plan.launch, &plan.geom, x, grad_y, &mut ws, &splits, &k_chunk)?;
+        launch!(
+            self,
+            kernel,
+            plan.launch,
+            &plan.geom,
+            x,
+            grad_y,
+            &mut ws,
+            &splits,
+            &k_chunk
+        )?;
         let len = wl as i32;
         launch!(
             self,
@@ -367,7 +434,15 @@ impl CudaDevice {
         let geom = launch::pool_geom(kernel, s)?;
         launch::pool_lens(kernel, s, x.len(), y.len())?;
         expect_len(kernel, "argmax", argmax.len(), y.len())?;
-        launch!(self, kernel, launch::elementwise(kernel, y.len())?, &geom, x, y, argmax)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, y.len())?,
+            &geom,
+            x,
+            y,
+            argmax
+        )
     }
 
     /// Gradient of max pooling, overwriting `grad_x` ([`reference::max_pool2d_backward`]).
@@ -383,15 +458,35 @@ impl CudaDevice {
         let geom = launch::pool_geom(kernel, s)?;
         launch::pool_lens(kernel, s, grad_x.len(), grad_y.len())?;
         expect_len(kernel, "argmax", argmax.len(), grad_y.len())?;
-        launch!(self, kernel, launch::elementwise(kernel, grad_x.len())?, &geom, grad_y, argmax, grad_x)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, grad_x.len())?,
+            &geom,
+            grad_y,
+            argmax,
+            grad_x
+        )
     }
 
     /// Average pooling ([`reference::avg_pool2d`]).
-    pub fn avg_pool2d_forward(&self, s: &Pool2dShape, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn avg_pool2d_forward(
+        &self,
+        s: &Pool2dShape,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         let kernel = names::AVG_POOL_FORWARD;
         let geom = launch::pool_geom(kernel, s)?;
         launch::pool_lens(kernel, s, x.len(), y.len())?;
-        launch!(self, kernel, launch::elementwise(kernel, y.len())?, &geom, x, y)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, y.len())?,
+            &geom,
+            x,
+            y
+        )
     }
 
     /// Gradient of average pooling, overwriting `grad_x` ([`reference::avg_pool2d_backward`]).
@@ -404,18 +499,37 @@ impl CudaDevice {
         let kernel = names::AVG_POOL_BACKWARD;
         let geom = launch::pool_geom(kernel, s)?;
         launch::pool_lens(kernel, s, grad_x.len(), grad_y.len())?;
-        launch!(self, kernel, launch::elementwise(kernel, grad_x.len())?, &geom, grad_y, grad_x)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, grad_x.len())?,
+            &geom,
+            grad_y,
+            grad_x
+        )
     }
 
     // ---- activations ---------------------------------------------------------------------
 
-    fn unary(&self, kernel: &'static str, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    fn unary(
+        &self,
+        kernel: &'static str,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         expect_len(kernel, "y", y.len(), x.len())?;
         if x.is_empty() {
             return Ok(());
         }
         let n = x.len() as i32;
-        launch!(self, kernel, launch::elementwise(kernel, x.len())?, &n, x, y)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, x.len())?,
+            &n,
+            x,
+            y
+        )
     }
 
     fn unary_backward(
@@ -431,7 +545,15 @@ impl CudaDevice {
             return Ok(());
         }
         let n = saved.len() as i32;
-        launch!(self, kernel, launch::elementwise(kernel, saved.len())?, &n, saved, grad_y, grad_x)
+        launch!(
+            self,
+            kernel,
+            launch::elementwise(kernel, saved.len())?,
+            &n,
+            saved,
+            grad_y,
+            grad_x
+        )
     }
 
     /// `y = max(x, 0)`.
@@ -439,40 +561,81 @@ impl CudaDevice {
         self.unary(names::RELU_FORWARD, x, y)
     }
     /// From the forward input `x`.
-    pub fn relu_backward(&self, x: &CudaView<'_, f32>, grad_y: &CudaView<'_, f32>, grad_x: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn relu_backward(
+        &self,
+        x: &CudaView<'_, f32>,
+        grad_y: &CudaView<'_, f32>,
+        grad_x: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         self.unary_backward(names::RELU_BACKWARD, x, grad_y, grad_x)
     }
-    pub fn sigmoid_forward(&self, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn sigmoid_forward(
+        &self,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         self.unary(names::SIGMOID_FORWARD, x, y)
     }
     /// From the forward output `y`.
-    pub fn sigmoid_backward(&self, y: &CudaView<'_, f32>, grad_y: &CudaView<'_, f32>, grad_x: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn sigmoid_backward(
+        &self,
+        y: &CudaView<'_, f32>,
+        grad_y: &CudaView<'_, f32>,
+        grad_x: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         self.unary_backward(names::SIGMOID_BACKWARD, y, grad_y, grad_x)
     }
     pub fn tanh_forward(&self, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
         self.unary(names::TANH_FORWARD, x, y)
     }
     /// From the forward output `y`.
-    pub fn tanh_backward(&self, y: &CudaView<'_, f32>, grad_y: &CudaView<'_, f32>, grad_x: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn tanh_backward(
+        &self,
+        y: &CudaView<'_, f32>,
+        grad_y: &CudaView<'_, f32>,
+        grad_x: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         self.unary_backward(names::TANH_BACKWARD, y, grad_y, grad_x)
     }
 
     // ---- bias ------------------------------------------------------------------------------
 
-    fn bias_dims(kernel: &'static str, outer: usize, channels: usize, inner: usize, bias: usize, x: usize) -> Result<()> {
+    fn bias_dims(
+        kernel: &'static str,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        bias: usize,
+        x: usize,
+    ) -> Result<()> {
         if outer == 0 || channels == 0 || inner == 0 {
-            return Err(CudaError::Shape { kernel, source: tinycnn_kernels::KernelError::Zero { what: "bias outer/channels/inner" } });
+            return Err(CudaError::Shape {
+                kernel,
+                source: tinycnn_kernels::KernelError::Zero {
+                    what: "bias outer/channels/inner",
+                },
+            });
         }
         expect_len(kernel, "bias", bias, channels)?;
         let total = outer
             .checked_mul(channels)
             .and_then(|v| v.checked_mul(inner))
-            .ok_or(CudaError::Shape { kernel, source: tinycnn_kernels::KernelError::Overflow { what: "bias input" } })?;
+            .ok_or(CudaError::Shape {
+                kernel,
+                source: tinycnn_kernels::KernelError::Overflow { what: "bias input" },
+            })?;
         expect_len(kernel, "x", x, total)
     }
 
     /// `x[o, c, i] += bias[c]` ([`reference::bias_add`]).
-    pub fn bias_add(&self, outer: usize, channels: usize, inner: usize, bias: &CudaView<'_, f32>, x: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn bias_add(
+        &self,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        bias: &CudaView<'_, f32>,
+        x: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         let kernel = names::BIAS_ADD;
         Self::bias_dims(kernel, outer, channels, inner, bias.len(), x.len())?;
         let shape = launch::elementwise(kernel, x.len())?;
@@ -481,20 +644,50 @@ impl CudaDevice {
     }
 
     /// `grad_bias[c] = sum over o, i of grad_y[o, c, i]` ([`reference::bias_backward`]).
-    pub fn bias_backward(&self, outer: usize, channels: usize, inner: usize, grad_y: &CudaView<'_, f32>, grad_bias: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn bias_backward(
+        &self,
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        grad_y: &CudaView<'_, f32>,
+        grad_bias: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         let kernel = names::BIAS_BACKWARD;
-        Self::bias_dims(kernel, outer, channels, inner, grad_bias.len(), grad_y.len())?;
+        Self::bias_dims(
+            kernel,
+            outer,
+            channels,
+            inner,
+            grad_bias.len(),
+            grad_y.len(),
+        )?;
         launch::elementwise(kernel, grad_y.len())?;
-        let shape = LaunchShape { grid: (channels as u32, 1, 1), block: (launch::BLOCK, 1, 1) };
+        let shape = LaunchShape {
+            grid: (channels as u32, 1, 1),
+            block: (launch::BLOCK, 1, 1),
+        };
         let (o, c, i) = (outer as i32, channels as i32, inner as i32);
         launch!(self, kernel, shape, &o, &c, &i, grad_y, grad_bias)
     }
 
     // ---- softmax and losses ---------------------------------------------------------------
 
-    fn row_dims(kernel: &'static str, rows: usize, cols: usize, x: usize, y: usize, y_name: &'static str, y_cols: usize) -> Result<LaunchShape> {
+    fn row_dims(
+        kernel: &'static str,
+        rows: usize,
+        cols: usize,
+        x: usize,
+        y: usize,
+        y_name: &'static str,
+        y_cols: usize,
+    ) -> Result<LaunchShape> {
         if rows == 0 || cols == 0 {
-            return Err(CudaError::Shape { kernel, source: tinycnn_kernels::KernelError::Zero { what: "rows and cols" } });
+            return Err(CudaError::Shape {
+                kernel,
+                source: tinycnn_kernels::KernelError::Zero {
+                    what: "rows and cols",
+                },
+            });
         }
         expect_len(kernel, "x", x, rows.saturating_mul(cols))?;
         expect_len(kernel, y_name, y, rows.saturating_mul(y_cols))?;
@@ -502,7 +695,13 @@ impl CudaDevice {
     }
 
     /// Row-wise softmax ([`reference::softmax`]).
-    pub fn softmax_forward(&self, rows: usize, cols: usize, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn softmax_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         let kernel = names::SOFTMAX_FORWARD;
         let shape = Self::row_dims(kernel, rows, cols, x.len(), y.len(), "y", cols)?;
         let (r, c) = (rows as i32, cols as i32);
@@ -510,7 +709,13 @@ impl CudaDevice {
     }
 
     /// Row-wise log-softmax ([`reference::log_softmax`]).
-    pub fn log_softmax_forward(&self, rows: usize, cols: usize, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
+    pub fn log_softmax_forward(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
         let kernel = names::LOG_SOFTMAX_FORWARD;
         let shape = Self::row_dims(kernel, rows, cols, x.len(), y.len(), "y", cols)?;
         let (r, c) = (rows as i32, cols as i32);
@@ -528,7 +733,15 @@ impl CudaDevice {
         loss_rows: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
         let kernel = names::SOFTMAX_XENT_FORWARD;
-        let shape = Self::row_dims(kernel, rows, cols, logits.len(), loss_rows.len(), "loss_rows", 1)?;
+        let shape = Self::row_dims(
+            kernel,
+            rows,
+            cols,
+            logits.len(),
+            loss_rows.len(),
+            "loss_rows",
+            1,
+        )?;
         expect_len(kernel, "labels", labels.len(), rows)?;
         let (r, c) = (rows as i32, cols as i32);
         launch!(self, kernel, shape, &r, &c, logits, labels, loss_rows)
@@ -555,7 +768,13 @@ impl CudaDevice {
     }
 
     /// Index of the first maximum of each row.
-    pub fn argmax_rows(&self, rows: usize, cols: usize, x: &CudaView<'_, f32>, out: &mut CudaViewMut<'_, u32>) -> Result<()> {
+    pub fn argmax_rows(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, u32>,
+    ) -> Result<()> {
         let kernel = names::ARGMAX_ROWS;
         let shape = Self::row_dims(kernel, rows, cols, x.len(), out.len(), "out", 1)?;
         let (r, c) = (rows as i32, cols as i32);
@@ -572,7 +791,15 @@ impl CudaDevice {
         correct: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
         let kernel = names::CORRECT_ROWS;
-        let shape = Self::row_dims(kernel, rows, cols, logits.len(), correct.len(), "correct", 1)?;
+        let shape = Self::row_dims(
+            kernel,
+            rows,
+            cols,
+            logits.len(),
+            correct.len(),
+            "correct",
+            1,
+        )?;
         expect_len(kernel, "labels", labels.len(), rows)?;
         let (r, c) = (rows as i32, cols as i32);
         launch!(self, kernel, shape, &r, &c, logits, labels, correct)
@@ -588,7 +815,12 @@ impl CudaDevice {
     ) -> Result<()> {
         let kernel = names::REDUCE_SUM;
         if x.is_empty() {
-            return Err(CudaError::Shape { kernel, source: tinycnn_kernels::KernelError::Zero { what: "elements to sum" } });
+            return Err(CudaError::Shape {
+                kernel,
+                source: tinycnn_kernels::KernelError::Zero {
+                    what: "elements to sum",
+                },
+            });
         }
         let (first, second) = launch::reduce_sum(x.len())?;
         if partials.len() < first.grid.0 as usize || out.is_empty() {
@@ -610,22 +842,43 @@ impl CudaDevice {
     pub fn sum(&self, x: &CudaView<'_, f32>, scale: f32) -> Result<f32> {
         let mut partials = self.alloc_zeros::<f32>(launch::BLOCK as usize)?;
         let mut out = self.alloc_zeros::<f32>(1)?;
-        self.reduce_sum_into(x, scale, &mut partials.as_view_mut(), &mut out.as_view_mut())?;
+        self.reduce_sum_into(
+            x,
+            scale,
+            &mut partials.as_view_mut(),
+            &mut out.as_view_mut(),
+        )?;
         Ok(self.download_view(&out.as_view())?[0])
     }
 
     /// Mean cross-entropy of `rows` logit rows ([`reference::cross_entropy`]); labels are
     /// checked on the host.
-    pub fn cross_entropy(&self, rows: usize, cols: usize, logits: &CudaView<'_, f32>, labels: &[u32]) -> Result<f32> {
+    pub fn cross_entropy(
+        &self,
+        rows: usize,
+        cols: usize,
+        logits: &CudaView<'_, f32>,
+        labels: &[u32],
+    ) -> Result<f32> {
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= cols) {
             return Err(CudaError::Shape {
                 kernel: names::SOFTMAX_XENT_FORWARD,
-                source: tinycnn_kernels::KernelError::LabelOutOfRange { row, label: label as usize, classes: cols },
+                source: tinycnn_kernels::KernelError::LabelOutOfRange {
+                    row,
+                    label: label as usize,
+                    classes: cols,
+                },
             });
         }
         let labels_dev = self.upload_u32(labels)?;
         let mut loss = self.alloc_zeros::<f32>(rows)?;
-        self.softmax_xent_forward(rows, cols, logits, &labels_dev.as_view(), &mut loss.as_view_mut())?;
+        self.softmax_xent_forward(
+            rows,
+            cols,
+            logits,
+            &labels_dev.as_view(),
+            &mut loss.as_view_mut(),
+        )?;
         self.sum(&loss.as_view(), 1.0 / rows as f32)
     }
 
@@ -655,15 +908,47 @@ impl CudaDevice {
         match momentum_buf {
             Some(buf) => {
                 expect_len(kernel, "momentum_buf", buf.len(), param.len())?;
-                launch!(self, kernel, shape, &n, &cfg.lr, &cfg.momentum, &cfg.dampening, &cfg.weight_decay, &nesterov, &first, param, grad, buf)
+                launch!(
+                    self,
+                    kernel,
+                    shape,
+                    &n,
+                    &cfg.lr,
+                    &cfg.momentum,
+                    &cfg.dampening,
+                    &cfg.weight_decay,
+                    &nesterov,
+                    &first,
+                    param,
+                    grad,
+                    buf
+                )
             }
             None if cfg.momentum != 0.0 => Err(CudaError::Shape {
                 kernel,
-                source: tinycnn_kernels::KernelError::BufferLength { buffer: "momentum_buf", expected: param.len(), actual: 0 },
+                source: tinycnn_kernels::KernelError::BufferLength {
+                    buffer: "momentum_buf",
+                    expected: param.len(),
+                    actual: 0,
+                },
             }),
             None => {
                 let null: u64 = 0;
-                launch!(self, kernel, shape, &n, &cfg.lr, &cfg.momentum, &cfg.dampening, &cfg.weight_decay, &nesterov, &first, param, grad, &null)
+                launch!(
+                    self,
+                    kernel,
+                    shape,
+                    &n,
+                    &cfg.lr,
+                    &cfg.momentum,
+                    &cfg.dampening,
+                    &cfg.weight_decay,
+                    &nesterov,
+                    &first,
+                    param,
+                    grad,
+                    &null
+                )
             }
         }
     }
@@ -689,7 +974,22 @@ impl CudaDevice {
         let (step_size, bc2_sqrt) = adam_scalars(cfg, step);
         let shape = launch::elementwise(kernel, param.len())?;
         let n = param.len() as i32;
-        launch!(self, kernel, shape, &n, &step_size, &cfg.beta1, &cfg.beta2, &cfg.eps, &cfg.weight_decay, &bc2_sqrt, param, grad, m, v)
+        launch!(
+            self,
+            kernel,
+            shape,
+            &n,
+            &step_size,
+            &cfg.beta1,
+            &cfg.beta2,
+            &cfg.eps,
+            &cfg.weight_decay,
+            &bc2_sqrt,
+            param,
+            grad,
+            m,
+            v
+        )
     }
 
     /// Copies samples `perm[offset..offset + batch]` of a device data set into a batch.
@@ -707,7 +1007,11 @@ impl CudaDevice {
     ) -> Result<()> {
         let kernel = names::GATHER_BATCH;
         if offset + batch > perm.len() {
-            return Err(CudaError::Invalid(format!("gather: rows {offset}..{} past the permutation ({})", offset + batch, perm.len())));
+            return Err(CudaError::Invalid(format!(
+                "gather: rows {offset}..{} past the permutation ({})",
+                offset + batch,
+                perm.len()
+            )));
         }
         expect_len(kernel, "out_images", out_images.len(), batch * sample_len)?;
         expect_len(kernel, "out_labels", out_labels.len(), batch)?;

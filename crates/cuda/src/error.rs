@@ -7,7 +7,9 @@ use tinycnn_kernels::KernelError;
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
     /// `libcuda` could not be loaded: no NVIDIA driver on this machine.
-    #[error("no CUDA driver/GPU: libcuda.so could not be loaded (is the NVIDIA driver installed?)")]
+    #[error(
+        "no CUDA driver/GPU: libcuda.so could not be loaded (is the NVIDIA driver installed?)"
+    )]
     NoDriver,
     /// The driver is there but device `ordinal` could not be opened (no GPU, bad ordinal, ...).
     #[error("no CUDA driver/GPU: cannot open CUDA device {ordinal}: {source}")]
@@ -73,13 +75,22 @@ pub(crate) fn shape(kernel: &'static str) -> impl FnOnce(KernelError) -> CudaErr
 }
 
 /// Checks that `buffer` of kernel `kernel` has exactly `expected` elements.
-pub(crate) fn expect_len(kernel: &'static str, buffer: &'static str, actual: usize, expected: usize) -> Result<()> {
+pub(crate) fn expect_len(
+    kernel: &'static str,
+    buffer: &'static str,
+    actual: usize,
+    expected: usize,
+) -> Result<()> {
     if actual == expected {
         Ok(())
     } else {
         Err(CudaError::Shape {
             kernel,
-            source: KernelError::BufferLength { buffer, expected, actual },
+            source: KernelError::BufferLength {
+                buffer,
+                expected,
+                actual,
+            },
         })
     }
 }

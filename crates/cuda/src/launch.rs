@@ -26,7 +26,11 @@ pub struct LaunchShape {
 
 impl LaunchShape {
     pub(crate) fn config(&self) -> cudarc::driver::LaunchConfig {
-        cudarc::driver::LaunchConfig { grid_dim: self.grid, block_dim: self.block, shared_mem_bytes: 0 }
+        cudarc::driver::LaunchConfig {
+            grid_dim: self.grid,
+            block_dim: self.block,
+            shared_mem_bytes: 0,
+        }
     }
 }
 
@@ -80,14 +84,24 @@ unsafe impl cudarc::driver::DeviceRepr for PoolGeom {}
 
 fn fits(kernel: &'static str, what: &'static str, value: usize) -> Result<i32> {
     if value > MAX_ELEMENTS {
-        return Err(CudaError::TooLarge { kernel, what, value, limit: MAX_ELEMENTS });
+        return Err(CudaError::TooLarge {
+            kernel,
+            what,
+            value,
+            limit: MAX_ELEMENTS,
+        });
     }
     Ok(value as i32)
 }
 
 fn grid_yz(kernel: &'static str, what: &'static str, value: usize) -> Result<u32> {
     if value > MAX_GRID_YZ {
-        return Err(CudaError::TooLarge { kernel, what, value, limit: MAX_GRID_YZ });
+        return Err(CudaError::TooLarge {
+            kernel,
+            what,
+            value,
+            limit: MAX_GRID_YZ,
+        });
     }
     Ok(value as u32)
 }
@@ -95,15 +109,23 @@ fn grid_yz(kernel: &'static str, what: &'static str, value: usize) -> Result<u32
 /// A grid-stride launch over `n` elements (`n >= 1`).
 pub fn elementwise(kernel: &'static str, n: usize) -> Result<LaunchShape> {
     fits(kernel, "element count", n)?;
-    let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_STRIDE_BLOCKS as usize) as u32;
-    Ok(LaunchShape { grid: (blocks, 1, 1), block: (BLOCK, 1, 1) })
+    let blocks = n
+        .div_ceil(BLOCK as usize)
+        .clamp(1, MAX_STRIDE_BLOCKS as usize) as u32;
+    Ok(LaunchShape {
+        grid: (blocks, 1, 1),
+        block: (BLOCK, 1, 1),
+    })
 }
 
 /// One warp per row, eight rows per block.
 pub fn rows(kernel: &'static str, rows: usize, cols: usize) -> Result<LaunchShape> {
     fits(kernel, "rows x cols", rows.saturating_mul(cols))?;
     let blocks = rows.div_ceil((BLOCK / 32) as usize).max(1);
-    Ok(LaunchShape { grid: (fits(kernel, "row blocks", blocks)? as u32, 1, 1), block: (BLOCK, 1, 1) })
+    Ok(LaunchShape {
+        grid: (fits(kernel, "row blocks", blocks)? as u32, 1, 1),
+        block: (BLOCK, 1, 1),
+    })
 }
 
 /// The two passes of `reduce_sum` over `n` elements: partial sums, then one block.
@@ -111,8 +133,14 @@ pub fn reduce_sum(n: usize) -> Result<(LaunchShape, LaunchShape)> {
     fits(names::REDUCE_SUM, "element count", n)?;
     let partials = n.div_ceil(BLOCK as usize).clamp(1, BLOCK as usize) as u32;
     Ok((
-        LaunchShape { grid: (partials, 1, 1), block: (BLOCK, 1, 1) },
-        LaunchShape { grid: (1, 1, 1), block: (BLOCK, 1, 1) },
+        LaunchShape {
+            grid: (partials, 1, 1),
+            block: (BLOCK, 1, 1),
+        },
+        LaunchShape {
+            grid: (1, 1, 1),
+            block: (BLOCK, 1, 1),
+        },
     ))
 }
 
@@ -141,16 +169,30 @@ impl Tile {
     }
 }
 
-fn gemm_grid(kernel: &'static str, tile: Tile, m: usize, n: usize, z: usize) -> Result<LaunchShape> {
+fn gemm_grid(
+    kernel: &'static str,
+    tile: Tile,
+    m: usize,
+    n: usize,
+    z: usize,
+) -> Result<LaunchShape> {
     let (bm, bn) = tile.dims();
     let gx = n.div_ceil(bn);
     let gy = grid_yz(kernel, "row tiles (grid.y)", m.div_ceil(bm))?;
     let gz = grid_yz(kernel, "groups x splits (grid.z)", z)?;
-    Ok(LaunchShape { grid: (fits(kernel, "column tiles", gx)? as u32, gy, gz), block: (BLOCK, 1, 1) })
+    Ok(LaunchShape {
+        grid: (fits(kernel, "column tiles", gx)? as u32, gy, gz),
+        block: (BLOCK, 1, 1),
+    })
 }
 
 /// Kernel and launch of `sgemm` for `g`, after checking `g` against the buffer lengths.
-pub fn sgemm(g: &GemmShape, a_len: usize, b_len: usize, c_len: usize) -> Result<(&'static str, LaunchShape)> {
+pub fn sgemm(
+    g: &GemmShape,
+    a_len: usize,
+    b_len: usize,
+    c_len: usize,
+) -> Result<(&'static str, LaunchShape)> {
     let kernel = match (g.trans_a, g.trans_b) {
         (Transpose::No, Transpose::No) => names::SGEMM_NN,
         (Transpose::No, Transpose::Yes) => names::SGEMM_NT,
@@ -158,11 +200,21 @@ pub fn sgemm(g: &GemmShape, a_len: usize, b_len: usize, c_len: usize) -> Result<
         (Transpose::Yes, Transpose::Yes) => names::SGEMM_TT,
     };
     g.validate(a_len, b_len, c_len).map_err(shape(kernel))?;
-    for (what, v) in [("a length", a_len), ("b length", b_len), ("c length", c_len), ("k", g.k)] {
+    for (what, v) in [
+        ("a length", a_len),
+        ("b length", b_len),
+        ("c length", c_len),
+        ("k", g.k),
+    ] {
         fits(kernel, what, v)?;
     }
     if g.m == 0 || g.n == 0 {
-        return Err(CudaError::Shape { kernel, source: tinycnn_kernels::KernelError::Zero { what: "GEMM m and n" } });
+        return Err(CudaError::Shape {
+            kernel,
+            source: tinycnn_kernels::KernelError::Zero {
+                what: "GEMM m and n",
+            },
+        });
     }
     Ok((kernel, gemm_grid(kernel, Tile::T64, g.m, g.n, 1)?))
 }
@@ -172,10 +224,24 @@ pub fn conv_geom(kernel: &'static str, s: &Conv2dShape) -> Result<ConvGeom> {
     s.validate().map_err(shape(kernel))?;
     let p = &s.params;
     let (oh, ow) = s.out_hw().map_err(shape(kernel))?;
-    fits(kernel, "input elements", s.input_len().map_err(shape(kernel))?)?;
-    fits(kernel, "output elements", s.output_len().map_err(shape(kernel))?)?;
+    fits(
+        kernel,
+        "input elements",
+        s.input_len().map_err(shape(kernel))?,
+    )?;
+    fits(
+        kernel,
+        "output elements",
+        s.output_len().map_err(shape(kernel))?,
+    )?;
     fits(kernel, "weight elements", s.weight_len())?;
-    fits(kernel, "im2col columns", s.batch.saturating_mul(oh * ow).max(s.batch.saturating_mul(s.in_h * s.in_w)))?;
+    fits(
+        kernel,
+        "im2col columns",
+        s.batch
+            .saturating_mul(oh * ow)
+            .max(s.batch.saturating_mul(s.in_h * s.in_w)),
+    )?;
     let i = |v: usize| v as i32; // every value is bounded by the element counts checked above
     Ok(ConvGeom {
         batch: i(s.batch),
@@ -257,7 +323,9 @@ const MAX_SPLITS: usize = 64;
 pub fn conv2d_backward_weight(s: &Conv2dShape) -> Result<WeightGradPlan> {
     let geom = conv_geom(names::CONV_BACKWARD_WEIGHT_T64, s)?;
     let m = s.params.out_per_group();
-    let n = s.col_rows().map_err(shape(names::CONV_BACKWARD_WEIGHT_T64))?;
+    let n = s
+        .col_rows()
+        .map_err(shape(names::CONV_BACKWARD_WEIGHT_T64))?;
     let k = (geom.batch as usize) * (geom.oh as usize) * (geom.ow as usize);
     let tile = Tile::for_rows(m);
     let kernel = match tile {
@@ -267,15 +335,29 @@ pub fn conv2d_backward_weight(s: &Conv2dShape) -> Result<WeightGradPlan> {
     let wanted = (k / MIN_K_PER_SPLIT).clamp(1, MAX_SPLITS);
     let k_chunk = k.div_ceil(wanted).next_multiple_of(16);
     let splits = k.div_ceil(k_chunk);
-    fits(kernel, "weight-gradient workspace", splits.saturating_mul(s.weight_len()))?;
+    fits(
+        kernel,
+        "weight-gradient workspace",
+        splits.saturating_mul(s.weight_len()),
+    )?;
     let z = s.params.groups.saturating_mul(splits);
-    Ok(WeightGradPlan { kernel, geom, launch: gemm_grid(kernel, tile, m, n, z)?, splits, k_chunk })
+    Ok(WeightGradPlan {
+        kernel,
+        geom,
+        launch: gemm_grid(kernel, tile, m, n, z)?,
+        splits,
+        k_chunk,
+    })
 }
 
 /// Elements of the weight-gradient workspace for `s` (0 when one split writes directly).
 pub fn conv2d_backward_weight_workspace_len(s: &Conv2dShape) -> Result<usize> {
     let plan = conv2d_backward_weight(s)?;
-    Ok(if plan.splits > 1 { plan.splits * s.weight_len() } else { 0 })
+    Ok(if plan.splits > 1 {
+        plan.splits * s.weight_len()
+    } else {
+        0
+    })
 }
 
 /// The kernels' geometry struct for a pooling, after validating it.
@@ -283,8 +365,16 @@ pub fn pool_geom(kernel: &'static str, s: &Pool2dShape) -> Result<PoolGeom> {
     s.validate().map_err(shape(kernel))?;
     let p = &s.params;
     let (oh, ow) = s.out_hw().map_err(shape(kernel))?;
-    fits(kernel, "input elements", s.input_len().map_err(shape(kernel))?)?;
-    fits(kernel, "output elements", s.output_len().map_err(shape(kernel))?)?;
+    fits(
+        kernel,
+        "input elements",
+        s.input_len().map_err(shape(kernel))?,
+    )?;
+    fits(
+        kernel,
+        "output elements",
+        s.output_len().map_err(shape(kernel))?,
+    )?;
     let i = |v: usize| v as i32;
     Ok(PoolGeom {
         planes: i(s.batch * s.channels),

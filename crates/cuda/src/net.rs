@@ -11,20 +11,33 @@
 use std::sync::Arc;
 
 use cudarc::driver::CudaSlice;
-use tinycnn_kernels::{AdamConfig, Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig, Transpose};
+use tinycnn_kernels::{
+    AdamConfig, Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig,
+    Transpose,
+};
 
 use crate::device::CudaDevice;
 use crate::error::{CudaError, Result};
 use crate::launch;
 
+/// Parameters as PyTorch's `state_dict()`: `(name, shape, values)` in module order.
+pub type StateDict = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// One layer of a sequential CNN (the PyTorch module of the same name).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Layer {
     /// `nn.Conv2d`; parameters `weight [out, in/groups, kh, kw]` and, with `bias`, `bias [out]`.
-    Conv2d { params: Conv2dParams, bias: bool },
+    Conv2d {
+        params: Conv2dParams,
+        bias: bool,
+    },
     /// `nn.Linear`; parameters `weight [out, in]` and, with `bias`, `bias [out]`. Takes a
     /// flat input (put a [`Layer::Flatten`] before it).
-    Linear { in_features: usize, out_features: usize, bias: bool },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    },
     MaxPool2d(Pool2dParams),
     AvgPool2d(Pool2dParams),
     ReLU,
@@ -38,18 +51,36 @@ pub enum Layer {
 /// average pooling.
 pub fn lenet() -> Vec<Layer> {
     vec![
-        Layer::Conv2d { params: Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), bias: true },
+        Layer::Conv2d {
+            params: Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+            bias: true,
+        },
         Layer::Sigmoid,
         Layer::AvgPool2d(Pool2dParams::new(2)),
-        Layer::Conv2d { params: Conv2dParams::new(6, 16, (5, 5)), bias: true },
+        Layer::Conv2d {
+            params: Conv2dParams::new(6, 16, (5, 5)),
+            bias: true,
+        },
         Layer::Sigmoid,
         Layer::AvgPool2d(Pool2dParams::new(2)),
         Layer::Flatten,
-        Layer::Linear { in_features: 16 * 5 * 5, out_features: 120, bias: true },
+        Layer::Linear {
+            in_features: 16 * 5 * 5,
+            out_features: 120,
+            bias: true,
+        },
         Layer::Sigmoid,
-        Layer::Linear { in_features: 120, out_features: 84, bias: true },
+        Layer::Linear {
+            in_features: 120,
+            out_features: 84,
+            bias: true,
+        },
         Layer::Sigmoid,
-        Layer::Linear { in_features: 84, out_features: 10, bias: true },
+        Layer::Linear {
+            in_features: 84,
+            out_features: 10,
+            bias: true,
+        },
     ]
 }
 
@@ -69,6 +100,15 @@ pub struct EpochStats {
     pub examples: usize,
 }
 
+/// Optimizer buffers for checkpoints; see [`CudaSequential::export_optimizer_state`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState {
+    /// Adam steps taken (0 for SGD).
+    pub adam_steps: u32,
+    /// `(name, shape, values)` per buffer.
+    pub buffers: StateDict,
+}
+
 /// A labelled image data set copied to the GPU once: images `[N, C, H, W]` f32, labels u32.
 pub struct GpuDataset {
     images: CudaSlice<f32>,
@@ -79,11 +119,19 @@ pub struct GpuDataset {
 
 impl GpuDataset {
     /// Uploads `images` (`len * C * H * W` values) and `labels` (each `< classes`).
-    pub fn upload(dev: &CudaDevice, images: &[f32], labels: &[u32], sample_shape: [usize; 3], classes: usize) -> Result<Self> {
+    pub fn upload(
+        dev: &CudaDevice,
+        images: &[f32],
+        labels: &[u32],
+        sample_shape: [usize; 3],
+        classes: usize,
+    ) -> Result<Self> {
         let sample: usize = sample_shape.iter().product();
         let len = labels.len();
         if len == 0 || sample == 0 {
-            return Err(CudaError::Invalid(format!("data set: {len} labels, sample shape {sample_shape:?}: empty")));
+            return Err(CudaError::Invalid(format!(
+                "data set: {len} labels, sample shape {sample_shape:?}: empty"
+            )));
         }
         if images.len() != len * sample {
             return Err(CudaError::Invalid(format!(
@@ -92,13 +140,27 @@ impl GpuDataset {
                 len * sample
             )));
         }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
-            return Err(CudaError::Invalid(format!("data set: label {l} of example {i} is not below {classes} classes")));
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= classes)
+        {
+            return Err(CudaError::Invalid(format!(
+                "data set: label {l} of example {i} is not below {classes} classes"
+            )));
         }
         launch::elementwise("gather_batch", images.len())?;
-        let images = dev.stream().clone_htod(images).map_err(crate::error::driver("upload data set"))?;
+        let images = dev
+            .stream()
+            .clone_htod(images)
+            .map_err(crate::error::driver("upload data set"))?;
         let labels = dev.upload_u32(labels)?;
-        Ok(GpuDataset { images, labels, len, sample_shape })
+        Ok(GpuDataset {
+            images,
+            labels,
+            len,
+            sample_shape,
+        })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -113,10 +175,24 @@ impl GpuDataset {
 
 /// What each layer runs, with its per-sample problem shape (batch 1) and parameter slots.
 enum Op {
-    Conv { shape: Conv2dShape, weight: usize, bias: Option<usize> },
-    Linear { in_features: usize, out_features: usize, weight: usize, bias: Option<usize> },
-    MaxPool { shape: Pool2dShape, argmax: CudaSlice<u32> },
-    AvgPool { shape: Pool2dShape },
+    Conv {
+        shape: Conv2dShape,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    MaxPool {
+        shape: Pool2dShape,
+        argmax: CudaSlice<u32>,
+    },
+    AvgPool {
+        shape: Pool2dShape,
+    },
     ReLU,
     Sigmoid,
     Tanh,
@@ -163,9 +239,16 @@ impl CudaSequential {
     /// Plans `layers` for per-sample input `[C, H, W]` and batches of up to `max_batch`,
     /// and allocates every buffer (parameters start at zero: call [`Self::init_xavier`] or
     /// [`Self::import_state_dict`]).
-    pub fn new(dev: &Arc<CudaDevice>, layers: Vec<Layer>, input: [usize; 3], max_batch: usize) -> Result<Self> {
+    pub fn new(
+        dev: &Arc<CudaDevice>,
+        layers: Vec<Layer>,
+        input: [usize; 3],
+        max_batch: usize,
+    ) -> Result<Self> {
         if max_batch == 0 || input.contains(&0) {
-            return Err(CudaError::Invalid(format!("network: input {input:?}, max batch {max_batch}: sizes must be at least 1")));
+            return Err(CudaError::Invalid(format!(
+                "network: input {input:?}, max batch {max_batch}: sizes must be at least 1"
+            )));
         }
         if layers.is_empty() {
             return Err(CudaError::Invalid("network: no layers".into()));
@@ -174,7 +257,9 @@ impl CudaSequential {
         let mut ops = Vec::with_capacity(layers.len());
         let mut params = Vec::new();
         let mut workspace = 0usize;
-        let bad = |i: usize, what: String| CudaError::Invalid(format!("layer {i} ({:?}): {what}", layers[i]));
+        let bad = |i: usize, what: String| {
+            CudaError::Invalid(format!("layer {i} ({:?}): {what}", layers[i]))
+        };
         for (i, layer) in layers.iter().enumerate() {
             let cur = shapes.last().expect("starts with the input").clone();
             let chw = |cur: &[usize]| -> Result<(usize, usize, usize)> {
@@ -183,7 +268,12 @@ impl CudaSequential {
                     _ => Err(bad(i, format!("needs a [C, H, W] input, got {cur:?}"))),
                 }
             };
-            let mut add_param = |suffix: &str, shape: Vec<usize>, fan_in: usize, fan_out: usize, is_bias: bool| -> Result<usize> {
+            let mut add_param = |suffix: &str,
+                                 shape: Vec<usize>,
+                                 fan_in: usize,
+                                 fan_out: usize,
+                                 is_bias: bool|
+             -> Result<usize> {
                 let n = per_sample(&shape);
                 params.push(Param {
                     name: format!("{i}.{suffix}"),
@@ -202,7 +292,10 @@ impl CudaSequential {
                 Layer::Conv2d { params: p, bias } => {
                     let (c, h, w) = chw(&cur)?;
                     if c != p.in_channels {
-                        return Err(bad(i, format!("expects {} input channels, got {c}", p.in_channels)));
+                        return Err(bad(
+                            i,
+                            format!("expects {} input channels, got {c}", p.in_channels),
+                        ));
                     }
                     let shape = Conv2dShape::new(p, 1, h, w);
                     let full = shape.with_batch(max_batch);
@@ -211,7 +304,8 @@ impl CudaSequential {
                     workspace = workspace.max(launch::conv2d_backward_weight_workspace_len(&full)?);
                     let (oh, ow) = shape.out_hw().map_err(|e| bad(i, e.to_string()))?;
                     let receptive = p.kernel.0 * p.kernel.1;
-                    let (fan_in, fan_out) = (p.in_per_group() * receptive, p.out_channels * receptive);
+                    let (fan_in, fan_out) =
+                        (p.in_per_group() * receptive, p.out_channels * receptive);
                     let weight = add_param(
                         "weight",
                         vec![p.out_channels, p.in_per_group(), p.kernel.0, p.kernel.1],
@@ -219,19 +313,69 @@ impl CudaSequential {
                         fan_out,
                         false,
                     )?;
-                    let bias = if bias { Some(add_param("bias", vec![p.out_channels], fan_in, fan_out, true)?) } else { None };
-                    (Op::Conv { shape, weight, bias }, vec![p.out_channels, oh, ow])
+                    let bias = if bias {
+                        Some(add_param(
+                            "bias",
+                            vec![p.out_channels],
+                            fan_in,
+                            fan_out,
+                            true,
+                        )?)
+                    } else {
+                        None
+                    };
+                    (
+                        Op::Conv {
+                            shape,
+                            weight,
+                            bias,
+                        },
+                        vec![p.out_channels, oh, ow],
+                    )
                 }
-                Layer::Linear { in_features, out_features, bias } => {
+                Layer::Linear {
+                    in_features,
+                    out_features,
+                    bias,
+                } => {
                     if cur != [in_features] {
-                        return Err(bad(i, format!("expects a flat input of {in_features}, got {cur:?} (add Flatten?)")));
+                        return Err(bad(
+                            i,
+                            format!(
+                                "expects a flat input of {in_features}, got {cur:?} (add Flatten?)"
+                            ),
+                        ));
                     }
                     if in_features == 0 || out_features == 0 {
                         return Err(bad(i, "features must be at least 1".into()));
                     }
-                    let weight = add_param("weight", vec![out_features, in_features], in_features, out_features, false)?;
-                    let bias = if bias { Some(add_param("bias", vec![out_features], in_features, out_features, true)?) } else { None };
-                    (Op::Linear { in_features, out_features, weight, bias }, vec![out_features])
+                    let weight = add_param(
+                        "weight",
+                        vec![out_features, in_features],
+                        in_features,
+                        out_features,
+                        false,
+                    )?;
+                    let bias = if bias {
+                        Some(add_param(
+                            "bias",
+                            vec![out_features],
+                            in_features,
+                            out_features,
+                            true,
+                        )?)
+                    } else {
+                        None
+                    };
+                    (
+                        Op::Linear {
+                            in_features,
+                            out_features,
+                            weight,
+                            bias,
+                        },
+                        vec![out_features],
+                    )
                 }
                 Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
                     let (c, h, w) = chw(&cur)?;
@@ -240,7 +384,10 @@ impl CudaSequential {
                     launch::pool_geom("pool2d", &full)?;
                     let (oh, ow) = shape.out_hw().map_err(|e| bad(i, e.to_string()))?;
                     let op = if matches!(layer, Layer::MaxPool2d(_)) {
-                        Op::MaxPool { shape, argmax: dev.alloc_zeros::<u32>(max_batch * c * oh * ow)? }
+                        Op::MaxPool {
+                            shape,
+                            argmax: dev.alloc_zeros::<u32>(max_batch * c * oh * ow)?,
+                        }
                     } else {
                         Op::AvgPool { shape }
                     };
@@ -256,7 +403,9 @@ impl CudaSequential {
         }
         let last = shapes.last().expect("at least one layer");
         if last.len() != 1 {
-            return Err(CudaError::Invalid(format!("network: the last layer must output class scores [classes], got {last:?}")));
+            return Err(CudaError::Invalid(format!(
+                "network: the last layer must output class scores [classes], got {last:?}"
+            )));
         }
         let mut acts = Vec::with_capacity(shapes.len());
         let mut grads = Vec::with_capacity(shapes.len());
@@ -264,7 +413,11 @@ impl CudaSequential {
             let n = max_batch
                 .checked_mul(per_sample(s))
                 .filter(|&n| n <= launch::MAX_ELEMENTS)
-                .ok_or_else(|| CudaError::Invalid(format!("network: activation {s:?} x batch {max_batch} is too large")))?;
+                .ok_or_else(|| {
+                    CudaError::Invalid(format!(
+                        "network: activation {s:?} x batch {max_batch} is too large"
+                    ))
+                })?;
             acts.push(dev.alloc_zeros::<f32>(n)?);
             grads.push(dev.alloc_zeros::<f32>(n)?);
         }
@@ -301,7 +454,10 @@ impl CudaSequential {
 
     /// Parameter names and shapes, in state-dict order.
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
-        self.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect()
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone()))
+            .collect()
     }
 
     /// Sets weights with PyTorch's `xavier_uniform_` (d2l's `init_weights`) and biases with
@@ -314,8 +470,11 @@ impl CudaSequential {
             } else {
                 (6.0 / (p.fan_in + p.fan_out) as f64).sqrt()
             };
-            let values: Vec<f32> = (0..per_sample(&p.shape)).map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32).collect();
-            self.dev.copy_to_device(&values, &mut p.value.as_view_mut())?;
+            let values: Vec<f32> = (0..per_sample(&p.shape))
+                .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
+                .collect();
+            self.dev
+                .copy_to_device(&values, &mut p.value.as_view_mut())?;
         }
         self.reset_optimizer();
         Ok(())
@@ -329,7 +488,9 @@ impl CudaSequential {
                 .params
                 .iter()
                 .find(|p| &p.name == name)
-                .ok_or_else(|| CudaError::Invalid(format!("state dict: unexpected parameter `{name}`")))?;
+                .ok_or_else(|| {
+                    CudaError::Invalid(format!("state dict: unexpected parameter `{name}`"))
+                })?;
             if &p.shape != shape || values.len() != per_sample(shape) {
                 return Err(CudaError::Invalid(format!(
                     "state dict: `{name}` has shape {shape:?} with {} values, the network needs {:?}",
@@ -340,31 +501,47 @@ impl CudaSequential {
         }
         for p in &mut self.params {
             let mut found = state.iter().filter(|(n, _, _)| n == &p.name);
-            let (_, _, values) = found
-                .next()
-                .ok_or_else(|| CudaError::Invalid(format!("state dict: missing parameter `{}`", p.name)))?;
+            let (_, _, values) = found.next().ok_or_else(|| {
+                CudaError::Invalid(format!("state dict: missing parameter `{}`", p.name))
+            })?;
             if found.next().is_some() {
-                return Err(CudaError::Invalid(format!("state dict: parameter `{}` given twice", p.name)));
+                return Err(CudaError::Invalid(format!(
+                    "state dict: parameter `{}` given twice",
+                    p.name
+                )));
             }
-            self.dev.copy_to_device(values, &mut p.value.as_view_mut())?;
+            self.dev
+                .copy_to_device(values, &mut p.value.as_view_mut())?;
         }
         self.reset_optimizer();
         Ok(())
     }
 
     /// All parameters as `(name, shape, values)`, in state-dict order.
-    pub fn export_state_dict(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn export_state_dict(&self) -> Result<StateDict> {
         self.params
             .iter()
-            .map(|p| Ok((p.name.clone(), p.shape.clone(), self.dev.download_view(&p.value.as_view())?)))
+            .map(|p| {
+                Ok((
+                    p.name.clone(),
+                    p.shape.clone(),
+                    self.dev.download_view(&p.value.as_view())?,
+                ))
+            })
             .collect()
     }
 
     /// Gradients of the last backward pass, `(name, shape, values)` in state-dict order.
-    pub fn export_grads(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn export_grads(&self) -> Result<StateDict> {
         self.params
             .iter()
-            .map(|p| Ok((p.name.clone(), p.shape.clone(), self.dev.download_view(&p.grad.as_view())?)))
+            .map(|p| {
+                Ok((
+                    p.name.clone(),
+                    p.shape.clone(),
+                    self.dev.download_view(&p.grad.as_view())?,
+                ))
+            })
             .collect()
     }
 
@@ -379,27 +556,47 @@ impl CudaSequential {
 
     fn check_batch(&self, batch: usize) -> Result<()> {
         if batch == 0 || batch > self.max_batch {
-            return Err(CudaError::Invalid(format!("batch of {batch}: must be 1..={}", self.max_batch)));
+            return Err(CudaError::Invalid(format!(
+                "batch of {batch}: must be 1..={}",
+                self.max_batch
+            )));
         }
         Ok(())
     }
 
     /// Runs the layers on `acts[0][..batch]`; the class scores land in the last activation.
     fn forward_batch(&mut self, batch: usize) -> Result<()> {
-        let Self { dev, ops, shapes, acts, params, .. } = self;
+        let Self {
+            dev,
+            ops,
+            shapes,
+            acts,
+            params,
+            ..
+        } = self;
         for (i, op) in ops.iter_mut().enumerate() {
             let (before, after) = acts.split_at_mut(i + 1);
             let x = before[i].slice(..batch * per_sample(&shapes[i]));
             let mut y = after[0].slice_mut(..batch * per_sample(&shapes[i + 1]));
             match op {
-                Op::Conv { shape, weight, bias } => {
+                Op::Conv {
+                    shape,
+                    weight,
+                    bias,
+                } => {
                     let s = shape.with_batch(batch);
                     let w = params[*weight].value.as_view();
                     let b = bias.map(|b| params[b].value.as_view());
                     dev.conv2d_forward(&s, &x, &w, b.as_ref(), &mut y)?;
                 }
-                Op::Linear { in_features, out_features, weight, bias } => {
-                    let g = GemmShape::new(batch, *out_features, *in_features).with_transpose(Transpose::No, Transpose::Yes);
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    weight,
+                    bias,
+                } => {
+                    let g = GemmShape::new(batch, *out_features, *in_features)
+                        .with_transpose(Transpose::No, Transpose::Yes);
                     dev.sgemm(&g, 1.0, &x, &params[*weight].value.as_view(), 0.0, &mut y)?;
                     if let Some(b) = bias {
                         dev.bias_add(batch, *out_features, 1, &params[*b].value.as_view(), &mut y)?;
@@ -410,7 +607,9 @@ impl CudaSequential {
                     let mut am = argmax.slice_mut(..y.len());
                     dev.max_pool2d_forward(&s, &x, &mut y, &mut am)?;
                 }
-                Op::AvgPool { shape } => dev.avg_pool2d_forward(&shape.with_batch(batch), &x, &mut y)?,
+                Op::AvgPool { shape } => {
+                    dev.avg_pool2d_forward(&shape.with_batch(batch), &x, &mut y)?
+                }
                 Op::ReLU => dev.relu_forward(&x, &mut y)?,
                 Op::Sigmoid => dev.sigmoid_forward(&x, &mut y)?,
                 Op::Tanh => dev.tanh_forward(&x, &mut y)?,
@@ -423,7 +622,16 @@ impl CudaSequential {
     /// Back-propagates from `grads[last][..batch]` (already holding dLoss/dScores),
     /// filling every parameter's gradient.
     fn backward_batch(&mut self, batch: usize) -> Result<()> {
-        let Self { dev, ops, shapes, acts, grads, params, conv_workspace, .. } = self;
+        let Self {
+            dev,
+            ops,
+            shapes,
+            acts,
+            grads,
+            params,
+            conv_workspace,
+            ..
+        } = self;
         for i in (0..ops.len()).rev() {
             let x = acts[i].slice(..batch * per_sample(&shapes[i]));
             let y = acts[i + 1].slice(..batch * per_sample(&shapes[i + 1]));
@@ -432,32 +640,71 @@ impl CudaSequential {
             let mut gx = gbefore[i].slice_mut(..x.len());
             let need_gx = i > 0;
             match &ops[i] {
-                Op::Conv { shape, weight, bias } => {
+                Op::Conv {
+                    shape,
+                    weight,
+                    bias,
+                } => {
                     let s = shape.with_batch(batch);
                     if need_gx {
-                        dev.conv2d_backward_input(&s, &gy, &params[*weight].value.as_view(), &mut gx)?;
+                        dev.conv2d_backward_input(
+                            &s,
+                            &gy,
+                            &params[*weight].value.as_view(),
+                            &mut gx,
+                        )?;
                     }
                     let mut ws = conv_workspace.as_view_mut();
-                    dev.conv2d_backward_weight(&s, &x, &gy, &mut params[*weight].grad.as_view_mut(), Some(&mut ws))?;
+                    dev.conv2d_backward_weight(
+                        &s,
+                        &x,
+                        &gy,
+                        &mut params[*weight].grad.as_view_mut(),
+                        Some(&mut ws),
+                    )?;
                     if let Some(b) = bias {
                         dev.conv2d_backward_bias(&s, &gy, &mut params[*b].grad.as_view_mut())?;
                     }
                 }
-                Op::Linear { in_features, out_features, weight, bias } => {
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    weight,
+                    bias,
+                } => {
                     if need_gx {
                         let g = GemmShape::new(batch, *in_features, *out_features);
                         dev.sgemm(&g, 1.0, &gy, &params[*weight].value.as_view(), 0.0, &mut gx)?;
                     }
-                    let g = GemmShape::new(*out_features, *in_features, batch).with_transpose(Transpose::Yes, Transpose::No);
-                    dev.sgemm(&g, 1.0, &gy, &x, 0.0, &mut params[*weight].grad.as_view_mut())?;
+                    let g = GemmShape::new(*out_features, *in_features, batch)
+                        .with_transpose(Transpose::Yes, Transpose::No);
+                    dev.sgemm(
+                        &g,
+                        1.0,
+                        &gy,
+                        &x,
+                        0.0,
+                        &mut params[*weight].grad.as_view_mut(),
+                    )?;
                     if let Some(b) = bias {
-                        dev.bias_backward(batch, *out_features, 1, &gy, &mut params[*b].grad.as_view_mut())?;
+                        dev.bias_backward(
+                            batch,
+                            *out_features,
+                            1,
+                            &gy,
+                            &mut params[*b].grad.as_view_mut(),
+                        )?;
                     }
                 }
-                Op::MaxPool { shape, argmax } if need_gx => {
-                    dev.max_pool2d_backward(&shape.with_batch(batch), &gy, &argmax.slice(..y.len()), &mut gx)?
+                Op::MaxPool { shape, argmax } if need_gx => dev.max_pool2d_backward(
+                    &shape.with_batch(batch),
+                    &gy,
+                    &argmax.slice(..y.len()),
+                    &mut gx,
+                )?,
+                Op::AvgPool { shape } if need_gx => {
+                    dev.avg_pool2d_backward(&shape.with_batch(batch), &gy, &mut gx)?
                 }
-                Op::AvgPool { shape } if need_gx => dev.avg_pool2d_backward(&shape.with_batch(batch), &gy, &mut gx)?,
                 Op::ReLU if need_gx => dev.relu_backward(&x, &gy, &mut gx)?,
                 Op::Sigmoid if need_gx => dev.sigmoid_backward(&y, &gy, &mut gx)?,
                 Op::Tanh if need_gx => dev.tanh_backward(&y, &gy, &mut gx)?,
@@ -481,14 +728,16 @@ impl CudaSequential {
         let logits = self.acts[last].slice(..batch * classes);
         let labels = self.labels.slice(..batch);
         if let Some(l) = loss_rows {
-            self.dev.softmax_xent_forward(batch, classes, &logits, &labels, l)?;
+            self.dev
+                .softmax_xent_forward(batch, classes, &logits, &labels, l)?;
         }
         if let Some(c) = correct {
             self.dev.correct_rows(batch, classes, &logits, &labels, c)?;
         }
         if with_grad {
             let mut g = self.grads[last].slice_mut(..batch * classes);
-            self.dev.softmax_xent_backward(batch, classes, &logits, &labels, 1.0, &mut g)?;
+            self.dev
+                .softmax_xent_backward(batch, classes, &logits, &labels, 1.0, &mut g)?;
         }
         Ok(())
     }
@@ -498,7 +747,12 @@ impl CudaSequential {
         if let Optimizer::Adam(_) = opt {
             self.adam_steps += 1;
         }
-        let Self { dev, params, adam_steps, .. } = self;
+        let Self {
+            dev,
+            params,
+            adam_steps,
+            ..
+        } = self;
         for p in params.iter_mut() {
             let n = p.value.len();
             match opt {
@@ -509,9 +763,21 @@ impl CudaSequential {
                             p.state_a = Some(dev.alloc_zeros::<f32>(n)?);
                         }
                         let buf = p.state_a.as_mut().expect("allocated above");
-                        dev.sgd_step(cfg, &mut p.value.as_view_mut(), &p.grad.as_view(), Some(&mut buf.as_view_mut()), first)?;
+                        dev.sgd_step(
+                            cfg,
+                            &mut p.value.as_view_mut(),
+                            &p.grad.as_view(),
+                            Some(&mut buf.as_view_mut()),
+                            first,
+                        )?;
                     } else {
-                        dev.sgd_step(cfg, &mut p.value.as_view_mut(), &p.grad.as_view(), None, true)?;
+                        dev.sgd_step(
+                            cfg,
+                            &mut p.value.as_view_mut(),
+                            &p.grad.as_view(),
+                            None,
+                            true,
+                        )?;
                     }
                 }
                 Optimizer::Adam(cfg) => {
@@ -521,7 +787,14 @@ impl CudaSequential {
                     }
                     let m = p.state_a.as_mut().expect("allocated above");
                     let v = p.state_b.as_mut().expect("allocated above");
-                    dev.adam_step(cfg, *adam_steps, &mut p.value.as_view_mut(), &p.grad.as_view(), &mut m.as_view_mut(), &mut v.as_view_mut())?;
+                    dev.adam_step(
+                        cfg,
+                        *adam_steps,
+                        &mut p.value.as_view_mut(),
+                        &p.grad.as_view(),
+                        &mut m.as_view_mut(),
+                        &mut v.as_view_mut(),
+                    )?;
                 }
             }
         }
@@ -531,20 +804,31 @@ impl CudaSequential {
     fn load_host_batch(&mut self, x: &[f32], labels: Option<&[u32]>) -> Result<usize> {
         let per = self.input_len();
         if x.is_empty() || x.len() % per != 0 {
-            return Err(CudaError::Invalid(format!("input of {} values is not a whole number of {:?} samples", x.len(), self.shapes[0])));
+            return Err(CudaError::Invalid(format!(
+                "input of {} values is not a whole number of {:?} samples",
+                x.len(),
+                self.shapes[0]
+            )));
         }
         let batch = x.len() / per;
         self.check_batch(batch)?;
-        self.dev.copy_to_device(x, &mut self.acts[0].slice_mut(..x.len()))?;
+        self.dev
+            .copy_to_device(x, &mut self.acts[0].slice_mut(..x.len()))?;
         if let Some(l) = labels {
             if l.len() != batch {
-                return Err(CudaError::Invalid(format!("{} labels for a batch of {batch}", l.len())));
+                return Err(CudaError::Invalid(format!(
+                    "{} labels for a batch of {batch}",
+                    l.len()
+                )));
             }
             let classes = self.classes();
             if let Some((i, &bad)) = l.iter().enumerate().find(|(_, &v)| v as usize >= classes) {
-                return Err(CudaError::Invalid(format!("label {bad} of example {i} is not below {classes} classes")));
+                return Err(CudaError::Invalid(format!(
+                    "label {bad} of example {i} is not below {classes} classes"
+                )));
             }
-            self.dev.copy_to_device(l, &mut self.labels.slice_mut(..batch))?;
+            self.dev
+                .copy_to_device(l, &mut self.labels.slice_mut(..batch))?;
         }
         Ok(batch)
     }
@@ -554,26 +838,139 @@ impl CudaSequential {
         let batch = self.load_host_batch(x, None)?;
         self.forward_batch(batch)?;
         let last = self.acts.len() - 1;
-        self.dev.download_view(&self.acts[last].slice(..batch * self.classes()))
+        self.dev
+            .download_view(&self.acts[last].slice(..batch * self.classes()))
     }
 
     /// Forward and backward on a host batch: returns the mean cross-entropy and leaves the
     /// gradients in place (read them with [`Self::export_grads`]).
     pub fn forward_backward(&mut self, x: &[f32], labels: &[u32]) -> Result<f32> {
+        Ok(self.forward_backward_counted(x, labels)?.0)
+    }
+
+    /// [`Self::forward_backward`] that also counts the rows whose arg-max is their label
+    /// (from the same forward pass): `(mean loss, correct rows)`.
+    pub fn forward_backward_counted(&mut self, x: &[f32], labels: &[u32]) -> Result<(f32, usize)> {
         let batch = self.load_host_batch(x, Some(labels))?;
         self.forward_batch(batch)?;
         let mut loss = self.dev.alloc_zeros::<f32>(batch)?;
-        self.loss_batch(batch, Some(&mut loss.as_view_mut()), None, true)?;
+        let mut correct = self.dev.alloc_zeros::<f32>(batch)?;
+        self.loss_batch(
+            batch,
+            Some(&mut loss.as_view_mut()),
+            Some(&mut correct.as_view_mut()),
+            true,
+        )?;
         self.backward_batch(batch)?;
-        self.dev.sum(&loss.as_view(), 1.0 / batch as f32)
+        let mean = self.dev.sum(&loss.as_view(), 1.0 / batch as f32)?;
+        let hits = self.dev.sum(&correct.as_view(), 1.0)?;
+        Ok((mean, hits.round() as usize))
     }
 
     /// One training step on a host batch: forward, backward, optimizer step; returns the
     /// batch's mean loss (before the step).
     pub fn train_step(&mut self, x: &[f32], labels: &[u32], opt: &Optimizer) -> Result<f32> {
-        let loss = self.forward_backward(x, labels)?;
+        Ok(self.train_step_counted(x, labels, opt)?.0)
+    }
+
+    /// [`Self::train_step`] that also returns how many rows the pre-step network
+    /// classified correctly: `(mean loss, correct rows)`.
+    pub fn train_step_counted(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        opt: &Optimizer,
+    ) -> Result<(f32, usize)> {
+        let out = self.forward_backward_counted(x, labels)?;
         self.step(opt)?;
-        Ok(loss)
+        Ok(out)
+    }
+
+    /// The optimizer's buffers, named as in PyTorch's optimizer state:
+    /// `"<param>.momentum_buffer"` (SGD with momentum) or `"<param>.exp_avg"` and
+    /// `"<param>.exp_avg_sq"` (Adam), plus Adam's step count. Empty before the first step.
+    pub fn export_optimizer_state(&self) -> Result<OptimizerState> {
+        let mut buffers = Vec::new();
+        for p in &self.params {
+            match (&p.state_a, &p.state_b) {
+                (Some(m), Some(v)) => {
+                    buffers.push((
+                        format!("{}.exp_avg", p.name),
+                        p.shape.clone(),
+                        self.dev.download_view(&m.as_view())?,
+                    ));
+                    buffers.push((
+                        format!("{}.exp_avg_sq", p.name),
+                        p.shape.clone(),
+                        self.dev.download_view(&v.as_view())?,
+                    ));
+                }
+                (Some(b), None) => buffers.push((
+                    format!("{}.momentum_buffer", p.name),
+                    p.shape.clone(),
+                    self.dev.download_view(&b.as_view())?,
+                )),
+                _ => {}
+            }
+        }
+        Ok(OptimizerState {
+            adam_steps: self.adam_steps,
+            buffers,
+        })
+    }
+
+    /// Restores what [`Self::export_optimizer_state`] returned (to resume training).
+    /// Parameters without buffers start fresh, as in PyTorch.
+    pub fn import_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        for (name, shape, values) in &state.buffers {
+            let known = self.params.iter().any(|p| {
+                [".momentum_buffer", ".exp_avg", ".exp_avg_sq"]
+                    .iter()
+                    .any(|suffix| {
+                        *name == format!("{}{suffix}", p.name)
+                            && *shape == p.shape
+                            && values.len() == p.value.len()
+                    })
+            });
+            if !known {
+                return Err(CudaError::Invalid(format!(
+                    "optimizer state: `{name}` {shape:?} matches no parameter buffer of this network"
+                )));
+            }
+        }
+        let find = |name: String| {
+            state
+                .buffers
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, _, v)| v)
+        };
+        let dev = Arc::clone(&self.dev);
+        for p in &mut self.params {
+            let upload = |v: &Vec<f32>| -> Result<CudaSlice<f32>> {
+                dev.stream()
+                    .clone_htod(v)
+                    .map_err(crate::error::driver("upload optimizer state"))
+            };
+            let (momentum, m, v) = (
+                find(format!("{}.momentum_buffer", p.name)),
+                find(format!("{}.exp_avg", p.name)),
+                find(format!("{}.exp_avg_sq", p.name)),
+            );
+            (p.state_a, p.state_b) = match (momentum, m, v) {
+                (None, Some(m), Some(v)) => (Some(upload(m)?), Some(upload(v)?)),
+                (Some(b), None, None) => (Some(upload(b)?), None),
+                (None, None, None) => (None, None),
+                _ => {
+                    return Err(CudaError::Invalid(format!(
+                        "optimizer state of `{}`: needs either momentum_buffer or both exp_avg and exp_avg_sq",
+                        p.name
+                    )))
+                }
+            };
+        }
+        self.adam_steps = state.adam_steps;
+        Ok(())
     }
 
     fn check_data(&self, data: &GpuDataset) -> Result<()> {
@@ -588,15 +985,26 @@ impl CudaSequential {
 
     /// Runs mini-batches `perm[i * batch_size ..]` over `data`, streaming per-row loss and
     /// hits into device buffers, and reads back only the two epoch sums at the end.
-    fn run_epoch(&mut self, data: &GpuDataset, perm: &[u32], batch_size: usize, opt: Option<&Optimizer>) -> Result<EpochStats> {
+    fn run_epoch(
+        &mut self,
+        data: &GpuDataset,
+        perm: &[u32],
+        batch_size: usize,
+        opt: Option<&Optimizer>,
+    ) -> Result<EpochStats> {
         self.check_data(data)?;
         self.check_batch(batch_size)?;
         let n = data.len;
         if perm.len() != n {
-            return Err(CudaError::Invalid(format!("permutation has {} entries for {n} examples", perm.len())));
+            return Err(CudaError::Invalid(format!(
+                "permutation has {} entries for {n} examples",
+                perm.len()
+            )));
         }
         if let Some((i, &bad)) = perm.iter().enumerate().find(|(_, &p)| p as usize >= n) {
-            return Err(CudaError::Invalid(format!("permutation entry {i} is {bad}, not below {n} examples")));
+            return Err(CudaError::Invalid(format!(
+                "permutation entry {i} is {bad}, not below {n} examples"
+            )));
         }
         let dev = Arc::clone(&self.dev);
         let perm_dev = dev.upload_u32(perm)?;
@@ -609,7 +1017,16 @@ impl CudaSequential {
             {
                 let mut xb = self.acts[0].slice_mut(..batch * sample);
                 let mut yb = self.labels.slice_mut(..batch);
-                dev.gather_batch(batch, sample, &perm_dev.as_view(), offset, &data.images.as_view(), &data.labels.as_view(), &mut xb, &mut yb)?;
+                dev.gather_batch(
+                    batch,
+                    sample,
+                    &perm_dev.as_view(),
+                    offset,
+                    &data.images.as_view(),
+                    &data.labels.as_view(),
+                    &mut xb,
+                    &mut yb,
+                )?;
             }
             self.forward_batch(batch)?;
             let mut l = loss_rows.slice_mut(offset..offset + batch);
@@ -624,17 +1041,37 @@ impl CudaSequential {
         let inv = 1.0 / n as f32;
         {
             let (mut s0, mut s1) = self.scalars.split_at_mut(1);
-            dev.reduce_sum_into(&loss_rows.as_view(), inv, &mut self.partials.as_view_mut(), &mut s0)?;
-            dev.reduce_sum_into(&correct.as_view(), inv, &mut self.partials.as_view_mut(), &mut s1)?;
+            dev.reduce_sum_into(
+                &loss_rows.as_view(),
+                inv,
+                &mut self.partials.as_view_mut(),
+                &mut s0,
+            )?;
+            dev.reduce_sum_into(
+                &correct.as_view(),
+                inv,
+                &mut self.partials.as_view_mut(),
+                &mut s1,
+            )?;
         }
         let sums = dev.download_view(&self.scalars.as_view())?;
-        Ok(EpochStats { loss: sums[0], accuracy: sums[1], examples: n })
+        Ok(EpochStats {
+            loss: sums[0],
+            accuracy: sums[1],
+            examples: n,
+        })
     }
 
     /// One training epoch over `data` in the order `perm` (a permutation of `0..data.len()`;
     /// entries are bounds-checked), mini-batches of `batch_size` (the last one may be
     /// smaller), one optimizer step per batch.
-    pub fn train_epoch(&mut self, data: &GpuDataset, perm: &[u32], batch_size: usize, opt: &Optimizer) -> Result<EpochStats> {
+    pub fn train_epoch(
+        &mut self,
+        data: &GpuDataset,
+        perm: &[u32],
+        batch_size: usize,
+        opt: &Optimizer,
+    ) -> Result<EpochStats> {
         self.run_epoch(data, perm, batch_size, Some(opt))
     }
 

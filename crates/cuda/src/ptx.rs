@@ -10,11 +10,26 @@ pub struct PtxModule {
 
 /// All modules, embedded at build time.
 pub const MODULES: [PtxModule; 5] = [
-    PtxModule { name: "gemm", ptx: include_str!("../../../kernels-cuda/ptx/gemm.ptx") },
-    PtxModule { name: "conv", ptx: include_str!("../../../kernels-cuda/ptx/conv.ptx") },
-    PtxModule { name: "pool", ptx: include_str!("../../../kernels-cuda/ptx/pool.ptx") },
-    PtxModule { name: "elementwise", ptx: include_str!("../../../kernels-cuda/ptx/elementwise.ptx") },
-    PtxModule { name: "loss", ptx: include_str!("../../../kernels-cuda/ptx/loss.ptx") },
+    PtxModule {
+        name: "gemm",
+        ptx: include_str!("../../../kernels-cuda/ptx/gemm.ptx"),
+    },
+    PtxModule {
+        name: "conv",
+        ptx: include_str!("../../../kernels-cuda/ptx/conv.ptx"),
+    },
+    PtxModule {
+        name: "pool",
+        ptx: include_str!("../../../kernels-cuda/ptx/pool.ptx"),
+    },
+    PtxModule {
+        name: "elementwise",
+        ptx: include_str!("../../../kernels-cuda/ptx/elementwise.ptx"),
+    },
+    PtxModule {
+        name: "loss",
+        ptx: include_str!("../../../kernels-cuda/ptx/loss.ptx"),
+    },
 ];
 
 /// Kernel names, as the `extern "C" __global__` functions are called.
@@ -104,7 +119,10 @@ pub fn entries(ptx: &str) -> Vec<&str> {
     ptx.lines()
         .filter_map(|line| {
             let rest = line.split(".entry").nth(1)?;
-            let name = rest.trim_start().split(|c: char| c == '(' || c.is_whitespace()).next()?;
+            let name = rest
+                .trim_start()
+                .split(|c: char| c == '(' || c.is_whitespace())
+                .next()?;
             (!name.is_empty()).then_some(name)
         })
         .collect()

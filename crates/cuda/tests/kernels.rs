@@ -7,7 +7,8 @@ mod common;
 use common::{assert_close, device, Rng};
 use tinycnn_cuda::{launch, CudaError};
 use tinycnn_kernels::{
-    reference, AdamConfig, Conv2dParams, Conv2dShape, GemmShape, KernelError, Pool2dParams, Pool2dShape, SgdConfig, Transpose,
+    reference, AdamConfig, Conv2dParams, Conv2dShape, GemmShape, KernelError, Pool2dParams,
+    Pool2dShape, SgdConfig, Transpose,
 };
 
 const TOL: f32 = 1e-4;
@@ -16,7 +17,14 @@ const TOL: f32 = 1e-4;
 fn sgemm_all_transposes_strides_alpha_beta() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(1);
-    for &(m, n, k) in &[(1, 1, 1), (7, 5, 3), (64, 64, 16), (65, 130, 33), (256, 120, 400), (10, 300, 1000)] {
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (7, 5, 3),
+        (64, 64, 16),
+        (65, 130, 33),
+        (256, 120, 400),
+        (10, 300, 1000),
+    ] {
         for ta in [Transpose::No, Transpose::Yes] {
             for tb in [Transpose::No, Transpose::Yes] {
                 for &(alpha, beta, pad) in &[(1.0f32, 0.0f32, 0usize), (0.5, -1.5, 3)] {
@@ -29,10 +37,19 @@ fn sgemm_all_transposes_strides_alpha_beta() {
                     let c0 = rng.vec(m * g.ldc);
                     let mut want = c0.clone();
                     reference::sgemm(&g, alpha, &a, &b, beta, &mut want).unwrap();
-                    let (da, db) = (dev.upload(&a, &[a.len()]).unwrap(), dev.upload(&b, &[b.len()]).unwrap());
+                    let (da, db) = (
+                        dev.upload(&a, &[a.len()]).unwrap(),
+                        dev.upload(&b, &[b.len()]).unwrap(),
+                    );
                     let mut dc = dev.upload(&c0, &[c0.len()]).unwrap();
-                    dev.sgemm(&g, alpha, &da.view(), &db.view(), beta, &mut dc.view_mut()).unwrap();
-                    assert_close(&format!("sgemm {m}x{n}x{k} {ta:?}{tb:?} beta {beta}"), &dev.download(&dc).unwrap(), &want, TOL);
+                    dev.sgemm(&g, alpha, &da.view(), &db.view(), beta, &mut dc.view_mut())
+                        .unwrap();
+                    assert_close(
+                        &format!("sgemm {m}x{n}x{k} {ta:?}{tb:?} beta {beta}"),
+                        &dev.download(&dc).unwrap(),
+                        &want,
+                        TOL,
+                    );
                 }
             }
         }
@@ -42,13 +59,47 @@ fn sgemm_all_transposes_strides_alpha_beta() {
 fn conv_cases() -> Vec<(Conv2dShape, bool)> {
     let p = Conv2dParams::new;
     vec![
-        (Conv2dShape::new(p(1, 6, (5, 5)).with_padding((2, 2)), 8, 28, 28), true),
+        (
+            Conv2dShape::new(p(1, 6, (5, 5)).with_padding((2, 2)), 8, 28, 28),
+            true,
+        ),
         (Conv2dShape::new(p(6, 16, (5, 5)), 8, 14, 14), true),
-        (Conv2dShape::new(p(3, 4, (3, 3)).with_stride((2, 2)).with_padding((1, 1)), 3, 9, 10), false),
-        (Conv2dShape::new(p(4, 6, (3, 2)).with_stride((2, 1)).with_padding((1, 0)).with_dilation((2, 3)).with_groups(2), 3, 11, 9), true),
-        (Conv2dShape::new(p(8, 8, (3, 3)).with_padding((1, 1)).with_groups(8), 2, 7, 7), true),
+        (
+            Conv2dShape::new(
+                p(3, 4, (3, 3)).with_stride((2, 2)).with_padding((1, 1)),
+                3,
+                9,
+                10,
+            ),
+            false,
+        ),
+        (
+            Conv2dShape::new(
+                p(4, 6, (3, 2))
+                    .with_stride((2, 1))
+                    .with_padding((1, 0))
+                    .with_dilation((2, 3))
+                    .with_groups(2),
+                3,
+                11,
+                9,
+            ),
+            true,
+        ),
+        (
+            Conv2dShape::new(p(8, 8, (3, 3)).with_padding((1, 1)).with_groups(8), 2, 7, 7),
+            true,
+        ),
         (Conv2dShape::new(p(32, 80, (1, 1)), 2, 5, 5), true),
-        (Conv2dShape::new(p(3, 70, (3, 3)).with_dilation((2, 2)).with_stride((3, 2)), 2, 12, 13), true),
+        (
+            Conv2dShape::new(
+                p(3, 70, (3, 3)).with_dilation((2, 2)).with_stride((3, 2)),
+                2,
+                12,
+                13,
+            ),
+            true,
+        ),
     ]
 }
 
@@ -57,8 +108,17 @@ fn conv2d_forward_and_backward_match_reference() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(2);
     for (s, with_bias) in conv_cases() {
-        let (xl, wl, yl) = (s.input_len().unwrap(), s.weight_len(), s.output_len().unwrap());
-        let (x, w, b, gy) = (rng.vec(xl), rng.vec(wl), rng.vec(s.params.out_channels), rng.vec(yl));
+        let (xl, wl, yl) = (
+            s.input_len().unwrap(),
+            s.weight_len(),
+            s.output_len().unwrap(),
+        );
+        let (x, w, b, gy) = (
+            rng.vec(xl),
+            rng.vec(wl),
+            rng.vec(s.params.out_channels),
+            rng.vec(yl),
+        );
         let (dx, dw, db, dgy) = (
             dev.upload(&x, &[xl]).unwrap(),
             dev.upload(&w, &[wl]).unwrap(),
@@ -70,26 +130,56 @@ fn conv2d_forward_and_backward_match_reference() {
         let mut want = vec![0.0; yl];
         reference::conv2d(&s, &x, &w, with_bias.then_some(&b[..]), &mut want).unwrap();
         let mut y = dev.zeros(&[yl]).unwrap();
-        dev.conv2d_forward(&s, &dx.view(), &dw.view(), with_bias.then(|| db.view()).as_ref(), &mut y.view_mut()).unwrap();
-        assert_close(&format!("forward {name}"), &dev.download(&y).unwrap(), &want, TOL);
+        dev.conv2d_forward(
+            &s,
+            &dx.view(),
+            &dw.view(),
+            with_bias.then(|| db.view()).as_ref(),
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        assert_close(
+            &format!("forward {name}"),
+            &dev.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
 
         let mut want = vec![0.0; xl];
         reference::conv2d_backward_input(&s, &gy, &w, &mut want).unwrap();
         let mut gx = dev.upload(&rng.vec(xl), &[xl]).unwrap(); // overwritten, not accumulated
-        dev.conv2d_backward_input(&s, &dgy.view(), &dw.view(), &mut gx.view_mut()).unwrap();
-        assert_close(&format!("backward input {name}"), &dev.download(&gx).unwrap(), &want, TOL);
+        dev.conv2d_backward_input(&s, &dgy.view(), &dw.view(), &mut gx.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("backward input {name}"),
+            &dev.download(&gx).unwrap(),
+            &want,
+            TOL,
+        );
 
         let mut want = vec![0.0; wl];
         reference::conv2d_backward_weight(&s, &x, &gy, &mut want).unwrap();
         let mut gw = dev.upload(&rng.vec(wl), &[wl]).unwrap();
-        dev.conv2d_backward_weight(&s, &dx.view(), &dgy.view(), &mut gw.view_mut(), None).unwrap();
-        assert_close(&format!("backward weight {name}"), &dev.download(&gw).unwrap(), &want, TOL);
+        dev.conv2d_backward_weight(&s, &dx.view(), &dgy.view(), &mut gw.view_mut(), None)
+            .unwrap();
+        assert_close(
+            &format!("backward weight {name}"),
+            &dev.download(&gw).unwrap(),
+            &want,
+            TOL,
+        );
 
         let mut want = vec![0.0; s.params.out_channels];
         reference::conv2d_backward_bias(&s, &gy, &mut want).unwrap();
         let mut gb = dev.zeros(&[want.len()]).unwrap();
-        dev.conv2d_backward_bias(&s, &dgy.view(), &mut gb.view_mut()).unwrap();
-        assert_close(&format!("backward bias {name}"), &dev.download(&gb).unwrap(), &want, TOL);
+        dev.conv2d_backward_bias(&s, &dgy.view(), &mut gb.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("backward bias {name}"),
+            &dev.download(&gb).unwrap(),
+            &want,
+            TOL,
+        );
     }
 }
 
@@ -97,15 +187,35 @@ fn conv2d_forward_and_backward_match_reference() {
 fn conv2d_weight_gradient_split_k_at_lenet_batch() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(3);
-    let s = Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), 256, 28, 28);
+    let s = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        256,
+        28,
+        28,
+    );
     assert!(launch::conv2d_backward_weight(&s).unwrap().splits > 1);
-    let (x, gy) = (rng.vec(s.input_len().unwrap()), rng.vec(s.output_len().unwrap()));
+    let (x, gy) = (
+        rng.vec(s.input_len().unwrap()),
+        rng.vec(s.output_len().unwrap()),
+    );
     let mut want = vec![0.0; s.weight_len()];
     reference::conv2d_backward_weight(&s, &x, &gy, &mut want).unwrap();
-    let (dx, dgy) = (dev.upload(&x, &[x.len()]).unwrap(), dev.upload(&gy, &[gy.len()]).unwrap());
-    let mut ws = dev.zeros(&[launch::conv2d_backward_weight_workspace_len(&s).unwrap()]).unwrap();
+    let (dx, dgy) = (
+        dev.upload(&x, &[x.len()]).unwrap(),
+        dev.upload(&gy, &[gy.len()]).unwrap(),
+    );
+    let mut ws = dev
+        .zeros(&[launch::conv2d_backward_weight_workspace_len(&s).unwrap()])
+        .unwrap();
     let mut gw = dev.zeros(&[s.weight_len()]).unwrap();
-    dev.conv2d_backward_weight(&s, &dx.view(), &dgy.view(), &mut gw.view_mut(), Some(&mut ws.view_mut())).unwrap();
+    dev.conv2d_backward_weight(
+        &s,
+        &dx.view(),
+        &dgy.view(),
+        &mut gw.view_mut(),
+        Some(&mut ws.view_mut()),
+    )
+    .unwrap();
     // 200704 random terms of both signs per weight: the sum is small next to its terms, so
     // compare against the sum of magnitudes instead of the result's own size.
     let got = dev.download(&gw).unwrap();
@@ -114,16 +224,45 @@ fn conv2d_weight_gradient_split_k_at_lenet_batch() {
     let agy: Vec<f32> = gy.iter().map(|v| v.abs()).collect();
     reference::conv2d_backward_weight(&s, &ax, &agy, &mut mag).unwrap();
     for i in 0..got.len() {
-        assert!((got[i] - want[i]).abs() <= TOL * mag[i], "weight {i}: {} vs {} (terms {})", got[i], want[i], mag[i]);
+        assert!(
+            (got[i] - want[i]).abs() <= TOL * mag[i],
+            "weight {i}: {} vs {} (terms {})",
+            got[i],
+            want[i],
+            mag[i]
+        );
     }
 }
 
 fn pool_cases() -> Vec<Pool2dShape> {
     vec![
         Pool2dShape::new(Pool2dParams::new(2), 4, 6, 28, 28),
-        Pool2dShape::new(Pool2dParams::new(3).with_stride((2, 2)).with_padding((1, 1)), 2, 3, 9, 10),
-        Pool2dShape::new(Pool2dParams::new(3).with_stride((1, 1)).with_padding((1, 1)).with_count_include_pad(false), 2, 3, 7, 5),
-        Pool2dShape::new(Pool2dParams::with_kernel((2, 3)).with_stride((1, 2)), 1, 2, 5, 8),
+        Pool2dShape::new(
+            Pool2dParams::new(3)
+                .with_stride((2, 2))
+                .with_padding((1, 1)),
+            2,
+            3,
+            9,
+            10,
+        ),
+        Pool2dShape::new(
+            Pool2dParams::new(3)
+                .with_stride((1, 1))
+                .with_padding((1, 1))
+                .with_count_include_pad(false),
+            2,
+            3,
+            7,
+            5,
+        ),
+        Pool2dShape::new(
+            Pool2dParams::with_kernel((2, 3)).with_stride((1, 2)),
+            1,
+            2,
+            5,
+            8,
+        ),
         Pool2dShape::new(Pool2dParams::new(2), 1, 1, 5, 5), // odd size: last row/column dropped
     ]
 }
@@ -137,34 +276,65 @@ fn pooling_matches_reference() {
         let mut x = rng.vec(xl);
         x[xl / 2] = f32::NAN; // first NaN in a window wins, as in the reference
         let gy = rng.vec(yl);
-        let (dx, dgy) = (dev.upload(&x, &[xl]).unwrap(), dev.upload(&gy, &[yl]).unwrap());
+        let (dx, dgy) = (
+            dev.upload(&x, &[xl]).unwrap(),
+            dev.upload(&gy, &[yl]).unwrap(),
+        );
         let name = format!("{s:?}");
 
         let (mut want, mut want_idx) = (vec![0.0; yl], vec![0u32; yl]);
         reference::max_pool2d(&s, &x, &mut want, &mut want_idx).unwrap();
         let mut y = dev.zeros(&[yl]).unwrap();
         let mut idx = dev.alloc_zeros::<u32>(yl).unwrap();
-        dev.max_pool2d_forward(&s, &dx.view(), &mut y.view_mut(), &mut idx.as_view_mut()).unwrap();
-        assert_close(&format!("max forward {name}"), &dev.download(&y).unwrap(), &want, TOL);
-        assert_eq!(dev.download_view(&idx.as_view()).unwrap(), want_idx, "argmax {name}");
+        dev.max_pool2d_forward(&s, &dx.view(), &mut y.view_mut(), &mut idx.as_view_mut())
+            .unwrap();
+        assert_close(
+            &format!("max forward {name}"),
+            &dev.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
+        assert_eq!(
+            dev.download_view(&idx.as_view()).unwrap(),
+            want_idx,
+            "argmax {name}"
+        );
 
         let mut want = vec![0.0; xl];
         reference::max_pool2d_backward(&s, &gy, &want_idx, &mut want).unwrap();
         let mut gx = dev.upload(&rng.vec(xl), &[xl]).unwrap();
-        dev.max_pool2d_backward(&s, &dgy.view(), &idx.as_view(), &mut gx.view_mut()).unwrap();
-        assert_close(&format!("max backward {name}"), &dev.download(&gx).unwrap(), &want, TOL);
+        dev.max_pool2d_backward(&s, &dgy.view(), &idx.as_view(), &mut gx.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("max backward {name}"),
+            &dev.download(&gx).unwrap(),
+            &want,
+            TOL,
+        );
 
         let x = rng.vec(xl);
         let dx = dev.upload(&x, &[xl]).unwrap();
         let mut want = vec![0.0; yl];
         reference::avg_pool2d(&s, &x, &mut want).unwrap();
-        dev.avg_pool2d_forward(&s, &dx.view(), &mut y.view_mut()).unwrap();
-        assert_close(&format!("avg forward {name}"), &dev.download(&y).unwrap(), &want, TOL);
+        dev.avg_pool2d_forward(&s, &dx.view(), &mut y.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("avg forward {name}"),
+            &dev.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
 
         let mut want = vec![0.0; xl];
         reference::avg_pool2d_backward(&s, &gy, &mut want).unwrap();
-        dev.avg_pool2d_backward(&s, &dgy.view(), &mut gx.view_mut()).unwrap();
-        assert_close(&format!("avg backward {name}"), &dev.download(&gx).unwrap(), &want, TOL);
+        dev.avg_pool2d_backward(&s, &dgy.view(), &mut gx.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("avg backward {name}"),
+            &dev.download(&gx).unwrap(),
+            &want,
+            TOL,
+        );
     }
 }
 
@@ -179,10 +349,18 @@ fn activations_match_reference() {
     let mut x: Vec<f32> = rng.vec(n).iter().map(|v| v * 8.0).collect();
     x[0] = 0.0; // relu's gradient at 0 is 0
     let gy = rng.vec(n);
-    let (dx, dgy) = (dev.upload(&x, &[n]).unwrap(), dev.upload(&gy, &[n]).unwrap());
+    let (dx, dgy) = (
+        dev.upload(&x, &[n]).unwrap(),
+        dev.upload(&gy, &[n]).unwrap(),
+    );
     let cases: [(&str, Fwd, Bwd, bool); 3] = [
         ("relu", reference::relu, reference::relu_backward, true),
-        ("sigmoid", reference::sigmoid, reference::sigmoid_backward, false),
+        (
+            "sigmoid",
+            reference::sigmoid,
+            reference::sigmoid_backward,
+            false,
+        ),
         ("tanh", reference::tanh, reference::tanh_backward, false),
     ];
     for (name, fwd, bwd, from_input) in cases {
@@ -195,7 +373,12 @@ fn activations_match_reference() {
             _ => dev.tanh_forward(&dx.view(), &mut y.view_mut()),
         }
         .unwrap();
-        assert_close(&format!("{name} forward"), &dev.download(&y).unwrap(), &want_y, TOL);
+        assert_close(
+            &format!("{name} forward"),
+            &dev.download(&y).unwrap(),
+            &want_y,
+            TOL,
+        );
         let saved = if from_input { &x } else { &want_y };
         let mut want = vec![0.0; n];
         bwd(saved, &gy, &mut want).unwrap();
@@ -207,7 +390,12 @@ fn activations_match_reference() {
             _ => dev.tanh_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
         }
         .unwrap();
-        assert_close(&format!("{name} backward"), &dev.download(&gx).unwrap(), &want, TOL);
+        assert_close(
+            &format!("{name} backward"),
+            &dev.download(&gx).unwrap(),
+            &want,
+            TOL,
+        );
     }
 }
 
@@ -222,14 +410,21 @@ fn bias_add_and_reduction_match_reference() {
         reference::bias_add(outer, channels, inner, &b, &mut want).unwrap();
         let mut dx = dev.upload(&x, &[n]).unwrap();
         let db = dev.upload(&b, &[channels]).unwrap();
-        dev.bias_add(outer, channels, inner, &db.view(), &mut dx.view_mut()).unwrap();
+        dev.bias_add(outer, channels, inner, &db.view(), &mut dx.view_mut())
+            .unwrap();
         assert_close("bias_add", &dev.download(&dx).unwrap(), &want, TOL);
         let mut want = vec![0.0; channels];
         reference::bias_backward(outer, channels, inner, &x, &mut want).unwrap();
         let dx = dev.upload(&x, &[n]).unwrap();
         let mut gb = dev.zeros(&[channels]).unwrap();
-        dev.bias_backward(outer, channels, inner, &dx.view(), &mut gb.view_mut()).unwrap();
-        assert_close(&format!("bias_backward {outer}x{channels}x{inner}"), &dev.download(&gb).unwrap(), &want, TOL);
+        dev.bias_backward(outer, channels, inner, &dx.view(), &mut gb.view_mut())
+            .unwrap();
+        assert_close(
+            &format!("bias_backward {outer}x{channels}x{inner}"),
+            &dev.download(&gb).unwrap(),
+            &want,
+            TOL,
+        );
     }
 }
 
@@ -247,11 +442,13 @@ fn softmax_losses_argmax_and_sum_match_reference() {
         let mut want = vec![0.0; n];
         reference::softmax(rows, cols, &x, &mut want).unwrap();
         let mut y = dev.zeros(&[n]).unwrap();
-        dev.softmax_forward(rows, cols, &dx.view(), &mut y.view_mut()).unwrap();
+        dev.softmax_forward(rows, cols, &dx.view(), &mut y.view_mut())
+            .unwrap();
         assert_close("softmax", &dev.download(&y).unwrap(), &want, TOL);
 
         reference::log_softmax(rows, cols, &x, &mut want).unwrap();
-        dev.log_softmax_forward(rows, cols, &dx.view(), &mut y.view_mut()).unwrap();
+        dev.log_softmax_forward(rows, cols, &dx.view(), &mut y.view_mut())
+            .unwrap();
         assert_close("log_softmax", &dev.download(&y).unwrap(), &want, TOL);
 
         let want_loss = reference::cross_entropy(rows, cols, &x, &labels).unwrap();
@@ -259,8 +456,21 @@ fn softmax_losses_argmax_and_sum_match_reference() {
         assert_close("cross_entropy", &[loss], &[want_loss], TOL);
 
         reference::cross_entropy_backward(rows, cols, &x, &labels, 0.5, &mut want).unwrap();
-        dev.softmax_xent_backward(rows, cols, &dx.view(), &dl.as_view(), 0.5, &mut y.view_mut()).unwrap();
-        assert_close("cross_entropy_backward", &dev.download(&y).unwrap(), &want, TOL);
+        dev.softmax_xent_backward(
+            rows,
+            cols,
+            &dx.view(),
+            &dl.as_view(),
+            0.5,
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        assert_close(
+            "cross_entropy_backward",
+            &dev.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
 
         // First maximum of each row; correct = argmax == label.
         let want_arg: Vec<u32> = (0..rows)
@@ -276,18 +486,31 @@ fn softmax_losses_argmax_and_sum_match_reference() {
             })
             .collect();
         let mut arg = dev.alloc_zeros::<u32>(rows).unwrap();
-        dev.argmax_rows(rows, cols, &dx.view(), &mut arg.as_view_mut()).unwrap();
+        dev.argmax_rows(rows, cols, &dx.view(), &mut arg.as_view_mut())
+            .unwrap();
         assert_eq!(dev.download_view(&arg.as_view()).unwrap(), want_arg);
         let mut correct = dev.zeros(&[rows]).unwrap();
-        dev.correct_rows(rows, cols, &dx.view(), &dl.as_view(), &mut correct.view_mut()).unwrap();
-        let want_correct: Vec<f32> = want_arg.iter().zip(&labels).map(|(a, l)| (a == l) as u32 as f32).collect();
+        dev.correct_rows(
+            rows,
+            cols,
+            &dx.view(),
+            &dl.as_view(),
+            &mut correct.view_mut(),
+        )
+        .unwrap();
+        let want_correct: Vec<f32> = want_arg
+            .iter()
+            .zip(&labels)
+            .map(|(a, l)| (a == l) as u32 as f32)
+            .collect();
         assert_eq!(dev.download(&correct).unwrap(), want_correct);
     }
     // Ties and NaN: first maximum; NaN beats everything.
     let x = [1.0, 3.0, 3.0, 0.0, /**/ 2.0, f32::NAN, 5.0, f32::NAN];
     let dx = dev.upload(&x, &[2, 4]).unwrap();
     let mut arg = dev.alloc_zeros::<u32>(2).unwrap();
-    dev.argmax_rows(2, 4, &dx.view(), &mut arg.as_view_mut()).unwrap();
+    dev.argmax_rows(2, 4, &dx.view(), &mut arg.as_view_mut())
+        .unwrap();
     assert_eq!(dev.download_view(&arg.as_view()).unwrap(), vec![1, 1]);
 
     for n in [1usize, 255, 256, 257, 60_000, 1 << 20] {
@@ -295,9 +518,17 @@ fn softmax_losses_argmax_and_sum_match_reference() {
         let want: f64 = v.iter().map(|&a| a as f64).sum();
         let scale: f64 = v.iter().map(|&a| a.abs() as f64).sum();
         let got = dev.sum(&dev.upload(&v, &[n]).unwrap().view(), 1.0).unwrap();
-        assert!(((got as f64) - want).abs() <= 1e-5 * scale, "sum of {n}: {got} vs {want}");
-        let mean = dev.sum(&dev.upload(&v, &[n]).unwrap().view(), 1.0 / n as f32).unwrap();
-        assert!(((mean as f64) - want / n as f64).abs() <= 1e-5 * scale / n as f64, "mean of {n}");
+        assert!(
+            ((got as f64) - want).abs() <= 1e-5 * scale,
+            "sum of {n}: {got} vs {want}"
+        );
+        let mean = dev
+            .sum(&dev.upload(&v, &[n]).unwrap().view(), 1.0 / n as f32)
+            .unwrap();
+        assert!(
+            ((mean as f64) - want / n as f64).abs() <= 1e-5 * scale / n as f64,
+            "mean of {n}"
+        );
     }
 }
 
@@ -308,8 +539,20 @@ fn optimizers_match_reference_over_steps() {
     let n = 3001;
     let sgds = [
         SgdConfig::new(0.9),
-        SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 1e-2, nesterov: false },
-        SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.0, weight_decay: 5e-4, nesterov: true },
+        SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.1,
+            weight_decay: 1e-2,
+            nesterov: false,
+        },
+        SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.0,
+            weight_decay: 5e-4,
+            nesterov: true,
+        },
     ];
     for cfg in sgds {
         let (mut p, mut buf) = (rng.vec(n), vec![0.0; n]);
@@ -321,11 +564,26 @@ fn optimizers_match_reference_over_steps() {
             let dg = dev.upload(&g, &[n]).unwrap();
             let mb = (cfg.momentum != 0.0).then(|| dbuf.view_mut());
             let mut mb = mb;
-            dev.sgd_step(&cfg, &mut dp.view_mut(), &dg.view(), mb.as_mut(), step == 0).unwrap();
+            dev.sgd_step(&cfg, &mut dp.view_mut(), &dg.view(), mb.as_mut(), step == 0)
+                .unwrap();
         }
-        assert_close(&format!("sgd {cfg:?}"), &dev.download(&dp).unwrap(), &p, TOL);
+        assert_close(
+            &format!("sgd {cfg:?}"),
+            &dev.download(&dp).unwrap(),
+            &p,
+            TOL,
+        );
     }
-    for cfg in [AdamConfig::new(1e-3), AdamConfig { lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.1 }] {
+    for cfg in [
+        AdamConfig::new(1e-3),
+        AdamConfig {
+            lr: 0.01,
+            beta1: 0.8,
+            beta2: 0.99,
+            eps: 1e-6,
+            weight_decay: 0.1,
+        },
+    ] {
         let (mut p, mut m, mut v) = (rng.vec(n), vec![0.0; n], vec![0.0; n]);
         let mut dp = dev.upload(&p, &[n]).unwrap();
         let (mut dm, mut dv) = (dev.zeros(&[n]).unwrap(), dev.zeros(&[n]).unwrap());
@@ -333,9 +591,22 @@ fn optimizers_match_reference_over_steps() {
             let g = rng.vec(n);
             reference::adam_step(&cfg, step, &mut p, &g, &mut m, &mut v).unwrap();
             let dg = dev.upload(&g, &[n]).unwrap();
-            dev.adam_step(&cfg, step, &mut dp.view_mut(), &dg.view(), &mut dm.view_mut(), &mut dv.view_mut()).unwrap();
+            dev.adam_step(
+                &cfg,
+                step,
+                &mut dp.view_mut(),
+                &dg.view(),
+                &mut dm.view_mut(),
+                &mut dv.view_mut(),
+            )
+            .unwrap();
         }
-        assert_close(&format!("adam {cfg:?}"), &dev.download(&dp).unwrap(), &p, TOL);
+        assert_close(
+            &format!("adam {cfg:?}"),
+            &dev.download(&dp).unwrap(),
+            &p,
+            TOL,
+        );
         assert_close("adam m", &dev.download(&dm).unwrap(), &m, TOL);
         assert_close("adam v", &dev.download(&dv).unwrap(), &v, TOL);
     }
@@ -349,14 +620,41 @@ fn wrong_buffers_are_refused_before_launch() {
     let w = dev.zeros(&[150]).unwrap();
     let mut y = dev.zeros(&[2 * 6 * 16 + 1]).unwrap();
     match dev.conv2d_forward(&s, &x.view(), &w.view(), None, &mut y.view_mut()) {
-        Err(CudaError::Shape { kernel: "conv2d_forward_t16", source: KernelError::BufferLength { buffer: "y", expected: 192, actual: 193 } }) => {}
+        Err(CudaError::Shape {
+            kernel: "conv2d_forward_t16",
+            source:
+                KernelError::BufferLength {
+                    buffer: "y",
+                    expected: 192,
+                    actual: 193,
+                },
+        }) => {}
         other => panic!("unexpected {other:?}"),
     }
     let mut p = dev.zeros(&[4]).unwrap();
     let g = dev.zeros(&[4]).unwrap();
-    let err = dev.sgd_step(&SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) }, &mut p.view_mut(), &g.view(), None, true).unwrap_err();
+    let err = dev
+        .sgd_step(
+            &SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::new(0.1)
+            },
+            &mut p.view_mut(),
+            &g.view(),
+            None,
+            true,
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("momentum_buf"), "{err}");
-    let err = dev.sgd_step(&SgdConfig::new(-1.0), &mut p.view_mut(), &g.view(), None, true).unwrap_err();
+    let err = dev
+        .sgd_step(
+            &SgdConfig::new(-1.0),
+            &mut p.view_mut(),
+            &g.view(),
+            None,
+            true,
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("learning rate"), "{err}");
     assert!(dev.upload(&[1.0, 2.0], &[3]).is_err());
 }

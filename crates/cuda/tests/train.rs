@@ -5,13 +5,21 @@ mod common;
 
 use common::{assert_close, device, Rng};
 use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Layer, Optimizer};
-use tinycnn_kernels::{reference, AdamConfig, Conv2dShape, GemmShape, Pool2dShape, SgdConfig, Transpose};
+use tinycnn_kernels::{
+    reference, AdamConfig, Conv2dShape, GemmShape, Pool2dShape, SgdConfig, Transpose,
+};
 
 type StateDict = Vec<(String, Vec<usize>, Vec<f32>)>;
 
 /// Forward + backward of a sequential net on the CPU with the naive reference kernels.
 /// Returns the mean cross-entropy and the parameter gradients in state-dict order.
-fn cpu_forward_backward(layers: &[Layer], params: &StateDict, input: [usize; 3], x: &[f32], labels: &[u32]) -> (f32, Vec<Vec<f32>>) {
+fn cpu_forward_backward(
+    layers: &[Layer],
+    params: &StateDict,
+    input: [usize; 3],
+    x: &[f32],
+    labels: &[u32],
+) -> (f32, Vec<Vec<f32>>) {
     let batch = labels.len();
     let mut shapes = vec![input.to_vec()];
     let mut acts = vec![x.to_vec()];
@@ -33,12 +41,18 @@ fn cpu_forward_backward(layers: &[Layer], params: &StateDict, input: [usize; 3],
                 reference::conv2d(&s, xin, w, b, &mut y).unwrap();
                 (y, vec![p.out_channels, oh, ow])
             }
-            Layer::Linear { in_features, out_features, bias } => {
-                let g = GemmShape::new(batch, out_features, in_features).with_transpose(Transpose::No, Transpose::Yes);
+            Layer::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
+                let g = GemmShape::new(batch, out_features, in_features)
+                    .with_transpose(Transpose::No, Transpose::Yes);
                 let mut y = vec![0.0; batch * out_features];
                 reference::sgemm(&g, 1.0, xin, &params[next].2, 0.0, &mut y).unwrap();
                 if bias {
-                    reference::bias_add(batch, out_features, 1, &params[next + 1].2, &mut y).unwrap();
+                    reference::bias_add(batch, out_features, 1, &params[next + 1].2, &mut y)
+                        .unwrap();
                 }
                 slots.push((next, bias.then_some(next + 1)));
                 next += 1 + bias as usize;
@@ -97,10 +111,23 @@ fn cpu_forward_backward(layers: &[Layer], params: &StateDict, input: [usize; 3],
                     reference::conv2d_backward_bias(&s, &g, &mut grads[b]).unwrap();
                 }
             }
-            Layer::Linear { in_features, out_features, .. } => {
+            Layer::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
                 let (w, b) = slots[i];
-                reference::sgemm(&GemmShape::new(batch, in_features, out_features), 1.0, &g, &params[w].2, 0.0, &mut gx).unwrap();
-                let gw = GemmShape::new(out_features, in_features, batch).with_transpose(Transpose::Yes, Transpose::No);
+                reference::sgemm(
+                    &GemmShape::new(batch, in_features, out_features),
+                    1.0,
+                    &g,
+                    &params[w].2,
+                    0.0,
+                    &mut gx,
+                )
+                .unwrap();
+                let gw = GemmShape::new(out_features, in_features, batch)
+                    .with_transpose(Transpose::Yes, Transpose::No);
                 reference::sgemm(&gw, 1.0, &g, x, 0.0, &mut grads[w]).unwrap();
                 if let Some(b) = b {
                     reference::bias_backward(batch, out_features, 1, &g, &mut grads[b]).unwrap();
@@ -127,19 +154,39 @@ fn cpu_forward_backward(layers: &[Layer], params: &StateDict, input: [usize; 3],
 fn small_cnn() -> Vec<Layer> {
     use tinycnn_kernels::{Conv2dParams, Pool2dParams};
     vec![
-        Layer::Conv2d { params: Conv2dParams::new(1, 4, (3, 3)).with_padding((1, 1)), bias: true },
+        Layer::Conv2d {
+            params: Conv2dParams::new(1, 4, (3, 3)).with_padding((1, 1)),
+            bias: true,
+        },
         Layer::ReLU,
         Layer::MaxPool2d(Pool2dParams::new(2)),
-        Layer::Conv2d { params: Conv2dParams::new(4, 8, (3, 3)).with_stride((2, 2)).with_groups(2), bias: false },
+        Layer::Conv2d {
+            params: Conv2dParams::new(4, 8, (3, 3))
+                .with_stride((2, 2))
+                .with_groups(2),
+            bias: false,
+        },
         Layer::Tanh,
-        Layer::AvgPool2d(Pool2dParams::new(3).with_stride((1, 1)).with_padding((1, 1)).with_count_include_pad(false)),
+        Layer::AvgPool2d(
+            Pool2dParams::new(3)
+                .with_stride((1, 1))
+                .with_padding((1, 1))
+                .with_count_include_pad(false),
+        ),
         Layer::Flatten,
-        Layer::Linear { in_features: 8 * 3 * 3, out_features: 10, bias: true },
+        Layer::Linear {
+            in_features: 8 * 3 * 3,
+            out_features: 10,
+            bias: true,
+        },
     ]
 }
 
 fn random_batch(rng: &mut Rng, batch: usize, sample: usize) -> (Vec<f32>, Vec<u32>) {
-    (rng.vec(batch * sample), (0..batch).map(|_| rng.below(10)).collect())
+    (
+        rng.vec(batch * sample),
+        (0..batch).map(|_| rng.below(10)).collect(),
+    )
 }
 
 #[test]
@@ -171,13 +218,27 @@ fn lenet_state_dict_names_follow_pytorch() {
 fn training_steps_match_cpu_reference() {
     let Some(dev) = device() else { return };
     for (layers, input, opt) in [
-        (lenet(), [1usize, 28, 28], Optimizer::Sgd(SgdConfig::new(0.9))),
+        (
+            lenet(),
+            [1usize, 28, 28],
+            Optimizer::Sgd(SgdConfig::new(0.9)),
+        ),
         (
             small_cnn(),
             [1, 16, 16],
-            Optimizer::Sgd(SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.0, weight_decay: 1e-3, nesterov: false }),
+            Optimizer::Sgd(SgdConfig {
+                lr: 0.05,
+                momentum: 0.9,
+                dampening: 0.0,
+                weight_decay: 1e-3,
+                nesterov: false,
+            }),
         ),
-        (small_cnn(), [1, 16, 16], Optimizer::Adam(AdamConfig::new(1e-2))),
+        (
+            small_cnn(),
+            [1, 16, 16],
+            Optimizer::Adam(AdamConfig::new(1e-2)),
+        ),
     ] {
         let mut rng = Rng(11);
         let batch = 32;
@@ -185,24 +246,40 @@ fn training_steps_match_cpu_reference() {
         let mut net = CudaSequential::new(&dev, layers.clone(), input, batch).unwrap();
         net.init_xavier(7).unwrap();
         let mut cpu: StateDict = net.export_state_dict().unwrap();
-        let (mut sgd_bufs, mut adam_m, mut adam_v): (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>) = (
-            cpu.iter().map(|p| vec![0.0; p.2.len()]).collect(),
-            cpu.iter().map(|p| vec![0.0; p.2.len()]).collect(),
-            cpu.iter().map(|p| vec![0.0; p.2.len()]).collect(),
-        );
+        let zeros = |cpu: &StateDict| -> Vec<Vec<f32>> {
+            cpu.iter().map(|p| vec![0.0; p.2.len()]).collect()
+        };
+        let (mut sgd_bufs, mut adam_m, mut adam_v) = (zeros(&cpu), zeros(&cpu), zeros(&cpu));
         for step in 1..=5u32 {
             let (x, labels) = random_batch(&mut rng, batch, sample);
             let (want_loss, want_grads) = cpu_forward_backward(&layers, &cpu, input, &x, &labels);
             let loss = net.forward_backward(&x, &labels).unwrap();
-            assert_close(&format!("step {step} loss"), &[loss], &[want_loss], 1e-4);
+            // Identical parameters at step 1; after that the two runs drift by rounding only.
+            let tol = if step == 1 { 1e-4 } else { 1e-3 };
+            assert_close(&format!("step {step} loss"), &[loss], &[want_loss], tol);
             for ((name, _, g), want) in net.export_grads().unwrap().iter().zip(&want_grads) {
                 assert_close(&format!("step {step} grad {name}"), g, want, 1e-3);
             }
             net.step(&opt).unwrap();
             for (i, p) in cpu.iter_mut().enumerate() {
                 match &opt {
-                    Optimizer::Sgd(cfg) => reference::sgd_step(cfg, &mut p.2, &want_grads[i], &mut sgd_bufs[i], step == 1).unwrap(),
-                    Optimizer::Adam(cfg) => reference::adam_step(cfg, step, &mut p.2, &want_grads[i], &mut adam_m[i], &mut adam_v[i]).unwrap(),
+                    Optimizer::Sgd(cfg) => reference::sgd_step(
+                        cfg,
+                        &mut p.2,
+                        &want_grads[i],
+                        &mut sgd_bufs[i],
+                        step == 1,
+                    )
+                    .unwrap(),
+                    Optimizer::Adam(cfg) => reference::adam_step(
+                        cfg,
+                        step,
+                        &mut p.2,
+                        &want_grads[i],
+                        &mut adam_m[i],
+                        &mut adam_v[i],
+                    )
+                    .unwrap(),
                 }
             }
         }
@@ -223,18 +300,27 @@ fn train_epoch_equals_host_steps_and_learns() {
     let sample: usize = input.iter().product();
     // Class c lights up row c of the image: learnable quickly.
     let labels: Vec<u32> = (0..n).map(|_| rng.below(10)).collect();
-    let mut images = rng.vec(n * sample).iter().map(|v| v * 0.3).collect::<Vec<_>>();
+    let mut images = rng
+        .vec(n * sample)
+        .iter()
+        .map(|v| v * 0.3)
+        .collect::<Vec<_>>();
     for (i, &l) in labels.iter().enumerate() {
         for c in 0..16 {
             images[i * sample + l as usize * 16 + c] += 1.0;
         }
     }
     let data = GpuDataset::upload(&dev, &images, &labels, input, 10).unwrap();
-    let opt = Optimizer::Sgd(SgdConfig { lr: 0.1, momentum: 0.9, ..SgdConfig::new(0.1) });
+    let opt = Optimizer::Sgd(SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..SgdConfig::new(0.1)
+    });
     let mut a = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
     a.init_xavier(3).unwrap();
     let mut b = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
-    b.import_state_dict(&a.export_state_dict().unwrap()).unwrap();
+    b.import_state_dict(&a.export_state_dict().unwrap())
+        .unwrap();
 
     let mut perm: Vec<u32> = (0..n as u32).collect();
     for i in (1..n).rev() {
@@ -243,19 +329,41 @@ fn train_epoch_equals_host_steps_and_learns() {
     let stats = a.train_epoch(&data, &perm, batch, &opt).unwrap();
     let mut loss_sum = 0.0f64;
     for chunk in perm.chunks(batch) {
-        let x: Vec<f32> = chunk.iter().flat_map(|&i| images[i as usize * sample..(i as usize + 1) * sample].iter().copied()).collect();
+        let x: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&i| {
+                images[i as usize * sample..(i as usize + 1) * sample]
+                    .iter()
+                    .copied()
+            })
+            .collect();
         let y: Vec<u32> = chunk.iter().map(|&i| labels[i as usize]).collect();
         loss_sum += b.train_step(&x, &y, &opt).unwrap() as f64 * chunk.len() as f64;
     }
-    assert_close("epoch loss", &[stats.loss], &[(loss_sum / n as f64) as f32], 1e-5);
-    for ((name, _, pa), (_, _, pb)) in a.export_state_dict().unwrap().iter().zip(&b.export_state_dict().unwrap()) {
+    assert_close(
+        "epoch loss",
+        &[stats.loss],
+        &[(loss_sum / n as f64) as f32],
+        1e-5,
+    );
+    for ((name, _, pa), (_, _, pb)) in a
+        .export_state_dict()
+        .unwrap()
+        .iter()
+        .zip(&b.export_state_dict().unwrap())
+    {
         assert_close(&format!("{name} after an epoch"), pa, pb, 1e-6);
     }
     for _ in 0..4 {
         a.train_epoch(&data, &perm, batch, &opt).unwrap();
     }
     let eval = a.evaluate(&data, batch).unwrap();
-    assert!(eval.loss < stats.loss, "loss did not fall: {} -> {}", stats.loss, eval.loss);
+    assert!(
+        eval.loss < stats.loss,
+        "loss did not fall: {} -> {}",
+        stats.loss,
+        eval.loss
+    );
     let logits = a.forward(&images[..batch * sample]).unwrap();
     let hits = (0..batch)
         .filter(|&r| {
@@ -264,9 +372,24 @@ fn train_epoch_equals_host_steps_and_learns() {
             best as u32 == labels[r]
         })
         .count();
-    let first = a.evaluate(&GpuDataset::upload(&dev, &images[..batch * sample], &labels[..batch], input, 10).unwrap(), batch).unwrap();
-    assert_close("accuracy of the first batch", &[first.accuracy], &[hits as f32 / batch as f32], 1e-6);
-    assert!(eval.accuracy > 0.5, "accuracy {} after 5 epochs on a trivial task", eval.accuracy);
+    let first = a
+        .evaluate(
+            &GpuDataset::upload(&dev, &images[..batch * sample], &labels[..batch], input, 10)
+                .unwrap(),
+            batch,
+        )
+        .unwrap();
+    assert_close(
+        "accuracy of the first batch",
+        &[first.accuracy],
+        &[hits as f32 / batch as f32],
+        1e-6,
+    );
+    assert!(
+        eval.accuracy > 0.5,
+        "accuracy {} after 5 epochs on a trivial task",
+        eval.accuracy
+    );
 }
 
 #[test]
@@ -275,23 +398,45 @@ fn bad_networks_and_data_are_refused() {
     // Linear straight after a conv (no Flatten).
     let mut layers = lenet();
     layers.remove(6);
-    let err = CudaSequential::new(&dev, layers, [1, 28, 28], 8).err().unwrap();
+    let err = CudaSequential::new(&dev, layers, [1, 28, 28], 8)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("Flatten"), "{err}");
-    let err = CudaSequential::new(&dev, lenet(), [3, 28, 28], 8).err().unwrap();
+    let err = CudaSequential::new(&dev, lenet(), [3, 28, 28], 8)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("input channels"), "{err}");
-    let err = GpuDataset::upload(&dev, &[0.0; 784], &[10], [1, 28, 28], 10).err().unwrap();
+    let err = GpuDataset::upload(&dev, &[0.0; 784], &[10], [1, 28, 28], 10)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("label 10"), "{err}");
     let mut net = CudaSequential::new(&dev, lenet(), [1, 28, 28], 8).unwrap();
     let mut sd = net.export_state_dict().unwrap();
     sd[0].1 = vec![6, 1, 5, 4];
-    assert!(net.import_state_dict(&sd).unwrap_err().to_string().contains("0.weight"));
+    assert!(net
+        .import_state_dict(&sd)
+        .unwrap_err()
+        .to_string()
+        .contains("0.weight"));
     sd.pop();
     sd[0].1 = vec![6, 1, 5, 5];
-    assert!(net.import_state_dict(&sd).unwrap_err().to_string().contains("missing parameter `11.bias`"));
+    assert!(net
+        .import_state_dict(&sd)
+        .unwrap_err()
+        .to_string()
+        .contains("missing parameter `11.bias`"));
     let data = GpuDataset::upload(&dev, &vec![0.0; 2 * 784], &[1, 2], [1, 28, 28], 10).unwrap();
     let opt = Optimizer::Sgd(SgdConfig::new(0.1));
-    assert!(net.train_epoch(&data, &[0, 2], 2, &opt).unwrap_err().to_string().contains("permutation"));
-    assert!(net.train_epoch(&data, &[0, 1], 9, &opt).unwrap_err().to_string().contains("batch of 9"));
+    assert!(net
+        .train_epoch(&data, &[0, 2], 2, &opt)
+        .unwrap_err()
+        .to_string()
+        .contains("permutation"));
+    assert!(net
+        .train_epoch(&data, &[0, 1], 9, &opt)
+        .unwrap_err()
+        .to_string()
+        .contains("batch of 9"));
 }
 
 /// The CPU executor above is the yardstick of the GPU tests, so it is checked itself
@@ -309,7 +454,16 @@ fn cpu_reference_executor_gradients_match_finite_differences() {
     ];
     let mut params: StateDict = shapes
         .iter()
-        .map(|(n, s)| (n.to_string(), s.clone(), rng.vec(s.iter().product()).iter().map(|v| v * 0.5).collect()))
+        .map(|(n, s)| {
+            (
+                n.to_string(),
+                s.clone(),
+                rng.vec(s.iter().product())
+                    .iter()
+                    .map(|v| v * 0.5)
+                    .collect(),
+            )
+        })
         .collect();
     params.push(("7.bias".into(), vec![10], rng.vec(10)));
     let (x, labels) = random_batch(&mut rng, 3, 256);
@@ -326,7 +480,58 @@ fn cpu_reference_executor_gradients_match_finite_differences() {
             params[p].2[i] = orig;
             let numeric = (lp - lm) / (2.0 * h);
             let g = grads[p][i];
-            assert!((numeric - g).abs() <= 2e-2 * g.abs().max(0.05), "{} [{i}]: analytic {g}, numeric {numeric}", params[p].0);
+            assert!(
+                (numeric - g).abs() <= 2e-2 * g.abs().max(0.05),
+                "{} [{i}]: analytic {g}, numeric {numeric}",
+                params[p].0
+            );
+        }
+    }
+}
+
+/// Counting hits, and saving then restoring the optimizer state, resume training exactly.
+#[test]
+fn optimizer_state_round_trip_resumes_identically() {
+    let Some(dev) = device() else { return };
+    let input = [1usize, 16, 16];
+    let mut rng = Rng(14);
+    for opt in [
+        Optimizer::Adam(AdamConfig::new(1e-2)),
+        Optimizer::Sgd(SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::new(0.05)
+        }),
+    ] {
+        let mut a = CudaSequential::new(&dev, small_cnn(), input, 16).unwrap();
+        a.init_xavier(5).unwrap();
+        let batches: Vec<_> = (0..4).map(|_| random_batch(&mut rng, 16, 256)).collect();
+        for (x, y) in &batches[..2] {
+            let logits = a.forward(x).unwrap();
+            let want = (0..16)
+                .filter(|&r| {
+                    let row = &logits[r * 10..(r + 1) * 10];
+                    (0..10).fold(0, |b, c| if row[c] > row[b] { c } else { b }) as u32 == y[r]
+                })
+                .count();
+            let (_, hits) = a.train_step_counted(x, y, &opt).unwrap();
+            assert_eq!(hits, want);
+        }
+        let mut b = CudaSequential::new(&dev, small_cnn(), input, 16).unwrap();
+        b.import_state_dict(&a.export_state_dict().unwrap())
+            .unwrap();
+        b.import_optimizer_state(&a.export_optimizer_state().unwrap())
+            .unwrap();
+        for (x, y) in &batches[2..] {
+            a.train_step(x, y, &opt).unwrap();
+            b.train_step(x, y, &opt).unwrap();
+        }
+        for ((name, _, pa), (_, _, pb)) in a
+            .export_state_dict()
+            .unwrap()
+            .iter()
+            .zip(&b.export_state_dict().unwrap())
+        {
+            assert_eq!(pa, pb, "{name} after resuming {opt:?}");
         }
     }
 }

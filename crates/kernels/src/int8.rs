@@ -298,6 +298,20 @@ pub fn qconv2d_forward(
                 }
                 // Interior: BLOCK outputs share every weight load.
                 let mut ox = full_lo;
+                if sw == 1 && dw == 1 && full_hi - full_lo >= 4 {
+                    // Blocks of four; the last one is shifted left to end at `full_hi` and
+                    // recomputes a few outputs (same arithmetic, same values).
+                    let taps = Taps { x: xg, in_plane, in_w: s.in_w, w: wo, kw, ky: (ky_lo, ky_hi), dh, cin_g };
+                    let iy0 = oy * sh + ky_lo * dh - ph;
+                    while ox < full_hi {
+                        let start = ox.min(full_hi - 4);
+                        let acc = block4(&taps, iy0, start - pw, b);
+                        for (o, &a) in yr[start..start + 4].iter_mut().zip(&acc) {
+                            *o = rq.apply_clamped(a, range);
+                        }
+                        ox = start + 4;
+                    }
+                }
                 while ox < full_hi {
                     let nb = BLOCK.min(full_hi - ox);
                     let mut acc = [b; BLOCK];
@@ -307,17 +321,9 @@ pub fn qconv2d_forward(
                             let xr = &xg[ic * in_plane + iy * s.in_w..][..s.in_w];
                             let wr = &wo[ic * taps + ky * kw..][..kw];
                             for (kx, &wv) in wr.iter().enumerate() {
-                                let wv = wv as i32;
                                 let base = ox * sw + kx * dw - pw;
-                                if nb == BLOCK {
-                                    let xs = &xr[base..][..(BLOCK - 1) * sw + 1];
-                                    for (j, a) in acc.iter_mut().enumerate() {
-                                        *a += xs[j * sw] as i32 * wv;
-                                    }
-                                } else {
-                                    for (j, a) in acc.iter_mut().enumerate().take(nb) {
-                                        *a += xr[base + j * sw] as i32 * wv;
-                                    }
+                                for (j, a) in acc.iter_mut().enumerate().take(nb) {
+                                    *a += xr[base + j * sw] as i32 * wv as i32;
                                 }
                             }
                         }
@@ -336,22 +342,64 @@ pub fn qconv2d_forward(
     Ok(())
 }
 
-/// Dot product of two equal-length int8 rows, four independent partial sums.
+/// The input planes and weights that one block of a stride-1, undilated convolution reads.
+struct Taps<'a> {
+    /// The group's input planes.
+    x: &'a [i8],
+    in_plane: usize,
+    in_w: usize,
+    /// One output channel's weights `[cin_g, kh, kw]`.
+    w: &'a [i8],
+    kw: usize,
+    /// Kernel rows `[lo, hi)` inside the input, and the row dilation.
+    ky: (usize, usize),
+    dh: usize,
+    cin_g: usize,
+}
+
+/// Four adjacent outputs (all taps inside the input row) of a convolution with stride 1 and
+/// no dilation along the width: the first kernel row reads input row `iy0`, the first tap
+/// column `ix0`.
+/// Four named accumulators (not an indexed array), so they stay in registers even on a
+/// Cortex-M4 at `opt-level = "s"`.
 #[inline(always)]
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 4];
-    let (ac, at) = a.split_at(a.len() / 4 * 4);
-    let (bc, bt) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(4).zip(bc.chunks_exact(4)) {
-        for j in 0..4 {
-            acc[j] += x[j] as i32 * y[j] as i32;
+fn block4(t: &Taps<'_>, iy0: usize, ix0: usize, bias: i32) -> [i32; 4] {
+    let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+    let kh = t.w.len() / t.cin_g / t.kw;
+    for ic in 0..t.cin_g {
+        for (r, ky) in (t.ky.0..t.ky.1).enumerate() {
+            let row = &t.x[ic * t.in_plane + (iy0 + r * t.dh) * t.in_w..][..t.in_w];
+            let xs = &row[ix0..ix0 + 3 + t.kw];
+            let ws = &t.w[(ic * kh + ky) * t.kw..][..t.kw];
+            for (win, &wv) in xs.windows(4).zip(ws) {
+                let wv = wv as i32;
+                a0 += win[0] as i32 * wv;
+                a1 += win[1] as i32 * wv;
+                a2 += win[2] as i32 * wv;
+                a3 += win[3] as i32 * wv;
+            }
         }
     }
-    let mut tail = 0i32;
-    for (&x, &y) in at.iter().zip(bt) {
-        tail += x as i32 * y as i32;
+    [a0, a1, a2, a3]
+}
+
+/// Dot product of two equal-length int8 rows: four named partial sums (registers, not
+/// memory, on a Cortex-M4).
+#[inline(always)]
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let (mut s0, mut s1, mut s2, mut s3) = (0i32, 0i32, 0i32, 0i32);
+    let mut ai = a.chunks_exact(4);
+    let mut bi = b.chunks_exact(4);
+    for (x, y) in (&mut ai).zip(&mut bi) {
+        s0 += x[0] as i32 * y[0] as i32;
+        s1 += x[1] as i32 * y[1] as i32;
+        s2 += x[2] as i32 * y[2] as i32;
+        s3 += x[3] as i32 * y[3] as i32;
     }
-    acc[0] + acc[1] + acc[2] + acc[3] + tail
+    for (&x, &y) in ai.remainder().iter().zip(bi.remainder()) {
+        s0 += x as i32 * y as i32;
+    }
+    s0 + s1 + s2 + s3
 }
 
 /// Quantized fully connected layer: `y[b, o] = clamp(requant[o](x[b] . w[o] + bias[o]))`.

@@ -29,6 +29,8 @@ impl SgdConfig {
             nesterov: false,
         }
     }
+    // `!(x >= 0.0)` on purpose: NaN must fail the check.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub(crate) fn check(&self, param: usize, grad: usize, buf: usize) -> Result<()> {
         if !(self.lr >= 0.0) || !self.lr.is_finite() {
             return Err(KernelError::InvalidArgument {
@@ -74,6 +76,8 @@ impl AdamConfig {
             weight_decay: 0.0,
         }
     }
+    // `!(x >= 0.0)` on purpose: NaN must fail the check.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub(crate) fn check(
         &self,
         step: u32,

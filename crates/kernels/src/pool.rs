@@ -270,8 +270,8 @@ impl WithSimd for AvgForward<'_> {
                         .saturating_sub(g.kw)
                         .min(g.ow)
                         .max(first);
-                    for o in 0..first {
-                        yr[o] = window_mean(&g, xp, rows_y, g.cols(o));
+                    for (o, out) in yr[..first].iter_mut().enumerate() {
+                        *out = window_mean(&g, xp, rows_y, g.cols(o));
                     }
                     ox = first;
                     while ox + l <= inner_end {
@@ -294,8 +294,8 @@ impl WithSimd for AvgForward<'_> {
                         ox += l;
                     }
                 }
-                for o in ox..g.ow {
-                    yr[o] = window_mean(&g, xp, rows_y, g.cols(o));
+                for (o, out) in yr.iter_mut().enumerate().skip(ox) {
+                    *out = window_mean(&g, xp, rows_y, g.cols(o));
                 }
             }
         }

@@ -110,12 +110,22 @@ impl Conv2dParams {
         self
     }
     /// Input channels per group.
+    ///
+    /// 0 when `groups` is 0 (an invalid shape that `validate` rejects), so it never divides by zero.
     pub const fn in_per_group(&self) -> usize {
-        self.in_channels / self.groups
+        match self.in_channels.checked_div(self.groups) {
+            Some(c) => c,
+            None => 0,
+        }
     }
     /// Output channels per group.
+    ///
+    /// 0 when `groups` is 0 (an invalid shape that `validate` rejects), so it never divides by zero.
     pub const fn out_per_group(&self) -> usize {
-        self.out_channels / self.groups
+        match self.out_channels.checked_div(self.groups) {
+            Some(c) => c,
+            None => 0,
+        }
     }
     /// Elements of the weight tensor `[out, in / groups, kh, kw]` (saturating; `validate` checks overflow).
     pub const fn weight_len(&self) -> usize {
@@ -261,6 +271,7 @@ impl Conv2dShape {
     }
     /// Rows of the im2col matrix of one group: `in_per_group * kh * kw`.
     pub fn col_rows(&self) -> Result<usize> {
+        self.params.validate()?;
         product(
             "im2col rows",
             &[

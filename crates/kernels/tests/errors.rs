@@ -414,13 +414,15 @@ fn conv_short_workspace() {
                 Ok(())
             );
         }
-        // The Auto queries agree with the algorithm Auto resolves to.
+        // The Auto queries agree with the algorithms Auto resolves to.
         let picked = choose_algo(&s);
         assert_ne!(picked, ConvAlgo::Auto);
         assert_eq!(
             conv2d_workspace_len(&s),
             conv2d_workspace_len_for(picked, &s)
         );
+        let picked = choose_backward_algo(&s);
+        assert_ne!(picked, ConvAlgo::Auto);
         assert_eq!(
             conv2d_backward_input_workspace_len(&s),
             conv2d_backward_input_workspace_len_for(picked, &s)
@@ -450,6 +452,7 @@ fn workspace_queries_do_not_panic_on_absurd_shapes() {
         let _ = conv2d_backward_input_workspace_len(&s);
         let _ = conv2d_backward_weight_workspace_len(&s);
         let _ = choose_algo(&s);
+        let _ = choose_backward_algo(&s);
         for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm] {
             let lens = [
                 conv2d_workspace_len_for(algo, &s),
@@ -463,6 +466,28 @@ fn workspace_queries_do_not_panic_on_absurd_shapes() {
     }
     let _ = sgemm_workspace_len(usize::MAX, usize::MAX, usize::MAX);
     let _ = sgemm_workspace_len(0, 0, 0);
+}
+
+#[test]
+fn conv_shape_helpers_do_not_panic() {
+    // The Result-returning size helpers must report a bad shape, not divide by zero.
+    // (Found by fuzz/kernels_never_panic: `col_rows` with groups = 0 panicked.)
+    let s = Conv2dShape::new(Conv2dParams::new(4, 4, (3, 3)).with_groups(0), 1, 5, 5);
+    assert!(s.validate().is_err());
+    let _ = s.out_hw();
+    let _ = s.input_len();
+    let _ = s.output_len();
+    let _ = s.col_cols();
+    assert_eq!(s.weight_len(), 0);
+    let rows = std::panic::catch_unwind(|| s.col_rows());
+    assert!(
+        matches!(rows, Ok(Err(_))),
+        "Conv2dShape::col_rows with groups = 0 must return an error, got {}",
+        match rows {
+            Ok(r) => format!("{r:?}"),
+            Err(_) => "a panic".to_string(),
+        }
+    );
 }
 
 #[test]

@@ -55,6 +55,42 @@ impl From<KernelError> for Error {
     }
 }
 
+impl Error {
+    /// The kind of problem and the name it concerns, as static strings: what a firmware
+    /// prints when it cannot afford `core::fmt` (the `Display` impl says more).
+    pub fn summary(&self) -> (&'static str, &'static str) {
+        match *self {
+            Error::Format { what, .. } => ("malformed file", what),
+            Error::Capacity { what, .. } => ("too many", what),
+            Error::MissingTensor { name } => ("missing tensor", name),
+            Error::UnexpectedTensor => ("unexpected tensor", ""),
+            Error::Dtype { name, .. } => ("wrong dtype", name),
+            Error::Shape { name, .. } => ("wrong shape", name),
+            Error::Misaligned { name } => ("misaligned tensor", name),
+            Error::Value { name, what } => (what, name),
+            Error::Variant { expected, .. } => ("metadata names another model than", expected),
+            Error::Kernel(e) => ("kernel error", kernel_what(&e)),
+        }
+    }
+}
+
+fn kernel_what(e: &KernelError) -> &'static str {
+    match *e {
+        KernelError::Zero { what } => what,
+        KernelError::ChannelsNotDivisibleByGroups { what, .. } => what,
+        KernelError::KernelTooLarge { axis, .. } => axis,
+        KernelError::PaddingTooLarge { axis, .. } => axis,
+        KernelError::BufferLength { buffer, .. } => buffer,
+        KernelError::LeadingDimension { matrix, .. } => matrix,
+        KernelError::Overflow { what } => what,
+        KernelError::LabelOutOfRange { .. } => "label",
+        KernelError::InvalidArgument { what } => what,
+        // Variants added to the kernel crate later still get a summary.
+        #[allow(unreachable_patterns)]
+        _ => "",
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

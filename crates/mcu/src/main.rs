@@ -22,7 +22,6 @@
 #[cfg(not(target_arch = "arm"))]
 compile_error!("the firmware builds only for thumbv7em-none-eabihf (see crates/mcu/README.md)");
 
-use core::fmt::Write;
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
@@ -77,11 +76,14 @@ fn main() -> ! {
     let ok = match run(&mut out, &mut cp.SYST, scratch) {
         Ok(()) => true,
         Err(e) => {
-            let _ = writeln!(out, "error: {e}");
+            let (kind, name) = e.summary();
+            put(&mut out, &["error: ", kind, " ", name, "\n"]);
             false
         }
     };
-    let _ = writeln!(out, "stack_bytes {}", stack_used());
+    put(&mut out, &["stack_bytes "]);
+    put_u32(&mut out, stack_used() as u32);
+    put(&mut out, &["\n"]);
     exit(ok)
 }
 
@@ -90,6 +92,44 @@ fn exit(ok: bool) -> ! {
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+// Output without `core::fmt`, whose machinery costs several KiB of a 96 KiB flash budget.
+
+fn put(out: &mut hio::HostStream, parts: &[&str]) {
+    for p in parts {
+        let _ = out.write_all(p.as_bytes());
+    }
+}
+
+fn put_u32(out: &mut hio::HostStream, mut v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let _ = out.write_all(&buf[i..]);
+}
+
+fn put_i32(out: &mut hio::HostStream, v: i32) {
+    if v < 0 {
+        put(out, &["-"]);
+    }
+    put_u32(out, v.unsigned_abs());
+}
+
+fn put_hex(out: &mut hio::HostStream, v: u32) {
+    let mut buf = [0u8; 8];
+    for (i, b) in buf.iter_mut().enumerate() {
+        let nib = (v >> (28 - 4 * i)) & 0xf;
+        *b = b"0123456789abcdef"[nib as usize];
+    }
+    let _ = out.write_all(&buf);
 }
 
 /// SysTick ticks spent in `f` (at most `RELOAD`; the counter counts down).
@@ -105,7 +145,7 @@ fn timed<T>(syst: &mut SYST, f: impl FnOnce() -> T) -> (T, u32) {
 fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::F32Scratch) -> Result<(), Error> {
     let st = Safetensors::parse(&WEIGHTS.0)?;
     let model = tinycnn_mcu::LenetF32::from_safetensors(&st, VARIANT)?;
-    let _ = writeln!(out, "model {} f32", VARIANT.name());
+    put(out, &["model ", VARIANT.name(), " f32\n"]);
     classify(out, syst, |img| {
         let l = model.logits(img, scratch)?;
         Ok((lenet::argmax(&l), l.map(f32::to_bits)))
@@ -116,7 +156,7 @@ fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::F3
 fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::I8Scratch) -> Result<(), Error> {
     let st = Safetensors::parse(&WEIGHTS.0)?;
     let model = tinycnn_mcu::LenetI8::from_safetensors(&st, VARIANT)?;
-    let _ = writeln!(out, "model {} int8", VARIANT.name());
+    put(out, &["model ", VARIANT.name(), " int8\n"]);
     classify(out, syst, |img| {
         let acc = model.logits_i32(img, scratch)?;
         // Same dequantization as LenetI8::predict, from the accumulators already computed.
@@ -141,20 +181,37 @@ fn classify(
         let (r, ticks) = timed(syst, || infer(img));
         let (class, words) = r?;
         correct += (class == label as usize) as usize;
-        let _ = write!(out, "image {i} label {label} predicted {class} logits ");
-        for (j, w) in words.iter().enumerate() {
-            let sep = if j + 1 < words.len() { "," } else { "" };
+        put(out, &["image "]);
+        put_u32(out, i as u32);
+        put(out, &[" label "]);
+        put_u32(out, label as u32);
+        put(out, &[" predicted "]);
+        put_u32(out, class as u32);
+        put(out, &[" logits "]);
+        for (j, &w) in words.iter().enumerate() {
+            if j > 0 {
+                put(out, &[","]);
+            }
             if cfg!(feature = "int8") {
-                let _ = write!(out, "{}{sep}", *w as i32);
+                put_i32(out, w as i32);
             } else {
-                let _ = write!(out, "{w:08x}{sep}");
+                put_hex(out, w);
             }
         }
-        let _ = writeln!(out, " ticks {ticks}");
+        put(out, &[" ticks "]);
+        put_u32(out, ticks);
+        put(out, &["\n"]);
     }
     let (insns, ticks) = calibration(syst);
-    let _ = writeln!(out, "calibration insns {insns} ticks {ticks}");
-    let _ = writeln!(out, "done {} images {correct} correct", images.len());
+    put(out, &["calibration insns "]);
+    put_u32(out, insns);
+    put(out, &[" ticks "]);
+    put_u32(out, ticks);
+    put(out, &["\ndone "]);
+    put_u32(out, images.len() as u32);
+    put(out, &[" images "]);
+    put_u32(out, correct as u32);
+    put(out, &[" correct\n"]);
     Ok(())
 }
 
@@ -195,10 +252,19 @@ fn stack_used() -> usize {
     top - p
 }
 
+/// Prints where the panic happened (not the message: formatting arbitrary panic payloads
+/// pulls several KiB of `core::fmt` into a flash budget of 96 KiB).
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     if let Ok(mut out) = hio::hstdout() {
-        let _ = writeln!(out, "panic: {info}");
+        match info.location() {
+            Some(l) => {
+                put(&mut out, &["panic at ", l.file(), ":"]);
+                put_u32(&mut out, l.line());
+                put(&mut out, &["\n"]);
+            }
+            None => put(&mut out, &["panic\n"]),
+        }
     }
     exit(false)
 }

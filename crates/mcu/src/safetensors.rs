@@ -184,7 +184,14 @@ impl<'a> Safetensors<'a> {
         p.end()?;
         // The tensors must tile the data region exactly: sorted spans, each starting where
         // the previous one ended, the last ending at the end of the file.
-        spans.sort_unstable();
+        // Insertion sort: at most MAX_TENSORS spans, and far less code than `sort_unstable`.
+        for i in 1..spans.len() {
+            let mut j = i;
+            while j > 0 && spans[j - 1] > spans[j] {
+                spans.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let mut pos = 0;
         for &(b, e) in &spans {
             if b != pos {
@@ -367,7 +374,9 @@ impl<'a> Parser<'a> {
             };
             match c {
                 b'"' => {
-                    let raw = &self.s[start..self.pos];
+                    // `get` cannot fail here (both ends sit next to ASCII quotes), and unlike
+                    // indexing it links no panic-formatting code into the firmware.
+                    let raw = self.s.get(start..self.pos).ok_or(self.err("string is not UTF-8"))?;
                     self.pos += 1;
                     return Ok(raw);
                 }

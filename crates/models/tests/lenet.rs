@@ -5,7 +5,16 @@ use tinycnn::Tensor;
 use tinycnn_models::{by_name, lenet, lenet_relu, Model};
 
 const KEYS: [&str; 10] = [
-    "0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias", "11.weight", "11.bias",
+    "0.weight",
+    "0.bias",
+    "3.weight",
+    "3.bias",
+    "7.weight",
+    "7.bias",
+    "9.weight",
+    "9.bias",
+    "11.weight",
+    "11.bias",
 ];
 
 #[test]
@@ -17,8 +26,16 @@ fn keys_and_shapes() {
         assert_eq!(
             shapes,
             [
-                vec![6, 1, 5, 5], vec![6], vec![16, 6, 5, 5], vec![16], vec![120, 400], vec![120], vec![84, 120],
-                vec![84], vec![10, 84], vec![10]
+                vec![6, 1, 5, 5],
+                vec![6],
+                vec![16, 6, 5, 5],
+                vec![16],
+                vec![120, 400],
+                vec![120],
+                vec![84, 120],
+                vec![84],
+                vec![10, 84],
+                vec![10]
             ]
         );
         assert_eq!(net.num_parameters(), 61_706);
@@ -28,12 +45,32 @@ fn keys_and_shapes() {
 #[test]
 fn layer_by_layer_output_shapes() {
     let expected: [&[usize]; 12] = [
-        &[1, 6, 28, 28], &[1, 6, 28, 28], &[1, 6, 14, 14], &[1, 16, 10, 10], &[1, 16, 10, 10], &[1, 16, 5, 5],
-        &[1, 400], &[1, 120], &[1, 120], &[1, 84], &[1, 84], &[1, 10],
+        &[1, 6, 28, 28],
+        &[1, 6, 28, 28],
+        &[1, 6, 14, 14],
+        &[1, 16, 10, 10],
+        &[1, 16, 10, 10],
+        &[1, 16, 5, 5],
+        &[1, 400],
+        &[1, 120],
+        &[1, 120],
+        &[1, 84],
+        &[1, 84],
+        &[1, 10],
     ];
     let names = [
-        "Conv2d", "Sigmoid", "AvgPool2d", "Conv2d", "Sigmoid", "AvgPool2d", "Flatten", "Linear", "Sigmoid", "Linear",
-        "Sigmoid", "Linear",
+        "Conv2d",
+        "Sigmoid",
+        "AvgPool2d",
+        "Conv2d",
+        "Sigmoid",
+        "AvgPool2d",
+        "Flatten",
+        "Linear",
+        "Sigmoid",
+        "Linear",
+        "Sigmoid",
+        "Linear",
     ];
     let x = Tensor::rand(&[1, 1, 28, 28]);
     let net = lenet();
@@ -51,7 +88,12 @@ fn layer_by_layer_output_shapes() {
 #[test]
 fn layer_types() {
     let net = lenet();
-    assert!(net[0].is::<Conv2d>() && net[1].is::<Sigmoid>() && net[2].is::<AvgPool2d>() && net[11].is::<Linear>());
+    assert!(
+        net[0].is::<Conv2d>()
+            && net[1].is::<Sigmoid>()
+            && net[2].is::<AvgPool2d>()
+            && net[11].is::<Linear>()
+    );
     let c = net.get::<Conv2d>(0).unwrap();
     assert_eq!(c.params.padding, (2, 2));
     let r = lenet_relu();
@@ -68,7 +110,13 @@ fn names() {
     assert!(by_name("alexnet").is_err());
     for m in Model::ALL {
         assert_eq!(by_name(m.name()).unwrap(), m);
-        assert_eq!(m.build().forward(&Tensor::zeros(&[2, 1, 28, 28])).unwrap().shape(), &[2, m.classes()]);
+        assert_eq!(
+            m.build()
+                .forward(&Tensor::zeros(&[2, 1, 28, 28]))
+                .unwrap()
+                .shape(),
+            &[2, m.classes()]
+        );
     }
 }
 
@@ -91,13 +139,25 @@ fn one_batch_trains() {
     let x = Tensor::rand(&[16, 1, 28, 28]);
     let labels: Vec<u32> = (0..16).map(|i| i % 10).collect();
     let mut opt = Sgd::new(net.parameters(), 0.1).unwrap();
-    let first = net.forward(&x).unwrap().cross_entropy(&labels).unwrap().item().unwrap();
+    let first = net
+        .forward(&x)
+        .unwrap()
+        .cross_entropy(&labels)
+        .unwrap()
+        .item()
+        .unwrap();
     for _ in 0..15 {
         opt.zero_grad();
         let l = net.forward(&x).unwrap().cross_entropy(&labels).unwrap();
         l.backward().unwrap();
         opt.step().unwrap();
     }
-    let last = net.forward(&x).unwrap().cross_entropy(&labels).unwrap().item().unwrap();
+    let last = net
+        .forward(&x)
+        .unwrap()
+        .cross_entropy(&labels)
+        .unwrap()
+        .item()
+        .unwrap();
     assert!(last < first, "{first} -> {last}");
 }

@@ -89,7 +89,9 @@ impl Tensor {
         // No graph is recorded while gradients are computed.
         let _guard = no_grad_guard();
         for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id()) else { continue };
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
             let Some(node) = t.node() else {
                 if t.requires_grad() {
                     t.accumulate_grad(g);

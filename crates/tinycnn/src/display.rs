@@ -40,7 +40,11 @@ struct Formatter {
 
 impl Formatter {
     fn new(values: &[f32]) -> Formatter {
-        let mut f = Formatter { int_mode: true, sci_mode: false, width: 1 };
+        let mut f = Formatter {
+            int_mode: true,
+            sci_mode: false,
+            width: 1,
+        };
         let vals: Vec<f64> = values
             .iter()
             .filter(|v| v.is_finite() && **v != 0.0)
@@ -55,15 +59,31 @@ impl Formatter {
         if f.int_mode {
             if max / min > 1000.0 || max > 1.0e8 {
                 f.sci_mode = true;
-                f.width = vals.iter().map(|&v| sci(v, PRECISION).len()).max().unwrap_or(1);
+                f.width = vals
+                    .iter()
+                    .map(|&v| sci(v, PRECISION).len())
+                    .max()
+                    .unwrap_or(1);
             } else {
-                f.width = vals.iter().map(|&v| format!("{v:.0}").len() + 1).max().unwrap_or(1);
+                f.width = vals
+                    .iter()
+                    .map(|&v| format!("{v:.0}").len() + 1)
+                    .max()
+                    .unwrap_or(1);
             }
         } else if max / min > 1000.0 || max > 1.0e8 || min < 1.0e-4 {
             f.sci_mode = true;
-            f.width = vals.iter().map(|&v| sci(v, PRECISION).len()).max().unwrap_or(1);
+            f.width = vals
+                .iter()
+                .map(|&v| sci(v, PRECISION).len())
+                .max()
+                .unwrap_or(1);
         } else {
-            f.width = vals.iter().map(|&v| format!("{v:.PRECISION$}").len()).max().unwrap_or(1);
+            f.width = vals
+                .iter()
+                .map(|&v| format!("{v:.PRECISION$}").len())
+                .max()
+                .unwrap_or(1);
         }
         f
     }
@@ -119,7 +139,14 @@ impl View<'_> {
         }
     }
 
-    fn render(&self, offset: usize, d: usize, indent: usize, summarize: bool, f: &Formatter) -> String {
+    fn render(
+        &self,
+        offset: usize,
+        d: usize,
+        indent: usize,
+        summarize: bool,
+        f: &Formatter,
+    ) -> String {
         let rank = self.shape.len();
         if d == rank {
             return f.format(self.data[offset]);
@@ -139,7 +166,10 @@ impl View<'_> {
                 items.push(f.format(self.data[offset + i]));
             }
             let lines: Vec<String> = items.chunks(per_line).map(|c| c.join(", ")).collect();
-            return format!("[{}]", lines.join(&format!(",\n{}", " ".repeat(indent + 1))));
+            return format!(
+                "[{}]",
+                lines.join(&format!(",\n{}", " ".repeat(indent + 1)))
+            );
         }
         let mut slices: Vec<String> = Vec::new();
         for i in Self::kept(n, summarize) {
@@ -210,7 +240,11 @@ impl fmt::Display for Tensor {
         } else if self.requires_grad() {
             suffixes.push("requires_grad=True".into());
         }
-        write!(f, "{}", add_suffixes(format!("{prefix}{body}"), &suffixes, indent))
+        write!(
+            f,
+            "{}",
+            add_suffixes(format!("{prefix}{body}"), &suffixes, indent)
+        )
     }
 }
 

@@ -53,15 +53,22 @@ pub fn from_bytes(bytes: &[u8]) -> Result<StateDict> {
 }
 
 fn parse(bytes: &[u8], path: &Path) -> Result<StateDict> {
-    let fmt_err = |msg: String| Error::Format { path: path.to_path_buf(), msg };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
+    let fmt_err = |msg: String| Error::Format {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
     let mut items: Vec<(String, TensorView<'_>)> = st.tensors();
     // File order: by data offset (the order the writer used).
     items.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
     let mut out = Vec::with_capacity(items.len());
     for (name, view) in items {
         if view.dtype() != Dtype::F32 {
-            return Err(fmt_err(format!("tensor `{name}` has dtype {:?}; only F32 is supported", view.dtype())));
+            return Err(fmt_err(format!(
+                "tensor `{name}` has dtype {:?}; only F32 is supported",
+                view.dtype()
+            )));
         }
         let shape = view.shape().to_vec();
         let n = shape
@@ -70,9 +77,15 @@ fn parse(bytes: &[u8], path: &Path) -> Result<StateDict> {
             .ok_or_else(|| fmt_err(format!("tensor `{name}`: shape {shape:?} overflows")))?;
         let data = view.data();
         if data.len() != n * 4 {
-            return Err(fmt_err(format!("tensor `{name}`: {} bytes for shape {shape:?}", data.len())));
+            return Err(fmt_err(format!(
+                "tensor `{name}`: {} bytes for shape {shape:?}",
+                data.len()
+            )));
         }
-        let vals = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let vals = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         out.push((name, Tensor::raw(vals, shape)));
     }
     Ok(StateDict::from_entries(out))
@@ -86,9 +99,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let p = p.to_path_buf();
         move |source| Error::Io { path: p, source }
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Format { path: path.to_path_buf(), msg: "not a file path".into() })?;
+    let name = path.file_name().ok_or_else(|| Error::Format {
+        path: path.to_path_buf(),
+        msg: "not a file path".into(),
+    })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -121,14 +135,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Saves a state dict (`torch.save(net.state_dict(), path)`, as safetensors).
 pub fn save(path: impl AsRef<Path>, state: &StateDict) -> Result<()> {
     let path = path.as_ref();
-    let bytes = to_bytes(state).map_err(|e| Error::Format { path: path.to_path_buf(), msg: e.to_string() })?;
+    let bytes = to_bytes(state).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
     write_atomic(path, &bytes)
 }
 
 /// Loads a state dict saved by [`save`] or by `safetensors.torch.save_file`.
 pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(&bytes, path)
 }
 
@@ -144,14 +164,22 @@ pub fn load_tensor(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let sd = load(path)?;
     if sd.len() != 1 {
-        return Err(Error::Format { path: path.to_path_buf(), msg: format!("expected one tensor, found {}", sd.len()) });
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            msg: format!("expected one tensor, found {}", sd.len()),
+        });
     }
     Ok(sd.into_iter().next().expect("one entry").1)
 }
 
 /// Saves a list of tensors under the keys `"0"`, `"1"`, ... (`torch.save([x, y], path)`).
 pub fn save_tensors(path: impl AsRef<Path>, ts: &[Tensor]) -> Result<()> {
-    let sd = StateDict::from_entries(ts.iter().enumerate().map(|(i, t)| (i.to_string(), t.clone())).collect());
+    let sd = StateDict::from_entries(
+        ts.iter()
+            .enumerate()
+            .map(|(i, t)| (i.to_string(), t.clone()))
+            .collect(),
+    );
     save(path, &sd)
 }
 
@@ -161,10 +189,15 @@ pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<Tensor>> {
     let sd = load(path)?;
     (0..sd.len())
         .map(|i| {
-            sd.get(&i.to_string()).cloned().ok_or_else(|| Error::Format {
-                path: path.to_path_buf(),
-                msg: format!("a tensor list needs keys 0..{}, key `{i}` is missing", sd.len()),
-            })
+            sd.get(&i.to_string())
+                .cloned()
+                .ok_or_else(|| Error::Format {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "a tensor list needs keys 0..{}, key `{i}` is missing",
+                        sd.len()
+                    ),
+                })
         })
         .collect()
 }

@@ -31,23 +31,64 @@ pub(crate) enum Op {
     Sigmoid(Tensor),
     Tanh(Tensor),
     /// Sum over the dims that are 1 in `keep_shape` (the keepdim shape of the result).
-    Sum { x: Tensor, keep_shape: Vec<usize>, all: bool },
-    Mean { x: Tensor, keep_shape: Vec<usize>, all: bool },
+    Sum {
+        x: Tensor,
+        keep_shape: Vec<usize>,
+        all: bool,
+    },
+    Mean {
+        x: Tensor,
+        keep_shape: Vec<usize>,
+        all: bool,
+    },
     /// `indices[o]` is the flat input index output `o` took.
-    Max { x: Tensor, indices: Vec<usize>, all: bool },
+    Max {
+        x: Tensor,
+        indices: Vec<usize>,
+        all: bool,
+    },
     Reshape(Tensor),
     Expand(Tensor),
-    Permute { x: Tensor, perm: Vec<usize> },
-    Narrow { x: Tensor, dim: usize, start: usize },
-    Cat { xs: Vec<Tensor>, dim: usize },
+    Permute {
+        x: Tensor,
+        perm: Vec<usize>,
+    },
+    Narrow {
+        x: Tensor,
+        dim: usize,
+        start: usize,
+    },
+    Cat {
+        xs: Vec<Tensor>,
+        dim: usize,
+    },
     MatMul(Tensor, Tensor),
-    Linear { x: Tensor, w: Tensor, b: Option<Tensor> },
-    Conv2d { x: Tensor, w: Tensor, b: Option<Tensor>, shape: Conv2dShape },
-    MaxPool2d { x: Tensor, shape: Pool2dShape, argmax: Vec<u32> },
-    AvgPool2d { x: Tensor, shape: Pool2dShape },
+    Linear {
+        x: Tensor,
+        w: Tensor,
+        b: Option<Tensor>,
+    },
+    Conv2d {
+        x: Tensor,
+        w: Tensor,
+        b: Option<Tensor>,
+        shape: Conv2dShape,
+    },
+    MaxPool2d {
+        x: Tensor,
+        shape: Pool2dShape,
+        argmax: Vec<u32>,
+    },
+    AvgPool2d {
+        x: Tensor,
+        shape: Pool2dShape,
+    },
     Softmax(Tensor),
     LogSoftmax(Tensor),
-    CrossEntropy { logits: Tensor, labels: Vec<u32> },
+    CrossEntropy {
+        logits: Tensor,
+        labels: Vec<u32>,
+    },
 }
 
 impl Op {
@@ -55,11 +96,28 @@ impl Op {
         use Op::*;
         match self {
             Add(a, b) | Sub(a, b) | Mul(a, b) | Div(a, b) | MatMul(a, b) => vec![a, b],
-            AddScalar(x) | MulScalar(x, _) | DivScalar(x, _) | PowScalar(x, _) | Exp(x)
-            | Log(x) | Abs(x) | Sqrt(x) | Relu(x) | Sigmoid(x) | Tanh(x) | Reshape(x)
-            | Expand(x) | Softmax(x) | LogSoftmax(x) => vec![x],
-            Sum { x, .. } | Mean { x, .. } | Max { x, .. } | Permute { x, .. }
-            | Narrow { x, .. } | MaxPool2d { x, .. } | AvgPool2d { x, .. } => vec![x],
+            AddScalar(x)
+            | MulScalar(x, _)
+            | DivScalar(x, _)
+            | PowScalar(x, _)
+            | Exp(x)
+            | Log(x)
+            | Abs(x)
+            | Sqrt(x)
+            | Relu(x)
+            | Sigmoid(x)
+            | Tanh(x)
+            | Reshape(x)
+            | Expand(x)
+            | Softmax(x)
+            | LogSoftmax(x) => vec![x],
+            Sum { x, .. }
+            | Mean { x, .. }
+            | Max { x, .. }
+            | Permute { x, .. }
+            | Narrow { x, .. }
+            | MaxPool2d { x, .. }
+            | AvgPool2d { x, .. } => vec![x],
             Cat { xs, .. } => xs.iter().collect(),
             Linear { x, w, b } | Conv2d { x, w, b, .. } => {
                 let mut v = vec![x, w];
@@ -116,8 +174,16 @@ pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Res
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -148,7 +214,11 @@ fn walk2(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, usi
         return;
     }
     let r = out.len();
-    let (last, la, lb) = if r > 0 { (out[r - 1], sa[r - 1], sb[r - 1]) } else { (1, 0, 0) };
+    let (last, la, lb) = if r > 0 {
+        (out[r - 1], sa[r - 1], sb[r - 1])
+    } else {
+        (1, 0, 0)
+    };
     let mut idx = vec![0usize; r];
     let (mut oa, mut ob, mut o) = (0usize, 0usize, 0usize);
     loop {
@@ -310,7 +380,12 @@ impl Tensor {
     }
     /// `1 / (1 + e^-self)` (kernel `sigmoid_forward`).
     pub fn sigmoid(&self) -> Result<Tensor> {
-        kernel_unary("sigmoid", self, k::sigmoid_forward, Op::Sigmoid(self.clone()))
+        kernel_unary(
+            "sigmoid",
+            self,
+            k::sigmoid_forward,
+            Op::Sigmoid(self.clone()),
+        )
     }
     /// `tanh(self)` (kernel `tanh_forward`).
     pub fn tanh(&self) -> Result<Tensor> {
@@ -343,21 +418,45 @@ impl Tensor {
     pub fn sum_all(&self) -> Tensor {
         let s: f32 = self.data().iter().sum();
         let keep = vec![1; self.rank()];
-        Tensor::from_op(vec![s], vec![], Op::Sum { x: self.clone(), keep_shape: keep, all: true })
+        Tensor::from_op(
+            vec![s],
+            vec![],
+            Op::Sum {
+                x: self.clone(),
+                keep_shape: keep,
+                all: true,
+            },
+        )
     }
     /// Sum over `dims` (negative counts from the end); `keepdim` keeps them as size 1.
     pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let (keep, squeezed) = self.keep_shape("sum", dims)?;
         let v = sum_to(&self.data(), self.shape(), &keep);
         let shape = if keepdim { keep.clone() } else { squeezed };
-        Ok(Tensor::from_op(v, shape, Op::Sum { x: self.clone(), keep_shape: keep, all: false }))
+        Ok(Tensor::from_op(
+            v,
+            shape,
+            Op::Sum {
+                x: self.clone(),
+                keep_shape: keep,
+                all: false,
+            },
+        ))
     }
     /// Mean of all elements (a 0-d tensor).
     pub fn mean_all(&self) -> Tensor {
         let n = self.numel().max(1) as f32;
         let s: f32 = self.data().iter().sum::<f32>() / n;
         let keep = vec![1; self.rank()];
-        Tensor::from_op(vec![s], vec![], Op::Mean { x: self.clone(), keep_shape: keep, all: true })
+        Tensor::from_op(
+            vec![s],
+            vec![],
+            Op::Mean {
+                x: self.clone(),
+                keep_shape: keep,
+                all: true,
+            },
+        )
     }
     /// Mean over `dims`; `keepdim` keeps them as size 1.
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
@@ -366,7 +465,15 @@ impl Tensor {
         let mut v = sum_to(&self.data(), self.shape(), &keep);
         v.iter_mut().for_each(|x| *x /= count);
         let shape = if keepdim { keep.clone() } else { squeezed };
-        Ok(Tensor::from_op(v, shape, Op::Mean { x: self.clone(), keep_shape: keep, all: false }))
+        Ok(Tensor::from_op(
+            v,
+            shape,
+            Op::Mean {
+                x: self.clone(),
+                keep_shape: keep,
+                all: false,
+            },
+        ))
     }
     /// Largest element (a 0-d tensor; NaN wins, as in PyTorch).
     pub fn max_all(&self) -> Result<Tensor> {
@@ -382,7 +489,15 @@ impl Tensor {
         }
         let v = d[best];
         drop(d);
-        Ok(Tensor::from_op(vec![v], vec![], Op::Max { x: self.clone(), indices: vec![best], all: true }))
+        Ok(Tensor::from_op(
+            vec![v],
+            vec![],
+            Op::Max {
+                x: self.clone(),
+                indices: vec![best],
+                all: true,
+            },
+        ))
     }
     /// Smallest element (a 0-d tensor).
     pub fn min_all(&self) -> Result<Tensor> {
@@ -392,8 +507,11 @@ impl Tensor {
     pub fn max(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
         let d = self.dim_index("max", dim)?;
         let shape = self.shape();
-        let (outer, n, inner): (usize, usize, usize) =
-            (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+        let (outer, n, inner): (usize, usize, usize) = (
+            shape[..d].iter().product(),
+            shape[d],
+            shape[d + 1..].iter().product(),
+        );
         if n == 0 {
             return Err(Error::bad_shape("max", shape, "reduced dimension is empty"));
         }
@@ -423,7 +541,15 @@ impl Tensor {
         } else {
             out_shape.remove(d);
         }
-        let values = Tensor::from_op(vals, out_shape.clone(), Op::Max { x: self.clone(), indices: flat, all: false });
+        let values = Tensor::from_op(
+            vals,
+            out_shape.clone(),
+            Op::Max {
+                x: self.clone(),
+                indices: flat,
+                all: false,
+            },
+        );
         Ok((values, Tensor::raw(pos, out_shape)))
     }
     /// Index of the maximum along `dim`, as f32 values.
@@ -445,24 +571,40 @@ impl Tensor {
         for (i, &d) in dims.iter().enumerate() {
             if d == -1 {
                 if infer.replace(i).is_some() {
-                    return Err(Error::bad_shape("reshape", self.shape(), format!("only one -1 allowed in {dims:?}")));
+                    return Err(Error::bad_shape(
+                        "reshape",
+                        self.shape(),
+                        format!("only one -1 allowed in {dims:?}"),
+                    ));
                 }
             } else if d < 0 {
-                return Err(Error::bad_shape("reshape", self.shape(), format!("invalid size in {dims:?}")));
+                return Err(Error::bad_shape(
+                    "reshape",
+                    self.shape(),
+                    format!("invalid size in {dims:?}"),
+                ));
             } else {
-                known = known
-                    .checked_mul(d as usize)
-                    .ok_or_else(|| Error::bad_shape("reshape", self.shape(), format!("{dims:?} overflows")))?;
+                known = known.checked_mul(d as usize).ok_or_else(|| {
+                    Error::bad_shape("reshape", self.shape(), format!("{dims:?} overflows"))
+                })?;
             }
         }
         let mut shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(i) = infer {
             if known == 0 || n % known != 0 {
-                return Err(Error::bad_shape("reshape", self.shape(), format!("cannot reshape {n} elements into {dims:?}")));
+                return Err(Error::bad_shape(
+                    "reshape",
+                    self.shape(),
+                    format!("cannot reshape {n} elements into {dims:?}"),
+                ));
             }
             shape[i] = n / known;
         } else if known != n {
-            return Err(Error::bad_shape("reshape", self.shape(), format!("cannot reshape {n} elements into {dims:?}")));
+            return Err(Error::bad_shape(
+                "reshape",
+                self.shape(),
+                format!("cannot reshape {n} elements into {dims:?}"),
+            ));
         }
         Ok(self.view_as(shape))
     }
@@ -490,7 +632,10 @@ impl Tensor {
         let s = self.dim_index("flatten", start)?;
         let e = self.dim_index("flatten", end)?;
         if s > e {
-            return Err(Error::invalid("flatten", format!("start dim {start} is after end dim {end}")));
+            return Err(Error::invalid(
+                "flatten",
+                format!("start dim {start} is after end dim {end}"),
+            ));
         }
         let mut shape = self.shape()[..s].to_vec();
         shape.push(self.shape()[s..=e].iter().product());
@@ -533,12 +678,27 @@ impl Tensor {
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
         let r = self.rank();
         let mut seen = vec![false; r];
-        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-            return Err(Error::bad_shape("permute", self.shape(), format!("{perm:?} is not a permutation of 0..{r}")));
+        if perm.len() != r
+            || perm
+                .iter()
+                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::bad_shape(
+                "permute",
+                self.shape(),
+                format!("{perm:?} is not a permutation of 0..{r}"),
+            ));
         }
         let out: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
         let v = permute_data(&self.data(), self.shape(), perm);
-        Ok(Tensor::from_op(v, out, Op::Permute { x: self.clone(), perm: perm.to_vec() }))
+        Ok(Tensor::from_op(
+            v,
+            out,
+            Op::Permute {
+                x: self.clone(),
+                perm: perm.to_vec(),
+            },
+        ))
     }
 
     /// Swaps two dimensions.
@@ -555,7 +715,11 @@ impl Tensor {
         match self.rank() {
             0 | 1 => Ok(self.clone()),
             2 => self.transpose(0, 1),
-            _ => Err(Error::bad_shape("t", self.shape(), "t() expects a tensor of rank <= 2")),
+            _ => Err(Error::bad_shape(
+                "t",
+                self.shape(),
+                "t() expects a tensor of rank <= 2",
+            )),
         }
     }
 
@@ -564,7 +728,12 @@ impl Tensor {
         let d = self.dim_index("narrow", dim)?;
         let n = self.shape()[d];
         if start.checked_add(len).is_none_or(|e| e > n) {
-            return Err(Error::IndexOutOfRange { op: "narrow", index: start.saturating_add(len), dim: d, size: n });
+            return Err(Error::IndexOutOfRange {
+                op: "narrow",
+                index: start.saturating_add(len),
+                dim: d,
+                size: n,
+            });
         }
         let outer: usize = self.shape()[..d].iter().product();
         let inner: usize = self.shape()[d + 1..].iter().product();
@@ -577,7 +746,15 @@ impl Tensor {
         drop(x);
         let mut shape = self.shape().to_vec();
         shape[d] = len;
-        Ok(Tensor::from_op(v, shape, Op::Narrow { x: self.clone(), dim: d, start }))
+        Ok(Tensor::from_op(
+            v,
+            shape,
+            Op::Narrow {
+                x: self.clone(),
+                dim: d,
+                start,
+            },
+        ))
     }
 
     /// `self[.., range, ..]` along `dim` (Python's `x[:, 2:6]` is `x.slice(1, 2..6)`).
@@ -599,13 +776,19 @@ impl Tensor {
 
     /// Joins tensors along an existing dimension (`torch.cat`).
     pub fn cat(xs: &[Tensor], dim: isize) -> Result<Tensor> {
-        let first = xs.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor"))?;
+        let first = xs
+            .first()
+            .ok_or_else(|| Error::invalid("cat", "needs at least one tensor"))?;
         let d = first.dim_index("cat", dim)?;
         let mut shape = first.shape().to_vec();
         shape[d] = 0;
         for x in xs {
             let ok = x.rank() == first.rank()
-                && x.shape().iter().zip(first.shape()).enumerate().all(|(i, (a, b))| i == d || a == b);
+                && x.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .all(|(i, (a, b))| i == d || a == b);
             if !ok {
                 return Err(Error::mismatch("cat", first.shape(), x.shape()));
             }
@@ -622,18 +805,30 @@ impl Tensor {
             }
         }
         drop(datas);
-        Ok(Tensor::from_op(v, shape, Op::Cat { xs: xs.to_vec(), dim: d }))
+        Ok(Tensor::from_op(
+            v,
+            shape,
+            Op::Cat {
+                xs: xs.to_vec(),
+                dim: d,
+            },
+        ))
     }
 
     /// Joins same-shaped tensors along a new dimension (`torch.stack`).
     pub fn stack(xs: &[Tensor], dim: isize) -> Result<Tensor> {
-        let first = xs.first().ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
+        let first = xs
+            .first()
+            .ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
         for x in xs {
             if x.shape() != first.shape() {
                 return Err(Error::mismatch("stack", first.shape(), x.shape()));
             }
         }
-        let parts = xs.iter().map(|x| x.unsqueeze(dim)).collect::<Result<Vec<_>>>()?;
+        let parts = xs
+            .iter()
+            .map(|x| x.unsqueeze(dim))
+            .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&parts, dim)
     }
 }
@@ -674,7 +869,10 @@ impl Tensor {
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         match (self.rank(), other.rank()) {
             (0, _) | (_, 0) => Err(Error::mismatch("matmul", self.shape(), other.shape())),
-            (1, 1) => self.unsqueeze(0)?.matmul(&other.unsqueeze(1)?)?.reshape([0usize; 0]),
+            (1, 1) => self
+                .unsqueeze(0)?
+                .matmul(&other.unsqueeze(1)?)?
+                .reshape([0usize; 0]),
             (1, _) => {
                 let y = self.unsqueeze(0)?.matmul(other)?;
                 y.squeeze(-2)
@@ -707,7 +905,10 @@ impl Tensor {
         out_shape.extend([m, n]);
         let mut c = vec![0.0; numel_of(&out_shape)];
         let (a, b) = (self.data(), other.data());
-        let (sa, sb) = (bcast_strides(&ash[..ra - 2], &batch), bcast_strides(&bsh[..rb - 2], &batch));
+        let (sa, sb) = (
+            bcast_strides(&ash[..ra - 2], &batch),
+            bcast_strides(&bsh[..rb - 2], &batch),
+        );
         let mut ws = Vec::new();
         let mut res = Ok(());
         walk2(&batch, &sa, &sb, |o, ia, ib| {
@@ -725,7 +926,11 @@ impl Tensor {
         });
         res?;
         drop((a, b));
-        Ok(Tensor::from_op(c, out_shape, Op::MatMul(self.clone(), other.clone())))
+        Ok(Tensor::from_op(
+            c,
+            out_shape,
+            Op::MatMul(self.clone(), other.clone()),
+        ))
     }
 
     /// `self @ w^T + b` for `self` of shape `[.., in]`, `w` `[out, in]`, `b` `[out]`
@@ -744,14 +949,31 @@ impl Tensor {
         let mut y = vec![0.0; rows * out_f];
         if rows > 0 && out_f > 0 {
             let g = GemmShape::new(rows, out_f, in_f).with_transpose(Transpose::No, Transpose::Yes);
-            gemm("linear", g, &self.data(), &w.data(), 0.0, &mut y, &mut Vec::new())?;
+            gemm(
+                "linear",
+                g,
+                &self.data(),
+                &w.data(),
+                0.0,
+                &mut y,
+                &mut Vec::new(),
+            )?;
             if let Some(b) = b {
-                k::bias_add(rows, out_f, 1, &b.data(), &mut y).map_err(Error::kernel("linear (bias)"))?;
+                k::bias_add(rows, out_f, 1, &b.data(), &mut y)
+                    .map_err(Error::kernel("linear (bias)"))?;
             }
         }
         let mut shape = self.shape().to_vec();
         *shape.last_mut().expect("rank >= 1") = out_f;
-        Ok(Tensor::from_op(y, shape, Op::Linear { x: self.clone(), w: w.clone(), b: b.cloned() }))
+        Ok(Tensor::from_op(
+            y,
+            shape,
+            Op::Linear {
+                x: self.clone(),
+                w: w.clone(),
+                b: b.cloned(),
+            },
+        ))
     }
 }
 
@@ -790,11 +1012,19 @@ impl Tensor {
         groups: usize,
     ) -> Result<Tensor> {
         if self.rank() != 4 || w.rank() != 4 {
-            return Err(Error::mismatch("conv2d (input vs weight, both must be 4-D)", self.shape(), w.shape()));
+            return Err(Error::mismatch(
+                "conv2d (input vs weight, both must be 4-D)",
+                self.shape(),
+                w.shape(),
+            ));
         }
         let (xs, ws) = (self.shape(), w.shape());
         if groups == 0 || ws[1] * groups != xs[1] {
-            return Err(Error::mismatch("conv2d (input channels vs weight [out, in/groups, kh, kw])", xs, ws));
+            return Err(Error::mismatch(
+                "conv2d (input channels vs weight [out, in/groups, kh, kw])",
+                xs,
+                ws,
+            ));
         }
         let params = Conv2dParams::new(xs[1], ws[0], (ws[2], ws[3]))
             .with_stride(stride)
@@ -815,20 +1045,40 @@ impl Tensor {
             let (xd, wd) = (self.data(), w.data());
             let bd = b.map(|b| b.data());
             let bs: Option<&[f32]> = bd.as_deref().map(|v| v.as_slice());
-            par_batch(xs[0], &xd, xs[1] * xs[2] * xs[3], &mut y, ws[0] * oh * ow, |nb, xc, yc| {
-                let s = shape.with_batch(nb);
-                let mut scratch = vec![0.0; k::conv2d_workspace_len(&s)];
-                k::conv2d_forward(&s, xc, &wd, bs, yc, &mut scratch)
-            })
+            par_batch(
+                xs[0],
+                &xd,
+                xs[1] * xs[2] * xs[3],
+                &mut y,
+                ws[0] * oh * ow,
+                |nb, xc, yc| {
+                    let s = shape.with_batch(nb);
+                    let mut scratch = vec![0.0; k::conv2d_workspace_len(&s)];
+                    k::conv2d_forward(&s, xc, &wd, bs, yc, &mut scratch)
+                },
+            )
             .map_err(Error::kernel("conv2d"))?;
         }
-        Ok(Tensor::from_op(y, out_shape, Op::Conv2d { x: self.clone(), w: w.clone(), b: b.cloned(), shape }))
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            Op::Conv2d {
+                x: self.clone(),
+                w: w.clone(),
+                b: b.cloned(),
+                shape,
+            },
+        ))
     }
 
     /// d2l's `corr2d(X, K)` on 2-D tensors: one-channel cross-correlation, no padding.
     pub fn corr2d(&self, kernel: &Tensor) -> Result<Tensor> {
         if self.rank() != 2 || kernel.rank() != 2 {
-            return Err(Error::mismatch("corr2d (both must be 2-D)", self.shape(), kernel.shape()));
+            return Err(Error::mismatch(
+                "corr2d (both must be 2-D)",
+                self.shape(),
+                kernel.shape(),
+            ));
         }
         let x = self.reshape([1, 1, self.shape()[0] as isize, self.shape()[1] as isize])?;
         let w = kernel.reshape([1, 1, kernel.shape()[0] as isize, kernel.shape()[1] as isize])?;
@@ -837,7 +1087,11 @@ impl Tensor {
         y.reshape([h, wd])
     }
 
-    fn pool_shape(&self, op: &'static str, params: Pool2dParams) -> Result<(Pool2dShape, Vec<usize>)> {
+    fn pool_shape(
+        &self,
+        op: &'static str,
+        params: Pool2dParams,
+    ) -> Result<(Pool2dShape, Vec<usize>)> {
         if self.rank() != 4 {
             return Err(Error::bad_shape(op, self.shape(), "expects [N, C, H, W]"));
         }
@@ -877,7 +1131,15 @@ impl Tensor {
             };
             res.map_err(Error::kernel("max_pool2d"))?;
         }
-        Ok(Tensor::from_op(y, out_shape, Op::MaxPool2d { x: self.clone(), shape, argmax }))
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            Op::MaxPool2d {
+                x: self.clone(),
+                shape,
+                argmax,
+            },
+        ))
     }
 
     /// Average pooling of `[N, C, H, W]` (or `[C, H, W]`); zero padding.
@@ -890,12 +1152,24 @@ impl Tensor {
         let (c, h, w) = (shape.channels, shape.in_h, shape.in_w);
         {
             let xd = self.data();
-            par_batch(shape.batch, &xd, c * h * w, &mut y, c * out_shape[2] * out_shape[3], |nb, xc, yc| {
-                k::avg_pool2d_forward(&shape.with_batch(nb), xc, yc)
-            })
+            par_batch(
+                shape.batch,
+                &xd,
+                c * h * w,
+                &mut y,
+                c * out_shape[2] * out_shape[3],
+                |nb, xc, yc| k::avg_pool2d_forward(&shape.with_batch(nb), xc, yc),
+            )
             .map_err(Error::kernel("avg_pool2d"))?;
         }
-        Ok(Tensor::from_op(y, out_shape, Op::AvgPool2d { x: self.clone(), shape }))
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            Op::AvgPool2d {
+                x: self.clone(),
+                shape,
+            },
+        ))
     }
 }
 
@@ -911,7 +1185,10 @@ pub fn labels_from_tensor(labels: &Tensor) -> Result<Vec<u32>> {
             if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f32 {
                 Ok(v as u32)
             } else {
-                Err(Error::invalid("cross_entropy", format!("label {i} is {v}, not a class index")))
+                Err(Error::invalid(
+                    "cross_entropy",
+                    format!("label {i} is {v}, not a class index"),
+                ))
             }
         })
         .collect()
@@ -920,13 +1197,22 @@ pub fn labels_from_tensor(labels: &Tensor) -> Result<Vec<u32>> {
 impl Tensor {
     fn rows_cols(&self, op: &'static str) -> Result<(usize, usize)> {
         if self.rank() == 0 || self.numel() == 0 {
-            return Err(Error::bad_shape(op, self.shape(), "needs a non-empty tensor of rank >= 1"));
+            return Err(Error::bad_shape(
+                op,
+                self.shape(),
+                "needs a non-empty tensor of rank >= 1",
+            ));
         }
         let cols = self.shape()[self.rank() - 1];
         Ok((self.numel() / cols, cols))
     }
 
-    fn last_dim_op(&self, op: &'static str, dim: isize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    fn last_dim_op(
+        &self,
+        op: &'static str,
+        dim: isize,
+        f: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let d = self.dim_index(op, dim)?;
         let last = self.rank() - 1;
         if d == last {
@@ -943,7 +1229,11 @@ impl Tensor {
             let (rows, cols) = x.rows_cols("softmax")?;
             let mut y = vec![0.0; x.numel()];
             k::softmax_forward(rows, cols, &x.data(), &mut y).map_err(Error::kernel("softmax"))?;
-            Ok(Tensor::from_op(y, x.shape().to_vec(), Op::Softmax(x.clone())))
+            Ok(Tensor::from_op(
+                y,
+                x.shape().to_vec(),
+                Op::Softmax(x.clone()),
+            ))
         })
     }
 
@@ -952,22 +1242,43 @@ impl Tensor {
         self.last_dim_op("log_softmax", dim, |x| {
             let (rows, cols) = x.rows_cols("log_softmax")?;
             let mut y = vec![0.0; x.numel()];
-            k::log_softmax_forward(rows, cols, &x.data(), &mut y).map_err(Error::kernel("log_softmax"))?;
-            Ok(Tensor::from_op(y, x.shape().to_vec(), Op::LogSoftmax(x.clone())))
+            k::log_softmax_forward(rows, cols, &x.data(), &mut y)
+                .map_err(Error::kernel("log_softmax"))?;
+            Ok(Tensor::from_op(
+                y,
+                x.shape().to_vec(),
+                Op::LogSoftmax(x.clone()),
+            ))
         })
     }
 
     /// Mean cross-entropy of logits `[N, C]` against class labels (`F.cross_entropy`).
     pub fn cross_entropy(&self, labels: &[u32]) -> Result<Tensor> {
         if self.rank() != 2 {
-            return Err(Error::bad_shape("cross_entropy", self.shape(), "logits must be [batch, classes]"));
+            return Err(Error::bad_shape(
+                "cross_entropy",
+                self.shape(),
+                "logits must be [batch, classes]",
+            ));
         }
         let (rows, cols) = (self.shape()[0], self.shape()[1]);
         if labels.len() != rows {
-            return Err(Error::mismatch("cross_entropy (logits vs labels)", self.shape(), &[labels.len()]));
+            return Err(Error::mismatch(
+                "cross_entropy (logits vs labels)",
+                self.shape(),
+                &[labels.len()],
+            ));
         }
-        let l = k::cross_entropy_forward(rows, cols, &self.data(), labels).map_err(Error::kernel("cross_entropy"))?;
-        Ok(Tensor::from_op(vec![l], vec![], Op::CrossEntropy { logits: self.clone(), labels: labels.to_vec() }))
+        let l = k::cross_entropy_forward(rows, cols, &self.data(), labels)
+            .map_err(Error::kernel("cross_entropy"))?;
+        Ok(Tensor::from_op(
+            vec![l],
+            vec![],
+            Op::CrossEntropy {
+                logits: self.clone(),
+                labels: labels.to_vec(),
+            },
+        ))
     }
 
     /// [`Tensor::cross_entropy`] with labels given as a tensor of class indices.
@@ -993,7 +1304,13 @@ fn scale(g: &[f32], s: f32) -> Vec<f32> {
 }
 
 /// `g` times `other` broadcast to `out`, then summed down to `to`.
-fn mul_bcast_sum(g: &[f32], out: &[usize], other: &Tensor, to: &[usize], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+fn mul_bcast_sum(
+    g: &[f32],
+    out: &[usize],
+    other: &Tensor,
+    to: &[usize],
+    f: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
     let od = other.data();
     let so = bcast_strides(other.shape(), out);
     let mut prod = vec![0.0; g.len()];
@@ -1036,17 +1353,42 @@ impl Op {
             DivScalar(_, s) => vec![Some(g.iter().map(|v| v / s).collect())],
             PowScalar(x, p) => {
                 let xd = x.data();
-                vec![Some(g.iter().zip(xd.iter()).map(|(g, &x)| g * p * x.powf(p - 1.0)).collect())]
+                vec![Some(
+                    g.iter()
+                        .zip(xd.iter())
+                        .map(|(g, &x)| g * p * x.powf(p - 1.0))
+                        .collect(),
+                )]
             }
-            Exp(_) => vec![Some(g.iter().zip(out.data().iter()).map(|(g, y)| g * y).collect())],
-            Log(x) => vec![Some(g.iter().zip(x.data().iter()).map(|(g, x)| g / x).collect())],
+            Exp(_) => vec![Some(
+                g.iter()
+                    .zip(out.data().iter())
+                    .map(|(g, y)| g * y)
+                    .collect(),
+            )],
+            Log(x) => vec![Some(
+                g.iter().zip(x.data().iter()).map(|(g, x)| g / x).collect(),
+            )],
             Abs(x) => vec![Some(
                 g.iter()
                     .zip(x.data().iter())
-                    .map(|(g, &x)| if x > 0.0 { *g } else if x < 0.0 { -g } else { 0.0 })
+                    .map(|(g, &x)| {
+                        if x > 0.0 {
+                            *g
+                        } else if x < 0.0 {
+                            -g
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect(),
             )],
-            Sqrt(_) => vec![Some(g.iter().zip(out.data().iter()).map(|(g, y)| g / (2.0 * y)).collect())],
+            Sqrt(_) => vec![Some(
+                g.iter()
+                    .zip(out.data().iter())
+                    .map(|(g, y)| g / (2.0 * y))
+                    .collect(),
+            )],
             Relu(x) => {
                 let mut gx = vec![0.0; g.len()];
                 k::relu_backward(&x.data(), g, &mut gx).map_err(Error::kernel("relu backward"))?;
@@ -1054,18 +1396,23 @@ impl Op {
             }
             Sigmoid(_) => {
                 let mut gx = vec![0.0; g.len()];
-                k::sigmoid_backward(&out.data(), g, &mut gx).map_err(Error::kernel("sigmoid backward"))?;
+                k::sigmoid_backward(&out.data(), g, &mut gx)
+                    .map_err(Error::kernel("sigmoid backward"))?;
                 vec![Some(gx)]
             }
             Tanh(_) => {
                 let mut gx = vec![0.0; g.len()];
-                k::tanh_backward(&out.data(), g, &mut gx).map_err(Error::kernel("tanh backward"))?;
+                k::tanh_backward(&out.data(), g, &mut gx)
+                    .map_err(Error::kernel("tanh backward"))?;
                 vec![Some(gx)]
             }
             Sum { x, keep_shape, .. } => vec![Some(expand_data(g, keep_shape, x.shape()))],
             Mean { x, keep_shape, .. } => {
                 let count = (x.numel() / numel_of(keep_shape).max(1)).max(1) as f32;
-                vec![Some(scale(&expand_data(g, keep_shape, x.shape()), 1.0 / count))]
+                vec![Some(scale(
+                    &expand_data(g, keep_shape, x.shape()),
+                    1.0 / count,
+                ))]
             }
             Max { x, indices, .. } => {
                 let mut gx = vec![0.0; x.numel()];
@@ -1091,14 +1438,16 @@ impl Op {
                 let mut gx = vec![0.0; x.numel()];
                 for o in 0..outer {
                     let d = (o * n + start) * inner;
-                    gx[d..d + len * inner].copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
+                    gx[d..d + len * inner]
+                        .copy_from_slice(&g[o * len * inner..(o + 1) * len * inner]);
                 }
                 vec![Some(gx)]
             }
             Cat { xs, dim } => {
                 let outer: usize = os[..*dim].iter().product();
                 let inner: usize = os[*dim + 1..].iter().product();
-                let mut grads: Vec<Vec<f32>> = xs.iter().map(|x| Vec::with_capacity(x.numel())).collect();
+                let mut grads: Vec<Vec<f32>> =
+                    xs.iter().map(|x| Vec::with_capacity(x.numel())).collect();
                 let mut pos = 0;
                 for _ in 0..outer {
                     for (x, gx) in xs.iter().zip(grads.iter_mut()) {
@@ -1107,14 +1456,21 @@ impl Op {
                         pos += chunk;
                     }
                 }
-                grads.into_iter().enumerate().map(|(i, gx)| want(i).then_some(gx)).collect()
+                grads
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, gx)| want(i).then_some(gx))
+                    .collect()
             }
             MatMul(a, b) => {
                 let (ash, bsh) = (a.shape(), b.shape());
                 let (ra, rb) = (ash.len(), bsh.len());
                 let (m, kk, n) = (ash[ra - 2], ash[ra - 1], bsh[rb - 1]);
                 let batch = &os[..os.len() - 2];
-                let (sa, sb) = (bcast_strides(&ash[..ra - 2], batch), bcast_strides(&bsh[..rb - 2], batch));
+                let (sa, sb) = (
+                    bcast_strides(&ash[..ra - 2], batch),
+                    bcast_strides(&bsh[..rb - 2], batch),
+                );
                 let (ad, bd) = (a.data(), b.data());
                 let mut ga = want(0).then(|| vec![0.0; a.numel()]);
                 let mut gb = want(1).then(|| vec![0.0; b.numel()]);
@@ -1127,15 +1483,31 @@ impl Op {
                     let gc = &g[o * m * n..(o + 1) * m * n];
                     if let Some(ga) = ga.as_mut() {
                         // dA = dC B^T
-                        let s = GemmShape::new(m, kk, n).with_transpose(Transpose::No, Transpose::Yes);
-                        res = gemm("matmul backward", s, gc, &bd[ib * kk * n..(ib + 1) * kk * n], 1.0,
-                            &mut ga[ia * m * kk..(ia + 1) * m * kk], &mut ws);
+                        let s =
+                            GemmShape::new(m, kk, n).with_transpose(Transpose::No, Transpose::Yes);
+                        res = gemm(
+                            "matmul backward",
+                            s,
+                            gc,
+                            &bd[ib * kk * n..(ib + 1) * kk * n],
+                            1.0,
+                            &mut ga[ia * m * kk..(ia + 1) * m * kk],
+                            &mut ws,
+                        );
                     }
                     if let (Some(gb), true) = (gb.as_mut(), res.is_ok()) {
                         // dB = A^T dC
-                        let s = GemmShape::new(kk, n, m).with_transpose(Transpose::Yes, Transpose::No);
-                        res = gemm("matmul backward", s, &ad[ia * m * kk..(ia + 1) * m * kk], gc, 1.0,
-                            &mut gb[ib * kk * n..(ib + 1) * kk * n], &mut ws);
+                        let s =
+                            GemmShape::new(kk, n, m).with_transpose(Transpose::Yes, Transpose::No);
+                        res = gemm(
+                            "matmul backward",
+                            s,
+                            &ad[ia * m * kk..(ia + 1) * m * kk],
+                            gc,
+                            1.0,
+                            &mut gb[ib * kk * n..(ib + 1) * kk * n],
+                            &mut ws,
+                        );
                     }
                 });
                 res?;
@@ -1149,15 +1521,32 @@ impl Op {
                 if want(0) {
                     let mut gx = vec![0.0; x.numel()];
                     if rows * in_f * out_f > 0 {
-                        gemm("linear backward (input)", GemmShape::new(rows, in_f, out_f), g, &w.data(), 0.0, &mut gx, &mut ws)?;
+                        gemm(
+                            "linear backward (input)",
+                            GemmShape::new(rows, in_f, out_f),
+                            g,
+                            &w.data(),
+                            0.0,
+                            &mut gx,
+                            &mut ws,
+                        )?;
                     }
                     grads[0] = Some(gx);
                 }
                 if want(1) {
                     let mut gw = vec![0.0; w.numel()];
                     if rows * in_f * out_f > 0 {
-                        let s = GemmShape::new(out_f, in_f, rows).with_transpose(Transpose::Yes, Transpose::No);
-                        gemm("linear backward (weight)", s, g, &x.data(), 0.0, &mut gw, &mut ws)?;
+                        let s = GemmShape::new(out_f, in_f, rows)
+                            .with_transpose(Transpose::Yes, Transpose::No);
+                        gemm(
+                            "linear backward (weight)",
+                            s,
+                            g,
+                            &x.data(),
+                            0.0,
+                            &mut gw,
+                            &mut ws,
+                        )?;
                     }
                     grads[1] = Some(gw);
                 }
@@ -1165,7 +1554,8 @@ impl Op {
                     grads.push(if want(2) {
                         let mut gb = vec![0.0; out_f];
                         if rows > 0 {
-                            k::bias_backward(rows, out_f, 1, g, &mut gb).map_err(Error::kernel("linear backward (bias)"))?;
+                            k::bias_backward(rows, out_f, 1, g, &mut gb)
+                                .map_err(Error::kernel("linear backward (bias)"))?;
                         }
                         Some(gb)
                     } else {
@@ -1209,7 +1599,8 @@ impl Op {
             Softmax(x) => {
                 let (rows, cols) = x.rows_cols("softmax backward")?;
                 let mut gx = vec![0.0; g.len()];
-                k::softmax_backward(rows, cols, &out.data(), g, &mut gx).map_err(Error::kernel("softmax backward"))?;
+                k::softmax_backward(rows, cols, &out.data(), g, &mut gx)
+                    .map_err(Error::kernel("softmax backward"))?;
                 vec![Some(gx)]
             }
             LogSoftmax(x) => {
@@ -1232,7 +1623,14 @@ impl Op {
 
 /// Gradients of a convolution: input and weight per batch chunk in parallel (each chunk
 /// with its own workspace; the partial weight gradients are summed), bias over the batch.
-fn conv2d_backward(x: &Tensor, w: &Tensor, has_bias: bool, shape: &Conv2dShape, g: &[f32], needs: &[bool]) -> Result<Grads> {
+fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    shape: &Conv2dShape,
+    g: &[f32],
+    needs: &[bool],
+) -> Result<Grads> {
     let batch = shape.batch;
     let per_in = x.numel() / batch;
     let per_out = g.len() / batch;
@@ -1281,7 +1679,8 @@ fn conv2d_backward(x: &Tensor, w: &Tensor, has_bias: bool, shape: &Conv2dShape, 
     if has_bias {
         grads.push(if needs.get(2).copied().unwrap_or(false) {
             let mut gb = vec![0.0; shape.params.out_channels];
-            k::conv2d_backward_bias(shape, g, &mut gb).map_err(Error::kernel("conv2d backward (bias)"))?;
+            k::conv2d_backward_bias(shape, g, &mut gb)
+                .map_err(Error::kernel("conv2d backward (bias)"))?;
             Some(gb)
         } else {
             None

@@ -23,10 +23,21 @@ pub trait Optimizer {
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
 }
 
+/// `v >= 0` and not NaN.
+fn non_negative(v: f32) -> bool {
+    v.partial_cmp(&0.0).is_some_and(|o| o.is_ge())
+}
+
+/// Per parameter of Adam: (step, m, v).
+type AdamState = Option<(u32, Vec<f32>, Vec<f32>)>;
+
 fn check_params(op: &'static str, params: &[Tensor]) -> Result<()> {
     for (i, p) in params.iter().enumerate() {
         if !p.is_leaf() || !p.requires_grad() {
-            return Err(Error::invalid(op, format!("parameter {i} is not a leaf tensor that requires grad")));
+            return Err(Error::invalid(
+                op,
+                format!("parameter {i} is not a leaf tensor that requires grad"),
+            ));
         }
     }
     Ok(())
@@ -45,13 +56,19 @@ fn buffer_from(state: &StateDict, key: &str, param: &Tensor) -> Result<Option<Ve
 
 fn check_keys(state: &StateDict, allowed: impl Fn(&str) -> bool) -> Result<()> {
     match state.keys().find(|k| !allowed(k)) {
-        Some(k) => Err(Error::StateDict { key: k.to_string(), msg: "not part of this optimizer's state".into() }),
+        Some(k) => Err(Error::StateDict {
+            key: k.to_string(),
+            msg: "not part of this optimizer's state".into(),
+        }),
         None => Ok(()),
     }
 }
 
 fn index_of_key(key: &str, suffix: &str) -> Option<usize> {
-    key.strip_prefix("state.")?.strip_suffix(suffix)?.parse().ok()
+    key.strip_prefix("state.")?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
 }
 
 /// Stochastic gradient descent (`torch.optim.SGD`): momentum, dampening, Nesterov, weight decay.
@@ -79,14 +96,28 @@ impl Sgd {
     /// SGD with every option.
     pub fn with_config(params: Vec<Tensor>, config: SgdConfig) -> Result<Sgd> {
         check_params("Sgd", &params)?;
-        if !(config.lr >= 0.0) || !config.lr.is_finite() || !(config.momentum >= 0.0) || !(config.weight_decay >= 0.0) {
-            return Err(Error::invalid("Sgd", format!("{config:?}: lr, momentum and weight decay must be >= 0")));
+        if !non_negative(config.lr)
+            || !config.lr.is_finite()
+            || !non_negative(config.momentum)
+            || !non_negative(config.weight_decay)
+        {
+            return Err(Error::invalid(
+                "Sgd",
+                format!("{config:?}: lr, momentum and weight decay must be >= 0"),
+            ));
         }
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
-            return Err(Error::invalid("Sgd", "Nesterov momentum requires a momentum and zero dampening"));
+            return Err(Error::invalid(
+                "Sgd",
+                "Nesterov momentum requires a momentum and zero dampening",
+            ));
         }
         let n = params.len();
-        Ok(Sgd { params, config, momentum: vec![None; n] })
+        Ok(Sgd {
+            params,
+            config,
+            momentum: vec![None; n],
+        })
     }
     /// The parameters, in order.
     pub fn params(&self) -> &[Tensor] {
@@ -127,17 +158,26 @@ impl Optimizer for Sgd {
         let mut sd = StateDict::new();
         for (i, (p, b)) in self.params.iter().zip(&self.momentum).enumerate() {
             if let Some(b) = b {
-                sd.insert(format!("state.{i}.momentum_buffer"), Tensor::raw(b.clone(), p.shape().to_vec()));
+                sd.insert(
+                    format!("state.{i}.momentum_buffer"),
+                    Tensor::raw(b.clone(), p.shape().to_vec()),
+                );
             }
         }
         sd
     }
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
         let n = self.params.len();
-        check_keys(state, |k| index_of_key(k, ".momentum_buffer").is_some_and(|i| i < n))?;
+        check_keys(state, |k| {
+            index_of_key(k, ".momentum_buffer").is_some_and(|i| i < n)
+        })?;
         let mut bufs = Vec::with_capacity(n);
         for (i, p) in self.params.iter().enumerate() {
-            bufs.push(buffer_from(state, &format!("state.{i}.momentum_buffer"), p)?);
+            bufs.push(buffer_from(
+                state,
+                &format!("state.{i}.momentum_buffer"),
+                p,
+            )?);
         }
         self.momentum = bufs;
         Ok(())
@@ -149,7 +189,7 @@ pub struct Adam {
     params: Vec<Tensor>,
     pub config: AdamConfig,
     /// Per parameter: (step, m, v), created at its first update.
-    state: Vec<Option<(u32, Vec<f32>, Vec<f32>)>>,
+    state: Vec<AdamState>,
 }
 
 impl Adam {
@@ -161,13 +201,24 @@ impl Adam {
     pub fn with_config(params: Vec<Tensor>, config: AdamConfig) -> Result<Adam> {
         check_params("Adam", &params)?;
         let c = &config;
-        if !(c.lr >= 0.0) || !c.lr.is_finite() || !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2)
-            || !(c.eps >= 0.0) || !(c.weight_decay >= 0.0)
+        if !non_negative(c.lr)
+            || !c.lr.is_finite()
+            || !(0.0..1.0).contains(&c.beta1)
+            || !(0.0..1.0).contains(&c.beta2)
+            || !non_negative(c.eps)
+            || !non_negative(c.weight_decay)
         {
-            return Err(Error::invalid("Adam", format!("{config:?}: need lr, eps, weight decay >= 0 and betas in [0, 1)")));
+            return Err(Error::invalid(
+                "Adam",
+                format!("{config:?}: need lr, eps, weight decay >= 0 and betas in [0, 1)"),
+            ));
         }
         let n = params.len();
-        Ok(Adam { params, config, state: vec![None; n] })
+        Ok(Adam {
+            params,
+            config,
+            state: vec![None; n],
+        })
     }
     /// The parameters, in order.
     pub fn params(&self) -> &[Tensor] {
@@ -180,7 +231,8 @@ impl Optimizer for Adam {
         for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
             let Some(g) = p.grad() else { continue };
             let g = g.to_vec();
-            let (step, m, v) = st.get_or_insert_with(|| (0, vec![0.0; p.numel()], vec![0.0; p.numel()]));
+            let (step, m, v) =
+                st.get_or_insert_with(|| (0, vec![0.0; p.numel()], vec![0.0; p.numel()]));
             let next = step
                 .checked_add(1)
                 .ok_or_else(|| Error::invalid("Adam::step", "step count overflows u32"))?;
@@ -205,8 +257,14 @@ impl Optimizer for Adam {
         for (i, (p, st)) in self.params.iter().zip(&self.state).enumerate() {
             if let Some((step, m, v)) = st {
                 sd.insert(format!("state.{i}.step"), Tensor::scalar(*step as f32));
-                sd.insert(format!("state.{i}.exp_avg"), Tensor::raw(m.clone(), p.shape().to_vec()));
-                sd.insert(format!("state.{i}.exp_avg_sq"), Tensor::raw(v.clone(), p.shape().to_vec()));
+                sd.insert(
+                    format!("state.{i}.exp_avg"),
+                    Tensor::raw(m.clone(), p.shape().to_vec()),
+                );
+                sd.insert(
+                    format!("state.{i}.exp_avg_sq"),
+                    Tensor::raw(v.clone(), p.shape().to_vec()),
+                );
             }
         }
         sd
@@ -214,7 +272,9 @@ impl Optimizer for Adam {
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
         let n = self.params.len();
         check_keys(state, |k| {
-            [".step", ".exp_avg", ".exp_avg_sq"].iter().any(|s| index_of_key(k, s).is_some_and(|i| i < n))
+            [".step", ".exp_avg", ".exp_avg_sq"]
+                .iter()
+                .any(|s| index_of_key(k, s).is_some_and(|i| i < n))
         })?;
         let mut new_state = Vec::with_capacity(n);
         for (i, p) in self.params.iter().enumerate() {
@@ -226,8 +286,11 @@ impl Optimizer for Adam {
                 (None, None, None) => None,
                 (Some(s), Some(m), Some(v)) => {
                     let s = s.item()?;
-                    if !(s >= 1.0) || s.fract() != 0.0 || s > (1u32 << 24) as f32 {
-                        return Err(Error::StateDict { key: key("step"), msg: format!("{s} is not a step count") });
+                    if !non_negative(s - 1.0) || s.fract() != 0.0 || s > (1u32 << 24) as f32 {
+                        return Err(Error::StateDict {
+                            key: key("step"),
+                            msg: format!("{s} is not a step count"),
+                        });
                     }
                     Some((s as u32, m, v))
                 }

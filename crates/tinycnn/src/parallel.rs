@@ -11,7 +11,11 @@ fn build(n: usize) -> Result<Arc<rayon::ThreadPool>> {
         .thread_name(|i| format!("tinycnn-{i}"))
         .build()
         .map(Arc::new)
-        .map_err(|e| Error::Msg(format!("set_num_threads({n}): cannot build thread pool: {e}")))
+        .map_err(|e| {
+            Error::Msg(format!(
+                "set_num_threads({n}): cannot build thread pool: {e}"
+            ))
+        })
 }
 
 /// Uses `n >= 1` threads for batch-parallel ops from now on (PyTorch's `torch.set_num_threads`).
@@ -23,7 +27,10 @@ fn build(n: usize) -> Result<Arc<rayon::ThreadPool>> {
 /// ```
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::invalid("set_num_threads", "needs at least one thread"));
+        return Err(Error::invalid(
+            "set_num_threads",
+            "needs at least one thread",
+        ));
     }
     let pool = build(n)?;
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
@@ -41,7 +48,9 @@ pub(crate) fn pool() -> Option<Arc<rayon::ThreadPool>> {
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
     if slot.is_none() {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         *slot = build(n).ok();
     }
     slot.clone()

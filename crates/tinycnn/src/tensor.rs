@@ -141,7 +141,11 @@ impl_dims!(usize, isize, i32, i64);
 impl Tensor {
     // ----- construction -------------------------------------------------------------------
 
-    pub(crate) fn from_parts(shape: Vec<usize>, storage: Arc<Storage>, node: Option<Node>) -> Tensor {
+    pub(crate) fn from_parts(
+        shape: Vec<usize>,
+        storage: Arc<Storage>,
+        node: Option<Node>,
+    ) -> Tensor {
         let requires_grad = node.is_some();
         Tensor {
             inner: Arc::new(Inner {
@@ -233,7 +237,10 @@ impl Tensor {
     /// `start, start + step, ...` below `end` (above it for a negative step).
     pub fn arange_step(start: f32, end: f32, step: f32) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(Error::invalid("arange", "step must be finite and non-zero, bounds finite"));
+            return Err(Error::invalid(
+                "arange",
+                "step must be finite and non-zero, bounds finite",
+            ));
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         Ok(Tensor::raw(
@@ -248,7 +255,10 @@ impl Tensor {
     }
     /// Uniform in `[0, 1)` from `rng`.
     pub fn rand_with(shape: &[usize], rng: &mut Rng) -> Tensor {
-        Tensor::raw((0..numel_of(shape)).map(|_| rng.uniform()).collect(), shape.to_vec())
+        Tensor::raw(
+            (0..numel_of(shape)).map(|_| rng.uniform()).collect(),
+            shape.to_vec(),
+        )
     }
     /// Standard normal from the global generator (`torch.randn`).
     pub fn randn(shape: &[usize]) -> Tensor {
@@ -256,7 +266,10 @@ impl Tensor {
     }
     /// Standard normal from `rng`.
     pub fn randn_with(shape: &[usize], rng: &mut Rng) -> Tensor {
-        Tensor::raw((0..numel_of(shape)).map(|_| rng.normal()).collect(), shape.to_vec())
+        Tensor::raw(
+            (0..numel_of(shape)).map(|_| rng.normal()).collect(),
+            shape.to_vec(),
+        )
     }
     /// Normal with `mean` and `std >= 0` from the global generator (`torch.normal`).
     pub fn normal(mean: f32, std: f32, shape: &[usize]) -> Result<Tensor> {
@@ -264,11 +277,16 @@ impl Tensor {
     }
     /// Normal with `mean` and `std >= 0` from `rng`.
     pub fn normal_with(mean: f32, std: f32, shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-        if !(std >= 0.0) || !std.is_finite() || !mean.is_finite() {
-            return Err(Error::invalid("normal", format!("std must be finite and >= 0, got {std}")));
+        if !std.is_finite() || !mean.is_finite() || std < 0.0 {
+            return Err(Error::invalid(
+                "normal",
+                format!("std must be finite and >= 0, got {std}"),
+            ));
         }
         Ok(Tensor::raw(
-            (0..numel_of(shape)).map(|_| mean + std * rng.normal()).collect(),
+            (0..numel_of(shape))
+                .map(|_| mean + std * rng.normal())
+                .collect(),
             shape.to_vec(),
         ))
     }
@@ -278,8 +296,11 @@ impl Tensor {
     }
     /// Uniform in `[low, high)` from `rng`.
     pub fn uniform_with(low: f32, high: f32, shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-        if !(low <= high) || !low.is_finite() || !high.is_finite() {
-            return Err(Error::invalid("uniform", format!("need finite low <= high, got {low}, {high}")));
+        if !low.is_finite() || !high.is_finite() || low > high {
+            return Err(Error::invalid(
+                "uniform",
+                format!("need finite low <= high, got {low}, {high}"),
+            ));
         }
         Ok(Tensor::raw(
             (0..numel_of(shape))
@@ -327,7 +348,11 @@ impl Tensor {
     /// The value of a one-element tensor (PyTorch's `item()`).
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::bad_shape("item", self.shape(), "needs exactly one element"));
+            return Err(Error::bad_shape(
+                "item",
+                self.shape(),
+                "needs exactly one element",
+            ));
         }
         Ok(self.data()[0])
     }
@@ -339,12 +364,21 @@ impl Tensor {
 
     fn offset_of(&self, op: &'static str, index: &[usize]) -> Result<usize> {
         if index.len() != self.rank() {
-            return Err(Error::bad_shape(op, self.shape(), format!("index {index:?} has the wrong rank")));
+            return Err(Error::bad_shape(
+                op,
+                self.shape(),
+                format!("index {index:?} has the wrong rank"),
+            ));
         }
         let mut off = 0;
         for (d, (&i, &n)) in index.iter().zip(self.shape()).enumerate() {
             if i >= n {
-                return Err(Error::IndexOutOfRange { op, index: i, dim: d, size: n });
+                return Err(Error::IndexOutOfRange {
+                    op,
+                    index: i,
+                    dim: d,
+                    size: n,
+                });
             }
             off = off * n + i;
         }
@@ -379,7 +413,11 @@ impl Tensor {
     }
     /// The gradient accumulated by `backward` (leaf tensors that require grad only).
     pub fn grad(&self) -> Option<Tensor> {
-        self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// Replaces the gradient (used by optimizers and tests).
     pub fn set_grad(&self, grad: Option<Tensor>) -> Result<()> {
@@ -486,9 +524,16 @@ impl Tensor {
     pub fn div_scalar_(&self, v: f32) -> Result<()> {
         self.update_(|d| d.iter_mut().for_each(|x| *x /= v))
     }
-    fn zip_inplace(&self, op: &'static str, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<()> {
+    fn zip_inplace(
+        &self,
+        op: &'static str,
+        other: &Tensor,
+        f: impl Fn(f32, f32) -> f32,
+    ) -> Result<()> {
         self.check_inplace(op)?;
-        let b = other.broadcast_to(self.shape()).map_err(|_| Error::mismatch(op, self.shape(), other.shape()))?;
+        let b = other
+            .broadcast_to(self.shape())
+            .map_err(|_| Error::mismatch(op, self.shape(), other.shape()))?;
         let b = b.to_vec();
         let mut d = self.inner.storage.write();
         for (x, y) in d.iter_mut().zip(b) {
@@ -499,12 +544,22 @@ impl Tensor {
 
     /// Assigns `value` (broadcast) to `self[.., range, ..]` along `dim`: the notebooks'
     /// `X[:, 2:6] = 0` is `x.slice_assign_(1, 2..6, &Tensor::scalar(0.0))`.
-    pub fn slice_assign_(&self, dim: isize, range: std::ops::Range<usize>, value: &Tensor) -> Result<()> {
+    pub fn slice_assign_(
+        &self,
+        dim: isize,
+        range: std::ops::Range<usize>,
+        value: &Tensor,
+    ) -> Result<()> {
         self.check_inplace("slice_assign_")?;
         let d = self.dim_index("slice_assign_", dim)?;
         let n = self.shape()[d];
         if range.start > range.end || range.end > n {
-            return Err(Error::IndexOutOfRange { op: "slice_assign_", index: range.end, dim: d, size: n });
+            return Err(Error::IndexOutOfRange {
+                op: "slice_assign_",
+                index: range.end,
+                dim: d,
+                size: n,
+            });
         }
         let mut sub_shape = self.shape().to_vec();
         sub_shape[d] = range.len();
@@ -536,7 +591,9 @@ impl Tensor {
             return false;
         }
         let (a, b) = (self.data(), other.data());
-        a.iter().zip(b.iter()).all(|(&x, &y)| (x - y).abs() <= atol + rtol * y.abs())
+        a.iter()
+            .zip(b.iter())
+            .all(|(&x, &y)| (x - y).abs() <= atol + rtol * y.abs())
     }
     /// Same shape and exactly equal elements (`torch.equal`).
     pub fn equal(&self, other: &Tensor) -> bool {

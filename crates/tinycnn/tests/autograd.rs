@@ -5,9 +5,12 @@ use tinycnn::{no_grad, Error, Pool2dParams, Result, Rng, Tensor};
 
 /// Checks the analytic gradient of `sum(f(inputs) * r)` (fixed random `r`) with respect to
 /// every input against central differences computed in f64.
-fn gradcheck(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+fn gradcheck(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
     let mut rng = Rng::seed_from(99);
-    let params: Vec<Tensor> = inputs.iter().map(|t| t.deep_clone().requires_grad_(true).unwrap()).collect();
+    let params: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.deep_clone().requires_grad_(true).unwrap())
+        .collect();
     let out = f(&params).unwrap();
     let r = Tensor::uniform_with(0.5, 1.5, out.shape(), &mut rng).unwrap();
     let loss = out.mul(&r).unwrap().sum_all();
@@ -19,8 +22,15 @@ fn gradcheck(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tens
     };
     let eps = 1e-2f32;
     for (pi, p) in params.iter().enumerate() {
-        let analytic = p.grad().unwrap_or_else(|| panic!("{name}: input {pi} got no gradient")).to_vec();
-        assert_eq!(analytic.len(), p.numel(), "{name}: gradient {pi} has the wrong size");
+        let analytic = p
+            .grad()
+            .unwrap_or_else(|| panic!("{name}: input {pi} got no gradient"))
+            .to_vec();
+        assert_eq!(
+            analytic.len(),
+            p.numel(),
+            "{name}: gradient {pi} has the wrong size"
+        );
         let base = p.to_vec();
         for i in 0..base.len() {
             let probe = |delta: f32| {
@@ -47,7 +57,11 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 /// Values whose magnitudes stay away from 0 (for kinks: relu, abs, max).
 fn away_from_zero(shape: &[usize], seed: u64) -> Tensor {
     let t = randn(shape, seed);
-    let v = t.to_vec().iter().map(|&x| if x >= 0.0 { x + 0.2 } else { x - 0.2 }).collect();
+    let v = t
+        .to_vec()
+        .iter()
+        .map(|&x| if x >= 0.0 { x + 0.2 } else { x - 0.2 })
+        .collect();
     Tensor::from_vec(v, shape).unwrap()
 }
 
@@ -64,126 +78,202 @@ fn elementwise_binary_with_broadcasting() {
     let a = randn(&[2, 3], 1);
     let b = randn(&[3], 2);
     let c = randn(&[2, 1], 3);
-    gradcheck("add", &[a.clone(), b.clone()], |p| p[0].add(&p[1]));
-    gradcheck("sub", &[a.clone(), c.clone()], |p| p[0].sub(&p[1]));
-    gradcheck("mul", &[c.clone(), b.clone()], |p| p[0].mul(&p[1]));
+    gradcheck("add", vec![a.clone(), b.clone()], |p| p[0].add(&p[1]));
+    gradcheck("sub", vec![a.clone(), c.clone()], |p| p[0].sub(&p[1]));
+    gradcheck("mul", vec![c.clone(), b.clone()], |p| p[0].mul(&p[1]));
     let pos = (&randn(&[3], 4).abs() + 0.5).detach();
-    gradcheck("div", &[a.clone(), pos], |p| p[0].div(&p[1]));
-    gradcheck("same input twice", &[a.clone()], |p| p[0].mul(&p[0]));
+    gradcheck("div", vec![a.clone(), pos], |p| p[0].div(&p[1]));
+    gradcheck("same input twice", vec![a.clone()], |p| p[0].mul(&p[0]));
 }
 
 #[test]
 fn elementwise_unary() {
     let x = randn(&[2, 3], 5);
     let pos = (&x.abs() + 0.5).detach();
-    gradcheck("add_scalar", &[x.clone()], |p| Ok(&p[0] + 2.0));
-    gradcheck("mul_scalar", &[x.clone()], |p| Ok(&p[0] * -3.0));
-    gradcheck("div_scalar", &[x.clone()], |p| Ok(&p[0] / 4.0));
-    gradcheck("rsub", &[x.clone()], |p| Ok(1.0 - &p[0]));
-    gradcheck("rdiv", &[pos.clone()], |p| Ok(1.0 / &p[0]));
-    gradcheck("pow", &[pos.clone()], |p| Ok(p[0].pow(2.5)));
-    gradcheck("square", &[x.clone()], |p| Ok(p[0].pow(2.0)));
-    gradcheck("exp", &[x.clone()], |p| Ok(p[0].exp()));
-    gradcheck("log", &[pos.clone()], |p| Ok(p[0].log()));
-    gradcheck("sqrt", &[pos.clone()], |p| Ok(p[0].sqrt()));
-    gradcheck("abs", &[away_from_zero(&[2, 3], 6)], |p| Ok(p[0].abs()));
-    gradcheck("neg", &[x.clone()], |p| Ok(-&p[0]));
-    gradcheck("relu", &[away_from_zero(&[2, 3], 7)], |p| p[0].relu());
-    gradcheck("sigmoid", &[x.clone()], |p| p[0].sigmoid());
-    gradcheck("tanh", &[x.clone()], |p| p[0].tanh());
+    gradcheck("add_scalar", vec![x.clone()], |p| Ok(&p[0] + 2.0));
+    gradcheck("mul_scalar", vec![x.clone()], |p| Ok(&p[0] * -3.0));
+    gradcheck("div_scalar", vec![x.clone()], |p| Ok(&p[0] / 4.0));
+    gradcheck("rsub", vec![x.clone()], |p| Ok(1.0 - &p[0]));
+    gradcheck("rdiv", vec![pos.clone()], |p| Ok(1.0 / &p[0]));
+    gradcheck("pow", vec![pos.clone()], |p| Ok(p[0].pow(2.5)));
+    gradcheck("square", vec![x.clone()], |p| Ok(p[0].pow(2.0)));
+    gradcheck("exp", vec![x.clone()], |p| Ok(p[0].exp()));
+    gradcheck("log", vec![pos.clone()], |p| Ok(p[0].log()));
+    gradcheck("sqrt", vec![pos.clone()], |p| Ok(p[0].sqrt()));
+    gradcheck("abs", vec![away_from_zero(&[2, 3], 6)], |p| Ok(p[0].abs()));
+    gradcheck("neg", vec![x.clone()], |p| Ok(-&p[0]));
+    gradcheck("relu", vec![away_from_zero(&[2, 3], 7)], |p| p[0].relu());
+    gradcheck("sigmoid", vec![x.clone()], |p| p[0].sigmoid());
+    gradcheck("tanh", vec![x.clone()], |p| p[0].tanh());
 }
 
 #[test]
 fn reductions() {
     let x = randn(&[2, 3, 4], 8);
-    gradcheck("sum_all", &[x.clone()], |p| Ok(p[0].sum_all()));
-    gradcheck("sum dims", &[x.clone()], |p| p[0].sum(&[0, 2], false));
-    gradcheck("sum keepdim", &[x.clone()], |p| p[0].sum(&[1], true));
-    gradcheck("mean_all", &[x.clone()], |p| Ok(p[0].mean_all()));
-    gradcheck("mean dim", &[x.clone()], |p| p[0].mean(&[-1], false));
+    gradcheck("sum_all", vec![x.clone()], |p| Ok(p[0].sum_all()));
+    gradcheck("sum dims", vec![x.clone()], |p| p[0].sum(&[0, 2], false));
+    gradcheck("sum keepdim", vec![x.clone()], |p| p[0].sum(&[1], true));
+    gradcheck("mean_all", vec![x.clone()], |p| Ok(p[0].mean_all()));
+    gradcheck("mean dim", vec![x.clone()], |p| p[0].mean(&[-1], false));
     let d = distinct(&[2, 3, 4], 9);
-    gradcheck("max dim", &[d.clone()], |p| Ok(p[0].max(1, false)?.0));
-    gradcheck("max_all", &[d.clone()], |p| p[0].max_all());
-    gradcheck("min_all", &[d], |p| p[0].min_all());
+    gradcheck("max dim", vec![d.clone()], |p| Ok(p[0].max(1, false)?.0));
+    gradcheck("max_all", vec![d.clone()], |p| p[0].max_all());
+    gradcheck("min_all", vec![d], |p| p[0].min_all());
 }
 
 #[test]
 fn shape_ops() {
     let x = randn(&[2, 3, 4], 10);
-    gradcheck("reshape", &[x.clone()], |p| Ok(p[0].reshape([4, -1])?.mul(&Tensor::arange(6))?));
-    gradcheck("flatten", &[x.clone()], |p| p[0].flatten(1, 2));
-    gradcheck("permute", &[x.clone()], |p| p[0].permute(&[2, 0, 1]));
-    gradcheck("transpose", &[x.clone()], |p| p[0].transpose(0, 2));
-    gradcheck("narrow", &[x.clone()], |p| p[0].narrow(2, 1, 2));
-    gradcheck("select", &[x.clone()], |p| p[0].select(1, 2));
-    gradcheck("cat", &[x.clone(), randn(&[2, 1, 4], 11)], |p| Tensor::cat(&p[..2], 1));
-    gradcheck("stack", &[randn(&[3], 12), randn(&[3], 13)], |p| Tensor::stack(&p[..2], 1));
-    gradcheck("broadcast_to", &[randn(&[3, 1], 14)], |p| p[0].broadcast_to(&[2, 3, 4]));
-    gradcheck("unsqueeze/squeeze", &[randn(&[3], 15)], |p| p[0].unsqueeze(0)?.squeeze(0));
+    gradcheck("reshape", vec![x.clone()], |p| {
+        p[0].reshape([4, -1])?.mul(&Tensor::arange(6))
+    });
+    gradcheck("flatten", vec![x.clone()], |p| p[0].flatten(1, 2));
+    gradcheck("permute", vec![x.clone()], |p| p[0].permute(&[2, 0, 1]));
+    gradcheck("transpose", vec![x.clone()], |p| p[0].transpose(0, 2));
+    gradcheck("narrow", vec![x.clone()], |p| p[0].narrow(2, 1, 2));
+    gradcheck("select", vec![x.clone()], |p| p[0].select(1, 2));
+    gradcheck("cat", vec![x.clone(), randn(&[2, 1, 4], 11)], |p| {
+        Tensor::cat(&p[..2], 1)
+    });
+    gradcheck("stack", vec![randn(&[3], 12), randn(&[3], 13)], |p| {
+        Tensor::stack(&p[..2], 1)
+    });
+    gradcheck("broadcast_to", vec![randn(&[3, 1], 14)], |p| {
+        p[0].broadcast_to(&[2, 3, 4])
+    });
+    gradcheck("unsqueeze/squeeze", vec![randn(&[3], 15)], |p| {
+        p[0].unsqueeze(0)?.squeeze(0)
+    });
 }
 
 #[test]
 fn matrix_products() {
-    gradcheck("matmul 2-D", &[randn(&[3, 4], 16), randn(&[4, 5], 17)], |p| p[0].matmul(&p[1]));
-    gradcheck("matmul batched broadcast", &[randn(&[2, 3, 4], 18), randn(&[4, 2], 19)], |p| p[0].matmul(&p[1]));
-    gradcheck("matmul batch both", &[randn(&[2, 1, 2, 3], 20), randn(&[3, 3, 2], 21)], |p| p[0].matmul(&p[1]));
-    gradcheck("matvec", &[randn(&[3, 4], 22), randn(&[4], 23)], |p| p[0].matmul(&p[1]));
-    gradcheck("linear", &[randn(&[5, 4], 24), randn(&[3, 4], 25), randn(&[3], 26)], |p| {
-        p[0].linear(&p[1], Some(&p[2]))
+    gradcheck(
+        "matmul 2-D",
+        vec![randn(&[3, 4], 16), randn(&[4, 5], 17)],
+        |p| p[0].matmul(&p[1]),
+    );
+    gradcheck(
+        "matmul batched broadcast",
+        vec![randn(&[2, 3, 4], 18), randn(&[4, 2], 19)],
+        |p| p[0].matmul(&p[1]),
+    );
+    gradcheck(
+        "matmul batch both",
+        vec![randn(&[2, 1, 2, 3], 20), randn(&[3, 3, 2], 21)],
+        |p| p[0].matmul(&p[1]),
+    );
+    gradcheck("matvec", vec![randn(&[3, 4], 22), randn(&[4], 23)], |p| {
+        p[0].matmul(&p[1])
     });
-    gradcheck("linear no bias, 3-D input", &[randn(&[2, 2, 4], 27), randn(&[3, 4], 28)], |p| p[0].linear(&p[1], None));
+    gradcheck(
+        "linear",
+        vec![randn(&[5, 4], 24), randn(&[3, 4], 25), randn(&[3], 26)],
+        |p| p[0].linear(&p[1], Some(&p[2])),
+    );
+    gradcheck(
+        "linear no bias, 3-D input",
+        vec![randn(&[2, 2, 4], 27), randn(&[3, 4], 28)],
+        |p| p[0].linear(&p[1], None),
+    );
 }
 
 #[test]
 fn convolution() {
     let x = randn(&[2, 4, 6, 5], 30);
-    gradcheck("conv2d plain", &[x.clone(), randn(&[3, 4, 3, 3], 31), randn(&[3], 32)], |p| {
-        p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (0, 0), (1, 1), 1)
-    });
-    gradcheck("conv2d stride/pad/dilation", &[x.clone(), randn(&[2, 4, 2, 3], 33)], |p| {
-        p[0].conv2d(&p[1], None, (2, 1), (1, 2), (2, 1), 1)
-    });
-    gradcheck("conv2d groups", &[x.clone(), randn(&[4, 2, 3, 3], 34), randn(&[4], 35)], |p| {
-        p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (1, 1), (1, 1), 2)
-    });
-    gradcheck("corr2d", &[randn(&[4, 5], 36), randn(&[2, 2], 37)], |p| p[0].corr2d(&p[1]));
+    gradcheck(
+        "conv2d plain",
+        vec![x.clone(), randn(&[3, 4, 3, 3], 31), randn(&[3], 32)],
+        |p| p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (0, 0), (1, 1), 1),
+    );
+    gradcheck(
+        "conv2d stride/pad/dilation",
+        vec![x.clone(), randn(&[2, 4, 2, 3], 33)],
+        |p| p[0].conv2d(&p[1], None, (2, 1), (1, 2), (2, 1), 1),
+    );
+    gradcheck(
+        "conv2d groups",
+        vec![x.clone(), randn(&[4, 2, 3, 3], 34), randn(&[4], 35)],
+        |p| p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (1, 1), (1, 1), 2),
+    );
+    gradcheck(
+        "corr2d",
+        vec![randn(&[4, 5], 36), randn(&[2, 2], 37)],
+        |p| p[0].corr2d(&p[1]),
+    );
 }
 
 #[test]
 fn convolution_batch_split_over_threads() {
     // Batch 5 over 2 threads: chunks of 3 and 2, partial weight gradients summed.
     tinycnn::set_num_threads(2).unwrap();
-    gradcheck("conv2d batch 5", &[randn(&[5, 2, 5, 5], 38), randn(&[3, 2, 3, 3], 39), randn(&[3], 40)], |p| {
-        p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (1, 1), (1, 1), 1)
+    gradcheck(
+        "conv2d batch 5",
+        vec![
+            randn(&[5, 2, 5, 5], 38),
+            randn(&[3, 2, 3, 3], 39),
+            randn(&[3], 40),
+        ],
+        |p| p[0].conv2d(&p[1], Some(&p[2]), (1, 1), (1, 1), (1, 1), 1),
+    );
+    gradcheck(
+        "max_pool2d batch 5",
+        vec![distinct(&[5, 2, 4, 4], 41)],
+        |p| p[0].max_pool2d(Pool2dParams::new(2)),
+    );
+    gradcheck("avg_pool2d batch 5", vec![randn(&[5, 2, 4, 4], 42)], |p| {
+        p[0].avg_pool2d(Pool2dParams::new(2))
     });
-    gradcheck("max_pool2d batch 5", &[distinct(&[5, 2, 4, 4], 41)], |p| p[0].max_pool2d(Pool2dParams::new(2)));
-    gradcheck("avg_pool2d batch 5", &[randn(&[5, 2, 4, 4], 42)], |p| p[0].avg_pool2d(Pool2dParams::new(2)));
 }
 
 #[test]
 fn pooling() {
     let d = distinct(&[2, 2, 5, 5], 43);
-    gradcheck("max_pool2d", &[d.clone()], |p| p[0].max_pool2d(Pool2dParams::new(2)));
-    gradcheck("max_pool2d overlap pad", &[d.clone()], |p| {
-        p[0].max_pool2d(Pool2dParams::new(3).with_stride((2, 2)).with_padding((1, 1)))
+    gradcheck("max_pool2d", vec![d.clone()], |p| {
+        p[0].max_pool2d(Pool2dParams::new(2))
     });
-    gradcheck("avg_pool2d pad", &[randn(&[2, 2, 5, 5], 44)], |p| {
-        p[0].avg_pool2d(Pool2dParams::new(3).with_stride((2, 2)).with_padding((1, 1)))
+    gradcheck("max_pool2d overlap pad", vec![d.clone()], |p| {
+        p[0].max_pool2d(
+            Pool2dParams::new(3)
+                .with_stride((2, 2))
+                .with_padding((1, 1)),
+        )
     });
-    gradcheck("avg_pool2d exclude pad", &[randn(&[1, 2, 5, 5], 45)], |p| {
-        p[0].avg_pool2d(Pool2dParams::new(3).with_padding((1, 1)).with_count_include_pad(false))
+    gradcheck("avg_pool2d pad", vec![randn(&[2, 2, 5, 5], 44)], |p| {
+        p[0].avg_pool2d(
+            Pool2dParams::new(3)
+                .with_stride((2, 2))
+                .with_padding((1, 1)),
+        )
     });
+    gradcheck(
+        "avg_pool2d exclude pad",
+        vec![randn(&[1, 2, 5, 5], 45)],
+        |p| {
+            p[0].avg_pool2d(
+                Pool2dParams::new(3)
+                    .with_padding((1, 1))
+                    .with_count_include_pad(false),
+            )
+        },
+    );
 }
 
 #[test]
 fn softmax_and_losses() {
     let x = randn(&[3, 5], 46);
-    gradcheck("softmax", &[x.clone()], |p| p[0].softmax(-1));
-    gradcheck("softmax dim 0", &[x.clone()], |p| p[0].softmax(0));
-    gradcheck("log_softmax", &[x.clone()], |p| p[0].log_softmax(1));
-    gradcheck("cross_entropy", &[x.clone()], |p| p[0].cross_entropy(&[0, 4, 2]));
-    gradcheck("cross_entropy tensor labels", &[x.clone()], |p| p[0].cross_entropy_t(&Tensor::new([1.0, 1.0, 3.0])));
-    gradcheck("mse_loss", &[x.clone(), randn(&[3, 5], 47)], |p| p[0].mse_loss(&p[1]));
+    gradcheck("softmax", vec![x.clone()], |p| p[0].softmax(-1));
+    gradcheck("softmax dim 0", vec![x.clone()], |p| p[0].softmax(0));
+    gradcheck("log_softmax", vec![x.clone()], |p| p[0].log_softmax(1));
+    gradcheck("cross_entropy", vec![x.clone()], |p| {
+        p[0].cross_entropy(&[0, 4, 2])
+    });
+    gradcheck("cross_entropy tensor labels", vec![x.clone()], |p| {
+        p[0].cross_entropy_t(&Tensor::new([1.0, 1.0, 3.0]))
+    });
+    gradcheck("mse_loss", vec![x.clone(), randn(&[3, 5], 47)], |p| {
+        p[0].mse_loss(&p[1])
+    });
 }
 
 #[test]
@@ -193,7 +283,9 @@ fn cross_entropy_value_and_label_errors() {
     assert!((l.item().unwrap() - 4f32.ln()).abs() < 1e-6);
     assert!(Tensor::zeros(&[2, 4]).cross_entropy(&[0, 4]).is_err());
     assert!(Tensor::zeros(&[2, 4]).cross_entropy(&[0]).is_err());
-    assert!(Tensor::zeros(&[2, 4]).cross_entropy_t(&Tensor::new([0.5, 1.0])).is_err());
+    assert!(Tensor::zeros(&[2, 4])
+        .cross_entropy_t(&Tensor::new([0.5, 1.0]))
+        .is_err());
 }
 
 #[test]
@@ -208,13 +300,23 @@ fn gradients_accumulate_and_shared_parameters_sum() {
     w.zero_grad();
     assert!(w.grad().is_none());
     // A parameter used twice gets the sum: d/dw (w*x + w) = x + 1.
-    w.mul(&x).unwrap().add(&w).unwrap().sum_all().backward().unwrap();
+    w.mul(&x)
+        .unwrap()
+        .add(&w)
+        .unwrap()
+        .sum_all()
+        .backward()
+        .unwrap();
     assert_eq!(w.grad().unwrap().to_vec(), [2.0, 5.0]);
     // Same linear layer applied twice (FixedHiddenMLP's reuse) against finite differences.
-    gradcheck("shared linear", &[randn(&[2, 3], 48), randn(&[3, 3], 49), randn(&[3], 50)], |p| {
-        let h = p[0].linear(&p[1], Some(&p[2]))?.relu()?;
-        h.linear(&p[1], Some(&p[2]))
-    });
+    gradcheck(
+        "shared linear",
+        vec![randn(&[2, 3], 48), randn(&[3, 3], 49), randn(&[3], 50)],
+        |p| {
+            let h = p[0].linear(&p[1], Some(&p[2]))?.relu()?;
+            h.linear(&p[1], Some(&p[2]))
+        },
+    );
 }
 
 #[test]
@@ -250,7 +352,11 @@ fn learn_the_edge_kernel() {
     // d2l 6.2.4: learn K = [1, -1] from X and Y with a 1x2 conv, lr 3e-2, loss falls to ~0.
     let x = Tensor::ones(&[6, 8]);
     x.slice_fill_(1, 2..6, 0.0).unwrap();
-    let y = x.corr2d(&Tensor::new([[1.0, -1.0]])).unwrap().reshape([1, 1, 6, 7]).unwrap();
+    let y = x
+        .corr2d(&Tensor::new([[1.0, -1.0]]))
+        .unwrap()
+        .reshape([1, 1, 6, 7])
+        .unwrap();
     let x = x.reshape([1, 1, 6, 8]).unwrap();
     tinycnn::manual_seed(0);
     let conv = tinycnn::nn::Conv2d::with(tinycnn::Conv2dParams::new(1, 1, (1, 2)), false).unwrap();

@@ -259,6 +259,8 @@ fn downloads_verifies_and_loads() {
     assert_eq!(data.train.image(3).unwrap()[100], 25.0 / 255.0);
     assert_eq!(data.test.image(2).unwrap()[0], 62.0 / 255.0);
     assert_eq!(data.train.images.len(), 5 * 784);
+    assert!(data.train.image(5).is_none());
+    assert!(data.train.image(usize::MAX).is_none());
 
     // Stored files are the served bytes, and nothing else (no temporary files) is left.
     assert_eq!(entries(&dir), {

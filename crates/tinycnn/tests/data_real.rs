@@ -72,3 +72,46 @@ fn debian_fashion_mnist() {
     assert_eq!(first.shape, [256, 1, 28, 28]);
     assert_eq!(first.images.len(), 256 * 784);
 }
+
+/// Debian's files are the official ones with their gzip headers normalised by
+/// strip-nondeterminism (file name dropped, mtime reset), so their own MD5 sums differ from
+/// the published ones. Restoring the original header (FNAME flag, file name, the upstream
+/// mtime) gives back the served bytes, which must match the built-in published sums.
+#[test]
+fn debian_files_match_published_md5_after_restoring_gzip_header() {
+    use md5::{Digest, Md5};
+    if !Path::new(DEBIAN_DIR).is_dir() {
+        eprintln!("skipped: {DEBIAN_DIR} not present (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let spec = tinycnn::data::DatasetSpec::fashion_mnist();
+    // Upstream mtimes: 2017-08-31 10:50:06 UTC (training files), 10:50:27 UTC (test files).
+    let files = [
+        (&spec.train_images, 1_504_176_606u32, 26_421_880usize),
+        (&spec.train_labels, 1_504_176_606, 29_515),
+        (&spec.test_images, 1_504_176_627, 4_422_102),
+        (&spec.test_labels, 1_504_176_627, 5_148),
+    ];
+    for (file, mtime, official_size) in files {
+        let debian = std::fs::read(Path::new(DEBIAN_DIR).join(&file.name)).unwrap();
+        assert_eq!(
+            debian[..4],
+            [0x1f, 0x8b, 8, 0],
+            "{}: unexpected gzip header",
+            file.name
+        );
+        let original_name = file.name.strip_suffix(".gz").unwrap();
+        let mut official = vec![0x1f, 0x8b, 8, 0x08];
+        official.extend_from_slice(&mtime.to_le_bytes());
+        official.extend_from_slice(&debian[8..10]);
+        official.extend_from_slice(original_name.as_bytes());
+        official.push(0);
+        official.extend_from_slice(&debian[10..]);
+        assert_eq!(official.len(), official_size, "{}", file.name);
+        let sum: String = Md5::digest(&official)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sum, file.md5, "{}", file.name);
+    }
+}

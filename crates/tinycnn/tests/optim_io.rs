@@ -36,20 +36,42 @@ fn sgd_rules() {
     let plain = SgdConfig::new(0.1);
     assert!(close(&run_sgd(plain, 2), &[0.8, 0.6]));
     // momentum 0.9: buf 2, then 0.9 * 2 + 2 = 3.8.
-    let m = SgdConfig { momentum: 0.9, ..plain };
+    let m = SgdConfig {
+        momentum: 0.9,
+        ..plain
+    };
     assert!(close(&run_sgd(m, 2), &[0.8, 0.42]));
     // dampening 0.5: second buf 0.9 * 2 + 0.5 * 2 = 2.8.
-    let d = SgdConfig { dampening: 0.5, ..m };
+    let d = SgdConfig {
+        dampening: 0.5,
+        ..m
+    };
     assert!(close(&run_sgd(d, 2), &[0.8, 0.52]));
     // Nesterov: step d = g + 0.9 buf = 3.8.
-    let n = SgdConfig { nesterov: true, ..m };
+    let n = SgdConfig {
+        nesterov: true,
+        ..m
+    };
     assert!(close(&run_sgd(n, 1), &[0.62]));
     // weight decay 0.5: d = 2 + 0.5 * 1 = 2.5.
-    let w = SgdConfig { weight_decay: 0.5, ..plain };
+    let w = SgdConfig {
+        weight_decay: 0.5,
+        ..plain
+    };
     assert!(close(&run_sgd(w, 1), &[0.75]));
     assert!(Sgd::with_config(vec![], SgdConfig { lr: -1.0, ..plain }).is_err());
-    assert!(Sgd::with_config(vec![], SgdConfig { nesterov: true, ..plain }).is_err());
-    assert!(Sgd::new(vec![Tensor::zeros(&[1])], 0.1).is_err(), "a tensor without requires_grad is not a parameter");
+    assert!(Sgd::with_config(
+        vec![],
+        SgdConfig {
+            nesterov: true,
+            ..plain
+        }
+    )
+    .is_err());
+    assert!(
+        Sgd::new(vec![Tensor::zeros(&[1])], 0.1).is_err(),
+        "a tensor without requires_grad is not a parameter"
+    );
 }
 
 #[test]
@@ -60,32 +82,69 @@ fn adam_first_steps() {
     (&p * 3.0).sum_all().backward().unwrap();
     opt.step().unwrap();
     assert!(close(&p.to_vec(), &[0.9, -2.1]));
-    assert!(Adam::with_config(vec![], AdamConfig { beta1: 1.0, ..AdamConfig::new(0.1) }).is_err());
+    assert!(Adam::with_config(
+        vec![],
+        AdamConfig {
+            beta1: 1.0,
+            ..AdamConfig::new(0.1)
+        }
+    )
+    .is_err());
     let sd = opt.state_dict();
-    assert_eq!(sd.keys().collect::<Vec<_>>(), ["state.0.step", "state.0.exp_avg", "state.0.exp_avg_sq"]);
+    assert_eq!(
+        sd.keys().collect::<Vec<_>>(),
+        ["state.0.step", "state.0.exp_avg", "state.0.exp_avg_sq"]
+    );
     assert_eq!(sd.get("state.0.step").unwrap().item().unwrap(), 1.0);
-    assert!(close(&sd.get("state.0.exp_avg").unwrap().to_vec(), &[0.3, 0.3]));
+    assert!(close(
+        &sd.get("state.0.exp_avg").unwrap().to_vec(),
+        &[0.3, 0.3]
+    ));
 }
 
 #[test]
 fn parameters_without_gradients_are_skipped() {
     let a = Tensor::new([1.0]).requires_grad_(true).unwrap();
     let b = Tensor::new([1.0]).requires_grad_(true).unwrap();
-    let mut opt = Sgd::with_config(vec![a.clone(), b.clone()], SgdConfig { momentum: 0.9, ..SgdConfig::new(0.5) }).unwrap();
+    let mut opt = Sgd::with_config(
+        vec![a.clone(), b.clone()],
+        SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::new(0.5)
+        },
+    )
+    .unwrap();
     (&a * 1.0).sum_all().backward().unwrap();
     opt.step().unwrap();
     assert_eq!((a.item().unwrap(), b.item().unwrap()), (0.5, 1.0));
-    assert_eq!(opt.state_dict().keys().collect::<Vec<_>>(), ["state.0.momentum_buffer"]);
+    assert_eq!(
+        opt.state_dict().keys().collect::<Vec<_>>(),
+        ["state.0.momentum_buffer"]
+    );
 }
 
 fn small_net() -> Sequential {
-    Sequential::new().add(Linear::new(3, 5)).add(ReLU).add(Linear::new(5, 2))
+    Sequential::new()
+        .append(Linear::new(3, 5))
+        .append(ReLU)
+        .append(Linear::new(5, 2))
 }
 
-fn train_steps(net: &Sequential, opt: &mut dyn Optimizer, x: &Tensor, labels: &[u32], steps: usize) {
+fn train_steps(
+    net: &Sequential,
+    opt: &mut dyn Optimizer,
+    x: &Tensor,
+    labels: &[u32],
+    steps: usize,
+) {
     for _ in 0..steps {
         opt.zero_grad();
-        net.forward(x).unwrap().cross_entropy(labels).unwrap().backward().unwrap();
+        net.forward(x)
+            .unwrap()
+            .cross_entropy(labels)
+            .unwrap()
+            .backward()
+            .unwrap();
         opt.step().unwrap();
     }
 }
@@ -101,7 +160,16 @@ fn checkpoint_and_resume_exactly() {
             if use_adam {
                 Box::new(Adam::new(net.parameters(), 0.01).unwrap())
             } else {
-                Box::new(Sgd::with_config(net.parameters(), SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) }).unwrap())
+                Box::new(
+                    Sgd::with_config(
+                        net.parameters(),
+                        SgdConfig {
+                            momentum: 0.9,
+                            ..SgdConfig::new(0.1)
+                        },
+                    )
+                    .unwrap(),
+                )
             }
         };
         let mut opt = make(&net);
@@ -111,9 +179,12 @@ fn checkpoint_and_resume_exactly() {
         train_steps(&net, opt.as_mut(), &x, &labels, 2);
 
         let resumed = small_net();
-        resumed.load_state_dict(&io::load(dir.join("net.safetensors")).unwrap()).unwrap();
+        resumed
+            .load_state_dict(&io::load(dir.join("net.safetensors")).unwrap())
+            .unwrap();
         let mut opt2 = make(&resumed);
-        opt2.load_state_dict(&io::load(dir.join("opt.safetensors")).unwrap()).unwrap();
+        opt2.load_state_dict(&io::load(dir.join("opt.safetensors")).unwrap())
+            .unwrap();
         train_steps(&resumed, opt2.as_mut(), &x, &labels, 2);
         for ((k, a), (_, b)) in net.state_dict().iter().zip(resumed.state_dict().iter()) {
             assert!(a.equal(b), "adam={use_adam}: {k} differs after resuming");
@@ -124,7 +195,10 @@ fn checkpoint_and_resume_exactly() {
     let mut opt = Sgd::new(net.parameters(), 0.1).unwrap();
     let mut bad = StateDict::new();
     bad.insert("state.0.momentum_buffer", Tensor::zeros(&[2, 2]));
-    assert!(matches!(opt.load_state_dict(&bad), Err(Error::StateDict { .. })));
+    assert!(matches!(
+        opt.load_state_dict(&bad),
+        Err(Error::StateDict { .. })
+    ));
     let mut bad = StateDict::new();
     bad.insert("state.9.momentum_buffer", Tensor::zeros(&[2]));
     assert!(opt.load_state_dict(&bad).is_err());
@@ -158,11 +232,23 @@ fn safetensors_round_trips() {
     assert_eq!(d2.get("conv.weight").unwrap().shape(), &[6, 1, 5, 5]);
     // Overwriting is atomic and leaves no temporary files.
     io::save(dir.join("mydict"), &d).unwrap();
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
-    assert!(matches!(io::save(dir.join("no/such/dir/f"), &d), Err(Error::Io { .. })));
-    assert!(matches!(io::load(dir.join("missing")), Err(Error::Io { .. })));
-    assert!(io::load_tensor(dir.join("mydict")).is_err(), "three tensors are not one");
+    assert!(matches!(
+        io::save(dir.join("no/such/dir/f"), &d),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        io::load(dir.join("missing")),
+        Err(Error::Io { .. })
+    ));
+    assert!(
+        io::load_tensor(dir.join("mydict")).is_err(),
+        "three tensors are not one"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -175,19 +261,58 @@ fn file_with_header(header: &str, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn malformed_files_are_errors() {
-    let good = file_with_header(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 8]);
-    assert_eq!(io::from_bytes(&good).unwrap().get("x").unwrap().to_vec(), [0.0, 0.0]);
+    let good = file_with_header(
+        r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+        &[0; 8],
+    );
+    assert_eq!(
+        io::from_bytes(&good).unwrap().get("x").unwrap().to_vec(),
+        [0.0, 0.0]
+    );
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("short header", vec![1, 2, 3]),
         ("garbage", vec![0xff; 64]),
-        ("header length past the end", file_with_header("{}", &[]).into_iter().take(9).collect()),
+        (
+            "header length past the end",
+            file_with_header("{}", &[]).into_iter().take(9).collect(),
+        ),
         ("bad json", file_with_header("{not json}", &[])),
-        ("wrong dtype", file_with_header(r#"{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#, &[0; 8])),
-        ("int dtype", file_with_header(r#"{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, &[0; 8])),
-        ("shape vs length", file_with_header(r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8])),
-        ("truncated data", file_with_header(r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4])),
-        ("offsets past the end", file_with_header(r#"{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, &[0; 8])),
+        (
+            "wrong dtype",
+            file_with_header(
+                r#"{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+        ),
+        (
+            "int dtype",
+            file_with_header(
+                r#"{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+        ),
+        (
+            "shape vs length",
+            file_with_header(
+                r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+        ),
+        (
+            "truncated data",
+            file_with_header(
+                r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                &[0; 4],
+            ),
+        ),
+        (
+            "offsets past the end",
+            file_with_header(
+                r#"{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+                &[0; 8],
+            ),
+        ),
     ];
     for (what, bytes) in cases {
         assert!(io::from_bytes(&bytes).is_err(), "{what} was accepted");
@@ -195,6 +320,9 @@ fn malformed_files_are_errors() {
     let dir = scratch_dir("bad");
     std::fs::write(dir.join("bad"), [0xffu8; 16]).unwrap();
     let e = io::load(dir.join("bad")).unwrap_err();
-    assert!(matches!(&e, Error::Format { path, .. } if path.ends_with("bad")), "{e}");
+    assert!(
+        matches!(&e, Error::Format { path, .. } if path.ends_with("bad")),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

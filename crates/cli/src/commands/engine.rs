@@ -75,14 +75,21 @@ pub fn init_net(model: ModelName, seed: u64) -> Result<Sequential> {
 
 fn to_named(sd: &StateDict) -> Vec<NamedTensor> {
     sd.iter()
-        .map(|(k, t)| NamedTensor { name: k.to_string(), shape: t.shape().to_vec(), data: t.to_vec() })
+        .map(|(k, t)| NamedTensor {
+            name: k.to_string(),
+            shape: t.shape().to_vec(),
+            data: t.to_vec(),
+        })
         .collect()
 }
 
 fn to_state_dict(tensors: &[NamedTensor]) -> Result<StateDict> {
     let mut sd = StateDict::new();
     for t in tensors {
-        sd.insert(t.name.clone(), rt(Tensor::from_vec(t.data.clone(), &t.shape))?);
+        sd.insert(
+            t.name.clone(),
+            rt(Tensor::from_vec(t.data.clone(), &t.shape))?,
+        );
     }
     Ok(sd)
 }
@@ -94,7 +101,9 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
         match got.iter().find(|t| &t.name == name) {
             None => {
                 let have: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
-                return Err(crate::cli_err!("key {name} (shape {shape:?}) is missing; the file has {have:?}"));
+                return Err(crate::cli_err!(
+                    "key {name} (shape {shape:?}) is missing; the file has {have:?}"
+                ));
             }
             Some(t) if &t.shape != shape => {
                 return Err(crate::cli_err!(
@@ -105,7 +114,10 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
             Some(_) => {}
         }
     }
-    if let Some(extra) = got.iter().find(|t| !expected.iter().any(|(n, _)| *n == t.name)) {
+    if let Some(extra) = got
+        .iter()
+        .find(|t| !expected.iter().any(|(n, _)| *n == t.name))
+    {
         let want: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
         return Err(crate::cli_err!(
             "key {} (shape {:?}) is not a parameter of the model, which has {want:?}",
@@ -210,20 +222,37 @@ impl Engine for CpuEngine {
     }
 
     fn load_params(&mut self, params: &[NamedTensor]) -> Result<()> {
-        let expected: Vec<(String, Vec<usize>)> =
-            self.net.state_dict().iter().map(|(k, t)| (k.to_string(), t.shape().to_vec())).collect();
+        let expected: Vec<(String, Vec<usize>)> = self
+            .net
+            .state_dict()
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.shape().to_vec()))
+            .collect();
         check_params(&expected, params)?;
         rt(self.net.load_state_dict(&to_state_dict(params)?))
     }
 
     fn optimizer_state(&self) -> Result<OptimizerState> {
-        let opt = self.optimizer.as_ref().ok_or_else(|| crate::cli_err!("no optimizer"))?;
-        Ok(OptimizerState { tensors: to_named(&opt.state_dict()), scalars: Vec::new() })
+        let opt = self
+            .optimizer
+            .as_ref()
+            .ok_or_else(|| crate::cli_err!("no optimizer"))?;
+        Ok(OptimizerState {
+            tensors: to_named(&opt.state_dict()),
+            scalars: Vec::new(),
+        })
     }
 
     fn load_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let opt = self.optimizer.as_mut().ok_or_else(|| crate::cli_err!("no optimizer"))?;
-        if state.scalars.iter().any(|(k, _)| k == "cuda_adam_state_missing") {
+        let opt = self
+            .optimizer
+            .as_mut()
+            .ok_or_else(|| crate::cli_err!("no optimizer"))?;
+        if state
+            .scalars
+            .iter()
+            .any(|(k, _)| k == "cuda_adam_state_missing")
+        {
             return Err(crate::cli_err!(
                 "the checkpoint was written by an Adam run on cuda, which cannot export Adam's moments; it cannot be resumed exactly"
             ));
@@ -247,7 +276,9 @@ pub fn create(device: DeviceName, config: &RunConfig) -> Result<Box<dyn Engine>>
 pub fn create_for_inference(device: DeviceName, model: ModelName) -> Result<Box<dyn Engine>> {
     match device {
         DeviceName::Cpu => Ok(Box::new(CpuEngine::new(build_net(model)?, None)?)),
-        DeviceName::Cuda => Err(crate::cli_err!("inference on cuda is not wired; use the cpu")),
+        DeviceName::Cuda => Err(crate::cli_err!(
+            "inference on cuda is not wired; use the cpu"
+        )),
     }
 }
 
@@ -265,18 +296,36 @@ mod cuda {
         match model {
             ModelName::Lenet => tinycnn_cuda::net::lenet(),
             ModelName::LenetRelu => vec![
-                Layer::Conv2d { params: Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), bias: true },
+                Layer::Conv2d {
+                    params: Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                    bias: true,
+                },
                 Layer::ReLU,
                 Layer::MaxPool2d(Pool2dParams::new(2)),
-                Layer::Conv2d { params: Conv2dParams::new(6, 16, (5, 5)), bias: true },
+                Layer::Conv2d {
+                    params: Conv2dParams::new(6, 16, (5, 5)),
+                    bias: true,
+                },
                 Layer::ReLU,
                 Layer::MaxPool2d(Pool2dParams::new(2)),
                 Layer::Flatten,
-                Layer::Linear { in_features: 16 * 5 * 5, out_features: 120, bias: true },
+                Layer::Linear {
+                    in_features: 16 * 5 * 5,
+                    out_features: 120,
+                    bias: true,
+                },
                 Layer::ReLU,
-                Layer::Linear { in_features: 120, out_features: 84, bias: true },
+                Layer::Linear {
+                    in_features: 120,
+                    out_features: 84,
+                    bias: true,
+                },
                 Layer::ReLU,
-                Layer::Linear { in_features: 84, out_features: 10, bias: true },
+                Layer::Linear {
+                    in_features: 84,
+                    out_features: 10,
+                    bias: true,
+                },
             ],
         }
     }
@@ -294,16 +343,30 @@ mod cuda {
     }
 
     pub fn create(config: &RunConfig, init: &[NamedTensor]) -> Result<Box<dyn Engine>> {
-        let dev = CudaDevice::new(0)
-            .map_err(|e| crate::cli_err!("--device cuda: no usable NVIDIA GPU ({e}); use --device cpu"))?;
-        let mut net = cu(CudaSequential::new(&dev, layers(config.model), [1, 28, 28], config.batch_size))?;
-        let state: Vec<_> = init.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.clone())).collect();
+        let dev = CudaDevice::new(0).map_err(|e| {
+            crate::cli_err!("--device cuda: no usable NVIDIA GPU ({e}); use --device cpu")
+        })?;
+        let mut net = cu(CudaSequential::new(
+            &dev,
+            layers(config.model),
+            [1, 28, 28],
+            config.batch_size,
+        ))?;
+        let state: Vec<_> = init
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+            .collect();
         cu(net.import_state_dict(&state))?;
         let optimizer = match config.optimizer {
             OptimizerName::Sgd => CudaOptimizer::Sgd(SgdConfig::new(config.lr)),
             OptimizerName::Adam => CudaOptimizer::Adam(AdamConfig::new(config.lr)),
         };
-        Ok(Box::new(CudaEngine { _dev: dev, net, optimizer, name: config.optimizer }))
+        Ok(Box::new(CudaEngine {
+            _dev: dev,
+            net,
+            optimizer,
+            name: config.optimizer,
+        }))
     }
 
     impl Engine for CudaEngine {
@@ -311,7 +374,12 @@ mod cuda {
             "cuda"
         }
 
-        fn train_step(&mut self, images: &[f32], _shape: [usize; 4], labels: &[u32]) -> Result<Step> {
+        fn train_step(
+            &mut self,
+            images: &[f32],
+            _shape: [usize; 4],
+            labels: &[u32],
+        ) -> Result<Step> {
             // The executor's step returns only the loss; the accuracy of the same
             // (pre-update) predictions needs the logits, hence one extra forward pass.
             let logits = cu(self.net.forward(images))?;
@@ -333,7 +401,10 @@ mod cuda {
 
         fn load_params(&mut self, params: &[NamedTensor]) -> Result<()> {
             check_params(&self.net.param_specs(), params)?;
-            let state: Vec<_> = params.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.clone())).collect();
+            let state: Vec<_> = params
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+                .collect();
             cu(self.net.import_state_dict(&state))
         }
 

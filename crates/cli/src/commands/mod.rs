@@ -13,11 +13,20 @@ use tinycnn::data::{DataLoader, Dataset, FashionMnist, LoaderConfig};
 
 /// Loads Fashion-MNIST from `--data DIR` or the default places (see `train --help`).
 pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
-    let data = FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
+    let data =
+        FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
     if data.num_classes() != 10 {
-        return Err(crate::cli_err!("{}: expected 10 classes, found {}", data.dir.display(), data.num_classes()));
+        return Err(crate::cli_err!(
+            "{}: expected 10 classes, found {}",
+            data.dir.display(),
+            data.num_classes()
+        ));
     }
-    if data.train.rows != 28 || data.train.cols != 28 || data.test.rows != 28 || data.test.cols != 28 {
+    if data.train.rows != 28
+        || data.train.cols != 28
+        || data.test.rows != 28
+        || data.test.cols != 28
+    {
         return Err(crate::cli_err!(
             "{}: images are {}x{}, LeNet needs 28x28",
             data.dir.display(),
@@ -42,7 +51,11 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 /// Picks the model: `--model` if given, else the file's metadata, else LeNet. A `--model`
 /// that contradicts the metadata is an error, since LeNet and its ReLU variant have the same
 /// tensor shapes and the mistake would otherwise go unnoticed.
-fn pick_model(flag: Option<ModelName>, in_file: Option<ModelName>, path: &Path) -> Result<ModelName> {
+fn pick_model(
+    flag: Option<ModelName>,
+    in_file: Option<ModelName>,
+    path: &Path,
+) -> Result<ModelName> {
     match (flag, in_file) {
         (Some(f), Some(m)) if f != m => Err(crate::cli_err!(
             "{} holds a {} model but --model {} was given",
@@ -57,7 +70,10 @@ fn pick_model(flag: Option<ModelName>, in_file: Option<ModelName>, path: &Path) 
 }
 
 /// Builds the model and loads a weight file (or checkpoint) into it.
-fn load_model(path: &Path, flag: Option<ModelName>) -> Result<(ModelName, Box<dyn engine::Engine>)> {
+fn load_model(
+    path: &Path,
+    flag: Option<ModelName>,
+) -> Result<(ModelName, Box<dyn engine::Engine>)> {
     let weights = load_weights(path)?;
     let model = pick_model(flag, weights.model, path)?;
     let mut net = engine::create_for_inference(DeviceName::Cpu, model)?;
@@ -76,7 +92,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let data = load_data(args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
-        LoaderConfig { batch_size: args.batch_size, shuffle: false, seed: 0, drop_last: false, prefetch: 2 },
+        LoaderConfig {
+            batch_size: args.batch_size,
+            shuffle: false,
+            seed: 0,
+            drop_last: false,
+            prefetch: 2,
+        },
     )
     .map_err(|e| crate::cli_err!("{e}"))?;
     let mut matrix = ConfusionMatrix::new();
@@ -110,17 +132,28 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 path.display(),
                 p.original.0,
                 p.original.1,
-                if p.inverted { ", inverted (dark object on light background)" } else { ", not inverted" }
+                if p.inverted {
+                    ", inverted (dark object on light background)"
+                } else {
+                    ", not inverted"
+                }
             );
             p.pixels
         }
         (None, Some(index)) => {
             let data = load_data(args.data.as_deref())?;
             let image = data.test.image(index).ok_or_else(|| {
-                crate::cli_err!("--index {index} is out of range: the test set has {} images", data.test.len())
+                crate::cli_err!(
+                    "--index {index} is out of range: the test set has {} images",
+                    data.test.len()
+                )
             })?;
             let label = data.test.labels[index] as usize;
-            println!("test image {index} of {}: true class {}", data.dir.display(), CLASS_NAMES[label]);
+            println!(
+                "test image {index} of {}: true class {}",
+                data.dir.display(),
+                CLASS_NAMES[label]
+            );
             image.to_vec()
         }
         _ => return Err(crate::cli_err!("give either IMAGE.png or --index N")),
@@ -135,8 +168,10 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 /// `tinycnn summary`.
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let layers = engine::layer_walk(args.model)?;
-    let heads: Vec<String> =
-        layers.iter().map(|l| format!("{} output shape: {:?}", l.name, l.output_shape)).collect();
+    let heads: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{} output shape: {:?}", l.name, l.output_shape))
+        .collect();
     let width = heads.iter().map(String::len).max().unwrap_or(0);
     let mut total = 0usize;
     println!("{} for input [1, 1, 28, 28]", args.model.as_str());
@@ -158,6 +193,11 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let params = net.params()?;
     save_weights(&args.out, model, &params)?;
     let count: usize = params.iter().map(|t| t.data.len()).sum();
-    println!("wrote {} ({}, {} tensors, {count} values)", args.out.display(), model.as_str(), params.len());
+    println!(
+        "wrote {} ({}, {} tensors, {count} values)",
+        args.out.display(),
+        model.as_str(),
+        params.len()
+    );
     Ok(())
 }

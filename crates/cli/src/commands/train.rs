@@ -3,8 +3,8 @@
 use super::engine::{self, Engine};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
-    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint, EpochRecord,
-    History, RunConfig,
+    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
+    EpochRecord, History, RunConfig,
 };
 use crate::error::Result;
 use crate::plot::{write_svg, CurvePoint};
@@ -51,27 +51,54 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     if !(config.lr.is_finite() && config.lr > 0.0) {
-        return Err(crate::cli_err!("--lr must be a positive number, got {}", config.lr));
+        return Err(crate::cli_err!(
+            "--lr must be a positive number, got {}",
+            config.lr
+        ));
     }
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.safetensors", config.model.as_str())));
-    let ckpt_path = args.checkpoint.clone().unwrap_or_else(|| default_checkpoint_path(&out));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.safetensors", config.model.as_str())));
+    let ckpt_path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint_path(&out));
     if ckpt_path == out {
-        return Err(crate::cli_err!("--checkpoint and --out must be different files ({})", out.display()));
+        return Err(crate::cli_err!(
+            "--checkpoint and --out must be different files ({})",
+            out.display()
+        ));
     }
 
     let data = load_data(args.data.as_deref())?;
     let train_iter = DataLoader::from_split(
         &data.train,
-        LoaderConfig { batch_size: config.batch_size, shuffle: true, seed: config.seed, drop_last: false, prefetch: 2 },
+        LoaderConfig {
+            batch_size: config.batch_size,
+            shuffle: true,
+            seed: config.seed,
+            drop_last: false,
+            prefetch: 2,
+        },
     )
     .map_err(|e| crate::cli_err!("{e}"))?;
     let test_iter = DataLoader::from_split(
         &data.test,
-        LoaderConfig { batch_size: config.batch_size, shuffle: false, seed: 0, drop_last: false, prefetch: 2 },
+        LoaderConfig {
+            batch_size: config.batch_size,
+            shuffle: false,
+            seed: 0,
+            drop_last: false,
+            prefetch: 2,
+        },
     )
     .map_err(|e| crate::cli_err!("{e}"))?;
     if train_iter.is_empty() || test_iter.is_empty() {
-        return Err(crate::cli_err!("{}: the training or test set is empty", data.dir.display()));
+        return Err(crate::cli_err!(
+            "{}: the training or test set is empty",
+            data.dir.display()
+        ));
     }
 
     let mut engine = engine::create(args.device, &config)?;
@@ -88,14 +115,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
         config.model.as_str(),
         config.optimizer.as_str(),
-        config.lr,
+        fmt_lr(config.lr),
         config.batch_size,
         args.epochs,
         config.seed,
         data.dir.display()
     );
     if first_epoch > 0 {
-        println!("resuming after epoch {first_epoch} from {}", args.resume.as_ref().unwrap().display());
+        println!(
+            "resuming after epoch {first_epoch} from {}",
+            args.resume.as_ref().unwrap().display()
+        );
     }
     println!("training on {}", engine.device_name());
 
@@ -125,15 +155,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             epoch_seconds += started.elapsed().as_secs_f64();
             if !step.loss.is_finite() {
                 bar.abandon();
+                let saved = if epoch > 0 {
+                    format!(" {} holds epoch {epoch}.", ckpt_path.display())
+                } else {
+                    String::new()
+                };
                 return Err(crate::cli_err!(
                     "loss is {} at epoch {}, batch {} of {num_batches}: training diverged; try a lower learning rate \
-                     (--lr {} now, e.g. --lr {}). The checkpoint {} holds the last finished epoch.",
+                     (--lr {} now, e.g. --lr {}).{saved}",
                     step.loss,
                     epoch + 1,
                     i + 1,
-                    config.lr,
-                    config.lr / 10.0,
-                    ckpt_path.display()
+                    fmt_lr(config.lr),
+                    fmt_lr(config.lr / 10.0),
                 ));
             }
             loss_sum += step.loss as f64 * batch.len as f64;
@@ -152,7 +186,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         bar.finish_and_clear();
         let test_acc = evaluate(engine.as_mut(), &test_iter)?;
-        history.points.push(CurvePoint::Test { x: (epoch + 1) as f64, acc: test_acc });
+        history.points.push(CurvePoint::Test {
+            x: (epoch + 1) as f64,
+            acc: test_acc,
+        });
         history.train_seconds += epoch_seconds;
         history.examples += seen;
         let record = EpochRecord {
@@ -183,13 +220,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     if first_epoch >= args.epochs {
-        println!("the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)");
+        println!(
+            "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
+        );
         save_weights(&out, config.model, &engine.params()?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &history.points, args.epochs.max(first_epoch))?;
         }
     }
-    let last = history.epochs.last().copied().ok_or_else(|| crate::cli_err!("no epoch was trained"))?;
+    let last = history
+        .epochs
+        .last()
+        .copied()
+        .ok_or_else(|| crate::cli_err!("no epoch was trained"))?;
     for line in final_lines(&last, &history, engine.device_name()) {
         println!("{line}");
     }
@@ -200,17 +243,34 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A learning rate as typed: `0.9`, `0.001`, `1e30`.
+fn fmt_lr(lr: f32) -> String {
+    if lr != 0.0 && !(1e-4..1e4).contains(&lr.abs()) {
+        format!("{lr:e}")
+    } else {
+        lr.to_string()
+    }
+}
+
 /// Flags given explicitly on a resumed run must match the checkpoint's settings.
 fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     let mut clashes = Vec::new();
     if let Some(m) = args.model {
         if m != ck.model {
-            clashes.push(format!("--model {} (checkpoint: {})", m.as_str(), ck.model.as_str()));
+            clashes.push(format!(
+                "--model {} (checkpoint: {})",
+                m.as_str(),
+                ck.model.as_str()
+            ));
         }
     }
     if let Some(o) = args.optimizer {
         if o != ck.optimizer {
-            clashes.push(format!("--optimizer {} (checkpoint: {})", o.as_str(), ck.optimizer.as_str()));
+            clashes.push(format!(
+                "--optimizer {} (checkpoint: {})",
+                o.as_str(),
+                ck.optimizer.as_str()
+            ));
         }
     }
     if let Some(lr) = args.lr {
@@ -260,8 +320,14 @@ pub fn epoch_line(r: &EpochRecord) -> String {
 /// d2l's two closing lines.
 pub fn final_lines(last: &EpochRecord, h: &History, device: &str) -> [String; 2] {
     [
-        format!("loss {:.3}, train acc {:.3}, test acc {:.3}", last.loss, last.train_acc, last.test_acc),
-        format!("{:.1} examples/sec on {device}", h.examples as f64 / h.train_seconds.max(1e-9)),
+        format!(
+            "loss {:.3}, train acc {:.3}, test acc {:.3}",
+            last.loss, last.train_acc, last.test_acc
+        ),
+        format!(
+            "{:.1} examples/sec on {device}",
+            h.examples as f64 / h.train_seconds.max(1e-9)
+        ),
     ]
 }
 
@@ -271,9 +337,22 @@ mod tests {
 
     #[test]
     fn lines_follow_d2l_format() {
-        let r = EpochRecord { epoch: 10, loss: 0.4694, train_acc: 0.8228, test_acc: 0.7791, examples_per_sec: 44000.04 };
-        assert_eq!(epoch_line(&r), "epoch 10: loss 0.469, train acc 0.823, test acc 0.779, 44000.0 examples/sec");
-        let h = History { examples: 600_000, train_seconds: 13.6363636, ..History::default() };
+        let r = EpochRecord {
+            epoch: 10,
+            loss: 0.4694,
+            train_acc: 0.8228,
+            test_acc: 0.7791,
+            examples_per_sec: 44000.04,
+        };
+        assert_eq!(
+            epoch_line(&r),
+            "epoch 10: loss 0.469, train acc 0.823, test acc 0.779, 44000.0 examples/sec"
+        );
+        let h = History {
+            examples: 600_000,
+            train_seconds: 13.6363636,
+            ..History::default()
+        };
         let [a, b] = final_lines(&r, &h, "cpu");
         assert_eq!(a, "loss 0.469, train acc 0.823, test acc 0.779");
         assert_eq!(b, "44000.0 examples/sec on cpu");

@@ -202,6 +202,7 @@ fn block<S: Simd, const OC: usize, const NV: usize>(
             let wrow = (ic * g.kh + ky) * g.kw;
             let wr: [&[f32]; OC] = core::array::from_fn(|b| &wb[b][wrow..][..g.kw]);
             let xp = xr.as_ptr();
+            #[allow(clippy::needless_range_loop)] // kx indexes every channel's weight row
             for kx in 0..g.kw {
                 let off = kx * g.dw;
                 let xv: [S::V; NV] = core::array::from_fn(|j| {
@@ -289,8 +290,50 @@ impl WithSimd for BackwardInput<'_> {
     }
 }
 
-/// `grad_w` (overwritten) from `x` and `grad_y`: every tap is a sum of row dot products.
-pub(super) fn backward_weight(g: &Geom, x: &[f32], grad_y: &[f32], grad_w: &mut [f32]) {
+/// Zero columns right of a padded row in the backward-weight copy, so the last (partial)
+/// vector of a row reads zeros instead of the next row. The widest vector of any ISA.
+pub(super) const ROW_MARGIN: usize = 16;
+
+/// Whether backward weight takes the register-blocked path (unit width stride and a kernel
+/// width with an instantiated block); it needs [`weight_copy_len`] of workspace.
+pub(super) fn blocked_weight(g: &Geom) -> bool {
+    g.sw == 1 && (1..=MAX_BLOCKED_KW).contains(&g.kw)
+}
+
+const MAX_BLOCKED_KW: usize = 7;
+
+/// Rows and row length of the zero-padded, right-margined copy of one image-group.
+fn weight_copy_dims(g: &Geom) -> (usize, usize) {
+    (g.in_h + 2 * g.ph, g.in_w + 2 * g.pw + ROW_MARGIN)
+}
+
+/// Workspace of the register-blocked backward weight: one image-group's padded copy.
+pub(super) fn weight_copy_len(g: &Geom) -> crate::error::Result<usize> {
+    let (hp, wp) = weight_copy_dims(g);
+    crate::error::product("backward weight input copy", &[g.cin_g, hp, wp])
+}
+
+/// `grad_w` (overwritten) from `x` and `grad_y`. With unit width stride, each image-group
+/// is copied into a zero-padded buffer (`ws`) and every (input channel, kernel row) pair
+/// accumulates a whole kernel row of taps for two output channels in registers; otherwise
+/// every tap is a sum of row dot products.
+pub(super) fn backward_weight(
+    g: &Geom,
+    x: &[f32],
+    grad_y: &[f32],
+    grad_w: &mut [f32],
+    ws: &mut [f32],
+) {
+    if blocked_weight(g) {
+        vectorize(BlockedWeight {
+            g: *g,
+            x,
+            grad_y,
+            grad_w,
+            ws,
+        });
+        return;
+    }
     vectorize(BackwardWeight {
         g: *g,
         x,
@@ -299,6 +342,142 @@ pub(super) fn backward_weight(g: &Geom, x: &[f32], grad_y: &[f32], grad_w: &mut 
     });
 }
 
+struct BlockedWeight<'a> {
+    g: Geom,
+    x: &'a [f32],
+    grad_y: &'a [f32],
+    grad_w: &'a mut [f32],
+    ws: &'a mut [f32],
+}
+
+impl WithSimd for BlockedWeight<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        let (hp, wp) = weight_copy_dims(&g);
+        let pplane = hp * wp;
+        let copy = &mut self.ws[..g.cin_g * pplane];
+        // Only the interior is rewritten per image-group; padding and margin stay zero.
+        copy.fill(0.0);
+        self.grad_w.fill(0.0);
+        let group_in = g.cin_g * g.in_plane;
+        for n in 0..g.batch {
+            for grp in 0..g.groups {
+                let xs = &self.x[(n * g.cin + grp * g.cin_g) * g.in_plane..][..group_in];
+                for ic in 0..g.cin_g {
+                    for iy in 0..g.in_h {
+                        let src = &xs[ic * g.in_plane + iy * g.in_w..][..g.in_w];
+                        copy[ic * pplane + (iy + g.ph) * wp + g.pw..][..g.in_w]
+                            .copy_from_slice(src);
+                    }
+                }
+                let mut ocl = 0;
+                while ocl < g.cout_g {
+                    let two = g.cout_g - ocl >= 2 && g.kw <= 5;
+                    let ctx = WeightCtx {
+                        g: &g,
+                        copy,
+                        pplane,
+                        wp,
+                        grad_y: self.grad_y,
+                        n,
+                        oc0: grp * g.cout_g + ocl,
+                    };
+                    macro_rules! dispatch {
+                        ($oc:literal) => {
+                            match g.kw {
+                                1 => weight_rows::<S, $oc, 1>(s, &ctx, self.grad_w),
+                                2 => weight_rows::<S, $oc, 2>(s, &ctx, self.grad_w),
+                                3 => weight_rows::<S, $oc, 3>(s, &ctx, self.grad_w),
+                                4 => weight_rows::<S, $oc, 4>(s, &ctx, self.grad_w),
+                                5 => weight_rows::<S, $oc, 5>(s, &ctx, self.grad_w),
+                                6 => weight_rows::<S, $oc, 6>(s, &ctx, self.grad_w),
+                                _ => weight_rows::<S, $oc, 7>(s, &ctx, self.grad_w),
+                            }
+                        };
+                    }
+                    if two {
+                        dispatch!(2);
+                        ocl += 2;
+                    } else {
+                        dispatch!(1);
+                        ocl += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct WeightCtx<'a> {
+    g: &'a Geom,
+    /// `cin_g` padded planes of `pplane` elements, rows of `wp`.
+    copy: &'a [f32],
+    pplane: usize,
+    wp: usize,
+    grad_y: &'a [f32],
+    n: usize,
+    oc0: usize,
+}
+
+/// Adds image `n`'s contribution to the weight gradient of output channels
+/// `oc0 .. oc0 + OC`, whose kernel width is `KW`: per (input channel, kernel row), `OC x KW`
+/// vector accumulators run over every output row, one `grad_y` vector per channel and one
+/// input vector per tap.
+#[inline(always)]
+fn weight_rows<S: Simd, const OC: usize, const KW: usize>(
+    s: S,
+    c: &WeightCtx<'_>,
+    grad_w: &mut [f32],
+) {
+    let l = S::LANES;
+    let g = c.g;
+    let gy: [&[f32]; OC] = core::array::from_fn(|b| {
+        &c.grad_y[(c.n * g.cout + c.oc0 + b) * g.out_plane..][..g.out_plane]
+    });
+    for ic in 0..g.cin_g {
+        let xp = &c.copy[ic * c.pplane..][..c.pplane];
+        for ky in 0..g.kh {
+            let mut acc = [[s.zero(); KW]; OC];
+            for oy in 0..g.oh {
+                // A padded row: `wp` elements, the last ROW_MARGIN of them zero.
+                let xr = &xp[(oy * g.sh + ky * g.dh) * c.wp..][..c.wp];
+                let xptr = xr.as_ptr();
+                let mut ox = 0;
+                while ox < g.ow {
+                    let gv: [S::V; OC] = core::array::from_fn(|b| {
+                        let row = &gy[b][oy * g.ow..][..g.ow];
+                        if ox + l <= g.ow {
+                            s.load(&row[ox..])
+                        } else {
+                            s.load_partial(&row[ox..], 0.0)
+                        }
+                    });
+                    #[allow(clippy::needless_range_loop)] // kx indexes every channel's row
+                    for kx in 0..KW {
+                        // SAFETY: ox < ow and, with unit stride, ow + (KW - 1) * dw equals
+                        // the padded width, so `ox + kx * dw + L <= padded width - 1 + L`,
+                        // which is inside `xr` (padded width + ROW_MARGIN, L <= ROW_MARGIN).
+                        let xv = unsafe { s.load_ptr(xptr.add(ox + kx * g.dw)) };
+                        for b in 0..OC {
+                            acc[b][kx] = s.mul_add(gv[b], xv, acc[b][kx]);
+                        }
+                    }
+                    ox += l;
+                }
+            }
+            for b in 0..OC {
+                let gw = &mut grad_w[((c.oc0 + b) * g.cin_g + ic) * g.taps + ky * KW..][..KW];
+                for (kx, out) in gw.iter_mut().enumerate() {
+                    *out += s.reduce_sum(acc[b][kx]);
+                }
+            }
+        }
+    }
+}
+
+/// Row dot products, any stride; no workspace.
 struct BackwardWeight<'a> {
     g: Geom,
     x: &'a [f32],

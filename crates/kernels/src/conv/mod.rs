@@ -105,11 +105,13 @@ pub fn choose_algo(s: &Conv2dShape) -> ConvAlgo {
     }
 }
 
-/// The algorithm [`ConvAlgo::Auto`] picks for the backward passes of `s`.
+/// The algorithm [`ConvAlgo::Auto`] picks for both backward passes of `s`: never `Auto`.
 ///
-/// The direct backward loops are row scatters (input) and row dot products (weight) without
-/// the forward's register blocking, so GEMM is taken whenever a group has more than two
-/// output channels and a non-trivial reduction.
+/// The direct input gradient is a row scatter (one axpy per tap and row) without the
+/// forward's register blocking; the direct weight gradient is register-blocked (two output
+/// channels times one kernel row of taps) but pays for partial vectors on narrow rows. So
+/// GEMM is taken whenever a group has more than two output channels and a non-trivial
+/// reduction; depthwise and tiny reductions stay direct.
 ///
 /// ```
 /// use tinycnn_kernels::{choose_backward_algo, ConvAlgo, Conv2dParams, Conv2dShape};
@@ -297,6 +299,7 @@ fn backward_weight_need(algo: ConvAlgo, g: &Geom) -> Result<usize> {
             g.col_len()?,
             sgemm_workspace_len(g.cout_g, g.k, g.out_plane),
         ),
+        _ if direct::blocked_weight(g) => direct::weight_copy_len(g),
         _ => Ok(0),
     }
 }
@@ -488,7 +491,7 @@ pub fn conv2d_backward_weight_with(
     match algo {
         ConvAlgo::Im2colGemm => im2col::backward_weight(&g, x, grad_y, grad_w, workspace),
         _ => {
-            direct::backward_weight(&g, x, grad_y, grad_w);
+            direct::backward_weight(&g, x, grad_y, grad_w, workspace);
             Ok(())
         }
     }

@@ -298,7 +298,7 @@ impl Split {
     pub fn image(&self, index: usize) -> Option<&[f32]> {
         let size = self.rows * self.cols;
         self.images
-            .get(index.checked_mul(size)?..(index + 1).checked_mul(size)?)
+            .get(index.checked_mul(size)?..index.checked_add(1)?.checked_mul(size)?)
     }
 
     /// The labels widened to `u32` (the loss functions' index type).

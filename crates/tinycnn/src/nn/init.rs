@@ -38,7 +38,11 @@ pub fn calculate_gain(nl: Nonlinearity) -> f32 {
 pub fn fan_in_out(t: &Tensor) -> Result<(usize, usize)> {
     let s = t.shape();
     if s.len() < 2 {
-        return Err(Error::bad_shape("fan_in_out", s, "fan in and fan out need at least 2 dimensions"));
+        return Err(Error::bad_shape(
+            "fan_in_out",
+            s,
+            "fan in and fan out need at least 2 dimensions",
+        ));
     }
     let receptive: usize = s[2..].iter().product();
     Ok((s[1] * receptive, s[0] * receptive))
@@ -50,8 +54,11 @@ fn fill_with(t: &Tensor, mut f: impl FnMut(&mut crate::Rng) -> f32) {
 
 /// Uniform in `[a, b)`.
 pub fn uniform_(t: &Tensor, a: f32, b: f32) -> Result<()> {
-    if !(a <= b) || !a.is_finite() || !b.is_finite() {
-        return Err(Error::invalid("uniform_", format!("need finite a <= b, got {a}, {b}")));
+    if !a.is_finite() || !b.is_finite() || a > b {
+        return Err(Error::invalid(
+            "uniform_",
+            format!("need finite a <= b, got {a}, {b}"),
+        ));
     }
     fill_with(t, |r| a + (b - a) * r.uniform());
     Ok(())
@@ -59,8 +66,11 @@ pub fn uniform_(t: &Tensor, a: f32, b: f32) -> Result<()> {
 
 /// Normal with `mean` and `std >= 0`.
 pub fn normal_(t: &Tensor, mean: f32, std: f32) -> Result<()> {
-    if !(std >= 0.0) || !std.is_finite() || !mean.is_finite() {
-        return Err(Error::invalid("normal_", format!("std must be finite and >= 0, got {std}")));
+    if !std.is_finite() || !mean.is_finite() || std < 0.0 {
+        return Err(Error::invalid(
+            "normal_",
+            format!("std must be finite and >= 0, got {std}"),
+        ));
     }
     fill_with(t, |r| mean + std * r.normal());
     Ok(())
@@ -126,7 +136,11 @@ pub fn default_layer_init(weight: &Tensor, bias: Option<&Tensor>) -> Result<()> 
     kaiming_uniform_(weight, FanMode::FanIn, Nonlinearity::LeakyRelu(5f32.sqrt()))?;
     if let Some(b) = bias {
         let (fi, _) = fan_in_out(weight)?;
-        let bound = if fi > 0 { 1.0 / (fi as f32).sqrt() } else { 0.0 };
+        let bound = if fi > 0 {
+            1.0 / (fi as f32).sqrt()
+        } else {
+            0.0
+        };
         uniform_(b, -bound, bound)?;
     }
     Ok(())

@@ -36,7 +36,9 @@ fn tuple_repr(p: (usize, usize)) -> String {
 }
 
 fn new_param(shape: &[usize]) -> Tensor {
-    Tensor::zeros(shape).requires_grad_(true).expect("a fresh tensor is a leaf")
+    Tensor::zeros(shape)
+        .requires_grad_(true)
+        .expect("a fresh tensor is a leaf")
 }
 
 // ----- Linear -------------------------------------------------------------------------------
@@ -60,7 +62,12 @@ impl Linear {
         let bias = bias.then(|| new_param(&[out_features]));
         // Cannot fail: the weight is 2-D.
         let _ = default_layer_init(&weight, bias.as_ref());
-        Linear { weight, bias, in_features, out_features }
+        Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
     }
 }
 
@@ -80,7 +87,10 @@ impl Module for Linear {
     }
     fn extra_repr(&self) -> String {
         let bias = if self.bias.is_some() { "True" } else { "False" };
-        format!("in_features={}, out_features={}, bias={bias}", self.in_features, self.out_features)
+        format!(
+            "in_features={}, out_features={}, bias={bias}",
+            self.in_features, self.out_features
+        )
     }
 }
 
@@ -96,7 +106,10 @@ pub struct Conv2d {
 impl Conv2d {
     /// Stride 1, no padding, with bias (`nn.Conv2d(in, out, kernel_size)`).
     pub fn new(in_channels: usize, out_channels: usize, kernel: impl Pair) -> Result<Conv2d> {
-        Conv2d::with(Conv2dParams::new(in_channels, out_channels, kernel.pair()), true)
+        Conv2d::with(
+            Conv2dParams::new(in_channels, out_channels, kernel.pair()),
+            true,
+        )
     }
     /// Any options; PyTorch's default initialisation.
     ///
@@ -108,10 +121,19 @@ impl Conv2d {
     pub fn with(params: Conv2dParams, bias: bool) -> Result<Conv2d> {
         params.validate().map_err(Error::kernel("Conv2d"))?;
         let p = params;
-        let weight = new_param(&[p.out_channels, p.in_channels / p.groups, p.kernel.0, p.kernel.1]);
+        let weight = new_param(&[
+            p.out_channels,
+            p.in_channels / p.groups,
+            p.kernel.0,
+            p.kernel.1,
+        ]);
         let bias = bias.then(|| new_param(&[p.out_channels]));
         default_layer_init(&weight, bias.as_ref())?;
-        Ok(Conv2d { weight, bias, params })
+        Ok(Conv2d {
+            weight,
+            bias,
+            params,
+        })
     }
     /// Builder: stride.
     pub fn stride(self, s: impl Pair) -> Result<Conv2d> {
@@ -121,7 +143,10 @@ impl Conv2d {
     }
     /// Builder: zero padding on each side.
     pub fn padding(self, pad: impl Pair) -> Result<Conv2d> {
-        Ok(Conv2d { params: self.params.with_padding(pad.pair()), ..self })
+        Ok(Conv2d {
+            params: self.params.with_padding(pad.pair()),
+            ..self
+        })
     }
     /// Builder: dilation.
     pub fn dilation(self, d: impl Pair) -> Result<Conv2d> {
@@ -138,7 +163,14 @@ impl Module for Conv2d {
             // An unbatched [C, H, W] input, as PyTorch accepts.
             return self.forward(&x.unsqueeze(0)?)?.squeeze(0);
         }
-        x.conv2d(&self.weight, self.bias.as_ref(), p.stride, p.padding, p.dilation, p.groups)
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            p.stride,
+            p.padding,
+            p.dilation,
+            p.groups,
+        )
     }
     fn own_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = vec![("weight".to_string(), self.weight.clone())];
@@ -186,7 +218,9 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// Kernel `k`, stride `k`, no padding (`nn.MaxPool2d(k)`).
     pub fn new(kernel: impl Pair) -> MaxPool2d {
-        MaxPool2d { params: Pool2dParams::with_kernel(kernel.pair()) }
+        MaxPool2d {
+            params: Pool2dParams::with_kernel(kernel.pair()),
+        }
     }
     /// Builder: stride.
     pub fn stride(mut self, s: impl Pair) -> MaxPool2d {
@@ -227,7 +261,9 @@ pub struct AvgPool2d {
 impl AvgPool2d {
     /// Kernel `k`, stride `k`, no padding (`nn.AvgPool2d(k)`).
     pub fn new(kernel: impl Pair) -> AvgPool2d {
-        AvgPool2d { params: Pool2dParams::with_kernel(kernel.pair()) }
+        AvgPool2d {
+            params: Pool2dParams::with_kernel(kernel.pair()),
+        }
     }
     /// Builder: stride.
     pub fn stride(mut self, s: impl Pair) -> AvgPool2d {
@@ -333,7 +369,10 @@ pub struct Flatten {
 impl Flatten {
     /// `nn.Flatten()`: start 1, end -1.
     pub fn new() -> Flatten {
-        Flatten { start_dim: 1, end_dim: -1 }
+        Flatten {
+            start_dim: 1,
+            end_dim: -1,
+        }
     }
 }
 

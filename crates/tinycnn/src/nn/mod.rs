@@ -33,7 +33,9 @@ mod layers;
 mod sequential;
 mod state;
 
-pub use layers::{AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh};
+pub use layers::{
+    AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh,
+};
 pub use sequential::Sequential;
 pub use state::StateDict;
 
@@ -105,7 +107,10 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
 
     /// Every parameter (deduplicated), for an optimizer.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Number of scalar parameters.
@@ -119,11 +124,13 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         let mut i = 0;
         while i < out.len() {
             let (prefix, m) = (out[i].0.clone(), out[i].1);
-            let mut j = i + 1;
-            for (name, c) in m.children() {
-                let path = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+            for (j, (name, c)) in (i + 1..).zip(m.children()) {
+                let path = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}.{name}")
+                };
                 out.insert(j, (path, c));
-                j += 1;
             }
             i += 1;
         }
@@ -134,7 +141,7 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
     ///
     /// ```
     /// use tinycnn::nn::{init, Linear, Module, ReLU, Sequential};
-    /// let net = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 1));
+    /// let net = Sequential::new().append(Linear::new(4, 8)).append(ReLU).append(Linear::new(8, 1));
     /// net.apply(&mut |m| {
     ///     if let Some(l) = m.downcast_ref::<Linear>() {
     ///         init::constant_(&l.weight, 42.0)?;
@@ -199,7 +206,10 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         if let Some(first) = unexpected.first() {
             return Err(Error::StateDict {
                 key: first.to_string(),
-                msg: format!("not a parameter of {} (unexpected keys: {unexpected:?})", self.type_name()),
+                msg: format!(
+                    "not a parameter of {} (unexpected keys: {unexpected:?})",
+                    self.type_name()
+                ),
             });
         }
         for (k, p) in &own {
@@ -207,7 +217,11 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
             if src.shape() != p.shape() {
                 return Err(Error::StateDict {
                     key: k.clone(),
-                    msg: format!("shape {:?} in the state dict, {:?} in the module", src.shape(), p.shape()),
+                    msg: format!(
+                        "shape {:?} in the state dict, {:?} in the module",
+                        src.shape(),
+                        p.shape()
+                    ),
                 });
             }
         }
@@ -275,7 +289,13 @@ fn collect_parameters(
     out: &mut Vec<(String, Tensor)>,
     seen: &mut Option<&mut HashSet<usize>>,
 ) {
-    let join = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+    let join = |name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
     for (name, p) in m.own_parameters() {
         if let Some(seen) = seen.as_mut() {
             if !seen.insert(p.id()) {
@@ -292,9 +312,17 @@ fn collect_parameters(
 /// Number of rows of `logits` `[N, C]` whose arg-max equals the label (d2l's `accuracy`).
 pub fn accuracy(logits: &Tensor, labels: &[u32]) -> Result<usize> {
     if logits.rank() != 2 || logits.shape()[0] != labels.len() {
-        return Err(Error::mismatch("accuracy (logits vs labels)", logits.shape(), &[labels.len()]));
+        return Err(Error::mismatch(
+            "accuracy (logits vs labels)",
+            logits.shape(),
+            &[labels.len()],
+        ));
     }
     let pred = logits.argmax(1, false)?;
     let pred = pred.data();
-    Ok(pred.iter().zip(labels).filter(|(p, &l)| **p as u32 == l).count())
+    Ok(pred
+        .iter()
+        .zip(labels)
+        .filter(|(p, &l)| **p as u32 == l)
+        .count())
 }

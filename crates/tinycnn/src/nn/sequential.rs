@@ -10,7 +10,7 @@ use std::ops::Index;
 ///
 /// ```
 /// use tinycnn::nn::{Linear, Module, ReLU, Sequential};
-/// let net = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 1));
+/// let net = Sequential::new().append(Linear::new(4, 8)).append(ReLU).append(Linear::new(8, 1));
 /// let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 /// assert_eq!(net[2].downcast_ref::<Linear>().unwrap().weight.shape(), &[1, 8]);
@@ -26,7 +26,7 @@ impl Sequential {
         Sequential::default()
     }
     /// Builder: appends `m` under the next index.
-    pub fn add(mut self, m: impl Module) -> Sequential {
+    pub fn append(mut self, m: impl Module) -> Sequential {
         self.push(m);
         self
     }
@@ -43,7 +43,10 @@ impl Sequential {
     pub fn add_module(&mut self, name: impl Into<String>, m: impl Module) -> Result<()> {
         let name = name.into();
         if name.is_empty() || name.contains('.') || self.layers.iter().any(|(n, _)| *n == name) {
-            return Err(Error::invalid("add_module", format!("module name `{name}` is empty, dotted or taken")));
+            return Err(Error::invalid(
+                "add_module",
+                format!("module name `{name}` is empty, dotted or taken"),
+            ));
         }
         self.layers.push((name, Box::new(m)));
         Ok(())
@@ -89,7 +92,10 @@ impl Module for Sequential {
         Ok(cur)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
-        self.layers.iter().map(|(n, m)| (n.clone(), m.as_ref())).collect()
+        self.layers
+            .iter()
+            .map(|(n, m)| (n.clone(), m.as_ref()))
+            .collect()
     }
     fn type_name(&self) -> String {
         "Sequential".into()

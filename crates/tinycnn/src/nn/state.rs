@@ -76,7 +76,12 @@ impl StateDict {
     }
     /// Every key prefixed with `prefix.`.
     pub fn prefixed(&self, prefix: &str) -> StateDict {
-        StateDict::from_entries(self.entries.iter().map(|(k, v)| (format!("{prefix}.{k}"), v.clone())).collect())
+        StateDict::from_entries(
+            self.entries
+                .iter()
+                .map(|(k, v)| (format!("{prefix}.{k}"), v.clone()))
+                .collect(),
+        )
     }
 }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Tests of the LeNet firmware (crates/mcu): installs what they need, then runs the host
+# tests (safetensors parser, f32/int8 inference vs reference loops, int8 accuracy on all
+# 10,000 Fashion-MNIST test images) and the QEMU test (firmware built for
+# thumbv7em-none-eabihf, run on an emulated STM32F405, compared with the host).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "mcu-test: $*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" || die "apt-get install $* failed"
+}
+
+if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
+    command -v rustup >/dev/null || die "rustup not found: the thumbv7em-none-eabihf target is needed"
+    rustup target add thumbv7em-none-eabihf || die "rustup target add thumbv7em-none-eabihf failed"
+fi
+command -v qemu-system-arm >/dev/null || apt_install qemu-system-arm
+command -v qemu-system-arm >/dev/null || die "qemu-system-arm still missing after install"
+data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+[ -e "$data/t10k-images-idx3-ubyte.gz" ] || [ -e "$data/t10k-images-idx3-ubyte" ] || apt_install dataset-fashion-mnist
+[ -e "$data/t10k-images-idx3-ubyte.gz" ] || [ -e "$data/t10k-images-idx3-ubyte" ] || die "Fashion-MNIST not found in $data"
+
+export CARGO_TARGET_DIR=${MCU_HOST_TARGET_DIR:-$PWD/crates/mcu/target/host}
+cargo test --manifest-path crates/mcu/Cargo.toml -- --nocapture || die "crates/mcu tests failed"

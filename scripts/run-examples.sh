@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every example of the tinycnn package (crates/tinycnn/examples/*.rs) in release mode
+# and fails on the first non-zero exit. The d2l walk-through examples are short: no full
+# training (lenet trains one epoch on a small subset).
+#
+# Usage: scripts/run-examples.sh            (all examples)
+#        scripts/run-examples.sh lenet pooling   (only these)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if [ "$#" -gt 0 ]; then
+    examples=("$@")
+else
+    examples=()
+    for f in crates/tinycnn/examples/*.rs; do
+        examples+=("$(basename "$f" .rs)")
+    done
+fi
+if [ "${#examples[@]}" -eq 0 ]; then
+    echo "run-examples: no examples found under crates/tinycnn/examples" >&2
+    exit 1
+fi
+
+cargo build --release -p tinycnn --examples
+
+failed=()
+for ex in "${examples[@]}"; do
+    echo "=== example: $ex"
+    start_ms=$(($(date +%s%N) / 1000000))
+    if cargo run --quiet --release -p tinycnn --example "$ex"; then
+        elapsed_ms=$(($(date +%s%N) / 1000000 - start_ms))
+        printf '=== %s: ok (%d ms)\n\n' "$ex" "$elapsed_ms"
+    else
+        status=$?
+        echo "=== $ex: FAILED (exit $status)" >&2
+        failed+=("$ex")
+    fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "run-examples: ${#failed[@]} example(s) failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "run-examples: all ${#examples[@]} examples passed"
