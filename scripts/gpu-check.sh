@@ -90,7 +90,7 @@ else
 fi
 if [ -x "$BIN/tinycnn" ] && [ -d data ]; then
     echo "=== tinycnn train --device cuda"
-    "$BIN/tinycnn" train --device cuda 2>&1 | tee "$OUT/cli_train.log" || status=1
+    "$BIN/tinycnn" train --device cuda --out "$OUT/lenet-cuda.safetensors" --plot "$OUT/lenet-cuda.svg" 2>&1 | tee "$OUT/cli_train.log" || status=1
 fi
 echo "gpu-check status: $status"
 exit "$status"

@@ -160,8 +160,13 @@ impl QLinearShape {
                 what: "out_features",
             });
         }
-        let prod = |what, a: usize, b: usize| a.checked_mul(b).ok_or(KernelError::Overflow { what });
-        check_len("input", x_len, prod("linear input", self.batch, self.in_features)?)?;
+        let prod =
+            |what, a: usize, b: usize| a.checked_mul(b).ok_or(KernelError::Overflow { what });
+        check_len(
+            "input",
+            x_len,
+            prod("linear input", self.batch, self.in_features)?,
+        )?;
         check_len(
             "weight",
             w_len,
@@ -186,8 +191,7 @@ fn check_bias_requant(
     }
     if let Some(r) = requant {
         check_len("requant", r.len(), channels)?;
-        if r
-            .iter()
+        if r.iter()
             .any(|r| !(1..=62).contains(&r.shift) || r.multiplier <= 0)
         {
             return Err(KernelError::InvalidArgument {
@@ -301,7 +305,16 @@ pub fn qconv2d_forward(
                 if sw == 1 && dw == 1 && full_hi - full_lo >= 4 {
                     // Blocks of four; the last one is shifted left to end at `full_hi` and
                     // recomputes a few outputs (same arithmetic, same values).
-                    let taps = Taps { x: xg, in_plane, in_w: s.in_w, w: wo, kw, ky: (ky_lo, ky_hi), dh, cin_g };
+                    let taps = Taps {
+                        x: xg,
+                        in_plane,
+                        in_w: s.in_w,
+                        w: wo,
+                        kw,
+                        ky: (ky_lo, ky_hi),
+                        dh,
+                        cin_g,
+                    };
                     let iy0 = oy * sh + ky_lo * dh - ph;
                     while ox < full_hi {
                         let start = ox.min(full_hi - 4);
@@ -661,7 +674,14 @@ pub mod reference {
     use super::*;
 
     /// The input position a tap reads, or `None` in the zero padding.
-    fn tap(out: usize, k: usize, stride: usize, pad: usize, dil: usize, size: usize) -> Option<usize> {
+    fn tap(
+        out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dil: usize,
+        size: usize,
+    ) -> Option<usize> {
         let pos = (out * stride + k * dil).checked_sub(pad)?;
         (pos < size).then_some(pos)
     }
@@ -690,15 +710,21 @@ pub mod reference {
                         for icl in 0..cin_g {
                             let ic = grp * cin_g + icl;
                             for ky in 0..p.kernel.0 {
-                                let Some(iy) = tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h) else {
+                                let Some(iy) =
+                                    tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
+                                else {
                                     continue;
                                 };
                                 for kx in 0..p.kernel.1 {
-                                    let Some(ix) = tap(ox, kx, p.stride.1, p.padding.1, p.dilation.1, s.in_w) else {
+                                    let Some(ix) =
+                                        tap(ox, kx, p.stride.1, p.padding.1, p.dilation.1, s.in_w)
+                                    else {
                                         continue;
                                     };
-                                    let xv = x[((n * p.in_channels + ic) * s.in_h + iy) * s.in_w + ix];
-                                    let wv = w[((oc * cin_g + icl) * p.kernel.0 + ky) * p.kernel.1 + kx];
+                                    let xv =
+                                        x[((n * p.in_channels + ic) * s.in_h + iy) * s.in_w + ix];
+                                    let wv =
+                                        w[((oc * cin_g + icl) * p.kernel.0 + ky) * p.kernel.1 + kx];
                                     acc += xv as i32 * wv as i32;
                                 }
                             }

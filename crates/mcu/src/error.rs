@@ -94,10 +94,14 @@ fn kernel_what(e: &KernelError) -> &'static str {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Error::Format { what, at } => write!(f, "malformed safetensors: {what} (header byte {at})"),
+            Error::Format { what, at } => {
+                write!(f, "malformed safetensors: {what} (header byte {at})")
+            }
             Error::Capacity { what, max } => write!(f, "too many {what} (at most {max})"),
             Error::MissingTensor { name } => write!(f, "tensor `{name}` is missing"),
-            Error::UnexpectedTensor => write!(f, "the file holds a tensor the LeNet layout does not have"),
+            Error::UnexpectedTensor => {
+                write!(f, "the file holds a tensor the LeNet layout does not have")
+            }
             Error::Dtype {
                 name,
                 expected,
@@ -112,7 +116,10 @@ impl fmt::Display for Error {
                 if dim == usize::MAX {
                     write!(f, "tensor `{name}` has rank {found}, expected {expected}")
                 } else {
-                    write!(f, "tensor `{name}` has {found} along axis {dim}, expected {expected}")
+                    write!(
+                        f,
+                        "tensor `{name}` has {found} along axis {dim}, expected {expected}"
+                    )
                 }
             }
             Error::Misaligned { name } => write!(f, "tensor `{name}` is not aligned for its dtype"),

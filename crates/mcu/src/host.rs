@@ -233,13 +233,20 @@ pub struct Calibration {
 }
 
 /// Runs the f32 model over `images` and records the largest activations of every layer.
-pub fn calibrate(model: &LenetF32<'_>, images: &[[u8; IMAGE_PIXELS]]) -> Result<Calibration, Error> {
+pub fn calibrate(
+    model: &LenetF32<'_>,
+    images: &[[u8; IMAGE_PIXELS]],
+) -> Result<Calibration, Error> {
     let mut scratch = Box::new(F32Scratch::new());
     let mut c = Calibration::default();
     for img in images {
         model.forward(img, &mut scratch, |layer, activated, v| {
             let m = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            let slot = if activated { &mut c.post[layer] } else { &mut c.pre[layer] };
+            let slot = if activated {
+                &mut c.post[layer]
+            } else {
+                &mut c.pre[layer]
+            };
             *slot = slot.max(m);
         })?;
     }
@@ -268,7 +275,11 @@ pub fn quantize(model: &LenetF32<'_>, cal: &Calibration) -> Result<Vec<u8>, Erro
         let mut bq = vec![0i32; out_ch];
         int8::quantize_bias(b, &ws, in_scale, &mut bq)?;
         tensors.push(TensorOut::i8(&format!("{key}.weight"), shape, &wq));
-        tensors.push(TensorOut::f32(&format!("{key}.weight_scale"), &[out_ch], &ws));
+        tensors.push(TensorOut::f32(
+            &format!("{key}.weight_scale"),
+            &[out_ch],
+            &ws,
+        ));
         tensors.push(TensorOut::i32(&format!("{key}.bias"), &[out_ch], &bq));
         if i < 4 {
             let scale = |m: f32| if m > 0.0 { m / 127.0 } else { 1.0 };
@@ -281,7 +292,10 @@ pub fn quantize(model: &LenetF32<'_>, cal: &Calibration) -> Result<Vec<u8>, Erro
             in_scale = act_s;
         }
     }
-    let bytes = safetensors_bytes(&tensors, &[("format", I8_FORMAT), ("variant", variant.name())]);
+    let bytes = safetensors_bytes(
+        &tensors,
+        &[("format", I8_FORMAT), ("variant", variant.name())],
+    );
     // The file must load with the very reader the firmware uses.
     let aligned = aligned_copy(&bytes);
     LenetI8::from_safetensors(&Safetensors::parse(aligned.bytes())?, variant)?;
@@ -327,8 +341,12 @@ pub fn load_split(dir: &std::path::Path, split: &str) -> Result<Split, String> {
     };
     let img = read_maybe_gz(&find(&format!("{split}-images-idx3-ubyte"))?)?;
     let lab = read_maybe_gz(&find(&format!("{split}-labels-idx1-ubyte"))?)?;
-    let images = crate::idx::images(&img).map_err(|e| format!("{split} images: {e}"))?.to_vec();
-    let labels = crate::idx::labels(&lab).map_err(|e| format!("{split} labels: {e}"))?.to_vec();
+    let images = crate::idx::images(&img)
+        .map_err(|e| format!("{split} images: {e}"))?
+        .to_vec();
+    let labels = crate::idx::labels(&lab)
+        .map_err(|e| format!("{split} labels: {e}"))?
+        .to_vec();
     if images.len() != labels.len() {
         return Err(format!(
             "{split}: {} images but {} labels",
@@ -399,7 +417,9 @@ pub fn prediction_line(index: usize, label: u8, logits: &Logits) -> String {
     let (class, values) = match logits {
         Logits::F32(l) => (
             lenet::argmax(l),
-            l.iter().map(|v| format!("{:08x}", v.to_bits())).collect::<Vec<_>>(),
+            l.iter()
+                .map(|v| format!("{:08x}", v.to_bits()))
+                .collect::<Vec<_>>(),
         ),
         Logits::I8 { acc, f32 } => (
             lenet::argmax(f32),

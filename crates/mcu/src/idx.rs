@@ -12,7 +12,9 @@ fn err(what: &'static str) -> Error {
 
 /// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
 fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
-    let magic = bytes.get(..4).ok_or(err("IDX file shorter than its magic"))?;
+    let magic = bytes
+        .get(..4)
+        .ok_or(err("IDX file shorter than its magic"))?;
     if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 {
         return Err(err("IDX magic is not 00 00 08 (unsigned bytes)"));
     }
@@ -26,7 +28,9 @@ fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
             .get(4 + 4 * i..8 + 4 * i)
             .ok_or(err("IDX header cut short"))?;
         *d = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        total = total.checked_mul(*d).ok_or(err("IDX size overflows usize"))?;
+        total = total
+            .checked_mul(*d)
+            .ok_or(err("IDX size overflows usize"))?;
     }
     let data = &bytes[4 + 4 * R..];
     if data.len() != total {

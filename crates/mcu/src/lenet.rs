@@ -24,8 +24,7 @@ use crate::safetensors::Safetensors;
 use tinycnn_kernels::int8::{self, ActRange, QLinearShape, Requant};
 use tinycnn_kernels::{
     avg_pool2d_forward, conv2d_forward_with, conv2d_workspace_len_for, max_pool2d_forward,
-    relu_forward, sigmoid_forward, ConvAlgo, Conv2dParams, Conv2dShape, Pool2dParams,
-    Pool2dShape,
+    relu_forward, sigmoid_forward, Conv2dParams, Conv2dShape, ConvAlgo, Pool2dParams, Pool2dShape,
 };
 
 /// Pixels of one input image.
@@ -34,7 +33,15 @@ pub const IMAGE_PIXELS: usize = 28 * 28;
 pub const CLASSES: usize = 10;
 /// Fashion-MNIST class names, by label.
 pub const CLASS_NAMES: [&str; CLASSES] = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
     "ankle boot",
 ];
 
@@ -47,7 +54,12 @@ const FLAT: usize = C2 * 5 * 5;
 const FC1: usize = 120;
 const FC2: usize = 84;
 
-const CONV1: Conv2dShape = Conv2dShape::new(Conv2dParams::new(1, C1, (5, 5)).with_padding((2, 2)), 1, 28, 28);
+const CONV1: Conv2dShape = Conv2dShape::new(
+    Conv2dParams::new(1, C1, (5, 5)).with_padding((2, 2)),
+    1,
+    28,
+    28,
+);
 const CONV2: Conv2dShape = Conv2dShape::new(Conv2dParams::new(C1, C2, (5, 5)), 1, 14, 14);
 const POOL1: Pool2dShape = Pool2dShape::new(Pool2dParams::new(2), 1, C1, 28, 28);
 const POOL2: Pool2dShape = Pool2dShape::new(Pool2dParams::new(2), 1, C2, 10, 10);
@@ -65,8 +77,16 @@ pub const F32_WORKSPACE: usize = 32 * 32;
 
 /// The state-dict keys of both variants.
 pub const F32_KEYS: [&str; 10] = [
-    "0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias",
-    "11.weight", "11.bias",
+    "0.weight",
+    "0.bias",
+    "3.weight",
+    "3.bias",
+    "7.weight",
+    "7.bias",
+    "9.weight",
+    "9.bias",
+    "11.weight",
+    "11.bias",
 ];
 
 /// Which of d2l's two LeNets.
@@ -172,11 +192,20 @@ impl<'a> LenetF32<'a> {
         st.only(&F32_KEYS)?;
         Ok(LenetF32 {
             variant,
-            conv1: (st.f32("0.weight", &[C1, 1, 5, 5])?, st.f32("0.bias", &[C1])?),
-            conv2: (st.f32("3.weight", &[C2, C1, 5, 5])?, st.f32("3.bias", &[C2])?),
+            conv1: (
+                st.f32("0.weight", &[C1, 1, 5, 5])?,
+                st.f32("0.bias", &[C1])?,
+            ),
+            conv2: (
+                st.f32("3.weight", &[C2, C1, 5, 5])?,
+                st.f32("3.bias", &[C2])?,
+            ),
             fc1: (st.f32("7.weight", &[FC1, FLAT])?, st.f32("7.bias", &[FC1])?),
             fc2: (st.f32("9.weight", &[FC2, FC1])?, st.f32("9.bias", &[FC2])?),
-            fc3: (st.f32("11.weight", &[CLASSES, FC2])?, st.f32("11.bias", &[CLASSES])?),
+            fc3: (
+                st.f32("11.weight", &[CLASSES, FC2])?,
+                st.f32("11.bias", &[CLASSES])?,
+            ),
         })
     }
 
@@ -207,22 +236,67 @@ impl<'a> LenetF32<'a> {
             }));
         }
         let (w, b) = self.conv1;
-        conv2d_forward_with(direct, &CONV1, &s.b[..IMAGE_PIXELS], w, Some(b), &mut s.a, &mut s.ws)?;
+        conv2d_forward_with(
+            direct,
+            &CONV1,
+            &s.b[..IMAGE_PIXELS],
+            w,
+            Some(b),
+            &mut s.a,
+            &mut s.ws,
+        )?;
         self.activate(0, &mut s.a, &mut s.ws, &mut observe)?;
         self.pool(&POOL1, &s.a, &mut s.b, &mut s.argmax)?;
         let (w, b) = self.conv2;
-        conv2d_forward_with(direct, &CONV2, &s.b, w, Some(b), &mut s.a[..CONV2_OUT], &mut [])?;
+        conv2d_forward_with(
+            direct,
+            &CONV2,
+            &s.b,
+            w,
+            Some(b),
+            &mut s.a[..CONV2_OUT],
+            &mut [],
+        )?;
         self.activate(1, &mut s.a[..CONV2_OUT], &mut s.ws, &mut observe)?;
-        self.pool(&POOL2, &s.a[..CONV2_OUT], &mut s.b[..FLAT], &mut s.argmax[..FLAT])?;
+        self.pool(
+            &POOL2,
+            &s.a[..CONV2_OUT],
+            &mut s.b[..FLAT],
+            &mut s.argmax[..FLAT],
+        )?;
         let (w, b) = self.fc1;
-        conv2d_forward_with(direct, &FC1_SHAPE, &s.b[..FLAT], w, Some(b), &mut s.a[..FC1], &mut [])?;
+        conv2d_forward_with(
+            direct,
+            &FC1_SHAPE,
+            &s.b[..FLAT],
+            w,
+            Some(b),
+            &mut s.a[..FC1],
+            &mut [],
+        )?;
         self.activate(2, &mut s.a[..FC1], &mut s.ws, &mut observe)?;
         let (w, b) = self.fc2;
-        conv2d_forward_with(direct, &FC2_SHAPE, &s.a[..FC1], w, Some(b), &mut s.b[..FC2], &mut [])?;
+        conv2d_forward_with(
+            direct,
+            &FC2_SHAPE,
+            &s.a[..FC1],
+            w,
+            Some(b),
+            &mut s.b[..FC2],
+            &mut [],
+        )?;
         self.activate(3, &mut s.b[..FC2], &mut s.ws, &mut observe)?;
         let (w, b) = self.fc3;
         let mut logits = [0.0f32; CLASSES];
-        conv2d_forward_with(direct, &FC3_SHAPE, &s.b[..FC2], w, Some(b), &mut logits, &mut [])?;
+        conv2d_forward_with(
+            direct,
+            &FC3_SHAPE,
+            &s.b[..FC2],
+            w,
+            Some(b),
+            &mut logits,
+            &mut [],
+        )?;
         Ok(logits)
     }
 
@@ -264,11 +338,29 @@ impl<'a> LenetF32<'a> {
 /// Tensor names of an int8 file (see [`LenetI8`]).
 pub const I8_KEYS: [&str; 24] = [
     "input.scale",
-    "0.weight", "0.weight_scale", "0.bias", "0.out_scale", "0.act_scale",
-    "3.weight", "3.weight_scale", "3.bias", "3.out_scale", "3.act_scale",
-    "7.weight", "7.weight_scale", "7.bias", "7.out_scale", "7.act_scale",
-    "9.weight", "9.weight_scale", "9.bias", "9.out_scale", "9.act_scale",
-    "11.weight", "11.weight_scale", "11.bias",
+    "0.weight",
+    "0.weight_scale",
+    "0.bias",
+    "0.out_scale",
+    "0.act_scale",
+    "3.weight",
+    "3.weight_scale",
+    "3.bias",
+    "3.out_scale",
+    "3.act_scale",
+    "7.weight",
+    "7.weight_scale",
+    "7.bias",
+    "7.out_scale",
+    "7.act_scale",
+    "9.weight",
+    "9.weight_scale",
+    "9.bias",
+    "9.out_scale",
+    "9.act_scale",
+    "11.weight",
+    "11.weight_scale",
+    "11.bias",
 ];
 
 /// Metadata `format` value of int8 files.
@@ -333,18 +425,21 @@ impl Default for I8Scratch {
     }
 }
 
-fn requants<const N: usize>(name: &'static str, ws: &[f32], in_s: f32, out_s: f32) -> Result<[Requant; N]> {
-    let mut r = [Requant {
-        multiplier: 1 << 30,
-        shift: 31,
-    }; N];
-    for (o, &w) in r.iter_mut().zip(ws) {
+/// `requant[c]` for every output channel (one non-generic function: flash is scarce).
+fn fill_requants(
+    name: &'static str,
+    ws: &[f32],
+    in_s: f32,
+    out_s: f32,
+    out: &mut [Requant],
+) -> Result<()> {
+    for (o, &w) in out.iter_mut().zip(ws) {
         *o = Requant::from_scale(requant_factor(w, in_s, out_s)).map_err(|_| Error::Value {
             name,
             what: "weight_scale * in_scale / out_scale is outside [2^-32, 2^30)",
         })?;
     }
-    Ok(r)
+    Ok(())
 }
 
 /// The real factor from a layer's accumulator to its output scale, computed the same way
@@ -391,12 +486,31 @@ impl<'a> LenetI8<'a> {
                         what: "must equal out_scale for ReLU",
                     });
                 }
-                let requant = requants(concat!($l, ".weight_scale"), weight_scale, $in_s, out_s)?;
+                let mut requant = [Requant {
+                    multiplier: 1 << 30,
+                    shift: 31,
+                }; $out];
+                fill_requants(
+                    concat!($l, ".weight_scale"),
+                    weight_scale,
+                    $in_s,
+                    out_s,
+                    &mut requant,
+                )?;
                 let table = match variant {
                     Variant::Sigmoid => int8::sigmoid_lut(out_s, act_s)?,
                     Variant::Relu => [0; 256],
                 };
-                (QLayer { weight, weight_scale, bias, requant }, act_s, table)
+                (
+                    QLayer {
+                        weight,
+                        weight_scale,
+                        bias,
+                        requant,
+                    },
+                    act_s,
+                    table,
+                )
             }};
         }
         let (conv1, s1, t1) = layer!("0", input_scale, C1, [C1, 1, 5, 5]);
@@ -405,7 +519,11 @@ impl<'a> LenetI8<'a> {
         let (fc2, s4, t4) = layer!("9", s3, FC2, [FC2, FC1]);
         let fc3_ws = st.f32("11.weight_scale", &[CLASSES])?;
         check_scales("11.weight_scale", fc3_ws)?;
-        let fc3 = (st.i8("11.weight", &[CLASSES, FC2])?, fc3_ws, st.i32("11.bias", &[CLASSES])?);
+        let fc3 = (
+            st.i8("11.weight", &[CLASSES, FC2])?,
+            fc3_ws,
+            st.i32("11.bias", &[CLASSES])?,
+        );
         let mut input_table = [0i8; 256];
         for (p, q) in input_table.iter_mut().enumerate() {
             *q = int8::quantize_one(p as f32 / 255.0, input_scale);
@@ -447,30 +565,72 @@ impl<'a> LenetI8<'a> {
 
     /// The raw i32 logits (accumulators of the last layer) of one image. Exact integer
     /// arithmetic: the same on every target.
-    pub fn logits_i32(&self, image: &[u8; IMAGE_PIXELS], s: &mut I8Scratch) -> Result<[i32; CLASSES]> {
+    pub fn logits_i32(
+        &self,
+        image: &[u8; IMAGE_PIXELS],
+        s: &mut I8Scratch,
+    ) -> Result<[i32; CLASSES]> {
         for (o, &p) in s.b[..IMAGE_PIXELS].iter_mut().zip(image) {
             *o = self.input_table[p as usize];
         }
         let range = self.range();
         let l = &self.conv1;
-        int8::qconv2d_forward(&CONV1, &s.b[..IMAGE_PIXELS], l.weight, Some(l.bias), &l.requant, range, &mut s.a)?;
+        int8::qconv2d_forward(
+            &CONV1,
+            &s.b[..IMAGE_PIXELS],
+            l.weight,
+            Some(l.bias),
+            &l.requant,
+            range,
+            &mut s.a,
+        )?;
         self.activate(0, &mut s.a);
         self.pool(&POOL1, &s.a, &mut s.b)?;
         let l = &self.conv2;
-        int8::qconv2d_forward(&CONV2, &s.b, l.weight, Some(l.bias), &l.requant, range, &mut s.a[..CONV2_OUT])?;
+        int8::qconv2d_forward(
+            &CONV2,
+            &s.b,
+            l.weight,
+            Some(l.bias),
+            &l.requant,
+            range,
+            &mut s.a[..CONV2_OUT],
+        )?;
         self.activate(1, &mut s.a[..CONV2_OUT]);
         self.pool(&POOL2, &s.a[..CONV2_OUT], &mut s.b[..FLAT])?;
         let l = &self.fc1;
         let sh = QLinearShape::new(1, FLAT, FC1);
-        int8::qlinear_forward(&sh, &s.b[..FLAT], l.weight, Some(l.bias), &l.requant, range, &mut s.a[..FC1])?;
+        int8::qlinear_forward(
+            &sh,
+            &s.b[..FLAT],
+            l.weight,
+            Some(l.bias),
+            &l.requant,
+            range,
+            &mut s.a[..FC1],
+        )?;
         self.activate(2, &mut s.a[..FC1]);
         let l = &self.fc2;
         let sh = QLinearShape::new(1, FC1, FC2);
-        int8::qlinear_forward(&sh, &s.a[..FC1], l.weight, Some(l.bias), &l.requant, range, &mut s.b[..FC2])?;
+        int8::qlinear_forward(
+            &sh,
+            &s.a[..FC1],
+            l.weight,
+            Some(l.bias),
+            &l.requant,
+            range,
+            &mut s.b[..FC2],
+        )?;
         self.activate(3, &mut s.b[..FC2]);
         let (w, _, b) = self.fc3;
         let mut acc = [0i32; CLASSES];
-        int8::qlinear_forward_i32(&QLinearShape::new(1, FC2, CLASSES), &s.b[..FC2], w, Some(b), &mut acc)?;
+        int8::qlinear_forward_i32(
+            &QLinearShape::new(1, FC2, CLASSES),
+            &s.b[..FC2],
+            w,
+            Some(b),
+            &mut acc,
+        )?;
         Ok(acc)
     }
 

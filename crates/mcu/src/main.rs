@@ -48,8 +48,14 @@ static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-relu-int8.safete
 #[cfg(all(feature = "int8", feature = "sigmoid"))]
 static WEIGHTS: &Aligned<[u8]> = &Aligned(*weights_file!("lenet-int8.safetensors"));
 
-static IMAGES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-images.idx3"));
-static LABELS: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-labels.idx1"));
+static IMAGES: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/test-images.idx3"
+));
+static LABELS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/data/test-labels.idx1"
+));
 
 #[cfg(not(feature = "int8"))]
 static mut SCRATCH: tinycnn_mcu::F32Scratch = tinycnn_mcu::F32Scratch::new();
@@ -88,7 +94,11 @@ fn main() -> ! {
 }
 
 fn exit(ok: bool) -> ! {
-    debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     loop {
         cortex_m::asm::wfi();
     }
@@ -142,7 +152,11 @@ fn timed<T>(syst: &mut SYST, f: impl FnOnce() -> T) -> (T, u32) {
 }
 
 #[cfg(not(feature = "int8"))]
-fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::F32Scratch) -> Result<(), Error> {
+fn run(
+    out: &mut hio::HostStream,
+    syst: &mut SYST,
+    scratch: &mut tinycnn_mcu::F32Scratch,
+) -> Result<(), Error> {
     let st = Safetensors::parse(&WEIGHTS.0)?;
     let model = tinycnn_mcu::LenetF32::from_safetensors(&st, VARIANT)?;
     put(out, &["model ", VARIANT.name(), " f32\n"]);
@@ -153,7 +167,11 @@ fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::F3
 }
 
 #[cfg(feature = "int8")]
-fn run(out: &mut hio::HostStream, syst: &mut SYST, scratch: &mut tinycnn_mcu::I8Scratch) -> Result<(), Error> {
+fn run(
+    out: &mut hio::HostStream,
+    syst: &mut SYST,
+    scratch: &mut tinycnn_mcu::I8Scratch,
+) -> Result<(), Error> {
     let st = Safetensors::parse(&WEIGHTS.0)?;
     let model = tinycnn_mcu::LenetI8::from_safetensors(&st, VARIANT)?;
     put(out, &["model ", VARIANT.name(), " int8\n"]);

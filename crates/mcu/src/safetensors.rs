@@ -221,11 +221,19 @@ impl<'a> Safetensors<'a> {
 
     /// The `__metadata__` value of `key` (raw JSON string text).
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        self.metadata.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
+        self.metadata
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|&(_, v)| v)
     }
 
     /// The tensor `name`, checked to have `dtype` and exactly `shape`.
-    pub fn tensor(&self, name: &'static str, dtype: Dtype, shape: &[usize]) -> Result<&TensorView<'a>> {
+    pub fn tensor(
+        &self,
+        name: &'static str,
+        dtype: Dtype,
+        shape: &[usize],
+    ) -> Result<&TensorView<'a>> {
         let t = self.get(name).ok_or(Error::MissingTensor { name })?;
         if t.dtype != dtype {
             return Err(Error::Dtype {
@@ -376,14 +384,19 @@ impl<'a> Parser<'a> {
                 b'"' => {
                     // `get` cannot fail here (both ends sit next to ASCII quotes), and unlike
                     // indexing it links no panic-formatting code into the firmware.
-                    let raw = self.s.get(start..self.pos).ok_or(self.err("string is not UTF-8"))?;
+                    let raw = self
+                        .s
+                        .get(start..self.pos)
+                        .ok_or(self.err("string is not UTF-8"))?;
                     self.pos += 1;
                     return Ok(raw);
                 }
                 b'\\' => {
                     let esc = self.b.get(self.pos + 1).copied();
                     match esc {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 2
+                        }
                         Some(b'u') => {
                             let hex = self.b.get(self.pos + 2..self.pos + 6);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {

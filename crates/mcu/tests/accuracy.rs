@@ -55,10 +55,18 @@ fn check(variant: Variant, f32_file: &str, int8_file: &str) {
 
 #[test]
 fn lenet_relu_int8_within_one_point_of_f32() {
-    check(Variant::Relu, "lenet-relu-f32.safetensors", "lenet-relu-int8.safetensors");
+    check(
+        Variant::Relu,
+        "lenet-relu-f32.safetensors",
+        "lenet-relu-int8.safetensors",
+    );
 }
 
 #[test]
 fn lenet_sigmoid_int8_within_one_point_of_f32() {
-    check(Variant::Sigmoid, "lenet-f32.safetensors", "lenet-int8.safetensors");
+    check(
+        Variant::Sigmoid,
+        "lenet-f32.safetensors",
+        "lenet-int8.safetensors",
+    );
 }

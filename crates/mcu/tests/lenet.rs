@@ -11,7 +11,11 @@ use tinycnn_mcu::{F32Scratch, I8Scratch, LenetF32, LenetI8, Safetensors, Variant
 
 fn images() -> Vec<[u8; IMAGE_PIXELS]> {
     // The embedded test images, plus two synthetic extremes.
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/data/test-images.idx3")).unwrap();
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/test-images.idx3"
+    ))
+    .unwrap();
     let mut v = tinycnn_mcu::idx::images(&bytes).unwrap().to_vec();
     v.push([0; IMAGE_PIXELS]);
     v.push([255; IMAGE_PIXELS]);
@@ -51,7 +55,12 @@ fn linear(x: &[f32], (w, b): (&[f32], &[f32])) -> Vec<f32> {
 fn reference_f32(m: &LenetF32<'_>, img: &[u8; IMAGE_PIXELS]) -> Vec<f32> {
     let v = m.variant;
     let x: Vec<f32> = img.iter().map(|&p| p as f32 / 255.0).collect();
-    let s1 = Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), 1, 28, 28);
+    let s1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
     let mut y = vec![0.0; 6 * 28 * 28];
     fref::conv2d(&s1, &x, m.conv1.0, Some(m.conv1.1), &mut y).unwrap();
     act(v, &mut y);
@@ -80,7 +89,10 @@ fn f32_matches_reference_loops() {
             let got = m.logits(&img, &mut s).unwrap();
             let want = reference_f32(&m, &img);
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{variant:?}: {got:?} vs {want:?}");
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{variant:?}: {got:?} vs {want:?}"
+                );
             }
         }
     }
@@ -88,15 +100,52 @@ fn f32_matches_reference_loops() {
 
 /// The int8 LeNet recomputed from the file's raw tensors with the naive twins.
 fn reference_i8(st: &Safetensors<'_>, variant: Variant, img: &[u8; IMAGE_PIXELS]) -> [i32; 10] {
-    let range = if variant == Variant::Relu { ActRange::RELU } else { ActRange::FULL };
+    let range = if variant == Variant::Relu {
+        ActRange::RELU
+    } else {
+        ActRange::FULL
+    };
     let in_s = st.scale("input.scale").unwrap();
-    let mut x: Vec<i8> = img.iter().map(|&p| int8::quantize_one(p as f32 / 255.0, in_s)).collect();
+    let mut x: Vec<i8> = img
+        .iter()
+        .map(|&p| int8::quantize_one(p as f32 / 255.0, in_s))
+        .collect();
     let mut s_in = in_s;
-    let layers: [(&'static str, &'static str, &'static str, &'static str, &'static str); 4] = [
-        ("0.weight", "0.weight_scale", "0.bias", "0.out_scale", "0.act_scale"),
-        ("3.weight", "3.weight_scale", "3.bias", "3.out_scale", "3.act_scale"),
-        ("7.weight", "7.weight_scale", "7.bias", "7.out_scale", "7.act_scale"),
-        ("9.weight", "9.weight_scale", "9.bias", "9.out_scale", "9.act_scale"),
+    let layers: [(
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ); 4] = [
+        (
+            "0.weight",
+            "0.weight_scale",
+            "0.bias",
+            "0.out_scale",
+            "0.act_scale",
+        ),
+        (
+            "3.weight",
+            "3.weight_scale",
+            "3.bias",
+            "3.out_scale",
+            "3.act_scale",
+        ),
+        (
+            "7.weight",
+            "7.weight_scale",
+            "7.bias",
+            "7.out_scale",
+            "7.act_scale",
+        ),
+        (
+            "9.weight",
+            "9.weight_scale",
+            "9.bias",
+            "9.out_scale",
+            "9.act_scale",
+        ),
     ];
     let shapes: [&[usize]; 4] = [&[6, 1, 5, 5], &[16, 6, 5, 5], &[120, 400], &[84, 120]];
     for (i, ((wn, wsn, bn, on, an), shape)) in layers.into_iter().zip(shapes).enumerate() {
@@ -104,11 +153,19 @@ fn reference_i8(st: &Safetensors<'_>, variant: Variant, img: &[u8; IMAGE_PIXELS]
         let ws = st.f32(wsn, &shape[..1]).unwrap();
         let b = st.i32(bn, &shape[..1]).unwrap();
         let (out_s, act_s) = (st.scale(on).unwrap(), st.scale(an).unwrap());
-        let rq: Vec<Requant> = ws.iter().map(|&w| Requant::from_scale(w * s_in / out_s).unwrap()).collect();
+        let rq: Vec<Requant> = ws
+            .iter()
+            .map(|&w| Requant::from_scale(w * s_in / out_s).unwrap())
+            .collect();
         let mut y = match i {
             0 | 1 => {
                 let s = if i == 0 {
-                    Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), 1, 28, 28)
+                    Conv2dShape::new(
+                        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                        1,
+                        28,
+                        28,
+                    )
                 } else {
                     Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14)
                 };
@@ -168,12 +225,23 @@ fn int8_matches_naive_twins_exactly_and_tracks_f32() {
             let lq = q.logits(img, &mut qs).unwrap();
             let span = lf.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
             for (a, b) in lq.iter().zip(&lf) {
-                assert!((a - b).abs() <= 0.1 * span + 0.02, "{variant:?}: {lq:?} vs {lf:?}");
+                assert!(
+                    (a - b).abs() <= 0.1 * span + 0.02,
+                    "{variant:?}: {lq:?} vs {lf:?}"
+                );
             }
             assert_eq!(argmax(&lq), q.predict(img, &mut qs).unwrap());
         }
         // Wrong variant, missing format tag, and a zero scale are refused.
-        assert!(LenetI8::from_safetensors(&qst, if variant == Variant::Relu { Variant::Sigmoid } else { Variant::Relu }).is_err());
+        assert!(LenetI8::from_safetensors(
+            &qst,
+            if variant == Variant::Relu {
+                Variant::Sigmoid
+            } else {
+                Variant::Relu
+            }
+        )
+        .is_err());
         assert!(LenetI8::from_safetensors(&fst, variant).is_err());
     }
 }
@@ -183,7 +251,8 @@ fn int8_rejects_bad_scales() {
     use tinycnn_mcu::host::{safetensors_bytes, TensorOut};
     let fb = random_f32(Variant::Relu, 8);
     let fal = aligned_copy(&fb);
-    let f = LenetF32::from_safetensors(&Safetensors::parse(fal.bytes()).unwrap(), Variant::Relu).unwrap();
+    let f = LenetF32::from_safetensors(&Safetensors::parse(fal.bytes()).unwrap(), Variant::Relu)
+        .unwrap();
     let cal = host::calibrate(&f, &images()).unwrap();
     let qb = host::quantize(&f, &cal).unwrap();
     let qal = aligned_copy(&qb);
@@ -193,18 +262,34 @@ fn int8_rejects_bad_scales() {
         let mut ts = Vec::new();
         for t in st.tensors() {
             let shape: Vec<usize> = t.shape.iter().copied().collect();
-            let mut out = TensorOut { name: t.name.to_string(), dtype: t.dtype, shape, data: t.data.to_vec() };
+            let mut out = TensorOut {
+                name: t.name.to_string(),
+                dtype: t.dtype,
+                shape,
+                data: t.data.to_vec(),
+            };
             if t.name == name {
                 out = TensorOut::f32(name, &[1], &[value]);
             }
             ts.push(out);
         }
-        safetensors_bytes(&ts, &[("format", "tinycnn-lenet-int8"), ("variant", "lenet-relu")])
+        safetensors_bytes(
+            &ts,
+            &[("format", "tinycnn-lenet-int8"), ("variant", "lenet-relu")],
+        )
     };
-    for (name, v) in [("input.scale", 0.0), ("3.out_scale", f32::NAN), ("7.act_scale", 0.5), ("0.out_scale", 1e-30)] {
+    for (name, v) in [
+        ("input.scale", 0.0),
+        ("3.out_scale", f32::NAN),
+        ("7.act_scale", 0.5),
+        ("0.out_scale", 1e-30),
+    ] {
         let b = rebuild(name, v);
         let al = aligned_copy(&b);
         let st2 = Safetensors::parse(al.bytes()).unwrap();
-        assert!(LenetI8::from_safetensors(&st2, Variant::Relu).is_err(), "{name} = {v} accepted");
+        assert!(
+            LenetI8::from_safetensors(&st2, Variant::Relu).is_err(),
+            "{name} = {v} accepted"
+        );
     }
 }

@@ -24,7 +24,14 @@ fn build(features: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(MANIFEST_DIR)
-        .args(["build", "--release", "--target", TARGET, "--features", features])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--features",
+            features,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("CARGO_TARGET_DIR")
@@ -91,7 +98,11 @@ fn host_lines(weights: &str, variant: Variant, int8: bool) -> Vec<String> {
         let m = LenetF32::from_safetensors(&st, variant).unwrap();
         let mut s = Box::new(F32Scratch::new());
         for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
-            lines.push(prediction_line(i, l, &Logits::F32(m.logits(img, &mut s).unwrap())));
+            lines.push(prediction_line(
+                i,
+                l,
+                &Logits::F32(m.logits(img, &mut s).unwrap()),
+            ));
         }
     }
     lines
@@ -113,14 +124,24 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
     eprintln!("--- firmware ({features}) ---\n{out}");
     assert!(ok, "firmware ({features}) exited with failure:\n{out}");
     let kind = if int8 { "int8" } else { "f32" };
-    assert!(out.contains(&format!("model {} {kind}", variant.name())), "{out}");
+    assert!(
+        out.contains(&format!("model {} {kind}", variant.name())),
+        "{out}"
+    );
     let device: Vec<&str> = out.lines().filter(|l| l.starts_with("image ")).collect();
     let host = host_lines(weights, variant, int8);
     assert_eq!(device.len(), host.len(), "image count differs:\n{out}");
-    assert!(out.contains(&format!("done {} images", host.len())), "{out}");
+    assert!(
+        out.contains(&format!("done {} images", host.len())),
+        "{out}"
+    );
     for (d, h) in device.iter().zip(&host) {
         for key in ["image", "label", "predicted"] {
-            assert_eq!(field(d, key), field(h, key), "{key}: device `{d}` vs host `{h}`");
+            assert_eq!(
+                field(d, key),
+                field(h, key),
+                "{key}: device `{d}` vs host `{h}`"
+            );
         }
         let (dl, hl) = (field(d, "logits"), field(h, "logits"));
         if int8 {
@@ -130,7 +151,10 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
             for (a, b) in dl.split(',').zip(hl.split(',')) {
                 let a = f32::from_bits(u32::from_str_radix(a, 16).unwrap());
                 let b = f32::from_bits(u32::from_str_radix(b, 16).unwrap());
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "f32 logits: device `{d}` vs host `{h}`");
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "f32 logits: device `{d}` vs host `{h}`"
+                );
             }
         }
         let ticks: u32 = field(d, "ticks").parse().unwrap();
@@ -140,8 +164,28 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
 
 #[test]
 fn firmware_in_qemu_matches_host() {
-    check("firmware", "lenet-relu-f32.safetensors", Variant::Relu, false);
-    check("firmware,int8", "lenet-relu-int8.safetensors", Variant::Relu, true);
-    check("firmware,sigmoid", "lenet-f32.safetensors", Variant::Sigmoid, false);
-    check("firmware,int8,sigmoid", "lenet-int8.safetensors", Variant::Sigmoid, true);
+    check(
+        "firmware",
+        "lenet-relu-f32.safetensors",
+        Variant::Relu,
+        false,
+    );
+    check(
+        "firmware,int8",
+        "lenet-relu-int8.safetensors",
+        Variant::Relu,
+        true,
+    );
+    check(
+        "firmware,sigmoid",
+        "lenet-f32.safetensors",
+        Variant::Sigmoid,
+        false,
+    );
+    check(
+        "firmware,int8,sigmoid",
+        "lenet-int8.safetensors",
+        Variant::Sigmoid,
+        true,
+    );
 }

@@ -42,21 +42,39 @@ fn reads_a_hand_written_file() {
     assert_eq!(st.i8("b", &[3]).unwrap(), &[1, -1, 127]);
     assert_eq!(
         st.f32("a", &[2]),
-        Err(Error::Shape { name: "a", dim: usize::MAX, expected: 1, found: 2 })
+        Err(Error::Shape {
+            name: "a",
+            dim: usize::MAX,
+            expected: 1,
+            found: 2
+        })
     );
     assert_eq!(
         st.f32("a", &[1, 3]),
-        Err(Error::Shape { name: "a", dim: 1, expected: 3, found: 2 })
+        Err(Error::Shape {
+            name: "a",
+            dim: 1,
+            expected: 3,
+            found: 2
+        })
     );
     assert_eq!(
         st.i32("b", &[3]),
-        Err(Error::Dtype { name: "b", expected: "I32", found: "I8" })
+        Err(Error::Dtype {
+            name: "b",
+            expected: "I32",
+            found: "I8"
+        })
     );
     assert_eq!(st.f32("c", &[1]), Err(Error::MissingTensor { name: "c" }));
     // An empty object is a valid (empty) file; so is a scalar of shape [].
     assert!(parse(&file("{}", &[])).is_ok());
     let one = 3.0f32.to_le_bytes();
-    assert!(parse(&file(r#"{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}"#, &one)).is_ok());
+    assert!(parse(&file(
+        r#"{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}"#,
+        &one
+    ))
+    .is_ok());
 }
 
 #[test]
@@ -85,29 +103,143 @@ fn malformed_files_are_errors() {
             v
         }),
         ("huge length", u64::MAX.to_le_bytes().to_vec()),
-        ("not utf8", file("{\"\u{1}\"}", &[]).into_iter().map(|b| if b == 1 { 0xff } else { b }).collect()),
+        (
+            "not utf8",
+            file("{\"\u{1}\"}", &[])
+                .into_iter()
+                .map(|b| if b == 1 { 0xff } else { b })
+                .collect(),
+        ),
         ("not an object", file("[]", &[])),
         ("trailing garbage", file("{} x", &[])),
         ("unterminated", file("{\"a\":{\"dtype\":\"F32\"", &[])),
-        ("unknown dtype", file(r#"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, &f4)),
-        ("missing offsets", file(r#"{"a":{"dtype":"F32","shape":[1]}}"#, &f4)),
-        ("extra key", file(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}"#, &f4)),
-        ("duplicate key", file(r#"{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &f4)),
-        ("span != size", file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, &f4)),
-        ("offsets reversed", file(r#"{"a":{"dtype":"I8","shape":[0],"data_offsets":[4,0]}}"#, &f4)),
-        ("past data end", file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &f4)),
-        ("negative dim", file(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, &f4)),
-        ("float dim", file(r#"{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}"#, &f4)),
-        ("leading zero", file(r#"{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}"#, &f4)),
-        ("dim overflow", file(r#"{"a":{"dtype":"F32","shape":[99999999999999999999999],"data_offsets":[0,4]}}"#, &f4)),
-        ("size overflow", file(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#, &f4)),
-        ("rank 5", file(r#"{"a":{"dtype":"F32","shape":[1,1,1,1,1],"data_offsets":[0,4]}}"#, &f4)),
-        ("duplicate name", file(r#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"a":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#, &f4)),
-        ("overlap", file(r#"{"a":{"dtype":"I8","shape":[3],"data_offsets":[0,3]},"b":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#, &f4)),
-        ("gap", file(r#"{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#, &f4)),
-        ("bytes after last tensor", file(r#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}}"#, &f4)),
-        ("bad escape", file(r#"{"a\q":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}"#, &f4)),
-        ("metadata not strings", file(r#"{"__metadata__":{"a":1}}"#, &[])),
+        (
+            "unknown dtype",
+            file(
+                r#"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "missing offsets",
+            file(r#"{"a":{"dtype":"F32","shape":[1]}}"#, &f4),
+        ),
+        (
+            "extra key",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "duplicate key",
+            file(
+                r#"{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "span != size",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "offsets reversed",
+            file(
+                r#"{"a":{"dtype":"I8","shape":[0],"data_offsets":[4,0]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "past data end",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "negative dim",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "float dim",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "leading zero",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "dim overflow",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[99999999999999999999999],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "size overflow",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "rank 5",
+            file(
+                r#"{"a":{"dtype":"F32","shape":[1,1,1,1,1],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "duplicate name",
+            file(
+                r#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"a":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "overlap",
+            file(
+                r#"{"a":{"dtype":"I8","shape":[3],"data_offsets":[0,3]},"b":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "gap",
+            file(
+                r#"{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "bytes after last tensor",
+            file(
+                r#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "bad escape",
+            file(
+                r#"{"a\q":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}"#,
+                &f4,
+            ),
+        ),
+        (
+            "metadata not strings",
+            file(r#"{"__metadata__":{"a":1}}"#, &[]),
+        ),
     ];
     for (what, bytes) in cases {
         assert!(parse(&bytes).is_err(), "{what} was accepted");
@@ -156,13 +288,26 @@ fn lenet_layout_is_enforced() {
     assert_eq!(load(&v), Err(Error::MissingTensor { name: "3.bias" }));
     let mut v = base();
     v[4] = t("7.weight", &[400, 120]);
-    assert!(matches!(load(&v), Err(Error::Shape { name: "7.weight", dim: 0, .. })));
+    assert!(matches!(
+        load(&v),
+        Err(Error::Shape {
+            name: "7.weight",
+            dim: 0,
+            ..
+        })
+    ));
     let mut v = base();
     v.push(t("13.weight", &[1]));
     assert_eq!(load(&v), Err(Error::UnexpectedTensor));
     let mut v = base();
     v[0] = TensorOut::i32("0.weight", &[6, 1, 5, 5], &[0; 150]);
-    assert!(matches!(load(&v), Err(Error::Dtype { name: "0.weight", .. })));
+    assert!(matches!(
+        load(&v),
+        Err(Error::Dtype {
+            name: "0.weight",
+            ..
+        })
+    ));
     let _ = Dtype::F32;
 }
 

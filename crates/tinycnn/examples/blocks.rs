@@ -9,7 +9,10 @@ use tinycnn::{Result, Tensor};
 
 /// `nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 10))`.
 pub fn sequential_mlp() -> Sequential {
-    Sequential::new().append(Linear::new(20, 256)).append(ReLU).append(Linear::new(256, 10))
+    Sequential::new()
+        .append(Linear::new(20, 256))
+        .append(ReLU)
+        .append(Linear::new(256, 10))
 }
 
 /// `class MLP(nn.Module)`: a hidden layer of 256 units and an output layer of 10.
@@ -20,7 +23,10 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new() -> Mlp {
-        Mlp { hidden: Linear::new(20, 256), out: Linear::new(256, 10) }
+        Mlp {
+            hidden: Linear::new(20, 256),
+            out: Linear::new(256, 10),
+        }
     }
 }
 
@@ -45,7 +51,10 @@ pub struct FixedHiddenMlp {
 
 impl FixedHiddenMlp {
     pub fn new() -> FixedHiddenMlp {
-        FixedHiddenMlp { rand_weight: Tensor::rand(&[20, 20]), linear: Linear::new(20, 20) }
+        FixedHiddenMlp {
+            rand_weight: Tensor::rand(&[20, 20]),
+            linear: Linear::new(20, 20),
+        }
     }
 }
 
@@ -103,7 +112,10 @@ impl Module for NestMlp {
 
 /// `nn.Sequential(NestMLP(), nn.Linear(16, 20), FixedHiddenMLP())`.
 pub fn chimera() -> Sequential {
-    Sequential::new().append(NestMlp::new()).append(Linear::new(16, 20)).append(FixedHiddenMlp::new())
+    Sequential::new()
+        .append(NestMlp::new())
+        .append(Linear::new(16, 20))
+        .append(FixedHiddenMlp::new())
 }
 
 fn main() -> Result<()> {

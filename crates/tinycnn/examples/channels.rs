@@ -34,7 +34,10 @@ pub fn corr2d_multi_in_out(x: &Tensor, k: &Tensor) -> Result<Tensor> {
 /// The 1x1 convolution as a fully connected layer over channels: `K [c_o, c_i] @ X [c_i, h*w]`.
 pub fn corr2d_multi_in_out_1x1(x: &Tensor, k: &Tensor) -> Result<Tensor> {
     let &[c_i, h, w] = x.shape() else {
-        return Err(Error::invalid_argument("corr2d_multi_in_out_1x1", "X must be [c_i, h, w]"));
+        return Err(Error::invalid_argument(
+            "corr2d_multi_in_out_1x1",
+            "X must be [c_i, h, w]",
+        ));
     };
     let c_o = k.shape().first().copied().unwrap_or(0);
     let x = x.reshape([c_i, h * w])?;
@@ -100,7 +103,10 @@ fn main() -> Result<()> {
     let y1 = corr2d_multi_in_out_1x1(&x, &k)?;
     let y2 = corr2d_multi_in_out(&x, &k)?;
     let diff = (&y1 - &y2)?.abs().sum_all().item()?;
-    assert!(diff < 1e-6, "1x1 as matmul differs from the general form by {diff}");
+    assert!(
+        diff < 1e-6,
+        "1x1 as matmul differs from the general form by {diff}"
+    );
     println!("float(torch.abs(Y1 - Y2).sum()) = {diff:e} < 1e-6");
     Ok(())
 }

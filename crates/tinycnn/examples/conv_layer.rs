@@ -111,7 +111,13 @@ pub struct LearnedKernel {
 /// `(X, Y)` reshaped to `[1, 1, 6, 8]` / `[1, 1, 6, 7]`. The initial weight has the layer's
 /// default distribution, `U(-1/sqrt(2), 1/sqrt(2))`, drawn from `Rng::seed_from(seed)` so a
 /// run is reproducible even while other threads use the global generator.
-pub fn learn_kernel(x: &Tensor, y: &Tensor, steps: usize, lr: f32, seed: u64) -> Result<LearnedKernel> {
+pub fn learn_kernel(
+    x: &Tensor,
+    y: &Tensor,
+    steps: usize,
+    lr: f32,
+    seed: u64,
+) -> Result<LearnedKernel> {
     let conv2d = Conv2d::with(Conv2dParams::new(1, 1, (1, 2)), false)?;
     let bound = 1.0 / 2f32.sqrt();
     let init = Tensor::uniform_with(-bound, bound, &[1, 1, 1, 2], &mut Rng::seed_from(seed))?;
@@ -162,7 +168,10 @@ fn main() -> Result<()> {
     println!("{y}");
     println!("corr2d(X.t(), K):");
     println!("{}", corr2d(&x.t()?, &k)?);
-    println!("Conv2D(1, 2) on X, output shape: {}", tinycnn::size_string(layer.forward(&x)?.shape()));
+    println!(
+        "Conv2D(1, 2) on X, output shape: {}",
+        tinycnn::size_string(layer.forward(&x)?.shape())
+    );
 
     println!("\n## Learning a kernel (学习卷积核)");
     let learned = learn_kernel(&x, &y, 10, 3e-2, 0)?;

@@ -57,7 +57,10 @@ pub fn conv2d_on_3d_input() -> Result<Tensor> {
 /// the kernel crate's im2col convolution (`tinycnn_kernels::conv`, `Im2colGemm`).
 pub fn unfold(x: &Tensor, kernel: (usize, usize), padding: (usize, usize)) -> Result<Tensor> {
     let &[n, c, h, w] = x.shape() else {
-        return Err(Error::invalid_argument("unfold", format!("X must be [N, C, H, W], got {:?}", x.shape())));
+        return Err(Error::invalid_argument(
+            "unfold",
+            format!("X must be [N, C, H, W], got {:?}", x.shape()),
+        ));
     };
     let (kh, kw) = kernel;
     let (ph, pw) = padding;
@@ -91,7 +94,10 @@ pub fn unfold(x: &Tensor, kernel: (usize, usize), padding: (usize, usize)) -> Re
 /// The notebook's `conv2d_via_matmul(X, K)`: unfold, one matrix product, fold back.
 pub fn conv2d_via_matmul(x: &Tensor, k: &Tensor) -> Result<Tensor> {
     let (&[batch, _, height, width], &[out_channels, _, kh, kw]) = (x.shape(), k.shape()) else {
-        return Err(Error::invalid_argument("conv2d_via_matmul", "X and K must both be 4-D"));
+        return Err(Error::invalid_argument(
+            "conv2d_via_matmul",
+            "X and K must both be 4-D",
+        ));
     };
     let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
     let l = (out_h * out_w) as isize;
@@ -102,7 +108,9 @@ pub fn conv2d_via_matmul(x: &Tensor, k: &Tensor) -> Result<Tensor> {
         .reshape([-1, batch as isize * l])?;
     let k_row = k.reshape([out_channels as isize, -1])?;
     let y_col = k_row.matmul(&x_col)?; // (O, N*L)
-    y_col.reshape([out_channels, batch, out_h, out_w])?.permute(&[1, 0, 2, 3])
+    y_col
+        .reshape([out_channels, batch, out_h, out_w])?
+        .permute(&[1, 0, 2, 3])
 }
 
 /// The second-derivative (Laplacian) kernel, `[1, 1, 3, 3]`.
@@ -127,14 +135,26 @@ fn main() -> Result<()> {
     let x = diagonal_image()?;
     let k = vertical_edge_kernel()?;
     let conv = conv_with_kernel(&k)?;
-    println!("Original output (原始输出):\n {}", squeeze2(&conv.forward(&x)?)?);
+    println!(
+        "Original output (原始输出):\n {}",
+        squeeze2(&conv.forward(&x)?)?
+    );
     let x_t = x.transpose(2, 3)?;
-    println!("Transposed X (转置X后的输出):\n {}", squeeze2(&conv.forward(&x_t)?)?);
+    println!(
+        "Transposed X (转置X后的输出):\n {}",
+        squeeze2(&conv.forward(&x_t)?)?
+    );
     // The notebook computes K^T but applies the old kernel again; X is symmetric, so all three
     // outputs agree. With K^T really in place, the edge map is the transpose.
-    println!("Transposed X, same K (notebook cell):\n {}", squeeze2(&conv.forward(&x_t)?)?);
+    println!(
+        "Transposed X, same K (notebook cell):\n {}",
+        squeeze2(&conv.forward(&x_t)?)?
+    );
     let conv_t = conv_with_kernel(&k.transpose(2, 3)?)?;
-    println!("Transposed X and K:\n {}", squeeze2(&conv_t.forward(&x_t)?)?);
+    println!(
+        "Transposed X and K:\n {}",
+        squeeze2(&conv_t.forward(&x_t)?)?
+    );
     let a = Tensor::rand(&[1, 3, 1, 2]);
     println!("{}", size_string(a.shape()));
     println!("{}", size_string(a.squeeze(2)?.squeeze(0)?.shape()));
@@ -152,7 +172,11 @@ fn main() -> Result<()> {
     println!("Matmul output (矩阵乘法输出):\n {y_matmul}");
     let y_conv = x.conv2d(&k, None, (1, 1), (0, 0), (1, 1), 1)?;
     println!("conv2d output (卷积输出):\n {y_conv}");
-    let same = if y_matmul.allclose(&y_conv, 1e-5, 1e-6) { "True" } else { "False" };
+    let same = if y_matmul.allclose(&y_conv, 1e-5, 1e-6) {
+        "True"
+    } else {
+        "False"
+    };
     println!("Same result (结果是否一致): {same}");
 
     let x = Tensor::arange_step(1.0, 17.0, 1.0)?.view([1, 1, 4, 4])?;
@@ -162,7 +186,13 @@ fn main() -> Result<()> {
 
     println!("\n## 4. Hand-designed kernels");
     let x = diagonal_image()?;
-    println!("Second derivative (二阶导数结果):\n {}", apply_padded(&x, &laplacian()?)?);
-    println!("\nIntegral (积分结果):\n {}", apply_padded(&x, &integral())?);
+    println!(
+        "Second derivative (二阶导数结果):\n {}",
+        apply_padded(&x, &laplacian()?)?
+    );
+    println!(
+        "\nIntegral (积分结果):\n {}",
+        apply_padded(&x, &integral())?
+    );
     Ok(())
 }

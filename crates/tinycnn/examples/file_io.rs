@@ -12,20 +12,29 @@ use tinycnn::{io, Result, Tensor};
 /// the runtime's comparisons return 1.0 / 0.0 in an f32 tensor. Rank 1 and 2 only.
 pub fn bool_string(t: &Tensor) -> String {
     let data = t.to_vec();
-    let words: Vec<&str> = data.iter().map(|&v| if v != 0.0 { "True" } else { "False" }).collect();
+    let words: Vec<&str> = data
+        .iter()
+        .map(|&v| if v != 0.0 { "True" } else { "False" })
+        .collect();
     let width = words.iter().map(|w| w.len()).max().unwrap_or(4);
     let indent = "tensor(".len();
     let row = |items: &[&str], depth: usize| {
         let per_line = ((80 - indent - depth) / (width + 2)).max(1);
         let cells: Vec<String> = items.iter().map(|w| format!("{w:>width$}")).collect();
         let lines: Vec<String> = cells.chunks(per_line).map(|c| c.join(", ")).collect();
-        format!("[{}]", lines.join(&format!(",\n{}", " ".repeat(indent + depth + 1))))
+        format!(
+            "[{}]",
+            lines.join(&format!(",\n{}", " ".repeat(indent + depth + 1)))
+        )
     };
     match t.shape() {
         [_] => format!("tensor({})", row(&words, 0)),
         [_, cols] if *cols > 0 => {
             let rows: Vec<String> = words.chunks(*cols).map(|r| row(r, 1)).collect();
-            format!("tensor([{}])", rows.join(&format!(",\n{}", " ".repeat(indent + 1))))
+            format!(
+                "tensor([{}])",
+                rows.join(&format!(",\n{}", " ".repeat(indent + 1)))
+            )
         }
         _ => format!("{t}"),
     }
@@ -39,7 +48,10 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new() -> Mlp {
-        Mlp { hidden: Linear::new(20, 256), output: Linear::new(256, 10) }
+        Mlp {
+            hidden: Linear::new(20, 256),
+            output: Linear::new(256, 10),
+        }
     }
 }
 
@@ -54,7 +66,10 @@ impl Module for Mlp {
         self.output.forward(&self.hidden.forward(x)?.relu()?)
     }
     fn children(&self) -> Vec<(String, &dyn Module)> {
-        vec![("hidden".into(), &self.hidden), ("output".into(), &self.output)]
+        vec![
+            ("hidden".into(), &self.hidden),
+            ("output".into(), &self.output),
+        ]
     }
     fn type_name(&self) -> String {
         "MLP".into()
@@ -95,7 +110,10 @@ pub fn model_round_trip(dir: &Path, net: &Mlp) -> Result<Mlp> {
 /// A fresh directory under the system temp dir for this run's files.
 pub fn scratch_dir(tag: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tinycnn-d2l-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| tinycnn::Error::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| tinycnn::Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(dir)
 }
 
@@ -125,6 +143,9 @@ fn main() -> Result<()> {
     let y_clone = clone.forward(&x)?;
     println!("{}", bool_string(&y_clone.eq_elem(&y)?));
 
-    std::fs::remove_dir_all(&dir).map_err(|source| tinycnn::Error::Io { path: dir.clone(), source })?;
+    std::fs::remove_dir_all(&dir).map_err(|source| tinycnn::Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(())
 }

@@ -141,9 +141,9 @@ pub fn synthetic_split(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
 fn main() -> Result<()> {
     tinycnn::manual_seed(0);
     let train_size: usize = match std::env::args().nth(1) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| Error::invalid_argument("lenet", format!("TRAIN_IMAGES must be a count, got `{s}`")))?,
+        Some(s) => s.parse().map_err(|_| {
+            Error::invalid_argument("lenet", format!("TRAIN_IMAGES must be a count, got `{s}`"))
+        })?,
         None => 2048,
     };
     let test_size = 1000;
@@ -158,19 +158,38 @@ fn main() -> Result<()> {
 
     println!("\n## Training (模型训练): 1 epoch on {train_size} training images");
     let batch_size = 256;
-    let config = LoaderConfig { batch_size, ..LoaderConfig::default() };
-    let test_config = LoaderConfig { shuffle: false, ..config };
-    let local = FashionMnist::load_with(LoadOptions { download: false, ..LoadOptions::default() });
+    let config = LoaderConfig {
+        batch_size,
+        ..LoaderConfig::default()
+    };
+    let test_config = LoaderConfig {
+        shuffle: false,
+        ..config
+    };
+    let local = FashionMnist::load_with(LoadOptions {
+        download: false,
+        ..LoadOptions::default()
+    });
     let (train_iter, test_iter) = match local {
         Ok(ds) => {
             println!("Fashion-MNIST from {}", ds.dir.display());
             let (tr, te) = (train_size.min(ds.train.len()), test_size.min(ds.test.len()));
             let px = 28 * 28;
             (
-                DataLoader::new(ds.train.images[..tr * px].to_vec(), ds.train.labels[..tr].to_vec(), [1, 28, 28], config)
-                    .map_err(data_err)?,
-                DataLoader::new(ds.test.images[..te * px].to_vec(), ds.test.labels[..te].to_vec(), [1, 28, 28], test_config)
-                    .map_err(data_err)?,
+                DataLoader::new(
+                    ds.train.images[..tr * px].to_vec(),
+                    ds.train.labels[..tr].to_vec(),
+                    [1, 28, 28],
+                    config,
+                )
+                .map_err(data_err)?,
+                DataLoader::new(
+                    ds.test.images[..te * px].to_vec(),
+                    ds.test.labels[..te].to_vec(),
+                    [1, 28, 28],
+                    test_config,
+                )
+                .map_err(data_err)?,
             )
         }
         Err(e) => {

@@ -19,7 +19,10 @@ pub fn comp_conv2d(conv2d: &Conv2d, x: &Tensor) -> Result<Tensor> {
 pub fn layers() -> Result<Vec<(&'static str, Conv2d)>> {
     Ok(vec![
         // Padding 1 on every side keeps a 3x3 kernel's output at 8x8.
-        ("nn.Conv2d(1, 1, kernel_size=3, padding=1)", Conv2d::new(1, 1, 3)?.padding(1)?),
+        (
+            "nn.Conv2d(1, 1, kernel_size=3, padding=1)",
+            Conv2d::new(1, 1, 3)?.padding(1)?,
+        ),
         (
             "nn.Conv2d(1, 1, kernel_size=(5, 3), padding=(2, 1))",
             Conv2d::new(1, 1, (5, 3))?.padding((2, 1))?,
@@ -42,7 +45,10 @@ fn main() -> Result<()> {
     for (python, conv2d) in layers()? {
         println!("conv2d = {python}");
         println!("{}", conv2d.repr());
-        println!("comp_conv2d(conv2d, X).shape -> {}\n", size_string(comp_conv2d(&conv2d, &x)?.shape()));
+        println!(
+            "comp_conv2d(conv2d, X).shape -> {}\n",
+            size_string(comp_conv2d(&conv2d, &x)?.shape())
+        );
     }
     Ok(())
 }

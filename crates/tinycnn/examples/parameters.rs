@@ -10,7 +10,10 @@ use tinycnn::{no_grad, size_string, Result, Tensor};
 
 /// `nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))`.
 pub fn net() -> Sequential {
-    Sequential::new().append(Linear::new(4, 8)).append(ReLU).append(Linear::new(8, 1))
+    Sequential::new()
+        .append(Linear::new(4, 8))
+        .append(ReLU)
+        .append(Linear::new(8, 1))
 }
 
 /// Layer `i` of a `Sequential` known to be a `Linear` (`net[i]`).
@@ -47,7 +50,9 @@ pub fn block2() -> Result<Sequential> {
 
 /// `rgnet = nn.Sequential(block2(), nn.Linear(4, 1))`.
 pub fn rgnet() -> Result<Sequential> {
-    Ok(Sequential::new().append(block2()?).append(Linear::new(4, 1)))
+    Ok(Sequential::new()
+        .append(block2()?)
+        .append(Linear::new(4, 1)))
 }
 
 /// `init_normal`: weights from N(0, 0.01^2), biases zero, on every `Linear`.
@@ -83,7 +88,12 @@ pub fn init_xavier(m: &dyn Module) -> Result<()> {
 pub fn my_init(m: &dyn Module) -> Result<()> {
     if let Some(l) = m.downcast_ref::<Linear>() {
         init::uniform_(&l.weight, -10.0, 10.0)?;
-        no_grad(|| l.weight.update_(|w| w.iter_mut().for_each(|v| *v *= f32::from(u8::from(v.abs() >= 5.0)))))?;
+        no_grad(|| {
+            l.weight.update_(|w| {
+                w.iter_mut()
+                    .for_each(|v| *v *= f32::from(u8::from(v.abs() >= 5.0)))
+            })
+        })?;
     }
     Ok(())
 }
@@ -120,7 +130,14 @@ fn main() -> Result<()> {
     let bias = out.bias.as_ref().expect("Linear(8, 1) has a bias");
     println!("Parameter containing:\n{bias}");
     println!("{}", bias.detach());
-    println!("{}", if out.weight.grad().is_none() { "True" } else { "False" });
+    println!(
+        "{}",
+        if out.weight.grad().is_none() {
+            "True"
+        } else {
+            "False"
+        }
+    );
 
     println!("\n## All parameters at once (一次性访问所有参数)");
     println!("{}", names_and_shapes(&net[0]));
@@ -131,16 +148,34 @@ fn main() -> Result<()> {
     let rgnet = rgnet()?;
     println!("{}", rgnet.forward(&x)?);
     println!("{}", rgnet.repr());
-    let block = rgnet[0].downcast_ref::<Sequential>().expect("rgnet[0] is block2()");
-    let block1 = block[1].downcast_ref::<Sequential>().expect("rgnet[0][1] is a block1()");
-    println!("{}", linear(block1, 0).bias.as_ref().expect("bias").detach());
+    let block = rgnet[0]
+        .downcast_ref::<Sequential>()
+        .expect("rgnet[0] is block2()");
+    let block1 = block[1]
+        .downcast_ref::<Sequential>()
+        .expect("rgnet[0][1] is a block1()");
+    println!(
+        "{}",
+        linear(block1, 0).bias.as_ref().expect("bias").detach()
+    );
 
     println!("\n## Initialisation (参数初始化)");
     net.apply(&mut init_normal)?;
-    let (w0, b0) = (&linear(&net, 0).weight, linear(&net, 0).bias.as_ref().expect("bias"));
-    println!("({}, {})", w0.detach().select(0, 0)?, b0.detach().select(0, 0)?);
+    let (w0, b0) = (
+        &linear(&net, 0).weight,
+        linear(&net, 0).bias.as_ref().expect("bias"),
+    );
+    println!(
+        "({}, {})",
+        w0.detach().select(0, 0)?,
+        b0.detach().select(0, 0)?
+    );
     net.apply(&mut init_constant(1.0))?;
-    println!("({}, {})", w0.detach().select(0, 0)?, b0.detach().select(0, 0)?);
+    println!(
+        "({}, {})",
+        w0.detach().select(0, 0)?,
+        b0.detach().select(0, 0)?
+    );
     net[0].apply(&mut init_xavier)?;
     net[2].apply(&mut init_constant(42.0))?;
     println!("{}", w0.detach().select(0, 0)?);
@@ -160,10 +195,20 @@ fn main() -> Result<()> {
     let net = shared_net();
     net.forward(&x)?;
     let (a, b) = (&linear(&net, 2).weight, &linear(&net, 4).weight);
-    println!("{}", a.detach().select(0, 0)?.eq_elem(&b.detach().select(0, 0)?)?);
+    println!(
+        "{}",
+        a.detach()
+            .select(0, 0)?
+            .eq_elem(&b.detach().select(0, 0)?)?
+    );
     no_grad(|| a.update_(|w| w[0] = 100.0))?;
     // Still equal: one tensor, two layers.
-    println!("{}", a.detach().select(0, 0)?.eq_elem(&b.detach().select(0, 0)?)?);
+    println!(
+        "{}",
+        a.detach()
+            .select(0, 0)?
+            .eq_elem(&b.detach().select(0, 0)?)?
+    );
     println!("{}", names_and_shapes(&net));
     Ok(())
 }

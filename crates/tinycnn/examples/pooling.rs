@@ -18,12 +18,18 @@ pub enum Mode {
 pub fn pool2d(x: &Tensor, pool_size: (usize, usize), mode: Mode) -> Result<Tensor> {
     let (p_h, p_w) = pool_size;
     let &[h, w] = x.shape() else {
-        return Err(Error::invalid_argument("pool2d", format!("X must be 2-D, got {:?}", x.shape())));
+        return Err(Error::invalid_argument(
+            "pool2d",
+            format!("X must be 2-D, got {:?}", x.shape()),
+        ));
     };
     if p_h == 0 || p_w == 0 || p_h > h || p_w > w {
         return Err(Error::invalid_argument(
             "pool2d",
-            format!("window {pool_size:?} does not fit in X of shape {:?}", x.shape()),
+            format!(
+                "window {pool_size:?} does not fit in X of shape {:?}",
+                x.shape()
+            ),
         ));
     }
     let (oh, ow) = (h - p_h + 1, w - p_w + 1);
@@ -49,7 +55,10 @@ pub fn arange_4x4() -> Result<Tensor> {
 pub fn layers() -> Vec<(&'static str, MaxPool2d)> {
     vec![
         ("nn.MaxPool2d(3)", MaxPool2d::new(3)),
-        ("nn.MaxPool2d(3, padding=1, stride=2)", MaxPool2d::new(3).padding(1).stride(2)),
+        (
+            "nn.MaxPool2d(3, padding=1, stride=2)",
+            MaxPool2d::new(3).padding(1).stride(2),
+        ),
         (
             "nn.MaxPool2d((2, 3), stride=(2, 3), padding=(0, 1))",
             MaxPool2d::new((2, 3)).stride((2, 3)).padding((0, 1)),

@@ -27,7 +27,10 @@ fn input(shape: &[usize], seed: u64) -> Tensor {
 #[test]
 fn sequential_and_mlp_give_2x10_outputs_with_addmm_grad_fn() {
     let x = input(&[2, 20], 0);
-    for y in [blocks::sequential_mlp().forward(&x).unwrap(), blocks::Mlp::new().forward(&x).unwrap()] {
+    for y in [
+        blocks::sequential_mlp().forward(&x).unwrap(),
+        blocks::Mlp::new().forward(&x).unwrap(),
+    ] {
         assert_eq!(y.shape(), &[2, 10]);
         assert_eq!(y.grad_fn(), Some("AddmmBackward0"));
         assert!(y.to_string().ends_with("grad_fn=<AddmmBackward0>)"), "{y}");
@@ -46,7 +49,10 @@ fn fixed_hidden_mlp_returns_a_scalar_of_magnitude_at_most_1() {
     assert!(y.item().unwrap().abs() <= 1.0);
     assert_eq!(y.grad_fn(), Some("SumBackward0"));
     let s = y.to_string();
-    assert!(s.starts_with("tensor(") && s.ends_with(", grad_fn=<SumBackward0>)"), "{s}");
+    assert!(
+        s.starts_with("tensor(") && s.ends_with(", grad_fn=<SumBackward0>)"),
+        "{s}"
+    );
     // Gradients reach the shared layer through both uses.
     y.backward().unwrap();
     assert!(net.linear.weight.grad().is_some());
@@ -86,10 +92,16 @@ fn one_layer_state_dict_and_parameter_printout() {
     let net = parameters::net();
     let out = parameters::linear(&net, 2);
     // Known values so the printout can be compared with the notebook's text.
-    let w = [-0.2116, 0.3448, 0.0726, -0.0626, -0.2922, 0.3172, 0.3025, -0.3025];
+    let w = [
+        -0.2116, 0.3448, 0.0726, -0.0626, -0.2922, 0.3172, 0.3025, -0.3025,
+    ];
     tinycnn::no_grad(|| {
         out.weight.copy_(&Tensor::new([w])).unwrap();
-        out.bias.as_ref().unwrap().copy_(&Tensor::new([-0.3315])).unwrap();
+        out.bias
+            .as_ref()
+            .unwrap()
+            .copy_(&Tensor::new([-0.3315]))
+            .unwrap();
     });
     assert_eq!(
         net[2].state_dict().to_string(),
@@ -160,7 +172,16 @@ fn init_normal_then_constant_42_and_xavier() {
     assert!(w.iter().all(|v| v.abs() < 0.06), "N(0, 0.01) draws: {w:?}");
     assert!(w.iter().any(|&v| v != 0.0));
     assert_eq!(l0.bias.as_ref().unwrap().to_vec(), [0.0; 8]);
-    assert_eq!(l0.bias.as_ref().unwrap().detach().select(0, 0).unwrap().to_string(), "tensor(0.)");
+    assert_eq!(
+        l0.bias
+            .as_ref()
+            .unwrap()
+            .detach()
+            .select(0, 0)
+            .unwrap()
+            .to_string(),
+        "tensor(0.)"
+    );
 
     net.apply(&mut parameters::init_constant(1.0)).unwrap();
     assert_eq!(l0.weight.to_vec(), [1.0; 32]);
@@ -173,7 +194,10 @@ fn init_normal_then_constant_42_and_xavier() {
     assert!(w.iter().all(|v| v.abs() <= bound), "{w:?}");
     assert!(w.windows(2).any(|p| p[0] != p[1]));
     let w2 = &parameters::linear(&net, 2).weight;
-    assert_eq!(w2.detach().to_string(), "tensor([[42., 42., 42., 42., 42., 42., 42., 42.]])");
+    assert_eq!(
+        w2.detach().to_string(),
+        "tensor([[42., 42., 42., 42., 42., 42., 42., 42.]])"
+    );
 }
 
 #[test]
@@ -182,7 +206,11 @@ fn custom_init_keeps_only_large_weights() {
     net.apply(&mut parameters::my_init).unwrap();
     for i in [0, 2] {
         let w = parameters::linear(&net, i).weight.to_vec();
-        assert!(w.iter().all(|&v| v == 0.0 || (5.0..=10.0).contains(&v.abs())), "{w:?}");
+        assert!(
+            w.iter()
+                .all(|&v| v == 0.0 || (5.0..=10.0).contains(&v.abs())),
+            "{w:?}"
+        );
     }
 }
 
@@ -190,14 +218,24 @@ fn custom_init_keeps_only_large_weights() {
 fn shared_parameters_are_one_tensor() {
     let net = parameters::shared_net();
     net.forward(&input(&[2, 4], 5)).unwrap();
-    let (a, b) = (&parameters::linear(&net, 2).weight, &parameters::linear(&net, 4).weight);
+    let (a, b) = (
+        &parameters::linear(&net, 2).weight,
+        &parameters::linear(&net, 4).weight,
+    );
     assert!(a.same(b));
     tinycnn::no_grad(|| a.update_(|w| w[0] = 100.0)).unwrap();
     assert_eq!(b.get(&[0, 0]).unwrap(), 100.0);
     let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias", "6.weight", "6.bias"]);
+    assert_eq!(
+        names,
+        ["0.weight", "0.bias", "2.weight", "2.bias", "6.weight", "6.bias"]
+    );
     // Both uses add to the one gradient.
-    net.forward(&input(&[2, 4], 6)).unwrap().sum_all().backward().unwrap();
+    net.forward(&input(&[2, 4], 6))
+        .unwrap()
+        .sum_all()
+        .backward()
+        .unwrap();
     assert!(a.grad().is_some());
 }
 
@@ -252,6 +290,9 @@ fn state_dict_round_trip_gives_equal_outputs() {
 fn loading_a_mismatched_state_dict_is_an_error() {
     let mut sd = file_io::Mlp::new().state_dict();
     sd.insert("hidden.weight", Tensor::zeros(&[3, 3]));
-    let err = file_io::Mlp::new().load_state_dict(&sd).unwrap_err().to_string();
+    let err = file_io::Mlp::new()
+        .load_state_dict(&sd)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("hidden.weight"), "{err}");
 }

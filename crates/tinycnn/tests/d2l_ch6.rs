@@ -53,7 +53,10 @@ fn edge_image_prints_as_in_the_notebook() {
     let row = "[1., 1., 0., 0., 0., 0., 1., 1.]";
     let expected = format!("tensor([{}])", vec![row; 6].join(",\n        "));
     assert_eq!(x.to_string(), expected);
-    assert_eq!(conv_layer::edge_kernel().to_string(), "tensor([[ 1., -1.]])");
+    assert_eq!(
+        conv_layer::edge_kernel().to_string(),
+        "tensor([[ 1., -1.]])"
+    );
 }
 
 #[test]
@@ -73,16 +76,27 @@ fn kernel_finds_no_edge_in_the_transposed_image() {
     let y = conv_layer::corr2d(&x.t().unwrap(), &conv_layer::edge_kernel()).unwrap();
     assert_values(&y, &[8, 5], &[0.0; 40]);
     let line = "[0., 0., 0., 0., 0.]";
-    assert_eq!(y.to_string(), format!("tensor([{}])", vec![line; 8].join(",\n        ")));
+    assert_eq!(
+        y.to_string(),
+        format!("tensor([{}])", vec![line; 8].join(",\n        "))
+    );
 }
 
 #[test]
 fn hand_written_conv2d_module_has_weight_and_bias() {
     let layer = conv_layer::Conv2D::new((1, 2)).unwrap();
-    let names: Vec<String> = layer.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = layer
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, ["weight", "bias"]);
     assert_eq!(layer.bias.to_vec(), [0.0]);
-    assert!(layer.weight.to_vec().iter().all(|&w| (0.0..1.0).contains(&w)));
+    assert!(layer
+        .weight
+        .to_vec()
+        .iter()
+        .all(|&w| (0.0..1.0).contains(&w)));
     // Gradients flow through the hand-written corr2d to both parameters.
     let x = conv_layer::edge_image().unwrap();
     let y = layer.forward(&x).unwrap();
@@ -105,7 +119,10 @@ fn learned_kernel_loss_falls_below_0_2_in_10_steps() {
     assert!(run.losses[9] < 0.2, "epoch 10 loss {}", run.losses[9]);
     assert_eq!(run.kernel.shape(), &[1, 2]);
     let k = run.kernel.to_vec();
-    assert!((k[0] - 1.0).abs() < 0.15 && (k[1] + 1.0).abs() < 0.15, "kernel {k:?}");
+    assert!(
+        (k[0] - 1.0).abs() < 0.15 && (k[1] + 1.0).abs() < 0.15,
+        "kernel {k:?}"
+    );
 }
 
 #[test]
@@ -115,9 +132,16 @@ fn learned_kernel_is_1_minus_1_after_100_steps() {
     let y = conv_layer::corr2d(&x, &conv_layer::edge_kernel()).unwrap();
     for seed in 0..5 {
         let run = conv_layer::learn_kernel(&x, &y, 100, 3e-2, seed).unwrap();
-        assert!(run.losses[99] < 5e-4, "seed {seed}: loss {}", run.losses[99]);
+        assert!(
+            run.losses[99] < 5e-4,
+            "seed {seed}: loss {}",
+            run.losses[99]
+        );
         let k = run.kernel.to_vec();
-        assert!((k[0] - 1.0).abs() < 1e-4 && (k[1] + 1.0).abs() < 1e-4, "seed {seed}: {k:?}");
+        assert!(
+            (k[0] - 1.0).abs() < 1e-4 && (k[1] + 1.0).abs() < 1e-4,
+            "seed {seed}: {k:?}"
+        );
     }
 }
 
@@ -143,7 +167,12 @@ fn padding_and_stride_output_shapes() {
         .collect();
     assert_eq!(
         shapes,
-        ["torch.Size([8, 8])", "torch.Size([8, 8])", "torch.Size([4, 4])", "torch.Size([2, 2])"]
+        [
+            "torch.Size([8, 8])",
+            "torch.Size([8, 8])",
+            "torch.Size([4, 4])",
+            "torch.Size([2, 2])"
+        ]
     );
 }
 
@@ -154,7 +183,10 @@ fn multi_input_channels_sum_to_56_72_104_120() {
     let (x, k) = channels::two_channel_x_k();
     let y = channels::corr2d_multi_in(&x, &k).unwrap();
     assert_values(&y, &[2, 2], &[56.0, 72.0, 104.0, 120.0]);
-    assert_eq!(y.to_string(), "tensor([[ 56.,  72.],\n        [104., 120.]])");
+    assert_eq!(
+        y.to_string(),
+        "tensor([[ 56.,  72.],\n        [104., 120.]])"
+    );
 }
 
 #[test]
@@ -166,7 +198,9 @@ fn multi_output_channels_stack_three_blocks() {
     assert_values(
         &y,
         &[3, 2, 2],
-        &[56.0, 72.0, 104.0, 120.0, 76.0, 100.0, 148.0, 172.0, 96.0, 128.0, 192.0, 224.0],
+        &[
+            56.0, 72.0, 104.0, 120.0, 76.0, 100.0, 148.0, 172.0, 96.0, 128.0, 192.0, 224.0,
+        ],
     );
     assert_eq!(
         y.to_string(),
@@ -177,7 +211,10 @@ fn multi_output_channels_stack_three_blocks() {
 #[test]
 fn three_channel_example_of_the_first_notebook() {
     let (x, k) = channels::three_channel_x_k();
-    assert_eq!(size_string(channels::corr2d_multi_in(&x, &k).unwrap().shape()), "torch.Size([1, 2])");
+    assert_eq!(
+        size_string(channels::corr2d_multi_in(&x, &k).unwrap().shape()),
+        "torch.Size([1, 2])"
+    );
     let y = channels::corr2d_multi_in_out(&x, &channels::three_kernels(&k).unwrap()).unwrap();
     assert_values(&y, &[3, 1, 2], &[153.0, 183.0, 201.0, 243.0, 249.0, 303.0]);
     assert_eq!(
@@ -215,13 +252,19 @@ fn hand_written_pool2d_max_and_avg() {
 #[test]
 fn max_pool_layers_of_the_section() {
     let x = pooling::arange_4x4().unwrap();
-    let outs: Vec<Tensor> = pooling::layers().iter().map(|(_, p)| p.forward(&x).unwrap()).collect();
+    let outs: Vec<Tensor> = pooling::layers()
+        .iter()
+        .map(|(_, p)| p.forward(&x).unwrap())
+        .collect();
     // nn.MaxPool2d(3): stride defaults to the kernel.
     assert_values(&outs[0], &[1, 1, 1, 1], &[10.0]);
     assert_eq!(outs[0].to_string(), "tensor([[[[10.]]]])");
     // padding 1, stride 2
     assert_values(&outs[1], &[1, 1, 2, 2], &[5.0, 7.0, 13.0, 15.0]);
-    assert_eq!(outs[1].to_string(), "tensor([[[[ 5.,  7.],\n          [13., 15.]]]])");
+    assert_eq!(
+        outs[1].to_string(),
+        "tensor([[[[ 5.,  7.],\n          [13., 15.]]]])"
+    );
     // (2, 3) windows, stride (2, 3), padding (0, 1) (d2l)
     assert_values(&outs[2], &[1, 1, 2, 2], &[5.0, 7.0, 13.0, 15.0]);
     // (2, 3) windows, stride (2, 3), padding (1, 1) (first seed notebook)
@@ -240,7 +283,11 @@ fn pooling_two_channels() {
         "tensor([[[[ 0.,  1.,  2.,  3.],\n          [ 4.,  5.,  6.,  7.],\n          [ 8.,  9., 10., 11.],\n          [12., 13., 14., 15.]],\n\n         [[ 1.,  2.,  3.,  4.],\n          [ 5.,  6.,  7.,  8.],\n          [ 9., 10., 11., 12.],\n          [13., 14., 15., 16.]]]])"
     );
     let y = MaxPool2d::new(3).padding(1).stride(2).forward(&x).unwrap();
-    assert_values(&y, &[1, 2, 2, 2], &[5.0, 7.0, 13.0, 15.0, 6.0, 8.0, 14.0, 16.0]);
+    assert_values(
+        &y,
+        &[1, 2, 2, 2],
+        &[5.0, 7.0, 13.0, 15.0, 6.0, 8.0, 14.0, 16.0],
+    );
     assert_eq!(
         y.to_string(),
         "tensor([[[[ 5.,  7.],\n          [13., 15.]],\n\n         [[ 6.,  8.],\n          [14., 16.]]]])"
@@ -254,7 +301,10 @@ fn lenet_layer_by_layer_shapes() {
     let net = tinycnn_models::lenet();
     let x = Tensor::rand_with(&[1, 1, 28, 28], &mut Rng::seed_from(0));
     let walk = lenet::shape_walk(&net, &x).unwrap();
-    let got: Vec<(String, String)> = walk.into_iter().map(|(n, s)| (n, size_string(&s))).collect();
+    let got: Vec<(String, String)> = walk
+        .into_iter()
+        .map(|(n, s)| (n, size_string(&s)))
+        .collect();
     let expected = [
         ("Conv2d", "torch.Size([1, 6, 28, 28])"),
         ("Sigmoid", "torch.Size([1, 6, 28, 28])"),
@@ -269,19 +319,34 @@ fn lenet_layer_by_layer_shapes() {
         ("Sigmoid", "torch.Size([1, 84])"),
         ("Linear", "torch.Size([1, 10])"),
     ];
-    let expected: Vec<(String, String)> =
-        expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(got, expected);
 }
 
 #[test]
 fn lenet_one_epoch_on_synthetic_data_learns() {
     use tinycnn::data::{DataLoader, LoaderConfig};
-    let config = LoaderConfig { batch_size: 64, seed: 3, ..LoaderConfig::default() };
+    let config = LoaderConfig {
+        batch_size: 64,
+        seed: 3,
+        ..LoaderConfig::default()
+    };
     let (xi, yi) = lenet::synthetic_split(1024, 1);
     let (xt, yt) = lenet::synthetic_split(256, 2);
     let train = DataLoader::new(xi, yi, [1, 28, 28], config).unwrap();
-    let test = DataLoader::new(xt, yt, [1, 28, 28], LoaderConfig { shuffle: false, ..config }).unwrap();
+    let test = DataLoader::new(
+        xt,
+        yt,
+        [1, 28, 28],
+        LoaderConfig {
+            shuffle: false,
+            ..config
+        },
+    )
+    .unwrap();
     // The ReLU variant learns the stripes within one short epoch; the sigmoid LeNet at
     // lr 0.9 needs several epochs (as in the book), so only its loss is checked to be finite.
     let net = tinycnn_models::lenet_relu();
@@ -290,6 +355,10 @@ fn lenet_one_epoch_on_synthetic_data_learns() {
     assert!(report.test_acc > 0.5, "test accuracy {}", report.test_acc);
     let net = tinycnn_models::lenet();
     let report = lenet::train_ch6(&net, &train, &test, 1, 0.9).unwrap();
-    assert!(report.train_loss.is_finite() && report.train_loss < 3.0, "loss {}", report.train_loss);
+    assert!(
+        report.train_loss.is_finite() && report.train_loss < 3.0,
+        "loss {}",
+        report.train_loss
+    );
     assert!((0.0..=1.0).contains(&report.test_acc));
 }

@@ -20,7 +20,9 @@ fn diagonal_edge_with_x_and_k_transposed() {
     let x = exercises::diagonal_image().unwrap();
     let k = exercises::vertical_edge_kernel().unwrap();
     let conv = exercises::conv_with_kernel(&k).unwrap();
-    let expected = [0., 3., 3., 0., 0., 1., 1., 0., 0., -1., -1., 0., 0., -3., -3., 0.];
+    let expected = [
+        0., 3., 3., 0., 0., 1., 1., 0., 0., -1., -1., 0., 0., -3., -3., 0.,
+    ];
     let y = exercises::squeeze2(&conv.forward(&x).unwrap()).unwrap();
     assert_eq!(y.to_vec(), expected);
     // The weight requires grad, so PyTorch prints a grad_fn suffix after the same body.
@@ -35,14 +37,20 @@ fn diagonal_edge_with_x_and_k_transposed() {
     let conv_t = exercises::conv_with_kernel(&k.transpose(2, 3).unwrap()).unwrap();
     let y_tt = exercises::squeeze2(&conv_t.forward(&x_t).unwrap()).unwrap();
     assert!(y_tt.equal(&y.t().unwrap()));
-    assert_eq!(y_tt.to_vec(), [0., 0., 0., 0., 3., 1., -1., -3., 3., 1., -1., -3., 0., 0., 0., 0.]);
+    assert_eq!(
+        y_tt.to_vec(),
+        [0., 0., 0., 0., 3., 1., -1., -3., 3., 1., -1., -3., 0., 0., 0., 0.]
+    );
 }
 
 #[test]
 fn squeeze_drops_unit_dimensions() {
     let a = Tensor::rand_with(&[1, 3, 1, 2], &mut Rng::seed_from(0));
     assert_eq!(size_string(a.shape()), "torch.Size([1, 3, 1, 2])");
-    assert_eq!(size_string(a.squeeze(2).unwrap().squeeze(0).unwrap().shape()), "torch.Size([3, 2])");
+    assert_eq!(
+        size_string(a.squeeze(2).unwrap().squeeze(0).unwrap().shape()),
+        "torch.Size([3, 2])"
+    );
 }
 
 #[test]
@@ -55,7 +63,10 @@ fn hand_written_conv2d_on_a_3d_input_is_an_error_not_a_panic() {
     // The runtime's own corr2d refuses it too, with the shapes in the message.
     let x = Tensor::rand_with(&[1, 5, 5], &mut Rng::seed_from(1));
     let msg = x.corr2d(&Tensor::ones(&[3, 3])).unwrap_err().to_string();
-    assert!(msg.contains("corr2d") && msg.contains("2-D") && msg.contains("[1, 5, 5]"), "{msg}");
+    assert!(
+        msg.contains("corr2d") && msg.contains("2-D") && msg.contains("[1, 5, 5]"),
+        "{msg}"
+    );
     // And backward from a non-scalar output says what to do.
     let w = Tensor::ones(&[2]).requires_grad_(true).unwrap();
     let msg = (&w * 2.0).backward().unwrap_err().to_string();
@@ -64,12 +75,19 @@ fn hand_written_conv2d_on_a_3d_input_is_an_error_not_a_panic() {
 
 #[test]
 fn conv_through_matmul_equals_conv2d() {
-    let x = Tensor::new([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]).view([1, 1, 3, 3]).unwrap();
-    let k = Tensor::new([[1.0, 0.0], [0.0, -1.0]]).view([1, 1, 2, 2]).unwrap();
+    let x = Tensor::new([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+        .view([1, 1, 3, 3])
+        .unwrap();
+    let k = Tensor::new([[1.0, 0.0], [0.0, -1.0]])
+        .view([1, 1, 2, 2])
+        .unwrap();
     let y = exercises::conv2d_via_matmul(&x, &k).unwrap();
     assert_eq!(y.shape(), &[1, 1, 2, 2]);
     assert_eq!(y.to_vec(), [-4.0; 4]);
-    assert_eq!(y.to_string(), "tensor([[[[-4., -4.],\n          [-4., -4.]]]])");
+    assert_eq!(
+        y.to_string(),
+        "tensor([[[[-4., -4.],\n          [-4., -4.]]]])"
+    );
     let y_conv = x.conv2d(&k, None, (1, 1), (0, 0), (1, 1), 1).unwrap();
     assert!(y.allclose(&y_conv, 0.0, 1e-6));
 }
@@ -77,7 +95,11 @@ fn conv_through_matmul_equals_conv2d() {
 #[test]
 fn conv_through_matmul_equals_conv2d_for_batches_and_channels() {
     let mut rng = Rng::seed_from(2);
-    for (n, c, o, h, w, kh, kw) in [(2, 3, 4, 6, 5, 3, 2), (3, 1, 2, 4, 4, 1, 1), (1, 2, 3, 5, 7, 5, 3)] {
+    for (n, c, o, h, w, kh, kw) in [
+        (2, 3, 4, 6, 5, 3, 2),
+        (3, 1, 2, 4, 4, 1, 1),
+        (1, 2, 3, 5, 7, 5, 3),
+    ] {
         let x = Tensor::normal_with(0.0, 1.0, &[n, c, h, w], &mut rng).unwrap();
         let k = Tensor::normal_with(0.0, 1.0, &[o, c, kh, kw], &mut rng).unwrap();
         let y = exercises::conv2d_via_matmul(&x, &k).unwrap();
@@ -89,14 +111,20 @@ fn conv_through_matmul_equals_conv2d_for_batches_and_channels() {
 
 #[test]
 fn unfold_of_a_4x4_image() {
-    let x = Tensor::arange_step(1.0, 17.0, 1.0).unwrap().view([1, 1, 4, 4]).unwrap();
+    let x = Tensor::arange_step(1.0, 17.0, 1.0)
+        .unwrap()
+        .view([1, 1, 4, 4])
+        .unwrap();
     let u = exercises::unfold(&x, (2, 2), (0, 0)).unwrap();
     assert_eq!(size_string(u.shape()), "torch.Size([1, 4, 9])");
     let first = u.select(0, 0).unwrap().select(1, 0).unwrap();
     assert_eq!(first.to_vec(), [1.0, 2.0, 5.0, 6.0]);
     assert_eq!(first.to_string(), "tensor([1., 2., 5., 6.])");
     // Last column: the bottom-right window.
-    assert_eq!(u.select(0, 0).unwrap().select(1, 8).unwrap().to_vec(), [11.0, 12.0, 15.0, 16.0]);
+    assert_eq!(
+        u.select(0, 0).unwrap().select(1, 8).unwrap().to_vec(),
+        [11.0, 12.0, 15.0, 16.0]
+    );
 }
 
 #[test]
@@ -106,7 +134,13 @@ fn unfold_with_padding_matches_padded_conv2d() {
     let k = Tensor::normal_with(0.0, 1.0, &[3, 2, 3, 3], &mut rng).unwrap();
     let cols = exercises::unfold(&x, (3, 3), (1, 1)).unwrap(); // [2, 18, 20]
     assert_eq!(cols.shape(), &[2, 18, 20]);
-    let y = k.reshape([3, 18]).unwrap().matmul(&cols).unwrap().reshape([2, 3, 5, 4]).unwrap();
+    let y = k
+        .reshape([3, 18])
+        .unwrap()
+        .matmul(&cols)
+        .unwrap()
+        .reshape([2, 3, 5, 4])
+        .unwrap();
     let y_conv = x.conv2d(&k, None, (1, 1), (1, 1), (1, 1), 1).unwrap();
     assert!(y.allclose(&y_conv, 1e-5, 1e-5));
 }

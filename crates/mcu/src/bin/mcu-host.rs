@@ -28,7 +28,9 @@ struct Args {
 impl Args {
     fn parse() -> Result<Args, String> {
         let mut it = std::env::args().skip(1);
-        let cmd = it.next().ok_or("missing command (random, import, quantize, accuracy, images, predict)")?;
+        let cmd = it
+            .next()
+            .ok_or("missing command (random, import, quantize, accuracy, images, predict)")?;
         let mut opts = HashMap::new();
         while let Some(k) = it.next() {
             let key = k
@@ -51,12 +53,15 @@ impl Args {
     fn num(&self, k: &str, default: usize) -> Result<usize, String> {
         match self.opts.get(k) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{k}: `{v}` is not a number")),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{k}: `{v}` is not a number")),
         }
     }
     fn variant(&self) -> Result<Variant, String> {
         let v = self.get("variant")?;
-        Variant::from_name(v).ok_or_else(|| format!("--variant: `{v}` is neither lenet nor lenet-relu"))
+        Variant::from_name(v)
+            .ok_or_else(|| format!("--variant: `{v}` is neither lenet nor lenet-relu"))
     }
     fn data(&self) -> PathBuf {
         PathBuf::from(self.opts.get("data").map_or(DEFAULT_DATA, String::as_str))
@@ -80,7 +85,8 @@ fn run() -> Result<(), String> {
         "import" => {
             let src = a.path("in")?;
             let raw = std::fs::read(&src).map_err(|e| format!("reading {}: {e}", src.display()))?;
-            let bytes = host::normalize_f32(&raw, a.variant()?).map_err(ctx(src.display().to_string()))?;
+            let bytes =
+                host::normalize_f32(&raw, a.variant()?).map_err(ctx(src.display().to_string()))?;
             write(&a.path("out")?, &bytes)
         }
         "quantize" => {
@@ -88,10 +94,12 @@ fn run() -> Result<(), String> {
             let src = a.path("in")?;
             let blob = host::read_aligned(&src)?;
             let st = Safetensors::parse(blob.bytes()).map_err(ctx(src.display().to_string()))?;
-            let model = LenetF32::from_safetensors(&st, variant).map_err(ctx(src.display().to_string()))?;
+            let model =
+                LenetF32::from_safetensors(&st, variant).map_err(ctx(src.display().to_string()))?;
             let train = host::load_split(&a.data(), "train")?;
             let n = a.num("calib", 2000)?.min(train.images.len());
-            let cal = host::calibrate(&model, &train.images[..n]).map_err(ctx("calibration".into()))?;
+            let cal =
+                host::calibrate(&model, &train.images[..n]).map_err(ctx("calibration".into()))?;
             eprintln!("calibrated on {n} training images: {cal:?}");
             let bytes = host::quantize(&model, &cal).map_err(ctx("quantization".into()))?;
             write(&a.path("out")?, &bytes)
@@ -102,8 +110,10 @@ fn run() -> Result<(), String> {
             let (fb, qb) = (host::read_aligned(&fp)?, host::read_aligned(&qp)?);
             let fst = Safetensors::parse(fb.bytes()).map_err(ctx(fp.display().to_string()))?;
             let qst = Safetensors::parse(qb.bytes()).map_err(ctx(qp.display().to_string()))?;
-            let f = LenetF32::from_safetensors(&fst, variant).map_err(ctx(fp.display().to_string()))?;
-            let q = LenetI8::from_safetensors(&qst, variant).map_err(ctx(qp.display().to_string()))?;
+            let f =
+                LenetF32::from_safetensors(&fst, variant).map_err(ctx(fp.display().to_string()))?;
+            let q =
+                LenetI8::from_safetensors(&qst, variant).map_err(ctx(qp.display().to_string()))?;
             let mut test = host::load_split(&a.data(), "t10k")?;
             let limit = a.num("limit", test.images.len())?;
             test.images.truncate(limit);
@@ -138,7 +148,8 @@ fn run() -> Result<(), String> {
             if let Ok(p) = a.path("f32") {
                 let b = host::read_aligned(&p)?;
                 let st = Safetensors::parse(b.bytes()).map_err(ctx(p.display().to_string()))?;
-                let m = LenetF32::from_safetensors(&st, variant).map_err(ctx(p.display().to_string()))?;
+                let m = LenetF32::from_safetensors(&st, variant)
+                    .map_err(ctx(p.display().to_string()))?;
                 let mut s = Box::new(F32Scratch::new());
                 for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
                     let lg = m.logits(img, &mut s).map_err(ctx(format!("image {i}")))?;
@@ -148,10 +159,13 @@ fn run() -> Result<(), String> {
                 let p = a.path("int8")?;
                 let b = host::read_aligned(&p)?;
                 let st = Safetensors::parse(b.bytes()).map_err(ctx(p.display().to_string()))?;
-                let m = LenetI8::from_safetensors(&st, variant).map_err(ctx(p.display().to_string()))?;
+                let m = LenetI8::from_safetensors(&st, variant)
+                    .map_err(ctx(p.display().to_string()))?;
                 let mut s = Box::new(I8Scratch::new());
                 for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
-                    let acc = m.logits_i32(img, &mut s).map_err(ctx(format!("image {i}")))?;
+                    let acc = m
+                        .logits_i32(img, &mut s)
+                        .map_err(ctx(format!("image {i}")))?;
                     let f32 = m.logits(img, &mut s).map_err(ctx(format!("image {i}")))?;
                     println!("{}", host::prediction_line(i, l, &Logits::I8 { acc, f32 }));
                 }
