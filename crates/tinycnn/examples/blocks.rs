@@ -30,6 +30,12 @@ impl Mlp {
     }
 }
 
+impl Default for Mlp {
+    fn default() -> Mlp {
+        Mlp::new()
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.out.forward(&self.hidden.forward(x)?.relu()?)
@@ -55,6 +61,12 @@ impl FixedHiddenMlp {
             rand_weight: Tensor::rand(&[20, 20]),
             linear: Linear::new(20, 20),
         }
+    }
+}
+
+impl Default for FixedHiddenMlp {
+    fn default() -> FixedHiddenMlp {
+        FixedHiddenMlp::new()
     }
 }
 
@@ -95,6 +107,12 @@ impl NestMlp {
                 .append(ReLU),
             linear: Linear::new(32, 16),
         }
+    }
+}
+
+impl Default for NestMlp {
+    fn default() -> NestMlp {
+        NestMlp::new()
     }
 }
 

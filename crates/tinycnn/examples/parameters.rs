@@ -118,6 +118,18 @@ pub fn shared_net() -> Sequential {
         .append(Linear::new(8, 1))
 }
 
+/// `net[2].weight.data[0] == net[4].weight.data[0]` printed as PyTorch prints the bool
+/// result (the runtime's comparisons give 1.0 / 0.0 in an f32 tensor).
+pub fn eq_row_string(a: &Tensor, b: &Tensor) -> Result<String> {
+    let eq = a.eq_elem(b)?.to_vec();
+    let width = if eq.iter().all(|&v| v != 0.0) { 4 } else { 5 };
+    let words: Vec<String> = eq
+        .iter()
+        .map(|&v| format!("{:>width$}", if v != 0.0 { "True" } else { "False" }))
+        .collect();
+    Ok(format!("tensor([{}])", words.join(", ")))
+}
+
 fn main() -> Result<()> {
     tinycnn::manual_seed(0);
     let net = net();
@@ -195,20 +207,10 @@ fn main() -> Result<()> {
     let net = shared_net();
     net.forward(&x)?;
     let (a, b) = (&linear(&net, 2).weight, &linear(&net, 4).weight);
-    println!(
-        "{}",
-        a.detach()
-            .select(0, 0)?
-            .eq_elem(&b.detach().select(0, 0)?)?
-    );
+    println!("{}", eq_row_string(&a.select(0, 0)?, &b.select(0, 0)?)?);
+    // net[2].weight.data[0, 0] = 100: still equal, one tensor in two layers.
     no_grad(|| a.update_(|w| w[0] = 100.0))?;
-    // Still equal: one tensor, two layers.
-    println!(
-        "{}",
-        a.detach()
-            .select(0, 0)?
-            .eq_elem(&b.detach().select(0, 0)?)?
-    );
+    println!("{}", eq_row_string(&a.select(0, 0)?, &b.select(0, 0)?)?);
     println!("{}", names_and_shapes(&net));
     Ok(())
 }

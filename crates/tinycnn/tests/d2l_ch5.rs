@@ -223,8 +223,13 @@ fn shared_parameters_are_one_tensor() {
         &parameters::linear(&net, 4).weight,
     );
     assert!(a.same(b));
+    let row = "tensor([True, True, True, True, True, True, True, True])";
+    let (a0, b0) = (a.select(0, 0).unwrap(), b.select(0, 0).unwrap());
+    assert_eq!(parameters::eq_row_string(&a0, &b0).unwrap(), row);
     tinycnn::no_grad(|| a.update_(|w| w[0] = 100.0)).unwrap();
     assert_eq!(b.get(&[0, 0]).unwrap(), 100.0);
+    let (a0, b0) = (a.select(0, 0).unwrap(), b.select(0, 0).unwrap());
+    assert_eq!(parameters::eq_row_string(&a0, &b0).unwrap(), row);
     let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,

@@ -51,7 +51,7 @@ fn corr2d_of_the_figure_is_19_25_37_43() {
 fn edge_image_prints_as_in_the_notebook() {
     let x = conv_layer::edge_image().unwrap();
     let row = "[1., 1., 0., 0., 0., 0., 1., 1.]";
-    let expected = format!("tensor([{}])", vec![row; 6].join(",\n        "));
+    let expected = format!("tensor([{}])", [row; 6].join(",\n        "));
     assert_eq!(x.to_string(), expected);
     assert_eq!(
         conv_layer::edge_kernel().to_string(),
@@ -66,7 +66,7 @@ fn edge_map_has_plus_one_and_minus_one_columns() {
     let row = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0];
     assert_values(&y, &[6, 7], &row.repeat(6));
     let line = "[ 0.,  1.,  0.,  0.,  0., -1.,  0.]";
-    let expected = format!("tensor([{}])", vec![line; 6].join(",\n        "));
+    let expected = format!("tensor([{}])", [line; 6].join(",\n        "));
     assert_eq!(y.to_string(), expected);
 }
 
@@ -78,7 +78,7 @@ fn kernel_finds_no_edge_in_the_transposed_image() {
     let line = "[0., 0., 0., 0., 0.]";
     assert_eq!(
         y.to_string(),
-        format!("tensor([{}])", vec![line; 8].join(",\n        "))
+        format!("tensor([{}])", [line; 8].join(",\n        "))
     );
 }
 
