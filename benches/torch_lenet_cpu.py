@@ -5,6 +5,7 @@ batch 256) on the CPU, timed the way d2l's Timer does (training steps only, not 
 or test evaluation).
 
     python3 benches/torch_lenet_cpu.py [--epochs 1] [--threads N] [--data DIR]
+        [--model lenet|lenet-relu] [--optimizer sgd|adam] [--lr 0.9] [--seed 0]
 
 Reads the four IDX files (gzip or raw) from --data, $TINYCNN_DATA, ./data/fashion-mnist or
 /usr/share/datasets/fashion-mnist; needs only torch and numpy (no torchvision, no d2l).
@@ -52,15 +53,18 @@ def find_data(explicit):
     raise SystemExit("Fashion-MNIST not found (try --data DIR)")
 
 
-def lenet():
+def lenet(relu=False):
+    """d2l's LeNet; with relu=True the ReLU / max-pool variant (`tinycnn train --model lenet-relu`)."""
+    act = nn.ReLU if relu else nn.Sigmoid
+    pool = nn.MaxPool2d if relu else nn.AvgPool2d
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), act(),
+        pool(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), act(),
+        pool(kernel_size=2, stride=2),
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(16 * 5 * 5, 120), act(),
+        nn.Linear(120, 84), act(),
         nn.Linear(84, 10))
 
 
@@ -72,6 +76,8 @@ def main():
     ap.add_argument("--lr", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data")
+    ap.add_argument("--model", choices=["lenet", "lenet-relu"], default="lenet")
+    ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -82,13 +88,16 @@ def main():
     x_test = torch.from_numpy(read_idx(paths["test_images"]).astype(np.float32) / 255).unsqueeze(1)
     y_test = torch.from_numpy(read_idx(paths["test_labels"]).astype(np.int64))
 
-    net = lenet()
+    net = lenet(relu=args.model == "lenet-relu")
 
     def init_weights(m):
         if type(m) in (nn.Linear, nn.Conv2d):
             nn.init.xavier_uniform_(m.weight)
     net.apply(init_weights)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
+    if args.optimizer == "adam":
+        optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    else:
+        optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
     loss = nn.CrossEntropyLoss()
     print(f"torch {torch.__version__}, {args.threads} threads, data {data_dir}")
     print("training on cpu")

@@ -24,29 +24,37 @@ fn bench(c: &mut Criterion) {
     for case in conv_cases() {
         let s = case.shape;
         let mut bufs = ConvBufs::new(&s, threads);
-        let id = case.name.replace(['>', ' '], "_");
+        let id = case.name.replace("->", "to").replace(' ', "_");
         let mut g = c.benchmark_group(format!("conv2d_fwd/{id}"));
         g.sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_millis(1500));
-        g.throughput(Throughput::Elements(conv_flops(&s.with_batch(case.naive_batch))));
-        g.bench_function(BenchmarkId::new("naive", format!("batch{}", case.naive_batch)), |b| {
-            b.iter(|| bufs.naive(&s, black_box(case.naive_batch)))
-        });
-        g.throughput(Throughput::Elements(conv_flops(&s)));
-        g.bench_function(BenchmarkId::new("simd-1thread", format!("batch{}", s.batch)), |b| {
-            b.iter(|| bufs.simd(black_box(&s)))
-        });
+        g.throughput(Throughput::Elements(conv_flops(
+            &s.with_batch(case.naive_batch),
+        )));
         g.bench_function(
-            BenchmarkId::new(format!("simd-{threads}threads"), format!("batch{}", s.batch)),
+            BenchmarkId::new("naive", format!("batch{}", case.naive_batch)),
+            |b| b.iter(|| bufs.naive(&s, black_box(case.naive_batch))),
+        );
+        g.throughput(Throughput::Elements(conv_flops(&s)));
+        g.bench_function(
+            BenchmarkId::new("simd-1thread", format!("batch{}", s.batch)),
+            |b| b.iter(|| bufs.simd(black_box(&s))),
+        );
+        g.bench_function(
+            BenchmarkId::new(
+                format!("simd-{threads}threads"),
+                format!("batch{}", s.batch),
+            ),
             |b| b.iter(|| bufs.simd_parallel(black_box(&s), &pool)),
         );
         #[cfg(feature = "peers")]
         {
             let cc = candle::CandleConv::new(&s);
-            g.bench_function(BenchmarkId::new("candle", format!("batch{}", s.batch)), |b| {
-                b.iter(|| black_box(cc.forward()))
-            });
+            g.bench_function(
+                BenchmarkId::new("candle", format!("batch{}", s.batch)),
+                |b| b.iter(|| black_box(cc.forward())),
+            );
         }
         g.finish();
     }

@@ -33,16 +33,18 @@ fn bench(c: &mut Criterion) {
     let wt = LenetWeights::new();
     let xs = data(NAIVE_BATCH * 28 * 28, 5);
     g.throughput(Throughput::Elements(fwd * NAIVE_BATCH as u64));
-    g.bench_function(BenchmarkId::new("naive", format!("batch{NAIVE_BATCH}")), |b| {
-        b.iter(|| black_box(lenet_forward_naive(&wt, NAIVE_BATCH, black_box(&xs))))
-    });
+    g.bench_function(
+        BenchmarkId::new("naive", format!("batch{NAIVE_BATCH}")),
+        |b| b.iter(|| black_box(lenet_forward_naive(&wt, NAIVE_BATCH, black_box(&xs)))),
+    );
     g.throughput(Throughput::Elements(fwd * BATCH as u64));
     let net = RuntimeLenet::new(BATCH);
     for t in [1, threads] {
         tinycnn::set_num_threads(t).unwrap();
-        g.bench_function(BenchmarkId::new(format!("tinycnn-{t}threads"), format!("batch{BATCH}")), |b| {
-            b.iter(|| black_box(net.forward()))
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("tinycnn-{t}threads"), format!("batch{BATCH}")),
+            |b| b.iter(|| black_box(net.forward())),
+        );
     }
     #[cfg(feature = "peers")]
     {
@@ -61,9 +63,10 @@ fn bench(c: &mut Criterion) {
     let mut net = RuntimeLenet::new(BATCH);
     for t in [1, threads] {
         tinycnn::set_num_threads(t).unwrap();
-        g.bench_function(BenchmarkId::new(format!("tinycnn-{t}threads"), format!("batch{BATCH}")), |b| {
-            b.iter(|| black_box(net.train_step()))
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("tinycnn-{t}threads"), format!("batch{BATCH}")),
+            |b| b.iter(|| black_box(net.train_step())),
+        );
     }
     #[cfg(feature = "peers")]
     {

@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p tinycnn-benches --bench pool [--features peers]`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         let s = case.shape;
         let mut bufs = PoolBufs::new(&s);
         for (kind, max) in [("max", true), ("avg", false)] {
-            let id = case.name.replace(['>', ' '], "_");
+            let id = case.name.replace("->", "to").replace(' ', "_");
             let mut g = c.benchmark_group(format!("{kind}_pool2d_fwd/{id}"));
             g.sample_size(10)
                 .warm_up_time(Duration::from_millis(300))
@@ -41,9 +41,16 @@ fn bench(c: &mut Criterion) {
                     &candle_core::Device::Cpu,
                 )
                 .unwrap();
-                g.bench_function(BenchmarkId::new("candle", "all-threads"), |b| {
+                g.bench_function("candle-all-threads", |b| {
                     b.iter(|| {
-                        black_box(if max { x.max_pool2d(2) } else { x.avg_pool2d(2) }.unwrap())
+                        black_box(
+                            if max {
+                                x.max_pool2d(2)
+                            } else {
+                                x.avg_pool2d(2)
+                            }
+                            .unwrap(),
+                        )
                     })
                 });
             }

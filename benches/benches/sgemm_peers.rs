@@ -34,36 +34,70 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
         g.bench_with_input(BenchmarkId::new("tinycnn-1thread", n), &n, |bch, _| {
             bch.iter(|| {
-                sgemm(&GemmShape::new(n, n, n), 1.0, black_box(&a), &b, 0.0, &mut out, &mut ws[..ws_len])
-                    .unwrap()
+                sgemm(
+                    &GemmShape::new(n, n, n),
+                    1.0,
+                    black_box(&a),
+                    &b,
+                    0.0,
+                    &mut out,
+                    &mut ws[..ws_len],
+                )
+                .unwrap()
             })
         });
-        g.bench_with_input(BenchmarkId::new(format!("tinycnn-{threads}threads"), n), &n, |bch, _| {
-            bch.iter(|| {
-                pool.install(|| {
-                    a.par_chunks(rows * n)
-                        .zip(out.par_chunks_mut(rows * n))
-                        .zip(ws.par_chunks_mut(ws_len))
-                        .for_each(|((a, c), ws)| {
-                            let m = a.len() / n;
-                            sgemm(&GemmShape::new(m, n, n), 1.0, a, &b, 0.0, c, ws).unwrap()
-                        })
+        g.bench_with_input(
+            BenchmarkId::new(format!("tinycnn-{threads}threads"), n),
+            &n,
+            |bch, _| {
+                bch.iter(|| {
+                    pool.install(|| {
+                        a.par_chunks(rows * n)
+                            .zip(out.par_chunks_mut(rows * n))
+                            .zip(ws.par_chunks_mut(ws_len))
+                            .for_each(|((a, c), ws)| {
+                                let m = a.len() / n;
+                                sgemm(&GemmShape::new(m, n, n), 1.0, a, &b, 0.0, c, ws).unwrap()
+                            })
+                    })
                 })
-            })
-        });
+            },
+        );
         #[cfg(feature = "peers")]
         {
             let (pa, pb, ld) = (a.as_ptr(), b.as_ptr(), n as isize);
-            g.bench_with_input(BenchmarkId::new("matrixmultiply-1thread", n), &n, |bch, _| {
-                let pc = out.as_mut_ptr();
-                // SAFETY: row-major n x n matrices with strides (n, 1); all buffers n * n long.
-                bch.iter(|| unsafe {
-                    matrixmultiply::sgemm(n, n, n, 1.0, black_box(pa), ld, 1, pb, ld, 1, 0.0, pc, ld, 1)
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new("matrixmultiply-1thread", n),
+                &n,
+                |bch, _| {
+                    let pc = out.as_mut_ptr();
+                    // SAFETY: row-major n x n matrices with strides (n, 1); all buffers n * n long.
+                    bch.iter(|| unsafe {
+                        matrixmultiply::sgemm(
+                            n,
+                            n,
+                            n,
+                            1.0,
+                            black_box(pa),
+                            ld,
+                            1,
+                            pb,
+                            ld,
+                            1,
+                            0.0,
+                            pc,
+                            ld,
+                            1,
+                        )
+                    })
+                },
+            );
             for (name, par) in [
                 ("gemm-1thread".to_string(), gemm::Parallelism::None),
-                (format!("gemm-{threads}threads"), gemm::Parallelism::Rayon(threads)),
+                (
+                    format!("gemm-{threads}threads"),
+                    gemm::Parallelism::Rayon(threads),
+                ),
             ] {
                 g.bench_with_input(BenchmarkId::new(name, n), &n, |bch, _| {
                     let pc = out.as_mut_ptr();
@@ -71,8 +105,25 @@ fn bench(c: &mut Criterion) {
                     // computes dst = alpha dst + beta lhs rhs (dst not read here).
                     bch.iter(|| unsafe {
                         gemm::gemm(
-                            n, n, n, pc, 1, ld, false, black_box(pa), 1, ld, pb, 1, ld, 0.0f32,
-                            1.0f32, false, false, false, par,
+                            n,
+                            n,
+                            n,
+                            pc,
+                            1,
+                            ld,
+                            false,
+                            black_box(pa),
+                            1,
+                            ld,
+                            pb,
+                            1,
+                            ld,
+                            0.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            par,
                         )
                     })
                 });

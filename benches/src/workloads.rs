@@ -6,8 +6,8 @@
 
 use rayon::prelude::*;
 use tinycnn_kernels::{
-    avg_pool2d_forward, conv2d_forward, conv2d_workspace_len, max_pool2d_forward, reference, Conv2dParams, Conv2dShape, GemmShape,
-    Pool2dParams, Pool2dShape, Transpose,
+    avg_pool2d_forward, conv2d_forward, conv2d_workspace_len, max_pool2d_forward, reference,
+    Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, Transpose,
 };
 
 /// Deterministic values in [-1, 1) (a multiplicative hash of the index and a seed).
@@ -44,13 +44,34 @@ fn lenet2(batch: usize) -> Conv2dShape {
 /// LeNet's two convolutions at batch 1 and 256, and a ResNet-style 64->64 3x3 layer.
 pub fn conv_cases() -> Vec<ConvCase> {
     vec![
-        ConvCase { name: "lenet1 b1 1x28x28->6 k5 p2", shape: lenet1(1), naive_batch: 1 },
-        ConvCase { name: "lenet1 b256 1x28x28->6 k5 p2", shape: lenet1(256), naive_batch: 16 },
-        ConvCase { name: "lenet2 b1 6x14x14->16 k5", shape: lenet2(1), naive_batch: 1 },
-        ConvCase { name: "lenet2 b256 6x14x14->16 k5", shape: lenet2(256), naive_batch: 16 },
+        ConvCase {
+            name: "lenet1 b1 1x28x28->6 k5 p2",
+            shape: lenet1(1),
+            naive_batch: 1,
+        },
+        ConvCase {
+            name: "lenet1 b256 1x28x28->6 k5 p2",
+            shape: lenet1(256),
+            naive_batch: 16,
+        },
+        ConvCase {
+            name: "lenet2 b1 6x14x14->16 k5",
+            shape: lenet2(1),
+            naive_batch: 1,
+        },
+        ConvCase {
+            name: "lenet2 b256 6x14x14->16 k5",
+            shape: lenet2(256),
+            naive_batch: 16,
+        },
         ConvCase {
             name: "c64 b32 64x56x56->64 k3 p1",
-            shape: Conv2dShape::new(Conv2dParams::new(64, 64, (3, 3)).with_padding((1, 1)), 32, 56, 56),
+            shape: Conv2dShape::new(
+                Conv2dParams::new(64, 64, (3, 3)).with_padding((1, 1)),
+                32,
+                56,
+                56,
+            ),
             naive_batch: 1,
         },
     ]
@@ -99,13 +120,27 @@ impl ConvBufs {
     pub fn naive(&mut self, s: &Conv2dShape, batch: usize) {
         let small = s.with_batch(batch);
         let (xn, yn) = (small.input_len().unwrap(), small.output_len().unwrap());
-        reference::conv2d(&small, &self.x[..xn], &self.w, Some(&self.b), &mut self.y[..yn]).unwrap();
+        reference::conv2d(
+            &small,
+            &self.x[..xn],
+            &self.w,
+            Some(&self.b),
+            &mut self.y[..yn],
+        )
+        .unwrap();
     }
 
     /// The fast kernel over the whole batch on the calling thread.
     pub fn simd(&mut self, s: &Conv2dShape) {
-        conv2d_forward(s, &self.x, &self.w, Some(&self.b), &mut self.y, &mut self.ws[..self.ws_len])
-            .unwrap();
+        conv2d_forward(
+            s,
+            &self.x,
+            &self.w,
+            Some(&self.b),
+            &mut self.y,
+            &mut self.ws[..self.ws_len],
+        )
+        .unwrap();
     }
 
     /// The fast kernel with the batch split into chunks run on `pool`.
@@ -146,8 +181,14 @@ pub struct PoolCase {
 pub fn pool_cases() -> Vec<PoolCase> {
     let p = Pool2dParams::new(2).with_stride((2, 2));
     vec![
-        PoolCase { name: "lenet pool1 b256 6x28x28 k2 s2", shape: Pool2dShape::new(p, 256, 6, 28, 28) },
-        PoolCase { name: "lenet pool2 b256 16x10x10 k2 s2", shape: Pool2dShape::new(p, 256, 16, 10, 10) },
+        PoolCase {
+            name: "lenet pool1 b256 6x28x28 k2 s2",
+            shape: Pool2dShape::new(p, 256, 6, 28, 28),
+        },
+        PoolCase {
+            name: "lenet pool2 b256 16x10x10 k2 s2",
+            shape: Pool2dShape::new(p, 256, 16, 10, 10),
+        },
     ]
 }
 
@@ -167,7 +208,11 @@ pub struct PoolBufs {
 impl PoolBufs {
     pub fn new(s: &Pool2dShape) -> PoolBufs {
         let n = s.output_len().unwrap();
-        PoolBufs { x: data(s.input_len().unwrap(), 4), y: vec![0.0; n], argmax: vec![0; n] }
+        PoolBufs {
+            x: data(s.input_len().unwrap(), 4),
+            y: vec![0.0; n],
+            argmax: vec![0; n],
+        }
     }
 
     pub fn naive(&mut self, s: &Pool2dShape, max: bool) {
@@ -197,7 +242,10 @@ impl PoolBufs {
                 .zip(self.y.par_chunks_mut(chunk * out_img))
                 .zip(self.argmax.par_chunks_mut(chunk * out_img))
                 .for_each(|((x, y), a)| {
-                    let cs = Pool2dShape { batch: x.len() / in_img, ..*s };
+                    let cs = Pool2dShape {
+                        batch: x.len() / in_img,
+                        ..*s
+                    };
                     if max {
                         max_pool2d_forward(&cs, x, y, a).unwrap();
                     } else {
@@ -226,7 +274,10 @@ impl LenetWeights {
     pub fn new() -> LenetWeights {
         let scaled = |len: usize, seed: u32, fan_in: usize| {
             let k = 1.0 / (fan_in as f32).sqrt();
-            data(len, seed).into_iter().map(|v| v * k).collect::<Vec<_>>()
+            data(len, seed)
+                .into_iter()
+                .map(|v| v * k)
+                .collect::<Vec<_>>()
         };
         LenetWeights {
             c1w: scaled(6 * 25, 10, 25),
@@ -291,12 +342,17 @@ pub fn lenet_forward_naive(wt: &LenetWeights, batch: usize, x: &[f32]) -> Vec<f3
 
 /// A rayon pool of `n` threads for the "all threads" rows.
 pub fn thread_pool(n: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
 }
 
 /// The cores this process may use.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// d2l's LeNet in the tinycnn runtime (autograd, nn, SGD lr 0.9) on one fixed batch.
@@ -314,7 +370,12 @@ impl RuntimeLenet {
         let opt = tinycnn::optim::Sgd::new(net.parameters(), 0.9).unwrap();
         let x = tinycnn::Tensor::rand(&[batch, 1, 28, 28]);
         let labels = (0..batch as u32).map(|i| i % 10).collect();
-        RuntimeLenet { net, opt, x, labels }
+        RuntimeLenet {
+            net,
+            opt,
+            x,
+            labels,
+        }
     }
 
     /// Inference: no autograd graph is recorded.
@@ -329,7 +390,12 @@ impl RuntimeLenet {
         use tinycnn::nn::Module;
         use tinycnn::optim::Optimizer;
         self.opt.zero_grad();
-        let loss = self.net.forward(&self.x).unwrap().cross_entropy(&self.labels).unwrap();
+        let loss = self
+            .net
+            .forward(&self.x)
+            .unwrap()
+            .cross_entropy(&self.labels)
+            .unwrap();
         loss.backward().unwrap();
         self.opt.step().unwrap();
         loss.to_vec()[0]
@@ -360,10 +426,24 @@ pub mod candle {
                 &dev,
             )
             .unwrap();
-            let w = Tensor::from_vec(super::data(s.weight_len(), 2), (p.out_channels, p.in_channels, kh, kw), &dev)
-                .unwrap();
-            let b = Tensor::from_vec(super::data(p.out_channels, 3), (1, p.out_channels, 1, 1), &dev).unwrap();
-            CandleConv { x, w, b, padding: p.padding.0 }
+            let w = Tensor::from_vec(
+                super::data(s.weight_len(), 2),
+                (p.out_channels, p.in_channels, kh, kw),
+                &dev,
+            )
+            .unwrap();
+            let b = Tensor::from_vec(
+                super::data(p.out_channels, 3),
+                (1, p.out_channels, 1, 1),
+                &dev,
+            )
+            .unwrap();
+            CandleConv {
+                x,
+                w,
+                b,
+                padding: p.padding.0,
+            }
         }
 
         pub fn forward(&self) -> Tensor {
@@ -392,7 +472,7 @@ pub mod candle {
             let dev = Device::Cpu;
             let var = |shape: &[usize], fan_in: usize| {
                 let k = 1.0 / (fan_in as f64).sqrt();
-                Var::rand(-k, k, shape, &dev).unwrap()
+                Var::rand(-k as f32, k as f32, shape, &dev).unwrap()
             };
             let params = vec![
                 var(&[6, 1, 5, 5], 25),
@@ -409,12 +489,18 @@ pub mod candle {
             let x = Tensor::rand(0f32, 1f32, (batch, 1, 28, 28), &dev).unwrap();
             let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
             let labels = Tensor::from_vec(labels, (batch, 1), &dev).unwrap();
-            CandleLenet { params, x, labels, lr: 0.9 }
+            CandleLenet {
+                params,
+                x,
+                labels,
+                lr: 0.9,
+            }
         }
 
         pub fn forward(&self) -> Result<Tensor> {
             let p: Vec<&Tensor> = self.params.iter().map(|v| v.as_tensor()).collect();
-            let h = sigmoid(&self.x.conv2d(p[0], 2, 1, 1, 1)?.broadcast_add(p[1])?)?.avg_pool2d(2)?;
+            let h =
+                sigmoid(&self.x.conv2d(p[0], 2, 1, 1, 1)?.broadcast_add(p[1])?)?.avg_pool2d(2)?;
             let h = sigmoid(&h.conv2d(p[2], 0, 1, 1, 1)?.broadcast_add(p[3])?)?.avg_pool2d(2)?;
             let h = h.flatten_from(1)?;
             let h = sigmoid(&h.matmul(&p[4].t()?)?.broadcast_add(p[5])?)?;
@@ -435,5 +521,4 @@ pub mod candle {
             loss.to_dtype(DType::F32)?.to_scalar::<f32>()
         }
     }
-
 }

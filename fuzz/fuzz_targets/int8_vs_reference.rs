@@ -42,7 +42,10 @@ fn act_range(src: &mut Source) -> ActRange {
         1 => ActRange::RELU,
         _ => {
             let (a, b) = (src.byte() as i8, src.byte() as i8);
-            ActRange { min: a.min(b), max: a.max(b) }
+            ActRange {
+                min: a.min(b),
+                max: a.max(b),
+            }
         }
     }
 }
@@ -62,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
             let (mut y, mut y_ref) = (vec![0x55i8; n], vec![0i8; n]);
             int8::reference::qconv2d(&s, &x, &w, bias.as_deref(), &rq, range, &mut y_ref).unwrap();
             int8::qconv2d_forward(&s, &x, &w, bias.as_deref(), &rq, range, &mut y).unwrap();
-            assert!(y == y_ref, "qconv2d_forward differs from reference; problem: {s:?} {range:?}");
+            assert!(
+                y == y_ref,
+                "qconv2d_forward differs from reference; problem: {s:?} {range:?}"
+            );
         }
         1 => {
             let s = QLinearShape::new(src.int(1, 8), src.int(1, 400), src.int(1, 130));
@@ -75,11 +81,17 @@ fuzz_target!(|data: &[u8]| {
             let (mut y, mut y_ref) = (vec![0x55i8; n], vec![0i8; n]);
             int8::reference::qlinear(&s, &x, &w, bias.as_deref(), &rq, range, &mut y_ref).unwrap();
             int8::qlinear_forward(&s, &x, &w, bias.as_deref(), &rq, range, &mut y).unwrap();
-            assert!(y == y_ref, "qlinear_forward differs from reference; problem: {s:?} {range:?}");
+            assert!(
+                y == y_ref,
+                "qlinear_forward differs from reference; problem: {s:?} {range:?}"
+            );
             let (mut a, mut a_ref) = (vec![0x5555i32; n], vec![0i32; n]);
             int8::reference::qlinear_i32(&s, &x, &w, bias.as_deref(), &mut a_ref).unwrap();
             int8::qlinear_forward_i32(&s, &x, &w, bias.as_deref(), &mut a).unwrap();
-            assert!(a == a_ref, "qlinear_forward_i32 differs from reference; problem: {s:?}");
+            assert!(
+                a == a_ref,
+                "qlinear_forward_i32 differs from reference; problem: {s:?}"
+            );
         }
         _ => {
             let s = src.pool_shape();
@@ -93,7 +105,11 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     int8::qmax_pool2d_forward(&s, &x, &mut y).unwrap();
                 }
-                assert!(y == y_ref, "q{}_pool2d_forward differs from reference; problem: {s:?}", if average { "avg" } else { "max" });
+                assert!(
+                    y == y_ref,
+                    "q{}_pool2d_forward differs from reference; problem: {s:?}",
+                    if average { "avg" } else { "max" }
+                );
             }
         }
     }

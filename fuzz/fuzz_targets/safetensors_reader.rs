@@ -12,9 +12,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(state) = from_bytes(data) else { return };
     let bytes = to_bytes(&state).expect("writing an accepted state dict");
     let again = from_bytes(&bytes).expect("reading back what to_bytes wrote");
-    assert_eq!(state.len(), again.len(), "tensor count changed in a round trip");
+    assert_eq!(
+        state.len(),
+        again.len(),
+        "tensor count changed in a round trip"
+    );
     for (name, t) in state.iter() {
-        let u = again.get(name).unwrap_or_else(|| panic!("tensor `{name}` lost in a round trip"));
+        let u = again
+            .get(name)
+            .unwrap_or_else(|| panic!("tensor `{name}` lost in a round trip"));
         assert_eq!(t.shape(), u.shape(), "tensor `{name}`: shape changed");
         let (a, b): (Vec<u32>, Vec<u32>) = (
             t.to_vec().iter().map(|v| v.to_bits()).collect(),

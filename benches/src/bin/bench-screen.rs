@@ -47,7 +47,10 @@ fn parse_options() -> Result<Options, String> {
             }
             "--reps" => {
                 let v = value("--reps")?;
-                reps = v.parse::<usize>().map_err(|e| format!("--reps {v}: {e}"))?.max(1);
+                reps = v
+                    .parse::<usize>()
+                    .map_err(|e| format!("--reps {v}: {e}"))?
+                    .max(1);
             }
             "-h" | "--help" => {
                 println!("usage: bench-screen [--ghz GHZ] [--reps N]   (env TINYCNN_CPU_GHZ also sets GHz)");
@@ -60,7 +63,8 @@ fn parse_options() -> Result<Options, String> {
         Some(g) => (g, "--ghz".to_string()),
         None => match std::env::var("TINYCNN_CPU_GHZ") {
             Ok(v) => (
-                v.parse::<f64>().map_err(|e| format!("TINYCNN_CPU_GHZ={v}: {e}"))?,
+                v.parse::<f64>()
+                    .map_err(|e| format!("TINYCNN_CPU_GHZ={v}: {e}"))?,
                 "TINYCNN_CPU_GHZ".to_string(),
             ),
             Err(_) => match cpuinfo_ghz() {
@@ -72,7 +76,11 @@ fn parse_options() -> Result<Options, String> {
     if !(ghz.is_finite() && ghz > 0.0) {
         return Err(format!("clock {ghz} GHz is not a positive number"));
     }
-    Ok(Options { ghz, ghz_source, reps })
+    Ok(Options {
+        ghz,
+        ghz_source,
+        reps,
+    })
 }
 
 /// The highest "cpu MHz" of any core, in GHz.
@@ -132,7 +140,10 @@ impl Table {
             "| {:<17} | {:<30} | {:>3} | {:>10} | {:>9} | {:>8} | {:>8} | {:>6} |",
             "kernel", "shape", "thr", "naive ms", "SIMD ms", "speed-up", "GFLOP/s", "% peak"
         );
-        println!("|{:-<19}|{:-<32}|{:->5}|{:->12}|{:->11}|{:->10}|{:->10}|{:->8}|", "", "", ":", ":", ":", ":", ":", ":");
+        println!(
+            "|{:-<19}|{:-<32}|{:->5}|{:->12}|{:->11}|{:->10}|{:->10}|{:->8}|",
+            "", "", ":", ":", ":", ":", ":", ":"
+        );
         for r in &self.rows {
             let (naive, speedup) = match r.naive_ms {
                 Some((ms, scaled)) => (
@@ -191,7 +202,14 @@ fn main() {
         let all = median_ms(opt.reps, || b.simd_parallel(black_box(&s), &pool));
         let flops = conv_flops(&s) as f64;
         for (t, ms) in [(1, one), (threads, all)] {
-            rows.push(Row { kernel: "conv2d fwd".into(), shape: case.name.into(), threads: t, naive_ms: naive, fast_ms: ms, flops });
+            rows.push(Row {
+                kernel: "conv2d fwd".into(),
+                shape: case.name.into(),
+                threads: t,
+                naive_ms: naive,
+                fast_ms: ms,
+                flops,
+            });
         }
     }
 
@@ -204,7 +222,14 @@ fn main() {
             let all = median_ms(opt.reps, || b.simd_parallel(black_box(&s), max, &pool));
             let flops = pool_ops(&s) as f64;
             for (t, ms) in [(1, one), (threads, all)] {
-                rows.push(Row { kernel: kind.into(), shape: case.name.into(), threads: t, naive_ms: naive, fast_ms: ms, flops });
+                rows.push(Row {
+                    kernel: kind.into(),
+                    shape: case.name.into(),
+                    threads: t,
+                    naive_ms: naive,
+                    fast_ms: ms,
+                    flops,
+                });
             }
         }
     }
@@ -219,11 +244,21 @@ fn main() {
         let naive_n = n.min(512);
         let gn = GemmShape::new(naive_n, naive_n, naive_n);
         let naive = median_ms(naive_reps, || {
-            reference::sgemm(&gn, 1.0, &a[..naive_n * naive_n], &bm[..naive_n * naive_n], 0.0, &mut c[..naive_n * naive_n]).unwrap()
+            reference::sgemm(
+                &gn,
+                1.0,
+                &a[..naive_n * naive_n],
+                &bm[..naive_n * naive_n],
+                0.0,
+                &mut c[..naive_n * naive_n],
+            )
+            .unwrap()
         }) * (n as f64 / naive_n as f64).powi(3);
         let naive = Some((naive, naive_n != n));
         let g = GemmShape::new(n, n, n);
-        let one = median_ms(opt.reps, || sgemm(&g, 1.0, black_box(&a), &bm, 0.0, &mut c, &mut ws[..ws_len]).unwrap());
+        let one = median_ms(opt.reps, || {
+            sgemm(&g, 1.0, black_box(&a), &bm, 0.0, &mut c, &mut ws[..ws_len]).unwrap()
+        });
         let rows_per = n.div_ceil(threads);
         let all = median_ms(opt.reps, || {
             pool.install(|| {
@@ -237,7 +272,14 @@ fn main() {
         });
         let flops = 2.0 * (n * n * n) as f64;
         for (t, ms) in [(1, one), (threads, all)] {
-            rows.push(Row { kernel: "sgemm".into(), shape: format!("{n}x{n}x{n}"), threads: t, naive_ms: naive, fast_ms: ms, flops });
+            rows.push(Row {
+                kernel: "sgemm".into(),
+                shape: format!("{n}x{n}x{n}"),
+                threads: t,
+                naive_ms: naive,
+                fast_ms: ms,
+                flops,
+            });
         }
     }
 
@@ -255,14 +297,28 @@ fn main() {
         let ms = median_ms(opt.reps, || {
             black_box(net.forward());
         });
-        rows.push(Row { kernel: "LeNet forward".into(), shape: format!("b{BATCH} 1x28x28 (runtime)"), threads: t, naive_ms: Some((naive, true)), fast_ms: ms, flops: fwd * BATCH as f64 });
+        rows.push(Row {
+            kernel: "LeNet forward".into(),
+            shape: format!("b{BATCH} 1x28x28 (runtime)"),
+            threads: t,
+            naive_ms: Some((naive, true)),
+            fast_ms: ms,
+            flops: fwd * BATCH as f64,
+        });
     }
     for t in [1, threads] {
         tinycnn::set_num_threads(t).unwrap();
         let ms = median_ms(opt.reps, || {
             black_box(net.train_step());
         });
-        rows.push(Row { kernel: "LeNet train step".into(), shape: format!("b{BATCH} SGD (runtime)"), threads: t, naive_ms: None, fast_ms: ms, flops: 3.0 * fwd * BATCH as f64 });
+        rows.push(Row {
+            kernel: "LeNet train step".into(),
+            shape: format!("b{BATCH} SGD (runtime)"),
+            threads: t,
+            naive_ms: None,
+            fast_ms: ms,
+            flops: 3.0 * fwd * BATCH as f64,
+        });
     }
 
     println!(

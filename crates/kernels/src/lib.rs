@@ -32,8 +32,6 @@
 //! ```
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
-#![allow(missing_docs)] // TODO: lift once the API settles
 
 pub mod activation;
 pub mod bias;

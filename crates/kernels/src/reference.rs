@@ -81,7 +81,8 @@ pub fn conv2d(
                     for ic in 0..cin_g {
                         let c = g * cin_g + ic;
                         for ky in 0..kh {
-                            let Some(iy) = tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
+                            let Some(iy) =
+                                tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
                             else {
                                 continue;
                             };
@@ -125,7 +126,8 @@ pub fn conv2d_backward_input(
                     for ic in 0..cin_g {
                         let c = g * cin_g + ic;
                         for ky in 0..kh {
-                            let Some(iy) = tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
+                            let Some(iy) =
+                                tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
                             else {
                                 continue;
                             };
@@ -167,7 +169,8 @@ pub fn conv2d_backward_weight(
                     let mut acc = 0.0f32;
                     for n in 0..s.batch {
                         for oy in 0..oh {
-                            let Some(iy) = tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
+                            let Some(iy) =
+                                tap(oy, ky, p.stride.0, p.padding.0, p.dilation.0, s.in_h)
                             else {
                                 continue;
                             };
@@ -213,7 +216,11 @@ pub fn conv2d_backward_bias(s: &Conv2dShape, grad_y: &[f32], grad_b: &mut [f32])
 /// Visits the window of output `(oy, ox)`: `(hstart, hend, wstart, wend)` clipped to the
 /// input, and PyTorch's divisor for average pooling.
 #[inline]
-pub(crate) fn pool_window(s: &Pool2dShape, oy: usize, ox: usize) -> (usize, usize, usize, usize, usize) {
+pub(crate) fn pool_window(
+    s: &Pool2dShape,
+    oy: usize,
+    ox: usize,
+) -> (usize, usize, usize, usize, usize) {
     let p = &s.params;
     // Work in coordinates shifted by the padding, so nothing goes negative.
     let hs = oy * p.stride.0;
@@ -337,7 +344,14 @@ pub fn avg_pool2d_backward(s: &Pool2dShape, grad_y: &[f32], grad_x: &mut [f32]) 
 }
 
 /// `C = alpha op(A) op(B) + beta C`, three loops. With `beta == 0`, C is not read.
-pub fn sgemm(g: &GemmShape, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) -> Result<()> {
+pub fn sgemm(
+    g: &GemmShape,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) -> Result<()> {
     g.validate(a.len(), b.len(), c.len())?;
     for i in 0..g.m {
         for j in 0..g.n {
@@ -466,12 +480,22 @@ pub fn logsumexp(x: &[f32]) -> f32 {
 }
 
 /// Gradient of [`softmax`]: `grad_x = y * (grad_y - sum(grad_y * y))`, row-wise.
-pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
+pub fn softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) -> Result<()> {
     check_rows(rows, cols, y.len(), grad_x.len())?;
     check_len("grad_y", grad_y.len(), y.len())?;
     for r in 0..rows {
         let s = r * cols..(r + 1) * cols;
-        let dot: f32 = y[s.clone()].iter().zip(&grad_y[s.clone()]).map(|(a, b)| a * b).sum();
+        let dot: f32 = y[s.clone()]
+            .iter()
+            .zip(&grad_y[s.clone()])
+            .map(|(a, b)| a * b)
+            .sum();
         for i in s {
             grad_x[i] = y[i] * (grad_y[i] - dot);
         }
@@ -480,7 +504,13 @@ pub fn softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], gra
 }
 
 /// Gradient of [`log_softmax`]: `grad_x = grad_y - exp(y) * sum(grad_y)`, row-wise.
-pub fn log_softmax_backward(rows: usize, cols: usize, y: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
+pub fn log_softmax_backward(
+    rows: usize,
+    cols: usize,
+    y: &[f32],
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) -> Result<()> {
     check_rows(rows, cols, y.len(), grad_x.len())?;
     check_len("grad_y", grad_y.len(), y.len())?;
     for r in 0..rows {
@@ -521,7 +551,11 @@ pub fn cross_entropy_backward(
     for r in 0..rows {
         let xr = &logits[r * cols..(r + 1) * cols];
         let lse = logsumexp(xr);
-        for (c, (o, &v)) in grad_logits[r * cols..(r + 1) * cols].iter_mut().zip(xr).enumerate() {
+        for (c, (o, &v)) in grad_logits[r * cols..(r + 1) * cols]
+            .iter_mut()
+            .zip(xr)
+            .enumerate()
+        {
             let onehot = if c == labels[r] as usize { 1.0 } else { 0.0 };
             *o = (libm::expf(v - lse) - onehot) * scale;
         }
@@ -531,7 +565,13 @@ pub fn cross_entropy_backward(
 
 /// `x[o, c, i] += bias[c]` for `x` of shape `[outer, channels, inner]` (NCHW: inner = H*W;
 /// a linear layer's `[batch, features]`: inner = 1).
-pub fn bias_add(outer: usize, channels: usize, inner: usize, bias: &[f32], x: &mut [f32]) -> Result<()> {
+pub fn bias_add(
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    bias: &[f32],
+    x: &mut [f32],
+) -> Result<()> {
     check_bias(outer, channels, inner, bias.len(), x.len())?;
     for o in 0..outer {
         for c in 0..channels {
@@ -544,7 +584,13 @@ pub fn bias_add(outer: usize, channels: usize, inner: usize, bias: &[f32], x: &m
 }
 
 /// Gradient of [`bias_add`]: `grad_bias[c] = sum over o, i of grad_y[o, c, i]` (overwrites).
-pub fn bias_backward(outer: usize, channels: usize, inner: usize, grad_y: &[f32], grad_bias: &mut [f32]) -> Result<()> {
+pub fn bias_backward(
+    outer: usize,
+    channels: usize,
+    inner: usize,
+    grad_y: &[f32],
+    grad_bias: &mut [f32],
+) -> Result<()> {
     check_bias(outer, channels, inner, grad_bias.len(), grad_y.len())?;
     for (c, gb) in grad_bias.iter_mut().enumerate() {
         let mut acc = 0.0f32;
@@ -562,7 +608,13 @@ pub fn bias_backward(outer: usize, channels: usize, inner: usize, grad_y: &[f32]
 ///
 /// `momentum_buf` is unused (may be empty) when `cfg.momentum == 0`; otherwise it must have
 /// the parameter's length and `first_step` says it holds nothing yet.
-pub fn sgd_step(cfg: &SgdConfig, param: &mut [f32], grad: &[f32], momentum_buf: &mut [f32], first_step: bool) -> Result<()> {
+pub fn sgd_step(
+    cfg: &SgdConfig,
+    param: &mut [f32],
+    grad: &[f32],
+    momentum_buf: &mut [f32],
+    first_step: bool,
+) -> Result<()> {
     cfg.check(param.len(), grad.len(), momentum_buf.len())?;
     for i in 0..param.len() {
         let mut d = grad[i] + cfg.weight_decay * param[i];
@@ -573,7 +625,11 @@ pub fn sgd_step(cfg: &SgdConfig, param: &mut [f32], grad: &[f32], momentum_buf: 
                 cfg.momentum * momentum_buf[i] + (1.0 - cfg.dampening) * d
             };
             momentum_buf[i] = b;
-            d = if cfg.nesterov { d + cfg.momentum * b } else { b };
+            d = if cfg.nesterov {
+                d + cfg.momentum * b
+            } else {
+                b
+            };
         }
         param[i] -= cfg.lr * d;
     }
@@ -581,7 +637,14 @@ pub fn sgd_step(cfg: &SgdConfig, param: &mut [f32], grad: &[f32], momentum_buf: 
 }
 
 /// One step of PyTorch's `torch.optim.Adam` (not AMSGrad); `step` counts from 1.
-pub fn adam_step(cfg: &AdamConfig, step: u32, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
+pub fn adam_step(
+    cfg: &AdamConfig,
+    step: u32,
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> Result<()> {
     cfg.check(step, param.len(), grad.len(), m.len(), v.len())?;
     let bc1 = 1.0 - libm::powf(cfg.beta1, step as f32);
     let bc2 = 1.0 - libm::powf(cfg.beta2, step as f32);
