@@ -1,4 +1,4 @@
-//! Seeded random numbers: explicit [`Rng`] values and one global generator, as in PyTorch.
+//! Seeded random numbers: explicit [`Rng`] values and a default generator, as in PyTorch.
 //!
 //! ChaCha8 gives the same stream on every platform, so a seed fixes every random tensor and
 //! every initial weight, on any machine.
@@ -6,7 +6,7 @@
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 /// PyTorch's default seed (`torch.initial_seed()` of a fresh process), so that a program that
 /// never seeds is still reproducible.
@@ -53,17 +53,24 @@ impl Rng {
     }
 }
 
-static GLOBAL: Mutex<Option<Rng>> = Mutex::new(None);
-
-/// Re-seeds the global generator that `Tensor::rand`, `randn`, `normal` and the default layer
-/// initialisation draw from (PyTorch's `torch.manual_seed`).
-pub fn manual_seed(seed: u64) {
-    let mut g = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
-    *g = Some(Rng::seed_from(seed));
+thread_local! {
+    // One default generator per thread, not one per process: a program (or a test) that seeds
+    // and then draws on one thread gets the same numbers whatever other threads draw meanwhile.
+    // PyTorch's default generator is process-wide; single-threaded programs see no difference.
+    static DEFAULT_RNG: RefCell<Option<Rng>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the global generator (seeded with [`DEFAULT_SEED`] until [`manual_seed`]).
+/// Re-seeds the calling thread's default generator, which `Tensor::rand`, `randn`, `normal`
+/// and the default layer initialisation draw from (PyTorch's `torch.manual_seed`).
+pub fn manual_seed(seed: u64) {
+    DEFAULT_RNG.with(|g| *g.borrow_mut() = Some(Rng::seed_from(seed)));
+}
+
+/// Runs `f` with the calling thread's default generator (seeded with [`DEFAULT_SEED`] until
+/// [`manual_seed`]). `f` must not call `with_global_rng` itself.
 pub fn with_global_rng<R>(f: impl FnOnce(&mut Rng) -> R) -> R {
-    let mut g = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(|| Rng::seed_from(DEFAULT_SEED)))
+    DEFAULT_RNG.with(|g| {
+        let mut g = g.borrow_mut();
+        f(g.get_or_insert_with(|| Rng::seed_from(DEFAULT_SEED)))
+    })
 }
