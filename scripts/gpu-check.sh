@@ -3,7 +3,8 @@
 # (git-ignored), so a GPU machine can run it without a Rust toolchain.
 #
 #   scripts/gpu-check.sh            build + stage: tinycnn-cuda test binaries, the gpu_bench
-#                                   example and the `tinycnn` CLI (release), plus run.sh
+#                                   example, the `tinycnn` CLI and its unit and end-to-end test
+#                                   binaries (release; their cuda tests need a GPU), plus run.sh
 #   scripts/gpu-check.sh --no-cli   same without the CLI
 #
 # Then run on the GPU machine with the session's `run` (device) tool, from the repository root:
@@ -41,13 +42,17 @@ for line in sys.stdin:
     except ValueError:
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-        print(msg["target"]["kind"][0], msg["target"]["name"], msg["executable"])
+        kind = msg["target"]["kind"][0]
+        # Unit tests of a lib or bin: "lib-test", "bin-test" (integration tests stay "test").
+        if msg.get("profile", {}).get("test") and kind != "test":
+            kind += "-test"
+        print(kind, msg["target"]["name"], msg["executable"])
 '
 }
 
 echo "building tinycnn-cuda test binaries..." >&2
 cargo test -p tinycnn-cuda --no-run --message-format=json 2>/dev/null | executables | while read -r kind name exe; do
-    [ "$kind" = test ] || [ "$kind" = lib ] || continue
+    [ "$kind" = test ] || [ "$kind" = lib-test ] || continue
     cp "$exe" "$STAGE/bin/test-$name"
 done
 echo "building the gpu_bench example (release)..." >&2
@@ -60,6 +65,14 @@ if [ "$with_cli" = 1 ]; then
         [ "$name" = tinycnn ] && cp "$exe" "$STAGE/bin/tinycnn"
     done
     [ -x "$STAGE/bin/tinycnn" ] || { echo "the CLI did not build: cargo build --release -p tinycnn-cli" >&2; exit 1; }
+    echo "building the CLI's end-to-end tests (release)..." >&2
+    cargo test --release -p tinycnn-cli --no-run --message-format=json 2>/dev/null | executables | while read -r kind name exe; do
+        case "$kind $name" in
+            "test cli") cp "$exe" "$STAGE/bin/test-cli" ;;
+            "bin-test tinycnn") cp "$exe" "$STAGE/bin/test-cli-unit" ;;
+        esac
+    done
+    [ -x "$STAGE/bin/test-cli" ] && [ -x "$STAGE/bin/test-cli-unit" ] || { echo "the CLI tests did not build: cargo test --release -p tinycnn-cli --no-run" >&2; exit 1; }
 fi
 ls "$STAGE/bin"/test-* >/dev/null 2>&1 || { echo "no test binaries were built: cargo test -p tinycnn-cuda --no-run" >&2; exit 1; }
 [ -x "$STAGE/bin/gpu_bench" ] || { echo "gpu_bench did not build" >&2; exit 1; }
@@ -73,6 +86,8 @@ set -uo pipefail
 OUT="${OUT:-/tmp/gpu-check-out}"
 mkdir -p "$OUT"
 BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin"
+# test-cli runs this CLI, not the path it was built against.
+export TINYCNN_BIN="$BIN/tinycnn"
 status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
 for t in "$BIN"/test-*; do

@@ -4,11 +4,15 @@
 //!   `0.bias`, `3.weight`, ...: the index of the layer in the `nn.Sequential`) and the
 //!   metadata `format = pt`, `model = lenet | lenet-relu`. `safetensors.torch.load_file` reads
 //!   it into d2l's `net`.
-//! * A **checkpoint** adds, under `optimizer.<param>.<slot>`, the optimizer's per-parameter
-//!   state, and in the metadata everything else a resumed run needs: the configuration, the
-//!   number of finished epochs, the shuffle seed (epoch `e` is shuffled by ChaCha8 on stream
-//!   `e` of that seed, so no generator state beyond the seed and epoch is needed), the
-//!   optimizer's scalar state and the history (curve points, per-epoch figures, time spent).
+//! * A **checkpoint** adds the optimizer's per-parameter state under the names of PyTorch's
+//!   optimizer `state_dict`, prefixed: `optimizer.state.{i}.{slot}`, `i` the parameter's index
+//!   in state-dict order, `slot` one of `step` (a scalar), `exp_avg`, `exp_avg_sq` (Adam) or
+//!   `momentum_buffer` (SGD with momentum). Both devices write and read this one form (the
+//!   cuda engine converts its executor's state), so a run resumes on either. The metadata
+//!   holds everything else a resumed run needs: the configuration, the number of finished
+//!   epochs, the shuffle seed (epoch `e` is shuffled by ChaCha8 on stream `e` of that seed, so
+//!   no generator state beyond the seed and epoch is needed), the optimizer's scalar state and
+//!   the history (curve points, per-epoch figures, time spent).
 //!
 //! Weight readers accept either kind and ignore the `optimizer.` keys.
 

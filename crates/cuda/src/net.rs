@@ -100,6 +100,17 @@ pub struct EpochStats {
     pub examples: usize,
 }
 
+/// Figures of one mini-batch of [`CudaSequential::train_batches`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchStats {
+    /// Mean cross-entropy of the batch, from the network before the batch's update.
+    pub loss: f32,
+    /// Rows whose arg-max was the label, from the same forward pass.
+    pub correct: usize,
+    /// Rows in the batch.
+    pub examples: usize,
+}
+
 /// Optimizer buffers for checkpoints; see [`CudaSequential::export_optimizer_state`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OptimizerState {
@@ -983,37 +994,36 @@ impl CudaSequential {
         Ok(())
     }
 
-    /// Runs mini-batches `perm[i * batch_size ..]` over `data`, streaming per-row loss and
-    /// hits into device buffers, and reads back only the two epoch sums at the end.
-    fn run_epoch(
+    /// Runs mini-batches `order[i * batch_size ..]` over `data` (sample indices, each below
+    /// `data.len()`, any count from 1), streaming per-row loss and hits into the returned
+    /// device buffers (`order.len()` entries each) without reading anything back.
+    fn run_batches(
         &mut self,
         data: &GpuDataset,
-        perm: &[u32],
+        order: &[u32],
         batch_size: usize,
         opt: Option<&Optimizer>,
-    ) -> Result<EpochStats> {
+    ) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
         self.check_data(data)?;
         self.check_batch(batch_size)?;
         let n = data.len;
-        if perm.len() != n {
-            return Err(CudaError::Invalid(format!(
-                "permutation has {} entries for {n} examples",
-                perm.len()
-            )));
+        let rows = order.len();
+        if rows == 0 {
+            return Err(CudaError::Invalid("sample order is empty".into()));
         }
-        if let Some((i, &bad)) = perm.iter().enumerate().find(|(_, &p)| p as usize >= n) {
+        if let Some((i, &bad)) = order.iter().enumerate().find(|(_, &p)| p as usize >= n) {
             return Err(CudaError::Invalid(format!(
                 "permutation entry {i} is {bad}, not below {n} examples"
             )));
         }
         let dev = Arc::clone(&self.dev);
-        let perm_dev = dev.upload_u32(perm)?;
-        let mut loss_rows = dev.alloc_zeros::<f32>(n)?;
-        let mut correct = dev.alloc_zeros::<f32>(n)?;
+        let perm_dev = dev.upload_u32(order)?;
+        let mut loss_rows = dev.alloc_zeros::<f32>(rows)?;
+        let mut correct = dev.alloc_zeros::<f32>(rows)?;
         let sample = self.input_len();
         let mut offset = 0;
-        while offset < n {
-            let batch = batch_size.min(n - offset);
+        while offset < rows {
+            let batch = batch_size.min(rows - offset);
             {
                 let mut xb = self.acts[0].slice_mut(..batch * sample);
                 let mut yb = self.labels.slice_mut(..batch);
@@ -1038,6 +1048,26 @@ impl CudaSequential {
             }
             offset += batch;
         }
+        Ok((loss_rows, correct))
+    }
+
+    /// [`Self::run_batches`] over a whole permutation, reading back only the two epoch sums.
+    fn run_epoch(
+        &mut self,
+        data: &GpuDataset,
+        perm: &[u32],
+        batch_size: usize,
+        opt: Option<&Optimizer>,
+    ) -> Result<EpochStats> {
+        let n = data.len;
+        if perm.len() != n {
+            return Err(CudaError::Invalid(format!(
+                "permutation has {} entries for {n} examples",
+                perm.len()
+            )));
+        }
+        let (loss_rows, correct) = self.run_batches(data, perm, batch_size, opt)?;
+        let dev = Arc::clone(&self.dev);
         let inv = 1.0 / n as f32;
         {
             let (mut s0, mut s1) = self.scalars.split_at_mut(1);
@@ -1060,6 +1090,33 @@ impl CudaSequential {
             accuracy: sums[1],
             examples: n,
         })
+    }
+
+    /// Trains on part of an epoch: mini-batches `order[i * batch_size ..]` of `data` (the
+    /// last one may be smaller), one optimizer step per batch, and returns each batch's
+    /// figures. `order` holds sample indices below `data.len()` and need not cover the data
+    /// set, so a caller can run an epoch's permutation in slices (cut at multiples of
+    /// `batch_size` to get the same batches as one [`Self::train_epoch`]) and report
+    /// progress between them. Reads back two floats per sample, once at the end.
+    pub fn train_batches(
+        &mut self,
+        data: &GpuDataset,
+        order: &[u32],
+        batch_size: usize,
+        opt: &Optimizer,
+    ) -> Result<Vec<BatchStats>> {
+        let (loss_rows, correct) = self.run_batches(data, order, batch_size, Some(opt))?;
+        let losses = self.dev.download_view(&loss_rows.as_view())?;
+        let hits = self.dev.download_view(&correct.as_view())?;
+        Ok(losses
+            .chunks(batch_size)
+            .zip(hits.chunks(batch_size))
+            .map(|(l, c)| BatchStats {
+                loss: (l.iter().map(|&v| v as f64).sum::<f64>() / l.len() as f64) as f32,
+                correct: c.iter().filter(|&&v| v > 0.5).count(),
+                examples: l.len(),
+            })
+            .collect())
     }
 
     /// One training epoch over `data` in the order `perm` (a permutation of `0..data.len()`;

@@ -535,3 +535,101 @@ fn optimizer_state_round_trip_resumes_identically() {
         }
     }
 }
+
+/// `train_batches` over slices of a permutation cut at batch boundaries is the same
+/// training as one `train_epoch` over the whole permutation, and its per-batch figures are
+/// those of host-fed counted steps on the same batches.
+#[test]
+fn train_batches_in_slices_equal_one_epoch_and_counted_steps() {
+    let Some(dev) = device() else { return };
+    let mut rng = Rng(15);
+    let (n, batch, input) = (200usize, 16usize, [1usize, 16, 16]); // 13 batches, last of 8
+    let sample: usize = input.iter().product();
+    let (images, labels) = random_batch(&mut rng, n, sample);
+    let data = GpuDataset::upload(&dev, &images, &labels, input, 10).unwrap();
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        perm.swap(i, rng.below(i as u32 + 1) as usize);
+    }
+    for opt in [
+        Optimizer::Adam(AdamConfig::new(1e-2)),
+        Optimizer::Sgd(SgdConfig::new(0.1)),
+    ] {
+        let mut whole = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        whole.init_xavier(9).unwrap();
+        let init = whole.export_state_dict().unwrap();
+        let mut sliced = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        sliced.import_state_dict(&init).unwrap();
+        let mut host = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        host.import_state_dict(&init).unwrap();
+
+        let stats = whole.train_epoch(&data, &perm, batch, &opt).unwrap();
+        let mut figures = Vec::new();
+        // Slices of 3 batches (48 samples), the last one 56 samples.
+        for rows in [0..48, 48..96, 96..144, 144..200] {
+            figures.extend(
+                sliced
+                    .train_batches(&data, &perm[rows], batch, &opt)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(figures.len(), 13);
+        assert_eq!(figures[12].examples, 8);
+        assert!(figures[..12].iter().all(|b| b.examples == batch));
+        let mut loss_sum = 0.0f64;
+        let mut hits = 0usize;
+        for (k, (fig, rows)) in figures.iter().zip(perm.chunks(batch)).enumerate() {
+            let x: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| images[i as usize * sample..(i as usize + 1) * sample].to_vec())
+                .collect();
+            let y: Vec<u32> = rows.iter().map(|&i| labels[i as usize]).collect();
+            let (loss, correct) = host.train_step_counted(&x, &y, &opt).unwrap();
+            assert_close(
+                &format!("{opt:?} batch {k} loss"),
+                &[fig.loss],
+                &[loss],
+                1e-5,
+            );
+            assert_eq!(fig.correct, correct, "{opt:?} batch {k} hits");
+            loss_sum += fig.loss as f64 * fig.examples as f64;
+            hits += fig.correct;
+        }
+        assert_close(
+            "epoch loss from batch figures",
+            &[(loss_sum / n as f64) as f32],
+            &[stats.loss],
+            1e-5,
+        );
+        assert_close(
+            "epoch accuracy from batch figures",
+            &[hits as f32 / n as f32],
+            &[stats.accuracy],
+            1e-6,
+        );
+        for ((name, _, a), (_, _, b)) in whole
+            .export_state_dict()
+            .unwrap()
+            .iter()
+            .zip(&sliced.export_state_dict().unwrap())
+        {
+            assert_close(&format!("{opt:?} {name}: slices vs one epoch"), b, a, 1e-6);
+        }
+        assert_eq!(
+            whole.export_optimizer_state().unwrap().adam_steps,
+            sliced.export_optimizer_state().unwrap().adam_steps
+        );
+    }
+    let mut net = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+    let opt = Optimizer::Sgd(SgdConfig::new(0.1));
+    assert!(net
+        .train_batches(&data, &[], batch, &opt)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
+    assert!(net
+        .train_batches(&data, &[0, 200], batch, &opt)
+        .unwrap_err()
+        .to_string()
+        .contains("200"));
+}

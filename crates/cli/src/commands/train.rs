@@ -1,6 +1,6 @@
 //! `tinycnn train`: d2l's `train_ch6`, with checkpoints, resumption and a divergence check.
 
-use super::engine::{self, Engine};
+use super::engine::{self, Engine, Step};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
     default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
@@ -11,6 +11,7 @@ use crate::plot::{write_svg, CurvePoint};
 use crate::{ModelName, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Instant;
 use tinycnn::data::{DataLoader, LoaderConfig};
@@ -110,6 +111,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => (History::default(), 0),
     };
+    // A GPU engine keeps both sets in device memory for the whole run.
+    let resident = first_epoch < args.epochs && engine.upload_data(&data.train, &data.test)?;
 
     println!(
         "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
@@ -148,11 +151,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
         // d2l's Accumulator(3): sum of losses, correct predictions, examples.
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
-        let mut epoch_seconds = 0.0f64;
-        for (i, batch) in train_iter.epoch(epoch as u64).enumerate() {
-            let started = Instant::now();
-            let step = engine.train_step(&batch.images, batch.shape, &batch.labels)?;
-            epoch_seconds += started.elapsed().as_secs_f64();
+        let mut on_step = |i: usize, step: &Step| -> Result<()> {
             if !step.loss.is_finite() {
                 bar.abandon();
                 let saved = if epoch > 0 {
@@ -170,9 +169,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     fmt_lr(config.lr / 10.0),
                 ));
             }
-            loss_sum += step.loss as f64 * batch.len as f64;
+            loss_sum += step.loss as f64 * step.examples as f64;
             correct += step.correct as u64;
-            seen += batch.len as u64;
+            seen += step.examples as u64;
             let (train_l, train_acc) = (loss_sum / seen as f64, correct as f64 / seen as f64);
             if (i + 1) % every == 0 || i + 1 == num_batches {
                 history.points.push(CurvePoint::Train {
@@ -183,9 +182,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             bar.set_message(format!("loss {train_l:.3}, train acc {train_acc:.3}"));
             bar.inc(1);
-        }
+            Ok(())
+        };
+        let epoch_seconds = train_epoch(
+            engine.as_mut(),
+            &train_iter,
+            resident,
+            epoch as u64,
+            every,
+            &mut on_step,
+        )?;
         bar.finish_and_clear();
-        let test_acc = evaluate(engine.as_mut(), &test_iter)?;
+        let test_acc = if resident {
+            engine.evaluate_resident()?
+        } else {
+            evaluate(engine.as_mut(), &test_iter)?
+        };
         history.points.push(CurvePoint::Test {
             x: (epoch + 1) as f64,
             acc: test_acc,
@@ -298,6 +310,70 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     }
 }
 
+/// Consecutive ranges of `every` batch indices covering `0..num_batches` (the last may be
+/// shorter): d2l records a curve point at the end of each.
+pub fn chunk_ranges(num_batches: usize, every: usize) -> impl Iterator<Item = Range<usize>> {
+    let every = every.max(1);
+    (0..num_batches)
+        .step_by(every)
+        .map(move |start| start..(start + every).min(num_batches))
+}
+
+/// Runs the training steps of epoch `epoch` in `loader`'s batch order and hands each batch's
+/// [`Step`] to `on_step` with its 0-based index, in order; an error from `on_step` ends the
+/// epoch there. Returns the seconds spent in the engine's training calls (d2l's timer).
+///
+/// Without `resident`, every host batch of the loader is one [`Engine::train_step`]. With
+/// it, the engine holds the data set and trains, per [`chunk_ranges`] of `every` batches, on
+/// the slice of the epoch's sample order ([`DataLoader::order`]) those batches cover. The
+/// slices start at multiples of the batch size, so the engine forms exactly the loader's
+/// batches, in the same order.
+pub fn train_epoch(
+    engine: &mut dyn Engine,
+    loader: &DataLoader,
+    resident: bool,
+    epoch: u64,
+    every: usize,
+    on_step: &mut dyn FnMut(usize, &Step) -> Result<()>,
+) -> Result<f64> {
+    let mut seconds = 0.0f64;
+    if !resident {
+        for (i, batch) in loader.epoch(epoch).enumerate() {
+            let started = Instant::now();
+            let step = engine.train_step(&batch.images, batch.shape, &batch.labels)?;
+            seconds += started.elapsed().as_secs_f64();
+            on_step(i, &step)?;
+        }
+        return Ok(seconds);
+    }
+    let order = loader
+        .order(epoch)
+        .into_iter()
+        .map(u32::try_from)
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| crate::cli_err!("the training set has more than 2^32 examples"))?;
+    let batch_size = loader.config().batch_size;
+    for chunk in chunk_ranges(loader.len(), every) {
+        let rows = chunk.start * batch_size..(chunk.end * batch_size).min(order.len());
+        let started = Instant::now();
+        let steps = engine.train_resident(&order[rows])?;
+        seconds += started.elapsed().as_secs_f64();
+        if steps.len() != chunk.len() {
+            return Err(crate::cli_err!(
+                "{}: {} batch results for batches {}..{}",
+                engine.device_name(),
+                steps.len(),
+                chunk.start + 1,
+                chunk.end
+            ));
+        }
+        for (i, step) in chunk.zip(&steps) {
+            on_step(i, step)?;
+        }
+    }
+    Ok(seconds)
+}
+
 /// d2l's `evaluate_accuracy_gpu`: the fraction of the data set classified correctly.
 pub fn evaluate(engine: &mut dyn Engine, iter: &DataLoader) -> Result<f64> {
     let (mut correct, mut total) = (0u64, 0u64);
@@ -334,6 +410,200 @@ pub fn final_lines(last: &EpochRecord, h: &History, device: &str) -> [String; 2]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::OptimizerState;
+    use crate::tensorfile::NamedTensor;
+    use crate::DeviceName;
+    use tinycnn::data::Split;
+
+    #[test]
+    fn chunks_cover_every_batch_once_and_end_where_d2l_records_points() {
+        let got: Vec<_> = chunk_ranges(13, 2).collect();
+        assert_eq!(got, [0..2, 2..4, 4..6, 6..8, 8..10, 10..12, 12..13]);
+        assert_eq!(chunk_ranges(235, 47).count(), 5);
+        assert_eq!(chunk_ranges(3, 1).collect::<Vec<_>>(), [0..1, 1..2, 2..3]);
+        assert_eq!(chunk_ranges(0, 4).count(), 0);
+        // A chunk ends at every batch index where the training loop records a curve point.
+        for (n, every) in [(13usize, 2usize), (235, 47), (7, 1), (10, 3)] {
+            let ends: Vec<usize> = chunk_ranges(n, every).map(|r| r.end).collect();
+            let points: Vec<usize> = (0..n)
+                .filter(|i| (i + 1) % every == 0 || i + 1 == n)
+                .map(|i| i + 1)
+                .collect();
+            assert_eq!(ends, points, "{n} batches, every {every}");
+        }
+    }
+
+    /// 100 synthetic 28x28 samples (class `c` brightens row `2c + 4`).
+    fn split(n: usize) -> Split {
+        let mut images = vec![0.0f32; n * 784];
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 7 + 3) % 10) as u8).collect();
+        for (i, &c) in labels.iter().enumerate() {
+            for (j, px) in images[i * 784..(i + 1) * 784].iter_mut().enumerate() {
+                *px = ((i * 31 + j * 17) % 23) as f32 / 46.0;
+            }
+            for col in 0..28 {
+                images[i * 784 + (2 * c as usize + 4) * 28 + col] = 1.0;
+            }
+        }
+        Split {
+            images: images.into(),
+            labels: labels.into(),
+            rows: 28,
+            cols: 28,
+        }
+    }
+
+    /// A CPU engine driven the way the GPU engine is: it holds the data set and forms its
+    /// own batches from the sample order it is given.
+    struct ResidentCpu {
+        inner: Box<dyn Engine>,
+        batch_size: usize,
+        train: Option<Split>,
+        calls: Vec<usize>,
+    }
+
+    impl Engine for ResidentCpu {
+        fn device_name(&self) -> &'static str {
+            "resident-cpu"
+        }
+        fn train_step(&mut self, x: &[f32], s: [usize; 4], y: &[u32]) -> Result<Step> {
+            self.inner.train_step(x, s, y)
+        }
+        fn logits(&mut self, x: &[f32], s: [usize; 4]) -> Result<Vec<f32>> {
+            self.inner.logits(x, s)
+        }
+        fn params(&self) -> Result<Vec<NamedTensor>> {
+            self.inner.params()
+        }
+        fn load_params(&mut self, p: &[NamedTensor]) -> Result<()> {
+            self.inner.load_params(p)
+        }
+        fn optimizer_state(&self) -> Result<OptimizerState> {
+            self.inner.optimizer_state()
+        }
+        fn load_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
+            self.inner.load_optimizer_state(s)
+        }
+        fn upload_data(&mut self, train: &Split, _test: &Split) -> Result<bool> {
+            self.train = Some(train.clone());
+            Ok(true)
+        }
+        fn train_resident(&mut self, order: &[u32]) -> Result<Vec<Step>> {
+            self.calls.push(order.len());
+            let train = self.train.clone().unwrap();
+            order
+                .chunks(self.batch_size)
+                .map(|rows| {
+                    let x: Vec<f32> = rows
+                        .iter()
+                        .flat_map(|&r| train.image(r as usize).unwrap().to_vec())
+                        .collect();
+                    let y: Vec<u32> = rows
+                        .iter()
+                        .map(|&r| train.labels[r as usize] as u32)
+                        .collect();
+                    self.inner.train_step(&x, [rows.len(), 1, 28, 28], &y)
+                })
+                .collect()
+        }
+    }
+
+    fn config(optimizer: OptimizerName, lr: f32) -> RunConfig {
+        RunConfig {
+            model: ModelName::LenetRelu,
+            optimizer,
+            lr,
+            batch_size: 8,
+            seed: 11,
+        }
+    }
+
+    fn loader(train: &Split, c: &RunConfig) -> DataLoader {
+        DataLoader::from_split(
+            train,
+            LoaderConfig {
+                batch_size: c.batch_size,
+                shuffle: true,
+                seed: c.seed,
+                drop_last: false,
+                prefetch: 2,
+            },
+        )
+        .unwrap()
+    }
+
+    /// The chunked, engine-side batching of a resident data set trains exactly as the host
+    /// batches of the DataLoader: same batches in the same order, bit-identical weights.
+    #[test]
+    fn resident_chunks_train_exactly_like_host_batches() {
+        let train = split(100); // 13 batches of 8, the last of 4
+        let c = config(OptimizerName::Adam, 0.01);
+        let iter = loader(&train, &c);
+        let every = (iter.len() / 5).max(1);
+        assert_eq!((iter.len(), every), (13, 2));
+
+        let mut host = engine::create(DeviceName::Cpu, &c).unwrap();
+        let mut resident = ResidentCpu {
+            inner: engine::create(DeviceName::Cpu, &c).unwrap(),
+            batch_size: c.batch_size,
+            train: None,
+            calls: Vec::new(),
+        };
+        assert!(!host.upload_data(&train, &train).unwrap());
+        assert!(resident.upload_data(&train, &train).unwrap());
+        for epoch in 0..2u64 {
+            let mut host_steps = Vec::new();
+            train_epoch(host.as_mut(), &iter, false, epoch, every, &mut |i, s| {
+                host_steps.push((i, s.loss.to_bits(), s.correct, s.examples));
+                Ok(())
+            })
+            .unwrap();
+            let mut res_steps = Vec::new();
+            train_epoch(&mut resident, &iter, true, epoch, every, &mut |i, s| {
+                res_steps.push((i, s.loss.to_bits(), s.correct, s.examples));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(host_steps.len(), 13);
+            assert_eq!(host_steps, res_steps, "epoch {epoch}");
+            assert_eq!(host_steps[12].3, 4);
+        }
+        // Seven chunks per epoch: six of 2 batches (16 samples), one of the last 4 samples.
+        assert_eq!(resident.calls, [16, 16, 16, 16, 16, 16, 4].repeat(2));
+        assert_eq!(host.params().unwrap(), resident.params().unwrap());
+        assert_eq!(
+            host.optimizer_state().unwrap(),
+            resident.optimizer_state().unwrap()
+        );
+    }
+
+    /// An error from the step callback (the divergence stop) ends the epoch: later chunks
+    /// are not trained.
+    #[test]
+    fn a_stop_in_the_callback_ends_the_resident_epoch() {
+        let train = split(100);
+        let c = config(OptimizerName::Sgd, 0.1);
+        let iter = loader(&train, &c);
+        let mut resident = ResidentCpu {
+            inner: engine::create(DeviceName::Cpu, &c).unwrap(),
+            batch_size: c.batch_size,
+            train: Some(train.clone()),
+            calls: Vec::new(),
+        };
+        let mut seen = Vec::new();
+        let e = train_epoch(&mut resident, &iter, true, 0, 2, &mut |i, _| {
+            seen.push(i);
+            if i == 2 {
+                Err(crate::cli_err!("stop at {i}"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(e.0.contains("stop at 2"), "{e}");
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(resident.calls, [16, 16]);
+    }
 
     #[test]
     fn lines_follow_d2l_format() {
