@@ -92,7 +92,11 @@ fn conv(src: &mut Source) {
     let bias = with_bias.then_some(&b[..]);
     let algo = src.pick(&[ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm]);
     let mut ws = buf(src, Some(conv2d_workspace_len_for(algo, &s)), ok);
-    let _ = (choose_algo(&s), choose_backward_algo(&s));
+    let _ = (
+        choose_algo(&s),
+        choose_backward_input_algo(&s),
+        choose_backward_weight_algo(&s),
+    );
     let _ = conv2d_forward_with(algo, &s, &x, &w, bias, &mut y, &mut ws);
     let _ = reference::conv2d(&s, &x, &w, bias, &mut y);
     let mut gx = buf(src, s.input_len().ok(), ok);

@@ -340,6 +340,18 @@ impl WithSimd for AvgBackward<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         let g = self.g;
         let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+        if g.is_2x2() {
+            // Each input takes a quarter of at most one output's gradient, so every element
+            // is written once and nothing needs clearing first.
+            for (gx, gy) in self
+                .grad_x
+                .chunks_exact_mut(plane_in)
+                .zip(self.grad_y.chunks_exact(plane_out))
+            {
+                avg_backward_2x2_plane(&g, gy, gx);
+            }
+            return;
+        }
         self.grad_x.fill(0.0);
         for (gx, gy) in self
             .grad_x
@@ -361,6 +373,28 @@ impl WithSimd for AvgBackward<'_> {
             }
         }
     }
+}
+
+/// One plane of the 2x2 average-pool gradient; rows and columns past the last whole window
+/// (odd sizes, floor mode) get zero.
+#[inline(always)]
+fn avg_backward_2x2_plane(g: &Geom, gy: &[f32], gx: &mut [f32]) {
+    let w = g.in_w;
+    for oy in 0..g.oh {
+        let gyr = &gy[oy * g.ow..][..g.ow];
+        let (r0, r1) = gx[2 * oy * w..][..2 * w].split_at_mut(w);
+        for (ox, &gv) in gyr.iter().enumerate() {
+            // The reference divides, then adds to zero: the same rounding.
+            let share = gv / 4.0;
+            r0[2 * ox] = share;
+            r0[2 * ox + 1] = share;
+            r1[2 * ox] = share;
+            r1[2 * ox + 1] = share;
+        }
+        r0[2 * g.ow..].fill(0.0);
+        r1[2 * g.ow..].fill(0.0);
+    }
+    gx[2 * g.oh * w..].fill(0.0);
 }
 
 #[cfg(test)]

@@ -421,12 +421,14 @@ fn conv_short_workspace() {
             conv2d_workspace_len(&s),
             conv2d_workspace_len_for(picked, &s)
         );
-        let picked = choose_backward_algo(&s);
+        let picked = choose_backward_input_algo(&s);
         assert_ne!(picked, ConvAlgo::Auto);
         assert_eq!(
             conv2d_backward_input_workspace_len(&s),
             conv2d_backward_input_workspace_len_for(picked, &s)
         );
+        let picked = choose_backward_weight_algo(&s);
+        assert_ne!(picked, ConvAlgo::Auto);
         assert_eq!(
             conv2d_backward_weight_workspace_len(&s),
             conv2d_backward_weight_workspace_len_for(picked, &s)
@@ -452,7 +454,10 @@ fn workspace_queries_do_not_panic_on_absurd_shapes() {
         let _ = conv2d_backward_input_workspace_len(&s);
         let _ = conv2d_backward_weight_workspace_len(&s);
         let _ = choose_algo(&s);
-        let _ = choose_backward_algo(&s);
+        let _ = (
+            choose_backward_input_algo(&s),
+            choose_backward_weight_algo(&s),
+        );
         for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm] {
             let lens = [
                 conv2d_workspace_len_for(algo, &s),

@@ -59,7 +59,7 @@ pub(crate) fn check_corr2d(
 /// Which algorithm computes a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConvAlgo {
-    /// Chosen from the shape (see [`choose_algo`] and [`choose_backward_algo`]).
+    /// Chosen from the shape (see [`choose_algo`] and [`choose_backward_input_algo`], [`choose_backward_weight_algo`]).
     Auto,
     /// Loops over output pixels with SIMD along the output row; no workspace for the data.
     Direct,
@@ -105,20 +105,19 @@ pub fn choose_algo(s: &Conv2dShape) -> ConvAlgo {
     }
 }
 
-/// The algorithm [`ConvAlgo::Auto`] picks for both backward passes of `s`: never `Auto`.
+/// The algorithm [`ConvAlgo::Auto`] picks for the input gradient of `s`: never `Auto`.
 ///
 /// The direct input gradient is a row scatter (one axpy per tap and row) without the
-/// forward's register blocking; the direct weight gradient is register-blocked (two output
-/// channels times one kernel row of taps) but pays for partial vectors on narrow rows. So
-/// GEMM is taken whenever a group has more than two output channels and a non-trivial
-/// reduction; depthwise and tiny reductions stay direct.
+/// forward's register blocking, so GEMM is taken whenever a group has more than two output
+/// channels and a non-trivial reduction; depthwise and tiny reductions stay direct.
 ///
 /// ```
-/// use tinycnn_kernels::{choose_backward_algo, ConvAlgo, Conv2dParams, Conv2dShape};
-/// let lenet1 = Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2));
-/// assert_eq!(choose_backward_algo(&Conv2dShape::new(lenet1, 256, 28, 28)), ConvAlgo::Im2colGemm);
+/// use tinycnn_kernels::{choose_backward_input_algo, ConvAlgo, Conv2dParams, Conv2dShape};
+/// let lenet2 = Conv2dParams::new(6, 16, (5, 5));
+/// let s = Conv2dShape::new(lenet2, 256, 14, 14);
+/// assert_eq!(choose_backward_input_algo(&s), ConvAlgo::Im2colGemm);
 /// ```
-pub fn choose_backward_algo(s: &Conv2dShape) -> ConvAlgo {
+pub fn choose_backward_input_algo(s: &Conv2dShape) -> ConvAlgo {
     let p = &s.params;
     if p.groups == 0 {
         return ConvAlgo::Direct;
@@ -127,6 +126,39 @@ pub fn choose_backward_algo(s: &Conv2dShape) -> ConvAlgo {
         return ConvAlgo::Im2colGemm;
     }
     if p.out_per_group() <= 2 || reduction(p) <= 4 {
+        ConvAlgo::Direct
+    } else {
+        ConvAlgo::Im2colGemm
+    }
+}
+
+/// The algorithm [`ConvAlgo::Auto`] picks for the weight gradient of `s`: never `Auto`.
+///
+/// The direct weight gradient is register-blocked (two output channels times one kernel row
+/// of taps). It wins where the GEMM is thin: with one or two input channels per group the
+/// GEMM has `cin_g * kh * kw` rows of unfolded input but only `cout_g` rows of output
+/// gradient, and the unfold costs more than the product (2.5x at LeNet's first layer, see
+/// benches/README.md). With more input channels GEMM's blocking wins.
+///
+/// ```
+/// use tinycnn_kernels::{choose_backward_weight_algo, ConvAlgo, Conv2dParams, Conv2dShape};
+/// let lenet1 = Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2));
+/// let s = Conv2dShape::new(lenet1, 256, 28, 28);
+/// assert_eq!(choose_backward_weight_algo(&s), ConvAlgo::Direct);
+/// let lenet2 = Conv2dParams::new(6, 16, (5, 5));
+/// let s = Conv2dShape::new(lenet2, 256, 14, 14);
+/// assert_eq!(choose_backward_weight_algo(&s), ConvAlgo::Im2colGemm);
+/// ```
+pub fn choose_backward_weight_algo(s: &Conv2dShape) -> ConvAlgo {
+    let p = &s.params;
+    if p.groups == 0 {
+        return ConvAlgo::Direct;
+    }
+    if is_pointwise(p) {
+        return ConvAlgo::Im2colGemm;
+    }
+    let narrow_input = p.in_per_group() <= 2 && p.stride.1 == 1;
+    if narrow_input || p.out_per_group() <= 2 || reduction(p) <= 4 {
         ConvAlgo::Direct
     } else {
         ConvAlgo::Im2colGemm
@@ -153,9 +185,16 @@ fn resolve(algo: ConvAlgo, s: &Conv2dShape) -> ConvAlgo {
     }
 }
 
-fn resolve_backward(algo: ConvAlgo, s: &Conv2dShape) -> ConvAlgo {
+fn resolve_backward_input(algo: ConvAlgo, s: &Conv2dShape) -> ConvAlgo {
     match algo {
-        ConvAlgo::Auto => choose_backward_algo(s),
+        ConvAlgo::Auto => choose_backward_input_algo(s),
+        other => other,
+    }
+}
+
+fn resolve_backward_weight(algo: ConvAlgo, s: &Conv2dShape) -> ConvAlgo {
+    match algo {
+        ConvAlgo::Auto => choose_backward_weight_algo(s),
         other => other,
     }
 }
@@ -344,7 +383,7 @@ pub fn conv2d_backward_input_workspace_len(s: &Conv2dShape) -> usize {
 /// Scratch elements [`conv2d_backward_input_with`] needs with `algo` (0 for an invalid shape).
 pub fn conv2d_backward_input_workspace_len_for(algo: ConvAlgo, s: &Conv2dShape) -> usize {
     geom_of(s)
-        .and_then(|g| backward_input_need(resolve_backward(algo, s), &g))
+        .and_then(|g| backward_input_need(resolve_backward_input(algo, s), &g))
         .unwrap_or(0)
 }
 
@@ -356,7 +395,7 @@ pub fn conv2d_backward_weight_workspace_len(s: &Conv2dShape) -> usize {
 /// Scratch elements [`conv2d_backward_weight_with`] needs with `algo` (0 for an invalid shape).
 pub fn conv2d_backward_weight_workspace_len_for(algo: ConvAlgo, s: &Conv2dShape) -> usize {
     geom_of(s)
-        .and_then(|g| backward_weight_need(resolve_backward(algo, s), &g))
+        .and_then(|g| backward_weight_need(resolve_backward_weight(algo, s), &g))
         .unwrap_or(0)
 }
 
@@ -451,7 +490,7 @@ pub fn conv2d_backward_input_with(
 ) -> Result<()> {
     let hw = check_conv2d(s, grad_x.len(), w.len(), grad_y.len())?;
     let g = Geom::new(s, hw);
-    let algo = resolve_backward(algo, s);
+    let algo = resolve_backward_input(algo, s);
     check_workspace(workspace.len(), backward_input_need(algo, &g)?)?;
     match algo {
         ConvAlgo::Im2colGemm => im2col::backward_input(&g, grad_y, w, grad_x, workspace),
@@ -486,7 +525,7 @@ pub fn conv2d_backward_weight_with(
 ) -> Result<()> {
     let hw = check_conv2d(s, x.len(), grad_w.len(), grad_y.len())?;
     let g = Geom::new(s, hw);
-    let algo = resolve_backward(algo, s);
+    let algo = resolve_backward_weight(algo, s);
     check_workspace(workspace.len(), backward_weight_need(algo, &g)?)?;
     match algo {
         ConvAlgo::Im2colGemm => im2col::backward_weight(&g, x, grad_y, grad_w, workspace),
