@@ -6,6 +6,12 @@ or test evaluation).
 
     python3 benches/torch_lenet_cpu.py [--epochs 1] [--threads N] [--data DIR]
         [--model lenet|lenet-relu] [--optimizer sgd|adam] [--lr 0.9] [--seed 0]
+        [--init W.safetensors] [--in-order] [--losses FILE]
+
+--init starts from a state dict written by tinycnn (needs the safetensors package),
+--in-order visits the training set in file order instead of shuffling, and --losses writes
+each batch's loss, one per line: with the example `same_start` this trains from the same
+start on the same batches as tinycnn (benches/same-start.sh).
 
 Reads the four IDX files (gzip or raw) from --data, $TINYCNN_DATA, ./data/fashion-mnist or
 /usr/share/datasets/fashion-mnist; needs only torch and numpy (no torchvision, no d2l).
@@ -78,6 +84,9 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--model", choices=["lenet", "lenet-relu"], default="lenet")
     ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    ap.add_argument("--init")
+    ap.add_argument("--in-order", action="store_true")
+    ap.add_argument("--losses")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -94,6 +103,9 @@ def main():
         if type(m) in (nn.Linear, nn.Conv2d):
             nn.init.xavier_uniform_(m.weight)
     net.apply(init_weights)
+    if args.init:
+        from safetensors.torch import load_file
+        net.load_state_dict(load_file(args.init))
     if args.optimizer == "adam":
         optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     else:
@@ -104,9 +116,10 @@ def main():
 
     n = x_train.shape[0]
     total_time, total_examples = 0.0, 0
+    step_losses = []
     for epoch in range(args.epochs):
         net.train()
-        order = torch.randperm(n)
+        order = torch.arange(n) if args.in_order else torch.randperm(n)
         l_sum, correct, seen, t_epoch = 0.0, 0, 0, 0.0
         for start in range(0, n, args.batch_size):
             idx = order[start:start + args.batch_size]
@@ -118,6 +131,7 @@ def main():
             l.backward()
             optimizer.step()
             with torch.no_grad():
+                step_losses.append(float(l))
                 l_sum += float(l) * X.shape[0]
                 correct += int((y_hat.argmax(dim=1) == y).sum())
                 seen += X.shape[0]
@@ -133,6 +147,9 @@ def main():
               f"test acc {test_acc:.3f}, {seen / t_epoch:.1f} examples/sec")
     print(f"loss {l_sum / seen:.3f}, train acc {correct / seen:.3f}, test acc {test_acc:.3f}")
     print(f"{total_examples / total_time:.1f} examples/sec on cpu")
+    if args.losses:
+        with open(args.losses, "w") as f:
+            f.writelines(f"{v:.7e}\n" for v in step_losses)
 
 
 if __name__ == "__main__":
