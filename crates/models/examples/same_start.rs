@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use tinycnn::data::{DataLoader, FashionMnist, LoaderConfig};
-use tinycnn::nn::{init, Conv2d, Linear, Module};
+use tinycnn::nn::Module;
 use tinycnn::optim::{Adam, Optimizer, Sgd};
 use tinycnn::{io, Error, Result, Tensor};
 
@@ -35,14 +35,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         "lenet-relu" => tinycnn_models::lenet_relu(),
         other => return Err(format!("unknown model {other:?}").into()),
     };
-    net.apply(&mut |m| {
-        if let Some(l) = m.downcast_ref::<Linear>() {
-            init::xavier_uniform_(&l.weight, 1.0)?;
-        } else if let Some(c) = m.downcast_ref::<Conv2d>() {
-            init::xavier_uniform_(&c.weight, 1.0)?;
-        }
-        Ok(())
-    })?;
+    tinycnn_models::init_weights(&net)?;
     io::save(dir.join("init.safetensors"), &net.state_dict())?;
 
     let mut opt: Box<dyn Optimizer> = match optimizer.as_str() {

@@ -14,7 +14,9 @@
 //! assert_eq!(y.shape(), &[2, 10]);
 //! ```
 
-use tinycnn::nn::{AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid};
+use tinycnn::nn::{
+    init, AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid,
+};
 use tinycnn::{Conv2dParams, Error, Result};
 
 /// d2l's LeNet: `Conv2d(1, 6, 5, padding=2), Sigmoid, AvgPool2d(2, 2), Conv2d(6, 16, 5),
@@ -59,6 +61,29 @@ fn build(relu: bool) -> Sequential {
     act(&mut s);
     s.push(Linear::new(84, 10));
     s
+}
+
+/// d2l's `init_weights` (applied by `train_ch6`): Xavier-uniform weights for every `Linear`
+/// and `Conv2d` in `net`, from the default generator; biases keep their default init.
+///
+/// ```
+/// use tinycnn::nn::Module;
+/// tinycnn::manual_seed(0);
+/// let net = tinycnn_models::lenet();
+/// tinycnn_models::init_weights(&net).unwrap();
+/// // xavier_uniform bound of conv1's [6, 1, 5, 5] weight: sqrt(6 / (25 + 150)).
+/// let w = net.state_dict().get("0.weight").unwrap().to_vec();
+/// assert!(w.iter().all(|v| v.abs() <= (6.0f32 / 175.0).sqrt()));
+/// ```
+pub fn init_weights(net: &Sequential) -> Result<()> {
+    net.apply(&mut |m| {
+        if let Some(l) = m.downcast_ref::<Linear>() {
+            init::xavier_uniform_(&l.weight, 1.0)?;
+        } else if let Some(c) = m.downcast_ref::<Conv2d>() {
+            init::xavier_uniform_(&c.weight, 1.0)?;
+        }
+        Ok(())
+    })
 }
 
 /// The models this crate builds.

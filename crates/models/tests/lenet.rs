@@ -123,19 +123,10 @@ fn names() {
 #[test]
 fn one_batch_trains() {
     // A few SGD steps on one batch lower its loss (the d2l recipe: xavier init, lr 0.9).
-    use tinycnn::nn::init;
     use tinycnn::optim::{Optimizer, Sgd};
     tinycnn::manual_seed(1);
     let net = lenet_relu();
-    net.apply(&mut |m| {
-        if let Some(l) = m.downcast_ref::<Linear>() {
-            init::xavier_uniform_(&l.weight, 1.0)?;
-        } else if let Some(c) = m.downcast_ref::<Conv2d>() {
-            init::xavier_uniform_(&c.weight, 1.0)?;
-        }
-        Ok(())
-    })
-    .unwrap();
+    tinycnn_models::init_weights(&net).unwrap();
     let x = Tensor::rand(&[16, 1, 28, 28]);
     let labels: Vec<u32> = (0..16).map(|i| i % 10).collect();
     let mut opt = Sgd::new(net.parameters(), 0.1).unwrap();

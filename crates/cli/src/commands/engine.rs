@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::tensorfile::NamedTensor;
 use crate::{DeviceName, ModelName, OptimizerName};
 use tinycnn::data::Split;
-use tinycnn::nn::{init, Conv2d, Linear, Module, Sequential, StateDict};
+use tinycnn::nn::{Module, Sequential, StateDict};
 use tinycnn::optim::{Adam, Optimizer, Sgd};
 use tinycnn::Tensor;
 
@@ -276,14 +276,7 @@ pub fn build_net(model: ModelName) -> Result<Sequential> {
 /// d2l's `init_weights`: `xavier_uniform_` on the weight of every `Linear` and `Conv2d`;
 /// biases keep the layer's default initialization.
 fn xavier_init(net: &Sequential) -> Result<()> {
-    rt(net.apply(&mut |m| {
-        if let Some(l) = m.downcast_ref::<Linear>() {
-            init::xavier_uniform_(&l.weight, 1.0)?;
-        } else if let Some(c) = m.downcast_ref::<Conv2d>() {
-            init::xavier_uniform_(&c.weight, 1.0)?;
-        }
-        Ok(())
-    }))
+    rt(tinycnn_models::init_weights(net))
 }
 
 /// A freshly initialized network: global generator seeded with `seed`, default layer init,
