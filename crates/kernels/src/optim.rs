@@ -3,7 +3,9 @@
 //! Both updates are written with the [`Simd`] layer's separate multiplies and adds in the
 //! reference's order (no fused multiply-add), so they round exactly as
 //! [`crate::reference::sgd_step`] and [`crate::reference::adam_step`] do. Adam's square root
-//! and division have no vector op in the layer; they run per lane after the vector part.
+//! and division are the ISA's vector instructions, which IEEE rounds correctly, like
+//! `libm::sqrtf` and `/`. (The update called `libm::sqrtf` per element before: a software
+//! square root, 8 ms per step of LeNet's 61,706 parameters; vectorized it takes 50 us.)
 
 use crate::error::{check_len, KernelError, Result};
 use crate::simd::{vectorize, Simd, WithSimd};
@@ -256,39 +258,39 @@ impl WithSimd for Adam<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        const BLOCK: usize = 16;
+        // Every operation below is a correctly rounded IEEE one (no fused multiply-add), in
+        // the reference's order, so the results match it bit for bit.
         let c = self.cfg;
-        let n = self.param.len();
+        let n = self.param.len().min(self.grad.len());
+        let n = n.min(self.m.len()).min(self.v.len());
         let (wd, b1, b2) = (s.splat(c.weight_decay), s.splat(c.beta1), s.splat(c.beta2));
         let (nb1, nb2) = (s.splat(1.0 - c.beta1), s.splat(1.0 - c.beta2));
-        let mut start = 0;
-        while start < n {
-            let len = BLOCK.min(n - start);
-            let p = &mut self.param[start..][..len];
-            let g = &self.grad[start..][..len];
-            let m = &mut self.m[start..][..len];
-            let v = &mut self.v[start..][..len];
-            // Moments: vectors where the block holds whole ones, the reference's scalar
-            // formula for the rest.
-            let mut i = 0;
-            while i + S::LANES <= len {
-                let gv = s.add(s.load(&g[i..]), s.mul(wd, s.load(&p[i..])));
-                let mv = s.add(s.mul(b1, s.load(&m[i..])), s.mul(nb1, gv));
-                let vv = s.add(s.mul(b2, s.load(&v[i..])), s.mul(s.mul(nb2, gv), gv));
-                s.store(&mut m[i..], mv);
-                s.store(&mut v[i..], vv);
-                i += S::LANES;
-            }
-            for j in i..len {
-                let gj = g[j] + c.weight_decay * p[j];
-                m[j] = c.beta1 * m[j] + (1.0 - c.beta1) * gj;
-                v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * gj * gj;
-            }
-            for ((pj, &mj), &vj) in p.iter_mut().zip(m.iter()).zip(v.iter()) {
-                let denom = libm::sqrtf(vj) / self.bc2_sqrt + c.eps;
-                *pj -= self.step_size * mj / denom;
-            }
-            start += len;
+        let (step_size, bc2_sqrt, eps) = (
+            s.splat(self.step_size),
+            s.splat(self.bc2_sqrt),
+            s.splat(c.eps),
+        );
+        let (p, g) = (&mut self.param[..n], &self.grad[..n]);
+        let (m, v) = (&mut self.m[..n], &mut self.v[..n]);
+        let mut i = 0;
+        while i + S::LANES <= n {
+            let pv = s.load(&p[i..]);
+            let gv = s.add(s.load(&g[i..]), s.mul(wd, pv));
+            let mv = s.add(s.mul(b1, s.load(&m[i..])), s.mul(nb1, gv));
+            let vv = s.add(s.mul(b2, s.load(&v[i..])), s.mul(s.mul(nb2, gv), gv));
+            let denom = s.add(s.div(s.sqrt(vv), bc2_sqrt), eps);
+            let pv = s.sub(pv, s.div(s.mul(step_size, mv), denom));
+            s.store(&mut m[i..], mv);
+            s.store(&mut v[i..], vv);
+            s.store(&mut p[i..], pv);
+            i += S::LANES;
+        }
+        for j in i..n {
+            let gj = g[j] + c.weight_decay * p[j];
+            m[j] = c.beta1 * m[j] + (1.0 - c.beta1) * gj;
+            v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * gj * gj;
+            let denom = libm::sqrtf(v[j]) / self.bc2_sqrt + c.eps;
+            p[j] -= self.step_size * m[j] / denom;
         }
     }
 }

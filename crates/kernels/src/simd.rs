@@ -125,6 +125,10 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`, correctly rounded (IEEE), so it matches scalar `/` bit for bit.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Square root, correctly rounded (IEEE), so it matches `libm::sqrtf` bit for bit.
+    fn sqrt(self, a: Self::V) -> Self::V;
     fn reduce_sum(self, v: Self::V) -> f32;
     fn reduce_max(self, v: Self::V) -> f32;
 
@@ -287,6 +291,14 @@ impl Simd for Scalar {
         ]
     }
     #[inline(always)]
+    fn div(self, a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        [a[0] / b[0], a[1] / b[1], a[2] / b[2], a[3] / b[3]]
+    }
+    #[inline(always)]
+    fn sqrt(self, a: [f32; 4]) -> [f32; 4] {
+        a.map(libm::sqrtf)
+    }
+    #[inline(always)]
     fn reduce_sum(self, v: [f32; 4]) -> f32 {
         (v[0] + v[1]) + (v[2] + v[3])
     }
@@ -358,6 +370,14 @@ mod x86 {
         #[inline(always)]
         fn min(self, a: __m128, b: __m128) -> __m128 {
             unsafe { _mm_min_ps(a, b) }
+        }
+        #[inline(always)]
+        fn div(self, a: __m128, b: __m128) -> __m128 {
+            unsafe { _mm_div_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sqrt(self, a: __m128) -> __m128 {
+            unsafe { _mm_sqrt_ps(a) }
         }
         #[inline(always)]
         fn reduce_sum(self, v: __m128) -> f32 {
@@ -434,6 +454,14 @@ mod x86 {
         #[inline(always)]
         fn min(self, a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_min_ps(a, b) }
+        }
+        #[inline(always)]
+        fn div(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_div_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sqrt(self, a: __m256) -> __m256 {
+            unsafe { _mm256_sqrt_ps(a) }
         }
         #[inline(always)]
         fn reduce_sum(self, v: __m256) -> f32 {
@@ -517,6 +545,14 @@ mod arm {
         #[inline(always)]
         fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
             unsafe { vminq_f32(a, b) }
+        }
+        #[inline(always)]
+        fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            unsafe { vdivq_f32(a, b) }
+        }
+        #[inline(always)]
+        fn sqrt(self, a: float32x4_t) -> float32x4_t {
+            unsafe { vsqrtq_f32(a) }
         }
         #[inline(always)]
         fn reduce_sum(self, v: float32x4_t) -> f32 {
