@@ -4,7 +4,7 @@
 //! The kernels must build for `thumbv7em-none-eabihf` without `std` or `alloc`, on stable Rust,
 //! and pick AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp` and `wide`
 //! either need `std` for run-time detection or fix the ISA at compile time. What we need is
-//! small (load, store, add, mul, fma, max, min, two reductions), so it is written here in
+//! small (load, store, add, mul, fma, max, min, IEEE div and sqrt, two reductions), so it is written here in
 //! one file, with [`cpufeatures`](https://docs.rs/cpufeatures) (no_std, cpuid-based) for
 //! detection on x86.
 //!
