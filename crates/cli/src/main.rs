@@ -176,6 +176,9 @@ pub struct EvalArgs {
     /// Worker threads of the CPU kernels [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to compute
+    #[arg(long, value_enum, default_value_t = DeviceName::Cpu)]
+    pub device: DeviceName,
 }
 
 /// Arguments of `tinycnn predict`.
@@ -201,6 +204,9 @@ pub struct PredictArgs {
     /// auto: when the picture's border is light
     #[arg(long, value_enum, default_value_t = picture::Invert::Auto)]
     pub invert: picture::Invert,
+    /// Where to compute
+    #[arg(long, value_enum, default_value_t = DeviceName::Cpu)]
+    pub device: DeviceName,
 }
 
 /// Arguments of `tinycnn summary`.

@@ -880,3 +880,70 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &[usize])]) {
     bytes.resize(bytes.len() + offset, 0);
     std::fs::write(path, bytes).unwrap();
 }
+
+/// `eval` and `predict` take `--device` too. Without a GPU, `--device cuda` is a clear error;
+/// with one, the GPU's accuracy line and predicted class are the CPU's.
+#[test]
+fn eval_and_predict_on_cuda_agree_with_cpu_or_fail_clearly() {
+    let dir = temp_dir("cuda-inference");
+    assert_ok(&train(&dir, &["--epochs", "1"]));
+    let w = dir.join("w.safetensors");
+    let data = data_dir();
+    let eval = |device: &str| {
+        run(&[
+            "eval",
+            "--weights",
+            w.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--device",
+            device,
+        ])
+    };
+    let predict = |device: &str| {
+        run(&[
+            "predict",
+            "--weights",
+            w.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--index",
+            "3",
+            "--device",
+            device,
+        ])
+    };
+    let (cpu_eval, cpu_predict) = (eval("cpu"), predict("cpu"));
+    assert_ok(&cpu_eval);
+    assert_ok(&cpu_predict);
+    let (gpu_eval, gpu_predict) = (eval("cuda"), predict("cuda"));
+    if !gpu_eval.status.success() {
+        let needles = ["--device cuda", "no usable NVIDIA GPU", "--device cpu"];
+        assert_fails_with(&gpu_eval, &needles);
+        assert_fails_with(&gpu_predict, &needles);
+        eprintln!("skipping the GPU half: {}", stderr(&gpu_eval).trim());
+        return;
+    }
+    assert_ok(&gpu_predict);
+    // Rounding may flip a prediction whose two top scores tie to ~1e-6; allow one in 100.
+    let acc = |o: &Output| -> f64 {
+        let text = stdout(o);
+        let at = text.find("test acc ").expect("eval prints test acc") + "test acc ".len();
+        text[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!((acc(&gpu_eval) - acc(&cpu_eval)).abs() <= 0.01);
+    let predicted = |o: &Output| {
+        stdout(o)
+            .lines()
+            .find(|l| l.starts_with("predicted:"))
+            .and_then(|l| l.split(" (").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(predicted(&gpu_predict), predicted(&cpu_predict));
+}

@@ -73,10 +73,11 @@ fn pick_model(
 fn load_model(
     path: &Path,
     flag: Option<ModelName>,
+    device: DeviceName,
 ) -> Result<(ModelName, Box<dyn engine::Engine>)> {
     let weights = load_weights(path)?;
     let model = pick_model(flag, weights.model, path)?;
-    let mut net = engine::create_for_inference(DeviceName::Cpu, model)?;
+    let mut net = engine::create_for_inference(device, model)?;
     net.load_params(&weights.params)
         .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), model.as_str()))?;
     Ok((model, net))
@@ -88,7 +89,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     set_threads(args.threads)?;
-    let (model, mut net) = load_model(&args.weights, args.model)?;
+    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
     let data = load_data(args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
@@ -123,7 +124,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 
 /// `tinycnn predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut net) = load_model(&args.weights, args.model)?;
+    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
@@ -189,7 +190,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 
 /// `tinycnn export`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let (model, net) = load_model(&args.weights, args.model)?;
+    let (model, net) = load_model(&args.weights, args.model, DeviceName::Cpu)?;
     let params = net.params()?;
     save_weights(&args.out, model, &params)?;
     let count: usize = params.iter().map(|t| t.data.len()).sum();
