@@ -89,5 +89,5 @@ pub use error::{Error, Result};
 pub use ops::labels_from_tensor;
 pub use parallel::{num_threads, set_num_threads};
 pub use rng::{manual_seed, with_global_rng, Rng, DEFAULT_SEED};
-pub use tensor::{Dims, Tensor, TensorData};
+pub use tensor::{Dims, Snapshot, Tensor, TensorData};
 pub use tinycnn_kernels::{Conv2dParams, Pool2dParams};

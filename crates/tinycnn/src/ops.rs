@@ -1140,7 +1140,7 @@ impl Tensor {
         let y = {
             let (xd, wd) = (self.data(), w.data());
             let bd = b.map(|b| b.data());
-            let bs: Option<&[f32]> = bd.as_deref().map(|v| v.as_slice());
+            let bs: Option<&[f32]> = bd.as_deref();
             par_batch(
                 xs[0],
                 &xd,

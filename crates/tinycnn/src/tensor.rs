@@ -6,32 +6,79 @@ use crate::error::{Error, Result};
 use crate::ops::Op;
 use crate::rng::{with_global_rng, Rng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex};
 
 /// The elements of a tensor. Views made by `reshape`, `flatten`, `detach` share one storage;
 /// `version` counts in-place writes so that backward can refuse data changed after use.
+///
+/// Copy-on-write snapshots, so that storage access cannot deadlock: the mutex is held only
+/// to clone or swap the `Arc`, never while an op computes, calls user code or takes another
+/// lock. A reader gets an immutable snapshot; a writer computes the new elements outside the
+/// lock and swaps them in. Any number of threads may read and write one tensor, and a closure
+/// passed to [`Tensor::update_`] may read the same tensor (it sees the elements from before the
+/// update). Concurrent writers to one tensor race as in PyTorch: the last swap wins.
 #[derive(Debug)]
 pub(crate) struct Storage {
-    data: RwLock<Vec<f32>>,
+    data: Mutex<Arc<Vec<f32>>>,
     version: AtomicU64,
 }
 
 impl Storage {
     pub(crate) fn new(data: Vec<f32>) -> Arc<Storage> {
         Arc::new(Storage {
-            data: RwLock::new(data),
+            data: Mutex::new(Arc::new(data)),
             version: AtomicU64::new(0),
         })
     }
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<f32>> {
-        self.data.read().unwrap_or_else(|e| e.into_inner())
+    /// The elements as they are now; later writes do not change the snapshot.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot(Arc::clone(
+            &self.data.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
-        self.version.fetch_add(1, Ordering::Relaxed);
-        self.data.write().unwrap_or_else(|e| e.into_inner())
+    /// Installs `data` as the new elements (same length, checked by the callers).
+    pub(crate) fn replace(&self, data: Vec<f32>) {
+        let new = Arc::new(data);
+        let old = {
+            let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            self.version.fetch_add(1, Ordering::Relaxed);
+            std::mem::replace(&mut *slot, new)
+        };
+        // The old buffer is freed (if no snapshot holds it) after the lock is released.
+        drop(old);
+    }
+    /// Runs `f` on a private copy of the elements, then installs the copy. `f` runs with no
+    /// lock held, so it may read this storage (seeing the old elements) or use the thread pool.
+    pub(crate) fn modify<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let mut copy = self.snapshot().to_vec();
+        let r = f(&mut copy);
+        self.replace(copy);
+        r
     }
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
+    }
+}
+
+/// An immutable snapshot of a tensor's elements (row-major), from [`Tensor::data`]. It
+/// dereferences to `[f32]`; holding it blocks nobody.
+#[derive(Clone)]
+pub struct Snapshot(Arc<Vec<f32>>);
+
+impl std::ops::Deref for Snapshot {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.0 == other.0
     }
 }
 
@@ -337,13 +384,22 @@ impl Tensor {
     pub(crate) fn storage(&self) -> &Arc<Storage> {
         &self.inner.storage
     }
-    /// Read access to the elements (row-major). Hold it briefly: in-place writes wait for it.
-    pub fn data(&self) -> RwLockReadGuard<'_, Vec<f32>> {
-        self.inner.storage.read()
+    /// The elements (row-major), as a snapshot: it never blocks a writer, and an in-place
+    /// write after this call does not change what the snapshot holds.
+    ///
+    /// ```
+    /// let x = tinycnn::Tensor::new([1.0, 2.0]);
+    /// let before = x.data();
+    /// x.fill_(0.0).unwrap();
+    /// assert_eq!(&before[..], &[1.0, 2.0]);
+    /// assert_eq!(&x.data()[..], &[0.0, 0.0]);
+    /// ```
+    pub fn data(&self) -> Snapshot {
+        self.inner.storage.snapshot()
     }
     /// A copy of the elements (row-major).
     pub fn to_vec(&self) -> Vec<f32> {
-        self.data().clone()
+        self.data().to_vec()
     }
     /// The value of a one-element tensor (PyTorch's `item()`).
     pub fn item(&self) -> Result<f32> {
@@ -438,10 +494,11 @@ impl Tensor {
         let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_ref() {
             Some(old) => {
-                let mut d = old.inner.storage.write();
-                for (a, b) in d.iter_mut().zip(&g) {
+                let mut sum = g;
+                for (a, b) in sum.iter_mut().zip(old.data().iter()) {
                     *a += b;
                 }
+                old.inner.storage.replace(sum);
             }
             None => *slot = Some(Tensor::raw(g, self.shape().to_vec())),
         }
@@ -484,12 +541,12 @@ impl Tensor {
     /// mode is on (as PyTorch refuses in-place ops on leaf parameters).
     pub fn update_(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
         self.check_inplace("update_")?;
-        f(&mut self.inner.storage.write());
+        self.inner.storage.modify(f);
         Ok(())
     }
     /// Writes without the grad-mode check (initialisation and optimizers own their params).
     pub(crate) fn write_unchecked<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        f(&mut self.inner.storage.write())
+        self.inner.storage.modify(f)
     }
     /// Copies `src` (same number of elements) into this tensor.
     pub fn copy_(&self, src: &Tensor) -> Result<()> {
@@ -500,8 +557,7 @@ impl Tensor {
         if Arc::ptr_eq(self.storage(), src.storage()) {
             return Ok(());
         }
-        let s = src.to_vec();
-        self.inner.storage.write().copy_from_slice(&s);
+        self.inner.storage.replace(src.to_vec());
         Ok(())
     }
     /// Sets every element to `v`.
@@ -534,11 +590,12 @@ impl Tensor {
         let b = other
             .broadcast_to(self.shape())
             .map_err(|_| Error::mismatch(op, self.shape(), other.shape()))?;
-        let b = b.to_vec();
-        let mut d = self.inner.storage.write();
-        for (x, y) in d.iter_mut().zip(b) {
-            *x = f(*x, y);
-        }
+        let b = b.data();
+        self.inner.storage.modify(|d| {
+            for (x, y) in d.iter_mut().zip(b.iter()) {
+                *x = f(*x, *y);
+            }
+        });
         Ok(())
     }
 
@@ -570,12 +627,13 @@ impl Tensor {
         let outer: usize = self.shape()[..d].iter().product();
         let inner: usize = self.shape()[d + 1..].iter().product();
         let len = range.len();
-        let mut data = self.inner.storage.write();
-        for o in 0..outer {
-            let dst = (o * n + range.start) * inner;
-            let src = o * len * inner;
-            data[dst..dst + len * inner].copy_from_slice(&v[src..src + len * inner]);
-        }
+        self.inner.storage.modify(|data| {
+            for o in 0..outer {
+                let dst = (o * n + range.start) * inner;
+                let src = o * len * inner;
+                data[dst..dst + len * inner].copy_from_slice(&v[src..src + len * inner]);
+            }
+        });
         Ok(())
     }
     /// Sets `self[.., range, ..] = value` along `dim`.
