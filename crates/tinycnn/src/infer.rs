@@ -1,0 +1,486 @@
+//! A lean forward-only path for trained networks: no autograd graph, no tensor per layer,
+//! buffers reused from call to call, the activation applied right after the convolution,
+//! linear layer or pooling that feeds it (while its output is still in cache), and no
+//! thread dispatch for batches too small to split.
+//!
+//! [`Inference`] compiles a [`Sequential`] of the standard layers (nested `Sequential`s
+//! included) into a list of kernel calls. Each worker runs the whole network on a few images
+//! at a time (a sub-batch sized so activations stay in L2) with its own ping-pong buffers.
+//! The parameters are read (as snapshots) at every call, so an `Inference` built before or
+//! during training always uses the current weights.
+//!
+//! ```
+//! use tinycnn::nn::{Conv2d, Flatten, Linear, Module, ReLU, Sequential};
+//! use tinycnn::{no_grad, Inference, Tensor};
+//! let net = Sequential::new()
+//!     .append(Conv2d::new(1, 4, 3).unwrap())
+//!     .append(ReLU)
+//!     .append(Flatten::new())
+//!     .append(Linear::new(4 * 6 * 6, 10));
+//! let mut fast = Inference::new(&net, &[1, 8, 8]).unwrap();
+//! let x = Tensor::rand(&[5, 1, 8, 8]);
+//! let y = fast.run(&x).unwrap();
+//! let want = no_grad(|| net.forward(&x)).unwrap();
+//! assert!(y.allclose(&want, 1e-5, 1e-6));
+//! ```
+
+use crate::error::{Error, Result};
+use crate::nn::{AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Module, Sequential};
+use crate::nn::{ReLU, Sigmoid, Tanh};
+use crate::tensor::Snapshot;
+use crate::{parallel, Tensor};
+use rayon::prelude::*;
+use tinycnn_kernels as k;
+use tinycnn_kernels::{Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, Transpose};
+
+/// Elementwise activations that can follow a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    None,
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
+impl Act {
+    fn of(m: &dyn Module) -> Option<Act> {
+        if m.downcast_ref::<ReLU>().is_some() {
+            Some(Act::Relu)
+        } else if m.downcast_ref::<Sigmoid>().is_some() {
+            Some(Act::Sigmoid)
+        } else if m.downcast_ref::<Tanh>().is_some() {
+            Some(Act::Tanh)
+        } else {
+            None
+        }
+    }
+    /// In place, through the kernel crate's (vectorised, NaN-propagating) activations.
+    fn apply(self, y: &mut [f32], tmp: &mut Vec<f32>) -> k::Result<()> {
+        if self == Act::None || y.is_empty() {
+            return Ok(());
+        }
+        // The kernels read x and write y; a copy of one sub-batch's output is cheap next to
+        // the layer that produced it, and keeps the kernels' no-aliasing signatures.
+        tmp.clear();
+        tmp.extend_from_slice(y);
+        match self {
+            Act::Relu => k::relu_forward(tmp, y),
+            Act::Sigmoid => k::sigmoid_forward(tmp, y),
+            Act::Tanh => k::tanh_forward(tmp, y),
+            Act::None => Ok(()),
+        }
+    }
+}
+
+/// One kernel call of the plan; shapes are per image.
+enum Step {
+    Conv {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        params: Conv2dParams,
+        in_hw: (usize, usize),
+        act: Act,
+    },
+    Linear {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        /// Rows per image (1 after Flatten; more when applied to the last dim of a 3-D input).
+        rows: usize,
+        in_f: usize,
+        out_f: usize,
+        act: Act,
+    },
+    Pool {
+        max: bool,
+        params: Pool2dParams,
+        channels: usize,
+        in_hw: (usize, usize),
+        act: Act,
+    },
+    /// An activation with no layer before it to fuse into.
+    Act(Act),
+}
+
+/// A step's weight and bias, read once per call.
+type Weights = (Option<Snapshot>, Option<Snapshot>);
+
+/// Per-worker buffers, grown on demand and kept between calls.
+#[derive(Default)]
+struct Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    workspace: Vec<f32>,
+    argmax: Vec<u32>,
+    tmp: Vec<f32>,
+}
+
+/// A compiled forward pass of a [`Sequential`] for inputs of one per-image shape.
+pub struct Inference {
+    steps: Vec<Step>,
+    in_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+    /// Largest activation of one image (elements), input included.
+    max_act: usize,
+    /// Multiply-adds for one image: decides whether a batch is worth splitting.
+    macs_per_image: usize,
+    scratch: Vec<Scratch>,
+}
+
+/// Floats of activation per sub-batch buffer: two of them plus the conv workspace stay
+/// within a 1-2 MiB L2.
+const SUB_BATCH_FLOATS: usize = 96 * 1024;
+/// Below this many multiply-adds per worker a thread hand-off costs more than it saves.
+const MIN_MACS_PER_THREAD: usize = 2_000_000;
+
+impl Inference {
+    /// Compiles `net` for images of shape `input` (without the batch dimension, e.g.
+    /// `[1, 28, 28]`). Supported layers: `Conv2d`, `Linear`, `MaxPool2d`, `AvgPool2d`,
+    /// `ReLU`, `Sigmoid`, `Tanh`, `Flatten` (not of the batch dimension), `Identity` and
+    /// nested `Sequential`s; anything else is an error naming the layer, and the caller can
+    /// fall back to `no_grad(|| net.forward(x))`.
+    pub fn new(net: &Sequential, input: &[usize]) -> Result<Inference> {
+        let mut layers = Vec::new();
+        collect(net, "", &mut layers);
+        let mut shape = input.to_vec();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut max_act = numel(input)?;
+        let mut macs = 0usize;
+        for (name, m) in layers {
+            let bad =
+                |msg: String| Error::invalid("Inference::new", format!("layer {name}: {msg}"));
+            if let Some(act) = Act::of(m) {
+                match steps.last_mut() {
+                    Some(
+                        Step::Conv { act: a, .. }
+                        | Step::Linear { act: a, .. }
+                        | Step::Pool { act: a, .. },
+                    ) if *a == Act::None => *a = act,
+                    _ => steps.push(Step::Act(act)),
+                }
+            } else if let Some(c) = m.downcast_ref::<Conv2d>() {
+                let [ch, h, w] = shape[..] else {
+                    return Err(bad(format!("Conv2d needs [C, H, W] images, got {shape:?}")));
+                };
+                if ch != c.params.in_channels {
+                    return Err(bad(format!(
+                        "Conv2d expects {} input channels, images have {ch}",
+                        c.params.in_channels
+                    )));
+                }
+                let s = Conv2dShape::new(c.params, 1, h, w);
+                s.validate().map_err(|e| bad(e.to_string()))?;
+                let (oh, ow) = s.out_hw().map_err(|e| bad(e.to_string()))?;
+                shape = vec![c.params.out_channels, oh, ow];
+                let per_out = c.params.in_channels / c.params.groups.max(1)
+                    * c.params.kernel.0
+                    * c.params.kernel.1;
+                macs = macs.saturating_add(numel(&shape)?.saturating_mul(per_out));
+                steps.push(Step::Conv {
+                    weight: c.weight.clone(),
+                    bias: c.bias.clone(),
+                    params: c.params,
+                    in_hw: (h, w),
+                    act: Act::None,
+                });
+            } else if let Some(l) = m.downcast_ref::<Linear>() {
+                let Some((&last, lead)) = shape.split_last() else {
+                    return Err(bad("Linear needs at least 1-D inputs".into()));
+                };
+                if last != l.in_features {
+                    return Err(bad(format!(
+                        "Linear expects {} features, input has shape {shape:?}",
+                        l.in_features
+                    )));
+                }
+                let rows = numel(lead)?;
+                macs = macs.saturating_add(rows * l.in_features * l.out_features);
+                steps.push(Step::Linear {
+                    weight: l.weight.clone(),
+                    bias: l.bias.clone(),
+                    rows,
+                    in_f: l.in_features,
+                    out_f: l.out_features,
+                    act: Act::None,
+                });
+                *shape.last_mut().expect("checked non-empty") = l.out_features;
+            } else if let Some((max, params)) = pool_of(m) {
+                let [ch, h, w] = shape[..] else {
+                    return Err(bad(format!(
+                        "pooling needs [C, H, W] images, got {shape:?}"
+                    )));
+                };
+                let s = Pool2dShape::new(params, 1, ch, h, w);
+                let (oh, ow) = s.out_hw().map_err(|e| bad(e.to_string()))?;
+                // ReLU then max-pool equals max-pool then ReLU (both monotone, NaN kept):
+                // moving the ReLU after the pool applies it to a quarter of the elements.
+                let mut act = Act::None;
+                if max {
+                    if let Some(Step::Conv { act: a, .. }) = steps.last_mut() {
+                        if *a == Act::Relu {
+                            *a = Act::None;
+                            act = Act::Relu;
+                        }
+                    }
+                }
+                steps.push(Step::Pool {
+                    max,
+                    params,
+                    channels: ch,
+                    in_hw: (h, w),
+                    act,
+                });
+                shape = vec![ch, oh, ow];
+            } else if let Some(f) = m.downcast_ref::<Flatten>() {
+                shape = flattened(&shape, f.start_dim, f.end_dim).map_err(bad)?;
+            } else if m.downcast_ref::<Identity>().is_some() {
+            } else {
+                return Err(bad(format!(
+                    "{} is not supported by the inference path",
+                    m.type_name()
+                )));
+            }
+            max_act = max_act.max(numel(&shape)?);
+        }
+        Ok(Inference {
+            steps,
+            in_shape: input.to_vec(),
+            out_shape: shape,
+            max_act,
+            macs_per_image: macs,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The output shape of one image (`[10]` for LeNet).
+    pub fn output_shape(&self) -> &[usize] {
+        &self.out_shape
+    }
+
+    /// The forward pass of `x` (`[batch, ..input]`): the same values as
+    /// `no_grad(|| net.forward(x))`, without recording a graph.
+    pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+        let xs = x.shape();
+        if xs.len() != self.in_shape.len() + 1 || xs[1..] != self.in_shape[..] {
+            return Err(Error::bad_shape(
+                "Inference::run",
+                xs,
+                format!("expected [batch, {:?}]", self.in_shape),
+            ));
+        }
+        let batch = xs[0];
+        let x = x.data();
+        let mut out = vec![0.0; batch * numel(&self.out_shape)?];
+        self.run_slice(batch, &x, &mut out)?;
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&self.out_shape);
+        Tensor::from_vec(out, &shape)
+    }
+
+    /// [`Inference::run`] on raw row-major slices: `x` holds `batch` images, `out` receives
+    /// `batch` outputs.
+    pub fn run_slice(&mut self, batch: usize, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let (in_len, out_len) = (numel(&self.in_shape)?, numel(&self.out_shape)?);
+        if x.len() != batch * in_len || out.len() != batch * out_len {
+            return Err(Error::invalid(
+                "Inference::run",
+                format!(
+                    "{batch} images need {} input and {} output elements, got {} and {}",
+                    batch * in_len,
+                    batch * out_len,
+                    x.len(),
+                    out.len()
+                ),
+            ));
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        let weights: Vec<Weights> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv { weight, bias, .. } | Step::Linear { weight, bias, .. } => {
+                    (Some(weight.data()), bias.as_ref().map(Tensor::data))
+                }
+                _ => (None, None),
+            })
+            .collect();
+        let sub = (SUB_BATCH_FLOATS / self.max_act.max(1)).clamp(1, 64);
+        let by_work = (batch.saturating_mul(self.macs_per_image) / MIN_MACS_PER_THREAD).max(1);
+        let workers = parallel::num_threads().min(by_work).min(batch).max(1);
+        self.scratch.resize_with(workers, Scratch::default);
+        let per = batch.div_ceil(workers);
+        let steps = &self.steps;
+        let run_one = |(scratch, (xc, yc)): (&mut Scratch, (&[f32], &mut [f32]))| {
+            let n = xc.len() / in_len;
+            for i in (0..n).step_by(sub) {
+                let m = sub.min(n - i);
+                forward(
+                    steps,
+                    &weights,
+                    scratch,
+                    m,
+                    &xc[i * in_len..(i + m) * in_len],
+                    &mut yc[i * out_len..(i + m) * out_len],
+                )?;
+            }
+            Ok::<(), Error>(())
+        };
+        let chunks = self
+            .scratch
+            .iter_mut()
+            .zip(x.chunks(per * in_len).zip(out.chunks_mut(per * out_len)));
+        if workers == 1 {
+            chunks.map(run_one).collect()
+        } else {
+            let jobs: Vec<_> = chunks.collect();
+            parallel::install(|| jobs.into_par_iter().map(run_one).collect())
+        }
+    }
+}
+
+/// Runs every step on `n` images, ping-ponging between the scratch buffers.
+fn forward(
+    steps: &[Step],
+    weights: &[Weights],
+    s: &mut Scratch,
+    n: usize,
+    x: &[f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let Scratch {
+        a,
+        b,
+        workspace,
+        argmax,
+        tmp,
+    } = s;
+    a.clear();
+    a.extend_from_slice(x);
+    let (mut cur, mut next) = (a, b);
+    for (step, (w, bias)) in steps.iter().zip(weights) {
+        let w = w.as_deref().unwrap_or_default();
+        match step {
+            Step::Conv {
+                params, in_hw, act, ..
+            } => {
+                let shape = Conv2dShape::new(*params, n, in_hw.0, in_hw.1);
+                let err = Error::kernel("Inference (conv2d)");
+                let len = shape.output_len().map_err(err)?;
+                resize(next, len);
+                resize(workspace, k::conv2d_workspace_len(&shape));
+                k::conv2d_forward(&shape, cur, w, bias.as_deref(), next, workspace)
+                    .map_err(Error::kernel("Inference (conv2d)"))?;
+                act.apply(next, tmp)
+                    .map_err(Error::kernel("Inference (activation)"))?;
+            }
+            Step::Linear {
+                rows,
+                in_f,
+                out_f,
+                act,
+                ..
+            } => {
+                let m = n * rows;
+                resize(next, m * out_f);
+                let g =
+                    GemmShape::new(m, *out_f, *in_f).with_transpose(Transpose::No, Transpose::Yes);
+                let beta = match bias.as_deref() {
+                    Some(bv) => {
+                        for row in next.chunks_exact_mut(*out_f) {
+                            row.copy_from_slice(bv);
+                        }
+                        1.0
+                    }
+                    None => 0.0,
+                };
+                resize(workspace, k::sgemm_workspace_len(m, *out_f, *in_f));
+                k::sgemm(&g, 1.0, cur, w, beta, next, workspace)
+                    .map_err(Error::kernel("Inference (linear)"))?;
+                act.apply(next, tmp)
+                    .map_err(Error::kernel("Inference (activation)"))?;
+            }
+            Step::Pool {
+                max,
+                params,
+                channels,
+                in_hw,
+                act,
+            } => {
+                let shape = Pool2dShape::new(*params, n, *channels, in_hw.0, in_hw.1);
+                let (oh, ow) = shape.out_hw().map_err(Error::kernel("Inference (pool)"))?;
+                let len = n * channels * oh * ow;
+                resize(next, len);
+                if *max {
+                    argmax.resize(len, 0);
+                    k::max_pool2d_forward(&shape, cur, next, argmax)
+                } else {
+                    k::avg_pool2d_forward(&shape, cur, next)
+                }
+                .map_err(Error::kernel("Inference (pool)"))?;
+                act.apply(next, tmp)
+                    .map_err(Error::kernel("Inference (activation)"))?;
+            }
+            Step::Act(act) => {
+                act.apply(cur, tmp)
+                    .map_err(Error::kernel("Inference (activation)"))?;
+                continue;
+            }
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    out.copy_from_slice(&cur[..out.len()]);
+    Ok(())
+}
+
+/// Sets the length without caring about the old contents (every kernel overwrites it).
+fn resize(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v.truncate(len);
+}
+
+fn numel(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(d))
+        .ok_or_else(|| Error::bad_shape("Inference", shape, "element count overflows"))
+}
+
+/// The layers in call order, nested `Sequential`s opened, with dotted names for messages.
+fn collect<'a>(net: &'a Sequential, prefix: &str, out: &mut Vec<(String, &'a dyn Module)>) {
+    for (name, m) in net.iter() {
+        let full = format!("{prefix}{name}");
+        match m.downcast_ref::<Sequential>() {
+            Some(inner) => collect(inner, &format!("{full}."), out),
+            None => out.push((format!("{full} ({})", m.type_name()), m)),
+        }
+    }
+}
+
+fn pool_of(m: &dyn Module) -> Option<(bool, Pool2dParams)> {
+    if let Some(p) = m.downcast_ref::<MaxPool2d>() {
+        Some((true, p.params))
+    } else {
+        m.downcast_ref::<AvgPool2d>().map(|p| (false, p.params))
+    }
+}
+
+/// The per-image shape after `Flatten(start, end)` of a batched tensor (dims count the
+/// batch as 0, as in PyTorch).
+fn flattened(shape: &[usize], start: isize, end: isize) -> std::result::Result<Vec<usize>, String> {
+    let rank = shape.len() as isize + 1;
+    let fix = |d: isize| if d < 0 { d + rank } else { d };
+    let (s, e) = (fix(start), fix(end));
+    if s < 1 || e < s || e >= rank {
+        return Err(format!(
+            "Flatten({start}, {end}) of [batch, {shape:?}] must keep the batch dimension"
+        ));
+    }
+    let (s, e) = (s as usize - 1, e as usize - 1);
+    let mut out = shape[..s].to_vec();
+    out.push(shape[s..=e].iter().product());
+    out.extend_from_slice(&shape[e + 1..]);
+    Ok(out)
+}
