@@ -3,7 +3,9 @@
 //!
 //!     cargo run --release -p tinycnn-benches --bin infer-bench -- \
 //!         [--model lenet|lenet-relu] [--batch 256] [--threads 2] [--path lean|autograd]
-//!         [--seconds 2]
+//!         [--seconds 2] [--calls N]
+//!
+//! `--calls N` makes exactly N calls and prints nothing (for `valgrind --tool=callgrind`).
 //!
 //! Prints one line: the median per-call latency in microseconds over rounds of calls, and
 //! images per second at that median, with the CPU and the kernels' ISA.
@@ -22,6 +24,7 @@ fn run() -> Result<(), String> {
     let mut model = "lenet".to_string();
     let (mut batch, mut threads, mut seconds) = (256usize, 2usize, 2.0f64);
     let mut path = "lean".to_string();
+    let mut calls: Option<u32> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -31,6 +34,7 @@ fn run() -> Result<(), String> {
             "--threads" => threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--seconds" => seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--path" => path = val()?,
+            "--calls" => calls = Some(val()?.parse().map_err(|e| format!("--calls: {e}"))?),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -47,6 +51,13 @@ fn run() -> Result<(), String> {
             p => Err(format!("--path must be lean or autograd, got {p}")),
         }
     };
+    // A fixed number of calls and no timing: for instruction counts under callgrind.
+    if let Some(n) = calls {
+        for _ in 0..n {
+            call()?;
+        }
+        return Ok(());
+    }
     // Warm-up: buffers, the thread pool, caches.
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(300) {

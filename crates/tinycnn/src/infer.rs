@@ -355,24 +355,27 @@ fn forward(
         argmax,
         tmp,
     } = s;
-    a.clear();
-    a.extend_from_slice(x);
+    grow(a, x.len()).copy_from_slice(x);
     let (mut cur, mut next) = (a, b);
+    let mut cur_len = x.len();
     for (step, (w, bias)) in steps.iter().zip(weights) {
         let w = w.as_deref().unwrap_or_default();
-        match step {
+        let input = &cur[..cur_len];
+        let len = match step {
             Step::Conv {
                 params, in_hw, act, ..
             } => {
                 let shape = Conv2dShape::new(*params, n, in_hw.0, in_hw.1);
-                let err = Error::kernel("Inference (conv2d)");
-                let len = shape.output_len().map_err(err)?;
-                resize(next, len);
-                resize(workspace, k::conv2d_workspace_len(&shape));
-                k::conv2d_forward(&shape, cur, w, bias.as_deref(), next, workspace)
+                let len = shape
+                    .output_len()
                     .map_err(Error::kernel("Inference (conv2d)"))?;
-                act.apply(next, tmp)
+                let y = grow(next, len);
+                let ws = grow(workspace, k::conv2d_workspace_len(&shape));
+                k::conv2d_forward(&shape, input, w, bias.as_deref(), y, ws)
+                    .map_err(Error::kernel("Inference (conv2d)"))?;
+                act.apply(y, tmp)
                     .map_err(Error::kernel("Inference (activation)"))?;
+                len
             }
             Step::Linear {
                 rows,
@@ -382,23 +385,24 @@ fn forward(
                 ..
             } => {
                 let m = n * rows;
-                resize(next, m * out_f);
+                let y = grow(next, m * out_f);
                 let g =
                     GemmShape::new(m, *out_f, *in_f).with_transpose(Transpose::No, Transpose::Yes);
                 let beta = match bias.as_deref() {
                     Some(bv) => {
-                        for row in next.chunks_exact_mut(*out_f) {
+                        for row in y.chunks_exact_mut(*out_f) {
                             row.copy_from_slice(bv);
                         }
                         1.0
                     }
                     None => 0.0,
                 };
-                resize(workspace, k::sgemm_workspace_len(m, *out_f, *in_f));
-                k::sgemm(&g, 1.0, cur, w, beta, next, workspace)
+                let ws = grow(workspace, k::sgemm_workspace_len(m, *out_f, *in_f));
+                k::sgemm(&g, 1.0, input, w, beta, y, ws)
                     .map_err(Error::kernel("Inference (linear)"))?;
-                act.apply(next, tmp)
+                act.apply(y, tmp)
                     .map_err(Error::kernel("Inference (activation)"))?;
+                m * out_f
             }
             Step::Pool {
                 max,
@@ -410,35 +414,40 @@ fn forward(
                 let shape = Pool2dShape::new(*params, n, *channels, in_hw.0, in_hw.1);
                 let (oh, ow) = shape.out_hw().map_err(Error::kernel("Inference (pool)"))?;
                 let len = n * channels * oh * ow;
-                resize(next, len);
+                let y = grow(next, len);
                 if *max {
-                    argmax.resize(len, 0);
-                    k::max_pool2d_forward(&shape, cur, next, argmax)
+                    if argmax.len() < len {
+                        argmax.resize(len, 0);
+                    }
+                    k::max_pool2d_forward(&shape, input, y, &mut argmax[..len])
                 } else {
-                    k::avg_pool2d_forward(&shape, cur, next)
+                    k::avg_pool2d_forward(&shape, input, y)
                 }
                 .map_err(Error::kernel("Inference (pool)"))?;
-                act.apply(next, tmp)
+                act.apply(y, tmp)
                     .map_err(Error::kernel("Inference (activation)"))?;
+                len
             }
             Step::Act(act) => {
-                act.apply(cur, tmp)
+                act.apply(&mut cur[..cur_len], tmp)
                     .map_err(Error::kernel("Inference (activation)"))?;
                 continue;
             }
-        }
+        };
         std::mem::swap(&mut cur, &mut next);
+        cur_len = len;
     }
     out.copy_from_slice(&cur[..out.len()]);
     Ok(())
 }
 
-/// Sets the length without caring about the old contents (every kernel overwrites it).
-fn resize(v: &mut Vec<f32>, len: usize) {
+/// The first `len` elements of `v`, grown (never shrunk) as needed: buffers keep their
+/// size between calls, so steady-state calls neither allocate nor zero anything.
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {
         v.resize(len, 0.0);
     }
-    v.truncate(len);
+    &mut v[..len]
 }
 
 fn numel(shape: &[usize]) -> Result<usize> {
