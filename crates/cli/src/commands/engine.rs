@@ -382,6 +382,9 @@ pub fn layer_walk(model: ModelName) -> Result<Vec<LayerInfo>> {
 pub struct CpuEngine {
     net: Sequential,
     optimizer: Option<Box<dyn Optimizer>>,
+    /// The lean forward path, compiled on first use for one image shape; it reads the
+    /// current weights at every call, so training between evaluations needs no rebuild.
+    inference: Option<(Vec<usize>, tinycnn::Inference)>,
 }
 
 impl CpuEngine {
@@ -393,7 +396,11 @@ impl CpuEngine {
                 OptimizerName::Adam => Box::new(rt(Adam::new(net.parameters(), c.lr))?),
             }),
         };
-        Ok(CpuEngine { net, optimizer })
+        Ok(CpuEngine {
+            net,
+            optimizer,
+            inference: None,
+        })
     }
 
     fn input(images: &[f32], shape: [usize; 4]) -> Result<Tensor> {
@@ -435,8 +442,18 @@ impl Engine for CpuEngine {
     }
 
     fn logits(&mut self, images: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
+        let image = shape[1..].to_vec();
+        if self.inference.as_ref().is_none_or(|(s, _)| *s != image) {
+            // Every built-in model compiles; the autograd forward stays as the fallback.
+            self.inference = tinycnn::Inference::new(&self.net, &image)
+                .ok()
+                .map(|i| (image, i));
+        }
         let x = Self::input(images, shape)?;
-        let y = rt(tinycnn::no_grad(|| self.net.forward(&x)))?;
+        let y = match &mut self.inference {
+            Some((_, lean)) => rt(lean.run(&x))?,
+            None => rt(tinycnn::no_grad(|| self.net.forward(&x)))?,
+        };
         Ok(y.to_vec())
     }
 
