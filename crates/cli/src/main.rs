@@ -1,12 +1,14 @@
 //! `tinycnn`: train LeNet on Fashion-MNIST the way d2l's `train_ch6` does, then evaluate,
 //! predict, summarize and export the result.
 //!
-//! Every failure is a one-line message on stderr and exit code 1.
+//! Every failure is a one-line message on stderr and exit code 1. Two endings are not
+//! failures: a closed stdout (`tinycnn train | head`) ends the run quietly with status 141,
+//! and Ctrl-C during training stops at a safe point with status 130 (see `error::ExitKind`).
 
 mod checkpoint;
 mod commands;
 mod error;
-mod fsutil;
+mod output;
 mod picture;
 mod plot;
 mod report;
@@ -269,8 +271,12 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+            match e.1 {
+                error::ExitKind::Failure => eprintln!("error: {e}"),
+                error::ExitKind::Interrupted => eprintln!("{e}"),
+                error::ExitKind::BrokenPipe => {}
+            }
+            ExitCode::from(e.1.code())
         }
         Err(_) => ExitCode::from(1),
     }
