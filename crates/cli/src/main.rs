@@ -139,8 +139,9 @@ pub struct TrainArgs {
     /// Worker threads of the CPU kernels [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Directory holding the four Fashion-MNIST files (else $TINYCNN_DATA,
-    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else download)
+    /// Directory holding the four Fashion-MNIST files, used as given (an error names any
+    /// missing file). Without it: $TINYCNN_DATA if set (likewise used as given), else
+    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else a download
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Trained weights (PyTorch state-dict names) [default: <model>.safetensors]
