@@ -180,6 +180,16 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
                     .file_name()
                     .ok_or_else(|| refuse(&p, "not a file path"))?
                     .to_os_string();
+                // Checked here, not at the final rename after hours of training.
+                if name.as_encoded_bytes().len() > 255 {
+                    return Err(refuse(
+                        &p,
+                        format!(
+                            "the file name is {} bytes, more than the 255 a file system allows",
+                            name.as_encoded_bytes().len()
+                        ),
+                    ));
+                }
                 let dir = match p.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                     _ => PathBuf::from("."),

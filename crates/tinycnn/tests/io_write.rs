@@ -136,6 +136,10 @@ fn a_target_name_of_255_bytes_can_be_written() {
     write_atomic(&p, b"two").unwrap();
     assert_eq!(std::fs::read(&p).unwrap(), b"two");
     assert_eq!(names(&dir), [name]);
+    let e = check_writable(&dir.join("w".repeat(256)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("256 bytes"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
