@@ -147,6 +147,16 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
     let mut p = path.to_path_buf();
     // Linux gives up after 40 links (ELOOP); so do we.
     for _ in 0..40 {
+        // Checked here, not at the final rename after hours of training.
+        if let Some(name) = p.file_name() {
+            let len = name.as_encoded_bytes().len();
+            if len > 255 {
+                return Err(refuse(
+                    &p,
+                    format!("the file name is {len} bytes, more than the 255 a file system allows"),
+                ));
+            }
+        }
         let meta = match std::fs::symlink_metadata(&p) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -180,26 +190,21 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
                     .file_name()
                     .ok_or_else(|| refuse(&p, "not a file path"))?
                     .to_os_string();
-                // Checked here, not at the final rename after hours of training.
-                if name.as_encoded_bytes().len() > 255 {
-                    return Err(refuse(
-                        &p,
-                        format!(
-                            "the file name is {} bytes, more than the 255 a file system allows",
-                            name.as_encoded_bytes().len()
-                        ),
-                    ));
-                }
+
                 let dir = match p.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                     _ => PathBuf::from("."),
                 };
                 let dir = std::fs::canonicalize(&dir).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
-                        refuse(
-                            &p,
-                            format!("cannot write: directory {} does not exist", dir.display()),
-                        )
+                        // Still an I/O error of kind NotFound for callers that match on it.
+                        Error::Io {
+                            path: dir.clone(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "directory does not exist",
+                            ),
+                        }
                     } else {
                         io_error(&dir)(e)
                     }
