@@ -133,12 +133,110 @@ pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
             )
         })?),
     };
-    let params = file
+    let params: Vec<NamedTensor> = file
         .tensors
         .into_iter()
         .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
         .collect();
+    check_finite(path, "weight", &params)?;
     Ok(LoadedWeights { model, params })
+}
+
+/// Refuses tensors holding NaN or an infinity, naming the first such value: weights like
+/// these make every prediction NaN (or, through ReLU and max pooling, silently wrong), and a
+/// resumed run would train from garbage.
+pub fn check_finite(path: &Path, what: &str, tensors: &[NamedTensor]) -> Result<()> {
+    for t in tensors {
+        if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(crate::cli_err!(
+                "{}: {what} {} holds {} at index {i}; the file cannot be used (written by a diverged run?)",
+                path.display(),
+                t.name,
+                if v.is_nan() { "NaN".to_string() } else { v.to_string() }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The optimizer state must be the one its metadata names, complete: resuming Adam without
+/// its moments (or an SGD checkpoint relabelled `adam`) would silently restart Adam from
+/// fresh state, and SGD cannot use Adam's moments. `num_params` is the model's tensor count;
+/// the state's keys are `state.{i}.{slot}`.
+fn check_optimizer_state(
+    path: &Path,
+    optimizer: OptimizerName,
+    epochs_done: usize,
+    num_params: usize,
+    state: &OptimizerState,
+) -> Result<()> {
+    // Checkpoints of an older cuda Adam run are refused by the engines with their own reason.
+    if state
+        .scalars
+        .iter()
+        .any(|(k, _)| k == "cuda_adam_state_missing")
+    {
+        return Ok(());
+    }
+    let has = |name: &str| state.tensors.iter().any(|t| t.name == name);
+    let slot_of = |t: &NamedTensor| t.name.rsplit('.').next().unwrap_or("").to_string();
+    match optimizer {
+        OptimizerName::Sgd => {
+            // The CLI's SGD has no momentum, so no state at all.
+            if let Some(t) = state.tensors.first() {
+                let kind = match slot_of(t).as_str() {
+                    "step" | "exp_avg" | "exp_avg_sq" => "Adam state",
+                    _ => "optimizer state",
+                };
+                return Err(unusable(
+                    path,
+                    &format!(
+                        "its metadata says optimizer sgd, but it holds {kind} ({}{OPTIMIZER_PREFIX}{});                          sgd keeps none, so the file is inconsistent",
+                        if state.tensors.len() > 1 {
+                            format!("{} tensors, e.g. ", state.tensors.len())
+                        } else {
+                            String::new()
+                        },
+                        t.name
+                    ),
+                ));
+            }
+        }
+        OptimizerName::Adam => {
+            if let Some(t) = state
+                .tensors
+                .iter()
+                .find(|t| !matches!(slot_of(t).as_str(), "step" | "exp_avg" | "exp_avg_sq"))
+            {
+                return Err(unusable(
+                    path,
+                    &format!(
+                        "its metadata says optimizer adam, but it holds {OPTIMIZER_PREFIX}{}, which is not Adam state",
+                        t.name
+                    ),
+                ));
+            }
+            if epochs_done > 0 {
+                let missing: Vec<String> = (0..num_params)
+                    .flat_map(|i| {
+                        ["step", "exp_avg", "exp_avg_sq"].map(|s| format!("state.{i}.{s}"))
+                    })
+                    .filter(|k| !has(k))
+                    .map(|k| format!("{OPTIMIZER_PREFIX}{k}"))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(unusable(
+                        path,
+                        &format!(
+                            "its metadata says optimizer adam after {epochs_done} epochs, but Adam's state is missing                              ({}); resuming would restart Adam from fresh moments",
+                            crate::error::short_list(&missing, 3)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn points_to_json(points: &[CurvePoint]) -> Value {
@@ -167,6 +265,11 @@ fn history_to_json(h: &History) -> Value {
 
 fn bad(path: &Path, what: &str) -> crate::error::CliError {
     crate::cli_err!("{} is not a tinycnn checkpoint: {what}", path.display())
+}
+
+/// A well-formed checkpoint whose contents cannot be resumed.
+fn unusable(path: &Path, what: &str) -> crate::error::CliError {
+    crate::cli_err!("{} cannot be resumed: {what}", path.display())
 }
 
 fn num(v: &Value, path: &Path, what: &str) -> Result<f64> {
@@ -288,9 +391,19 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let lr: f64 = get("lr")?
         .parse()
         .map_err(|_| bad(path, "lr is not a number"))?;
-    let batch_size = get("batch_size")?
+    // Checked here, so that a bad value is reported as the file's, not as a bad flag.
+    if !(lr.is_finite() && lr > 0.0 && (lr as f32).is_finite() && lr as f32 > 0.0) {
+        return Err(unusable(
+            path,
+            &format!("its learning rate lr = {lr} is not a positive number"),
+        ));
+    }
+    let batch_size: usize = get("batch_size")?
         .parse()
         .map_err(|_| bad(path, "batch_size is not a count"))?;
+    if batch_size == 0 {
+        return Err(unusable(path, "its batch_size is 0"));
+    }
     let seed = get("seed")?
         .parse()
         .map_err(|_| bad(path, "seed is not an integer"))?;
@@ -319,6 +432,13 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             None => params.push(t),
         }
     }
+    check_finite(path, "weight", &params)?;
+    check_finite(path, "optimizer tensor", &opt_tensors)?;
+    let optimizer_state = OptimizerState {
+        tensors: opt_tensors,
+        scalars,
+    };
+    check_optimizer_state(path, optimizer, epochs_done, params.len(), &optimizer_state)?;
     Ok(Checkpoint {
         config: RunConfig {
             model,
@@ -329,10 +449,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         },
         epochs_done,
         params,
-        optimizer: OptimizerState {
-            tensors: opt_tensors,
-            scalars,
-        },
+        optimizer: optimizer_state,
         history,
     })
 }
@@ -368,12 +485,24 @@ mod tests {
                 data: vec![0.5, -0.25],
             }],
             optimizer: OptimizerState {
-                tensors: vec![NamedTensor {
-                    name: "0.bias.exp_avg".into(),
-                    shape: vec![2],
-                    data: vec![1e-3, 2e-3],
-                }],
-                scalars: vec![("step".into(), 470.0)],
+                tensors: vec![
+                    NamedTensor {
+                        name: "state.0.exp_avg".into(),
+                        shape: vec![2],
+                        data: vec![1e-3, 2e-3],
+                    },
+                    NamedTensor {
+                        name: "state.0.exp_avg_sq".into(),
+                        shape: vec![2],
+                        data: vec![1e-6, 4e-6],
+                    },
+                    NamedTensor {
+                        name: "state.0.step".into(),
+                        shape: vec![],
+                        data: vec![470.0],
+                    },
+                ],
+                scalars: vec![("extra".into(), 0.5)],
             },
             history: History {
                 points: vec![

@@ -1,12 +1,14 @@
 //! `tinycnn`: train LeNet on Fashion-MNIST the way d2l's `train_ch6` does, then evaluate,
 //! predict, summarize and export the result.
 //!
-//! Every failure is a one-line message on stderr and exit code 1.
+//! Every failure is a one-line message on stderr and exit code 1. Two endings are not
+//! failures: a closed stdout (`tinycnn train | head`) ends the run quietly with status 141,
+//! and Ctrl-C during training stops at a safe point with status 130 (see `error::ExitKind`).
 
 mod checkpoint;
 mod commands;
 mod error;
-mod fsutil;
+mod output;
 mod picture;
 mod plot;
 mod report;
@@ -137,8 +139,9 @@ pub struct TrainArgs {
     /// Worker threads of the CPU kernels [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Directory holding the four Fashion-MNIST files (else $TINYCNN_DATA,
-    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else download)
+    /// Directory holding the four Fashion-MNIST files, used as given (an error names any
+    /// missing file). Without it: $TINYCNN_DATA if set (likewise used as given), else
+    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else a download
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Trained weights (PyTorch state-dict names) [default: <model>.safetensors]
@@ -269,8 +272,12 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+            match e.1 {
+                error::ExitKind::Failure => eprintln!("error: {e}"),
+                error::ExitKind::Interrupted => eprintln!("{e}"),
+                error::ExitKind::BrokenPipe => {}
+            }
+            ExitCode::from(e.1.code())
         }
         Err(_) => ExitCode::from(1),
     }

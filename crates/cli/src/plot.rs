@@ -1,8 +1,7 @@
 //! The picture d2l's `Animator` draws during `train_ch6`: train loss, train acc and test acc
 //! against epoch, written as SVG.
 
-use crate::error::{Context, Result};
-use crate::fsutil::atomic_write;
+use crate::error::Result;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -39,7 +38,7 @@ pub fn render_svg(points: &[CurvePoint], num_epochs: usize) -> Result<String> {
 /// Renders the curves and writes them to `path` atomically.
 pub fn write_svg(path: &Path, points: &[CurvePoint], num_epochs: usize) -> Result<()> {
     let svg = render_svg(points, num_epochs)?;
-    atomic_write(path, svg.as_bytes()).context(|| "cannot save the plot".to_string())
+    crate::output::write_file(path, svg.as_bytes())
 }
 
 fn draw<DB: DrawingBackend>(

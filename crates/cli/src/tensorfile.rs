@@ -2,7 +2,6 @@
 //! files (PyTorch state-dict names such as `0.weight`) and the training checkpoints.
 
 use crate::error::{Context, Result};
-use crate::fsutil::atomic_write;
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -93,7 +92,7 @@ pub fn save(
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
     let bytes = to_bytes(tensors, metadata)?;
-    atomic_write(path, &bytes)
+    crate::output::write_file(path, &bytes)
 }
 
 /// Parses safetensors bytes; `origin` names the source in error messages. Only f32 tensors

@@ -947,3 +947,638 @@ fn eval_and_predict_on_cuda_agree_with_cpu_or_fail_clearly() {
     };
     assert_eq!(predicted(&gpu_predict), predicted(&cpu_predict));
 }
+
+/// The tensors (name, shape, values) and metadata of a safetensors file written by tinycnn.
+type Contents = (
+    Vec<(String, Vec<usize>, Vec<f32>)>,
+    serde_json::Map<String, serde_json::Value>,
+);
+
+fn read_contents(path: &Path) -> Contents {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let body = &bytes[8 + n..];
+    let mut tensors = Vec::new();
+    let mut meta = serde_json::Map::new();
+    for (k, v) in json.as_object().unwrap() {
+        if k == "__metadata__" {
+            meta = v.as_object().unwrap().clone();
+            continue;
+        }
+        let o = v["data_offsets"].as_array().unwrap();
+        let (a, b) = (
+            o[0].as_u64().unwrap() as usize,
+            o[1].as_u64().unwrap() as usize,
+        );
+        let shape = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let values = body[a..b]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        tensors.push((k.clone(), shape, values));
+    }
+    (tensors, meta)
+}
+
+fn write_contents(path: &Path, (tensors, meta): &Contents) {
+    let mut header = serde_json::Map::new();
+    let mut body = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = body.len();
+        body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, body.len()]}),
+        );
+    }
+    if !meta.is_empty() {
+        header.insert(
+            "__metadata__".into(),
+            serde_json::Value::Object(meta.clone()),
+        );
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(&body);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Copies a safetensors file through `edit`.
+fn edit_file(src: &Path, dst: &Path, edit: impl FnOnce(&mut Contents)) {
+    let mut c = read_contents(src);
+    edit(&mut c);
+    write_contents(dst, &c);
+}
+
+fn set_value(c: &mut Contents, name: &str, index: usize, v: f32) {
+    let t = c.0.iter_mut().find(|t| t.0 == name).unwrap();
+    t.2[index] = v;
+}
+
+fn set_meta(c: &mut Contents, key: &str, v: &str) {
+    c.1.insert(key.into(), serde_json::Value::String(v.into()));
+}
+
+/// The CRC-32 of PNG chunks (ISO 3309), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    c.extend_from_slice(&body);
+    c.extend_from_slice(&crc32(&body).to_be_bytes());
+    c
+}
+
+/// A small PNG file whose header declares `w`x`h` 8-bit gray pixels (the pixel data is a
+/// stub: a decoder that trusts the header allocates before it finds out).
+fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00]));
+    png.extend(png_chunk(b"IEND", &[]));
+    png
+}
+
+/// A weight file trained for one epoch (shared by the tests that only read one).
+fn trained_weights() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = temp_dir("trained-once");
+        assert_ok(&train(&d, &["--epochs", "1"]));
+        d
+    })
+}
+
+#[test]
+fn predict_checks_the_declared_picture_size_before_decoding() {
+    let dir = temp_dir("huge-png");
+    let w = trained_weights().join("w.safetensors");
+    for (width, height) in [(20_000u32, 20_000u32), (16_385, 1), (6_000, 6_000)] {
+        let png = dir.join(format!("claims-{width}x{height}.png"));
+        std::fs::write(&png, png_declaring(width, height)).unwrap();
+        let o = run(&[
+            "predict",
+            "--weights",
+            w.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ]);
+        assert_fails_with(
+            &o,
+            &[&format!("{width}x{height}"), "16384", "25 megapixels"],
+        );
+    }
+    // A large picture within the limits is read (row by row) and classified.
+    let png = dir.join("wide.png");
+    image::GrayImage::from_fn(4_000, 1_000, |x, _| image::Luma([(x % 256) as u8]))
+        .save(&png)
+        .unwrap();
+    let o = run(&[
+        "predict",
+        "--weights",
+        w.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("4000x1000 -> 28x28"), "{}", stdout(&o));
+    check_probabilities(&stdout(&o));
+}
+
+#[test]
+fn thread_counts_are_bounded() {
+    for n in ["100000000", "1025", "0"] {
+        let o = run(&["eval", "--weights", "w.safetensors", "--threads", n]);
+        assert_fails_with(&o, &["--threads", "between 1 and 1024", n]);
+    }
+}
+
+/// Outputs that cannot be written, or that are one file under two names, are refused before
+/// any training, and nothing is overwritten.
+#[cfg(unix)]
+#[test]
+fn output_paths_are_checked_before_training() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = temp_dir("outputs");
+    let out = dir.join("w.safetensors");
+    std::fs::write(&out, b"keep me").unwrap();
+    let dotted = dir.join(".").join("w.safetensors");
+    let ckpt = dir.join("w.ckpt.safetensors");
+    let link_to_ckpt = dir.join("curves.svg");
+    symlink("w.ckpt.safetensors", &link_to_ckpt).unwrap();
+    let nowhere = dir.join("no-such-dir/c.svg");
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let cases: [(Vec<&str>, &[&str]); 5] = [
+        // --plot naming --out as ./w.safetensors.
+        (
+            vec!["--plot", dotted.to_str().unwrap()],
+            &["--out", "--plot", "same file"],
+        ),
+        // --plot a symbolic link to the (not yet written) checkpoint.
+        (
+            vec!["--plot", link_to_ckpt.to_str().unwrap()],
+            &["--checkpoint", "--plot", "same file"],
+        ),
+        (
+            vec!["--checkpoint", out.to_str().unwrap()],
+            &["--checkpoint", "same file"],
+        ),
+        (vec!["--plot", fifo.to_str().unwrap()], &["--plot", "FIFO"]),
+        (
+            vec!["--plot", nowhere.to_str().unwrap()],
+            &["--plot", "no-such-dir", "does not exist"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["--epochs", "1"];
+        args.extend(extra);
+        let o = train(&dir, &args);
+        assert_fails_with(&o, needles);
+        assert!(!stdout(&o).contains("epoch 1"), "{}", stdout(&o));
+        assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+        assert!(!ckpt.exists());
+    }
+    // A --checkpoint in a read-only place fails before training too.
+    let o = train(&dir, &["--checkpoint", "/proc/w.ckpt.safetensors"]);
+    assert_fails_with(&o, &["--checkpoint", "/proc"]);
+
+    // --out a symbolic link to a file of mode 0600: written through, the link and the mode
+    // stay. The file name of the link's target is 255 bytes, the longest legal one.
+    let long = "w".repeat(255);
+    let target = dir.join(&long);
+    std::fs::write(&target, b"stale weights").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("latest.safetensors");
+    symlink(&long, &link).unwrap();
+    let o = run(&[
+        "train",
+        "--data",
+        data_dir().to_str().unwrap(),
+        "--out",
+        link.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--batch-size",
+        "64",
+        "--threads",
+        "2",
+        "--epochs",
+        "1",
+    ]);
+    assert_ok(&o);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(header(&target).0, lenet_state_dict());
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // No temporary file is left beside the outputs.
+    let stray: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let dir = temp_dir("nan-weights");
+    let w = trained_weights().join("w.safetensors");
+    let ck = trained_weights().join("w.ckpt.safetensors");
+    let nan = dir.join("nan.safetensors");
+    edit_file(&w, &nan, |c| set_value(c, "0.weight", 17, f32::NAN));
+    let o = run(&[
+        "eval",
+        "--weights",
+        nan.to_str().unwrap(),
+        "--data",
+        data_dir().to_str().unwrap(),
+    ]);
+    assert_fails_with(
+        &o,
+        &["nan.safetensors", "weight 0.weight holds NaN at index 17"],
+    );
+    let o = run(&[
+        "predict",
+        "--weights",
+        nan.to_str().unwrap(),
+        "--index",
+        "0",
+    ]);
+    assert_fails_with(&o, &["weight 0.weight holds NaN at index 17"]);
+
+    let inf = dir.join("inf.ckpt.safetensors");
+    edit_file(&ck, &inf, |c| set_value(c, "3.bias", 2, f32::INFINITY));
+    let o = train(&dir, &["--epochs", "2", "--resume", inf.to_str().unwrap()]);
+    assert_fails_with(&o, &["inf.ckpt.safetensors", "3.bias holds inf at index 2"]);
+    assert!(!stdout(&o).contains("epoch 2"), "{}", stdout(&o));
+}
+
+/// A resumed run that diverges names the checkpoint it read (the one that still holds good
+/// weights), not the --checkpoint it has not written yet.
+#[test]
+fn a_diverging_resume_names_the_file_it_read() {
+    let dir = temp_dir("resume-diverge");
+    assert_ok(&train(&dir, &["--epochs", "1", "--model", "lenet-relu"]));
+    let read = dir.join("hot.ckpt.safetensors");
+    edit_file(&dir.join("w.ckpt.safetensors"), &read, |c| {
+        set_meta(c, "lr", "1e30")
+    });
+    let other = dir.join("other.ckpt.safetensors");
+    let o = train(
+        &dir,
+        &[
+            "--epochs",
+            "3",
+            "--resume",
+            read.to_str().unwrap(),
+            "--checkpoint",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_fails_with(
+        &o,
+        &[
+            "epoch 2",
+            "diverged",
+            &format!("{} holds epoch 1", read.display()),
+        ],
+    );
+    assert!(!other.exists());
+}
+
+#[test]
+fn checkpoint_values_are_reported_as_the_files_not_as_flags() {
+    let dir = temp_dir("ck-values");
+    let ck = trained_weights().join("w.ckpt.safetensors");
+    for (key, value, needle) in [
+        ("batch_size", "0", "batch_size is 0"),
+        ("lr", "-0.5", "lr = -0.5"),
+        ("lr", "NaN", "lr = NaN is not a positive number"),
+    ] {
+        let bad = dir.join(format!("bad-{key}.ckpt.safetensors"));
+        edit_file(&ck, &bad, |c| set_meta(c, key, value));
+        let o = train(&dir, &["--epochs", "2", "--resume", bad.to_str().unwrap()]);
+        assert_fails_with(&o, &[bad.to_str().unwrap(), needle]);
+        let err = stderr(&o);
+        assert!(
+            !err.contains("--batch-size") && !err.contains("--lr"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn optimizer_state_must_match_the_optimizer_named() {
+    let dir = temp_dir("ck-optim");
+    assert_ok(&train(
+        &dir,
+        &["--epochs", "1", "--optimizer", "adam", "--lr", "0.001"],
+    ));
+    let adam = dir.join("w.ckpt.safetensors");
+    // Adam without its moments.
+    let bare = dir.join("bare.ckpt.safetensors");
+    edit_file(&adam, &bare, |c| {
+        c.0.retain(|t| !t.0.starts_with("optimizer."))
+    });
+    let o = train(&dir, &["--epochs", "2", "--resume", bare.to_str().unwrap()]);
+    assert_fails_with(
+        &o,
+        &[
+            "bare.ckpt.safetensors",
+            "adam",
+            "optimizer.state.0.step",
+            "missing",
+        ],
+    );
+    // Only some parameters' moments.
+    let partial = dir.join("partial.ckpt.safetensors");
+    edit_file(&adam, &partial, |c| {
+        c.0.retain(|t| !t.0.starts_with("optimizer.state.4."))
+    });
+    let o = train(
+        &dir,
+        &["--epochs", "2", "--resume", partial.to_str().unwrap()],
+    );
+    assert_fails_with(&o, &["optimizer.state.4.exp_avg", "missing"]);
+    // Adam's state relabelled sgd.
+    let as_sgd = dir.join("as-sgd.ckpt.safetensors");
+    edit_file(&adam, &as_sgd, |c| set_meta(c, "optimizer", "sgd"));
+    let o = train(
+        &dir,
+        &["--epochs", "2", "--resume", as_sgd.to_str().unwrap()],
+    );
+    assert_fails_with(&o, &["as-sgd.ckpt.safetensors", "sgd", "Adam state"]);
+
+    // An SGD checkpoint relabelled adam.
+    let sgd_dir = temp_dir("ck-optim-sgd");
+    assert_ok(&train(&sgd_dir, &["--epochs", "1"]));
+    let as_adam = sgd_dir.join("as-adam.ckpt.safetensors");
+    edit_file(&sgd_dir.join("w.ckpt.safetensors"), &as_adam, |c| {
+        set_meta(c, "optimizer", "adam");
+        set_meta(c, "lr", "0.001");
+    });
+    let o = train(
+        &sgd_dir,
+        &["--epochs", "2", "--resume", as_adam.to_str().unwrap()],
+    );
+    assert_fails_with(&o, &["as-adam.ckpt.safetensors", "adam", "missing"]);
+    assert!(!stdout(&o).contains("epoch 2"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_error_about_a_file_with_100000_keys_stays_one_short_line() {
+    let dir = temp_dir("many-keys");
+    let many = dir.join("many.safetensors");
+    let mut c = read_contents(&trained_weights().join("w.safetensors"));
+    c.1.clear();
+    c.0.extend((0..100_000).map(|i| (format!("extra.{i}"), vec![1], vec![0.0])));
+    write_contents(&many, &c);
+    let o = run(&[
+        "eval",
+        "--weights",
+        many.to_str().unwrap(),
+        "--data",
+        data_dir().to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &["is not a parameter of the model", "and 99,997 more"]);
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.len() < 400, "{} bytes: {err}", err.len());
+    // The same file without a parameter: the missing key, and a short list of what is there.
+    c.0.retain(|t| t.0 != "0.weight");
+    write_contents(&many, &c);
+    let o = run(&[
+        "export",
+        "--weights",
+        many.to_str().unwrap(),
+        "--out",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &["0.weight", "is missing", "100,009 keys"]);
+    assert!(stderr(&o).len() < 400, "{}", stderr(&o));
+}
+
+/// An explicit --data that is missing or incomplete is an error naming what is missing; no
+/// other copy is used and nothing is created or downloaded.
+#[test]
+fn an_explicit_data_directory_is_used_or_named_in_the_error() {
+    let dir = temp_dir("data-explicit");
+    let typo = dir.join("fashon-mnist");
+    let o = run(&[
+        "eval",
+        "--weights",
+        trained_weights().join("w.safetensors").to_str().unwrap(),
+        "--data",
+        typo.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &[&format!("{} does not exist", typo.display())]);
+    assert!(!typo.exists());
+    // Three of the four files.
+    let partial = dir.join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+    ] {
+        std::fs::copy(data_dir().join(f), partial.join(f)).unwrap();
+    }
+    let o = run(&[
+        "train",
+        "--data",
+        partial.to_str().unwrap(),
+        "--out",
+        dir.join("w.safetensors").to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &["lacks 1 of the 4 files", "t10k-labels-idx1-ubyte.gz"]);
+    // $TINYCNN_DATA set: likewise used as given.
+    let o = bin()
+        .env("TINYCNN_DATA", &typo)
+        .args([
+            "predict",
+            "--weights",
+            trained_weights().join("w.safetensors").to_str().unwrap(),
+            "--index",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_fails_with(&o, &["does not exist", "$TINYCNN_DATA"]);
+    assert!(!typo.exists());
+}
+
+/// Waits for a child up to a minute (a hung child fails the test instead of hanging it).
+fn wait_for(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the child did not exit within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn read_to_string(r: impl std::io::Read) -> String {
+    let mut s = String::new();
+    let mut r = r;
+    r.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// `tinycnn train | head -2`: the reader goes away after the two header lines, so the
+/// first epoch's line meets a closed pipe. The run ends quietly with 141, and that epoch's
+/// checkpoint was written before its line.
+#[test]
+fn a_closed_stdout_ends_training_quietly_with_the_epoch_saved() {
+    use std::io::BufRead;
+    let dir = temp_dir("epipe");
+    let out = dir.join("w.safetensors");
+    let mut child = bin()
+        .args([
+            "train",
+            "--data",
+            data_dir().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--threads",
+            "1",
+            "--epochs",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let l = lines.next().unwrap().unwrap();
+        assert!(!l.starts_with("epoch"), "{l}");
+    }
+    drop(lines);
+    let status = wait_for(&mut child);
+    let err = read_to_string(child.stderr.take().unwrap());
+    assert_eq!(status.code(), Some(141), "stderr: {err}");
+    assert_eq!(err, "");
+    let (_, meta) = header(&dir.join("w.ckpt.safetensors"));
+    assert_eq!(meta["epochs_done"], "1");
+    assert_eq!(header(&out).0, lenet_state_dict());
+}
+
+/// Ctrl-C (SIGINT) during training stops at a safe point: exit 130, a stderr line naming the
+/// checkpoint and the epoch it holds (which the file confirms), no temporary files left.
+#[cfg(unix)]
+#[test]
+fn sigint_stops_training_and_says_which_epoch_is_saved() {
+    use std::io::BufRead;
+    let dir = temp_dir("sigint");
+    let out = dir.join("w.safetensors");
+    let ckpt = dir.join("w.ckpt.safetensors");
+    let mut child = bin()
+        .args([
+            "train",
+            "--data",
+            data_dir().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch-size",
+            "64",
+            "--threads",
+            "1",
+            "--epochs",
+            "100000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("output until epoch 2").unwrap();
+        if l.starts_with("epoch 2:") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Keep draining stdout so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.count());
+    let status = wait_for(&mut child);
+    drain.join().unwrap();
+    let err = read_to_string(child.stderr.take().unwrap());
+    assert_eq!(status.code(), Some(130), "stderr: {err}");
+    let (_, meta) = header(&ckpt);
+    let done: usize = meta["epochs_done"].as_str().unwrap().parse().unwrap();
+    assert!(done >= 2, "{done}");
+    assert_eq!(
+        err.trim_end(),
+        format!("interrupted: {} holds epoch {done}", ckpt.display())
+    );
+    let stray: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // The saved run resumes.
+    let o = train(
+        &dir,
+        &[
+            "--epochs",
+            &(done + 1).to_string(),
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains(&format!("epoch {}:", done + 1)),
+        "{}",
+        stdout(&o)
+    );
+}

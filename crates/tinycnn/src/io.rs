@@ -1,7 +1,7 @@
 //! Saving and loading tensors as safetensors files (F32, little-endian, PyTorch's names and
 //! layouts), so `safetensors.torch.save_file(net.state_dict(), path)` files load here and
-//! ours load in PyTorch. Files are written atomically: a temporary file in the same
-//! directory, flushed to disk, then renamed over the target.
+//! ours load in PyTorch. Files are written with [`write_atomic`]: through symbolic links,
+//! keeping the file's mode, via a synced temporary file renamed onto the target.
 //!
 //! ```
 //! use tinycnn::{io, Tensor};
@@ -20,7 +20,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The key a single tensor is stored under by [`save_tensor`].
@@ -91,34 +91,262 @@ fn parse(bytes: &[u8], path: &Path) -> Result<StateDict> {
     Ok(StateDict::from_entries(out))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, `fsync`,
-/// then a rename over `path` (readers see the old file or the new one, never a torn one).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let name = path.file_name().ok_or_else(|| Error::Format {
+/// Prefix of the temporary files [`write_atomic`] creates beside a target:
+/// `.tinycnn-tmp-<pid>-<counter>`. It is short so that the temporary name fits the file-name
+/// limit (255 bytes) whatever the target's name, and fixed so that leftovers of a killed run
+/// can be recognised and removed.
+pub const TEMP_PREFIX: &str = ".tinycnn-tmp-";
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
         path: path.to_path_buf(),
-        msg: "not a file path".into(),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
+        source,
+    }
+}
+
+fn refuse(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// What a non-regular file is, for the error that refuses to replace it.
+fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The file a write to `path` must replace: `path` with every symbolic link followed (also a
+/// link whose target does not exist yet) and made absolute, so that two spellings of one
+/// file (`./x` and `x`, a link and its target) resolve to the same path.
+///
+/// Errors when the directory does not exist, when the links loop, and when the target exists
+/// but is not a regular file (directory, FIFO, device node, socket): renaming over those
+/// would replace them rather than write into them.
+pub fn resolve_output(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    // Linux gives up after 40 links (ELOOP); so do we.
+    for _ in 0..40 {
+        // Checked here, not at the final rename after hours of training.
+        if let Some(name) = p.file_name() {
+            let len = name.as_encoded_bytes().len();
+            if len > 255 {
+                return Err(refuse(
+                    &p,
+                    format!("the file name is {len} bytes, more than the 255 a file system allows"),
+                ));
+            }
+        }
+        let meta = match std::fs::symlink_metadata(&p) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(&p)(e)),
+        };
+        match meta {
+            Some(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&p).map_err(io_error(&p))?;
+                p = match p.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            Some(m) if !m.file_type().is_file() => {
+                let what = if p == path {
+                    String::new()
+                } else {
+                    format!(" (the target of {})", path.display())
+                };
+                return Err(refuse(
+                    &p,
+                    format!(
+                        "is {}{what}, not a regular file; refusing to replace it",
+                        kind_name(&m.file_type())
+                    ),
+                ));
+            }
+            Some(_) => return std::fs::canonicalize(&p).map_err(io_error(&p)),
+            None => {
+                let name = p
+                    .file_name()
+                    .ok_or_else(|| refuse(&p, "not a file path"))?
+                    .to_os_string();
+
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let dir = std::fs::canonicalize(&dir).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        // Still an I/O error of kind NotFound for callers that match on it.
+                        Error::Io {
+                            path: dir.clone(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "directory does not exist",
+                            ),
+                        }
+                    } else {
+                        io_error(&dir)(e)
+                    }
+                })?;
+                if !dir.is_dir() {
+                    return Err(refuse(
+                        &p,
+                        format!("cannot write: {} is not a directory", dir.display()),
+                    ));
+                }
+                return Ok(dir.join(name));
+            }
+        }
+    }
+    Err(refuse(path, "too many levels of symbolic links"))
+}
+
+/// Whether two output paths name the same file: equal after [`resolve_output`], or (both
+/// existing) the same inode, as hard links are.
+pub fn same_output(a: &Path, b: &Path) -> Result<bool> {
+    let (ra, rb) = (resolve_output(a)?, resolve_output(b)?);
+    if ra == rb {
+        return Ok(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(&ra), std::fs::metadata(&rb)) {
+            return Ok(ma.dev() == mb.dev() && ma.ino() == mb.ino());
+        }
+    }
+    Ok(false)
+}
+
+/// Checks before long work that [`write_atomic`] to `path` can succeed: the target resolves
+/// (see [`resolve_output`]) and a temporary file can be created and removed beside it.
+/// Returns the resolved target.
+pub fn check_writable(path: &Path) -> Result<PathBuf> {
+    let target = resolve_output(path)?;
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let tmp = temp_path(dir);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| {
+            refuse(
+                path,
+                format!("cannot write into directory {}: {e}", dir.display()),
+            )
+        })?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(target)
+}
+
+fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!(
+        "{TEMP_PREFIX}{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    ))
+}
+
+/// Whether process `pid` is alive. Only Linux can tell cheaply (`/proc`); elsewhere every
+/// process counts as alive so that no temporary file of a running writer is removed.
+fn pid_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// Removes our temporary files in `dir` left by runs that were killed mid-write (the pid in
+/// the name is no longer running). Best effort: a failure leaves the file, never fails the
+/// write.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Some((pid, counter)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), true) = (
+            pid.parse::<u32>(),
+            !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit()),
+        ) else {
+            continue;
+        };
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && pid != std::process::id() && !pid_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: readers (and a run killed at any point, even by
+/// `kill -9`) see the old file or the new one, never a torn one.
+///
+/// * A symbolic link is written through: the file it points to is replaced and the link
+///   stays, so every name of the file sees the new bytes.
+/// * A target that exists but is not a regular file (directory, FIFO, device node, socket)
+///   is refused rather than replaced.
+/// * The replaced file's permission bits are kept.
+/// * The bytes go to a temporary file `.tinycnn-tmp-<pid>-<n>` beside the target, which is
+///   synced, renamed onto the target, and the directory synced. On error the temporary file
+///   is removed; leftovers of killed runs are removed by the next write into the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let target = resolve_output(path)?;
+    let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
+    remove_stale_temps(&dir);
+    let permissions = match std::fs::metadata(&target) {
+        Ok(m) => Some(m.permissions()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error(&target)(e)),
+    };
+    let tmp = temp_path(&dir);
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| {
+                refuse(
+                    path,
+                    format!("cannot write into directory {}: {e}", dir.display()),
+                )
+            })?;
+        if let Some(perm) = permissions {
+            // On the open file, so the umask of the creation does not apply.
+            f.set_permissions(perm).map_err(io_error(&tmp))?;
+        }
+        f.write_all(bytes).map_err(io_error(&tmp))?;
+        f.sync_all().map_err(io_error(&tmp))?;
         drop(f);
-        std::fs::rename(&tmp, path).map_err(io_err(path))
+        std::fs::rename(&tmp, &target).map_err(io_error(&target))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -18,18 +18,32 @@ fn build(n: usize) -> Result<Arc<rayon::ThreadPool>> {
         })
 }
 
-/// Uses `n >= 1` threads for batch-parallel ops from now on (PyTorch's `torch.set_num_threads`).
+/// The most threads [`set_num_threads`] accepts. Each thread is an OS thread with its own
+/// stack, spawned up front: an unchecked count such as 100,000,000 would stall the machine
+/// before failing. 1024 is far above the core count of any machine this runs on, and the
+/// batch-parallel ops split a batch into at most one chunk per image anyway.
+pub const MAX_THREADS: usize = 1024;
+
+/// Uses `n` threads (`1..=`[`MAX_THREADS`]) for batch-parallel ops from now on (PyTorch's
+/// `torch.set_num_threads`).
 ///
 /// ```
 /// tinycnn::set_num_threads(1).unwrap();
 /// assert_eq!(tinycnn::num_threads(), 1);
 /// assert!(tinycnn::set_num_threads(0).is_err());
+/// assert!(tinycnn::set_num_threads(tinycnn::parallel::MAX_THREADS + 1).is_err());
 /// ```
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
         return Err(Error::invalid(
             "set_num_threads",
             "needs at least one thread",
+        ));
+    }
+    if n > MAX_THREADS {
+        return Err(Error::invalid(
+            "set_num_threads",
+            format!("{n} threads is more than the limit of {MAX_THREADS}"),
         ));
     }
     let pool = build(n)?;
@@ -50,7 +64,8 @@ pub(crate) fn pool() -> Option<Arc<rayon::ThreadPool>> {
     if slot.is_none() {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .min(MAX_THREADS);
         *slot = build(n).ok();
     }
     slot.clone()

@@ -116,3 +116,17 @@ fn long_activations_split_in_chunks_match_the_reference() {
     reference::relu_backward(&xv, &r.to_vec(), &mut gx).unwrap();
     assert_eq!(x.grad().unwrap().to_vec(), gx, "relu backward");
 }
+
+/// A thread count past the limit is refused before a single thread is spawned (100,000,000
+/// used to spawn threads until the machine stalled), and the previous pool stays in use.
+#[test]
+fn thread_counts_past_the_limit_are_an_error() {
+    tinycnn::set_num_threads(2).unwrap();
+    for n in [1025usize, 100_000_000, usize::MAX] {
+        let e = tinycnn::set_num_threads(n).unwrap_err().to_string();
+        assert!(e.contains(&n.to_string()) && e.contains("1024"), "{e}");
+    }
+    assert_eq!(tinycnn::parallel::MAX_THREADS, 1024);
+    assert_eq!(tinycnn::num_threads(), 2);
+    assert!(tinycnn::set_num_threads(0).is_err());
+}

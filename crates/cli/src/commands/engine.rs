@@ -317,7 +317,9 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
             None => {
                 let have: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
                 return Err(crate::cli_err!(
-                    "key {name} (shape {shape:?}) is missing; the file has {have:?}"
+                    "key {name} (shape {shape:?}) is missing; the file has {} keys: {}",
+                    crate::error::group_thousands(have.len()),
+                    crate::error::short_list(&have, 5)
                 ));
             }
             Some(t) if &t.shape != shape => {
@@ -329,15 +331,19 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
             Some(_) => {}
         }
     }
-    if let Some(extra) = got
+    let extra: Vec<&NamedTensor> = got
         .iter()
-        .find(|t| !expected.iter().any(|(n, _)| *n == t.name))
-    {
+        .filter(|t| !expected.iter().any(|(n, _)| *n == t.name))
+        .collect();
+    if let Some(first) = extra.first() {
         let want: Vec<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = extra.iter().map(|t| t.name.as_str()).collect();
         return Err(crate::cli_err!(
-            "key {} (shape {:?}) is not a parameter of the model, which has {want:?}",
-            extra.name,
-            extra.shape
+            "key {} (shape {:?}) is not a parameter of the model, which has {}; unexpected keys: {}",
+            first.name,
+            first.shape,
+            crate::error::short_list(&want, 12),
+            crate::error::short_list(&names, 3)
         ));
     }
     Ok(())

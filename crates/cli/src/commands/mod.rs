@@ -37,11 +37,15 @@ pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
     Ok(data)
 }
 
-/// Applies `--threads`.
+/// Applies `--threads` (1 to `tinycnn::parallel::MAX_THREADS`, 1024: each is an OS thread
+/// started at once).
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        if n == 0 {
-            return Err(crate::cli_err!("--threads must be at least 1"));
+        let max = tinycnn::parallel::MAX_THREADS;
+        if !(1..=max).contains(&n) {
+            return Err(crate::cli_err!(
+                "--threads must be between 1 and {max}, got {n}"
+            ));
         }
         engine::set_num_threads(n)?;
     }
@@ -109,7 +113,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             matrix.add(label as usize, argmax(row));
         }
     }
-    println!(
+    crate::outln!(
         "{} on {} test images of {}: test acc {:.3} ({} of {})",
         model.as_str(),
         matrix.total(),
@@ -117,8 +121,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         matrix.accuracy(),
         matrix.correct(),
         matrix.total()
-    );
-    print!("{}", matrix.render());
+    )?;
+    crate::out!("{}", matrix.render())?;
     Ok(())
 }
 
@@ -128,7 +132,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
-            println!(
+            crate::outln!(
                 "{}: {}x{} -> 28x28 gray{}",
                 path.display(),
                 p.original.0,
@@ -138,7 +142,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 } else {
                     ", not inverted"
                 }
-            );
+            )?;
             p.pixels
         }
         (None, Some(index)) => {
@@ -150,19 +154,19 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 )
             })?;
             let label = data.test.labels[index] as usize;
-            println!(
+            crate::outln!(
                 "test image {index} of {}: true class {}",
                 data.dir.display(),
                 CLASS_NAMES[label]
-            );
+            )?;
             image.to_vec()
         }
         _ => return Err(crate::cli_err!("give either IMAGE.png or --index N")),
     };
     let logits = net.logits(&pixels, [1, 1, 28, 28])?;
     let probs = softmax(&logits);
-    println!("model {}", model.as_str());
-    print!("predicted: {}", render_prediction(&probs));
+    crate::outln!("model {}", model.as_str())?;
+    crate::out!("predicted: {}", render_prediction(&probs))?;
     Ok(())
 }
 
@@ -175,16 +179,16 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         .collect();
     let width = heads.iter().map(String::len).max().unwrap_or(0);
     let mut total = 0usize;
-    println!("{} for input [1, 1, 28, 28]", args.model.as_str());
+    crate::outln!("{} for input [1, 1, 28, 28]", args.model.as_str())?;
     for (l, head) in layers.iter().zip(&heads) {
         if l.params > 0 {
-            println!("{head:<width$}  {} params", l.params);
+            crate::outln!("{head:<width$}  {} params", l.params)?;
         } else {
-            println!("{head}");
+            crate::outln!("{head}")?;
         }
         total += l.params;
     }
-    println!("total params: {total}");
+    crate::outln!("total params: {total}")?;
     Ok(())
 }
 
@@ -194,11 +198,11 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let params = net.params()?;
     save_weights(&args.out, model, &params)?;
     let count: usize = params.iter().map(|t| t.data.len()).sum();
-    println!(
+    crate::outln!(
         "wrote {} ({}, {} tensors, {count} values)",
         args.out.display(),
         model.as_str(),
         params.len()
-    );
+    )?;
     Ok(())
 }

@@ -6,13 +6,16 @@ use crate::checkpoint::{
     default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
     EpochRecord, History, RunConfig,
 };
-use crate::error::Result;
+use crate::error::{CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
+use crate::tensorfile::NamedTensor;
 use crate::{ModelName, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tinycnn::data::{DataLoader, LoaderConfig};
 
@@ -48,6 +51,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
         }
     };
+    // A checkpoint's own values were checked when it was read; these are the flags'.
     if config.batch_size == 0 {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
@@ -65,12 +69,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .checkpoint
         .clone()
         .unwrap_or_else(|| default_checkpoint_path(&out));
-    if ckpt_path == out {
-        return Err(crate::cli_err!(
-            "--checkpoint and --out must be different files ({})",
-            out.display()
-        ));
+    // Before the data is read and the first epoch runs: a path that cannot be written, or
+    // two outputs that are one file (the plot would overwrite the weights), fail now.
+    let mut outputs: Vec<(&str, &Path)> = vec![("--out", &out), ("--checkpoint", &ckpt_path)];
+    if let Some(plot) = &args.plot {
+        outputs.push(("--plot", plot));
     }
+    crate::output::check_outputs(&outputs)?;
 
     let data = load_data(args.data.as_deref())?;
     let train_iter = DataLoader::from_split(
@@ -111,10 +116,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => (History::default(), 0),
     };
+    // The newest checkpoint on disk and the epoch it holds, for the messages of a stop.
+    let mut saved: Option<(PathBuf, usize)> = args
+        .resume
+        .clone()
+        .filter(|_| first_epoch > 0)
+        .map(|p| (p, first_epoch));
     // A GPU engine keeps both sets in device memory for the whole run.
     let resident = first_epoch < args.epochs && engine.upload_data(&data.train, &data.test)?;
 
-    println!(
+    crate::outln!(
         "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
         config.model.as_str(),
         config.optimizer.as_str(),
@@ -123,19 +134,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.epochs,
         config.seed,
         data.dir.display()
-    );
+    )?;
     if first_epoch > 0 {
-        println!(
+        crate::outln!(
             "resuming after epoch {first_epoch} from {}",
             args.resume.as_ref().unwrap().display()
-        );
+        )?;
     }
-    println!("training on {}", engine.device_name());
+    crate::outln!("training on {}", engine.device_name())?;
 
     let num_batches = train_iter.len();
     // d2l adds a point every num_batches // 5 batches (and at the last one).
     let every = (num_batches / 5).max(1);
     let show_bar = std::io::stdout().is_terminal();
+    let interrupt = if first_epoch < args.epochs {
+        Some(Interrupt::install()?)
+    } else {
+        None
+    };
     for epoch in first_epoch..args.epochs {
         let bar = if show_bar {
             ProgressBar::with_draw_target(Some(num_batches as u64), ProgressDrawTarget::stdout())
@@ -152,21 +168,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         // d2l's Accumulator(3): sum of losses, correct predictions, examples.
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
         let mut on_step = |i: usize, step: &Step| -> Result<()> {
+            // Between batches: the step's update is complete and nothing is being written.
+            if let Some(stop) = interrupt.as_ref().and_then(|it| it.stop(&saved)) {
+                bar.abandon();
+                return Err(stop);
+            }
             if !step.loss.is_finite() {
                 bar.abandon();
-                let saved = if epoch > 0 {
-                    format!(" {} holds epoch {epoch}.", ckpt_path.display())
-                } else {
-                    String::new()
-                };
-                return Err(crate::cli_err!(
-                    "loss is {} at epoch {}, batch {} of {num_batches}: training diverged; try a lower learning rate \
-                     (--lr {} now, e.g. --lr {}).{saved}",
-                    step.loss,
-                    epoch + 1,
-                    i + 1,
-                    fmt_lr(config.lr),
-                    fmt_lr(config.lr / 10.0),
+                return Err(diverged(
+                    &format!(
+                        "loss is {} at epoch {}, batch {} of {num_batches}",
+                        step.loss,
+                        epoch + 1,
+                        i + 1
+                    ),
+                    config.lr,
+                    &saved,
                 ));
             }
             loss_sum += step.loss as f64 * step.examples as f64;
@@ -212,9 +229,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
             examples_per_sec: seen as f64 / epoch_seconds.max(1e-9),
         };
         history.epochs.push(record);
-        println!("{}", epoch_line(&record));
 
+        // A finite loss does not prove finite weights (ReLU and max pooling can hide a NaN):
+        // never write a checkpoint that cannot be resumed.
         let params = engine.params()?;
+        if let Some((name, index, value)) = first_non_finite(&params) {
+            return Err(diverged(
+                &format!(
+                    "after epoch {}, weight {name} holds {value} at index {index}",
+                    epoch + 1
+                ),
+                config.lr,
+                &saved,
+            ));
+        }
+        // Saved before the epoch's line is printed, so a reader that goes away on that line
+        // (`| head`) or a Ctrl-C does not lose the epoch.
         save_checkpoint(
             &ckpt_path,
             &Checkpoint {
@@ -229,12 +259,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(plot) = &args.plot {
             write_svg(plot, &history.points, args.epochs)?;
         }
+        saved = Some((ckpt_path.clone(), epoch + 1));
+        crate::outln!("{}", epoch_line(&record))?;
+        if let Some(stop) = interrupt.as_ref().and_then(|it| it.stop(&saved)) {
+            return Err(stop);
+        }
     }
 
     if first_epoch >= args.epochs {
-        println!(
+        crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
-        );
+        )?;
         save_weights(&out, config.model, &engine.params()?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &history.points, args.epochs.max(first_epoch))?;
@@ -246,13 +281,73 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .copied()
         .ok_or_else(|| crate::cli_err!("no epoch was trained"))?;
     for line in final_lines(&last, &history, engine.device_name()) {
-        println!("{line}");
+        crate::outln!("{line}")?;
     }
-    println!("wrote {} and {}", out.display(), ckpt_path.display());
+    crate::outln!("wrote {} and {}", out.display(), ckpt_path.display())?;
     if let Some(plot) = &args.plot {
-        println!("wrote {}", plot.display());
+        crate::outln!("wrote {}", plot.display())?;
     }
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) during training: the first one asks the loop to stop at the next safe
+/// point (after the current batch, or after the epoch's files are written); a second one
+/// ends the process at once (exit status 130), which is still safe for the files because
+/// every write is atomic.
+struct Interrupt {
+    requested: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    fn install() -> Result<Interrupt> {
+        let requested = Arc::new(AtomicBool::new(false));
+        let sig = signal_hook::consts::SIGINT;
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&requested))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&requested)))
+            .map_err(|e| crate::cli_err!("cannot install the Ctrl-C handler: {e}"))?;
+        Ok(Interrupt { requested })
+    }
+
+    /// The error that ends the run when Ctrl-C was pressed, naming what is on disk.
+    fn stop(&self, saved: &Option<(PathBuf, usize)>) -> Option<CliError> {
+        if !self.requested.load(Ordering::SeqCst) {
+            return None;
+        }
+        let msg = match saved {
+            Some((path, epoch)) => format!("interrupted: {} holds epoch {epoch}", path.display()),
+            None => "interrupted during the first epoch: no checkpoint was written".to_string(),
+        };
+        Some(CliError(msg, ExitKind::Interrupted))
+    }
+}
+
+/// The error that stops a diverged run: what was seen, a lower learning rate to try, and the
+/// checkpoint that still holds good weights (the file actually on disk: the one resumed from
+/// until this run wrote its own).
+fn diverged(what: &str, lr: f32, saved: &Option<(PathBuf, usize)>) -> CliError {
+    let held = match saved {
+        Some((path, epoch)) => format!(" {} holds epoch {epoch}.", path.display()),
+        None => String::new(),
+    };
+    crate::cli_err!(
+        "{what}: training diverged; try a lower learning rate (--lr {} now, e.g. --lr {}).{held}",
+        fmt_lr(lr),
+        fmt_lr(lr / 10.0),
+    )
+}
+
+/// The first NaN or infinity among the tensors: name, flat index, value as printed.
+fn first_non_finite(tensors: &[NamedTensor]) -> Option<(&str, usize, String)> {
+    tensors.iter().find_map(|t| {
+        let (i, v) = t.data.iter().enumerate().find(|(_, v)| !v.is_finite())?;
+        let v = if v.is_nan() {
+            "NaN".to_string()
+        } else {
+            v.to_string()
+        };
+        Some((t.name.as_str(), i, v))
+    })
 }
 
 /// A learning rate as typed: `0.9`, `0.001`, `1e30`.

@@ -171,15 +171,24 @@ impl DatasetSpec {
         ]
     }
 
-    /// The directories searched, in order: `explicit`, then (when `search_defaults`) the
-    /// directory in [`DatasetSpec::dir_env`], `./data/<dir_name>`, `/usr/share/datasets/<dir_name>`.
+    /// The directories searched, in order. A directory named explicitly is the only one:
+    /// `explicit` if given, else (when `search_defaults`) the directory in
+    /// [`DatasetSpec::dir_env`] if that variable is set and not empty. Only without either are
+    /// the default places searched: `./data/<dir_name>`, `/usr/share/datasets/<dir_name>`.
     pub fn candidate_dirs(&self, explicit: Option<&Path>, search_defaults: bool) -> Vec<PathBuf> {
-        let env_dir = if search_defaults {
-            self.dir_env.as_deref().and_then(std::env::var_os)
+        self.candidate_dirs_from(explicit, search_defaults, self.env_dir(search_defaults))
+    }
+
+    /// The directory named by the spec's environment variable, when it is consulted and set.
+    fn env_dir(&self, search_defaults: bool) -> Option<OsString> {
+        if search_defaults {
+            self.dir_env
+                .as_deref()
+                .and_then(std::env::var_os)
+                .filter(|v| !v.is_empty())
         } else {
             None
-        };
-        self.candidate_dirs_from(explicit, search_defaults, env_dir)
+        }
     }
 
     fn candidate_dirs_from(
@@ -188,9 +197,16 @@ impl DatasetSpec {
         search_defaults: bool,
         env_dir: Option<OsString>,
     ) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
+        // A named directory is used as given: falling back to another copy would silently
+        // train on other data than the user pointed at.
+        if let Some(dir) = explicit {
+            return vec![dir.to_path_buf()];
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
         if search_defaults {
-            dirs.extend(env_dir.filter(|v| !v.is_empty()).map(PathBuf::from));
+            if let Some(env) = env_dir.filter(|v| !v.is_empty()) {
+                return vec![PathBuf::from(env)];
+            }
             dirs.push(Path::new("data").join(&self.dir_name));
             dirs.push(Path::new("/usr/share/datasets").join(&self.dir_name));
         }
@@ -215,6 +231,59 @@ impl DatasetSpec {
             .unwrap_or_else(|| self.default_url.clone())
     }
 
+    /// Why `dir` does not hold the data set: it does not exist, is no directory, or lacks
+    /// some of the four files (each named, with its uncompressed alternative).
+    fn what_is_missing(&self, dir: &Path) -> String {
+        match fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!("{} does not exist", dir.display())
+            }
+            Err(e) => return format!("{}: {e}", dir.display()),
+            Ok(m) if !m.is_dir() => return format!("{} is not a directory", dir.display()),
+            Ok(_) => {}
+        }
+        let missing: Vec<String> = self
+            .files()
+            .iter()
+            .filter(|f| local_file(dir, &f.name).is_none())
+            .map(|f| match f.name.strip_suffix(".gz") {
+                Some(raw) => format!("{} (or {raw})", f.name),
+                None => f.name.clone(),
+            })
+            .collect();
+        format!(
+            "{} lacks {} of the 4 files: {}",
+            dir.display(),
+            missing.len(),
+            missing.join(", ")
+        )
+    }
+
+    /// How to get the files without network.
+    fn offline_hint(&self) -> String {
+        let package = if self.dir_name == "fashion-mnist" {
+            "on Debian or Ubuntu, `apt-get install dataset-fashion-mnist` installs them into \
+             /usr/share/datasets/fashion-mnist; "
+        } else {
+            ""
+        };
+        let env = self
+            .dir_env
+            .as_deref()
+            .map(|v| format!(" or ${v}"))
+            .unwrap_or_default();
+        format!(
+            "to get {} without network: {package}or copy the four files ({}) into a directory \
+             and name it with --data DIR{env}",
+            self.name,
+            self.files()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
     /// The four files' paths in `dir` (each as named or without `.gz`), or `None` if any is missing.
     fn find_in(&self, dir: &Path) -> Option<[PathBuf; 4]> {
         let mut found: [PathBuf; 4] = Default::default();
@@ -237,9 +306,11 @@ fn local_file(dir: &Path, name: &str) -> Option<PathBuf> {
 /// Where [`load_dataset`] looks and whether it may download.
 #[derive(Debug)]
 pub struct LoadOptions<'a> {
-    /// A directory to try first (the CLI's `--data DIR`); also the first download target.
+    /// The directory holding the data set (the CLI's `--data DIR`): when given, no other
+    /// place is searched, and files are downloaded into it only if `download` is set.
     pub dir: Option<PathBuf>,
-    /// Also search the spec's environment variable, `./data/<dir_name>` and
+    /// Without `dir`: use the directory in the spec's environment variable if set (and only
+    /// it, never downloading into it), else search `./data/<dir_name>` and
     /// `/usr/share/datasets/<dir_name>` (default `true`).
     pub search_defaults: bool,
     /// Download missing files into the first writable candidate directory (default `true`).
@@ -339,10 +410,13 @@ impl Dataset {
 pub struct FashionMnist;
 
 impl FashionMnist {
-    /// Loads Fashion-MNIST from `dir` or the default places, downloading it if absent.
+    /// Loads Fashion-MNIST from `dir` as given (an error naming the missing files if it
+    /// does not hold them all), or without `dir` from the default places (see
+    /// [`load_dataset`]), downloading it if absent.
     pub fn load(dir: Option<&Path>) -> Result<Dataset> {
         Self::load_with(LoadOptions {
             dir: dir.map(Path::to_path_buf),
+            download: dir.is_none(),
             ..LoadOptions::default()
         })
     }
@@ -358,10 +432,12 @@ impl FashionMnist {
 pub struct Mnist;
 
 impl Mnist {
-    /// Loads MNIST from `dir` or the default places, downloading it if absent.
+    /// Loads MNIST from `dir` as given, or without `dir` from the default places (see
+    /// [`load_dataset`]), downloading it if absent.
     pub fn load(dir: Option<&Path>) -> Result<Dataset> {
         Self::load_with(LoadOptions {
             dir: dir.map(Path::to_path_buf),
+            download: dir.is_none(),
             ..LoadOptions::default()
         })
     }
@@ -374,12 +450,15 @@ impl Mnist {
 
 /// Finds or downloads the data set described by `spec` and decodes it.
 ///
-/// Search order: [`LoadOptions::dir`], then (with `search_defaults`) the spec's directory
-/// environment variable (`$TINYCNN_DATA` for Fashion-MNIST), `./data/<dir_name>` and
-/// `/usr/share/datasets/<dir_name>` (Debian's `dataset-fashion-mnist`). The first directory
-/// holding all four files wins. Otherwise, if downloading is allowed, the missing files are
-/// fetched into the first candidate directory that can be created and written, each checked
-/// against its published MD5 before being renamed into place.
+/// Where: [`LoadOptions::dir`] if given, and nothing else; else (with `search_defaults`) the
+/// directory in the spec's environment variable (`$TINYCNN_DATA` for Fashion-MNIST) if it is
+/// set and not empty, and nothing else; else `./data/<dir_name>` and
+/// `/usr/share/datasets/<dir_name>` (Debian's `dataset-fashion-mnist`), the first holding all
+/// four files winning. A directory named explicitly that lacks files is an error naming them,
+/// never a reason to read another copy. Downloading (when allowed) fetches the missing files
+/// into `dir` or the first default directory that can be created and written, never into the
+/// environment variable's, each checked against its published MD5 before being renamed into
+/// place; a failed download says how to get the files without network.
 ///
 /// Local files are validated by structure (IDX headers, matching counts, image sizes, labels
 /// below the class count), not by checksum: repackaged copies such as Debian's are
@@ -398,6 +477,33 @@ pub fn load_dataset(spec: &DatasetSpec, mut options: LoadOptions<'_>) -> Result<
         }
     }
     let names: Vec<&str> = spec.files().iter().map(|f| f.name.as_str()).collect();
+    let from_env = options.dir.is_none() && spec.env_dir(options.search_defaults).is_some();
+    if from_env || (options.dir.is_some() && !options.download) {
+        let (origin, advice) = if from_env {
+            (
+                format!(
+                    "named by ${}",
+                    spec.dir_env.as_deref().unwrap_or("the environment")
+                ),
+                "no other place is searched and nothing is downloaded into it; add the files, \
+                 or unset the variable to use the default places",
+            )
+        } else {
+            (
+                "named explicitly".to_string(),
+                "downloading is disabled and no other place is searched; add the files, \
+                 or name another directory",
+            )
+        };
+        return Err(DataError::NotFound {
+            dataset: spec.name.clone(),
+            searched: candidates.clone(),
+            hint: format!(
+                "{} ({origin}); {advice}",
+                spec.what_is_missing(&candidates[0])
+            ),
+        });
+    }
     if !options.download {
         return Err(DataError::NotFound {
             dataset: spec.name.clone(),
@@ -432,7 +538,14 @@ pub fn load_dataset(spec: &DatasetSpec, mut options: LoadOptions<'_>) -> Result<
             index,
             count,
             &mut options.download_options,
-        )?;
+        )
+        .map_err(|e| match e {
+            DataError::Download { url, reason } => DataError::Download {
+                url,
+                reason: format!("{reason}; {}", spec.offline_hint()),
+            },
+            other => other,
+        })?;
     }
     let paths = spec
         .find_in(target)
@@ -540,17 +653,12 @@ mod tests {
     #[test]
     fn candidate_order_and_dedup() {
         let spec = DatasetSpec::fashion_mnist();
+        // A named directory is the only one: explicit first, then the environment's.
         let dirs =
             spec.candidate_dirs_from(Some(Path::new("/x")), true, Some(OsString::from("/env")));
-        assert_eq!(
-            dirs,
-            [
-                PathBuf::from("/x"),
-                PathBuf::from("/env"),
-                PathBuf::from("data/fashion-mnist"),
-                PathBuf::from("/usr/share/datasets/fashion-mnist")
-            ]
-        );
+        assert_eq!(dirs, [PathBuf::from("/x")]);
+        let dirs = spec.candidate_dirs_from(None, true, Some(OsString::from("/env")));
+        assert_eq!(dirs, [PathBuf::from("/env")]);
         let dirs = spec.candidate_dirs_from(None, true, Some(OsString::new()));
         assert_eq!(
             dirs,
@@ -560,7 +668,7 @@ mod tests {
             ]
         );
         let dirs = spec.candidate_dirs_from(Some(Path::new("data/fashion-mnist")), true, None);
-        assert_eq!(dirs.len(), 2);
+        assert_eq!(dirs.len(), 1);
         assert_eq!(
             spec.candidate_dirs_from(Some(Path::new("/x")), false, None),
             [PathBuf::from("/x")]

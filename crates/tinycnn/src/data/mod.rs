@@ -6,9 +6,11 @@
 //!
 //! * [`parse_idx`] / [`read_idx`] decode IDX files (raw or gzip-compressed, unsigned-byte data,
 //!   1 to 3 dimensions), checking every size claim before trusting it.
-//! * [`FashionMnist::load`] finds the four Fashion-MNIST files (explicit directory, then
-//!   `$TINYCNN_DATA`, `./data/fashion-mnist`, `/usr/share/datasets/fashion-mnist`) or downloads
-//!   them, verifying each file's published MD5 sum before it is moved into place. Pixels become
+//! * [`FashionMnist::load`] reads the four Fashion-MNIST files from the directory it is
+//!   given, or else from `$TINYCNN_DATA` if set; a named directory is used as given (an error
+//!   naming the missing files, never another copy). Without either it searches
+//!   `./data/fashion-mnist` and `/usr/share/datasets/fashion-mnist` or downloads the files,
+//!   verifying each file's published MD5 sum before it is moved into place. Pixels become
 //!   `f32` in `[0, 1]` (`pixel / 255`, like torchvision's `ToTensor`).
 //! * [`DataLoader`] yields [`Batch`]es of shape `[len, C, H, W]`, reshuffled each epoch from a
 //!   seed, assembled ahead of time on a background thread.

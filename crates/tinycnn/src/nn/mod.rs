@@ -198,7 +198,10 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         if let Some(first) = missing.first() {
             return Err(Error::StateDict {
                 key: first.to_string(),
-                msg: format!("missing from the state dict (missing keys: {missing:?})"),
+                msg: format!(
+                    "missing from the state dict (missing keys: {})",
+                    key_list(&missing)
+                ),
             });
         }
         let own_keys: HashSet<&str> = own.iter().map(|(k, _)| k.as_str()).collect();
@@ -207,8 +210,9 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
             return Err(Error::StateDict {
                 key: first.to_string(),
                 msg: format!(
-                    "not a parameter of {} (unexpected keys: {unexpected:?})",
-                    self.type_name()
+                    "not a parameter of {} (unexpected keys: {})",
+                    self.type_name(),
+                    key_list(&unexpected)
                 ),
             });
         }
@@ -281,6 +285,22 @@ impl fmt::Debug for dyn Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.repr())
     }
+}
+
+/// Quoted keys for an error message, at most five, the rest counted, so that a state dict
+/// with 100,000 stray keys still gives a one-line error.
+fn key_list(keys: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = keys
+        .iter()
+        .take(SHOWN)
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > SHOWN {
+        s.push_str(&format!(" ... and {} more", keys.len() - SHOWN));
+    }
+    s
 }
 
 fn collect_parameters(
