@@ -76,6 +76,7 @@ pub mod data;
 pub mod display;
 pub mod error;
 pub mod io;
+pub mod limits;
 pub mod nn;
 pub mod ops;
 pub mod optim;
