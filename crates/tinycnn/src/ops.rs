@@ -1043,7 +1043,7 @@ impl Tensor {
             }
         }
         let rows = self.numel() / in_f.max(1);
-        let mut y = vec![0.0; rows * out_f];
+        let mut y = vec![0.0; crate::limits::checked_numel("linear", &[rows, out_f])?];
         if rows > 0 && out_f > 0 {
             let g = GemmShape::new(rows, out_f, in_f).with_transpose(Transpose::No, Transpose::Yes);
             gemm(

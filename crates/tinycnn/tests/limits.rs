@@ -41,6 +41,9 @@ fn broadcast_to_an_enormous_shape_is_an_error() {
     let row = Tensor::zeros(&[1, 1 << 17]);
     assert!(col.add(&row).is_err());
     assert!(col.matmul(&row).is_err());
+    // linear: [2^17, 1] rows times 2^17 output features.
+    let w = Tensor::zeros(&[1 << 17, 1]);
+    assert!(col.linear(&w, None).is_err());
     // Within the bound it still works: [2, 1] + [1, 3] by hand.
     let a = Tensor::from_vec(vec![1.0, 2.0], &[2, 1]).unwrap();
     let b = Tensor::from_vec(vec![10.0, 20.0, 30.0], &[1, 3]).unwrap();
