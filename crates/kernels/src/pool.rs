@@ -10,7 +10,7 @@
 //! time.
 
 use crate::conv::rows;
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{add, check_len, mul, KernelError, Result};
 use crate::shape::Pool2dShape;
 use crate::simd::{vectorize, Simd, WithSimd};
 
@@ -29,6 +29,9 @@ pub(crate) fn check_pool2d(s: &Pool2dShape, x_len: usize, y_len: usize) -> Resul
 
 /// The window of output `o` along one axis, clipped to the input: `(lo, hi, full)` where
 /// `full` counts the padding too (PyTorch's `count_include_pad` divisor).
+///
+/// `padded` is `size + 2 * pad`, checked when the [`Geom`] was built; validation guarantees
+/// `o * stride + kernel <= padded` for every output `o`, so nothing here can overflow.
 #[inline(always)]
 fn window(
     o: usize,
@@ -36,12 +39,13 @@ fn window(
     kernel: usize,
     pad: usize,
     size: usize,
+    padded: usize,
 ) -> (usize, usize, usize) {
     // Coordinates shifted by the padding, so nothing goes negative.
     let start = o * stride;
-    let end = (start + kernel).min(size + 2 * pad);
+    let end = (start + kernel).min(padded);
     let lo = start.max(pad) - pad;
-    let hi = end.min(size + pad).saturating_sub(pad);
+    let hi = end.min(padded - pad).saturating_sub(pad);
     (lo, hi, end - start)
 }
 
@@ -58,13 +62,21 @@ struct Geom {
     sw: usize,
     ph: usize,
     pw: usize,
+    /// `in_h + 2 * ph` and `in_w + 2 * pw`.
+    hp: usize,
+    wp: usize,
     include_pad: bool,
 }
 
 impl Geom {
-    fn new(s: &Pool2dShape, (oh, ow): (usize, usize)) -> Geom {
+    /// After validation; the padded sizes are computed checked here, once, so the loops can
+    /// use plain arithmetic.
+    fn new(s: &Pool2dShape, (oh, ow): (usize, usize)) -> Result<Geom> {
         let p = &s.params;
-        Geom {
+        let padded = |what, size: usize, pad: usize| add(what, size, mul(what, pad, 2)?);
+        Ok(Geom {
+            hp: padded("padded pool height", s.in_h, p.padding.0)?,
+            wp: padded("padded pool width", s.in_w, p.padding.1)?,
             in_h: s.in_h,
             in_w: s.in_w,
             oh,
@@ -76,13 +88,13 @@ impl Geom {
             ph: p.padding.0,
             pw: p.padding.1,
             include_pad: p.count_include_pad,
-        }
+        })
     }
     fn rows(&self, oy: usize) -> (usize, usize, usize) {
-        window(oy, self.sh, self.kh, self.ph, self.in_h)
+        window(oy, self.sh, self.kh, self.ph, self.in_h, self.hp)
     }
     fn cols(&self, ox: usize) -> (usize, usize, usize) {
-        window(ox, self.sw, self.kw, self.pw, self.in_w)
+        window(ox, self.sw, self.kw, self.pw, self.in_w, self.wp)
     }
     /// Non-overlapping, unpadded 2x2 windows.
     fn is_2x2(&self) -> bool {
@@ -132,7 +144,7 @@ pub fn max_pool2d_forward(
 ) -> Result<()> {
     let hw = check_pool2d(s, x.len(), y.len())?;
     check_len("argmax", argmax.len(), y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
     let planes = x.chunks_exact(plane_in).zip(
         y.chunks_exact_mut(plane_out)
@@ -197,7 +209,7 @@ pub fn max_pool2d_backward(
 ) -> Result<()> {
     let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
     check_len("argmax", argmax.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
     if argmax.iter().any(|&i| i as usize >= plane_in) {
         return Err(KernelError::InvalidArgument {
@@ -232,7 +244,7 @@ pub fn max_pool2d_backward(
 /// ```
 pub fn avg_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32]) -> Result<()> {
     let hw = check_pool2d(s, x.len(), y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     vectorize(AvgForward { g, x, y });
     Ok(())
 }
@@ -273,10 +285,7 @@ impl WithSimd for AvgForward<'_> {
                     // Outputs whose whole column range is inside the input: a vector of
                     // them reads `kw` shifted vectors per input row.
                     let first = g.pw.min(g.ow);
-                    let inner_end = (g.in_w + g.pw + 1)
-                        .saturating_sub(g.kw)
-                        .min(g.ow)
-                        .max(first);
+                    let inner_end = (g.wp - g.pw + 1).saturating_sub(g.kw).min(g.ow).max(first);
                     for (o, out) in yr[..first].iter_mut().enumerate() {
                         *out = window_mean(&g, xp, rows_y, g.cols(o));
                     }
@@ -330,7 +339,7 @@ fn window_mean(
 /// Gradient of [`avg_pool2d_forward`] (overwrites `grad_x`).
 pub fn avg_pool2d_backward(s: &Pool2dShape, grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
     let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     vectorize(AvgBackward { g, grad_y, grad_x });
     Ok(())
 }
