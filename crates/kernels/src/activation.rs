@@ -1,9 +1,10 @@
 //! Elementwise activations and their gradients.
 //!
 //! The backward formulas are written with the [`Simd`] layer's separate multiply and
-//! subtract, in the reference's order, so they round exactly as it does. ReLU's select
-//! (`x > 0 ? x : 0`, NaN to 0) has no vector op in the layer; its loop runs inside
-//! [`vectorize`], where the compiler turns it into compare-and-blend for the detected ISA.
+//! subtract, in the reference's order, so they round exactly as it does. ReLU forward and
+//! backward are PyTorch's `threshold(x, 0, 0)`: `x <= 0 ? 0 : x` (and `x <= 0 ? 0 : grad`),
+//! an explicit compare-and-select on the [`Simd`] layer. Written that way round, NaN fails
+//! the compare and passes through, as in PyTorch; `max(x, 0)` would lose it on x86.
 //! Sigmoid evaluates `exp` with a branch-free polynomial ([`exp_approx`]) that the compiler
 //! vectorizes; it stays within a few ulp of the reference's `libm::expf` (the tests bound it).
 //! Tanh calls `libm` per element, as the reference does.
@@ -15,13 +16,14 @@ pub(crate) fn check_unary(x_len: usize, y_len: usize) -> Result<()> {
     check_len("output", y_len, x_len)
 }
 
-/// `y = max(x, 0)` (NaN maps to 0, like the reference).
+/// `y = max(x, 0)`, NaN staying NaN (PyTorch's `relu`: `x <= 0 ? 0 : x`).
 ///
 /// ```
 /// use tinycnn_kernels::relu_forward;
 /// let mut y = [9.0; 3];
 /// relu_forward(&[-1.0, 0.5, f32::NAN], &mut y).unwrap();
-/// assert_eq!(y, [0.0, 0.5, 0.0]);
+/// assert_eq!(y[..2], [0.0, 0.5]);
+/// assert!(y[2].is_nan());
 /// ```
 pub fn relu_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
     check_unary(x.len(), y.len())?;
@@ -37,14 +39,32 @@ struct Relu<'a> {
 impl WithSimd for Relu<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
-        for (o, &v) in self.y.iter_mut().zip(self.x) {
-            *o = if v > 0.0 { v } else { 0.0 };
-        }
+    fn with_simd<S: Simd>(self, s: S) {
+        threshold(s, self.x, self.x, self.y);
     }
 }
 
-/// `grad_x = grad_y * (x > 0)`.
+/// `out = x <= 0 ? 0 : pass`, PyTorch's `threshold(x, 0, 0)` kernel: forward passes `x`,
+/// backward passes the incoming gradient. NaN in `x` fails the compare, so it passes.
+#[inline(always)]
+fn threshold<S: Simd>(s: S, x: &[f32], pass: &[f32], out: &mut [f32]) {
+    let l = S::LANES;
+    let n = x.len().min(pass.len()).min(out.len());
+    let (x, pass, out) = (&x[..n], &pass[..n], &mut out[..n]);
+    let zero = s.zero();
+    let mut i = 0;
+    while i + l <= n {
+        let off = s.le(s.load(&x[i..]), zero);
+        s.store(&mut out[i..], s.select(off, zero, s.load(&pass[i..])));
+        i += l;
+    }
+    for ((o, &v), &p) in out[i..].iter_mut().zip(&x[i..]).zip(&pass[i..]) {
+        *o = if v <= 0.0 { 0.0 } else { p };
+    }
+}
+
+/// `grad_x = x <= 0 ? 0 : grad_y` (PyTorch's `threshold_backward`): the gradient is 0 at
+/// `x == 0` and passes through where `x` is NaN, as in PyTorch.
 pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
     check_unary(x.len(), grad_x.len())?;
     check_len("grad_y", grad_y.len(), x.len())?;
@@ -61,10 +81,8 @@ struct ReluBackward<'a> {
 impl WithSimd for ReluBackward<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
-        for ((o, &v), &g) in self.grad_x.iter_mut().zip(self.x).zip(self.grad_y) {
-            *o = if v > 0.0 { g } else { 0.0 };
-        }
+    fn with_simd<S: Simd>(self, s: S) {
+        threshold(s, self.x, self.grad_y, self.grad_x);
     }
 }
 
@@ -349,5 +367,144 @@ mod tests {
         assert_eq!(g, [0.25; 3]);
         assert!(relu_forward(&[1.0; 4], &mut y).is_err());
         assert!(tanh_backward(&[0.0; 3], &[0.0; 2], &mut g).is_err());
+    }
+
+    const NAN: f32 = f32::NAN;
+    const INF: f32 = f32::INFINITY;
+
+    fn isas() -> Vec<crate::simd::Isa> {
+        use crate::simd::Isa;
+        [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon]
+            .into_iter()
+            .filter(|i| i.is_available())
+            .collect()
+    }
+
+    #[test]
+    fn relu_keeps_nan_and_handles_infinities_on_every_isa() {
+        use crate::simd::vectorize_with;
+        // PyTorch: relu(nan) = nan, relu(-inf) = 0, relu(inf) = inf, relu(-0.) = 0.
+        // 19 elements, NaN moved through every lane of the vector body and the tail.
+        for nan_at in 0..19 {
+            let mut x = [-2.0, 3.0, -INF, INF, -0.0, 0.0, 1e-40, -1e-40, 0.5].repeat(3);
+            x.truncate(19);
+            x[nan_at] = NAN;
+            let mut want: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+            want[nan_at] = NAN;
+            for isa in isas() {
+                let mut y = vec![7.0; 19];
+                vectorize_with(isa, Relu { x: &x, y: &mut y });
+                same_bits("relu", &y, &want);
+                assert!(y[nan_at].is_nan(), "{isa:?} NaN at {nan_at}: {y:?}");
+                assert_eq!(y.iter().filter(|v| v.is_nan()).count(), 1, "{isa:?}");
+            }
+            let mut y = vec![7.0; 19];
+            reference::relu(&x, &mut y).unwrap();
+            same_bits("reference relu", &y, &want);
+            assert!(y[nan_at].is_nan());
+        }
+        let mut y = [9.0; 4];
+        relu_forward(&[NAN, -INF, INF, -0.0], &mut y).unwrap();
+        assert!(y[0].is_nan());
+        assert_eq!(
+            y[1..].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            [0, INF.to_bits(), 0]
+        );
+    }
+
+    #[test]
+    fn relu_backward_follows_threshold_backward_at_nan_zero_and_infinities() {
+        use crate::simd::vectorize_with;
+        // PyTorch's threshold_backward(g, x, 0) is `x <= 0 ? 0 : g`: NaN input passes the
+        // gradient (NaN <= 0 is false), 0 and -0 block it, +inf passes, -inf blocks.
+        let x = [NAN, -INF, INF, 0.0, -0.0, 1.0, -1.0, 1e-40, NAN, 2.0, -5.0];
+        let g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, NAN, -10.0, 11.0];
+        let want = [1.0, 0.0, 3.0, 0.0, 0.0, 6.0, 0.0, 8.0, NAN, -10.0, 0.0];
+        for isa in isas() {
+            let mut gx = [9.0; 11];
+            vectorize_with(
+                isa,
+                ReluBackward {
+                    x: &x,
+                    grad_y: &g,
+                    grad_x: &mut gx,
+                },
+            );
+            same_bits("relu_backward", &gx, &want);
+            assert!(gx[8].is_nan() && !gx[0].is_nan(), "{isa:?}: {gx:?}");
+        }
+        let mut gx = [9.0; 11];
+        relu_backward(&x, &g, &mut gx).unwrap();
+        same_bits("relu_backward", &gx, &want);
+        reference::relu_backward(&x, &g, &mut gx).unwrap();
+        same_bits("reference relu_backward", &gx, &want);
+    }
+
+    #[test]
+    fn sigmoid_and_tanh_propagate_nan_forward_and_backward() {
+        for nan_at in 0..19 {
+            let mut x: Vec<f32> = (0..19).map(|i| i as f32 * 0.3 - 2.0).collect();
+            x[nan_at] = NAN;
+            let gy = vec![1.0; 19];
+            let (mut y, mut gx) = (vec![0.0; 19], vec![0.0; 19]);
+            sigmoid_forward(&x, &mut y).unwrap();
+            assert!(y[nan_at].is_nan() && y.iter().filter(|v| v.is_nan()).count() == 1);
+            sigmoid_backward(&y, &gy, &mut gx).unwrap();
+            assert!(gx[nan_at].is_nan() && gx.iter().filter(|v| v.is_nan()).count() == 1);
+            tanh_forward(&x, &mut y).unwrap();
+            assert!(y[nan_at].is_nan() && y.iter().filter(|v| v.is_nan()).count() == 1);
+            tanh_backward(&y, &gy, &mut gx).unwrap();
+            assert!(gx[nan_at].is_nan() && gx.iter().filter(|v| v.is_nan()).count() == 1);
+        }
+        // Saturation at the infinities is exact: sigmoid(+-inf) = 1, 0; tanh(+-inf) = +-1.
+        let mut y = [0.0; 2];
+        tanh_forward(&[INF, -INF], &mut y).unwrap();
+        assert_eq!(y, [1.0, -1.0]);
+    }
+
+    fn special_values() -> impl proptest::strategy::Strategy<Value = Vec<f32>> {
+        use proptest::prelude::*;
+        let v = prop_oneof![
+            4 => -50.0f32..50.0,
+            1 => proptest::sample::select(vec![NAN, INF, -INF, 0.0, -0.0, 1e-40, -1e-40]),
+        ];
+        proptest::collection::vec(v, 0..70)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// Every ISA against the reference, NaN-aware: NaN must come out exactly where the
+        /// reference has it.
+        #[test]
+        fn proptest_activations_match_reference_with_nan(x in special_values(), seed in 0u32..100) {
+            use crate::simd::vectorize_with;
+            let n = x.len();
+            let gy: Vec<f32> = (0..n).map(|i| ((i as u32 * 7 + seed) % 13) as f32 - 6.0).collect();
+            let (mut want, mut want_g) = (vec![0.0; n], vec![0.0; n]);
+            reference::relu(&x, &mut want).unwrap();
+            reference::relu_backward(&x, &gy, &mut want_g).unwrap();
+            for isa in isas() {
+                let (mut y, mut g) = (vec![1.0; n], vec![1.0; n]);
+                vectorize_with(isa, Relu { x: &x, y: &mut y });
+                vectorize_with(isa, ReluBackward { x: &x, grad_y: &gy, grad_x: &mut g });
+                for i in 0..n {
+                    proptest::prop_assert_eq!(y[i].is_nan(), want[i].is_nan());
+                    proptest::prop_assert!(y[i].is_nan() || y[i].to_bits() == want[i].to_bits());
+                    proptest::prop_assert_eq!(g[i].is_nan(), want_g[i].is_nan());
+                    proptest::prop_assert!(g[i].is_nan() || g[i].to_bits() == want_g[i].to_bits());
+                }
+            }
+            let (mut y, mut r) = (vec![0.0; n], vec![0.0; n]);
+            sigmoid_forward(&x, &mut y).unwrap();
+            reference::sigmoid(&x, &mut r).unwrap();
+            for i in 0..n {
+                proptest::prop_assert_eq!(y[i].is_nan(), r[i].is_nan());
+            }
+            tanh_forward(&x, &mut y).unwrap();
+            reference::tanh(&x, &mut r).unwrap();
+            for i in 0..n {
+                proptest::prop_assert_eq!(y[i].is_nan(), r[i].is_nan());
+            }
+        }
     }
 }

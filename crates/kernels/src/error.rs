@@ -144,6 +144,12 @@ pub(crate) fn mul(what: &'static str, a: usize, b: usize) -> Result<usize> {
     a.checked_mul(b).ok_or(KernelError::Overflow { what })
 }
 
+/// `a + b` or an overflow error naming `what`.
+#[inline]
+pub(crate) fn add(what: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b).ok_or(KernelError::Overflow { what })
+}
+
 /// Product of all `dims` or an overflow error naming `what`.
 #[inline]
 pub(crate) fn product(what: &'static str, dims: &[usize]) -> Result<usize> {

@@ -4,12 +4,13 @@
 //! column range once per output column, instead of once per output as in the reference.
 //! The common non-overlapping 2x2 window (LeNet, d2l's `MaxPool2d(2)`/`AvgPool2d(2)`) has
 //! its own unrolled loop. Max pooling scans each window in the reference's order with the
-//! same comparisons, so values and argmax indices agree bit for bit (first maximum wins,
-//! the first NaN wins). Average pooling with stride 1 sums windows a vector of outputs at a
+//! same comparisons ([`takes`]), so values and argmax indices agree bit for bit (first
+//! maximum wins; a NaN wins over any number, the last NaN of the window over earlier ones,
+//! as in PyTorch's CPU kernel). Average pooling with stride 1 sums windows a vector of outputs at a
 //! time.
 
 use crate::conv::rows;
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{add, check_len, mul, KernelError, Result};
 use crate::shape::Pool2dShape;
 use crate::simd::{vectorize, Simd, WithSimd};
 
@@ -28,6 +29,9 @@ pub(crate) fn check_pool2d(s: &Pool2dShape, x_len: usize, y_len: usize) -> Resul
 
 /// The window of output `o` along one axis, clipped to the input: `(lo, hi, full)` where
 /// `full` counts the padding too (PyTorch's `count_include_pad` divisor).
+///
+/// `padded` is `size + 2 * pad`, checked when the [`Geom`] was built; validation guarantees
+/// `o * stride + kernel <= padded` for every output `o`, so nothing here can overflow.
 #[inline(always)]
 fn window(
     o: usize,
@@ -35,12 +39,13 @@ fn window(
     kernel: usize,
     pad: usize,
     size: usize,
+    padded: usize,
 ) -> (usize, usize, usize) {
     // Coordinates shifted by the padding, so nothing goes negative.
     let start = o * stride;
-    let end = (start + kernel).min(size + 2 * pad);
+    let end = (start + kernel).min(padded);
     let lo = start.max(pad) - pad;
-    let hi = end.min(size + pad).saturating_sub(pad);
+    let hi = end.min(padded - pad).saturating_sub(pad);
     (lo, hi, end - start)
 }
 
@@ -57,13 +62,21 @@ struct Geom {
     sw: usize,
     ph: usize,
     pw: usize,
+    /// `in_h + 2 * ph` and `in_w + 2 * pw`.
+    hp: usize,
+    wp: usize,
     include_pad: bool,
 }
 
 impl Geom {
-    fn new(s: &Pool2dShape, (oh, ow): (usize, usize)) -> Geom {
+    /// After validation; the padded sizes are computed checked here, once, so the loops can
+    /// use plain arithmetic.
+    fn new(s: &Pool2dShape, (oh, ow): (usize, usize)) -> Result<Geom> {
         let p = &s.params;
-        Geom {
+        let padded = |what, size: usize, pad: usize| add(what, size, mul(what, pad, 2)?);
+        Ok(Geom {
+            hp: padded("padded pool height", s.in_h, p.padding.0)?,
+            wp: padded("padded pool width", s.in_w, p.padding.1)?,
             in_h: s.in_h,
             in_w: s.in_w,
             oh,
@@ -75,13 +88,13 @@ impl Geom {
             ph: p.padding.0,
             pw: p.padding.1,
             include_pad: p.count_include_pad,
-        }
+        })
     }
     fn rows(&self, oy: usize) -> (usize, usize, usize) {
-        window(oy, self.sh, self.kh, self.ph, self.in_h)
+        window(oy, self.sh, self.kh, self.ph, self.in_h, self.hp)
     }
     fn cols(&self, ox: usize) -> (usize, usize, usize) {
-        window(ox, self.sw, self.kw, self.pw, self.in_w)
+        window(ox, self.sw, self.kw, self.pw, self.in_w, self.wp)
     }
     /// Non-overlapping, unpadded 2x2 windows.
     fn is_2x2(&self) -> bool {
@@ -100,7 +113,19 @@ impl Geom {
     }
 }
 
+/// Whether a max-pool scan moves its maximum to `v`: PyTorch's CPU rule
+/// `val > maxval || isnan(val)`. A NaN always takes over and nothing but a later NaN
+/// replaces it, so a window holding NaN gives NaN, at the position of its last NaN in
+/// row-major order (PyTorch's index too); otherwise the first maximum wins ties.
+#[inline(always)]
+pub(crate) fn takes(v: f32, best: f32) -> bool {
+    v > best || v.is_nan()
+}
+
 /// Max pooling; `argmax[o]` is the index within its `in_h * in_w` plane that output `o` took.
+///
+/// NaN propagates as in PyTorch: a window holding NaN gives NaN, and `argmax` points at its
+/// last NaN (row-major scan), so the backward pass sends the gradient there.
 ///
 /// ```
 /// use tinycnn_kernels::{max_pool2d_forward, Pool2dParams, Pool2dShape};
@@ -119,7 +144,7 @@ pub fn max_pool2d_forward(
 ) -> Result<()> {
     let hw = check_pool2d(s, x.len(), y.len())?;
     check_len("argmax", argmax.len(), y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
     let planes = x.chunks_exact(plane_in).zip(
         y.chunks_exact_mut(plane_out)
@@ -142,12 +167,9 @@ pub fn max_pool2d_forward(
                     ];
                     let (mut best, mut idx) = (f32::NEG_INFINITY, taps[0].1);
                     for (v, i) in taps {
-                        if v > best || v.is_nan() {
+                        if takes(v, best) {
                             best = v;
                             idx = i;
-                            if v.is_nan() {
-                                break;
-                            }
                         }
                     }
                     *yo = best;
@@ -160,15 +182,12 @@ pub fn max_pool2d_forward(
                 let (w0, w1, _) = g.cols(ox);
                 let mut best = f32::NEG_INFINITY;
                 let mut idx = h0 * g.in_w + w0;
-                'window: for iy in h0..h1 {
+                for iy in h0..h1 {
                     let row = &xp[iy * g.in_w..][w0..w1];
                     for (j, &v) in row.iter().enumerate() {
-                        if v > best || v.is_nan() {
+                        if takes(v, best) {
                             best = v;
                             idx = iy * g.in_w + w0 + j;
-                            if v.is_nan() {
-                                break 'window;
-                            }
                         }
                     }
                 }
@@ -190,7 +209,7 @@ pub fn max_pool2d_backward(
 ) -> Result<()> {
     let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
     check_len("argmax", argmax.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
     if argmax.iter().any(|&i| i as usize >= plane_in) {
         return Err(KernelError::InvalidArgument {
@@ -225,7 +244,7 @@ pub fn max_pool2d_backward(
 /// ```
 pub fn avg_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32]) -> Result<()> {
     let hw = check_pool2d(s, x.len(), y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     vectorize(AvgForward { g, x, y });
     Ok(())
 }
@@ -266,10 +285,7 @@ impl WithSimd for AvgForward<'_> {
                     // Outputs whose whole column range is inside the input: a vector of
                     // them reads `kw` shifted vectors per input row.
                     let first = g.pw.min(g.ow);
-                    let inner_end = (g.in_w + g.pw + 1)
-                        .saturating_sub(g.kw)
-                        .min(g.ow)
-                        .max(first);
+                    let inner_end = (g.wp - g.pw + 1).saturating_sub(g.kw).min(g.ow).max(first);
                     for (o, out) in yr[..first].iter_mut().enumerate() {
                         *out = window_mean(&g, xp, rows_y, g.cols(o));
                     }
@@ -323,7 +339,7 @@ fn window_mean(
 /// Gradient of [`avg_pool2d_forward`] (overwrites `grad_x`).
 pub fn avg_pool2d_backward(s: &Pool2dShape, grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
     let hw = check_pool2d(s, grad_x.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     vectorize(AvgBackward { g, grad_y, grad_x });
     Ok(())
 }
@@ -540,5 +556,130 @@ mod tests {
         ));
         let too_much_pad = Pool2dShape::new(Pool2dParams::new(2).with_padding((2, 2)), 1, 1, 4, 4);
         assert!(avg_pool2d_forward(&too_much_pad, &x, &mut y).is_err());
+    }
+
+    /// Runs fast and reference max pooling on `x` and checks both against the expected
+    /// values (NaN-aware) and argmax, then checks the gradient lands on the argmax.
+    fn check_max(s: &Pool2dShape, x: &[f32], want_y: &[f32], want_idx: &[u32]) {
+        let n = s.output_len().unwrap();
+        let (mut y, mut idx) = (vec![0.0; n], vec![0u32; n]);
+        max_pool2d_forward(s, x, &mut y, &mut idx).unwrap();
+        let (mut yr, mut ir) = (vec![0.0; n], vec![0u32; n]);
+        reference::max_pool2d(s, x, &mut yr, &mut ir).unwrap();
+        for (what, y, idx) in [("fast", &y, &idx), ("reference", &yr, &ir)] {
+            for (o, (a, e)) in y.iter().zip(want_y).enumerate() {
+                assert!(
+                    a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()),
+                    "{what} y[{o}] = {a}, want {e}; x = {x:?}"
+                );
+            }
+            assert_eq!(idx.as_slice(), want_idx, "{what} argmax; x = {x:?}");
+        }
+        let gy: Vec<f32> = (0..n).map(|o| o as f32 + 1.0).collect();
+        let mut gx = vec![7.0; x.len()];
+        max_pool2d_backward(s, &gy, &idx, &mut gx).unwrap();
+        let mut want_gx = vec![0.0; x.len()];
+        for (o, &i) in want_idx.iter().enumerate() {
+            want_gx[i as usize] += gy[o];
+        }
+        assert_eq!(gx, want_gx, "backward; x = {x:?}");
+    }
+
+    #[test]
+    fn max_pool_nan_in_each_position_of_a_2x2_window() {
+        // One 2x2 window, NaN at each of its four positions, among values where the
+        // maximum (9) sits elsewhere: PyTorch gives NaN and the NaN's index.
+        let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 2, 2);
+        for p in 0..4 {
+            let mut x = [1.0, 9.0, -3.0, 4.0];
+            x[p] = f32::NAN;
+            check_max(&s, &x, &[f32::NAN], &[p as u32]);
+        }
+        // No NaN: plain max; all -inf: -inf at the first position.
+        check_max(&s, &[1.0, 9.0, -3.0, 9.0], &[9.0], &[1]);
+        check_max(&s, &[f32::NEG_INFINITY; 4], &[f32::NEG_INFINITY], &[0]);
+        // Two NaNs: PyTorch's CPU scan (`val > maxval || isnan(val)`) keeps the last one.
+        for (a, b) in [(0, 1), (0, 3), (1, 2), (2, 3)] {
+            let mut x = [1.0, 9.0, f32::INFINITY, 4.0];
+            x[a] = f32::NAN;
+            x[b] = f32::NAN;
+            check_max(&s, &x, &[f32::NAN], &[b as u32]);
+        }
+    }
+
+    #[test]
+    fn max_pool_nan_in_each_position_of_a_padded_3x3_window() {
+        // 3x3 input, kernel 3, stride 1, padding 1: 9 windows, each clipped to the input.
+        // NaN at input position p is in every window covering it; the others take their max.
+        let s = Pool2dShape::new(
+            Pool2dParams::new(3)
+                .with_stride((1, 1))
+                .with_padding((1, 1)),
+            1,
+            1,
+            3,
+            3,
+        );
+        let base: [f32; 9] = [5.0, -1.0, 2.0, 8.0, 0.0, -7.0, 3.0, 6.0, 1.0];
+        for p in 0..9 {
+            let mut x = base;
+            x[p] = f32::NAN;
+            let (py, px) = (p / 3, p % 3);
+            let mut want_y = [0.0f32; 9];
+            let mut want_i = [0u32; 9];
+            for oy in 0..3usize {
+                for ox in 0..3usize {
+                    let (h0, h1) = (oy.saturating_sub(1), (oy + 2).min(3));
+                    let (w0, w1) = (ox.saturating_sub(1), (ox + 2).min(3));
+                    let o = oy * 3 + ox;
+                    if (h0..h1).contains(&py) && (w0..w1).contains(&px) {
+                        want_y[o] = f32::NAN;
+                        want_i[o] = p as u32;
+                    } else {
+                        // Hand rule: the largest of the window, first on ties.
+                        let mut best = (f32::NEG_INFINITY, 0);
+                        for iy in h0..h1 {
+                            for ix in w0..w1 {
+                                if x[iy * 3 + ix] > best.0 {
+                                    best = (x[iy * 3 + ix], iy * 3 + ix);
+                                }
+                            }
+                        }
+                        want_y[o] = best.0;
+                        want_i[o] = best.1 as u32;
+                    }
+                }
+            }
+            check_max(&s, &x, &want_y, &want_i);
+        }
+        // Spot value from PyTorch's documented semantics, by hand: the centre window sees
+        // the whole input, max 8 at index 3.
+        let mut y = [0.0; 9];
+        let mut i = [0u32; 9];
+        max_pool2d_forward(&s, &base, &mut y, &mut i).unwrap();
+        assert_eq!((y[4], i[4]), (8.0, 3));
+        // Two NaNs in the centre window (indices 1 and 7): the last one, 7.
+        let mut x = base;
+        x[1] = f32::NAN;
+        x[7] = f32::NAN;
+        max_pool2d_forward(&s, &x, &mut y, &mut i).unwrap();
+        assert!(y[4].is_nan());
+        assert_eq!(i[4], 7);
+        assert_eq!(i[0], 1); // top-left window: rows 0-1, cols 0-1, only NaN at 1
+    }
+
+    #[test]
+    fn avg_pool_propagates_nan_to_the_windows_holding_it() {
+        let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 4, 4);
+        for p in 0..16 {
+            let mut x = [1.0f32; 16];
+            x[p] = f32::NAN;
+            let mut y = [0.0; 4];
+            avg_pool2d_forward(&s, &x, &mut y).unwrap();
+            let window = (p / 4 / 2) * 2 + (p % 4) / 2;
+            for (o, v) in y.iter().enumerate() {
+                assert_eq!(v.is_nan(), o == window, "NaN at {p}: {y:?}");
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{check_len, KernelError, Result};
 use crate::optim::{AdamConfig, SgdConfig};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, GemmShape, Pool2dShape, Transpose};
+use crate::simd::max_nan;
 use crate::softmax::{check_labels, check_rows};
 
 /// d2l's `corr2d`: `Y[i, j] = sum(X[i:i+kh, j:j+kw] * K)`, no padding, stride 1.
@@ -241,7 +242,8 @@ pub(crate) fn pool_window(
 }
 
 /// Max pooling; `argmax` receives, per output, the index of the chosen input within its
-/// `in_h * in_w` plane (PyTorch's `return_indices`). The first NaN in a window wins.
+/// `in_h * in_w` plane (PyTorch's `return_indices`). A window holding NaN gives NaN and
+/// the index of its last NaN in row-major order, as PyTorch's CPU `max_pool2d` does.
 pub fn max_pool2d(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) -> Result<()> {
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
     check_len("argmax", argmax.len(), y.len())?;
@@ -253,15 +255,13 @@ pub fn max_pool2d(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32])
                 let (h0, h1, w0, w1, _) = pool_window(s, oy, ox);
                 let mut best = f32::NEG_INFINITY;
                 let mut idx = h0 * s.in_w + w0;
-                'window: for iy in h0..h1 {
+                for iy in h0..h1 {
                     for ix in w0..w1 {
                         let v = xp[iy * s.in_w + ix];
+                        // PyTorch's CPU rule: NaN always takes over, so the last NaN wins.
                         if v > best || v.is_nan() {
                             best = v;
                             idx = iy * s.in_w + ix;
-                            if v.is_nan() {
-                                break 'window;
-                            }
                         }
                     }
                 }
@@ -378,21 +378,22 @@ pub fn sgemm(
     Ok(())
 }
 
-/// `y = max(x, 0)`.
+/// `y = max(x, 0)` with NaN kept: PyTorch's `threshold(x, 0, 0)`, `x <= 0 ? 0 : x`.
 pub fn relu(x: &[f32], y: &mut [f32]) -> Result<()> {
     check_unary(x.len(), y.len())?;
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = if v > 0.0 { v } else { 0.0 };
+        *o = if v <= 0.0 { 0.0 } else { v };
     }
     Ok(())
 }
 
-/// `grad_x = grad_y` where `x > 0`, else 0 (PyTorch's choice at 0).
+/// `grad_x = x <= 0 ? 0 : grad_y`: PyTorch's `threshold_backward(grad_y, x, 0)`, so the
+/// gradient is 0 at `x == 0` and passes through where `x` is NaN.
 pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
     check_unary(x.len(), grad_x.len())?;
     check_len("grad_y", grad_y.len(), x.len())?;
     for ((o, &v), &g) in grad_x.iter_mut().zip(x).zip(grad_y) {
-        *o = if v > 0.0 { g } else { 0.0 };
+        *o = if v <= 0.0 { 0.0 } else { g };
     }
     Ok(())
 }
@@ -440,7 +441,8 @@ pub fn softmax(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()>
     check_rows(rows, cols, x.len(), y.len())?;
     for r in 0..rows {
         let xr = &x[r * cols..(r + 1) * cols];
-        let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        // NaN-propagating: a row holding NaN is all NaN, as in PyTorch.
+        let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| max_nan(a, b));
         let mut sum = 0.0f32;
         for (o, &v) in y[r * cols..(r + 1) * cols].iter_mut().zip(xr) {
             *o = libm::expf(v - m);
@@ -466,10 +468,11 @@ pub fn log_softmax(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result
     Ok(())
 }
 
-/// `log(sum(exp(x)))`, shifted by the maximum for stability.
+/// `log(sum(exp(x)))`, shifted by the maximum for stability; NaN if any element is NaN
+/// (PyTorch's `logsumexp`), `-inf` for a row of `-inf`.
 pub fn logsumexp(x: &[f32]) -> f32 {
-    let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    if m == f32::NEG_INFINITY {
+    let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| max_nan(a, b));
+    if m.is_nan() || m == f32::NEG_INFINITY {
         return m;
     }
     let mut sum = 0.0f32;

@@ -4,7 +4,8 @@
 //! The kernels must build for `thumbv7em-none-eabihf` without `std` or `alloc`, on stable Rust,
 //! and pick AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp` and `wide`
 //! either need `std` for run-time detection or fix the ISA at compile time. What we need is
-//! small (load, store, add, mul, fma, max, min, IEEE div and sqrt, two reductions), so it is written here in
+//! small (load, store, add, mul, fma, max, min, IEEE div and sqrt, compare and select, a
+//! NaN-propagating max, reductions), so it is written here in
 //! one file, with [`cpufeatures`](https://docs.rs/cpufeatures) (no_std, cpuid-based) for
 //! detection on x86.
 //!
@@ -132,6 +133,39 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn reduce_sum(self, v: Self::V) -> f32;
     fn reduce_max(self, v: Self::V) -> f32;
 
+    /// Lane mask of `a > b`: all bits set where true, zero where false. An ordered compare,
+    /// so lanes where either side is NaN are false.
+    fn gt(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane mask of `a <= b` (ordered: false where either side is NaN).
+    fn le(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane mask of the NaN lanes of `a` (an unordered compare of `a` with itself).
+    fn is_nan(self, a: Self::V) -> Self::V;
+    /// Per lane, `a` where `mask` is set and `b` where it is clear. `mask` must come from
+    /// [`Simd::gt`], [`Simd::le`], [`Simd::is_nan`] or [`Simd::or`] (all bits set or none).
+    fn select(self, mask: Self::V, a: Self::V, b: Self::V) -> Self::V;
+    /// Bitwise or, to combine masks.
+    fn or(self, a: Self::V, b: Self::V) -> Self::V;
+
+    /// Maximum that propagates NaN (PyTorch's `maximum`): a lane is NaN when either input
+    /// lane is. [`Simd::max`] follows the ISA instead (x86 `maxps` returns its second operand
+    /// when either is NaN, `f32::max` ignores NaN), so it must not be used where NaN matters.
+    #[inline(always)]
+    fn max_nan(self, a: Self::V, b: Self::V) -> Self::V {
+        let either_nan = self.or(self.is_nan(a), self.is_nan(b));
+        // a + b is NaN whenever either lane is, whatever the ISA's max does with it.
+        self.select(either_nan, self.add(a, b), self.max(a, b))
+    }
+    /// The largest lane, or NaN if any lane is NaN.
+    #[inline(always)]
+    fn reduce_max_nan(self, v: Self::V) -> f32 {
+        let mut buf = [0.0f32; 16];
+        // SAFETY: buf holds 16 >= LANES elements.
+        unsafe { self.store_ptr(buf.as_mut_ptr(), v) };
+        buf[..Self::LANES]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| max_nan(m, x))
+    }
+
     /// Hints that the cache line holding `s[0]` will be accessed soon. A no-op where the ISA
     /// has no prefetch instruction; never faults (an empty `s` is fine).
     #[inline(always)]
@@ -170,6 +204,19 @@ pub trait Simd: Copy + Send + Sync + 'static {
         unsafe { self.store_ptr(buf.as_mut_ptr(), v) };
         let n = s.len().min(Self::LANES);
         s[..n].copy_from_slice(&buf[..n]);
+    }
+}
+
+/// `max(a, b)`, NaN if either is NaN (PyTorch's `maximum`); the scalar twin of
+/// [`Simd::max_nan`]. `f32::max` would return the other operand instead.
+#[inline(always)]
+pub fn max_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else if a > b {
+        a
+    } else {
+        b
     }
 }
 
@@ -306,6 +353,36 @@ impl Simd for Scalar {
     fn reduce_max(self, v: [f32; 4]) -> f32 {
         v[0].max(v[1]).max(v[2].max(v[3]))
     }
+    #[inline(always)]
+    fn gt(self, a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        core::array::from_fn(|i| mask(a[i] > b[i]))
+    }
+    #[inline(always)]
+    fn le(self, a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        core::array::from_fn(|i| mask(a[i] <= b[i]))
+    }
+    #[inline(always)]
+    fn is_nan(self, a: [f32; 4]) -> [f32; 4] {
+        a.map(|v| mask(v.is_nan()))
+    }
+    #[inline(always)]
+    fn select(self, m: [f32; 4], a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        // Bitwise, as the vector ISAs blend: a mask lane is all ones or all zeros.
+        core::array::from_fn(|i| {
+            let m = m[i].to_bits();
+            f32::from_bits((a[i].to_bits() & m) | (b[i].to_bits() & !m))
+        })
+    }
+    #[inline(always)]
+    fn or(self, a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        core::array::from_fn(|i| f32::from_bits(a[i].to_bits() | b[i].to_bits()))
+    }
+}
+
+/// A [`Scalar`] mask lane: all bits set for true (a NaN pattern, as on the vector ISAs).
+#[inline(always)]
+fn mask(b: bool) -> f32 {
+    f32::from_bits(if b { u32::MAX } else { 0 })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -390,6 +467,27 @@ mod x86 {
             let mut a = [0.0f32; 4];
             unsafe { _mm_storeu_ps(a.as_mut_ptr(), v) };
             a[0].max(a[1]).max(a[2].max(a[3]))
+        }
+        #[inline(always)]
+        fn gt(self, a: __m128, b: __m128) -> __m128 {
+            unsafe { _mm_cmpgt_ps(a, b) }
+        }
+        #[inline(always)]
+        fn le(self, a: __m128, b: __m128) -> __m128 {
+            unsafe { _mm_cmple_ps(a, b) }
+        }
+        #[inline(always)]
+        fn is_nan(self, a: __m128) -> __m128 {
+            unsafe { _mm_cmpunord_ps(a, a) }
+        }
+        #[inline(always)]
+        fn select(self, m: __m128, a: __m128, b: __m128) -> __m128 {
+            // SSE2 has no blend instruction (SSE4.1 does): and / andnot / or.
+            unsafe { _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b)) }
+        }
+        #[inline(always)]
+        fn or(self, a: __m128, b: __m128) -> __m128 {
+            unsafe { _mm_or_ps(a, b) }
         }
         #[inline(always)]
         fn prefetch(self, s: &[f32]) {
@@ -486,6 +584,27 @@ mod x86 {
             }
         }
         #[inline(always)]
+        fn gt(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_cmp_ps::<_CMP_GT_OQ>(a, b) }
+        }
+        #[inline(always)]
+        fn le(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_cmp_ps::<_CMP_LE_OQ>(a, b) }
+        }
+        #[inline(always)]
+        fn is_nan(self, a: __m256) -> __m256 {
+            unsafe { _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a) }
+        }
+        #[inline(always)]
+        fn select(self, m: __m256, a: __m256, b: __m256) -> __m256 {
+            // blendv takes the second operand where the mask's sign bit is set.
+            unsafe { _mm256_blendv_ps(b, a, m) }
+        }
+        #[inline(always)]
+        fn or(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_or_ps(a, b) }
+        }
+        #[inline(always)]
         fn prefetch(self, s: &[f32]) {
             // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr() as *const i8) }
@@ -562,8 +681,145 @@ mod arm {
         fn reduce_max(self, v: float32x4_t) -> f32 {
             unsafe { vmaxvq_f32(v) }
         }
+        #[inline(always)]
+        fn gt(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            unsafe { vreinterpretq_f32_u32(vcgtq_f32(a, b)) }
+        }
+        #[inline(always)]
+        fn le(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            unsafe { vreinterpretq_f32_u32(vcleq_f32(a, b)) }
+        }
+        #[inline(always)]
+        fn is_nan(self, a: float32x4_t) -> float32x4_t {
+            // A lane is NaN exactly when it does not equal itself.
+            unsafe { vreinterpretq_f32_u32(vmvnq_u32(vceqq_f32(a, a))) }
+        }
+        #[inline(always)]
+        fn select(self, m: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            unsafe { vbslq_f32(vreinterpretq_u32_f32(m), a, b) }
+        }
+        #[inline(always)]
+        fn or(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+            unsafe {
+                vreinterpretq_f32_u32(vorrq_u32(
+                    vreinterpretq_u32_f32(a),
+                    vreinterpretq_u32_f32(b),
+                ))
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 pub use arm::Neon;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    const NAN: f32 = f32::NAN;
+    const INF: f32 = f32::INFINITY;
+
+    /// Pairs covering NaN on either side and both, infinities, signed zeros, ties.
+    const A: [f32; 16] = [
+        NAN, 1.0, NAN, -INF, INF, -0.0, 0.0, 2.0, -3.0, NAN, 5.0, -1.0, 0.5, INF, -INF, 7.0,
+    ];
+    const B: [f32; 16] = [
+        1.0, NAN, NAN, NAN, 3.0, 0.0, -0.0, 2.0, -4.0, -INF, INF, -1.0, 0.25, INF, -INF, -7.0,
+    ];
+
+    /// Runs every mask op and `max_nan` over `A` and `B` with one ISA; masks come back as
+    /// `select(mask, 1, 0)`.
+    struct Ops;
+    impl WithSimd for Ops {
+        type Output = [Vec<f32>; 4];
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> [Vec<f32>; 4] {
+            let (one, zero) = (s.splat(1.0), s.zero());
+            let mut out: [Vec<f32>; 4] = Default::default();
+            let mut buf = [0.0f32; 16];
+            for i in (0..16).step_by(S::LANES) {
+                let (a, b) = (s.load(&A[i..]), s.load(&B[i..]));
+                let results = [
+                    s.select(s.gt(a, b), one, zero),
+                    s.select(s.le(a, b), one, zero),
+                    s.select(s.or(s.is_nan(a), s.is_nan(b)), one, zero),
+                    s.max_nan(a, b),
+                ];
+                for (o, r) in out.iter_mut().zip(results) {
+                    s.store(&mut buf, r);
+                    o.extend_from_slice(&buf[..S::LANES]);
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn compare_select_and_max_nan_agree_with_ieee_on_every_isa() {
+        // Hand-derived from IEEE 754: ordered compares are false with NaN; max_nan is NaN
+        // whenever either side is.
+        let gt: Vec<f32> = A
+            .iter()
+            .zip(&B)
+            .map(|(a, b)| if a > b { 1.0 } else { 0.0 })
+            .collect();
+        let le: Vec<f32> = A
+            .iter()
+            .zip(&B)
+            .map(|(a, b)| if a <= b { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(gt[..9], [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(le[..9], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+        let want_max = [
+            NAN, NAN, NAN, NAN, INF, 0.0, 0.0, 2.0, -3.0, NAN, INF, -1.0, 0.5, INF, -INF, 7.0,
+        ];
+        for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon] {
+            if !isa.is_available() {
+                continue;
+            }
+            let [g, l, n, m] = vectorize_with(isa, Ops);
+            assert_eq!(g, gt, "gt {isa:?}");
+            assert_eq!(l, le, "le {isa:?}");
+            for i in 0..16 {
+                let either = A[i].is_nan() || B[i].is_nan();
+                assert_eq!(n[i], if either { 1.0 } else { 0.0 }, "is_nan {isa:?} [{i}]");
+                assert!(
+                    m[i] == want_max[i] || (m[i].is_nan() && want_max[i].is_nan()),
+                    "max_nan {isa:?} [{i}]: {} vs {}",
+                    m[i],
+                    want_max[i]
+                );
+                assert_eq!(m[i].is_nan(), want_max[i].is_nan(), "max_nan {isa:?} [{i}]");
+                assert_eq!(max_nan(A[i], B[i]).is_nan(), either);
+            }
+        }
+    }
+
+    #[test]
+    fn reduce_max_nan_sees_a_nan_in_any_lane() {
+        struct R(usize);
+        impl WithSimd for R {
+            type Output = (f32, f32);
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, s: S) -> (f32, f32) {
+                let mut v = [1.0f32; 16];
+                v[self.0 % S::LANES] = NAN;
+                let w: [f32; 16] = core::array::from_fn(|i| i as f32 - 20.0);
+                (s.reduce_max_nan(s.load(&v)), s.reduce_max_nan(s.load(&w)))
+            }
+        }
+        for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon] {
+            if !isa.is_available() {
+                continue;
+            }
+            for lane in 0..isa.lanes() {
+                let (with_nan, plain) = vectorize_with(isa, R(lane));
+                assert!(with_nan.is_nan(), "{isa:?} lane {lane}");
+                assert_eq!(plain, isa.lanes() as f32 - 21.0, "{isa:?}");
+            }
+        }
+    }
+}

@@ -4,6 +4,11 @@
 //! [`Simd`] layer; `exp` and `log` are `libm` per element, as in the reference. Sums are
 //! taken in a different order than the reference's left-to-right loop, so results agree to
 //! rounding, not bit for bit.
+//!
+//! NaN propagates as in PyTorch: a row holding NaN comes out all NaN (softmax, log-softmax
+//! and their gradients), and so does the cross-entropy loss and its gradient. The row
+//! maximum is NaN-propagating ([`crate::simd::Simd::max_nan`]) so this does not hinge on
+//! which operand the ISA's `max` returns.
 
 use crate::conv::rows;
 use crate::error::{check_len, mul, KernelError, Result};
@@ -35,11 +40,12 @@ pub(crate) fn check_labels(rows: usize, cols: usize, labels: &[u32]) -> Result<(
     Ok(())
 }
 
-/// `log(sum(exp(x)))` shifted by the row maximum; `-inf` for a row of `-inf`.
+/// `log(sum(exp(x)))` shifted by the row maximum; NaN for a row holding NaN, `-inf` for a
+/// row of `-inf`.
 #[inline(always)]
 fn logsumexp<S: Simd>(s: S, x: &[f32]) -> f32 {
     let m = rows::max(s, x);
-    if m == f32::NEG_INFINITY {
+    if m.is_nan() || m == f32::NEG_INFINITY {
         return m;
     }
     let mut sum = 0.0f32;
@@ -306,5 +312,63 @@ mod tests {
         ));
         assert!(softmax_forward(0, 3, &[], &mut []).is_err());
         assert!(softmax_forward(1, 3, &[0.0; 3], &mut [0.0; 2]).is_err());
+    }
+
+    #[test]
+    fn nan_anywhere_in_a_row_makes_that_row_nan() {
+        // PyTorch: softmax / log_softmax of a row holding NaN is all NaN, and the mean
+        // cross-entropy over a batch with such a row is NaN. Other rows are untouched.
+        for cols in [1usize, 3, 4, 8, 9, 17, 33] {
+            for nan_at in 0..cols {
+                for special in [0.0f32, f32::NEG_INFINITY, f32::INFINITY] {
+                    let rows = 3;
+                    let mut x: Vec<f32> = (0..rows * cols).map(|i| (i % 5) as f32 - 2.0).collect();
+                    // Row 1 holds the NaN; an infinity elsewhere in it must not hide it.
+                    let r = cols;
+                    if cols > 1 {
+                        x[r + (nan_at + 1) % cols] = special;
+                    }
+                    x[r + nan_at] = f32::NAN;
+                    let n = rows * cols;
+                    let row_nan = |v: &[f32]| {
+                        v.iter()
+                            .enumerate()
+                            .all(|(i, y)| y.is_nan() == (i / cols == 1))
+                    };
+                    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+                    softmax_forward(rows, cols, &x, &mut a).unwrap();
+                    reference::softmax(rows, cols, &x, &mut b).unwrap();
+                    assert!(row_nan(&a) && row_nan(&b), "softmax {cols} {nan_at}: {a:?}");
+                    log_softmax_forward(rows, cols, &x, &mut a).unwrap();
+                    reference::log_softmax(rows, cols, &x, &mut b).unwrap();
+                    assert!(
+                        row_nan(&a) && row_nan(&b),
+                        "log_softmax {cols} {nan_at}: {a:?}"
+                    );
+                    let labels = [0u32, (cols - 1) as u32, 0];
+                    assert!(cross_entropy_forward(rows, cols, &x, &labels)
+                        .unwrap()
+                        .is_nan());
+                    assert!(reference::cross_entropy(rows, cols, &x, &labels)
+                        .unwrap()
+                        .is_nan());
+                    cross_entropy_backward(rows, cols, &x, &labels, 1.0, &mut a).unwrap();
+                    reference::cross_entropy_backward(rows, cols, &x, &labels, 1.0, &mut b)
+                        .unwrap();
+                    assert!(
+                        row_nan(&a) && row_nan(&b),
+                        "ce backward {cols} {nan_at}: {a:?}"
+                    );
+                    assert!(reference::logsumexp(&x[r..r + cols]).is_nan());
+                }
+            }
+        }
+        // Backward from a forward output holding NaN: the row's gradient is NaN.
+        let y = [0.5, f32::NAN, 0.5, 0.25, 0.25, 0.5];
+        let mut g = [0.0; 6];
+        softmax_backward(2, 3, &y, &[1.0; 6], &mut g).unwrap();
+        assert!(g[..3].iter().all(|v| v.is_nan()) && g[3..].iter().all(|v| !v.is_nan()));
+        log_softmax_backward(2, 3, &y, &[1.0; 6], &mut g).unwrap();
+        assert!(g[1].is_nan());
     }
 }

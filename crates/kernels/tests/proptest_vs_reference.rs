@@ -317,11 +317,18 @@ proptest! {
     }
 
     #[test]
-    fn max_pool_propagates_nan_like_reference(c in pool_case(), where_frac in 0.0f64..1.0) {
+    fn max_pool_propagates_nan_like_reference(
+        c in pool_case(),
+        where_frac in 0.0f64..1.0,
+        second in proptest::option::of(0.0f64..1.0),
+    ) {
+        // One or two NaNs: with two in a window, PyTorch (and the reference) takes the last.
         let s = &c.shape;
-        let (_, mut x) = pool_input(&c);
-        let i = ((x.len() as f64 * where_frac) as usize).min(x.len() - 1);
-        x[i] = f32::NAN;
+        let (mut rng, mut x) = pool_input(&c);
+        for f in std::iter::once(where_frac).chain(second) {
+            let i = ((x.len() as f64 * f) as usize).min(x.len() - 1);
+            x[i] = f32::NAN;
+        }
         let ny = s.output_len().unwrap();
         let (mut y_ref, mut a_ref) = (vec![0.0; ny], vec![0u32; ny]);
         reference::max_pool2d(s, &x, &mut y_ref, &mut a_ref).unwrap();
@@ -329,6 +336,19 @@ proptest! {
         max_pool2d_forward(s, &x, &mut y, &mut a).unwrap();
         assert_same("max_pool2d_forward with NaN", &y, &y_ref);
         prop_assert_eq!(&a, &a_ref);
+        // Every NaN output points at a NaN input of its plane.
+        let plane = s.in_h * s.in_w;
+        let out_plane = ny / (s.batch * s.channels);
+        for (o, (&v, &i)) in y.iter().zip(&a).enumerate() {
+            if v.is_nan() {
+                prop_assert!(x[(o / out_plane) * plane + i as usize].is_nan());
+            }
+        }
+        let gy = rng.vec(ny, -1.0, 1.0);
+        let (mut gx, mut gx_ref) = (vec![f32::NAN; x.len()], vec![0.0; x.len()]);
+        max_pool2d_backward(s, &gy, &a, &mut gx).unwrap();
+        reference::max_pool2d_backward(s, &gy, &a_ref, &mut gx_ref).unwrap();
+        assert_close_floor("max_pool2d_backward with NaN", &gx, &gx_ref, TOL, max_abs(&gy));
     }
 
     #[test]
@@ -478,7 +498,16 @@ proptest! {
     #[test]
     fn activations_match_reference(len in 0usize..=67, sc in scale(), seed in any::<u64>()) {
         let mut rng = Rng::new(seed);
-        let x = scaled_vec(&mut rng, len, sc, true);
+        let mut x = scaled_vec(&mut rng, len, sc, true);
+        // NaN and infinities in some places: they must come out where the reference has them.
+        for v in x.iter_mut() {
+            match rng.below(16) {
+                0 => *v = f32::NAN,
+                1 => *v = f32::INFINITY,
+                2 => *v = f32::NEG_INFINITY,
+                _ => {}
+            }
+        }
         let gy = rng.vec(len, -1.0, 1.0);
         let (mut y, mut y_ref) = (vec![f32::NAN; len], vec![0.0; len]);
 

@@ -77,6 +77,7 @@ pub mod display;
 pub mod error;
 pub mod infer;
 pub mod io;
+pub mod limits;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -192,6 +192,8 @@ pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Res
             return Err(Error::mismatch(op, a, b));
         };
     }
+    // Every broadcasting op allocates the result: refuse absurd ones here, in one place.
+    crate::limits::checked_numel(op, &out)?;
     Ok(out)
 }
 
@@ -998,7 +1000,7 @@ impl Tensor {
         let batch = broadcast_shape("matmul", &ash[..ra - 2], &bsh[..rb - 2])?;
         let mut out_shape = batch.clone();
         out_shape.extend([m, n]);
-        let mut c = vec![0.0; numel_of(&out_shape)];
+        let mut c = vec![0.0; crate::limits::checked_numel("matmul", &out_shape)?];
         let (a, b) = (self.data(), other.data());
         let (sa, sb) = (
             bcast_strides(&ash[..ra - 2], &batch),
@@ -1041,7 +1043,7 @@ impl Tensor {
             }
         }
         let rows = self.numel() / in_f.max(1);
-        let mut y = vec![0.0; rows * out_f];
+        let mut y = vec![0.0; crate::limits::checked_numel("linear", &[rows, out_f])?];
         if rows > 0 && out_f > 0 {
             let g = GemmShape::new(rows, out_f, in_f).with_transpose(Transpose::No, Transpose::Yes);
             gemm(
@@ -1116,7 +1118,7 @@ impl Tensor {
             ));
         }
         let (xs, ws) = (self.shape(), w.shape());
-        if groups == 0 || ws[1] * groups != xs[1] {
+        if groups == 0 || ws[1].checked_mul(groups) != Some(xs[1]) {
             return Err(Error::mismatch(
                 "conv2d (input channels vs weight [out, in/groups, kh, kw])",
                 xs,
@@ -1137,6 +1139,16 @@ impl Tensor {
         }
         let (oh, ow) = shape.out_hw().map_err(Error::kernel("conv2d"))?;
         let out_shape = vec![xs[0], ws[0], oh, ow];
+        // A huge padding can make the output or the padded scratch copy enormous while the
+        // input stays small: bound both before allocating.
+        crate::limits::checked_numel("conv2d", &out_shape)?;
+        for s in [
+            k::conv2d_workspace_len(&shape.with_batch(1)),
+            k::conv2d_backward_input_workspace_len(&shape.with_batch(1)),
+            k::conv2d_backward_weight_workspace_len(&shape.with_batch(1)),
+        ] {
+            crate::limits::check_count("conv2d (scratch)", &out_shape, s)?;
+        }
         let y = {
             let (xd, wd) = (self.data(), w.data());
             let bd = b.map(|b| b.data());

@@ -289,11 +289,22 @@ impl Tensor {
                 "step must be finite and non-zero, bounds finite",
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        Ok(Tensor::raw(
-            (0..n).map(|i| start + i as f32 * step).collect(),
-            vec![n],
-        ))
+        // In f64 and compared before the cast: `as usize` saturates, so a tiny step would
+        // ask for usize::MAX elements.
+        let count = ((end as f64 - start as f64) / step as f64).ceil().max(0.0);
+        if count > crate::limits::MAX_NUMEL as f64 {
+            return Err(Error::invalid(
+                "arange",
+                format!(
+                    "({start}, {end}, step {step}) gives {count:e} elements, more than the limit of {} (tinycnn::limits::MAX_NUMEL)",
+                    crate::limits::MAX_NUMEL
+                ),
+            ));
+        }
+        let n = count as usize;
+        let mut v = crate::limits::try_with_capacity("arange", &[n], n)?;
+        v.extend((0..n).map(|i| start + i as f32 * step));
+        Ok(Tensor::raw(v, vec![n]))
     }
 
     /// Uniform in `[0, 1)` from the global generator (`torch.rand`).
@@ -330,10 +341,9 @@ impl Tensor {
                 format!("std must be finite and >= 0, got {std}"),
             ));
         }
+        let n = crate::limits::checked_numel("normal", shape)?;
         Ok(Tensor::raw(
-            (0..numel_of(shape))
-                .map(|_| mean + std * rng.normal())
-                .collect(),
+            (0..n).map(|_| mean + std * rng.normal()).collect(),
             shape.to_vec(),
         ))
     }
@@ -349,10 +359,9 @@ impl Tensor {
                 format!("need finite low <= high, got {low}, {high}"),
             ));
         }
+        let n = crate::limits::checked_numel("uniform", shape)?;
         Ok(Tensor::raw(
-            (0..numel_of(shape))
-                .map(|_| low + (high - low) * rng.uniform())
-                .collect(),
+            (0..n).map(|_| low + (high - low) * rng.uniform()).collect(),
             shape.to_vec(),
         ))
     }

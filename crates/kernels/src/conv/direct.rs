@@ -44,7 +44,7 @@ impl WithSimd for Forward<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         let g = self.g;
         let padded = g.ph != 0 || g.pw != 0;
-        let (xh, xw) = (g.in_h + 2 * g.ph, g.in_w + 2 * g.pw);
+        let (xh, xw) = (g.hp, g.wp);
         let pad_plane = xh * xw;
         let ws: &mut [f32] = if padded {
             let ws = &mut self.ws[..g.cin_g * pad_plane];
@@ -304,7 +304,8 @@ const MAX_BLOCKED_KW: usize = 7;
 
 /// Rows and row length of the zero-padded, right-margined copy of one image-group.
 fn weight_copy_dims(g: &Geom) -> (usize, usize) {
-    (g.in_h + 2 * g.ph, g.in_w + 2 * g.pw + ROW_MARGIN)
+    // Both checked when the `Geom` was built.
+    (g.hp, g.wp_margin)
 }
 
 /// Workspace of the register-blocked backward weight: one image-group's padded copy.

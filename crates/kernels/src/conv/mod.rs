@@ -20,7 +20,7 @@ mod direct;
 mod im2col;
 pub(crate) mod rows;
 
-use crate::error::{check_len, check_workspace, mul, Result};
+use crate::error::{add, check_len, check_workspace, mul, product, Result};
 use crate::gemm::sgemm_workspace_len;
 use crate::shape::{Conv2dParams, Conv2dShape};
 use crate::simd::{vectorize, Simd, WithSimd};
@@ -199,7 +199,12 @@ fn resolve_backward_weight(algo: ConvAlgo, s: &Conv2dShape) -> ConvAlgo {
     }
 }
 
-/// The sizes of a validated convolution, all known to fit in `usize`.
+/// The sizes of a validated convolution, every derived size computed once, checked.
+///
+/// This is the one place the convolution combines shape values (products of sizes,
+/// padded sizes, the backward-weight row margin), so the loops that use the fields can do
+/// plain arithmetic on them: a shape whose derived sizes overflow `usize` never gets a
+/// `Geom`, it gets [`crate::KernelError::Overflow`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Geom {
     pub batch: usize,
@@ -228,15 +233,24 @@ pub(crate) struct Geom {
     pub taps: usize,
     /// `cin_g * kh * kw`: rows of the column matrix, columns of a group's weight.
     pub k: usize,
+    /// `in_h + 2 * ph`: rows of the zero-padded input.
+    pub hp: usize,
+    /// `in_w + 2 * pw`: row length of the zero-padded input.
+    pub wp: usize,
+    /// `wp + direct::ROW_MARGIN`: row length of the backward-weight copy.
+    pub wp_margin: usize,
 }
 
 impl Geom {
-    /// Only call after `s.validate()` succeeded: the products below are bounded by the
-    /// buffer lengths it checked.
-    fn new(s: &Conv2dShape, (oh, ow): (usize, usize)) -> Geom {
+    /// Only call after `s.validate()` succeeded (which checks the buffer lengths); the
+    /// derived sizes that are not buffer lengths are checked here.
+    fn new(s: &Conv2dShape, (oh, ow): (usize, usize)) -> Result<Geom> {
         let p = &s.params;
         let (cin_g, cout_g) = (p.in_per_group(), p.out_per_group());
-        Geom {
+        let padded = |what, size: usize, pad: usize| add(what, size, mul(what, pad, 2)?);
+        let hp = padded("padded input height", s.in_h, p.padding.0)?;
+        let wp = padded("padded input width", s.in_w, p.padding.1)?;
+        Ok(Geom {
             batch: s.batch,
             cin: p.in_channels,
             cout: p.out_channels,
@@ -255,11 +269,14 @@ impl Geom {
             pw: p.padding.1,
             dh: p.dilation.0,
             dw: p.dilation.1,
-            in_plane: s.in_h * s.in_w,
-            out_plane: oh * ow,
-            taps: p.kernel.0 * p.kernel.1,
-            k: cin_g * p.kernel.0 * p.kernel.1,
-        }
+            in_plane: mul("input plane", s.in_h, s.in_w)?,
+            out_plane: mul("output plane", oh, ow)?,
+            taps: mul("kernel taps", p.kernel.0, p.kernel.1)?,
+            k: product("im2col rows", &[cin_g, p.kernel.0, p.kernel.1])?,
+            hp,
+            wp,
+            wp_margin: add("padded input width plus margin", wp, direct::ROW_MARGIN)?,
+        })
     }
 
     fn pointwise(&self) -> bool {
@@ -280,9 +297,7 @@ impl Geom {
         if self.ph == 0 && self.pw == 0 {
             return Ok(0);
         }
-        let hp = self.in_h + 2 * self.ph;
-        let wp = self.in_w + 2 * self.pw;
-        crate::error::product("padded input", &[self.cin_g, hp, wp])
+        product("padded input", &[self.cin_g, self.hp, self.wp])
     }
 }
 
@@ -352,7 +367,7 @@ fn add_need(a: usize, b: usize) -> Result<usize> {
 /// Validates `s` and returns its geometry, for the workspace-size functions.
 fn geom_of(s: &Conv2dShape) -> Result<Geom> {
     s.validate()?;
-    Ok(Geom::new(s, s.out_hw()?))
+    Geom::new(s, s.out_hw()?)
 }
 
 /// Scratch elements [`conv2d_forward`] needs for `s` (0 for an invalid shape).
@@ -419,7 +434,7 @@ pub fn corr2d(
 ) -> Result<()> {
     let (oh, ow) = check_corr2d(x.len(), x_hw, k.len(), k_hw, y.len())?;
     let s = Conv2dShape::new(Conv2dParams::new(1, 1, k_hw), 1, x_hw.0, x_hw.1);
-    let g = Geom::new(&s, (oh, ow));
+    let g = Geom::new(&s, (oh, ow))?;
     direct::forward(&g, x, k, None, y, &mut []);
     Ok(())
 }
@@ -454,7 +469,7 @@ pub fn conv2d_forward_with(
     if let Some(b) = bias {
         check_len("bias", b.len(), s.params.out_channels)?;
     }
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let algo = resolve(algo, s);
     check_workspace(workspace.len(), forward_need(algo, &g)?)?;
     match algo {
@@ -489,7 +504,7 @@ pub fn conv2d_backward_input_with(
     workspace: &mut [f32],
 ) -> Result<()> {
     let hw = check_conv2d(s, grad_x.len(), w.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let algo = resolve_backward_input(algo, s);
     check_workspace(workspace.len(), backward_input_need(algo, &g)?)?;
     match algo {
@@ -524,7 +539,7 @@ pub fn conv2d_backward_weight_with(
     workspace: &mut [f32],
 ) -> Result<()> {
     let hw = check_conv2d(s, x.len(), grad_w.len(), grad_y.len())?;
-    let g = Geom::new(s, hw);
+    let g = Geom::new(s, hw)?;
     let algo = resolve_backward_weight(algo, s);
     check_workspace(workspace.len(), backward_weight_need(algo, &g)?)?;
     match algo {

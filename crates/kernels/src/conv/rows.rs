@@ -2,7 +2,7 @@
 //! softmax kernels: sum, dot, axpy, add. Each is `#[inline(always)]` so it compiles into
 //! the ISA-specific body of the kernel that calls it.
 
-use crate::simd::Simd;
+use crate::simd::{max_nan, Simd};
 
 /// `sum(x)`, two vector accumulators, scalar tail.
 #[inline(always)]
@@ -102,21 +102,19 @@ pub(crate) fn add_scalar<S: Simd>(s: S, c: f32, y: &mut [f32]) {
     }
 }
 
-/// The largest element, ignoring NaNs where the ISA's `max` does (as `f32::max` does);
-/// `-inf` for an empty slice.
+/// The largest element, NaN if any element is NaN (PyTorch's `max`); `-inf` for an empty
+/// slice.
 #[inline(always)]
 pub(crate) fn max<S: Simd>(s: S, x: &[f32]) -> f32 {
     let l = S::LANES;
     let mut acc = s.splat(f32::NEG_INFINITY);
     let mut chunks = x.chunks_exact(l);
     for c in &mut chunks {
-        // The loaded value goes first: x86 `maxps` returns its second operand when either is
-        // NaN, so NaN inputs are skipped like `f32::max` skips them.
-        acc = s.max(s.load(c), acc);
+        acc = s.max_nan(s.load(c), acc);
     }
-    let mut m = s.reduce_max(acc);
+    let mut m = s.reduce_max_nan(acc);
     for &v in chunks.remainder() {
-        m = m.max(v);
+        m = max_nan(m, v);
     }
     m
 }

@@ -306,3 +306,52 @@ fn bad_arguments_are_errors() {
     assert!(corr2d(&[0.0; 8], (3, 3), &[0.0; 4], (2, 2), &mut y4).is_err());
     assert!(corr2d(&[0.0; 9], (3, 3), &[0.0; 16], (4, 4), &mut y4).is_err());
 }
+
+/// Regression (fuzz `kernels_never_panic`): a padding that makes the padded width reach
+/// `usize::MAX` passed `validate` (every buffer length still fits), and then the
+/// backward-weight copy's `padded width + ROW_MARGIN` overflowed: a panic in debug builds,
+/// a wrapped, too-small workspace length in release. Every derived size is now checked
+/// once, in `Geom::new`.
+#[test]
+fn huge_padding_gives_errors_not_overflow() {
+    let half = (usize::MAX - 1) / 2;
+    for (padding, in_hw) in [
+        ((0, half), (1, 1)),           // padded width exactly usize::MAX
+        ((0, half - 7), (1, 1)),       // padded width fits, plus the margin does not
+        ((half, 0), (1, 1)),           // the same on the height
+        ((0, usize::MAX / 2), (1, 2)), // 2 * padding + width overflows
+    ] {
+        let p = Conv2dParams::new(1, 1, (1, 1)).with_padding(padding);
+        let s = Conv2dShape::new(p, 1, in_hw.0, in_hw.1);
+        for algo in [ConvAlgo::Direct, ConvAlgo::Im2colGemm, ConvAlgo::Auto] {
+            let f = conv2d_workspace_len_for(algo, &s);
+            let bw = conv2d_backward_weight_workspace_len_for(algo, &s);
+            let _ = conv2d_backward_input_workspace_len_for(algo, &s);
+            // No length that wrapped around to something small: 0 (refused) or at least
+            // one padded row, which is over usize::MAX / 4 here.
+            for (what, len) in [("forward", f), ("backward weight", bw)] {
+                assert!(
+                    len == 0 || len > usize::MAX / 4,
+                    "{what} {algo:?} {padding:?}: {len}"
+                );
+            }
+            let mut ws = [0.0f32; 4];
+            assert!(
+                conv2d_forward_with(algo, &s, &[0.0], &[1.0], None, &mut [0.0], &mut ws).is_err()
+            );
+            assert!(
+                conv2d_backward_weight_with(algo, &s, &[0.0], &[0.0], &mut [0.0], &mut ws).is_err()
+            );
+            assert!(
+                conv2d_backward_input_with(algo, &s, &[0.0], &[1.0], &mut [0.0], &mut ws).is_err()
+            );
+        }
+    }
+    // The exact shape the fuzzer found, by its workspace function: refused, not wrapped.
+    let p = Conv2dParams::new(1, 1, (1, 1)).with_padding((0, half - 7));
+    let s = Conv2dShape::new(p, 1, 1, 1);
+    assert_eq!(
+        conv2d_backward_weight_workspace_len_for(ConvAlgo::Direct, &s),
+        0
+    );
+}
