@@ -38,7 +38,6 @@ fn window(
     stride: usize,
     kernel: usize,
     pad: usize,
-    size: usize,
     padded: usize,
 ) -> (usize, usize, usize) {
     // Coordinates shifted by the padding, so nothing goes negative.
@@ -91,10 +90,10 @@ impl Geom {
         })
     }
     fn rows(&self, oy: usize) -> (usize, usize, usize) {
-        window(oy, self.sh, self.kh, self.ph, self.in_h, self.hp)
+        window(oy, self.sh, self.kh, self.ph, self.hp)
     }
     fn cols(&self, ox: usize) -> (usize, usize, usize) {
-        window(ox, self.sw, self.kw, self.pw, self.in_w, self.wp)
+        window(ox, self.sw, self.kw, self.pw, self.wp)
     }
     /// Non-overlapping, unpadded 2x2 windows.
     fn is_2x2(&self) -> bool {
