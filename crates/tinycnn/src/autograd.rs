@@ -1,22 +1,36 @@
 //! The reverse-mode engine: a topological walk over recorded ops, calling each op's
-//! backward rule (all in [`crate::ops`]) and accumulating into leaf gradients.
+//! backward rule (written beside its forward, in [`crate::ops`]) and accumulating into leaf
+//! gradients. Gradients are tensors, on the device of the op that made them.
 
 use crate::error::{Error, Result};
-use crate::ops::Op;
 use crate::tensor::Tensor;
 use std::cell::Cell;
 use std::collections::HashMap;
 
+/// An op's backward rule and what it keeps from the forward pass (its inputs, indices, ...).
+pub(crate) trait Backward: Send + Sync {
+    /// PyTorch's `grad_fn` name (`AddmmBackward0`, ...).
+    fn name(&self) -> &'static str;
+    /// The op's tensor inputs, in the order [`Backward::backward`] returns their gradients.
+    fn inputs(&self) -> Vec<&Tensor>;
+    /// Gradients of the inputs from `grad`, the gradient of the op's output `out`;
+    /// `needs[i]` says whether input `i` wants one (`None` where it does not).
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>>;
+}
+
 /// The op that made a tensor, with the storage versions of its inputs at that time.
 pub(crate) struct Node {
-    pub(crate) op: Op,
+    pub(crate) op: Box<dyn Backward>,
     versions: Vec<u64>,
 }
 
 impl Node {
-    pub(crate) fn new(op: Op) -> Node {
+    pub(crate) fn new(op: impl Backward + 'static) -> Node {
         let versions = op.inputs().iter().map(|t| t.storage().version()).collect();
-        Node { op, versions }
+        Node {
+            op: Box::new(op),
+            versions,
+        }
     }
 }
 
@@ -84,8 +98,8 @@ impl Tensor {
             ));
         }
         let order = topo_order(self);
-        let mut grads: HashMap<usize, Vec<f32>> = HashMap::new();
-        grads.insert(self.id(), grad.to_vec());
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        grads.insert(self.id(), grad.detach());
         // No graph is recorded while gradients are computed.
         let _guard = no_grad_guard();
         for t in order.iter().rev() {
@@ -94,7 +108,7 @@ impl Tensor {
             };
             let Some(node) = t.node() else {
                 if t.requires_grad() {
-                    t.accumulate_grad(g);
+                    t.accumulate_grad(&g)?;
                 }
                 continue;
             };
@@ -115,13 +129,12 @@ impl Tensor {
                     continue;
                 }
                 let Some(ig) = ig else { continue };
-                debug_assert_eq!(ig.len(), inp.numel(), "{}", node.op.name());
-                match grads.get_mut(&inp.id()) {
-                    Some(acc) => acc.iter_mut().zip(&ig).for_each(|(a, b)| *a += b),
-                    None => {
-                        grads.insert(inp.id(), ig);
-                    }
-                }
+                debug_assert_eq!(ig.shape(), inp.shape(), "{}", node.op.name());
+                let sum = match grads.remove(&inp.id()) {
+                    Some(acc) => acc.add(&ig)?,
+                    None => ig,
+                };
+                grads.insert(inp.id(), sum);
             }
         }
         Ok(())

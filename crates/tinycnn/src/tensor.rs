@@ -1,9 +1,8 @@
 //! The tensor type: an f32 array with a shape, contiguous row-major storage shared by
 //! reference count, and (when it takes part in autograd) the op that produced it.
 
-use crate::autograd::{grad_enabled, Node};
+use crate::autograd::{grad_enabled, Backward, Node};
 use crate::error::{Error, Result};
-use crate::ops::Op;
 use crate::rng::{with_global_rng, Rng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +53,13 @@ impl Storage {
         let r = f(&mut copy);
         self.replace(copy);
         r
+    }
+    /// A new storage holding the same elements (shared until either side writes).
+    pub(crate) fn fork(&self) -> Arc<Storage> {
+        Arc::new(Storage {
+            data: Mutex::new(self.snapshot().0),
+            version: AtomicU64::new(0),
+        })
     }
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
@@ -213,7 +219,11 @@ impl Tensor {
 
     /// The result of a differentiable op: records `op` when grad mode is on and an input
     /// requires a gradient.
-    pub(crate) fn from_op(data: Vec<f32>, shape: Vec<usize>, op: Op) -> Tensor {
+    pub(crate) fn from_op(
+        data: Vec<f32>,
+        shape: Vec<usize>,
+        op: impl Backward + 'static,
+    ) -> Tensor {
         debug_assert_eq!(data.len(), numel_of(&shape));
         let node = if grad_enabled() && op.inputs().iter().any(|t| t.requires_grad()) {
             Some(Node::new(op))
@@ -498,19 +508,25 @@ impl Tensor {
     pub fn zero_grad(&self) {
         *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
-    /// Adds `g` to the stored gradient.
-    pub(crate) fn accumulate_grad(&self, g: Vec<f32>) {
+    /// Adds `g` to the stored gradient (in place, so handles to `.grad()` see the sum).
+    pub(crate) fn accumulate_grad(&self, g: &Tensor) -> Result<()> {
         let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
         match slot.as_ref() {
             Some(old) => {
-                let mut sum = g;
-                for (a, b) in sum.iter_mut().zip(old.data().iter()) {
-                    *a += b;
-                }
-                old.inner.storage.replace(sum);
+                let sum = old.add(g)?;
+                old.inner.storage.replace(sum.data().to_vec());
             }
-            None => *slot = Some(Tensor::raw(g, self.shape().to_vec())),
+            // A storage slot of its own: the gradient may share its buffer with another
+            // tensor (copy-on-write keeps later writes apart).
+            None => {
+                *slot = Some(Tensor::from_parts(
+                    self.shape().to_vec(),
+                    g.inner.storage.fork(),
+                    None,
+                ))
+            }
         }
+        Ok(())
     }
     /// The same elements, cut off from the graph (shares storage; PyTorch's `detach` / `.data`).
     pub fn detach(&self) -> Tensor {

@@ -1,0 +1,504 @@
+//! Elementwise arithmetic (broadcasting), scalar ops and activations: forward as `Tensor`
+//! methods, then each op's backward rule.
+
+use super::broadcast::{bcast_strides, broadcast_shape, mul_bcast_sum, scale, sum_to, walk2};
+use super::{cpu_backward, par_elementwise};
+use crate::autograd::Backward;
+use crate::error::{Error, Result};
+use crate::tensor::{numel_of, Tensor};
+use tinycnn_kernels as k;
+
+fn binary_data(a: &Tensor, b: &Tensor, out: &[usize], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let (da, db) = (a.data(), b.data());
+    if a.shape() == b.shape() {
+        return da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)).collect();
+    }
+    let mut v = vec![0.0; numel_of(out)];
+    let (sa, sb) = (bcast_strides(a.shape(), out), bcast_strides(b.shape(), out));
+    walk2(out, &sa, &sb, |o, i, j| v[o] = f(da[i], db[j]));
+    v
+}
+
+fn binary<B: Backward + 'static>(
+    name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f32, f32) -> f32,
+    op: fn(Tensor, Tensor) -> B,
+) -> Result<Tensor> {
+    let out = broadcast_shape(name, a.shape(), b.shape())?;
+    let v = binary_data(a, b, &out, f);
+    Ok(Tensor::from_op(v, out, op(a.clone(), b.clone())))
+}
+
+pub(crate) fn broadcast_compare(
+    name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f32, f32) -> bool,
+) -> Result<Tensor> {
+    let out = broadcast_shape(name, a.shape(), b.shape())?;
+    let v = binary_data(a, b, &out, |x, y| if f(x, y) { 1.0 } else { 0.0 });
+    Ok(Tensor::raw(v, out))
+}
+
+fn unary(x: &Tensor, f: impl Fn(f32) -> f32, op: impl Backward + 'static) -> Tensor {
+    let v: Vec<f32> = x.data().iter().map(|&a| f(a)).collect();
+    Tensor::from_op(v, x.shape().to_vec(), op)
+}
+
+fn kernel_unary(
+    name: &'static str,
+    x: &Tensor,
+    kern: fn(&[f32], &mut [f32]) -> k::Result<()>,
+    op: impl Backward + 'static,
+) -> Result<Tensor> {
+    let y = par_elementwise(&x.data(), None, |x, _, y| kern(x, y)).map_err(Error::kernel(name))?;
+    Ok(Tensor::from_op(y, x.shape().to_vec(), op))
+}
+
+impl Tensor {
+    /// `self + other`, broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        binary("add", self, other, |a, b| a + b, AddBackward)
+    }
+    /// `self - other`, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        binary("sub", self, other, |a, b| a - b, SubBackward)
+    }
+    /// `self * other` elementwise, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        binary("mul", self, other, |a, b| a * b, MulBackward)
+    }
+    /// `self / other` elementwise, broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        binary("div", self, other, |a, b| a / b, DivBackward)
+    }
+    /// `self + v`.
+    pub fn add_scalar(&self, v: f32) -> Tensor {
+        unary(self, |a| a + v, AddScalarBackward(self.clone()))
+    }
+    /// `self * v`.
+    pub fn mul_scalar(&self, v: f32) -> Tensor {
+        unary(self, |a| a * v, MulScalarBackward(self.clone(), v))
+    }
+    /// `self / v`.
+    pub fn div_scalar(&self, v: f32) -> Tensor {
+        unary(self, |a| a / v, DivScalarBackward(self.clone(), v))
+    }
+    /// `-self`.
+    pub fn neg(&self) -> Tensor {
+        self.mul_scalar(-1.0)
+    }
+    /// `self ** p` elementwise.
+    pub fn pow(&self, p: f32) -> Tensor {
+        let f = move |a: f32| if p == 2.0 { a * a } else { a.powf(p) };
+        unary(self, f, PowScalarBackward(self.clone(), p))
+    }
+    /// `e ** self`.
+    pub fn exp(&self) -> Tensor {
+        unary(self, f32::exp, ExpBackward(self.clone()))
+    }
+    /// Natural logarithm.
+    pub fn log(&self) -> Tensor {
+        unary(self, f32::ln, LogBackward(self.clone()))
+    }
+    /// `|self|`.
+    pub fn abs(&self) -> Tensor {
+        unary(self, f32::abs, AbsBackward(self.clone()))
+    }
+    /// Square root.
+    pub fn sqrt(&self) -> Tensor {
+        unary(self, f32::sqrt, SqrtBackward(self.clone()))
+    }
+    /// `max(self, 0)` (kernel `relu_forward`).
+    pub fn relu(&self) -> Result<Tensor> {
+        kernel_unary("relu", self, k::relu_forward, ReluBackward(self.clone()))
+    }
+    /// `1 / (1 + e^-self)` (kernel `sigmoid_forward`).
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        kernel_unary(
+            "sigmoid",
+            self,
+            k::sigmoid_forward,
+            SigmoidBackward(self.clone()),
+        )
+    }
+    /// `tanh(self)` (kernel `tanh_forward`).
+    pub fn tanh(&self) -> Result<Tensor> {
+        kernel_unary("tanh", self, k::tanh_forward, TanhBackward(self.clone()))
+    }
+}
+
+pub(crate) struct AddBackward(Tensor, Tensor);
+
+impl Backward for AddBackward {
+    fn name(&self) -> &'static str {
+        "AddBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0, &self.1]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, os, want| {
+            let AddBackward(a, b) = self;
+            Ok(vec![
+                want(0).then(|| sum_to(g, os, a.shape())),
+                want(1).then(|| sum_to(g, os, b.shape())),
+            ])
+        })
+    }
+}
+
+pub(crate) struct SubBackward(Tensor, Tensor);
+
+impl Backward for SubBackward {
+    fn name(&self) -> &'static str {
+        "SubBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0, &self.1]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, os, want| {
+            let SubBackward(a, b) = self;
+            Ok(vec![
+                want(0).then(|| sum_to(g, os, a.shape())),
+                want(1).then(|| scale(&sum_to(g, os, b.shape()), -1.0)),
+            ])
+        })
+    }
+}
+
+pub(crate) struct MulBackward(Tensor, Tensor);
+
+impl Backward for MulBackward {
+    fn name(&self) -> &'static str {
+        "MulBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0, &self.1]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, os, want| {
+            let MulBackward(a, b) = self;
+            Ok(vec![
+                want(0).then(|| mul_bcast_sum(g, os, b, a.shape(), |g, y| g * y)),
+                want(1).then(|| mul_bcast_sum(g, os, a, b.shape(), |g, x| g * x)),
+            ])
+        })
+    }
+}
+
+pub(crate) struct DivBackward(Tensor, Tensor);
+
+impl Backward for DivBackward {
+    fn name(&self) -> &'static str {
+        "DivBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0, &self.1]
+    }
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, os, want| {
+            let DivBackward(a, b) = self;
+            Ok({
+                let ga = want(0).then(|| mul_bcast_sum(g, os, b, a.shape(), |g, y| g / y));
+                let gb = want(1).then(|| {
+                    // d(a/b)/db = -(a/b)/b = -out/b
+                    let od = out.data();
+                    let gq: Vec<f32> = g.iter().zip(od.iter()).map(|(g, q)| -g * q).collect();
+                    mul_bcast_sum(&gq, os, b, b.shape(), |gq, y| gq / y)
+                });
+                vec![ga, gb]
+            })
+        })
+    }
+}
+
+pub(crate) struct AddScalarBackward(Tensor);
+
+impl Backward for AddScalarBackward {
+    fn name(&self) -> &'static str {
+        "AddBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let AddScalarBackward(_) = self;
+            Ok(vec![Some(g.to_vec())])
+        })
+    }
+}
+
+pub(crate) struct MulScalarBackward(Tensor, f32);
+
+impl Backward for MulScalarBackward {
+    fn name(&self) -> &'static str {
+        "MulBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let MulScalarBackward(_, s) = self;
+            Ok(vec![Some(scale(g, *s))])
+        })
+    }
+}
+
+pub(crate) struct DivScalarBackward(Tensor, f32);
+
+impl Backward for DivScalarBackward {
+    fn name(&self) -> &'static str {
+        "DivBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let DivScalarBackward(_, s) = self;
+            Ok(vec![Some(g.iter().map(|v| v / s).collect())])
+        })
+    }
+}
+
+pub(crate) struct PowScalarBackward(Tensor, f32);
+
+impl Backward for PowScalarBackward {
+    fn name(&self) -> &'static str {
+        "PowBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let PowScalarBackward(x, p) = self;
+            Ok({
+                let xd = x.data();
+                vec![Some(
+                    g.iter()
+                        .zip(xd.iter())
+                        .map(|(g, &x)| g * p * x.powf(p - 1.0))
+                        .collect(),
+                )]
+            })
+        })
+    }
+}
+
+pub(crate) struct ExpBackward(Tensor);
+
+impl Backward for ExpBackward {
+    fn name(&self) -> &'static str {
+        "ExpBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let ExpBackward(_) = self;
+            Ok(vec![Some(
+                g.iter()
+                    .zip(out.data().iter())
+                    .map(|(g, y)| g * y)
+                    .collect(),
+            )])
+        })
+    }
+}
+
+pub(crate) struct LogBackward(Tensor);
+
+impl Backward for LogBackward {
+    fn name(&self) -> &'static str {
+        "LogBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let LogBackward(x) = self;
+            Ok(vec![Some(
+                g.iter().zip(x.data().iter()).map(|(g, x)| g / x).collect(),
+            )])
+        })
+    }
+}
+
+pub(crate) struct AbsBackward(Tensor);
+
+impl Backward for AbsBackward {
+    fn name(&self) -> &'static str {
+        "AbsBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let AbsBackward(x) = self;
+            Ok(vec![Some(
+                g.iter()
+                    .zip(x.data().iter())
+                    .map(|(g, &x)| {
+                        if x > 0.0 {
+                            *g
+                        } else if x < 0.0 {
+                            -g
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+            )])
+        })
+    }
+}
+
+pub(crate) struct SqrtBackward(Tensor);
+
+impl Backward for SqrtBackward {
+    fn name(&self) -> &'static str {
+        "SqrtBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let SqrtBackward(_) = self;
+            Ok(vec![Some(
+                g.iter()
+                    .zip(out.data().iter())
+                    .map(|(g, y)| g / (2.0 * y))
+                    .collect(),
+            )])
+        })
+    }
+}
+
+pub(crate) struct ReluBackward(Tensor);
+
+impl Backward for ReluBackward {
+    fn name(&self) -> &'static str {
+        "ReluBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let ReluBackward(x) = self;
+            Ok({
+                let gx = par_elementwise(&x.data(), Some(g), |x, g, gx| {
+                    k::relu_backward(x, g.unwrap_or_default(), gx)
+                })
+                .map_err(Error::kernel("relu backward"))?;
+                vec![Some(gx)]
+            })
+        })
+    }
+}
+
+pub(crate) struct SigmoidBackward(Tensor);
+
+impl Backward for SigmoidBackward {
+    fn name(&self) -> &'static str {
+        "SigmoidBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let SigmoidBackward(_) = self;
+            Ok({
+                let gx = par_elementwise(&out.data(), Some(g), |y, g, gx| {
+                    k::sigmoid_backward(y, g.unwrap_or_default(), gx)
+                })
+                .map_err(Error::kernel("sigmoid backward"))?;
+                vec![Some(gx)]
+            })
+        })
+    }
+}
+
+pub(crate) struct TanhBackward(Tensor);
+
+impl Backward for TanhBackward {
+    fn name(&self) -> &'static str {
+        "TanhBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let TanhBackward(_) = self;
+            Ok({
+                let mut gx = vec![0.0; g.len()];
+                k::tanh_backward(&out.data(), g, &mut gx)
+                    .map_err(Error::kernel("tanh backward"))?;
+                vec![Some(gx)]
+            })
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Max and average pooling on the kernel crate, batch-parallel, with their backward rules.
+
+use super::{cpu_backward, par_batch};
+use crate::autograd::Backward;
+use crate::error::{Error, Result};
+use crate::parallel;
+use crate::tensor::{numel_of, Tensor};
+use rayon::prelude::*;
+use tinycnn_kernels as k;
+use tinycnn_kernels::{Pool2dParams, Pool2dShape};
+
+impl Tensor {
+    fn pool_shape(
+        &self,
+        op: &'static str,
+        params: Pool2dParams,
+    ) -> Result<(Pool2dShape, Vec<usize>)> {
+        if self.rank() != 4 {
+            return Err(Error::bad_shape(op, self.shape(), "expects [N, C, H, W]"));
+        }
+        let s = self.shape();
+        let shape = Pool2dShape::new(params, s[0], s[1], s[2], s[3]);
+        shape.validate().map_err(Error::kernel(op))?;
+        let (oh, ow) = shape.out_hw().map_err(Error::kernel(op))?;
+        Ok((shape, vec![s[0], s[1], oh, ow]))
+    }
+
+    /// Max pooling of `[N, C, H, W]` (or `[C, H, W]`); padding counts as -inf.
+    pub fn max_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
+        if self.rank() == 3 {
+            return self.unsqueeze(0)?.max_pool2d(params)?.squeeze(0);
+        }
+        let (shape, out_shape) = self.pool_shape("max_pool2d", params)?;
+        let n = numel_of(&out_shape);
+        let mut y = vec![0.0; n];
+        let mut argmax = vec![0u32; n];
+        let (c, h, w) = (shape.channels, shape.in_h, shape.in_w);
+        let per_out = c * out_shape[2] * out_shape[3];
+        {
+            let xd = self.data();
+            let cl = parallel::chunk_len(shape.batch);
+            let run = |nb: usize, xc: &[f32], yc: &mut [f32], ac: &mut [u32]| {
+                k::max_pool2d_forward(&shape.with_batch(nb), xc, yc, ac)
+            };
+            let res = if cl >= shape.batch || per_out == 0 {
+                run(shape.batch, &xd, &mut y, &mut argmax)
+            } else {
+                parallel::install(|| {
+                    xd.par_chunks(cl * c * h * w)
+                        .zip(y.par_chunks_mut(cl * per_out))
+                        .zip(argmax.par_chunks_mut(cl * per_out))
+                        .try_for_each(|((xc, yc), ac)| run(yc.len() / per_out, xc, yc, ac))
+                })
+            };
+            res.map_err(Error::kernel("max_pool2d"))?;
+        }
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            MaxPool2dBackward {
+                x: self.clone(),
+                shape,
+                argmax,
+            },
+        ))
+    }
+
+    /// Average pooling of `[N, C, H, W]` (or `[C, H, W]`); zero padding.
+    pub fn avg_pool2d(&self, params: Pool2dParams) -> Result<Tensor> {
+        if self.rank() == 3 {
+            return self.unsqueeze(0)?.avg_pool2d(params)?.squeeze(0);
+        }
+        let (shape, out_shape) = self.pool_shape("avg_pool2d", params)?;
+        let (c, h, w) = (shape.channels, shape.in_h, shape.in_w);
+        let y = par_batch(
+            shape.batch,
+            &self.data(),
+            c * h * w,
+            c * out_shape[2] * out_shape[3],
+            |nb, xc, yc| k::avg_pool2d_forward(&shape.with_batch(nb), xc, yc),
+        )
+        .map_err(Error::kernel("avg_pool2d"))?;
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            AvgPool2dBackward {
+                x: self.clone(),
+                shape,
+            },
+        ))
+    }
+}
+
+pub(crate) struct MaxPool2dBackward {
+    x: Tensor,
+    shape: Pool2dShape,
+    argmax: Vec<u32>,
+}
+
+impl Backward for MaxPool2dBackward {
+    fn name(&self) -> &'static str {
+        "MaxPool2DWithIndicesBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let MaxPool2dBackward { x, shape, argmax } = self;
+            Ok({
+                let mut gx = vec![0.0; x.numel()];
+                let per_in = shape.channels * shape.in_h * shape.in_w;
+                let per_out = g.len() / shape.batch.max(1);
+                let cl = parallel::chunk_len(shape.batch);
+                let run = |nb: usize, gc: &[f32], ac: &[u32], xc: &mut [f32]| {
+                    k::max_pool2d_backward(&shape.with_batch(nb), gc, ac, xc)
+                };
+                let res = if cl >= shape.batch || per_out == 0 {
+                    run(shape.batch, g, argmax, &mut gx)
+                } else {
+                    parallel::install(|| {
+                        g.par_chunks(cl * per_out)
+                            .zip(argmax.par_chunks(cl * per_out))
+                            .zip(gx.par_chunks_mut(cl * per_in))
+                            .try_for_each(|((gc, ac), xc)| run(gc.len() / per_out, gc, ac, xc))
+                    })
+                };
+                res.map_err(Error::kernel("max_pool2d backward"))?;
+                vec![Some(gx)]
+            })
+        })
+    }
+}
+
+pub(crate) struct AvgPool2dBackward {
+    x: Tensor,
+    shape: Pool2dShape,
+}
+
+impl Backward for AvgPool2dBackward {
+    fn name(&self) -> &'static str {
+        "AvgPool2DBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let AvgPool2dBackward { shape, .. } = self;
+            Ok({
+                let per_in = shape.channels * shape.in_h * shape.in_w;
+                let per_out = g.len() / shape.batch.max(1);
+                let gx = par_batch(shape.batch, g, per_out, per_in, |nb, gc, xc| {
+                    k::avg_pool2d_backward(&shape.with_batch(nb), gc, xc)
+                })
+                .map_err(Error::kernel("avg_pool2d backward"))?;
+                vec![Some(gx)]
+            })
+        })
+    }
+}
