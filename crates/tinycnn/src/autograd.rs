@@ -84,7 +84,7 @@ impl Tensor {
                 self.shape()
             )));
         }
-        self.backward_with(&Tensor::ones(self.shape()))
+        self.backward_with(&Tensor::ones(self.shape()).to(&self.device())?)
     }
 
     /// Back-propagates with an explicit output gradient of this tensor's shape.

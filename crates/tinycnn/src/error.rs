@@ -61,6 +61,27 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An op's inputs are on different devices.
+    #[error("{op}: tensors on different devices: {lhs} and {rhs}")]
+    DeviceMismatch {
+        op: &'static str,
+        lhs: crate::Device,
+        rhs: crate::Device,
+    },
+    /// An op with no implementation on a device.
+    #[error("{op}: not implemented on {device}")]
+    Unsupported {
+        op: &'static str,
+        device: crate::Device,
+    },
+    /// The CUDA backend failed (driver, allocation or a kernel launch, which it names).
+    #[cfg(feature = "cuda")]
+    #[error("{op}: {source}")]
+    Cuda {
+        op: &'static str,
+        #[source]
+        source: tinycnn_cuda::CudaError,
+    },
     /// Anything else (data loading, thread pool construction), with its context.
     #[error("{0}")]
     Msg(String),

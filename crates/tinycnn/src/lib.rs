@@ -73,6 +73,7 @@
 pub mod arith;
 pub mod autograd;
 pub mod data;
+pub mod device;
 pub mod display;
 pub mod error;
 pub mod infer;
@@ -83,9 +84,11 @@ pub mod ops;
 pub mod optim;
 pub mod parallel;
 pub mod rng;
+mod storage;
 pub mod tensor;
 
 pub use autograd::{grad_enabled, no_grad, no_grad_guard, NoGradGuard};
+pub use device::Device;
 pub use display::size_string;
 pub use error::{Error, Result};
 pub use infer::Inference;

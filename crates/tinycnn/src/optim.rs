@@ -136,7 +136,7 @@ impl Optimizer for Sgd {
                 (true, None) => vec![0.0; p.numel()],
                 (false, _) => Vec::new(),
             };
-            p.write_unchecked(|d| tinycnn_kernels::sgd_step(&self.config, d, &g, &mut b, first))
+            p.write_unchecked(|d| tinycnn_kernels::sgd_step(&self.config, d, &g, &mut b, first))?
                 .map_err(Error::kernel("Sgd::step"))?;
             if self.config.momentum != 0.0 {
                 *buf = Some(b);
@@ -236,7 +236,7 @@ impl Optimizer for Adam {
             let next = step
                 .checked_add(1)
                 .ok_or_else(|| Error::invalid("Adam::step", "step count overflows u32"))?;
-            p.write_unchecked(|d| tinycnn_kernels::adam_step(&self.config, next, d, &g, m, v))
+            p.write_unchecked(|d| tinycnn_kernels::adam_step(&self.config, next, d, &g, m, v))?
                 .map_err(Error::kernel("Adam::step"))?;
             *step = next;
         }

@@ -2,91 +2,13 @@
 //! reference count, and (when it takes part in autograd) the op that produced it.
 
 use crate::autograd::{grad_enabled, Backward, Node};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::rng::{with_global_rng, Rng};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub use crate::storage::Snapshot;
+use crate::storage::{Buffer, Storage};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// The elements of a tensor. Views made by `reshape`, `flatten`, `detach` share one storage;
-/// `version` counts in-place writes so that backward can refuse data changed after use.
-///
-/// Copy-on-write snapshots, so that storage access cannot deadlock: the mutex is held only
-/// to clone or swap the `Arc`, never while an op computes, calls user code or takes another
-/// lock. A reader gets an immutable snapshot; a writer computes the new elements outside the
-/// lock and swaps them in. Any number of threads may read and write one tensor, and a closure
-/// passed to [`Tensor::update_`] may read the same tensor (it sees the elements from before the
-/// update). Concurrent writers to one tensor race as in PyTorch: the last swap wins.
-#[derive(Debug)]
-pub(crate) struct Storage {
-    data: Mutex<Arc<Vec<f32>>>,
-    version: AtomicU64,
-}
-
-impl Storage {
-    pub(crate) fn new(data: Vec<f32>) -> Arc<Storage> {
-        Arc::new(Storage {
-            data: Mutex::new(Arc::new(data)),
-            version: AtomicU64::new(0),
-        })
-    }
-    /// The elements as they are now; later writes do not change the snapshot.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot(Arc::clone(
-            &self.data.lock().unwrap_or_else(|e| e.into_inner()),
-        ))
-    }
-    /// Installs `data` as the new elements (same length, checked by the callers).
-    pub(crate) fn replace(&self, data: Vec<f32>) {
-        let new = Arc::new(data);
-        let old = {
-            let mut slot = self.data.lock().unwrap_or_else(|e| e.into_inner());
-            self.version.fetch_add(1, Ordering::Relaxed);
-            std::mem::replace(&mut *slot, new)
-        };
-        // The old buffer is freed (if no snapshot holds it) after the lock is released.
-        drop(old);
-    }
-    /// Runs `f` on a private copy of the elements, then installs the copy. `f` runs with no
-    /// lock held, so it may read this storage (seeing the old elements) or use the thread pool.
-    pub(crate) fn modify<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        let mut copy = self.snapshot().to_vec();
-        let r = f(&mut copy);
-        self.replace(copy);
-        r
-    }
-    /// A new storage holding the same elements (shared until either side writes).
-    pub(crate) fn fork(&self) -> Arc<Storage> {
-        Arc::new(Storage {
-            data: Mutex::new(self.snapshot().0),
-            version: AtomicU64::new(0),
-        })
-    }
-    pub(crate) fn version(&self) -> u64 {
-        self.version.load(Ordering::Relaxed)
-    }
-}
-
-/// An immutable snapshot of a tensor's elements (row-major), from [`Tensor::data`]. It
-/// dereferences to `[f32]`; holding it blocks nobody.
-#[derive(Clone)]
-pub struct Snapshot(Arc<Vec<f32>>);
-
-impl std::ops::Deref for Snapshot {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.0
-    }
-}
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl PartialEq for Snapshot {
-    fn eq(&self, other: &Snapshot) -> bool {
-        self.0 == other.0
-    }
-}
 
 pub(crate) struct Inner {
     pub(crate) shape: Vec<usize>,
@@ -219,18 +141,44 @@ impl Tensor {
 
     /// The result of a differentiable op: records `op` when grad mode is on and an input
     /// requires a gradient.
+    ///
+    /// `data` was computed on the host; the result lives on the device of the op's first
+    /// input, so an op without a kernel for that device still returns a tensor there (its
+    /// inputs were downloaded by [`Tensor::data`], its result is uploaded here).
     pub(crate) fn from_op(
         data: Vec<f32>,
         shape: Vec<usize>,
         op: impl Backward + 'static,
     ) -> Tensor {
         debug_assert_eq!(data.len(), numel_of(&shape));
+        let device = op.inputs().first().map_or(Device::Cpu, |t| t.device());
+        let buffer = match device {
+            Device::Cpu => Buffer::Cpu(data),
+            d => Buffer::Cpu(data)
+                .to_device(d)
+                .unwrap_or_else(|e| panic!("uploading an op's result to {d} failed: {e}")),
+        };
+        Tensor::from_buffer_op(buffer, shape, op)
+    }
+
+    /// The result of a differentiable op computed into `buffer` on its device.
+    pub(crate) fn from_buffer_op(
+        buffer: Buffer,
+        shape: Vec<usize>,
+        op: impl Backward + 'static,
+    ) -> Tensor {
         let node = if grad_enabled() && op.inputs().iter().any(|t| t.requires_grad()) {
             Some(Node::new(op))
         } else {
             None
         };
-        Tensor::from_parts(shape, Storage::new(data), node)
+        Tensor::from_parts(shape, Storage::from_buffer(buffer), node)
+    }
+
+    /// A tensor (no graph) holding `buffer`.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_buffer(buffer: Buffer, shape: Vec<usize>) -> Tensor {
+        Tensor::from_parts(shape, Storage::from_buffer(buffer), None)
     }
 
     /// A tensor from any array literal (`f32`, `[f32; N]`, `[[f32; N]; M]`, ..., `Vec<f32>`).
@@ -414,7 +362,55 @@ impl Tensor {
     /// assert_eq!(&x.data()[..], &[0.0, 0.0]);
     /// ```
     pub fn data(&self) -> Snapshot {
-        self.inner.storage.snapshot()
+        // Only a device fault can fail here (a host buffer is shared, not copied).
+        self.inner
+            .storage
+            .snapshot()
+            .unwrap_or_else(|e| panic!("reading a tensor on {} failed: {e}", self.device()))
+    }
+    /// The elements on the host, or the device's error (for a CUDA tensor this downloads).
+    pub fn to_host(&self) -> Result<Vec<f32>> {
+        self.inner.storage.buffer().to_host()
+    }
+    /// The device the elements live on.
+    pub fn device(&self) -> Device {
+        self.inner.storage.device()
+    }
+    pub(crate) fn buffer(&self) -> Arc<Buffer> {
+        self.inner.storage.buffer()
+    }
+    /// The same tensor on `device` (`x.to(device)` in PyTorch): `self` if it is there
+    /// already, else a copy that gradients flow back through.
+    ///
+    /// ```
+    /// use tinycnn::{Device, Tensor};
+    /// let x = Tensor::new([1.0, 2.0]);
+    /// assert!(x.to(&Device::Cpu).unwrap().same(&x));
+    /// ```
+    pub fn to(&self, device: &Device) -> Result<Tensor> {
+        let from = self.device();
+        if from == *device {
+            return Ok(self.clone());
+        }
+        let buffer = self.buffer().to_device(*device)?;
+        Ok(Tensor::from_buffer_op(
+            buffer,
+            self.shape().to_vec(),
+            ToDeviceBackward {
+                x: self.clone(),
+                from,
+            },
+        ))
+    }
+    /// Moves this tensor's storage to `device` in place, keeping the handle (what
+    /// `module.to(device)` does to parameters); drops the gradient.
+    pub(crate) fn move_to_(&self, device: Device) -> Result<()> {
+        if self.device() != device {
+            let buffer = self.buffer().to_device(device)?;
+            self.inner.storage.replace_buffer(buffer);
+        }
+        self.zero_grad();
+        Ok(())
     }
     /// A copy of the elements (row-major).
     pub fn to_vec(&self) -> Vec<f32> {
@@ -514,7 +510,7 @@ impl Tensor {
         match slot.as_ref() {
             Some(old) => {
                 let sum = old.add(g)?;
-                old.inner.storage.replace(sum.data().to_vec());
+                old.inner.storage.replace_shared(sum.buffer());
             }
             // A storage slot of its own: the gradient may share its buffer with another
             // tensor (copy-on-write keeps later writes apart).
@@ -566,11 +562,10 @@ impl Tensor {
     /// mode is on (as PyTorch refuses in-place ops on leaf parameters).
     pub fn update_(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
         self.check_inplace("update_")?;
-        self.inner.storage.modify(f);
-        Ok(())
+        self.inner.storage.modify(f)
     }
     /// Writes without the grad-mode check (initialisation and optimizers own their params).
-    pub(crate) fn write_unchecked<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    pub(crate) fn write_unchecked<R>(&self, f: impl FnOnce(&mut [f32]) -> R) -> Result<R> {
         self.inner.storage.modify(f)
     }
     /// Copies `src` (same number of elements) into this tensor.
@@ -582,7 +577,8 @@ impl Tensor {
         if Arc::ptr_eq(self.storage(), src.storage()) {
             return Ok(());
         }
-        self.inner.storage.replace(src.to_vec());
+        let buffer = src.buffer().to_device(self.device())?;
+        self.inner.storage.replace_buffer(buffer);
         Ok(())
     }
     /// Sets every element to `v`.
@@ -612,6 +608,7 @@ impl Tensor {
         f: impl Fn(f32, f32) -> f32,
     ) -> Result<()> {
         self.check_inplace(op)?;
+        crate::device::same_device(op, &[self, other])?;
         let b = other
             .broadcast_to(self.shape())
             .map_err(|_| Error::mismatch(op, self.shape(), other.shape()))?;
@@ -620,7 +617,7 @@ impl Tensor {
             for (x, y) in d.iter_mut().zip(b.iter()) {
                 *x = f(*x, *y);
             }
-        });
+        })?;
         Ok(())
     }
 
@@ -658,7 +655,7 @@ impl Tensor {
                 let src = o * len * inner;
                 data[dst..dst + len * inner].copy_from_slice(&v[src..src + len * inner]);
             }
-        });
+        })?;
         Ok(())
     }
     /// Sets `self[.., range, ..] = value` along `dim`.
@@ -705,5 +702,28 @@ pub(crate) fn resolve_dim(op: &'static str, dim: isize, rank: usize) -> Result<u
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// `to(device)`: the gradient goes back to the device the input was on.
+struct ToDeviceBackward {
+    x: Tensor,
+    from: Device,
+}
+
+impl Backward for ToDeviceBackward {
+    fn name(&self) -> &'static str {
+        "ToCopyBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grad.to(&self.from)?)])
     }
 }

@@ -48,8 +48,8 @@ pub fn fan_in_out(t: &Tensor) -> Result<(usize, usize)> {
     Ok((s[1] * receptive, s[0] * receptive))
 }
 
-fn fill_with(t: &Tensor, mut f: impl FnMut(&mut crate::Rng) -> f32) {
-    with_global_rng(|r| t.write_unchecked(|d| d.iter_mut().for_each(|x| *x = f(r))));
+fn fill_with(t: &Tensor, mut f: impl FnMut(&mut crate::Rng) -> f32) -> Result<()> {
+    with_global_rng(|r| t.write_unchecked(|d| d.iter_mut().for_each(|x| *x = f(r))))
 }
 
 /// Uniform in `[a, b)`.
@@ -60,8 +60,7 @@ pub fn uniform_(t: &Tensor, a: f32, b: f32) -> Result<()> {
             format!("need finite a <= b, got {a}, {b}"),
         ));
     }
-    fill_with(t, |r| a + (b - a) * r.uniform());
-    Ok(())
+    fill_with(t, |r| a + (b - a) * r.uniform())
 }
 
 /// Normal with `mean` and `std >= 0`.
@@ -72,14 +71,12 @@ pub fn normal_(t: &Tensor, mean: f32, std: f32) -> Result<()> {
             format!("std must be finite and >= 0, got {std}"),
         ));
     }
-    fill_with(t, |r| mean + std * r.normal());
-    Ok(())
+    fill_with(t, |r| mean + std * r.normal())
 }
 
 /// Every element `v`.
 pub fn constant_(t: &Tensor, v: f32) -> Result<()> {
-    t.write_unchecked(|d| d.fill(v));
-    Ok(())
+    t.write_unchecked(|d| d.fill(v))
 }
 
 /// Zeros.

@@ -157,6 +157,24 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         f(self.as_module())
     }
 
+    /// Moves every parameter to `device` in place (`net.to(device)`): the tensors keep their
+    /// identity, so an optimizer built before or after sees the moved parameters. Gradients
+    /// are dropped.
+    ///
+    /// ```
+    /// use tinycnn::nn::{Linear, Module};
+    /// use tinycnn::Device;
+    /// let net = Linear::new(3, 2);
+    /// net.to(&Device::Cpu).unwrap();
+    /// assert_eq!(net.weight.device(), Device::Cpu);
+    /// ```
+    fn to(&self, device: &crate::Device) -> Result<()> {
+        for p in self.parameters() {
+            p.move_to_(*device)?;
+        }
+        Ok(())
+    }
+
     /// Drops the gradient of every parameter.
     fn zero_grad(&self) {
         for p in self.parameters() {

@@ -3,6 +3,7 @@
 
 use super::{cpu_backward, par_batch};
 use crate::autograd::Backward;
+use crate::device::same_device;
 use crate::error::{Error, Result};
 use crate::parallel;
 use crate::tensor::Tensor;
@@ -29,6 +30,9 @@ impl Tensor {
                 w.shape(),
             ));
         }
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        same_device("conv2d", &inputs)?;
         let (xs, ws) = (self.shape(), w.shape());
         if groups == 0 || ws[1].checked_mul(groups) != Some(xs[1]) {
             return Err(Error::mismatch(

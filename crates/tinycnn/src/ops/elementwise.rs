@@ -4,6 +4,7 @@
 use super::broadcast::{bcast_strides, broadcast_shape, mul_bcast_sum, scale, sum_to, walk2};
 use super::{cpu_backward, par_elementwise};
 use crate::autograd::Backward;
+use crate::device::same_device;
 use crate::error::{Error, Result};
 use crate::tensor::{numel_of, Tensor};
 use tinycnn_kernels as k;
@@ -26,6 +27,7 @@ fn binary<B: Backward + 'static>(
     f: impl Fn(f32, f32) -> f32,
     op: fn(Tensor, Tensor) -> B,
 ) -> Result<Tensor> {
+    same_device(name, &[a, b])?;
     let out = broadcast_shape(name, a.shape(), b.shape())?;
     let v = binary_data(a, b, &out, f);
     Ok(Tensor::from_op(v, out, op(a.clone(), b.clone())))
@@ -37,6 +39,7 @@ pub(crate) fn broadcast_compare(
     b: &Tensor,
     f: impl Fn(f32, f32) -> bool,
 ) -> Result<Tensor> {
+    same_device(name, &[a, b])?;
     let out = broadcast_shape(name, a.shape(), b.shape())?;
     let v = binary_data(a, b, &out, |x, y| if f(x, y) { 1.0 } else { 0.0 });
     Ok(Tensor::raw(v, out))

@@ -4,6 +4,7 @@
 use super::broadcast::{bcast_strides, broadcast_shape, walk2};
 use super::cpu_backward;
 use crate::autograd::Backward;
+use crate::device::same_device;
 use crate::error::{Error, Result};
 use crate::parallel;
 use crate::tensor::Tensor;
@@ -98,6 +99,7 @@ impl Tensor {
         if ka != kb {
             return Err(Error::mismatch("matmul", ash, bsh));
         }
+        same_device("matmul", &[self, other])?;
         let batch = broadcast_shape("matmul", &ash[..ra - 2], &bsh[..rb - 2])?;
         let mut out_shape = batch.clone();
         out_shape.extend([m, n]);
@@ -143,6 +145,9 @@ impl Tensor {
                 return Err(Error::mismatch("linear (bias)", &[out_f], b.shape()));
             }
         }
+        let mut inputs = vec![self, w];
+        inputs.extend(b);
+        same_device("linear", &inputs)?;
         let rows = self.numel() / in_f.max(1);
         let mut y = vec![0.0; crate::limits::checked_numel("linear", &[rows, out_f])?];
         if rows > 0 && out_f > 0 {

@@ -36,11 +36,15 @@ pub(crate) fn cpu_backward(
     let g = grad.data();
     let want = |i: usize| needs.get(i).copied().unwrap_or(false);
     let grads = f(&g, grad.shape(), &want)?;
-    Ok(grads
+    // Each gradient goes to its input's device (host rules serve every device).
+    grads
         .into_iter()
         .zip(op.inputs())
-        .map(|(gv, x)| gv.map(|v| Tensor::raw(v, x.shape().to_vec())))
-        .collect())
+        .map(|(gv, x)| {
+            gv.map(|v| Tensor::raw(v, x.shape().to_vec()).to(&x.device()))
+                .transpose()
+        })
+        .collect()
 }
 
 /// Below this many elements an elementwise kernel runs on the calling thread: a rayon
