@@ -1,5 +1,7 @@
 // Element-wise kernels: activations and their gradients, bias add and its reduction,
-// SGD and Adam updates, and the mini-batch gather of the GPU-resident training set.
+// SGD and Adam updates, the mini-batch gather of the GPU-resident training set, and the
+// small vector operations the runtime needs on device tensors (gradient accumulation,
+// scaling, fill, product).
 // Semantics: tinycnn_kernels::reference::{relu, sigmoid, tanh, *_backward, bias_add,
 // bias_backward, sgd_step, adam_step}. All loops are grid-stride, so any grid size works.
 #include "common.cuh"
@@ -41,6 +43,9 @@ extern "C" __global__ void bias_add(int outer, int channels, int inner, const fl
                                     float* __restrict__ x) {
     GRID_STRIDE(e, outer * channels * inner) { x[e] += bias[(e / inner) % channels]; }
 }
+
+// Broadcast add of a [cols] vector onto [rows, cols] is bias_add with outer = rows,
+// channels = cols, inner = 1: no separate kernel.
 
 // grad_bias[c] = sum over o, i of grad_y[o, c, i]; one block of 256 threads per channel.
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
@@ -99,4 +104,31 @@ extern "C" __global__ void gather_batch(int batch, int sample_len, const u32* __
         out_images[e] = images[(long long)src * sample_len + j];
         if (j == 0) out_labels[i] = labels[src];
     }
+}
+
+// y += x: gradient accumulation.
+extern "C" __global__ void add_inplace(int n, const float* __restrict__ x, float* __restrict__ y) {
+    GRID_STRIDE(i, n) { y[i] += x[i]; }
+}
+
+// y = a * x + b * y; with b == 0, y is not read (as sgemm's beta), so NaN in a fresh buffer
+// does not leak into the result.
+extern "C" __global__ void axpby(int n, float a, const float* __restrict__ x, float b, float* __restrict__ y) {
+    GRID_STRIDE(i, n) { y[i] = b == 0.0f ? a * x[i] : a * x[i] + b * y[i]; }
+}
+
+// y *= a.
+extern "C" __global__ void scale(int n, float a, float* __restrict__ y) {
+    GRID_STRIDE(i, n) { y[i] *= a; }
+}
+
+// y = v.
+extern "C" __global__ void fill(int n, float v, float* __restrict__ y) {
+    GRID_STRIDE(i, n) { y[i] = v; }
+}
+
+// z = x * y, element-wise.
+extern "C" __global__ void mul(int n, const float* __restrict__ x, const float* __restrict__ y,
+                               float* __restrict__ z) {
+    GRID_STRIDE(i, n) { z[i] = x[i] * y[i]; }
 }

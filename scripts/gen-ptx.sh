@@ -9,7 +9,7 @@
 #   scripts/gen-ptx.sh --emulate   compile kernels-cuda/*.cu for the host with
 #                                kernels-cuda/emu/cuda_emu.h (g++ >= 10, C++20) and check every
 #                                kernel against naive loops (kernels-cuda/emu/check.cpp); about
-#                                a minute, no GPU or CUDA wheels needed.
+#                                few seconds, no GPU or CUDA wheels needed.
 #
 # No GPU needed. NVRTC and ptxas come from NVIDIA's PyPI wheels, pinned below and installed
 # quietly into a private venv (TINYCNN_PTX_VENV, default ~/.cache/tinycnn/ptx-venv-<version>).

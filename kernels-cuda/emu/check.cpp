@@ -1,7 +1,7 @@
 // Checks the kernels of kernels-cuda/*.cu on the host through cuda_emu.h against naive
 // loops written from tinycnn_kernels::reference (the same definitions the GPU tests use).
 // No GPU needed:
-//   g++ -std=c++20 -O1 -pthread kernels-cuda/emu/check.cpp -o /tmp/check && /tmp/check
+//   g++ -std=c++20 -O1 kernels-cuda/emu/check.cpp -o /tmp/check && /tmp/check
 // Grids mirror crates/cuda/src/launch.rs. Exit status 1 on any mismatch.
 #include <cstdio>
 #include <cstdint>
@@ -258,11 +258,44 @@ static void test_rows_and_reductions() {
     }
 }
 
+static void test_vector_ops() {
+    for (size_t n : {1, 255, 1000, 70000}) {
+        auto x = rnd(n), y = rnd(n);
+        std::vector<float> want(n), got;
+        const unsigned blocks = std::min<unsigned>(cdiv(n, 256), 8192);
+        const std::string sz = " " + std::to_string(n);
+        for (size_t i = 0; i < n; ++i) want[i] = y[i] + x[i];
+        got = y;
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { add_inplace((int)n, x.data(), got.data()); });
+        check("add_inplace" + sz, got, want);
+        for (size_t i = 0; i < n; ++i) want[i] = 0.5f * x[i] - 2.0f * y[i];
+        got = y;
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { axpby((int)n, 0.5f, x.data(), -2.0f, got.data()); });
+        check("axpby" + sz, got, want);
+        for (size_t i = 0; i < n; ++i) want[i] = 3.0f * x[i];
+        got.assign(n, NAN);
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { axpby((int)n, 3.0f, x.data(), 0.0f, got.data()); });
+        check("axpby beta 0 over NaN" + sz, got, want);
+        for (size_t i = 0; i < n; ++i) want[i] = -0.25f * y[i];
+        got = y;
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { scale((int)n, -0.25f, got.data()); });
+        check("scale" + sz, got, want);
+        want.assign(n, 1.5f);
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { fill((int)n, 1.5f, got.data()); });
+        check("fill" + sz, got, want);
+        for (size_t i = 0; i < n; ++i) want[i] = x[i] * y[i];
+        got.assign(n, NAN);
+        emu_launch(dim3{blocks, 1, 1}, 256, [&] { mul((int)n, x.data(), y.data(), got.data()); });
+        check("mul" + sz, got, want);
+    }
+}
+
 int main() {
     test_sgemm();
     test_conv();
     test_pool();
     test_rows_and_reductions();
+    test_vector_ops();
     std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "all kernels match", failures);
     return failures ? 1 : 0;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Optimizer};
-use tinycnn_cuda::{launch, CudaDevice, CudaTensor, Result};
+use tinycnn_cuda::{launch, CudaDevice, CudaBuffer, Result};
 use tinycnn_kernels::{
     Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig, Transpose,
 };
@@ -48,8 +48,8 @@ fn report(kernel: &str, ms: f64, flops: f64, bytes: f64) {
     println!("JSON {{\"kernel\": \"{kernel}\", \"ms\": {ms:.6}, \"flops\": {flops:.0}, \"bytes\": {bytes:.0}}}");
 }
 
-fn tensor(dev: &CudaDevice, seed: &mut u64, n: usize) -> Result<CudaTensor> {
-    dev.upload(&rand_vec(seed, n), &[n])
+fn tensor(dev: &CudaDevice, seed: &mut u64, n: usize) -> Result<CudaBuffer> {
+    dev.upload(&rand_vec(seed, n))
 }
 
 fn conv_bench(dev: &Arc<CudaDevice>, seed: &mut u64, name: &str, s: &Conv2dShape) -> Result<()> {
@@ -64,12 +64,12 @@ fn conv_bench(dev: &Arc<CudaDevice>, seed: &mut u64, name: &str, s: &Conv2dShape
         tensor(dev, seed, s.params.out_channels)?,
         tensor(dev, seed, yl)?,
     );
-    let (mut y, mut gx, mut gw) = (dev.zeros(&[yl])?, dev.zeros(&[xl])?, dev.zeros(&[wl])?);
-    let mut ws = dev.zeros(&[launch::conv2d_backward_weight_workspace_len(s)?.max(1)])?;
+    let (mut y, mut gx, mut gw) = (dev.zeros(yl)?, dev.zeros(xl)?, dev.zeros(wl)?);
+    let mut ws = dev.zeros(launch::conv2d_backward_weight_workspace_len(s)?.max(1))?;
     let flops =
         2.0 * yl as f64 * (s.params.in_per_group() * s.params.kernel.0 * s.params.kernel.1) as f64;
     let ms = time(dev, 20, || {
-        dev.conv2d_forward(s, &x.view(), &w.view(), Some(&b.view()), &mut y.view_mut())
+        dev.conv2d_forward(s, &x.view(), &w.view(), Some(&b), &mut y.view_mut())
     })?;
     report(&format!("{name}_forward"), ms, flops, 0.0);
     let ms = time(dev, 20, || {
@@ -140,7 +140,7 @@ fn run(dev: &Arc<CudaDevice>) -> Result<()> {
             tensor(dev, &mut seed, m * k)?,
             tensor(dev, &mut seed, k * n)?,
         );
-        let mut c = dev.zeros(&[m * n])?;
+        let mut c = dev.zeros(m * n)?;
         let ms = time(dev, 20, || {
             dev.sgemm(&g, 1.0, &a.view(), &bm.view(), 0.0, &mut c.view_mut())
         })?;
@@ -168,7 +168,7 @@ fn run(dev: &Arc<CudaDevice>) -> Result<()> {
     let s = Pool2dShape::new(Pool2dParams::new(2), b, 6, 28, 28);
     let (xl, yl) = (s.input_len().unwrap(), s.output_len().unwrap());
     let (x, gy) = (tensor(dev, &mut seed, xl)?, tensor(dev, &mut seed, yl)?);
-    let (mut y, mut gx) = (dev.zeros(&[yl])?, dev.zeros(&[xl])?);
+    let (mut y, mut gx) = (dev.zeros(yl)?, dev.zeros(xl)?);
     let mut am = dev.alloc_zeros::<u32>(yl)?;
     let fwd_bytes = 4.0 * (xl + yl) as f64;
     let ms = time(dev, 20, || {
@@ -180,15 +180,15 @@ fn run(dev: &Arc<CudaDevice>) -> Result<()> {
     })?;
     report("avg_pool2d_backward", ms, 0.0, fwd_bytes);
     let ms = time(dev, 20, || {
-        dev.max_pool2d_forward(&s, &x.view(), &mut y.view_mut(), &mut am.as_view_mut())
+        dev.max_pool2d_forward(&s, &x.view(), &mut y.view_mut(), &mut am.view_mut())
     })?;
     report("max_pool2d_forward", ms, 0.0, fwd_bytes + 4.0 * yl as f64);
     let ms = time(dev, 20, || {
-        dev.max_pool2d_backward(&s, &gy.view(), &am.as_view(), &mut gx.view_mut())
+        dev.max_pool2d_backward(&s, &gy.view(), &am.view(), &mut gx.view_mut())
     })?;
     report("max_pool2d_backward", ms, 0.0, fwd_bytes + 4.0 * yl as f64);
 
-    let mut act = dev.zeros(&[xl])?;
+    let mut act = dev.zeros(xl)?;
     let ms = time(dev, 20, || {
         dev.sigmoid_forward(&x.view(), &mut act.view_mut())
     })?;
@@ -200,13 +200,13 @@ fn run(dev: &Arc<CudaDevice>) -> Result<()> {
 
     let logits = tensor(dev, &mut seed, b * 10)?;
     let labels = dev.upload_u32(&(0..b as u32).map(|i| i % 10).collect::<Vec<_>>())?;
-    let mut g = dev.zeros(&[b * 10])?;
+    let mut g = dev.zeros(b * 10)?;
     let ms = time(dev, 20, || {
         dev.softmax_xent_backward(
             b,
             10,
             &logits.view(),
-            &labels.as_view(),
+            &labels.view(),
             1.0,
             &mut g.view_mut(),
         )

@@ -1,88 +1,79 @@
-//! The device: a CUDA context with the PTX modules loaded, device tensors, and one safe
-//! wrapper per kernel that checks shapes on the host before launching.
+//! The device: a CUDA context and stream with the kernels loaded (or the emulated device),
+//! memory through the caching allocator, and one safe wrapper per kernel that checks shapes
+//! on the host before launching through the kernel table.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 use cudarc::nvrtc::Ptx;
-use tinycnn_kernels::{reference, AdamConfig, Conv2dShape, GemmShape, Pool2dShape, SgdConfig};
+use tinycnn_kernels::{
+    reference, AdamConfig, Conv2dShape, GemmShape, KernelError, Pool2dShape, SgdConfig, Transpose,
+};
 
-use crate::error::{driver, expect_len, shape, CudaError, Result};
+use crate::buffer::{
+    size_class, CudaBuffer, CudaBufferU32, CudaBufferView, CudaBufferViewMut, DeviceBuffer,
+    DeviceSlice, DeviceSliceMut, Elem, MemoryStats, Pool, Raw, ViewInner, ViewMutInner,
+};
+use crate::error::{driver, expect_len, shape, BackendError, CudaError, Result};
+use crate::kernels as k;
 use crate::launch::{self, LaunchShape};
 use crate::ptx::{self, names};
 
-/// One GPU with the tinycnn kernels loaded; all work goes to one stream, in order.
+/// Where the kernels run.
+pub(crate) enum Backend {
+    Cuda {
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        functions: HashMap<&'static str, CudaFunction>,
+    },
+    #[cfg(feature = "emu")]
+    Emu {
+        functions: HashMap<&'static str, crate::emu::Entry>,
+    },
+}
+
+pub(crate) fn function<'a>(
+    functions: &'a HashMap<&'static str, CudaFunction>,
+    kernel: &'static str,
+) -> Result<&'a CudaFunction> {
+    functions
+        .get(kernel)
+        .ok_or_else(|| CudaError::Invalid(format!("kernel `{kernel}` is not in the kernel table")))
+}
+
+/// Tells devices apart, so a buffer of one device passed to another is refused.
+static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One GPU (or the emulated device) with the tinycnn kernels loaded. All work goes, in
+/// order, to one stream of its own (not the legacy default stream, which would serialise
+/// with every other library in the process).
 pub struct CudaDevice {
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    functions: HashMap<&'static str, CudaFunction>,
+    id: u64,
+    ordinal: usize,
+    backend: Backend,
+    pool: Arc<Pool>,
+    sync_launches: AtomicBool,
 }
 
 impl std::fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaDevice")
-            .field("ordinal", &self.ctx.ordinal())
+            .field("ordinal", &self.ordinal)
+            .field("emulated", &self.is_emulated())
             .finish_non_exhaustive()
     }
 }
 
-/// An f32 tensor in device memory with its shape (row-major, NCHW for images).
-pub struct CudaTensor {
-    data: CudaSlice<f32>,
-    shape: Vec<usize>,
+/// `TINYCNN_CUDA_SYNC=1`: synchronise after every launch, so a device fault is reported by
+/// the launch of the kernel that caused it (slow; for debugging).
+fn sync_from_env() -> bool {
+    std::env::var("TINYCNN_CUDA_SYNC").is_ok_and(|v| v == "1")
 }
 
-impl CudaTensor {
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.data.len() == 0
-    }
-    pub fn view(&self) -> CudaView<'_, f32> {
-        self.data.as_view()
-    }
-    pub fn view_mut(&mut self) -> CudaViewMut<'_, f32> {
-        self.data.as_view_mut()
-    }
-    /// The underlying device buffer.
-    pub fn slice(&self) -> &CudaSlice<f32> {
-        &self.data
-    }
-    pub fn slice_mut(&mut self) -> &mut CudaSlice<f32> {
-        &mut self.data
-    }
-}
-
-fn numel(shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| CudaError::Invalid(format!("tensor shape {shape:?} overflows usize")))
-}
-
-/// Launches `$kernel` with `$shape` and the listed arguments, mapping a driver error to
-/// [`CudaError::Launch`] with the kernel name and launch shape.
-macro_rules! launch {
-    ($dev:expr, $kernel:expr, $shape:expr, $($arg:expr),+ $(,)?) => {{
-        let kernel: &'static str = $kernel;
-        let shape: LaunchShape = $shape;
-        let func = $dev.function(kernel)?;
-        let mut builder = $dev.stream.launch_builder(func);
-        $( builder.arg($arg); )+
-        // SAFETY: every wrapper checks, before this point, that each buffer holds exactly
-        // the elements the kernel indexes for the geometry it passes, and the argument
-        // list matches the kernel's C signature (same order and types).
-        unsafe { builder.launch(shape.config()) }
-            .map(|_| ())
-            .map_err(|source| CudaError::Launch { kernel, grid: shape.grid, block: shape.block, source })
-    }};
+fn zero(kernel: &'static str, what: &'static str) -> CudaError {
+    shape(kernel)(KernelError::Zero { what })
 }
 
 impl CudaDevice {
@@ -97,7 +88,7 @@ impl CudaDevice {
         }
         let ctx =
             CudaContext::new(ordinal).map_err(|source| CudaError::NoDevice { ordinal, source })?;
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream().map_err(driver("create stream"))?;
         let mut modules = HashMap::new();
         let mut functions = HashMap::new();
         for &(module_name, kernel) in ptx::KERNELS {
@@ -109,7 +100,7 @@ impl CudaDevice {
                         CudaError::Module {
                             module: module_name,
                             kernel,
-                            source,
+                            source: source.into(),
                         }
                     })?;
                     modules.insert(module_name, Arc::clone(&m));
@@ -121,118 +112,267 @@ impl CudaDevice {
                 .map_err(|source| CudaError::Module {
                     module: module_name,
                     kernel,
-                    source,
+                    source: source.into(),
                 })?;
             functions.insert(kernel, f);
         }
-        Ok(Arc::new(CudaDevice {
-            ctx,
-            stream,
-            functions,
-        }))
+        Ok(Self::with_backend(
+            ordinal,
+            Backend::Cuda {
+                ctx,
+                stream,
+                functions,
+            },
+        ))
     }
 
-    fn function(&self, kernel: &'static str) -> Result<&CudaFunction> {
-        self.functions.get(kernel).ok_or_else(|| {
-            CudaError::Invalid(format!("kernel `{kernel}` is not in the kernel table"))
+    /// The emulated device: the same kernels compiled for the host (kernels-cuda/emu), on
+    /// host memory. Every wrapper runs the same checks, launch planning and argument list as
+    /// on a GPU; only the final launch differs. Launches run synchronously on the calling
+    /// thread. For tests: correctness, not speed.
+    #[cfg(feature = "emu")]
+    pub fn emulated() -> Result<Arc<Self>> {
+        let functions = crate::emu::load(ptx::KERNELS)?;
+        Ok(Self::with_backend(0, Backend::Emu { functions }))
+    }
+
+    fn with_backend(ordinal: usize, backend: Backend) -> Arc<Self> {
+        Arc::new(CudaDevice {
+            id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
+            ordinal,
+            backend,
+            pool: Arc::new(Pool::default()),
+            sync_launches: AtomicBool::new(sync_from_env()),
         })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The CUDA ordinal this device was opened with (0 for the emulated device).
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// Whether this is the emulated device.
+    pub fn is_emulated(&self) -> bool {
+        !matches!(self.backend, Backend::Cuda { .. })
     }
 
     /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
     pub fn name(&self) -> Result<String> {
-        self.ctx.name().map_err(driver("device name"))
+        match &self.backend {
+            Backend::Cuda { ctx, .. } => ctx.name().map_err(driver("device name")),
+            #[cfg(feature = "emu")]
+            Backend::Emu { .. } => Ok("tinycnn emulated CUDA device (host)".into()),
+        }
     }
 
-    /// (major, minor) compute capability.
+    /// (major, minor) compute capability; the emulated device reports (8, 0), the PTX target.
     pub fn compute_capability(&self) -> Result<(i32, i32)> {
-        self.ctx
-            .compute_capability()
-            .map_err(driver("compute capability"))
+        match &self.backend {
+            Backend::Cuda { ctx, .. } => ctx
+                .compute_capability()
+                .map_err(driver("compute capability")),
+            #[cfg(feature = "emu")]
+            Backend::Emu { .. } => Ok((8, 0)),
+        }
     }
 
-    /// The stream all kernels run on.
-    pub fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
+    /// The stream all kernels run on (`None` on the emulated device).
+    pub fn stream(&self) -> Option<&Arc<CudaStream>> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => Some(stream),
+            #[cfg(feature = "emu")]
+            Backend::Emu { .. } => None,
+        }
     }
 
     /// Waits for all queued work; kernel faults are reported here.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(driver("synchronize"))
-    }
-
-    /// Copies `data` to the device as a tensor of `shape`.
-    pub fn upload(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
-        let n = numel(shape)?;
-        if n != data.len() {
-            return Err(CudaError::Invalid(format!(
-                "upload: shape {shape:?} has {n} elements but the data has {}",
-                data.len()
-            )));
-        }
-        if n == 0 {
-            return Err(CudaError::Invalid(format!(
-                "upload: shape {shape:?} is empty"
-            )));
-        }
-        let data = self.stream.clone_htod(data).map_err(driver("upload"))?;
-        Ok(CudaTensor {
-            data,
-            shape: shape.to_vec(),
+        self.sync_inner().map_err(|e| match e {
+            BackendError::Driver(source) => CudaError::Driver {
+                op: "synchronize",
+                source,
+            },
+            other => CudaError::Invalid(other.to_string()),
         })
     }
 
-    /// A zero-filled tensor of `shape`.
-    pub fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
-        let n = numel(shape)?;
-        if n == 0 {
-            return Err(CudaError::Invalid(format!(
-                "zeros: shape {shape:?} is empty"
-            )));
+    fn sync_inner(&self) -> std::result::Result<(), BackendError> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => Ok(stream.synchronize()?),
+            #[cfg(feature = "emu")]
+            Backend::Emu { .. } => Ok(()),
         }
-        let data = self.stream.alloc_zeros::<f32>(n).map_err(driver("alloc"))?;
-        Ok(CudaTensor {
-            data,
-            shape: shape.to_vec(),
-        })
     }
 
-    /// Copies `data` to a new device buffer of u32 (labels, arg-max indices).
-    pub fn upload_u32(&self, data: &[u32]) -> Result<CudaSlice<u32>> {
-        if data.is_empty() {
-            return Err(CudaError::Invalid("upload_u32: empty data".into()));
+    /// Whether every launch synchronises (see [`CudaError::Fault`]); set at creation from
+    /// `TINYCNN_CUDA_SYNC=1`.
+    pub fn sync_launches(&self) -> bool {
+        self.sync_launches.load(Ordering::Relaxed)
+    }
+
+    /// Turns synchronising after every launch on or off.
+    pub fn set_sync_launches(&self, on: bool) {
+        self.sync_launches.store(on, Ordering::Relaxed)
+    }
+
+    /// The end of every launch: names the kernel and shapes in an error, and synchronises
+    /// when asked to so that a fault is blamed on its kernel.
+    pub(crate) fn finish_launch(
+        &self,
+        kernel: &'static str,
+        shapes: &dyn Fn() -> String,
+        shape: LaunchShape,
+        result: std::result::Result<(), BackendError>,
+    ) -> Result<()> {
+        result.map_err(|source| CudaError::Launch {
+            kernel,
+            shapes: shapes(),
+            grid: shape.grid,
+            block: shape.block,
+            source,
+        })?;
+        if self.sync_launches() {
+            self.sync_inner().map_err(|source| CudaError::Fault {
+                kernel,
+                shapes: shapes(),
+                source,
+            })?;
         }
-        self.stream.clone_htod(data).map_err(driver("upload"))
+        Ok(())
     }
 
-    /// A zero-filled device buffer of `len` elements (`len >= 1`).
-    pub fn alloc_zeros<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        len: usize,
-    ) -> Result<CudaSlice<T>> {
-        self.stream
-            .alloc_zeros::<T>(len.max(1))
-            .map_err(driver("alloc"))
+    // ---- memory --------------------------------------------------------------------------
+
+    /// Counters of the caching allocator.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.pool.stats()
     }
 
-    /// Copies a tensor back to the host (waits for queued work).
-    pub fn download(&self, t: &CudaTensor) -> Result<Vec<f32>> {
-        self.stream.clone_dtoh(&t.data).map_err(driver("download"))
+    /// Returns every cached (free) block to the driver; returns the bytes released.
+    pub fn empty_cache(&self) -> usize {
+        self.pool.empty()
     }
 
-    /// Copies any device view back to the host (waits for queued work).
-    pub fn download_view<T: cudarc::driver::DeviceRepr>(
-        &self,
-        v: &CudaView<'_, T>,
-    ) -> Result<Vec<T>> {
-        self.stream.clone_dtoh(v).map_err(driver("download"))
+    fn fresh<T: Elem>(&self, class: usize) -> Result<Raw<T>> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => {
+                // SAFETY: the memory is uninitialised, which `alloc` documents; any bit
+                // pattern is a valid f32/u32, so reading it back is garbage, not UB.
+                let first = unsafe { stream.alloc::<T>(class) };
+                let slice = match first {
+                    Ok(s) => s,
+                    Err(_) => {
+                        // Out of memory (most likely): give the cache back and retry once.
+                        self.pool.empty();
+                        // SAFETY: as above.
+                        unsafe { stream.alloc::<T>(class) }.map_err(driver("alloc"))?
+                    }
+                };
+                Ok(Raw::Cuda(slice))
+            }
+            #[cfg(feature = "emu")]
+            Backend::Emu { .. } => Ok(Raw::Host(vec![T::default(); class].into_boxed_slice())),
+        }
     }
 
-    /// Copies host data into an existing device view of the same length.
-    pub fn copy_to_device<T: cudarc::driver::DeviceRepr>(
+    /// A buffer of `len` elements of `T` with unspecified contents (on the emulated device:
+    /// NaN or `u32::MAX`, so reading what no kernel wrote shows up).
+    pub fn alloc_elem<T: Elem>(&self, len: usize) -> Result<DeviceBuffer<T>> {
+        let class = size_class(len);
+        let raw = match self.pool.take::<T>(class) {
+            Some(raw) => raw,
+            None => {
+                let raw = self.fresh::<T>(class)?;
+                self.pool.note_alloc::<T>(class);
+                raw
+            }
+        };
+        #[allow(unused_mut)]
+        let mut buf = DeviceBuffer::new(raw, len, class, Arc::clone(&self.pool), self.id);
+        #[cfg(feature = "emu")]
+        if let ViewMutInner::Host(h) = buf.view_mut().inner {
+            h.fill(T::POISON);
+        }
+        Ok(buf)
+    }
+
+    /// An f32 buffer of `len` elements with unspecified contents.
+    pub fn alloc(&self, len: usize) -> Result<CudaBuffer> {
+        self.alloc_elem(len)
+    }
+
+    /// A u32 buffer of `len` elements with unspecified contents.
+    pub fn alloc_u32(&self, len: usize) -> Result<CudaBufferU32> {
+        self.alloc_elem(len)
+    }
+
+    /// A zero-filled buffer of `len` elements of `T`.
+    pub fn alloc_zeros<T: Elem>(&self, len: usize) -> Result<DeviceBuffer<T>> {
+        let mut buf = self.alloc_elem::<T>(len)?;
+        self.fill_zeros(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// A zero-filled f32 buffer of `len` elements.
+    pub fn zeros(&self, len: usize) -> Result<CudaBuffer> {
+        self.alloc_zeros(len)
+    }
+
+    /// A zero-filled u32 buffer of `len` elements.
+    pub fn zeros_u32(&self, len: usize) -> Result<CudaBufferU32> {
+        self.alloc_zeros(len)
+    }
+
+    fn mine<T: Elem>(&self, device: u64, op: &str) -> Result<()> {
+        if device == self.id {
+            Ok(())
+        } else {
+            Err(CudaError::Invalid(format!(
+                "{op}: the {} buffer belongs to another device",
+                std::any::type_name::<T>()
+            )))
+        }
+    }
+
+    /// Sets every element to zero.
+    pub fn fill_zeros<T: Elem>(&self, dst: &mut impl DeviceSliceMut<T>) -> Result<()> {
+        let dst = dst.device_view_mut();
+        self.mine::<T>(dst.device, "fill zeros")?;
+        match (dst.inner, &self.backend) {
+            (ViewMutInner::Cuda(mut v), Backend::Cuda { stream, .. }) => {
+                if v.is_empty() {
+                    return Ok(());
+                }
+                stream.memset_zeros(&mut v).map_err(driver("memset"))
+            }
+            #[cfg(feature = "emu")]
+            (ViewMutInner::Host(h), _) => {
+                h.fill(T::default());
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(CudaError::Invalid(
+                "fill zeros: buffer of another device".into(),
+            )),
+        }
+    }
+
+    /// Copies host data into `dst`, which must have the same length.
+    pub fn copy_to_device<T: Elem>(
         &self,
         src: &[T],
-        dst: &mut CudaViewMut<'_, T>,
+        dst: &mut impl DeviceSliceMut<T>,
     ) -> Result<()> {
+        let dst = dst.device_view_mut();
+        self.mine::<T>(dst.device, "copy to device")?;
         if src.len() != dst.len() {
             return Err(CudaError::Invalid(format!(
                 "copy to device: {} host elements into a device buffer of {}",
@@ -240,17 +380,81 @@ impl CudaDevice {
                 dst.len()
             )));
         }
-        self.stream
-            .memcpy_htod(src, dst)
-            .map_err(driver("host-to-device copy"))
+        if src.is_empty() {
+            return Ok(());
+        }
+        match (dst.inner, &self.backend) {
+            (ViewMutInner::Cuda(mut v), Backend::Cuda { stream, .. }) => stream
+                .memcpy_htod(src, &mut v)
+                .map_err(driver("host-to-device copy")),
+            #[cfg(feature = "emu")]
+            (ViewMutInner::Host(h), _) => {
+                h.copy_from_slice(src);
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(CudaError::Invalid(
+                "copy to device: buffer of another device".into(),
+            )),
+        }
     }
 
-    /// Device-to-device copy between views of the same length.
-    pub fn copy_device(
+    /// Copies any device buffer or view back to the host (waits for queued work).
+    pub fn download_view<T: Elem>(&self, src: &impl DeviceSlice<T>) -> Result<Vec<T>> {
+        let src = src.device_view();
+        self.mine::<T>(src.device, "download")?;
+        if src.is_empty() {
+            return Ok(Vec::new());
+        }
+        match (src.inner, &self.backend) {
+            (ViewInner::Cuda(v), Backend::Cuda { stream, .. }) => {
+                stream.clone_dtoh(&v).map_err(driver("download"))
+            }
+            #[cfg(feature = "emu")]
+            (ViewInner::Host(h), _) => Ok(h.to_vec()),
+            #[allow(unreachable_patterns)]
+            _ => Err(CudaError::Invalid(
+                "download: buffer of another device".into(),
+            )),
+        }
+    }
+
+    /// A new buffer holding `data`.
+    pub fn upload_elem<T: Elem>(&self, data: &[T]) -> Result<DeviceBuffer<T>> {
+        let mut buf = self.alloc_elem::<T>(data.len())?;
+        self.copy_to_device(data, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Copies `data` to a new f32 buffer.
+    pub fn upload(&self, data: &[f32]) -> Result<CudaBuffer> {
+        self.upload_elem(data)
+    }
+
+    /// Copies `data` to a new u32 buffer (labels, arg-max indices).
+    pub fn upload_u32(&self, data: &[u32]) -> Result<CudaBufferU32> {
+        self.upload_elem(data)
+    }
+
+    /// Copies an f32 buffer (or view) back to the host (waits for queued work).
+    pub fn download(&self, src: &impl DeviceSlice<f32>) -> Result<Vec<f32>> {
+        self.download_view(src)
+    }
+
+    /// Copies a u32 buffer (or view) back to the host (waits for queued work).
+    pub fn download_u32(&self, src: &impl DeviceSlice<u32>) -> Result<Vec<u32>> {
+        self.download_view(src)
+    }
+
+    /// Device-to-device copy between buffers (or views) of the same length.
+    pub fn copy_device<T: Elem>(
         &self,
-        src: &CudaView<'_, f32>,
-        dst: &mut CudaViewMut<'_, f32>,
+        src: &impl DeviceSlice<T>,
+        dst: &mut impl DeviceSliceMut<T>,
     ) -> Result<()> {
+        let (src, dst) = (src.device_view(), dst.device_view_mut());
+        self.mine::<T>(src.device, "device copy")?;
+        self.mine::<T>(dst.device, "device copy")?;
         if src.len() != dst.len() {
             return Err(CudaError::Invalid(format!(
                 "device copy: {} elements into a buffer of {}",
@@ -258,14 +462,36 @@ impl CudaDevice {
                 dst.len()
             )));
         }
-        self.stream
-            .memcpy_dtod(src, dst)
-            .map_err(driver("device-to-device copy"))
+        if src.is_empty() {
+            return Ok(());
+        }
+        match (src.inner, dst.inner, &self.backend) {
+            (ViewInner::Cuda(s), ViewMutInner::Cuda(mut d), Backend::Cuda { stream, .. }) => stream
+                .memcpy_dtod(&s, &mut d)
+                .map_err(driver("device-to-device copy")),
+            #[cfg(feature = "emu")]
+            (ViewInner::Host(s), ViewMutInner::Host(d), _) => {
+                d.copy_from_slice(s);
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(CudaError::Invalid(
+                "device copy: buffer of another device".into(),
+            )),
+        }
     }
 
-    /// Sets a view to zero.
-    pub fn fill_zeros(&self, dst: &mut CudaViewMut<'_, f32>) -> Result<()> {
-        self.stream.memset_zeros(dst).map_err(driver("memset"))
+    /// A new buffer with the contents of `src`.
+    pub fn clone_buffer<T: Elem>(&self, src: &impl DeviceSlice<T>) -> Result<DeviceBuffer<T>> {
+        let src = src.device_view();
+        let mut out = self.alloc_elem::<T>(src.len())?;
+        self.copy_device(&src, &mut out)?;
+        Ok(out)
+    }
+
+    /// Runs an op's checks and launches; shape errors get the op's shapes.
+    fn op<R>(&self, shapes: &dyn Fn() -> String, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        f().map_err(|e| e.with_shapes(shapes))
     }
 
     // ---- matrix product ----------------------------------------------------------------
@@ -275,15 +501,32 @@ impl CudaDevice {
         &self,
         g: &GemmShape,
         alpha: f32,
-        a: &CudaView<'_, f32>,
-        b: &CudaView<'_, f32>,
+        a: &impl DeviceSlice<f32>,
+        b: &impl DeviceSlice<f32>,
         beta: f32,
-        c: &mut CudaViewMut<'_, f32>,
+        c: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let (kernel, shape) = launch::sgemm(g, a.len(), b.len(), c.len())?;
-        let (m, n, k) = (g.m as i32, g.n as i32, g.k as i32);
-        let (lda, ldb, ldc) = (g.lda as i32, g.ldb as i32, g.ldc as i32);
-        launch!(self, kernel, shape, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
+        let (a, b, mut c) = (a.device_view(), b.device_view(), c.device_view_mut());
+        let lens = (a.len(), b.len(), c.len());
+        let shapes = || format!("{g:?}, a [{}], b [{}], c [{}]", lens.0, lens.1, lens.2);
+        self.op(&shapes, || {
+            let (_, shape) = launch::sgemm(g, lens.0, lens.1, lens.2)?;
+            let (m, n, kk) = (g.m as i32, g.n as i32, g.k as i32);
+            let (lda, ldb, ldc) = (g.lda as i32, g.ldb as i32, g.ldc as i32);
+            macro_rules! go {
+                ($k:ident) => {
+                    k::$k::launch(
+                        self, &shapes, shape, m, n, kk, alpha, &a, lda, &b, ldb, beta, &mut c, ldc,
+                    )
+                };
+            }
+            match (g.trans_a, g.trans_b) {
+                (Transpose::No, Transpose::No) => go!(sgemm_nn),
+                (Transpose::No, Transpose::Yes) => go!(sgemm_nt),
+                (Transpose::Yes, Transpose::No) => go!(sgemm_tn),
+                (Transpose::Yes, Transpose::Yes) => go!(sgemm_tt),
+            }
+        })
     }
 
     // ---- convolution -------------------------------------------------------------------
@@ -292,131 +535,175 @@ impl CudaDevice {
     pub fn conv2d_forward(
         &self,
         s: &Conv2dShape,
-        x: &CudaView<'_, f32>,
-        w: &CudaView<'_, f32>,
-        bias: Option<&CudaView<'_, f32>>,
-        y: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        w: &impl DeviceSlice<f32>,
+        bias: Option<&CudaBuffer>,
+        y: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let (kernel, geom, shape) = launch::conv2d_forward(s)?;
-        let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
-        expect_len(kernel, "x", x.len(), xl)?;
-        expect_len(kernel, "w", w.len(), wl)?;
-        expect_len(kernel, "y", y.len(), yl)?;
-        match bias {
-            Some(b) => {
-                expect_len(kernel, "bias", b.len(), s.params.out_channels)?;
-                launch!(self, kernel, shape, &geom, x, w, b, y)
+        let (x, w, mut y) = (x.device_view(), w.device_view(), y.device_view_mut());
+        let bias = bias.map(|b| b.view());
+        let lens = (x.len(), w.len(), bias.as_ref().map(|b| b.len()), y.len());
+        let shapes = || {
+            format!(
+                "{s:?}, x [{}], w [{}], bias {:?}, y [{}]",
+                lens.0, lens.1, lens.2, lens.3
+            )
+        };
+        self.op(&shapes, || {
+            let (kernel, geom, shape) = launch::conv2d_forward(s)?;
+            let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
+            expect_len(kernel, "x", lens.0, xl)?;
+            expect_len(kernel, "w", lens.1, wl)?;
+            expect_len(kernel, "y", lens.3, yl)?;
+            if let Some(bl) = lens.2 {
+                expect_len(kernel, "bias", bl, s.params.out_channels)?;
             }
-            None => {
-                let null: u64 = 0;
-                launch!(self, kernel, shape, &geom, x, w, &null, y)
-            }
-        }
+            let f = if kernel == k::conv2d_forward_t64::NAME {
+                k::conv2d_forward_t64::launch
+            } else {
+                k::conv2d_forward_t16::launch
+            };
+            f(self, &shapes, shape, geom, &x, &w, bias.as_ref(), &mut y)
+        })
     }
 
     /// Gradient w.r.t. the input, overwriting `grad_x` ([`reference::conv2d_backward_input`]).
     pub fn conv2d_backward_input(
         &self,
         s: &Conv2dShape,
-        grad_y: &CudaView<'_, f32>,
-        w: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        w: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let (kernel, geom, shape) = launch::conv2d_backward_input(s)?;
-        let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
-        expect_len(kernel, "grad_y", grad_y.len(), yl)?;
-        expect_len(kernel, "w", w.len(), wl)?;
-        expect_len(kernel, "grad_x", grad_x.len(), xl)?;
-        launch!(self, kernel, shape, &geom, grad_y, w, grad_x)
+        let (gy, w, mut gx) = (
+            grad_y.device_view(),
+            w.device_view(),
+            grad_x.device_view_mut(),
+        );
+        let lens = (gy.len(), w.len(), gx.len());
+        let shapes = || {
+            format!(
+                "{s:?}, grad_y [{}], w [{}], grad_x [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let (kernel, geom, shape) = launch::conv2d_backward_input(s)?;
+            let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
+            expect_len(kernel, "grad_y", lens.0, yl)?;
+            expect_len(kernel, "w", lens.1, wl)?;
+            expect_len(kernel, "grad_x", lens.2, xl)?;
+            let f = if kernel == k::conv2d_backward_input_t64::NAME {
+                k::conv2d_backward_input_t64::launch
+            } else {
+                k::conv2d_backward_input_t16::launch
+            };
+            f(self, &shapes, shape, geom, &gy, &w, &mut gx)
+        })
     }
 
     /// Gradient w.r.t. the weight summed over the batch, overwriting `grad_w`
-    /// ([`reference::conv2d_backward_weight`]). `workspace` must hold
-    /// [`launch::conv2d_backward_weight_workspace_len`] elements; `None` allocates it.
+    /// ([`reference::conv2d_backward_weight`]). `workspace` must hold at least
+    /// [`launch::conv2d_backward_weight_workspace_len`] elements; `None` takes it from the
+    /// caching allocator.
     pub fn conv2d_backward_weight(
         &self,
         s: &Conv2dShape,
-        x: &CudaView<'_, f32>,
-        grad_y: &CudaView<'_, f32>,
-        grad_w: &mut CudaViewMut<'_, f32>,
-        workspace: Option<&mut CudaViewMut<'_, f32>>,
+        x: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_w: &mut impl DeviceSliceMut<f32>,
+        workspace: Option<&mut CudaBufferViewMut<'_, f32>>,
     ) -> Result<()> {
-        let plan = launch::conv2d_backward_weight(s)?;
-        let kernel = plan.kernel;
-        let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
-        expect_len(kernel, "x", x.len(), xl)?;
-        expect_len(kernel, "grad_y", grad_y.len(), yl)?;
-        expect_len(kernel, "grad_w", grad_w.len(), wl)?;
-        let (splits, k_chunk) = (plan.splits as i32, plan.k_chunk as i32);
-        if plan.splits == 1 {
-            return launch!(
-                self,
-                kernel,
-                plan.launch,
-                &plan.geom,
-                x,
-                grad_y,
-                grad_w,
-                &splits,
-                &k_chunk
-            );
-        }
-        let need = plan.splits * wl;
-        let mut owned;
-        let mut ws = match workspace {
-            Some(ws) => {
-                if ws.len() < need {
-                    return Err(CudaError::Shape {
-                        kernel,
-                        source: tinycnn_kernels::KernelError::BufferLength {
+        let (x, gy, mut gw) = (
+            x.device_view(),
+            grad_y.device_view(),
+            grad_w.device_view_mut(),
+        );
+        let ws_len = workspace.as_ref().map(|w| w.len());
+        let lens = (x.len(), gy.len(), gw.len());
+        let shapes = || {
+            format!(
+                "{s:?}, x [{}], grad_y [{}], grad_w [{}], workspace {ws_len:?}",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let plan = launch::conv2d_backward_weight(s)?;
+            let kernel = plan.kernel;
+            let (xl, wl, yl) = launch::conv_lens(kernel, s)?;
+            expect_len(kernel, "x", lens.0, xl)?;
+            expect_len(kernel, "grad_y", lens.1, yl)?;
+            expect_len(kernel, "grad_w", lens.2, wl)?;
+            let f = if kernel == k::conv2d_backward_weight_t64::NAME {
+                k::conv2d_backward_weight_t64::launch
+            } else {
+                k::conv2d_backward_weight_t16::launch
+            };
+            let (splits, k_chunk) = (plan.splits as i32, plan.k_chunk as i32);
+            if plan.splits == 1 {
+                return f(
+                    self,
+                    &shapes,
+                    plan.launch,
+                    plan.geom,
+                    &x,
+                    &gy,
+                    &mut gw,
+                    splits,
+                    k_chunk,
+                );
+            }
+            let need = plan.splits * wl;
+            let mut owned;
+            let mut ws = match workspace {
+                Some(ws) => {
+                    if ws.len() < need {
+                        return Err(shape(kernel)(KernelError::BufferLength {
                             buffer: "workspace",
                             expected: need,
                             actual: ws.len(),
-                        },
-                    });
+                        }));
+                    }
+                    ws.slice_mut(..need)
                 }
-                ws.slice_mut(..need)
-            }
-            None => {
-                owned = self
-                    .stream
-                    .alloc_zeros::<f32>(need)
-                    .map_err(driver("alloc"))?;
-                owned.as_view_mut()
-            }
-        };
-        launch!(
-            self,
-            kernel,
-            plan.launch,
-            &plan.geom,
-            x,
-            grad_y,
-            &mut ws,
-            &splits,
-            &k_chunk
-        )?;
-        let len = wl as i32;
-        launch!(
-            self,
-            names::SUM_SPLITS,
-            launch::elementwise(names::SUM_SPLITS, wl)?,
-            &len,
-            &splits,
-            &mut ws,
-            grad_w
-        )
+                None => {
+                    owned = self.alloc(need)?;
+                    owned.view_mut()
+                }
+            };
+            f(
+                self,
+                &shapes,
+                plan.launch,
+                plan.geom,
+                &x,
+                &gy,
+                &mut ws,
+                splits,
+                k_chunk,
+            )?;
+            let ws = ws.device_view();
+            k::sum_splits::launch(
+                self,
+                &shapes,
+                launch::elementwise(names::SUM_SPLITS, wl)?,
+                wl as i32,
+                splits,
+                &ws,
+                &mut gw,
+            )
+        })
     }
 
     /// Gradient w.r.t. the bias: `grad_y` summed over batch and space.
     pub fn conv2d_backward_bias(
         &self,
         s: &Conv2dShape,
-        grad_y: &CudaView<'_, f32>,
-        grad_b: &mut CudaViewMut<'_, f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_b: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let (oh, ow) = s.out_hw().map_err(shape(names::BIAS_BACKWARD))?;
         s.validate().map_err(shape(names::BIAS_BACKWARD))?;
+        let (oh, ow) = s.out_hw().map_err(shape(names::BIAS_BACKWARD))?;
         self.bias_backward(s.batch, s.params.out_channels, oh * ow, grad_y, grad_b)
     }
 
@@ -426,23 +713,25 @@ impl CudaDevice {
     pub fn max_pool2d_forward(
         &self,
         s: &Pool2dShape,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
-        argmax: &mut CudaViewMut<'_, u32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+        argmax: &mut impl DeviceSliceMut<u32>,
     ) -> Result<()> {
-        let kernel = names::MAX_POOL_FORWARD;
-        let geom = launch::pool_geom(kernel, s)?;
-        launch::pool_lens(kernel, s, x.len(), y.len())?;
-        expect_len(kernel, "argmax", argmax.len(), y.len())?;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, y.len())?,
-            &geom,
-            x,
-            y,
-            argmax
-        )
+        let (x, mut y, mut am) = (
+            x.device_view(),
+            y.device_view_mut(),
+            argmax.device_view_mut(),
+        );
+        let lens = (x.len(), y.len(), am.len());
+        let shapes = || format!("{s:?}, x [{}], y [{}], argmax [{}]", lens.0, lens.1, lens.2);
+        self.op(&shapes, || {
+            let kernel = names::MAX_POOL_FORWARD;
+            let geom = launch::pool_geom(kernel, s)?;
+            launch::pool_lens(kernel, s, lens.0, lens.1)?;
+            expect_len(kernel, "argmax", lens.2, lens.1)?;
+            let shape = launch::elementwise(kernel, lens.1)?;
+            k::max_pool2d_forward::launch(self, &shapes, shape, geom, &x, &mut y, &mut am)
+        })
     }
 
     /// Gradient of max pooling, overwriting `grad_x` ([`reference::max_pool2d_backward`]).
@@ -450,152 +739,289 @@ impl CudaDevice {
     pub fn max_pool2d_backward(
         &self,
         s: &Pool2dShape,
-        grad_y: &CudaView<'_, f32>,
-        argmax: &CudaView<'_, u32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        argmax: &impl DeviceSlice<u32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::MAX_POOL_BACKWARD;
-        let geom = launch::pool_geom(kernel, s)?;
-        launch::pool_lens(kernel, s, grad_x.len(), grad_y.len())?;
-        expect_len(kernel, "argmax", argmax.len(), grad_y.len())?;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, grad_x.len())?,
-            &geom,
-            grad_y,
-            argmax,
-            grad_x
-        )
+        let (gy, am, mut gx) = (
+            grad_y.device_view(),
+            argmax.device_view(),
+            grad_x.device_view_mut(),
+        );
+        let lens = (gy.len(), am.len(), gx.len());
+        let shapes = || {
+            format!(
+                "{s:?}, grad_y [{}], argmax [{}], grad_x [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::MAX_POOL_BACKWARD;
+            let geom = launch::pool_geom(kernel, s)?;
+            launch::pool_lens(kernel, s, lens.2, lens.0)?;
+            expect_len(kernel, "argmax", lens.1, lens.0)?;
+            let shape = launch::elementwise(kernel, lens.2)?;
+            k::max_pool2d_backward::launch(self, &shapes, shape, geom, &gy, &am, &mut gx)
+        })
     }
 
     /// Average pooling ([`reference::avg_pool2d`]).
     pub fn avg_pool2d_forward(
         &self,
         s: &Pool2dShape,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::AVG_POOL_FORWARD;
-        let geom = launch::pool_geom(kernel, s)?;
-        launch::pool_lens(kernel, s, x.len(), y.len())?;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, y.len())?,
-            &geom,
-            x,
-            y
-        )
+        let (x, mut y) = (x.device_view(), y.device_view_mut());
+        let lens = (x.len(), y.len());
+        let shapes = || format!("{s:?}, x [{}], y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let kernel = names::AVG_POOL_FORWARD;
+            let geom = launch::pool_geom(kernel, s)?;
+            launch::pool_lens(kernel, s, lens.0, lens.1)?;
+            let shape = launch::elementwise(kernel, lens.1)?;
+            k::avg_pool2d_forward::launch(self, &shapes, shape, geom, &x, &mut y)
+        })
     }
 
     /// Gradient of average pooling, overwriting `grad_x` ([`reference::avg_pool2d_backward`]).
     pub fn avg_pool2d_backward(
         &self,
         s: &Pool2dShape,
-        grad_y: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::AVG_POOL_BACKWARD;
-        let geom = launch::pool_geom(kernel, s)?;
-        launch::pool_lens(kernel, s, grad_x.len(), grad_y.len())?;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, grad_x.len())?,
-            &geom,
-            grad_y,
-            grad_x
-        )
+        let (gy, mut gx) = (grad_y.device_view(), grad_x.device_view_mut());
+        let lens = (gy.len(), gx.len());
+        let shapes = || format!("{s:?}, grad_y [{}], grad_x [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let kernel = names::AVG_POOL_BACKWARD;
+            let geom = launch::pool_geom(kernel, s)?;
+            launch::pool_lens(kernel, s, lens.1, lens.0)?;
+            let shape = launch::elementwise(kernel, lens.1)?;
+            k::avg_pool2d_backward::launch(self, &shapes, shape, geom, &gy, &mut gx)
+        })
     }
 
-    // ---- activations ---------------------------------------------------------------------
+    // ---- element-wise ----------------------------------------------------------------------
+
+    /// Checks `(name, len)` pairs all equal the first one's length; returns `n` for the
+    /// kernel and its launch, or `None` when there is nothing to do.
+    fn same_len(
+        kernel: &'static str,
+        bufs: &[(&'static str, usize)],
+    ) -> Result<Option<(i32, LaunchShape)>> {
+        let n = bufs[0].1;
+        for &(name, len) in &bufs[1..] {
+            expect_len(kernel, name, len, n)?;
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some((n as i32, launch::elementwise(kernel, n)?)))
+    }
 
     fn unary(
         &self,
         kernel: &'static str,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
+        f: k::UnaryLaunch,
+        x: CudaBufferView<'_, f32>,
+        mut y: CudaBufferViewMut<'_, f32>,
     ) -> Result<()> {
-        expect_len(kernel, "y", y.len(), x.len())?;
-        if x.is_empty() {
-            return Ok(());
-        }
-        let n = x.len() as i32;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, x.len())?,
-            &n,
-            x,
-            y
-        )
+        let lens = (x.len(), y.len());
+        let shapes = || format!("x [{}], y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            match Self::same_len(kernel, &[("x", lens.0), ("y", lens.1)])? {
+                Some((n, shape)) => f(self, &shapes, shape, n, &x, &mut y),
+                None => Ok(()),
+            }
+        })
     }
 
     fn unary_backward(
         &self,
         kernel: &'static str,
-        saved: &CudaView<'_, f32>,
-        grad_y: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        f: k::BinaryLaunch,
+        saved: CudaBufferView<'_, f32>,
+        gy: CudaBufferView<'_, f32>,
+        mut gx: CudaBufferViewMut<'_, f32>,
     ) -> Result<()> {
-        expect_len(kernel, "grad_y", grad_y.len(), saved.len())?;
-        expect_len(kernel, "grad_x", grad_x.len(), saved.len())?;
-        if saved.is_empty() {
-            return Ok(());
-        }
-        let n = saved.len() as i32;
-        launch!(
-            self,
-            kernel,
-            launch::elementwise(kernel, saved.len())?,
-            &n,
-            saved,
-            grad_y,
-            grad_x
-        )
+        let lens = (saved.len(), gy.len(), gx.len());
+        let shapes = || {
+            format!(
+                "saved [{}], grad_y [{}], grad_x [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            match Self::same_len(
+                kernel,
+                &[("saved", lens.0), ("grad_y", lens.1), ("grad_x", lens.2)],
+            )? {
+                Some((n, shape)) => f(self, &shapes, shape, n, &saved, &gy, &mut gx),
+                None => Ok(()),
+            }
+        })
     }
 
     /// `y = max(x, 0)`.
-    pub fn relu_forward(&self, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
-        self.unary(names::RELU_FORWARD, x, y)
+    pub fn relu_forward(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(
+            names::RELU_FORWARD,
+            k::relu_forward::launch,
+            x.device_view(),
+            y.device_view_mut(),
+        )
     }
-    /// From the forward input `x`.
+    /// ReLU gradient from the forward input `x` (zero at `x == 0`, as PyTorch).
     pub fn relu_backward(
         &self,
-        x: &CudaView<'_, f32>,
-        grad_y: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary_backward(names::RELU_BACKWARD, x, grad_y, grad_x)
+        self.unary_backward(
+            names::RELU_BACKWARD,
+            k::relu_backward::launch,
+            x.device_view(),
+            grad_y.device_view(),
+            grad_x.device_view_mut(),
+        )
     }
+    /// `y = 1 / (1 + exp(-x))`.
     pub fn sigmoid_forward(
         &self,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary(names::SIGMOID_FORWARD, x, y)
+        self.unary(
+            names::SIGMOID_FORWARD,
+            k::sigmoid_forward::launch,
+            x.device_view(),
+            y.device_view_mut(),
+        )
     }
-    /// From the forward output `y`.
+    /// Sigmoid gradient from the forward output `y`.
     pub fn sigmoid_backward(
         &self,
-        y: &CudaView<'_, f32>,
-        grad_y: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        y: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary_backward(names::SIGMOID_BACKWARD, y, grad_y, grad_x)
+        self.unary_backward(
+            names::SIGMOID_BACKWARD,
+            k::sigmoid_backward::launch,
+            y.device_view(),
+            grad_y.device_view(),
+            grad_x.device_view_mut(),
+        )
     }
-    pub fn tanh_forward(&self, x: &CudaView<'_, f32>, y: &mut CudaViewMut<'_, f32>) -> Result<()> {
-        self.unary(names::TANH_FORWARD, x, y)
+    /// `y = tanh(x)`.
+    pub fn tanh_forward(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(
+            names::TANH_FORWARD,
+            k::tanh_forward::launch,
+            x.device_view(),
+            y.device_view_mut(),
+        )
     }
-    /// From the forward output `y`.
+    /// Tanh gradient from the forward output `y`.
     pub fn tanh_backward(
         &self,
-        y: &CudaView<'_, f32>,
-        grad_y: &CudaView<'_, f32>,
-        grad_x: &mut CudaViewMut<'_, f32>,
+        y: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary_backward(names::TANH_BACKWARD, y, grad_y, grad_x)
+        self.unary_backward(
+            names::TANH_BACKWARD,
+            k::tanh_backward::launch,
+            y.device_view(),
+            grad_y.device_view(),
+            grad_x.device_view_mut(),
+        )
+    }
+
+    /// `y += x` (gradient accumulation).
+    pub fn add_inplace(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(
+            names::ADD_INPLACE,
+            k::add_inplace::launch,
+            x.device_view(),
+            y.device_view_mut(),
+        )
+    }
+
+    /// `y = a x + b y`; with `b == 0`, `y` is not read.
+    pub fn axpby(
+        &self,
+        a: f32,
+        x: &impl DeviceSlice<f32>,
+        b: f32,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (x, mut y) = (x.device_view(), y.device_view_mut());
+        let lens = (x.len(), y.len());
+        let shapes = || format!("a {a}, x [{}], b {b}, y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            match Self::same_len(names::AXPBY, &[("x", lens.0), ("y", lens.1)])? {
+                Some((n, shape)) => k::axpby::launch(self, &shapes, shape, n, a, &x, b, &mut y),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// `y *= a`.
+    pub fn scale(&self, a: f32, y: &mut impl DeviceSliceMut<f32>) -> Result<()> {
+        let mut y = y.device_view_mut();
+        let len = y.len();
+        let shapes = || format!("a {a}, y [{len}]");
+        self.op(&shapes, || {
+            match Self::same_len(names::SCALE, &[("y", len)])? {
+                Some((n, shape)) => k::scale::launch(self, &shapes, shape, n, a, &mut y),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// `y = v` everywhere.
+    pub fn fill(&self, v: f32, y: &mut impl DeviceSliceMut<f32>) -> Result<()> {
+        let mut y = y.device_view_mut();
+        let len = y.len();
+        let shapes = || format!("v {v}, y [{len}]");
+        self.op(&shapes, || {
+            match Self::same_len(names::FILL, &[("y", len)])? {
+                Some((n, shape)) => k::fill::launch(self, &shapes, shape, n, v, &mut y),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// `z = x * y`, element-wise.
+    pub fn mul(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        y: &impl DeviceSlice<f32>,
+        z: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary_backward(
+            names::MUL,
+            k::mul::launch,
+            x.device_view(),
+            y.device_view(),
+            z.device_view_mut(),
+        )
     }
 
     // ---- bias ------------------------------------------------------------------------------
@@ -609,38 +1035,41 @@ impl CudaDevice {
         x: usize,
     ) -> Result<()> {
         if outer == 0 || channels == 0 || inner == 0 {
-            return Err(CudaError::Shape {
-                kernel,
-                source: tinycnn_kernels::KernelError::Zero {
-                    what: "bias outer/channels/inner",
-                },
-            });
+            return Err(zero(kernel, "bias outer/channels/inner"));
         }
         expect_len(kernel, "bias", bias, channels)?;
         let total = outer
             .checked_mul(channels)
             .and_then(|v| v.checked_mul(inner))
-            .ok_or(CudaError::Shape {
-                kernel,
-                source: tinycnn_kernels::KernelError::Overflow { what: "bias input" },
-            })?;
+            .ok_or_else(|| shape(kernel)(KernelError::Overflow { what: "bias input" }))?;
         expect_len(kernel, "x", x, total)
     }
 
-    /// `x[o, c, i] += bias[c]` ([`reference::bias_add`]).
+    /// `x[o, c, i] += bias[c]` ([`reference::bias_add`]). With `inner == 1` this is the
+    /// broadcast add of a `[cols]` row onto `[rows, cols]`.
     pub fn bias_add(
         &self,
         outer: usize,
         channels: usize,
         inner: usize,
-        bias: &CudaView<'_, f32>,
-        x: &mut CudaViewMut<'_, f32>,
+        bias: &impl DeviceSlice<f32>,
+        x: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::BIAS_ADD;
-        Self::bias_dims(kernel, outer, channels, inner, bias.len(), x.len())?;
-        let shape = launch::elementwise(kernel, x.len())?;
-        let (o, c, i) = (outer as i32, channels as i32, inner as i32);
-        launch!(self, kernel, shape, &o, &c, &i, bias, x)
+        let (bias, mut x) = (bias.device_view(), x.device_view_mut());
+        let lens = (bias.len(), x.len());
+        let shapes = || {
+            format!(
+                "[{outer}, {channels}, {inner}], bias [{}], x [{}]",
+                lens.0, lens.1
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::BIAS_ADD;
+            Self::bias_dims(kernel, outer, channels, inner, lens.0, lens.1)?;
+            let shape = launch::elementwise(kernel, lens.1)?;
+            let (o, c, i) = (outer as i32, channels as i32, inner as i32);
+            k::bias_add::launch(self, &shapes, shape, o, c, i, &bias, &mut x)
+        })
     }
 
     /// `grad_bias[c] = sum over o, i of grad_y[o, c, i]` ([`reference::bias_backward`]).
@@ -649,25 +1078,28 @@ impl CudaDevice {
         outer: usize,
         channels: usize,
         inner: usize,
-        grad_y: &CudaView<'_, f32>,
-        grad_bias: &mut CudaViewMut<'_, f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_bias: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::BIAS_BACKWARD;
-        Self::bias_dims(
-            kernel,
-            outer,
-            channels,
-            inner,
-            grad_bias.len(),
-            grad_y.len(),
-        )?;
-        launch::elementwise(kernel, grad_y.len())?;
-        let shape = LaunchShape {
-            grid: (channels as u32, 1, 1),
-            block: (launch::BLOCK, 1, 1),
+        let (gy, mut gb) = (grad_y.device_view(), grad_bias.device_view_mut());
+        let lens = (gy.len(), gb.len());
+        let shapes = || {
+            format!(
+                "[{outer}, {channels}, {inner}], grad_y [{}], grad_bias [{}]",
+                lens.0, lens.1
+            )
         };
-        let (o, c, i) = (outer as i32, channels as i32, inner as i32);
-        launch!(self, kernel, shape, &o, &c, &i, grad_y, grad_bias)
+        self.op(&shapes, || {
+            let kernel = names::BIAS_BACKWARD;
+            Self::bias_dims(kernel, outer, channels, inner, lens.1, lens.0)?;
+            launch::elementwise(kernel, lens.0)?;
+            let shape = LaunchShape {
+                grid: (channels as u32, 1, 1),
+                block: (launch::BLOCK, 1, 1),
+            };
+            let (o, c, i) = (outer as i32, channels as i32, inner as i32);
+            k::bias_backward::launch(self, &shapes, shape, o, c, i, &gy, &mut gb)
+        })
     }
 
     // ---- softmax and losses ---------------------------------------------------------------
@@ -682,12 +1114,7 @@ impl CudaDevice {
         y_cols: usize,
     ) -> Result<LaunchShape> {
         if rows == 0 || cols == 0 {
-            return Err(CudaError::Shape {
-                kernel,
-                source: tinycnn_kernels::KernelError::Zero {
-                    what: "rows and cols",
-                },
-            });
+            return Err(zero(kernel, "rows and cols"));
         }
         expect_len(kernel, "x", x, rows.saturating_mul(cols))?;
         expect_len(kernel, y_name, y, rows.saturating_mul(y_cols))?;
@@ -699,13 +1126,24 @@ impl CudaDevice {
         &self,
         rows: usize,
         cols: usize,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::SOFTMAX_FORWARD;
-        let shape = Self::row_dims(kernel, rows, cols, x.len(), y.len(), "y", cols)?;
-        let (r, c) = (rows as i32, cols as i32);
-        launch!(self, kernel, shape, &r, &c, x, y)
+        let (x, mut y) = (x.device_view(), y.device_view_mut());
+        let lens = (x.len(), y.len());
+        let shapes = || format!("[{rows}, {cols}], x [{}], y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let shape = Self::row_dims(
+                names::SOFTMAX_FORWARD,
+                rows,
+                cols,
+                lens.0,
+                lens.1,
+                "y",
+                cols,
+            )?;
+            k::softmax_forward::launch(self, &shapes, shape, rows as i32, cols as i32, &x, &mut y)
+        })
     }
 
     /// Row-wise log-softmax ([`reference::log_softmax`]).
@@ -713,13 +1151,32 @@ impl CudaDevice {
         &self,
         rows: usize,
         cols: usize,
-        x: &CudaView<'_, f32>,
-        y: &mut CudaViewMut<'_, f32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::LOG_SOFTMAX_FORWARD;
-        let shape = Self::row_dims(kernel, rows, cols, x.len(), y.len(), "y", cols)?;
-        let (r, c) = (rows as i32, cols as i32);
-        launch!(self, kernel, shape, &r, &c, x, y)
+        let (x, mut y) = (x.device_view(), y.device_view_mut());
+        let lens = (x.len(), y.len());
+        let shapes = || format!("[{rows}, {cols}], x [{}], y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let shape = Self::row_dims(
+                names::LOG_SOFTMAX_FORWARD,
+                rows,
+                cols,
+                lens.0,
+                lens.1,
+                "y",
+                cols,
+            )?;
+            k::log_softmax_forward::launch(
+                self,
+                &shapes,
+                shape,
+                rows as i32,
+                cols as i32,
+                &x,
+                &mut y,
+            )
+        })
     }
 
     /// Per-row cross-entropy `logsumexp(x) - x[label]` into `loss_rows` (NaN for a label
@@ -728,57 +1185,96 @@ impl CudaDevice {
         &self,
         rows: usize,
         cols: usize,
-        logits: &CudaView<'_, f32>,
-        labels: &CudaView<'_, u32>,
-        loss_rows: &mut CudaViewMut<'_, f32>,
+        logits: &impl DeviceSlice<f32>,
+        labels: &impl DeviceSlice<u32>,
+        loss_rows: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::SOFTMAX_XENT_FORWARD;
-        let shape = Self::row_dims(
-            kernel,
-            rows,
-            cols,
-            logits.len(),
-            loss_rows.len(),
-            "loss_rows",
-            1,
-        )?;
-        expect_len(kernel, "labels", labels.len(), rows)?;
-        let (r, c) = (rows as i32, cols as i32);
-        launch!(self, kernel, shape, &r, &c, logits, labels, loss_rows)
+        let (x, l, mut out) = (
+            logits.device_view(),
+            labels.device_view(),
+            loss_rows.device_view_mut(),
+        );
+        let lens = (x.len(), l.len(), out.len());
+        let shapes = || {
+            format!(
+                "[{rows}, {cols}], logits [{}], labels [{}], loss_rows [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::SOFTMAX_XENT_FORWARD;
+            let shape = Self::row_dims(kernel, rows, cols, lens.0, lens.2, "loss_rows", 1)?;
+            expect_len(kernel, "labels", lens.1, rows)?;
+            k::softmax_xent_forward::launch(
+                self,
+                &shapes,
+                shape,
+                rows as i32,
+                cols as i32,
+                &x,
+                &l,
+                &mut out,
+            )
+        })
     }
 
     /// Gradient of the mean cross-entropy times `grad_loss`
     /// ([`reference::cross_entropy_backward`]), overwriting `grad`.
-    #[allow(clippy::too_many_arguments)]
     pub fn softmax_xent_backward(
         &self,
         rows: usize,
         cols: usize,
-        logits: &CudaView<'_, f32>,
-        labels: &CudaView<'_, u32>,
+        logits: &impl DeviceSlice<f32>,
+        labels: &impl DeviceSlice<u32>,
         grad_loss: f32,
-        grad: &mut CudaViewMut<'_, f32>,
+        grad: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::SOFTMAX_XENT_BACKWARD;
-        let shape = Self::row_dims(kernel, rows, cols, logits.len(), grad.len(), "grad", cols)?;
-        expect_len(kernel, "labels", labels.len(), rows)?;
-        let (r, c) = (rows as i32, cols as i32);
-        let scale = grad_loss / rows as f32;
-        launch!(self, kernel, shape, &r, &c, logits, labels, &scale, grad)
+        let (x, l, mut g) = (
+            logits.device_view(),
+            labels.device_view(),
+            grad.device_view_mut(),
+        );
+        let lens = (x.len(), l.len(), g.len());
+        let shapes = || {
+            format!(
+                "[{rows}, {cols}], logits [{}], labels [{}], grad [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::SOFTMAX_XENT_BACKWARD;
+            let shape = Self::row_dims(kernel, rows, cols, lens.0, lens.2, "grad", cols)?;
+            expect_len(kernel, "labels", lens.1, rows)?;
+            let scale = grad_loss / rows as f32;
+            k::softmax_xent_backward::launch(
+                self,
+                &shapes,
+                shape,
+                rows as i32,
+                cols as i32,
+                &x,
+                &l,
+                scale,
+                &mut g,
+            )
+        })
     }
 
-    /// Index of the first maximum of each row.
+    /// Index of the first maximum of each row (NaN counts as the maximum).
     pub fn argmax_rows(
         &self,
         rows: usize,
         cols: usize,
-        x: &CudaView<'_, f32>,
-        out: &mut CudaViewMut<'_, u32>,
+        x: &impl DeviceSlice<f32>,
+        out: &mut impl DeviceSliceMut<u32>,
     ) -> Result<()> {
-        let kernel = names::ARGMAX_ROWS;
-        let shape = Self::row_dims(kernel, rows, cols, x.len(), out.len(), "out", 1)?;
-        let (r, c) = (rows as i32, cols as i32);
-        launch!(self, kernel, shape, &r, &c, x, out)
+        let (x, mut out) = (x.device_view(), out.device_view_mut());
+        let lens = (x.len(), out.len());
+        let shapes = || format!("[{rows}, {cols}], x [{}], out [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let shape = Self::row_dims(names::ARGMAX_ROWS, rows, cols, lens.0, lens.1, "out", 1)?;
+            k::argmax_rows::launch(self, &shapes, shape, rows as i32, cols as i32, &x, &mut out)
+        })
     }
 
     /// `correct[row] = 1.0` when the row's arg-max is its label, else 0.
@@ -786,69 +1282,79 @@ impl CudaDevice {
         &self,
         rows: usize,
         cols: usize,
-        logits: &CudaView<'_, f32>,
-        labels: &CudaView<'_, u32>,
-        correct: &mut CudaViewMut<'_, f32>,
+        logits: &impl DeviceSlice<f32>,
+        labels: &impl DeviceSlice<u32>,
+        correct: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::CORRECT_ROWS;
-        let shape = Self::row_dims(
-            kernel,
-            rows,
-            cols,
-            logits.len(),
-            correct.len(),
-            "correct",
-            1,
-        )?;
-        expect_len(kernel, "labels", labels.len(), rows)?;
-        let (r, c) = (rows as i32, cols as i32);
-        launch!(self, kernel, shape, &r, &c, logits, labels, correct)
+        let (x, l, mut c) = (
+            logits.device_view(),
+            labels.device_view(),
+            correct.device_view_mut(),
+        );
+        let lens = (x.len(), l.len(), c.len());
+        let shapes = || {
+            format!(
+                "[{rows}, {cols}], logits [{}], labels [{}], correct [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::CORRECT_ROWS;
+            let shape = Self::row_dims(kernel, rows, cols, lens.0, lens.2, "correct", 1)?;
+            expect_len(kernel, "labels", lens.1, rows)?;
+            k::correct_rows::launch(
+                self,
+                &shapes,
+                shape,
+                rows as i32,
+                cols as i32,
+                &x,
+                &l,
+                &mut c,
+            )
+        })
     }
 
-    /// `out[0] = scale * sum(x)` in a fixed order; `partials` needs 256 elements.
+    /// `out[0] = scale * sum(x)` in a fixed order; `partials` needs 256 elements, `out` one.
     pub fn reduce_sum_into(
         &self,
-        x: &CudaView<'_, f32>,
+        x: &impl DeviceSlice<f32>,
         scale: f32,
-        partials: &mut CudaViewMut<'_, f32>,
-        out: &mut CudaViewMut<'_, f32>,
+        partials: &mut impl DeviceSliceMut<f32>,
+        out: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::REDUCE_SUM;
-        if x.is_empty() {
-            return Err(CudaError::Shape {
-                kernel,
-                source: tinycnn_kernels::KernelError::Zero {
-                    what: "elements to sum",
-                },
-            });
-        }
-        let (first, second) = launch::reduce_sum(x.len())?;
-        if partials.len() < first.grid.0 as usize || out.is_empty() {
-            return Err(CudaError::Invalid(format!(
-                "reduce_sum: partials needs {} elements (has {}), out needs 1 (has {})",
-                first.grid.0,
-                partials.len(),
-                out.len()
-            )));
-        }
-        let n = x.len() as i32;
-        let one = 1.0f32;
-        launch!(self, kernel, first, &n, x, &one, &mut *partials)?;
-        let np = first.grid.0 as i32;
-        launch!(self, kernel, second, &np, &mut *partials, &scale, out)
+        let (x, mut partials, mut out) = (
+            x.device_view(),
+            partials.device_view_mut(),
+            out.device_view_mut(),
+        );
+        let lens = (x.len(), partials.len(), out.len());
+        let shapes = || format!("x [{}], partials [{}], out [{}]", lens.0, lens.1, lens.2);
+        self.op(&shapes, || {
+            let kernel = names::REDUCE_SUM;
+            if lens.0 == 0 {
+                return Err(zero(kernel, "elements to sum"));
+            }
+            let (first, second) = launch::reduce_sum(lens.0)?;
+            if lens.1 < first.grid.0 as usize || lens.2 == 0 {
+                return Err(CudaError::Invalid(format!(
+                    "reduce_sum: partials needs {} elements (has {}), out needs 1 (has {})",
+                    first.grid.0, lens.1, lens.2
+                )));
+            }
+            k::reduce_sum::launch(self, &shapes, first, lens.0 as i32, &x, 1.0, &mut partials)?;
+            let np = first.grid.0 as i32;
+            let partials = partials.device_view();
+            k::reduce_sum::launch(self, &shapes, second, np, &partials, scale, &mut out)
+        })
     }
 
     /// `scale * sum(x)` read back to the host.
-    pub fn sum(&self, x: &CudaView<'_, f32>, scale: f32) -> Result<f32> {
-        let mut partials = self.alloc_zeros::<f32>(launch::BLOCK as usize)?;
-        let mut out = self.alloc_zeros::<f32>(1)?;
-        self.reduce_sum_into(
-            x,
-            scale,
-            &mut partials.as_view_mut(),
-            &mut out.as_view_mut(),
-        )?;
-        Ok(self.download_view(&out.as_view())?[0])
+    pub fn sum(&self, x: &impl DeviceSlice<f32>, scale: f32) -> Result<f32> {
+        let mut partials = self.alloc(launch::BLOCK as usize)?;
+        let mut out = self.alloc(1)?;
+        self.reduce_sum_into(x, scale, &mut partials, &mut out)?;
+        Ok(self.download(&out)?[0])
     }
 
     /// Mean cross-entropy of `rows` logit rows ([`reference::cross_entropy`]); labels are
@@ -857,29 +1363,22 @@ impl CudaDevice {
         &self,
         rows: usize,
         cols: usize,
-        logits: &CudaView<'_, f32>,
+        logits: &impl DeviceSlice<f32>,
         labels: &[u32],
     ) -> Result<f32> {
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= cols) {
-            return Err(CudaError::Shape {
-                kernel: names::SOFTMAX_XENT_FORWARD,
-                source: tinycnn_kernels::KernelError::LabelOutOfRange {
+            return Err(shape(names::SOFTMAX_XENT_FORWARD)(
+                KernelError::LabelOutOfRange {
                     row,
                     label: label as usize,
                     classes: cols,
                 },
-            });
+            ));
         }
         let labels_dev = self.upload_u32(labels)?;
-        let mut loss = self.alloc_zeros::<f32>(rows)?;
-        self.softmax_xent_forward(
-            rows,
-            cols,
-            logits,
-            &labels_dev.as_view(),
-            &mut loss.as_view_mut(),
-        )?;
-        self.sum(&loss.as_view(), 1.0 / rows as f32)
+        let mut loss = self.alloc(rows)?;
+        self.softmax_xent_forward(rows, cols, logits, &labels_dev, &mut loss)?;
+        self.sum(&loss, 1.0 / rows as f32)
     }
 
     // ---- optimizers --------------------------------------------------------------------------
@@ -889,68 +1388,51 @@ impl CudaDevice {
     pub fn sgd_step(
         &self,
         cfg: &SgdConfig,
-        param: &mut CudaViewMut<'_, f32>,
-        grad: &CudaView<'_, f32>,
-        momentum_buf: Option<&mut CudaViewMut<'_, f32>>,
+        param: &mut impl DeviceSliceMut<f32>,
+        grad: &impl DeviceSlice<f32>,
+        momentum_buf: Option<&mut CudaBuffer>,
         first_step: bool,
     ) -> Result<()> {
-        let kernel = names::SGD_STEP;
-        // The CPU reference's own checks on empty slices validate the hyper-parameters,
-        // so both back ends refuse the same configurations.
-        reference::sgd_step(cfg, &mut [], &[], &mut [], true).map_err(shape(kernel))?;
-        expect_len(kernel, "grad", grad.len(), param.len())?;
-        if param.is_empty() {
-            return Ok(());
-        }
-        let shape = launch::elementwise(kernel, param.len())?;
-        let n = param.len() as i32;
-        let (nesterov, first) = (cfg.nesterov as i32, first_step as i32);
-        match momentum_buf {
-            Some(buf) => {
-                expect_len(kernel, "momentum_buf", buf.len(), param.len())?;
-                launch!(
-                    self,
-                    kernel,
-                    shape,
-                    &n,
-                    &cfg.lr,
-                    &cfg.momentum,
-                    &cfg.dampening,
-                    &cfg.weight_decay,
-                    &nesterov,
-                    &first,
-                    param,
-                    grad,
-                    buf
-                )
+        let (mut p, g) = (param.device_view_mut(), grad.device_view());
+        let mut buf = momentum_buf.map(|b| b.view_mut());
+        let lens = (p.len(), g.len(), buf.as_ref().map(|b| b.len()));
+        let shapes = || {
+            format!(
+                "param [{}], grad [{}], momentum_buf {:?}",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::SGD_STEP;
+            // The CPU reference's own checks on empty slices validate the hyper-parameters,
+            // so both back ends refuse the same configurations.
+            reference::sgd_step(cfg, &mut [], &[], &mut [], true).map_err(shape(kernel))?;
+            expect_len(kernel, "grad", lens.1, lens.0)?;
+            match lens.2 {
+                Some(bl) => expect_len(kernel, "momentum_buf", bl, lens.0)?,
+                None if cfg.momentum != 0.0 => expect_len(kernel, "momentum_buf", 0, lens.0)?,
+                None => {}
             }
-            None if cfg.momentum != 0.0 => Err(CudaError::Shape {
-                kernel,
-                source: tinycnn_kernels::KernelError::BufferLength {
-                    buffer: "momentum_buf",
-                    expected: param.len(),
-                    actual: 0,
-                },
-            }),
-            None => {
-                let null: u64 = 0;
-                launch!(
-                    self,
-                    kernel,
-                    shape,
-                    &n,
-                    &cfg.lr,
-                    &cfg.momentum,
-                    &cfg.dampening,
-                    &cfg.weight_decay,
-                    &nesterov,
-                    &first,
-                    param,
-                    grad,
-                    &null
-                )
+            if lens.0 == 0 {
+                return Ok(());
             }
-        }
+            let shape = launch::elementwise(kernel, lens.0)?;
+            k::sgd_step::launch(
+                self,
+                &shapes,
+                shape,
+                lens.0 as i32,
+                cfg.lr,
+                cfg.momentum,
+                cfg.dampening,
+                cfg.weight_decay,
+                cfg.nesterov as i32,
+                first_step as i32,
+                &mut p,
+                &g,
+                buf.as_mut(),
+            )
+        })
     }
 
     /// One `torch.optim.Adam` step ([`reference::adam_step`]); `step` counts from 1.
@@ -958,66 +1440,113 @@ impl CudaDevice {
         &self,
         cfg: &AdamConfig,
         step: u32,
-        param: &mut CudaViewMut<'_, f32>,
-        grad: &CudaView<'_, f32>,
-        m: &mut CudaViewMut<'_, f32>,
-        v: &mut CudaViewMut<'_, f32>,
+        param: &mut impl DeviceSliceMut<f32>,
+        grad: &impl DeviceSlice<f32>,
+        m: &mut impl DeviceSliceMut<f32>,
+        v: &mut impl DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let kernel = names::ADAM_STEP;
-        reference::adam_step(cfg, step, &mut [], &[], &mut [], &mut []).map_err(shape(kernel))?;
-        expect_len(kernel, "grad", grad.len(), param.len())?;
-        expect_len(kernel, "m", m.len(), param.len())?;
-        expect_len(kernel, "v", v.len(), param.len())?;
-        if param.is_empty() {
-            return Ok(());
-        }
-        let (step_size, bc2_sqrt) = adam_scalars(cfg, step);
-        let shape = launch::elementwise(kernel, param.len())?;
-        let n = param.len() as i32;
-        launch!(
-            self,
-            kernel,
-            shape,
-            &n,
-            &step_size,
-            &cfg.beta1,
-            &cfg.beta2,
-            &cfg.eps,
-            &cfg.weight_decay,
-            &bc2_sqrt,
-            param,
-            grad,
-            m,
-            v
-        )
+        let (mut p, g, mut m, mut v) = (
+            param.device_view_mut(),
+            grad.device_view(),
+            m.device_view_mut(),
+            v.device_view_mut(),
+        );
+        let lens = (p.len(), g.len(), m.len(), v.len());
+        let shapes = || {
+            format!(
+                "step {step}, param [{}], grad [{}], m [{}], v [{}]",
+                lens.0, lens.1, lens.2, lens.3
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::ADAM_STEP;
+            reference::adam_step(cfg, step, &mut [], &[], &mut [], &mut [])
+                .map_err(shape(kernel))?;
+            expect_len(kernel, "grad", lens.1, lens.0)?;
+            expect_len(kernel, "m", lens.2, lens.0)?;
+            expect_len(kernel, "v", lens.3, lens.0)?;
+            if lens.0 == 0 {
+                return Ok(());
+            }
+            let (step_size, bc2_sqrt) = adam_scalars(cfg, step);
+            let shape = launch::elementwise(kernel, lens.0)?;
+            k::adam_step::launch(
+                self,
+                &shapes,
+                shape,
+                lens.0 as i32,
+                step_size,
+                cfg.beta1,
+                cfg.beta2,
+                cfg.eps,
+                cfg.weight_decay,
+                bc2_sqrt,
+                &mut p,
+                &g,
+                &mut m,
+                &mut v,
+            )
+        })
     }
 
-    /// Copies samples `perm[offset..offset + batch]` of a device data set into a batch.
+    /// Copies samples `perm[offset..offset + batch]` of a device data set (`images`
+    /// `[samples, sample_len]`, `labels` `[samples]`) into a batch. Permutation entries are
+    /// not checked against the data set (they are device memory).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn gather_batch(
+    pub fn gather_batch(
         &self,
         batch: usize,
         sample_len: usize,
-        perm: &CudaView<'_, u32>,
+        perm: &impl DeviceSlice<u32>,
         offset: usize,
-        images: &CudaView<'_, f32>,
-        labels: &CudaView<'_, u32>,
-        out_images: &mut CudaViewMut<'_, f32>,
-        out_labels: &mut CudaViewMut<'_, u32>,
+        images: &impl DeviceSlice<f32>,
+        labels: &impl DeviceSlice<u32>,
+        out_images: &mut impl DeviceSliceMut<f32>,
+        out_labels: &mut impl DeviceSliceMut<u32>,
     ) -> Result<()> {
-        let kernel = names::GATHER_BATCH;
-        if offset + batch > perm.len() {
-            return Err(CudaError::Invalid(format!(
-                "gather: rows {offset}..{} past the permutation ({})",
-                offset + batch,
-                perm.len()
-            )));
-        }
-        expect_len(kernel, "out_images", out_images.len(), batch * sample_len)?;
-        expect_len(kernel, "out_labels", out_labels.len(), batch)?;
-        let shape = launch::elementwise(kernel, batch * sample_len)?;
-        let (b, sl, off) = (batch as i32, sample_len as i32, offset as i32);
-        launch!(self, kernel, shape, &b, &sl, perm, &off, images, labels, out_images, out_labels)
+        let (perm, images, labels) = (
+            perm.device_view(),
+            images.device_view(),
+            labels.device_view(),
+        );
+        let (mut oi, mut ol) = (out_images.device_view_mut(), out_labels.device_view_mut());
+        let lens = (perm.len(), images.len(), labels.len(), oi.len(), ol.len());
+        let shapes = || {
+            format!(
+                "batch {batch}, sample_len {sample_len}, offset {offset}, perm [{}], images [{}], labels [{}], out_images [{}], out_labels [{}]",
+                lens.0, lens.1, lens.2, lens.3, lens.4
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::GATHER_BATCH;
+            if offset + batch > lens.0 {
+                return Err(CudaError::Invalid(format!(
+                    "gather: rows {offset}..{} past the permutation ({})",
+                    offset + batch,
+                    lens.0
+                )));
+            }
+            expect_len(kernel, "out_images", lens.3, batch * sample_len)?;
+            expect_len(kernel, "out_labels", lens.4, batch)?;
+            expect_len(kernel, "images", lens.1, lens.2 * sample_len)?;
+            if batch * sample_len == 0 {
+                return Ok(());
+            }
+            let shape = launch::elementwise(kernel, batch * sample_len)?;
+            k::gather_batch::launch(
+                self,
+                &shapes,
+                shape,
+                batch as i32,
+                sample_len as i32,
+                &perm,
+                offset as i32,
+                &images,
+                &labels,
+                &mut oi,
+                &mut ol,
+            )
+        })
     }
 }
 

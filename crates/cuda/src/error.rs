@@ -3,6 +3,17 @@
 use cudarc::driver::DriverError;
 use tinycnn_kernels::KernelError;
 
+/// What went wrong below a launch: the driver's error, or the emulator's.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// An error code of the CUDA driver.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The emulated device refused a launch (message says why).
+    #[error("emulator: {0}")]
+    Emulator(String),
+}
+
 /// Why a CUDA operation failed; every variant names what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
@@ -18,27 +29,43 @@ pub enum CudaError {
         #[source]
         source: DriverError,
     },
-    /// A PTX module did not load or lacks a kernel.
-    #[error("loading kernel `{kernel}` from PTX module `{module}`: {source}")]
+    /// A PTX module did not load, or a kernel is missing from it (or from the emulator).
+    #[error("loading kernel `{kernel}` from module `{module}`: {source}")]
     Module {
         module: &'static str,
         kernel: &'static str,
         #[source]
-        source: DriverError,
+        source: BackendError,
     },
-    /// The driver refused a kernel launch.
-    #[error("launching kernel `{kernel}` with grid {grid:?}, block {block:?}: {source}")]
+    /// The driver (or the emulator) refused a kernel launch.
+    #[error(
+        "launching kernel `{kernel}` ({shapes}) with grid {grid:?}, block {block:?}: {source}"
+    )]
     Launch {
         kernel: &'static str,
+        /// The op's shapes and buffer lengths, as the wrapper saw them.
+        shapes: String,
         grid: (u32, u32, u32),
         block: (u32, u32, u32),
         #[source]
-        source: DriverError,
+        source: BackendError,
+    },
+    /// A kernel failed while running. Reported by the launch itself only when launches
+    /// synchronise (`TINYCNN_CUDA_SYNC=1` or [`crate::CudaDevice::set_sync_launches`]);
+    /// otherwise a fault surfaces as [`CudaError::Driver`] at the next synchronising call.
+    #[error("kernel `{kernel}` ({shapes}) failed on the device: {source}")]
+    Fault {
+        kernel: &'static str,
+        shapes: String,
+        #[source]
+        source: BackendError,
     },
     /// A kernel's shapes or buffer lengths are wrong (checked before launching).
-    #[error("kernel `{kernel}`: {source}")]
+    #[error("kernel `{kernel}`{}: {source}", in_op(shapes))]
     Shape {
         kernel: &'static str,
+        /// The op's shapes and buffer lengths; empty when the check ran outside a wrapper.
+        shapes: String,
         #[source]
         source: KernelError,
     },
@@ -63,6 +90,27 @@ pub enum CudaError {
     Invalid(String),
 }
 
+fn in_op(shapes: &str) -> String {
+    if shapes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({shapes})")
+    }
+}
+
+impl CudaError {
+    /// Adds the op's shapes to a shape error that lacks them (the launch planners of
+    /// [`crate::launch`] know the problem, not the buffers the wrapper was given).
+    pub(crate) fn with_shapes(mut self, shapes: &dyn Fn() -> String) -> Self {
+        if let CudaError::Shape { shapes: s, .. } = &mut self {
+            if s.is_empty() {
+                *s = shapes();
+            }
+        }
+        self
+    }
+}
+
 /// Shorthand for this crate's results.
 pub type Result<T> = std::result::Result<T, CudaError>;
 
@@ -71,7 +119,11 @@ pub(crate) fn driver(op: &'static str) -> impl FnOnce(DriverError) -> CudaError 
 }
 
 pub(crate) fn shape(kernel: &'static str) -> impl FnOnce(KernelError) -> CudaError {
-    move |source| CudaError::Shape { kernel, source }
+    move |source| CudaError::Shape {
+        kernel,
+        shapes: String::new(),
+        source,
+    }
 }
 
 /// Checks that `buffer` of kernel `kernel` has exactly `expected` elements.
@@ -84,13 +136,10 @@ pub(crate) fn expect_len(
     if actual == expected {
         Ok(())
     } else {
-        Err(CudaError::Shape {
-            kernel,
-            source: KernelError::BufferLength {
-                buffer,
-                expected,
-                actual,
-            },
-        })
+        Err(shape(kernel)(KernelError::BufferLength {
+            buffer,
+            expected,
+            actual,
+        }))
     }
 }

@@ -25,6 +25,7 @@ pub struct LaunchShape {
 }
 
 impl LaunchShape {
+    /// The driver's launch configuration for this shape (no dynamic shared memory).
     pub(crate) fn config(&self) -> cudarc::driver::LaunchConfig {
         cudarc::driver::LaunchConfig {
             grid_dim: self.grid,
@@ -209,12 +210,9 @@ pub fn sgemm(
         fits(kernel, what, v)?;
     }
     if g.m == 0 || g.n == 0 {
-        return Err(CudaError::Shape {
-            kernel,
-            source: tinycnn_kernels::KernelError::Zero {
-                what: "GEMM m and n",
-            },
-        });
+        return Err(shape(kernel)(tinycnn_kernels::KernelError::Zero {
+            what: "GEMM m and n",
+        }));
     }
     Ok((kernel, gemm_grid(kernel, Tile::T64, g.m, g.n, 1)?))
 }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::CudaSlice;
+use crate::buffer::DeviceBuffer as CudaSlice;
 use tinycnn_kernels::{
     AdamConfig, Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig,
     Transpose,
@@ -161,10 +161,7 @@ impl GpuDataset {
             )));
         }
         launch::elementwise("gather_batch", images.len())?;
-        let images = dev
-            .stream()
-            .clone_htod(images)
-            .map_err(crate::error::driver("upload data set"))?;
+        let images = dev.upload(images)?;
         let labels = dev.upload_u32(labels)?;
         Ok(GpuDataset {
             images,
@@ -484,8 +481,7 @@ impl CudaSequential {
             let values: Vec<f32> = (0..per_sample(&p.shape))
                 .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
                 .collect();
-            self.dev
-                .copy_to_device(&values, &mut p.value.as_view_mut())?;
+            self.dev.copy_to_device(&values, &mut p.value.view_mut())?;
         }
         self.reset_optimizer();
         Ok(())
@@ -521,8 +517,7 @@ impl CudaSequential {
                     p.name
                 )));
             }
-            self.dev
-                .copy_to_device(values, &mut p.value.as_view_mut())?;
+            self.dev.copy_to_device(values, &mut p.value.view_mut())?;
         }
         self.reset_optimizer();
         Ok(())
@@ -536,7 +531,7 @@ impl CudaSequential {
                 Ok((
                     p.name.clone(),
                     p.shape.clone(),
-                    self.dev.download_view(&p.value.as_view())?,
+                    self.dev.download_view(&p.value.view())?,
                 ))
             })
             .collect()
@@ -550,7 +545,7 @@ impl CudaSequential {
                 Ok((
                     p.name.clone(),
                     p.shape.clone(),
-                    self.dev.download_view(&p.grad.as_view())?,
+                    self.dev.download_view(&p.grad.view())?,
                 ))
             })
             .collect()
@@ -596,9 +591,9 @@ impl CudaSequential {
                     bias,
                 } => {
                     let s = shape.with_batch(batch);
-                    let w = params[*weight].value.as_view();
-                    let b = bias.map(|b| params[b].value.as_view());
-                    dev.conv2d_forward(&s, &x, &w, b.as_ref(), &mut y)?;
+                    let w = params[*weight].value.view();
+                    let b = bias.map(|b| &params[b].value);
+                    dev.conv2d_forward(&s, &x, &w, b, &mut y)?;
                 }
                 Op::Linear {
                     in_features,
@@ -608,9 +603,9 @@ impl CudaSequential {
                 } => {
                     let g = GemmShape::new(batch, *out_features, *in_features)
                         .with_transpose(Transpose::No, Transpose::Yes);
-                    dev.sgemm(&g, 1.0, &x, &params[*weight].value.as_view(), 0.0, &mut y)?;
+                    dev.sgemm(&g, 1.0, &x, &params[*weight].value.view(), 0.0, &mut y)?;
                     if let Some(b) = bias {
-                        dev.bias_add(batch, *out_features, 1, &params[*b].value.as_view(), &mut y)?;
+                        dev.bias_add(batch, *out_features, 1, &params[*b].value.view(), &mut y)?;
                     }
                 }
                 Op::MaxPool { shape, argmax } => {
@@ -658,23 +653,18 @@ impl CudaSequential {
                 } => {
                     let s = shape.with_batch(batch);
                     if need_gx {
-                        dev.conv2d_backward_input(
-                            &s,
-                            &gy,
-                            &params[*weight].value.as_view(),
-                            &mut gx,
-                        )?;
+                        dev.conv2d_backward_input(&s, &gy, &params[*weight].value.view(), &mut gx)?;
                     }
-                    let mut ws = conv_workspace.as_view_mut();
+                    let mut ws = conv_workspace.view_mut();
                     dev.conv2d_backward_weight(
                         &s,
                         &x,
                         &gy,
-                        &mut params[*weight].grad.as_view_mut(),
+                        &mut params[*weight].grad.view_mut(),
                         Some(&mut ws),
                     )?;
                     if let Some(b) = bias {
-                        dev.conv2d_backward_bias(&s, &gy, &mut params[*b].grad.as_view_mut())?;
+                        dev.conv2d_backward_bias(&s, &gy, &mut params[*b].grad.view_mut())?;
                     }
                 }
                 Op::Linear {
@@ -685,25 +675,18 @@ impl CudaSequential {
                 } => {
                     if need_gx {
                         let g = GemmShape::new(batch, *in_features, *out_features);
-                        dev.sgemm(&g, 1.0, &gy, &params[*weight].value.as_view(), 0.0, &mut gx)?;
+                        dev.sgemm(&g, 1.0, &gy, &params[*weight].value.view(), 0.0, &mut gx)?;
                     }
                     let g = GemmShape::new(*out_features, *in_features, batch)
                         .with_transpose(Transpose::Yes, Transpose::No);
-                    dev.sgemm(
-                        &g,
-                        1.0,
-                        &gy,
-                        &x,
-                        0.0,
-                        &mut params[*weight].grad.as_view_mut(),
-                    )?;
+                    dev.sgemm(&g, 1.0, &gy, &x, 0.0, &mut params[*weight].grad.view_mut())?;
                     if let Some(b) = bias {
                         dev.bias_backward(
                             batch,
                             *out_features,
                             1,
                             &gy,
-                            &mut params[*b].grad.as_view_mut(),
+                            &mut params[*b].grad.view_mut(),
                         )?;
                     }
                 }
@@ -730,8 +713,8 @@ impl CudaSequential {
     fn loss_batch(
         &mut self,
         batch: usize,
-        loss_rows: Option<&mut cudarc::driver::CudaViewMut<'_, f32>>,
-        correct: Option<&mut cudarc::driver::CudaViewMut<'_, f32>>,
+        loss_rows: Option<&mut crate::CudaBufferViewMut<'_, f32>>,
+        correct: Option<&mut crate::CudaBufferViewMut<'_, f32>>,
         with_grad: bool,
     ) -> Result<()> {
         let classes = self.classes();
@@ -776,19 +759,13 @@ impl CudaSequential {
                         let buf = p.state_a.as_mut().expect("allocated above");
                         dev.sgd_step(
                             cfg,
-                            &mut p.value.as_view_mut(),
-                            &p.grad.as_view(),
-                            Some(&mut buf.as_view_mut()),
+                            &mut p.value.view_mut(),
+                            &p.grad.view(),
+                            Some(buf),
                             first,
                         )?;
                     } else {
-                        dev.sgd_step(
-                            cfg,
-                            &mut p.value.as_view_mut(),
-                            &p.grad.as_view(),
-                            None,
-                            true,
-                        )?;
+                        dev.sgd_step(cfg, &mut p.value.view_mut(), &p.grad.view(), None, true)?;
                     }
                 }
                 Optimizer::Adam(cfg) => {
@@ -801,10 +778,10 @@ impl CudaSequential {
                     dev.adam_step(
                         cfg,
                         *adam_steps,
-                        &mut p.value.as_view_mut(),
-                        &p.grad.as_view(),
-                        &mut m.as_view_mut(),
-                        &mut v.as_view_mut(),
+                        &mut p.value.view_mut(),
+                        &p.grad.view(),
+                        &mut m.view_mut(),
+                        &mut v.view_mut(),
                     )?;
                 }
             }
@@ -868,13 +845,13 @@ impl CudaSequential {
         let mut correct = self.dev.alloc_zeros::<f32>(batch)?;
         self.loss_batch(
             batch,
-            Some(&mut loss.as_view_mut()),
-            Some(&mut correct.as_view_mut()),
+            Some(&mut loss.view_mut()),
+            Some(&mut correct.view_mut()),
             true,
         )?;
         self.backward_batch(batch)?;
-        let mean = self.dev.sum(&loss.as_view(), 1.0 / batch as f32)?;
-        let hits = self.dev.sum(&correct.as_view(), 1.0)?;
+        let mean = self.dev.sum(&loss.view(), 1.0 / batch as f32)?;
+        let hits = self.dev.sum(&correct.view(), 1.0)?;
         Ok((mean, hits.round() as usize))
     }
 
@@ -908,18 +885,18 @@ impl CudaSequential {
                     buffers.push((
                         format!("{}.exp_avg", p.name),
                         p.shape.clone(),
-                        self.dev.download_view(&m.as_view())?,
+                        self.dev.download_view(&m.view())?,
                     ));
                     buffers.push((
                         format!("{}.exp_avg_sq", p.name),
                         p.shape.clone(),
-                        self.dev.download_view(&v.as_view())?,
+                        self.dev.download_view(&v.view())?,
                     ));
                 }
                 (Some(b), None) => buffers.push((
                     format!("{}.momentum_buffer", p.name),
                     p.shape.clone(),
-                    self.dev.download_view(&b.as_view())?,
+                    self.dev.download_view(&b.view())?,
                 )),
                 _ => {}
             }
@@ -958,11 +935,7 @@ impl CudaSequential {
         };
         let dev = Arc::clone(&self.dev);
         for p in &mut self.params {
-            let upload = |v: &Vec<f32>| -> Result<CudaSlice<f32>> {
-                dev.stream()
-                    .clone_htod(v)
-                    .map_err(crate::error::driver("upload optimizer state"))
-            };
+            let upload = |v: &Vec<f32>| -> Result<CudaSlice<f32>> { dev.upload(v) };
             let (momentum, m, v) = (
                 find(format!("{}.momentum_buffer", p.name)),
                 find(format!("{}.exp_avg", p.name)),
@@ -1030,10 +1003,10 @@ impl CudaSequential {
                 dev.gather_batch(
                     batch,
                     sample,
-                    &perm_dev.as_view(),
+                    &perm_dev.view(),
                     offset,
-                    &data.images.as_view(),
-                    &data.labels.as_view(),
+                    &data.images.view(),
+                    &data.labels.view(),
                     &mut xb,
                     &mut yb,
                 )?;
@@ -1070,21 +1043,20 @@ impl CudaSequential {
         let dev = Arc::clone(&self.dev);
         let inv = 1.0 / n as f32;
         {
-            let (mut s0, mut s1) = self.scalars.split_at_mut(1);
             dev.reduce_sum_into(
-                &loss_rows.as_view(),
+                &loss_rows.view(),
                 inv,
-                &mut self.partials.as_view_mut(),
-                &mut s0,
+                &mut self.partials.view_mut(),
+                &mut self.scalars.slice_mut(0..1),
             )?;
             dev.reduce_sum_into(
-                &correct.as_view(),
+                &correct.view(),
                 inv,
-                &mut self.partials.as_view_mut(),
-                &mut s1,
+                &mut self.partials.view_mut(),
+                &mut self.scalars.slice_mut(1..2),
             )?;
         }
-        let sums = dev.download_view(&self.scalars.as_view())?;
+        let sums = dev.download_view(&self.scalars.view())?;
         Ok(EpochStats {
             loss: sums[0],
             accuracy: sums[1],
@@ -1106,8 +1078,8 @@ impl CudaSequential {
         opt: &Optimizer,
     ) -> Result<Vec<BatchStats>> {
         let (loss_rows, correct) = self.run_batches(data, order, batch_size, Some(opt))?;
-        let losses = self.dev.download_view(&loss_rows.as_view())?;
-        let hits = self.dev.download_view(&correct.as_view())?;
+        let losses = self.dev.download_view(&loss_rows.view())?;
+        let hits = self.dev.download_view(&correct.view())?;
         Ok(losses
             .chunks(batch_size)
             .zip(hits.chunks(batch_size))

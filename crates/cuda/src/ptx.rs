@@ -32,82 +32,53 @@ pub const MODULES: [PtxModule; 5] = [
     },
 ];
 
-/// Kernel names, as the `extern "C" __global__` functions are called.
+/// Kernel names, as the `extern "C" __global__` functions are called (from the kernel
+/// table, [`crate::kernels`]).
 pub mod names {
-    pub const SGEMM_NN: &str = "sgemm_nn";
-    pub const SGEMM_NT: &str = "sgemm_nt";
-    pub const SGEMM_TN: &str = "sgemm_tn";
-    pub const SGEMM_TT: &str = "sgemm_tt";
-    pub const CONV_FORWARD_T64: &str = "conv2d_forward_t64";
-    pub const CONV_FORWARD_T16: &str = "conv2d_forward_t16";
-    pub const CONV_BACKWARD_INPUT_T64: &str = "conv2d_backward_input_t64";
-    pub const CONV_BACKWARD_INPUT_T16: &str = "conv2d_backward_input_t16";
-    pub const CONV_BACKWARD_WEIGHT_T64: &str = "conv2d_backward_weight_t64";
-    pub const CONV_BACKWARD_WEIGHT_T16: &str = "conv2d_backward_weight_t16";
-    pub const SUM_SPLITS: &str = "sum_splits";
-    pub const MAX_POOL_FORWARD: &str = "max_pool2d_forward";
-    pub const MAX_POOL_BACKWARD: &str = "max_pool2d_backward";
-    pub const AVG_POOL_FORWARD: &str = "avg_pool2d_forward";
-    pub const AVG_POOL_BACKWARD: &str = "avg_pool2d_backward";
-    pub const RELU_FORWARD: &str = "relu_forward";
-    pub const RELU_BACKWARD: &str = "relu_backward";
-    pub const SIGMOID_FORWARD: &str = "sigmoid_forward";
-    pub const SIGMOID_BACKWARD: &str = "sigmoid_backward";
-    pub const TANH_FORWARD: &str = "tanh_forward";
-    pub const TANH_BACKWARD: &str = "tanh_backward";
-    pub const BIAS_ADD: &str = "bias_add";
-    pub const BIAS_BACKWARD: &str = "bias_backward";
-    pub const SGD_STEP: &str = "sgd_step";
-    pub const ADAM_STEP: &str = "adam_step";
-    pub const GATHER_BATCH: &str = "gather_batch";
-    pub const SOFTMAX_FORWARD: &str = "softmax_forward";
-    pub const LOG_SOFTMAX_FORWARD: &str = "log_softmax_forward";
-    pub const SOFTMAX_XENT_FORWARD: &str = "softmax_xent_forward";
-    pub const SOFTMAX_XENT_BACKWARD: &str = "softmax_xent_backward";
-    pub const ARGMAX_ROWS: &str = "argmax_rows";
-    pub const CORRECT_ROWS: &str = "correct_rows";
-    pub const REDUCE_SUM: &str = "reduce_sum";
+    use crate::kernels as k;
+    pub const SGEMM_NN: &str = k::sgemm_nn::NAME;
+    pub const SGEMM_NT: &str = k::sgemm_nt::NAME;
+    pub const SGEMM_TN: &str = k::sgemm_tn::NAME;
+    pub const SGEMM_TT: &str = k::sgemm_tt::NAME;
+    pub const CONV_FORWARD_T64: &str = k::conv2d_forward_t64::NAME;
+    pub const CONV_FORWARD_T16: &str = k::conv2d_forward_t16::NAME;
+    pub const CONV_BACKWARD_INPUT_T64: &str = k::conv2d_backward_input_t64::NAME;
+    pub const CONV_BACKWARD_INPUT_T16: &str = k::conv2d_backward_input_t16::NAME;
+    pub const CONV_BACKWARD_WEIGHT_T64: &str = k::conv2d_backward_weight_t64::NAME;
+    pub const CONV_BACKWARD_WEIGHT_T16: &str = k::conv2d_backward_weight_t16::NAME;
+    pub const SUM_SPLITS: &str = k::sum_splits::NAME;
+    pub const MAX_POOL_FORWARD: &str = k::max_pool2d_forward::NAME;
+    pub const MAX_POOL_BACKWARD: &str = k::max_pool2d_backward::NAME;
+    pub const AVG_POOL_FORWARD: &str = k::avg_pool2d_forward::NAME;
+    pub const AVG_POOL_BACKWARD: &str = k::avg_pool2d_backward::NAME;
+    pub const RELU_FORWARD: &str = k::relu_forward::NAME;
+    pub const RELU_BACKWARD: &str = k::relu_backward::NAME;
+    pub const SIGMOID_FORWARD: &str = k::sigmoid_forward::NAME;
+    pub const SIGMOID_BACKWARD: &str = k::sigmoid_backward::NAME;
+    pub const TANH_FORWARD: &str = k::tanh_forward::NAME;
+    pub const TANH_BACKWARD: &str = k::tanh_backward::NAME;
+    pub const BIAS_ADD: &str = k::bias_add::NAME;
+    pub const BIAS_BACKWARD: &str = k::bias_backward::NAME;
+    pub const SGD_STEP: &str = k::sgd_step::NAME;
+    pub const ADAM_STEP: &str = k::adam_step::NAME;
+    pub const GATHER_BATCH: &str = k::gather_batch::NAME;
+    pub const SOFTMAX_FORWARD: &str = k::softmax_forward::NAME;
+    pub const LOG_SOFTMAX_FORWARD: &str = k::log_softmax_forward::NAME;
+    pub const SOFTMAX_XENT_FORWARD: &str = k::softmax_xent_forward::NAME;
+    pub const SOFTMAX_XENT_BACKWARD: &str = k::softmax_xent_backward::NAME;
+    pub const ARGMAX_ROWS: &str = k::argmax_rows::NAME;
+    pub const CORRECT_ROWS: &str = k::correct_rows::NAME;
+    pub const REDUCE_SUM: &str = k::reduce_sum::NAME;
+    pub const ADD_INPLACE: &str = k::add_inplace::NAME;
+    pub const AXPBY: &str = k::axpby::NAME;
+    pub const SCALE: &str = k::scale::NAME;
+    pub const FILL: &str = k::fill::NAME;
+    pub const MUL: &str = k::mul::NAME;
 }
 
-use names::*;
-
-/// Every kernel the Rust side launches, with the module that defines it. `CudaDevice::new`
-/// loads all of them up front, so a missing one fails at start-up, not mid-training.
-pub const KERNELS: &[(&str, &str)] = &[
-    ("gemm", SGEMM_NN),
-    ("gemm", SGEMM_NT),
-    ("gemm", SGEMM_TN),
-    ("gemm", SGEMM_TT),
-    ("conv", CONV_FORWARD_T64),
-    ("conv", CONV_FORWARD_T16),
-    ("conv", CONV_BACKWARD_INPUT_T64),
-    ("conv", CONV_BACKWARD_INPUT_T16),
-    ("conv", CONV_BACKWARD_WEIGHT_T64),
-    ("conv", CONV_BACKWARD_WEIGHT_T16),
-    ("conv", SUM_SPLITS),
-    ("pool", MAX_POOL_FORWARD),
-    ("pool", MAX_POOL_BACKWARD),
-    ("pool", AVG_POOL_FORWARD),
-    ("pool", AVG_POOL_BACKWARD),
-    ("elementwise", RELU_FORWARD),
-    ("elementwise", RELU_BACKWARD),
-    ("elementwise", SIGMOID_FORWARD),
-    ("elementwise", SIGMOID_BACKWARD),
-    ("elementwise", TANH_FORWARD),
-    ("elementwise", TANH_BACKWARD),
-    ("elementwise", BIAS_ADD),
-    ("elementwise", BIAS_BACKWARD),
-    ("elementwise", SGD_STEP),
-    ("elementwise", ADAM_STEP),
-    ("elementwise", GATHER_BATCH),
-    ("loss", SOFTMAX_FORWARD),
-    ("loss", LOG_SOFTMAX_FORWARD),
-    ("loss", SOFTMAX_XENT_FORWARD),
-    ("loss", SOFTMAX_XENT_BACKWARD),
-    ("loss", ARGMAX_ROWS),
-    ("loss", CORRECT_ROWS),
-    ("loss", REDUCE_SUM),
-];
+/// Every kernel the Rust side launches, with the module that defines it. Both devices load
+/// all of them up front, so a missing one fails at start-up, not mid-training.
+pub const KERNELS: &[(&str, &str)] = crate::kernels::KERNELS;
 
 /// The names of the `.entry` (kernel) functions a PTX text defines, in order.
 ///

@@ -213,6 +213,7 @@ fn shape_errors_name_the_kernel_and_the_problem() {
                     expected: 12,
                     actual: 11,
                 },
+            ..
         }) => {}
         other => panic!("unexpected {other:?}"),
     }
@@ -250,7 +251,8 @@ fn shape_errors_name_the_kernel_and_the_problem() {
         err,
         CudaError::Shape {
             kernel: "max_pool2d_forward",
-            source: KernelError::PaddingTooLarge { .. }
+            source: KernelError::PaddingTooLarge { .. },
+            ..
         }
     ));
     let p = Pool2dShape::new(Pool2dParams::new(2), 2, 3, 8, 8);

@@ -1,11 +1,49 @@
-//! Every GPU kernel against the CPU reference of tinycnn-kernels on random inputs
-//! (max-norm relative error < 1e-4). Each test prints "skipping: no CUDA driver/GPU" and
-//! passes when `CudaDevice::new(0)` fails.
+//! Every kernel against the CPU reference of tinycnn-kernels on random inputs (max-norm
+//! relative error < 1e-4), through the public wrappers of `CudaDevice`. Each check runs
+//! twice: `emu::<name>` on the emulated device (always), `gpu::<name>` on GPU 0, which
+//! prints "skipping: no CUDA driver/GPU" and passes when `CudaDevice::new(0)` fails.
 
 mod common;
 
-use common::{assert_close, device, Rng};
-use tinycnn_cuda::{launch, CudaError};
+use common::{assert_close, Rng};
+use tinycnn_cuda::{launch, CudaDevice, CudaError};
+
+/// One `#[test]` per check and device: `emu::<check>` and `gpu::<check>`.
+macro_rules! on_every_device {
+    ($($check:ident),* $(,)?) => {
+        mod emu {
+            $( #[test] fn $check() { super::$check(&super::common::emu_device()) } )*
+        }
+        mod gpu {
+            $(
+                #[test]
+                fn $check() {
+                    if let Some(dev) = super::common::device() {
+                        super::$check(&dev)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_device!(
+    sgemm_all_transposes_strides_alpha_beta,
+    conv2d_forward_and_backward_match_reference,
+    conv2d_weight_gradient_split_k_at_lenet_batch,
+    pooling_matches_reference,
+    activations_match_reference,
+    bias_add_and_reduction_match_reference,
+    softmax_losses_argmax_and_sum_match_reference,
+    optimizers_match_reference_over_steps,
+    wrong_buffers_are_refused_before_launch,
+    vector_ops_match_reference,
+    gather_batch_copies_the_permuted_rows,
+    allocator_reuses_freed_blocks,
+    shape_errors_name_kernel_and_shapes,
+    views_and_copies_round_trip,
+    sync_launches_still_compute,
+);
 use tinycnn_kernels::{
     reference, AdamConfig, Conv2dParams, Conv2dShape, GemmShape, KernelError, Pool2dParams,
     Pool2dShape, SgdConfig, Transpose,
@@ -13,9 +51,7 @@ use tinycnn_kernels::{
 
 const TOL: f32 = 1e-4;
 
-#[test]
-fn sgemm_all_transposes_strides_alpha_beta() {
-    let Some(dev) = device() else { return };
+fn sgemm_all_transposes_strides_alpha_beta(dev: &CudaDevice) {
     let mut rng = Rng(1);
     for &(m, n, k) in &[
         (1, 1, 1),
@@ -38,10 +74,10 @@ fn sgemm_all_transposes_strides_alpha_beta() {
                     let mut want = c0.clone();
                     reference::sgemm(&g, alpha, &a, &b, beta, &mut want).unwrap();
                     let (da, db) = (
-                        dev.upload(&a, &[a.len()]).unwrap(),
-                        dev.upload(&b, &[b.len()]).unwrap(),
+                        dev.upload(&a).unwrap(),
+                        dev.upload(&b).unwrap(),
                     );
-                    let mut dc = dev.upload(&c0, &[c0.len()]).unwrap();
+                    let mut dc = dev.upload(&c0).unwrap();
                     dev.sgemm(&g, alpha, &da.view(), &db.view(), beta, &mut dc.view_mut())
                         .unwrap();
                     assert_close(
@@ -103,9 +139,7 @@ fn conv_cases() -> Vec<(Conv2dShape, bool)> {
     ]
 }
 
-#[test]
-fn conv2d_forward_and_backward_match_reference() {
-    let Some(dev) = device() else { return };
+fn conv2d_forward_and_backward_match_reference(dev: &CudaDevice) {
     let mut rng = Rng(2);
     for (s, with_bias) in conv_cases() {
         let (xl, wl, yl) = (
@@ -120,21 +154,21 @@ fn conv2d_forward_and_backward_match_reference() {
             rng.vec(yl),
         );
         let (dx, dw, db, dgy) = (
-            dev.upload(&x, &[xl]).unwrap(),
-            dev.upload(&w, &[wl]).unwrap(),
-            dev.upload(&b, &[b.len()]).unwrap(),
-            dev.upload(&gy, &[yl]).unwrap(),
+            dev.upload(&x).unwrap(),
+            dev.upload(&w).unwrap(),
+            dev.upload(&b).unwrap(),
+            dev.upload(&gy).unwrap(),
         );
         let name = format!("{s:?}");
 
         let mut want = vec![0.0; yl];
         reference::conv2d(&s, &x, &w, with_bias.then_some(&b[..]), &mut want).unwrap();
-        let mut y = dev.zeros(&[yl]).unwrap();
+        let mut y = dev.zeros(yl).unwrap();
         dev.conv2d_forward(
             &s,
             &dx.view(),
             &dw.view(),
-            with_bias.then(|| db.view()).as_ref(),
+            with_bias.then_some(&db),
             &mut y.view_mut(),
         )
         .unwrap();
@@ -147,7 +181,7 @@ fn conv2d_forward_and_backward_match_reference() {
 
         let mut want = vec![0.0; xl];
         reference::conv2d_backward_input(&s, &gy, &w, &mut want).unwrap();
-        let mut gx = dev.upload(&rng.vec(xl), &[xl]).unwrap(); // overwritten, not accumulated
+        let mut gx = dev.upload(&rng.vec(xl)).unwrap(); // overwritten, not accumulated
         dev.conv2d_backward_input(&s, &dgy.view(), &dw.view(), &mut gx.view_mut())
             .unwrap();
         assert_close(
@@ -159,7 +193,7 @@ fn conv2d_forward_and_backward_match_reference() {
 
         let mut want = vec![0.0; wl];
         reference::conv2d_backward_weight(&s, &x, &gy, &mut want).unwrap();
-        let mut gw = dev.upload(&rng.vec(wl), &[wl]).unwrap();
+        let mut gw = dev.upload(&rng.vec(wl)).unwrap();
         dev.conv2d_backward_weight(&s, &dx.view(), &dgy.view(), &mut gw.view_mut(), None)
             .unwrap();
         assert_close(
@@ -171,7 +205,7 @@ fn conv2d_forward_and_backward_match_reference() {
 
         let mut want = vec![0.0; s.params.out_channels];
         reference::conv2d_backward_bias(&s, &gy, &mut want).unwrap();
-        let mut gb = dev.zeros(&[want.len()]).unwrap();
+        let mut gb = dev.zeros(want.len()).unwrap();
         dev.conv2d_backward_bias(&s, &dgy.view(), &mut gb.view_mut())
             .unwrap();
         assert_close(
@@ -183,9 +217,7 @@ fn conv2d_forward_and_backward_match_reference() {
     }
 }
 
-#[test]
-fn conv2d_weight_gradient_split_k_at_lenet_batch() {
-    let Some(dev) = device() else { return };
+fn conv2d_weight_gradient_split_k_at_lenet_batch(dev: &CudaDevice) {
     let mut rng = Rng(3);
     let s = Conv2dShape::new(
         Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
@@ -201,13 +233,13 @@ fn conv2d_weight_gradient_split_k_at_lenet_batch() {
     let mut want = vec![0.0; s.weight_len()];
     reference::conv2d_backward_weight(&s, &x, &gy, &mut want).unwrap();
     let (dx, dgy) = (
-        dev.upload(&x, &[x.len()]).unwrap(),
-        dev.upload(&gy, &[gy.len()]).unwrap(),
+        dev.upload(&x).unwrap(),
+        dev.upload(&gy).unwrap(),
     );
     let mut ws = dev
-        .zeros(&[launch::conv2d_backward_weight_workspace_len(&s).unwrap()])
+        .zeros(launch::conv2d_backward_weight_workspace_len(&s).unwrap())
         .unwrap();
-    let mut gw = dev.zeros(&[s.weight_len()]).unwrap();
+    let mut gw = dev.zeros(s.weight_len()).unwrap();
     dev.conv2d_backward_weight(
         &s,
         &dx.view(),
@@ -267,9 +299,7 @@ fn pool_cases() -> Vec<Pool2dShape> {
     ]
 }
 
-#[test]
-fn pooling_matches_reference() {
-    let Some(dev) = device() else { return };
+fn pooling_matches_reference(dev: &CudaDevice) {
     let mut rng = Rng(4);
     for s in pool_cases() {
         let (xl, yl) = (s.input_len().unwrap(), s.output_len().unwrap());
@@ -277,16 +307,16 @@ fn pooling_matches_reference() {
         x[xl / 2] = f32::NAN; // first NaN in a window wins, as in the reference
         let gy = rng.vec(yl);
         let (dx, dgy) = (
-            dev.upload(&x, &[xl]).unwrap(),
-            dev.upload(&gy, &[yl]).unwrap(),
+            dev.upload(&x).unwrap(),
+            dev.upload(&gy).unwrap(),
         );
         let name = format!("{s:?}");
 
         let (mut want, mut want_idx) = (vec![0.0; yl], vec![0u32; yl]);
         reference::max_pool2d(&s, &x, &mut want, &mut want_idx).unwrap();
-        let mut y = dev.zeros(&[yl]).unwrap();
+        let mut y = dev.zeros(yl).unwrap();
         let mut idx = dev.alloc_zeros::<u32>(yl).unwrap();
-        dev.max_pool2d_forward(&s, &dx.view(), &mut y.view_mut(), &mut idx.as_view_mut())
+        dev.max_pool2d_forward(&s, &dx.view(), &mut y.view_mut(), &mut idx.view_mut())
             .unwrap();
         assert_close(
             &format!("max forward {name}"),
@@ -295,15 +325,15 @@ fn pooling_matches_reference() {
             TOL,
         );
         assert_eq!(
-            dev.download_view(&idx.as_view()).unwrap(),
+            dev.download_view(&idx.view()).unwrap(),
             want_idx,
             "argmax {name}"
         );
 
         let mut want = vec![0.0; xl];
         reference::max_pool2d_backward(&s, &gy, &want_idx, &mut want).unwrap();
-        let mut gx = dev.upload(&rng.vec(xl), &[xl]).unwrap();
-        dev.max_pool2d_backward(&s, &dgy.view(), &idx.as_view(), &mut gx.view_mut())
+        let mut gx = dev.upload(&rng.vec(xl)).unwrap();
+        dev.max_pool2d_backward(&s, &dgy.view(), &idx.view(), &mut gx.view_mut())
             .unwrap();
         assert_close(
             &format!("max backward {name}"),
@@ -313,7 +343,7 @@ fn pooling_matches_reference() {
         );
 
         let x = rng.vec(xl);
-        let dx = dev.upload(&x, &[xl]).unwrap();
+        let dx = dev.upload(&x).unwrap();
         let mut want = vec![0.0; yl];
         reference::avg_pool2d(&s, &x, &mut want).unwrap();
         dev.avg_pool2d_forward(&s, &dx.view(), &mut y.view_mut())
@@ -341,17 +371,15 @@ fn pooling_matches_reference() {
 type Fwd = fn(&[f32], &mut [f32]) -> tinycnn_kernels::Result<()>;
 type Bwd = fn(&[f32], &[f32], &mut [f32]) -> tinycnn_kernels::Result<()>;
 
-#[test]
-fn activations_match_reference() {
-    let Some(dev) = device() else { return };
+fn activations_match_reference(dev: &CudaDevice) {
     let mut rng = Rng(5);
     let n = 10_007;
     let mut x: Vec<f32> = rng.vec(n).iter().map(|v| v * 8.0).collect();
     x[0] = 0.0; // relu's gradient at 0 is 0
     let gy = rng.vec(n);
     let (dx, dgy) = (
-        dev.upload(&x, &[n]).unwrap(),
-        dev.upload(&gy, &[n]).unwrap(),
+        dev.upload(&x).unwrap(),
+        dev.upload(&gy).unwrap(),
     );
     let cases: [(&str, Fwd, Bwd, bool); 3] = [
         ("relu", reference::relu, reference::relu_backward, true),
@@ -366,7 +394,7 @@ fn activations_match_reference() {
     for (name, fwd, bwd, from_input) in cases {
         let mut want_y = vec![0.0; n];
         fwd(&x, &mut want_y).unwrap();
-        let mut y = dev.zeros(&[n]).unwrap();
+        let mut y = dev.zeros(n).unwrap();
         match name {
             "relu" => dev.relu_forward(&dx.view(), &mut y.view_mut()),
             "sigmoid" => dev.sigmoid_forward(&dx.view(), &mut y.view_mut()),
@@ -382,8 +410,8 @@ fn activations_match_reference() {
         let saved = if from_input { &x } else { &want_y };
         let mut want = vec![0.0; n];
         bwd(saved, &gy, &mut want).unwrap();
-        let dsaved = dev.upload(saved, &[n]).unwrap();
-        let mut gx = dev.zeros(&[n]).unwrap();
+        let dsaved = dev.upload(saved).unwrap();
+        let mut gx = dev.zeros(n).unwrap();
         match name {
             "relu" => dev.relu_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
             "sigmoid" => dev.sigmoid_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
@@ -399,24 +427,22 @@ fn activations_match_reference() {
     }
 }
 
-#[test]
-fn bias_add_and_reduction_match_reference() {
-    let Some(dev) = device() else { return };
+fn bias_add_and_reduction_match_reference(dev: &CudaDevice) {
     let mut rng = Rng(6);
     for &(outer, channels, inner) in &[(256, 6, 784), (256, 120, 1), (3, 5, 7), (1, 1, 1)] {
         let n = outer * channels * inner;
         let (x, b) = (rng.vec(n), rng.vec(channels));
         let mut want = x.clone();
         reference::bias_add(outer, channels, inner, &b, &mut want).unwrap();
-        let mut dx = dev.upload(&x, &[n]).unwrap();
-        let db = dev.upload(&b, &[channels]).unwrap();
+        let mut dx = dev.upload(&x).unwrap();
+        let db = dev.upload(&b).unwrap();
         dev.bias_add(outer, channels, inner, &db.view(), &mut dx.view_mut())
             .unwrap();
         assert_close("bias_add", &dev.download(&dx).unwrap(), &want, TOL);
         let mut want = vec![0.0; channels];
         reference::bias_backward(outer, channels, inner, &x, &mut want).unwrap();
-        let dx = dev.upload(&x, &[n]).unwrap();
-        let mut gb = dev.zeros(&[channels]).unwrap();
+        let dx = dev.upload(&x).unwrap();
+        let mut gb = dev.zeros(channels).unwrap();
         dev.bias_backward(outer, channels, inner, &dx.view(), &mut gb.view_mut())
             .unwrap();
         assert_close(
@@ -428,20 +454,18 @@ fn bias_add_and_reduction_match_reference() {
     }
 }
 
-#[test]
-fn softmax_losses_argmax_and_sum_match_reference() {
-    let Some(dev) = device() else { return };
+fn softmax_losses_argmax_and_sum_match_reference(dev: &CudaDevice) {
     let mut rng = Rng(7);
     for &(rows, cols) in &[(256, 10), (3, 1), (5, 100), (2, 33)] {
         let n = rows * cols;
         let x: Vec<f32> = rng.vec(n).iter().map(|v| v * 10.0).collect();
         let labels: Vec<u32> = (0..rows).map(|_| rng.below(cols as u32)).collect();
-        let dx = dev.upload(&x, &[rows, cols]).unwrap();
+        let dx = dev.upload(&x).unwrap();
         let dl = dev.upload_u32(&labels).unwrap();
 
         let mut want = vec![0.0; n];
         reference::softmax(rows, cols, &x, &mut want).unwrap();
-        let mut y = dev.zeros(&[n]).unwrap();
+        let mut y = dev.zeros(n).unwrap();
         dev.softmax_forward(rows, cols, &dx.view(), &mut y.view_mut())
             .unwrap();
         assert_close("softmax", &dev.download(&y).unwrap(), &want, TOL);
@@ -460,7 +484,7 @@ fn softmax_losses_argmax_and_sum_match_reference() {
             rows,
             cols,
             &dx.view(),
-            &dl.as_view(),
+            &dl.view(),
             0.5,
             &mut y.view_mut(),
         )
@@ -486,15 +510,15 @@ fn softmax_losses_argmax_and_sum_match_reference() {
             })
             .collect();
         let mut arg = dev.alloc_zeros::<u32>(rows).unwrap();
-        dev.argmax_rows(rows, cols, &dx.view(), &mut arg.as_view_mut())
+        dev.argmax_rows(rows, cols, &dx.view(), &mut arg.view_mut())
             .unwrap();
-        assert_eq!(dev.download_view(&arg.as_view()).unwrap(), want_arg);
-        let mut correct = dev.zeros(&[rows]).unwrap();
+        assert_eq!(dev.download_view(&arg.view()).unwrap(), want_arg);
+        let mut correct = dev.zeros(rows).unwrap();
         dev.correct_rows(
             rows,
             cols,
             &dx.view(),
-            &dl.as_view(),
+            &dl.view(),
             &mut correct.view_mut(),
         )
         .unwrap();
@@ -507,23 +531,23 @@ fn softmax_losses_argmax_and_sum_match_reference() {
     }
     // Ties and NaN: first maximum; NaN beats everything.
     let x = [1.0, 3.0, 3.0, 0.0, /**/ 2.0, f32::NAN, 5.0, f32::NAN];
-    let dx = dev.upload(&x, &[2, 4]).unwrap();
+    let dx = dev.upload(&x).unwrap();
     let mut arg = dev.alloc_zeros::<u32>(2).unwrap();
-    dev.argmax_rows(2, 4, &dx.view(), &mut arg.as_view_mut())
+    dev.argmax_rows(2, 4, &dx.view(), &mut arg.view_mut())
         .unwrap();
-    assert_eq!(dev.download_view(&arg.as_view()).unwrap(), vec![1, 1]);
+    assert_eq!(dev.download_view(&arg.view()).unwrap(), vec![1, 1]);
 
     for n in [1usize, 255, 256, 257, 60_000, 1 << 20] {
         let v = rng.vec(n);
         let want: f64 = v.iter().map(|&a| a as f64).sum();
         let scale: f64 = v.iter().map(|&a| a.abs() as f64).sum();
-        let got = dev.sum(&dev.upload(&v, &[n]).unwrap().view(), 1.0).unwrap();
+        let got = dev.sum(&dev.upload(&v).unwrap().view(), 1.0).unwrap();
         assert!(
             ((got as f64) - want).abs() <= 1e-5 * scale,
             "sum of {n}: {got} vs {want}"
         );
         let mean = dev
-            .sum(&dev.upload(&v, &[n]).unwrap().view(), 1.0 / n as f32)
+            .sum(&dev.upload(&v).unwrap().view(), 1.0 / n as f32)
             .unwrap();
         assert!(
             ((mean as f64) - want / n as f64).abs() <= 1e-5 * scale / n as f64,
@@ -532,9 +556,7 @@ fn softmax_losses_argmax_and_sum_match_reference() {
     }
 }
 
-#[test]
-fn optimizers_match_reference_over_steps() {
-    let Some(dev) = device() else { return };
+fn optimizers_match_reference_over_steps(dev: &CudaDevice) {
     let mut rng = Rng(8);
     let n = 3001;
     let sgds = [
@@ -556,15 +578,14 @@ fn optimizers_match_reference_over_steps() {
     ];
     for cfg in sgds {
         let (mut p, mut buf) = (rng.vec(n), vec![0.0; n]);
-        let mut dp = dev.upload(&p, &[n]).unwrap();
-        let mut dbuf = dev.zeros(&[n]).unwrap();
+        let mut dp = dev.upload(&p).unwrap();
+        let mut dbuf = dev.zeros(n).unwrap();
         for step in 0..4 {
             let g = rng.vec(n);
             reference::sgd_step(&cfg, &mut p, &g, &mut buf, step == 0).unwrap();
-            let dg = dev.upload(&g, &[n]).unwrap();
-            let mb = (cfg.momentum != 0.0).then(|| dbuf.view_mut());
-            let mut mb = mb;
-            dev.sgd_step(&cfg, &mut dp.view_mut(), &dg.view(), mb.as_mut(), step == 0)
+            let dg = dev.upload(&g).unwrap();
+            let mb = (cfg.momentum != 0.0).then_some(&mut dbuf);
+            dev.sgd_step(&cfg, &mut dp.view_mut(), &dg.view(), mb, step == 0)
                 .unwrap();
         }
         assert_close(
@@ -585,12 +606,12 @@ fn optimizers_match_reference_over_steps() {
         },
     ] {
         let (mut p, mut m, mut v) = (rng.vec(n), vec![0.0; n], vec![0.0; n]);
-        let mut dp = dev.upload(&p, &[n]).unwrap();
-        let (mut dm, mut dv) = (dev.zeros(&[n]).unwrap(), dev.zeros(&[n]).unwrap());
+        let mut dp = dev.upload(&p).unwrap();
+        let (mut dm, mut dv) = (dev.zeros(n).unwrap(), dev.zeros(n).unwrap());
         for step in 1..=5 {
             let g = rng.vec(n);
             reference::adam_step(&cfg, step, &mut p, &g, &mut m, &mut v).unwrap();
-            let dg = dev.upload(&g, &[n]).unwrap();
+            let dg = dev.upload(&g).unwrap();
             dev.adam_step(
                 &cfg,
                 step,
@@ -612,13 +633,11 @@ fn optimizers_match_reference_over_steps() {
     }
 }
 
-#[test]
-fn wrong_buffers_are_refused_before_launch() {
-    let Some(dev) = device() else { return };
+fn wrong_buffers_are_refused_before_launch(dev: &CudaDevice) {
     let s = Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)), 2, 8, 8);
-    let x = dev.zeros(&[2 * 64]).unwrap();
-    let w = dev.zeros(&[150]).unwrap();
-    let mut y = dev.zeros(&[2 * 6 * 16 + 1]).unwrap();
+    let x = dev.zeros(2 * 64).unwrap();
+    let w = dev.zeros(150).unwrap();
+    let mut y = dev.zeros(2 * 6 * 16 + 1).unwrap();
     match dev.conv2d_forward(&s, &x.view(), &w.view(), None, &mut y.view_mut()) {
         Err(CudaError::Shape {
             kernel: "conv2d_forward_t16",
@@ -628,11 +647,12 @@ fn wrong_buffers_are_refused_before_launch() {
                     expected: 192,
                     actual: 193,
                 },
+            ..
         }) => {}
         other => panic!("unexpected {other:?}"),
     }
-    let mut p = dev.zeros(&[4]).unwrap();
-    let g = dev.zeros(&[4]).unwrap();
+    let mut p = dev.zeros(4).unwrap();
+    let g = dev.zeros(4).unwrap();
     let err = dev
         .sgd_step(
             &SgdConfig {
@@ -656,5 +676,180 @@ fn wrong_buffers_are_refused_before_launch() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("learning rate"), "{err}");
-    assert!(dev.upload(&[1.0, 2.0], &[3]).is_err());
+    // A buffer of another device is refused by name, before anything touches its memory.
+    let other = common::emu_device();
+    let foreign = other.zeros(4).unwrap();
+    let err = dev.relu_forward(&foreign, &mut p).unwrap_err();
+    assert!(err.to_string().contains("another device"), "{err}");
+}
+
+fn vector_ops_match_reference(dev: &CudaDevice) {
+    let mut rng = Rng(11);
+    for n in [1usize, 255, 1000, 5000] {
+        let (x, y) = (rng.vec(n), rng.vec(n));
+        let (dx, dy) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
+
+        let mut acc = dev.upload(&y).unwrap();
+        dev.add_inplace(&dx, &mut acc).unwrap();
+        let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| b + a).collect();
+        assert_close("add_inplace", &dev.download(&acc).unwrap(), &want, TOL);
+
+        let mut out = dev.upload(&y).unwrap();
+        dev.axpby(0.5, &dx, -2.0, &mut out).unwrap();
+        let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| 0.5 * a - 2.0 * b).collect();
+        assert_close("axpby", &dev.download(&out).unwrap(), &want, TOL);
+
+        // beta == 0 does not read y: a fresh (on the emulator, NaN-filled) buffer is fine.
+        let mut out = dev.alloc(n).unwrap();
+        dev.axpby(3.0, &dx, 0.0, &mut out).unwrap();
+        let want: Vec<f32> = x.iter().map(|a| 3.0 * a).collect();
+        assert_close("axpby beta 0", &dev.download(&out).unwrap(), &want, TOL);
+
+        let mut out = dev.upload(&y).unwrap();
+        dev.scale(-0.25, &mut out).unwrap();
+        let want: Vec<f32> = y.iter().map(|b| -0.25 * b).collect();
+        assert_close("scale", &dev.download(&out).unwrap(), &want, TOL);
+
+        dev.fill(1.5, &mut out).unwrap();
+        assert_eq!(dev.download(&out).unwrap(), vec![1.5; n]);
+
+        let mut z = dev.alloc(n).unwrap();
+        dev.mul(&dx, &dy, &mut z).unwrap();
+        let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        assert_close("mul", &dev.download(&z).unwrap(), &want, TOL);
+
+        // A [cols] row broadcast onto [rows, cols] is bias_add with inner == 1.
+        let (rows, cols) = (3, n);
+        let m = rng.vec(rows * cols);
+        let mut dm = dev.upload(&m).unwrap();
+        dev.bias_add(rows, cols, 1, &dx, &mut dm).unwrap();
+        let want: Vec<f32> = m.iter().enumerate().map(|(i, v)| v + x[i % cols]).collect();
+        assert_close("broadcast add", &dev.download(&dm).unwrap(), &want, TOL);
+    }
+    // Empty buffers are no-ops, not launches with an empty grid.
+    let e = dev.alloc(0).unwrap();
+    let mut f = dev.alloc(0).unwrap();
+    dev.add_inplace(&e, &mut f).unwrap();
+    dev.fill(1.0, &mut f).unwrap();
+    assert!(dev.download(&f).unwrap().is_empty());
+}
+
+fn gather_batch_copies_the_permuted_rows(dev: &CudaDevice) {
+    let (samples, sample_len, batch) = (10usize, 7usize, 4usize);
+    let images: Vec<f32> = (0..samples * sample_len).map(|v| v as f32).collect();
+    let labels: Vec<u32> = (0..samples as u32).map(|l| l * 3).collect();
+    let perm: Vec<u32> = vec![9, 2, 5, 0, 7, 1, 3, 4, 6, 8];
+    let (di, dl, dp) = (
+        dev.upload(&images).unwrap(),
+        dev.upload_u32(&labels).unwrap(),
+        dev.upload_u32(&perm).unwrap(),
+    );
+    let mut oi = dev.alloc(batch * sample_len).unwrap();
+    let mut ol = dev.alloc_u32(batch).unwrap();
+    dev.gather_batch(batch, sample_len, &dp, 3, &di, &dl, &mut oi, &mut ol)
+        .unwrap();
+    let want_i: Vec<f32> = perm[3..3 + batch]
+        .iter()
+        .flat_map(|&s| images[s as usize * sample_len..][..sample_len].to_vec())
+        .collect();
+    let want_l: Vec<u32> = perm[3..3 + batch].iter().map(|&s| labels[s as usize]).collect();
+    assert_eq!(dev.download(&oi).unwrap(), want_i);
+    assert_eq!(dev.download_u32(&ol).unwrap(), want_l);
+    let err = dev
+        .gather_batch(batch, sample_len, &dp, 8, &di, &dl, &mut oi, &mut ol)
+        .unwrap_err();
+    assert!(err.to_string().contains("past the permutation"), "{err}");
+}
+
+fn allocator_reuses_freed_blocks(dev: &CudaDevice) {
+    // Warm up one "training step" worth of shapes, then repeat it: no new allocations.
+    let step = |dev: &CudaDevice| {
+        let x = dev.zeros(8 * 6 * 24 * 24).unwrap();
+        let mut y = dev.alloc(8 * 6 * 24 * 24).unwrap();
+        dev.relu_forward(&x, &mut y).unwrap();
+        let labels = dev.upload_u32(&[1, 2, 3]).unwrap();
+        let _bias = dev.zeros(6).unwrap();
+        drop((x, y, labels));
+    };
+    step(dev);
+    let before = dev.memory_stats();
+    for _ in 0..5 {
+        step(dev);
+    }
+    let after = dev.memory_stats();
+    assert_eq!(
+        after.driver_allocs, before.driver_allocs,
+        "steady state allocated from the driver: {before:?} -> {after:?}"
+    );
+    assert!(after.cache_hits >= before.cache_hits + 20, "{before:?} -> {after:?}");
+    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+    // A near size shares the class; the cache can be emptied.
+    let a = dev.alloc(8 * 6 * 24 * 24 - 5).unwrap();
+    assert_eq!(dev.memory_stats().driver_allocs, after.driver_allocs);
+    drop(a);
+    assert!(dev.empty_cache() > 0);
+    assert_eq!(dev.memory_stats().bytes_cached, 0);
+}
+
+fn shape_errors_name_kernel_and_shapes(dev: &CudaDevice) {
+    let x = dev.zeros(10).unwrap();
+    let mut y = dev.zeros(11).unwrap();
+    let err = dev.relu_forward(&x, &mut y).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("relu_forward"), "{msg}");
+    assert!(msg.contains("x [10], y [11]"), "{msg}");
+    assert!(matches!(err, CudaError::Shape { kernel: "relu_forward", .. }));
+
+    let s = Conv2dShape::new(Conv2dParams::new(2, 4, (3, 3)), 2, 6, 6);
+    let (xl, wl) = (s.input_len().unwrap(), s.weight_len());
+    let (x, w) = (dev.zeros(xl).unwrap(), dev.zeros(wl + 1).unwrap());
+    let mut y = dev.zeros(s.output_len().unwrap()).unwrap();
+    let msg = dev
+        .conv2d_forward(&s, &x, &w, None, &mut y)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("conv2d_forward_t16"), "{msg}");
+    assert!(msg.contains(&format!("w [{}]", wl + 1)), "{msg}");
+    assert!(msg.contains("in_channels: 2"), "{msg}");
+
+    let g = GemmShape::new(3, 4, 5);
+    let (a, b) = (dev.zeros(15).unwrap(), dev.zeros(20).unwrap());
+    let mut c = dev.zeros(11).unwrap();
+    let msg = dev.sgemm(&g, 1.0, &a, &b, 0.0, &mut c).unwrap_err().to_string();
+    assert!(msg.contains("sgemm_nn") && msg.contains("c [11]"), "{msg}");
+}
+
+fn views_and_copies_round_trip(dev: &CudaDevice) {
+    let data: Vec<f32> = (0..100).map(|v| v as f32).collect();
+    let src = dev.upload(&data).unwrap();
+    assert_eq!(src.len(), 100);
+    assert_eq!(dev.download(&src.slice(10..20)).unwrap(), data[10..20].to_vec());
+    let mut dst = dev.zeros(100).unwrap();
+    dev.copy_device(&src.slice(0..50), &mut dst.slice_mut(50..)).unwrap();
+    let got = dev.download(&dst).unwrap();
+    assert_eq!(&got[..50], &[0.0; 50]);
+    assert_eq!(&got[50..], &data[..50]);
+    let c = dev.clone_buffer(&src).unwrap();
+    assert_eq!(dev.download(&c).unwrap(), data);
+    // Wrappers take views: relu over the second half only.
+    let neg: Vec<f32> = (0..100).map(|v| v as f32 - 50.0).collect();
+    let x = dev.upload(&neg).unwrap();
+    let mut y = dev.zeros(100).unwrap();
+    dev.relu_forward(&x.slice(50..), &mut y.slice_mut(..50)).unwrap();
+    assert_eq!(dev.download(&y.slice(..50)).unwrap(), neg[50..].to_vec());
+    // Buffers are Send + Sync: the runtime keeps them in shared tensors.
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&x);
+    assert_eq!(dev.download_u32(&dev.upload_u32(&[7, 8]).unwrap()).unwrap(), vec![7, 8]);
+}
+
+fn sync_launches_still_compute(dev: &CudaDevice) {
+    // TINYCNN_CUDA_SYNC=1 sets this at creation; a test toggles it directly.
+    let was = dev.sync_launches();
+    dev.set_sync_launches(true);
+    let x = dev.upload(&[-1.0, 2.0]).unwrap();
+    let mut y = dev.alloc(2).unwrap();
+    dev.relu_forward(&x, &mut y).unwrap();
+    assert_eq!(dev.download(&y).unwrap(), vec![0.0, 2.0]);
+    dev.set_sync_launches(was);
 }

@@ -3,7 +3,31 @@
 
 mod common;
 
-use common::{assert_close, device, Rng};
+use std::sync::Arc;
+
+use common::{assert_close, Rng};
+use tinycnn_cuda::CudaDevice;
+
+/// One `#[test]` per check and device: `emu::<check>` and `gpu::<check>`.
+macro_rules! on_every_device {
+    ($($check:ident),* $(,)?) => {
+        mod emu {
+            $( #[test] fn $check() { super::$check(&super::common::emu_device()) } )*
+        }
+        mod gpu {
+            $(
+                #[test]
+                fn $check() {
+                    if let Some(dev) = super::common::device() {
+                        super::$check(&dev)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_device!(lenet_state_dict_names_follow_pytorch, training_steps_match_cpu_reference, train_epoch_equals_host_steps_and_learns, bad_networks_and_data_are_refused, optimizer_state_round_trip_resumes_identically, train_batches_in_slices_equal_one_epoch_and_counted_steps);
 use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Layer, Optimizer};
 use tinycnn_kernels::{
     reference, AdamConfig, Conv2dShape, GemmShape, Pool2dShape, SgdConfig, Transpose,
@@ -189,9 +213,7 @@ fn random_batch(rng: &mut Rng, batch: usize, sample: usize) -> (Vec<f32>, Vec<u3
     )
 }
 
-#[test]
-fn lenet_state_dict_names_follow_pytorch() {
-    let Some(dev) = device() else { return };
+fn lenet_state_dict_names_follow_pytorch(dev: &Arc<CudaDevice>) {
     let net = CudaSequential::new(&dev, lenet(), [1, 28, 28], 4).unwrap();
     let specs = net.param_specs();
     let want: Vec<(String, Vec<usize>)> = [
@@ -214,9 +236,7 @@ fn lenet_state_dict_names_follow_pytorch() {
 
 /// Gradients and several SGD steps (d2l's recipe: lr 0.9) of LeNet and of a CNN with
 /// every other layer kind, GPU vs CPU reference from the same state dict.
-#[test]
-fn training_steps_match_cpu_reference() {
-    let Some(dev) = device() else { return };
+fn training_steps_match_cpu_reference(dev: &Arc<CudaDevice>) {
     for (layers, input, opt) in [
         (
             lenet(),
@@ -292,9 +312,7 @@ fn training_steps_match_cpu_reference() {
 /// `train_epoch` on a GPU-resident data set is the same computation as host-fed
 /// `train_step`s in the permutation's order (the last batch smaller), and `evaluate`
 /// agrees with `forward` on the host.
-#[test]
-fn train_epoch_equals_host_steps_and_learns() {
-    let Some(dev) = device() else { return };
+fn train_epoch_equals_host_steps_and_learns(dev: &Arc<CudaDevice>) {
     let mut rng = Rng(12);
     let (n, batch, input) = (300usize, 64usize, [1usize, 16, 16]);
     let sample: usize = input.iter().product();
@@ -392,9 +410,7 @@ fn train_epoch_equals_host_steps_and_learns() {
     );
 }
 
-#[test]
-fn bad_networks_and_data_are_refused() {
-    let Some(dev) = device() else { return };
+fn bad_networks_and_data_are_refused(dev: &Arc<CudaDevice>) {
     // Linear straight after a conv (no Flatten).
     let mut layers = lenet();
     layers.remove(6);
@@ -490,9 +506,7 @@ fn cpu_reference_executor_gradients_match_finite_differences() {
 }
 
 /// Counting hits, and saving then restoring the optimizer state, resume training exactly.
-#[test]
-fn optimizer_state_round_trip_resumes_identically() {
-    let Some(dev) = device() else { return };
+fn optimizer_state_round_trip_resumes_identically(dev: &Arc<CudaDevice>) {
     let input = [1usize, 16, 16];
     let mut rng = Rng(14);
     for opt in [
@@ -539,9 +553,7 @@ fn optimizer_state_round_trip_resumes_identically() {
 /// `train_batches` over slices of a permutation cut at batch boundaries is the same
 /// training as one `train_epoch` over the whole permutation, and its per-batch figures are
 /// those of host-fed counted steps on the same batches.
-#[test]
-fn train_batches_in_slices_equal_one_epoch_and_counted_steps() {
-    let Some(dev) = device() else { return };
+fn train_batches_in_slices_equal_one_epoch_and_counted_steps(dev: &Arc<CudaDevice>) {
     let mut rng = Rng(15);
     let (n, batch, input) = (200usize, 16usize, [1usize, 16, 16]); // 13 batches, last of 8
     let sample: usize = input.iter().product();

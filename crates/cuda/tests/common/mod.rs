@@ -17,6 +17,11 @@ pub fn device() -> Option<Arc<CudaDevice>> {
     }
 }
 
+/// The emulated device (feature `emu`, enabled for this crate's tests).
+pub fn emu_device() -> Arc<CudaDevice> {
+    CudaDevice::emulated().expect("the emulated device is built with feature emu")
+}
+
 /// Seeded generator (SplitMix64) for test data.
 pub struct Rng(pub u64);
 
