@@ -72,6 +72,8 @@
 
 pub mod arith;
 pub mod autograd;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod display;

@@ -86,6 +86,9 @@ pub struct Sgd {
     params: Vec<Tensor>,
     pub config: SgdConfig,
     momentum: Vec<Option<Vec<f32>>>,
+    /// Momentum buffers of parameters on a CUDA device (then the host entry is `None`).
+    #[cfg(feature = "cuda")]
+    momentum_cuda: Vec<Option<crate::cuda::CudaStorage>>,
 }
 
 impl Sgd {
@@ -117,6 +120,8 @@ impl Sgd {
             params,
             config,
             momentum: vec![None; n],
+            #[cfg(feature = "cuda")]
+            momentum_cuda: (0..n).map(|_| None).collect(),
         })
     }
     /// The parameters, in order.
@@ -127,8 +132,13 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        for (p, buf) in self.params.iter().zip(self.momentum.iter_mut()) {
+        for (i, (p, buf)) in self.params.iter().zip(self.momentum.iter_mut()).enumerate() {
             let Some(g) = p.grad() else { continue };
+            #[cfg(feature = "cuda")]
+            if cuda_steps::sgd(p, &g, &self.config, buf, &mut self.momentum_cuda[i])? {
+                continue;
+            }
+            let _ = i;
             let g = g.to_vec();
             let first = buf.is_none();
             let mut b = match (self.config.momentum != 0.0, buf.take()) {
@@ -157,6 +167,12 @@ impl Optimizer for Sgd {
     fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
         for (i, (p, b)) in self.params.iter().zip(&self.momentum).enumerate() {
+            #[cfg(feature = "cuda")]
+            let downloaded = self.momentum_cuda[i]
+                .as_ref()
+                .and_then(|c| c.download().ok());
+            #[cfg(feature = "cuda")]
+            let b = &downloaded.or_else(|| b.clone());
             if let Some(b) = b {
                 sd.insert(
                     format!("state.{i}.momentum_buffer"),
@@ -180,6 +196,8 @@ impl Optimizer for Sgd {
             )?);
         }
         self.momentum = bufs;
+        #[cfg(feature = "cuda")]
+        self.momentum_cuda.iter_mut().for_each(|c| *c = None);
         Ok(())
     }
 }
@@ -190,6 +208,9 @@ pub struct Adam {
     pub config: AdamConfig,
     /// Per parameter: (step, m, v), created at its first update.
     state: Vec<AdamState>,
+    /// (m, v) of parameters on a CUDA device (then the host vectors are empty).
+    #[cfg(feature = "cuda")]
+    state_cuda: Vec<Option<(crate::cuda::CudaStorage, crate::cuda::CudaStorage)>>,
 }
 
 impl Adam {
@@ -218,6 +239,8 @@ impl Adam {
             params,
             config,
             state: vec![None; n],
+            #[cfg(feature = "cuda")]
+            state_cuda: (0..n).map(|_| None).collect(),
         })
     }
     /// The parameters, in order.
@@ -228,8 +251,13 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
+        for (i, (p, st)) in self.params.iter().zip(self.state.iter_mut()).enumerate() {
             let Some(g) = p.grad() else { continue };
+            #[cfg(feature = "cuda")]
+            if cuda_steps::adam(p, &g, &self.config, st, &mut self.state_cuda[i])? {
+                continue;
+            }
+            let _ = i;
             let g = g.to_vec();
             let (step, m, v) =
                 st.get_or_insert_with(|| (0, vec![0.0; p.numel()], vec![0.0; p.numel()]));
@@ -255,6 +283,16 @@ impl Optimizer for Adam {
     fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
         for (i, (p, st)) in self.params.iter().zip(&self.state).enumerate() {
+            #[cfg(feature = "cuda")]
+            let on_device = match (st, &self.state_cuda[i]) {
+                (Some((step, _, _)), Some((m, v))) => match (m.download(), v.download()) {
+                    (Ok(m), Ok(v)) => Some((*step, m, v)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            #[cfg(feature = "cuda")]
+            let st = &on_device.or_else(|| st.clone());
             if let Some((step, m, v)) = st {
                 sd.insert(format!("state.{i}.step"), Tensor::scalar(*step as f32));
                 sd.insert(
@@ -303,6 +341,101 @@ impl Optimizer for Adam {
             });
         }
         self.state = new_state;
+        #[cfg(feature = "cuda")]
+        self.state_cuda.iter_mut().for_each(|c| *c = None);
         Ok(())
+    }
+}
+
+/// Optimizer steps of parameters on a CUDA device: the update runs in one kernel per
+/// parameter, its state stays on the device. Each returns false when the parameter is not on
+/// CUDA (the host step runs instead).
+#[cfg(feature = "cuda")]
+mod cuda_steps {
+    use super::{AdamConfig, AdamState, SgdConfig};
+    use crate::cuda::{err, CudaStorage};
+    use crate::error::{Error, Result};
+    use crate::ops::on_cuda;
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+
+    /// A device copy of the parameter to update (the old buffer may be shared by snapshots).
+    fn param_copy(p: &CudaStorage, op: &'static str) -> Result<CudaStorage> {
+        let mut np = p.alloc_like(p.buf.len())?;
+        p.dev.copy_device(&p.buf, &mut np.buf).map_err(err(op))?;
+        Ok(np)
+    }
+
+    /// `host` state moved to the device of `like` (zeros when there is none).
+    fn state_on(like: &CudaStorage, host: Option<&[f32]>, op: &'static str) -> Result<CudaStorage> {
+        let mut s = like.alloc_like(like.buf.len())?;
+        match host {
+            Some(h) if h.len() == like.buf.len() => {
+                s.buf = like.dev.upload(h).map_err(err(op))?;
+            }
+            _ => like.dev.fill(0.0, &mut s.buf).map_err(err(op))?,
+        }
+        Ok(s)
+    }
+
+    pub(super) fn sgd(
+        p: &Tensor,
+        g: &Tensor,
+        cfg: &SgdConfig,
+        host: &mut Option<Vec<f32>>,
+        device: &mut Option<CudaStorage>,
+    ) -> Result<bool> {
+        let (pb, gb) = (p.buffer(), g.buffer());
+        let (Some(pc), Some(gc)) = (on_cuda(&pb), on_cuda(&gb)) else {
+            return Ok(false);
+        };
+        let first = host.is_none() && device.is_none();
+        if cfg.momentum != 0.0 && device.is_none() {
+            *device = Some(state_on(pc, host.as_deref(), "Sgd::step")?);
+            *host = None;
+        }
+        let mut np = param_copy(pc, "Sgd::step")?;
+        let momentum = if cfg.momentum != 0.0 {
+            device.as_mut().map(|m| &mut m.buf)
+        } else {
+            None
+        };
+        pc.dev
+            .sgd_step(cfg, &mut np.buf, &gc.buf, momentum, first)
+            .map_err(err("Sgd::step"))?;
+        p.set_buffer(Buffer::Cuda(np));
+        Ok(true)
+    }
+
+    pub(super) fn adam(
+        p: &Tensor,
+        g: &Tensor,
+        cfg: &AdamConfig,
+        host: &mut AdamState,
+        device: &mut Option<(CudaStorage, CudaStorage)>,
+    ) -> Result<bool> {
+        let (pb, gb) = (p.buffer(), g.buffer());
+        let (Some(pc), Some(gc)) = (on_cuda(&pb), on_cuda(&gb)) else {
+            return Ok(false);
+        };
+        let (step, m, v) = host.get_or_insert_with(|| (0, Vec::new(), Vec::new()));
+        if device.is_none() {
+            let dm = state_on(pc, Some(m.as_slice()), "Adam::step")?;
+            let dv = state_on(pc, Some(v.as_slice()), "Adam::step")?;
+            *device = Some((dm, dv));
+            // The device holds the moments from now on.
+            (*m, *v) = (Vec::new(), Vec::new());
+        }
+        let next = step
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("Adam::step", "step count overflows u32"))?;
+        let (dm, dv) = device.as_mut().expect("set above");
+        let mut np = param_copy(pc, "Adam::step")?;
+        pc.dev
+            .adam_step(cfg, next, &mut np.buf, &gc.buf, &mut dm.buf, &mut dv.buf)
+            .map_err(err("Adam::step"))?;
+        p.set_buffer(Buffer::Cuda(np));
+        *step = next;
+        Ok(true)
     }
 }

@@ -402,6 +402,11 @@ impl Tensor {
             },
         ))
     }
+    /// Installs new elements computed on the tensor's device (optimizers).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn set_buffer(&self, buffer: Buffer) {
+        self.inner.storage.replace_buffer(buffer);
+    }
     /// Moves this tensor's storage to `device` in place, keeping the handle (what
     /// `module.to(device)` does to parameters); drops the gradient.
     pub(crate) fn move_to_(&self, device: Device) -> Result<()> {

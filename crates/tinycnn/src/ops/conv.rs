@@ -65,6 +65,16 @@ impl Tensor {
         ] {
             crate::limits::check_count("conv2d (scratch)", &out_shape, s)?;
         }
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda::forward(self, w, b, &shape, &out_shape)? {
+            let op = Conv2dBackward {
+                x: self.clone(),
+                w: w.clone(),
+                b: b.cloned(),
+                shape,
+            };
+            return Ok(Tensor::from_buffer_op(y, out_shape, op));
+        }
         let y = {
             let (xd, wd) = (self.data(), w.data());
             let bd = b.map(|b| b.data());
@@ -135,6 +145,10 @@ impl Backward for Conv2dBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::backward(self, grad, needs)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let Conv2dBackward { x, w, b, shape } = self;
             Ok(conv2d_backward(x, w, b.is_some(), shape, g, needs)?)
@@ -224,4 +238,81 @@ fn conv2d_backward(
         grads.push(gb);
     }
     Ok(grads)
+}
+
+/// The convolution on a CUDA device: `tinycnn-cuda`'s direct kernels, forward and backward.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::Conv2dBackward;
+    use crate::cuda::err;
+    use crate::error::Result;
+    use crate::ops::{cuda_tensor, on_cuda};
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+    use tinycnn_kernels::Conv2dShape;
+
+    pub(super) fn forward(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        shape: &Conv2dShape,
+        out_shape: &[usize],
+    ) -> Result<Option<Buffer>> {
+        let (xb, wb) = (x.buffer(), w.buffer());
+        let bb = b.map(|b| b.buffer());
+        let (Some(xc), Some(wc)) = (on_cuda(&xb), on_cuda(&wb)) else {
+            return Ok(None);
+        };
+        let bias = match &bb {
+            Some(bb) => match on_cuda(bb) {
+                Some(c) => Some(&c.buf),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let mut y = xc.alloc_like(out_shape.iter().product())?;
+        xc.dev
+            .conv2d_forward(shape, &xc.buf, &wc.buf, bias, &mut y.buf)
+            .map_err(err("conv2d"))?;
+        Ok(Some(Buffer::Cuda(y)))
+    }
+
+    pub(super) fn backward(
+        op: &Conv2dBackward,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let (xb, wb, gb) = (op.x.buffer(), op.w.buffer(), grad.buffer());
+        let (Some(x), Some(w), Some(g)) = (on_cuda(&xb), on_cuda(&wb), on_cuda(&gb)) else {
+            return Ok(None);
+        };
+        let s = &op.shape;
+        let mut grads = vec![None, None];
+        if needs[0] {
+            let mut gx = x.alloc_like(x.buf.len())?;
+            x.dev
+                .conv2d_backward_input(s, &g.buf, &w.buf, &mut gx.buf)
+                .map_err(err("conv2d backward (input)"))?;
+            grads[0] = Some(cuda_tensor(gx, op.x.shape()));
+        }
+        if needs[1] {
+            let mut gw = w.alloc_like(w.buf.len())?;
+            x.dev
+                .conv2d_backward_weight(s, &x.buf, &g.buf, &mut gw.buf, None)
+                .map_err(err("conv2d backward (weight)"))?;
+            grads[1] = Some(cuda_tensor(gw, op.w.shape()));
+        }
+        if let Some(b) = &op.b {
+            let mut gbias = None;
+            if needs.get(2).copied().unwrap_or(false) {
+                let mut gbuf = x.alloc_like(b.numel())?;
+                x.dev
+                    .conv2d_backward_bias(s, &g.buf, &mut gbuf.buf)
+                    .map_err(err("conv2d backward (bias)"))?;
+                gbias = Some(cuda_tensor(gbuf, b.shape()));
+            }
+            grads.push(gbias);
+        }
+        Ok(Some(grads))
+    }
 }

@@ -56,17 +56,89 @@ fn kernel_unary(
     kern: fn(&[f32], &mut [f32]) -> k::Result<()>,
     op: impl Backward + 'static,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(c) = super::on_cuda(&x.buffer()) {
+        let mut y = c.alloc_like(c.buf.len())?;
+        let run = match name {
+            "relu" => c.dev.relu_forward(&c.buf, &mut y.buf),
+            "sigmoid" => c.dev.sigmoid_forward(&c.buf, &mut y.buf),
+            _ => c.dev.tanh_forward(&c.buf, &mut y.buf),
+        };
+        run.map_err(crate::cuda::err(name))?;
+        return Ok(Tensor::from_buffer_op(
+            crate::storage::Buffer::Cuda(y),
+            x.shape().to_vec(),
+            op,
+        ));
+    }
     let y = par_elementwise(&x.data(), None, |x, _, y| kern(x, y)).map_err(Error::kernel(name))?;
     Ok(Tensor::from_op(y, x.shape().to_vec(), op))
+}
+
+/// The backward of an activation on CUDA: `kernel(saved, grad, grad_x)` where `saved` is the
+/// input (ReLU) or the output (sigmoid, tanh). `None` when the tensors are not on CUDA.
+#[cfg(feature = "cuda")]
+fn cuda_activation_backward(
+    name: &'static str,
+    saved: &Tensor,
+    grad: &Tensor,
+) -> Result<Option<Vec<Option<Tensor>>>> {
+    let (sb, gb) = (saved.buffer(), grad.buffer());
+    let (Some(s), Some(g)) = (super::on_cuda(&sb), super::on_cuda(&gb)) else {
+        return Ok(None);
+    };
+    let mut gx = s.alloc_like(s.buf.len())?;
+    let run = match name {
+        "relu backward" => s.dev.relu_backward(&s.buf, &g.buf, &mut gx.buf),
+        "sigmoid backward" => s.dev.sigmoid_backward(&s.buf, &g.buf, &mut gx.buf),
+        _ => s.dev.tanh_backward(&s.buf, &g.buf, &mut gx.buf),
+    };
+    run.map_err(crate::cuda::err(name))?;
+    Ok(Some(vec![Some(super::cuda_tensor(gx, saved.shape()))]))
+}
+
+/// `a + alpha * b` of two same-shaped tensors on one CUDA device (`None` otherwise).
+#[cfg(feature = "cuda")]
+fn cuda_axpy(
+    name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    alpha: f32,
+) -> Result<Option<crate::storage::Buffer>> {
+    let (ab, bb) = (a.buffer(), b.buffer());
+    let (Some(ac), Some(bc)) = (super::on_cuda(&ab), super::on_cuda(&bb)) else {
+        return Ok(None);
+    };
+    if a.shape() != b.shape() {
+        return Ok(None);
+    }
+    let mut y = ac.alloc_like(ac.buf.len())?;
+    ac.dev
+        .copy_device(&ac.buf, &mut y.buf)
+        .map_err(crate::cuda::err(name))?;
+    ac.dev
+        .axpby(alpha, &bc.buf, 1.0, &mut y.buf)
+        .map_err(crate::cuda::err(name))?;
+    Ok(Some(crate::storage::Buffer::Cuda(y)))
 }
 
 impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda_axpy("add", self, other, 1.0)? {
+            let op = AddBackward(self.clone(), other.clone());
+            return Ok(Tensor::from_buffer_op(y, self.shape().to_vec(), op));
+        }
         binary("add", self, other, |a, b| a + b, AddBackward)
     }
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda_axpy("sub", self, other, -1.0)? {
+            let op = SubBackward(self.clone(), other.clone());
+            return Ok(Tensor::from_buffer_op(y, self.shape().to_vec(), op));
+        }
         binary("sub", self, other, |a, b| a - b, SubBackward)
     }
     /// `self * other` elementwise, broadcasting.
@@ -83,6 +155,26 @@ impl Tensor {
     }
     /// `self * v`.
     pub fn mul_scalar(&self, v: f32) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(c) = super::on_cuda(&self.buffer()) {
+            let scaled = c.alloc_like(c.buf.len()).and_then(|mut y| {
+                c.dev
+                    .copy_device(&c.buf, &mut y.buf)
+                    .map_err(crate::cuda::err("mul_scalar"))?;
+                c.dev
+                    .scale(v, &mut y.buf)
+                    .map_err(crate::cuda::err("mul_scalar"))?;
+                Ok(y)
+            });
+            if let Ok(y) = scaled {
+                let op = MulScalarBackward(self.clone(), v);
+                return Tensor::from_buffer_op(
+                    crate::storage::Buffer::Cuda(y),
+                    self.shape().to_vec(),
+                    op,
+                );
+            }
+        }
         unary(self, |a| a * v, MulScalarBackward(self.clone(), v))
     }
     /// `self / v`.
@@ -148,8 +240,15 @@ impl Backward for AddBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        let AddBackward(a, b) = self;
+        if a.shape() == grad.shape() && b.shape() == grad.shape() {
+            // No broadcasting: the gradient passes through unchanged, on any device.
+            return Ok(vec![
+                needs[0].then(|| grad.detach()),
+                needs[1].then(|| grad.detach()),
+            ]);
+        }
         cpu_backward(self, grad, needs, |g, os, want| {
-            let AddBackward(a, b) = self;
             Ok(vec![
                 want(0).then(|| sum_to(g, os, a.shape())),
                 want(1).then(|| sum_to(g, os, b.shape())),
@@ -173,8 +272,16 @@ impl Backward for SubBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        let SubBackward(a, b) = self;
+        if a.shape() == grad.shape() && b.shape() == grad.shape() {
+            let neg = if needs[1] {
+                Some(grad.mul_scalar(-1.0))
+            } else {
+                None
+            };
+            return Ok(vec![needs[0].then(|| grad.detach()), neg]);
+        }
         cpu_backward(self, grad, needs, |g, os, want| {
-            let SubBackward(a, b) = self;
             Ok(vec![
                 want(0).then(|| sum_to(g, os, a.shape())),
                 want(1).then(|| scale(&sum_to(g, os, b.shape()), -1.0)),
@@ -271,10 +378,8 @@ impl Backward for MulScalarBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
-        cpu_backward(self, grad, needs, |g, _os, _want| {
-            let MulScalarBackward(_, s) = self;
-            Ok(vec![Some(scale(g, *s))])
-        })
+        let MulScalarBackward(_, v) = self;
+        Ok(vec![needs[0].then(|| grad.mul_scalar(*v))])
     }
 }
 
@@ -448,6 +553,10 @@ impl Backward for ReluBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda_activation_backward("relu backward", &self.0, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let ReluBackward(x) = self;
             Ok({
@@ -471,6 +580,10 @@ impl Backward for SigmoidBackward {
         vec![&self.0]
     }
     fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda_activation_backward("sigmoid backward", out, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let SigmoidBackward(_) = self;
             Ok({
@@ -494,6 +607,10 @@ impl Backward for TanhBackward {
         vec![&self.0]
     }
     fn backward(&self, out: &Tensor, grad: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda_activation_backward("tanh backward", out, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let TanhBackward(_) = self;
             Ok({

@@ -100,6 +100,15 @@ impl Tensor {
                 &[labels.len()],
             ));
         }
+        #[cfg(feature = "cuda")]
+        if let Some((loss, labels_cuda)) = cuda::cross_entropy(self, labels)? {
+            let op = CrossEntropyBackward {
+                logits: self.clone(),
+                labels: labels.to_vec(),
+                labels_cuda: Some(labels_cuda),
+            };
+            return Ok(Tensor::from_buffer_op(loss, vec![], op));
+        }
         let l = k::cross_entropy_forward(rows, cols, &self.data(), labels)
             .map_err(Error::kernel("cross_entropy"))?;
         Ok(Tensor::from_op(
@@ -108,6 +117,8 @@ impl Tensor {
             CrossEntropyBackward {
                 logits: self.clone(),
                 labels: labels.to_vec(),
+                #[cfg(feature = "cuda")]
+                labels_cuda: None,
             },
         ))
     }
@@ -175,6 +186,8 @@ impl Backward for LogSoftmaxBackward {
 pub(crate) struct CrossEntropyBackward {
     logits: Tensor,
     labels: Vec<u32>,
+    #[cfg(feature = "cuda")]
+    labels_cuda: Option<crate::cuda::CudaBufferU32>,
 }
 
 impl Backward for CrossEntropyBackward {
@@ -190,8 +203,12 @@ impl Backward for CrossEntropyBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::cross_entropy_backward(self, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
-            let CrossEntropyBackward { logits, labels } = self;
+            let CrossEntropyBackward { logits, labels, .. } = self;
             Ok({
                 let (rows, cols) = (logits.shape()[0], logits.shape()[1]);
                 let mut gx = vec![0.0; logits.numel()];
@@ -200,5 +217,62 @@ impl Backward for CrossEntropyBackward {
                 vec![Some(gx)]
             })
         })
+    }
+}
+
+/// Cross-entropy on a CUDA device: per-row losses and their mean stay on the device.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::CrossEntropyBackward;
+    use crate::cuda::{err, CudaBufferU32};
+    use crate::error::Result;
+    use crate::ops::{cuda_tensor, on_cuda};
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+
+    pub(super) fn cross_entropy(
+        logits: &Tensor,
+        labels: &[u32],
+    ) -> Result<Option<(Buffer, CudaBufferU32)>> {
+        let lb = logits.buffer();
+        let Some(x) = on_cuda(&lb) else {
+            return Ok(None);
+        };
+        let (rows, cols) = (logits.shape()[0], logits.shape()[1]);
+        let dev = &x.dev;
+        let labels = dev.upload_u32(labels).map_err(err("cross_entropy"))?;
+        let mut per_row = x.alloc_like(rows)?;
+        dev.softmax_xent_forward(rows, cols, &x.buf, &labels, &mut per_row.buf)
+            .map_err(err("cross_entropy"))?;
+        let mut partials = x.alloc_like(tinycnn_cuda::launch::BLOCK as usize)?;
+        let mut loss = x.alloc_like(1)?;
+        dev.reduce_sum_into(
+            &per_row.buf,
+            1.0 / rows as f32,
+            &mut partials.buf,
+            &mut loss.buf,
+        )
+        .map_err(err("cross_entropy (mean)"))?;
+        Ok(Some((Buffer::Cuda(loss), labels)))
+    }
+
+    pub(super) fn cross_entropy_backward(
+        op: &CrossEntropyBackward,
+        grad: &Tensor,
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let (lb, gb) = (op.logits.buffer(), grad.buffer());
+        let (Some(x), Some(_), Some(labels)) =
+            (on_cuda(&lb), on_cuda(&gb), op.labels_cuda.as_ref())
+        else {
+            return Ok(None);
+        };
+        // The kernel takes the loss gradient as a scalar argument: one value read back.
+        let g = grad.to_host()?[0];
+        let (rows, cols) = (op.logits.shape()[0], op.logits.shape()[1]);
+        let mut gx = x.alloc_like(rows * cols)?;
+        x.dev
+            .softmax_xent_backward(rows, cols, &x.buf, labels, g, &mut gx.buf)
+            .map_err(err("cross_entropy backward"))?;
+        Ok(Some(vec![Some(cuda_tensor(gx, op.logits.shape()))]))
     }
 }

@@ -149,6 +149,17 @@ impl Tensor {
         inputs.extend(b);
         same_device("linear", &inputs)?;
         let rows = self.numel() / in_f.max(1);
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = out_f;
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda::forward(self, w, b, rows)? {
+            let op = LinearBackward {
+                x: self.clone(),
+                w: w.clone(),
+                b: b.cloned(),
+            };
+            return Ok(Tensor::from_buffer_op(y, shape, op));
+        }
         let mut y = vec![0.0; crate::limits::checked_numel("linear", &[rows, out_f])?];
         if rows > 0 && out_f > 0 {
             let g = GemmShape::new(rows, out_f, in_f).with_transpose(Transpose::No, Transpose::Yes);
@@ -166,8 +177,6 @@ impl Tensor {
                     .map_err(Error::kernel("linear (bias)"))?;
             }
         }
-        let mut shape = self.shape().to_vec();
-        *shape.last_mut().expect("rank >= 1") = out_f;
         Ok(Tensor::from_op(
             y,
             shape,
@@ -275,6 +284,10 @@ impl Backward for LinearBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::backward(self, grad, needs)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, want| {
             let LinearBackward { x, w, b } = self;
             Ok({
@@ -329,5 +342,118 @@ impl Backward for LinearBackward {
                 grads
             })
         })
+    }
+}
+
+/// `linear` on a CUDA device: the GEMM kernels and the bias kernels of `tinycnn-cuda`.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::LinearBackward;
+    use crate::cuda::err;
+    use crate::error::Result;
+    use crate::ops::{cuda_tensor, on_cuda};
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+    use tinycnn_kernels::{GemmShape, Transpose};
+
+    pub(super) fn forward(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        rows: usize,
+    ) -> Result<Option<Buffer>> {
+        let (xb, wb) = (x.buffer(), w.buffer());
+        let bb = b.map(|b| b.buffer());
+        let (Some(xc), Some(wc)) = (on_cuda(&xb), on_cuda(&wb)) else {
+            return Ok(None);
+        };
+        let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+        let mut y = xc.alloc_like(rows * out_f)?;
+        if rows * out_f == 0 {
+            return Ok(Some(Buffer::Cuda(y)));
+        }
+        let g = GemmShape::new(rows, out_f, in_f).with_transpose(Transpose::No, Transpose::Yes);
+        xc.dev
+            .sgemm(&g, 1.0, &xc.buf, &wc.buf, 0.0, &mut y.buf)
+            .map_err(err("linear"))?;
+        if let Some(bb) = &bb {
+            let Some(bc) = on_cuda(bb) else {
+                return Ok(None);
+            };
+            xc.dev
+                .bias_add(rows, out_f, 1, &bc.buf, &mut y.buf)
+                .map_err(err("linear (bias)"))?;
+        }
+        Ok(Some(Buffer::Cuda(y)))
+    }
+
+    pub(super) fn backward(
+        op: &LinearBackward,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let (xb, wb, gb) = (op.x.buffer(), op.w.buffer(), grad.buffer());
+        let (Some(x), Some(w), Some(g)) = (on_cuda(&xb), on_cuda(&wb), on_cuda(&gb)) else {
+            return Ok(None);
+        };
+        let (out_f, in_f) = (op.w.shape()[0], op.w.shape()[1]);
+        let rows = op.x.numel() / in_f.max(1);
+        let empty = rows * in_f * out_f == 0;
+        let mut grads = vec![None, None];
+        if needs[0] {
+            let mut gx = x.alloc_like(op.x.numel())?;
+            if empty {
+                x.dev
+                    .fill(0.0, &mut gx.buf)
+                    .map_err(err("linear backward (input)"))?;
+            } else {
+                // dX = dY W
+                x.dev
+                    .sgemm(
+                        &GemmShape::new(rows, in_f, out_f),
+                        1.0,
+                        &g.buf,
+                        &w.buf,
+                        0.0,
+                        &mut gx.buf,
+                    )
+                    .map_err(err("linear backward (input)"))?;
+            }
+            grads[0] = Some(cuda_tensor(gx, op.x.shape()));
+        }
+        if needs[1] {
+            let mut gw = w.alloc_like(op.w.numel())?;
+            if empty {
+                x.dev
+                    .fill(0.0, &mut gw.buf)
+                    .map_err(err("linear backward (weight)"))?;
+            } else {
+                // dW = dY^T X
+                let s =
+                    GemmShape::new(out_f, in_f, rows).with_transpose(Transpose::Yes, Transpose::No);
+                x.dev
+                    .sgemm(&s, 1.0, &g.buf, &x.buf, 0.0, &mut gw.buf)
+                    .map_err(err("linear backward (weight)"))?;
+            }
+            grads[1] = Some(cuda_tensor(gw, op.w.shape()));
+        }
+        if op.b.is_some() {
+            let mut gbias = None;
+            if needs.get(2).copied().unwrap_or(false) {
+                let mut gbuf = x.alloc_like(out_f)?;
+                if rows == 0 {
+                    x.dev
+                        .fill(0.0, &mut gbuf.buf)
+                        .map_err(err("linear backward (bias)"))?;
+                } else {
+                    x.dev
+                        .bias_backward(rows, out_f, 1, &g.buf, &mut gbuf.buf)
+                        .map_err(err("linear backward (bias)"))?;
+                }
+                gbias = Some(cuda_tensor(gbuf, &[out_f]));
+            }
+            grads.push(gbias);
+        }
+        Ok(Some(grads))
     }
 }

@@ -132,3 +132,18 @@ pub(crate) fn par_batch(
         f(yc.len() / y_per, xc, yc)
     })
 }
+
+/// The CUDA storage behind a buffer, if it is on a CUDA device.
+#[cfg(feature = "cuda")]
+pub(crate) fn on_cuda(b: &crate::storage::Buffer) -> Option<&crate::cuda::CudaStorage> {
+    match b {
+        crate::storage::Buffer::Cuda(c) => Some(c),
+        crate::storage::Buffer::Cpu(_) => None,
+    }
+}
+
+/// A tensor made from a CUDA result buffer (no graph).
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_tensor(c: crate::cuda::CudaStorage, shape: &[usize]) -> Tensor {
+    Tensor::from_buffer(crate::storage::Buffer::Cuda(c), shape.to_vec())
+}

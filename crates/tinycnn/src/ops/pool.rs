@@ -31,6 +31,16 @@ impl Tensor {
             return self.unsqueeze(0)?.max_pool2d(params)?.squeeze(0);
         }
         let (shape, out_shape) = self.pool_shape("max_pool2d", params)?;
+        #[cfg(feature = "cuda")]
+        if let Some((y, argmax)) = cuda::max_forward(self, &shape, &out_shape)? {
+            let op = MaxPool2dBackward {
+                x: self.clone(),
+                shape,
+                argmax: Vec::new(),
+                argmax_cuda: Some(argmax),
+            };
+            return Ok(Tensor::from_buffer_op(y, out_shape, op));
+        }
         let n = numel_of(&out_shape);
         let mut y = vec![0.0; n];
         let mut argmax = vec![0u32; n];
@@ -61,6 +71,8 @@ impl Tensor {
                 x: self.clone(),
                 shape,
                 argmax,
+                #[cfg(feature = "cuda")]
+                argmax_cuda: None,
             },
         ))
     }
@@ -71,6 +83,14 @@ impl Tensor {
             return self.unsqueeze(0)?.avg_pool2d(params)?.squeeze(0);
         }
         let (shape, out_shape) = self.pool_shape("avg_pool2d", params)?;
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda::avg_forward(self, &shape, &out_shape)? {
+            let op = AvgPool2dBackward {
+                x: self.clone(),
+                shape,
+            };
+            return Ok(Tensor::from_buffer_op(y, out_shape, op));
+        }
         let (c, h, w) = (shape.channels, shape.in_h, shape.in_w);
         let y = par_batch(
             shape.batch,
@@ -95,6 +115,9 @@ pub(crate) struct MaxPool2dBackward {
     x: Tensor,
     shape: Pool2dShape,
     argmax: Vec<u32>,
+    /// The indices on the device, when the forward ran on CUDA.
+    #[cfg(feature = "cuda")]
+    argmax_cuda: Option<crate::cuda::CudaBufferU32>,
 }
 
 impl Backward for MaxPool2dBackward {
@@ -110,8 +133,14 @@ impl Backward for MaxPool2dBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::max_backward(self, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
-            let MaxPool2dBackward { x, shape, argmax } = self;
+            let MaxPool2dBackward {
+                x, shape, argmax, ..
+            } = self;
             Ok({
                 let mut gx = vec![0.0; x.numel()];
                 let per_in = shape.channels * shape.in_h * shape.in_w;
@@ -155,6 +184,10 @@ impl Backward for AvgPool2dBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::avg_backward(self, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let AvgPool2dBackward { shape, .. } = self;
             Ok({
@@ -167,5 +200,81 @@ impl Backward for AvgPool2dBackward {
                 vec![Some(gx)]
             })
         })
+    }
+}
+
+/// Pooling on a CUDA device (the indices of max-pooling stay there for the backward).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::{AvgPool2dBackward, MaxPool2dBackward};
+    use crate::cuda::{err, CudaBufferU32};
+    use crate::error::Result;
+    use crate::ops::{cuda_tensor, on_cuda};
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+    use tinycnn_kernels::Pool2dShape;
+
+    pub(super) fn max_forward(
+        x: &Tensor,
+        s: &Pool2dShape,
+        out_shape: &[usize],
+    ) -> Result<Option<(Buffer, CudaBufferU32)>> {
+        let xb = x.buffer();
+        let Some(xc) = on_cuda(&xb) else {
+            return Ok(None);
+        };
+        let n = out_shape.iter().product();
+        let mut y = xc.alloc_like(n)?;
+        let mut idx = xc.dev.alloc_u32(n).map_err(err("max_pool2d"))?;
+        xc.dev
+            .max_pool2d_forward(s, &xc.buf, &mut y.buf, &mut idx)
+            .map_err(err("max_pool2d"))?;
+        Ok(Some((Buffer::Cuda(y), idx)))
+    }
+
+    pub(super) fn avg_forward(
+        x: &Tensor,
+        s: &Pool2dShape,
+        out_shape: &[usize],
+    ) -> Result<Option<Buffer>> {
+        let xb = x.buffer();
+        let Some(xc) = on_cuda(&xb) else {
+            return Ok(None);
+        };
+        let mut y = xc.alloc_like(out_shape.iter().product())?;
+        xc.dev
+            .avg_pool2d_forward(s, &xc.buf, &mut y.buf)
+            .map_err(err("avg_pool2d"))?;
+        Ok(Some(Buffer::Cuda(y)))
+    }
+
+    pub(super) fn max_backward(
+        op: &MaxPool2dBackward,
+        grad: &Tensor,
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let gb = grad.buffer();
+        let (Some(g), Some(idx)) = (on_cuda(&gb), op.argmax_cuda.as_ref()) else {
+            return Ok(None);
+        };
+        let mut gx = g.alloc_like(op.x.numel())?;
+        g.dev
+            .max_pool2d_backward(&op.shape, &g.buf, idx, &mut gx.buf)
+            .map_err(err("max_pool2d backward"))?;
+        Ok(Some(vec![Some(cuda_tensor(gx, op.x.shape()))]))
+    }
+
+    pub(super) fn avg_backward(
+        op: &AvgPool2dBackward,
+        grad: &Tensor,
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let gb = grad.buffer();
+        let Some(g) = on_cuda(&gb) else {
+            return Ok(None);
+        };
+        let mut gx = g.alloc_like(op.x.numel())?;
+        g.dev
+            .avg_pool2d_backward(&op.shape, &g.buf, &mut gx.buf)
+            .map_err(err("avg_pool2d backward"))?;
+        Ok(Some(vec![Some(cuda_tensor(gx, op.x.shape()))]))
     }
 }

@@ -27,6 +27,10 @@ impl Tensor {
 
     /// Sum of all elements (a 0-d tensor).
     pub fn sum_all(&self) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = self.cuda_sum_all(1.0, false) {
+            return t;
+        }
         let s: f32 = self.data().iter().sum();
         let keep = vec![1; self.rank()];
         Tensor::from_op(
@@ -56,6 +60,10 @@ impl Tensor {
     }
     /// Mean of all elements (a 0-d tensor).
     pub fn mean_all(&self) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = self.cuda_sum_all(1.0 / self.numel().max(1) as f32, true) {
+            return t;
+        }
         let n = self.numel().max(1) as f32;
         let s: f32 = self.data().iter().sum::<f32>() / n;
         let keep = vec![1; self.rank()];
@@ -267,6 +275,44 @@ impl Backward for MaxBackward {
                 }
                 vec![Some(gx)]
             })
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Tensor {
+    /// `scale * sum(self)` on the CUDA device, recorded as a sum or a mean; `None` off CUDA
+    /// (or if the device fails, so the host path reports it).
+    fn cuda_sum_all(&self, scale: f32, mean: bool) -> Option<Tensor> {
+        let b = self.buffer();
+        let x = super::on_cuda(&b)?;
+        let mut partials = x.alloc_like(tinycnn_cuda::launch::BLOCK as usize).ok()?;
+        let mut out = x.alloc_like(1).ok()?;
+        x.dev
+            .reduce_sum_into(&x.buf, scale, &mut partials.buf, &mut out.buf)
+            .ok()?;
+        let keep_shape = vec![1; self.rank()];
+        let y = crate::storage::Buffer::Cuda(out);
+        Some(if mean {
+            Tensor::from_buffer_op(
+                y,
+                vec![],
+                MeanBackward {
+                    x: self.clone(),
+                    keep_shape,
+                    all: true,
+                },
+            )
+        } else {
+            Tensor::from_buffer_op(
+                y,
+                vec![],
+                SumBackward {
+                    x: self.clone(),
+                    keep_shape,
+                    all: true,
+                },
+            )
         })
     }
 }

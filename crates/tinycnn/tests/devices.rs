@@ -1,0 +1,358 @@
+//! Every test here runs twice: on the CPU (`cpu::name`) and on the emulated CUDA device
+//! (`cuda_emu::name`: tinycnn-cuda's kernels compiled for the host, behind the same
+//! allocation, launch and dispatch code as a GPU). Expected values come from the naive
+//! reference loops of `tinycnn_kernels::reference` or from hand computation.
+
+use tinycnn::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
+use tinycnn::optim::{Adam, Optimizer, Sgd};
+use tinycnn::{Conv2dParams, Device, Pool2dParams, Rng, Tensor};
+use tinycnn_kernels::{reference as r, Conv2dShape, Pool2dShape};
+
+macro_rules! device_tests {
+    ($($name:ident($dev:ident) $body:block)*) => {
+        mod cpu {
+            use super::*;
+            $(#[test] fn $name() { let $dev = Device::Cpu; $body })*
+        }
+        mod cuda_emu {
+            use super::*;
+            $(#[test] fn $name() {
+                tinycnn::cuda::emulate(true);
+                let $dev = Device::Cuda(0);
+                $body
+            })*
+        }
+    };
+}
+
+fn rand(shape: &[usize], seed: u64) -> Vec<f32> {
+    Tensor::randn_with(shape, &mut Rng::seed_from(seed)).to_vec()
+}
+
+/// A leaf on `dev` that requires grad.
+fn param(data: &[f32], shape: &[usize], dev: Device) -> Tensor {
+    let t = Tensor::from_vec(data.to_vec(), shape).unwrap();
+    t.to(&dev).unwrap().detach().requires_grad_(true).unwrap()
+}
+
+fn on(data: &[f32], shape: &[usize], dev: Device) -> Tensor {
+    Tensor::from_vec(data.to_vec(), shape)
+        .unwrap()
+        .to(&dev)
+        .unwrap()
+}
+
+#[track_caller]
+fn close(got: &Tensor, want: &[f32], tol: f32) {
+    let g = got.to_host().unwrap();
+    assert_eq!(g.len(), want.len());
+    for (i, (a, b)) in g.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "element {i}: {a} vs {b}"
+        );
+    }
+}
+
+fn grad_of(t: &Tensor) -> Tensor {
+    t.grad().expect("a gradient")
+}
+
+device_tests! {
+    tensors_move_and_keep_their_values(dev) {
+        let x = on(&[1.0, -2.0, 3.5], &[3], dev);
+        assert_eq!(x.device(), dev);
+        assert_eq!(x.to_host().unwrap(), [1.0, -2.0, 3.5]);
+        assert_eq!(x.to(&Device::Cpu).unwrap().to_vec(), [1.0, -2.0, 3.5]);
+    }
+
+    gradients_flow_back_through_to(dev) {
+        let w = Tensor::new([1.0, 2.0]).requires_grad_(true).unwrap();
+        let y = w.to(&dev).unwrap().mul_scalar(3.0).sum_all();
+        y.backward().unwrap();
+        let g = grad_of(&w);
+        assert_eq!(g.device(), Device::Cpu);
+        assert_eq!(g.to_vec(), [3.0, 3.0]);
+    }
+
+    add_sub_and_their_gradients(dev) {
+        let a = param(&[1.0, 2.0, 3.0], &[3], dev);
+        let b = param(&[0.5, -1.0, 4.0], &[3], dev);
+        let y = a.add(&b).unwrap().sub(&b.mul_scalar(2.0)).unwrap();
+        close(&y, &[0.5, 3.0, -1.0], 0.0);
+        y.sum_all().backward().unwrap();
+        assert_eq!(grad_of(&a).device(), dev);
+        close(&grad_of(&a), &[1.0, 1.0, 1.0], 0.0);
+        close(&grad_of(&b), &[-1.0, -1.0, -1.0], 0.0);
+    }
+
+    activations_forward_and_backward(dev) {
+        let xs = [-2.0, -0.5, 0.0, 0.5, 2.0, f32::NAN];
+        for act in ["relu", "sigmoid", "tanh"] {
+            let x = param(&xs, &[6], dev);
+            let y = match act {
+                "relu" => x.relu(),
+                "sigmoid" => x.sigmoid(),
+                _ => x.tanh(),
+            }
+            .unwrap();
+            let mut want = [0.0; 6];
+            let mut gwant = [0.0; 6];
+            let ones = [1.0; 6];
+            match act {
+                "relu" => {
+                    r::relu(&xs, &mut want).unwrap();
+                    r::relu_backward(&xs, &ones, &mut gwant).unwrap();
+                }
+                "sigmoid" => {
+                    r::sigmoid(&xs, &mut want).unwrap();
+                    r::sigmoid_backward(&want, &ones, &mut gwant).unwrap();
+                }
+                _ => {
+                    r::tanh(&xs, &mut want).unwrap();
+                    r::tanh_backward(&want, &ones, &mut gwant).unwrap();
+                }
+            }
+            let got = y.to_host().unwrap();
+            for (a, b) in got.iter().zip(&want) {
+                assert!(a.is_nan() == b.is_nan() && (a.is_nan() || (a - b).abs() < 1e-6), "{act}");
+            }
+            y.sum_all().backward().unwrap();
+            let g = grad_of(&x).to_host().unwrap();
+            for (a, b) in g.iter().zip(&gwant) {
+                assert!(a.is_nan() == b.is_nan() && (a.is_nan() || (a - b).abs() < 1e-6), "{act} grad");
+            }
+        }
+    }
+
+    conv2d_forward_matches_reference(dev) {
+        let p = Conv2dParams::new(3, 4, (3, 3)).with_padding((1, 1)).with_stride((2, 1));
+        let s = Conv2dShape::new(p, 2, 7, 6);
+        let (xv, wv, bv) = (rand(&[2, 3, 7, 6], 1), rand(&[4, 3, 3, 3], 2), rand(&[4], 3));
+        let x = on(&xv, &[2, 3, 7, 6], dev);
+        let w = on(&wv, &[4, 3, 3, 3], dev);
+        let b = on(&bv, &[4], dev);
+        let y = x.conv2d(&w, Some(&b), (2, 1), (1, 1), (1, 1), 1).unwrap();
+        assert_eq!(y.device(), dev);
+        let mut want = vec![0.0; s.output_len().unwrap()];
+        r::conv2d(&s, &xv, &wv, Some(&bv), &mut want).unwrap();
+        close(&y, &want, 1e-5);
+    }
+
+    conv2d_backward_matches_reference(dev) {
+        let p = Conv2dParams::new(4, 6, (3, 3)).with_padding((1, 1)).with_groups(2);
+        let s = Conv2dShape::new(p, 3, 5, 5);
+        let (xv, wv, bv) = (rand(&[3, 4, 5, 5], 4), rand(&[6, 2, 3, 3], 5), rand(&[6], 6));
+        let x = param(&xv, &[3, 4, 5, 5], dev);
+        let w = param(&wv, &[6, 2, 3, 3], dev);
+        let b = param(&bv, &[6], dev);
+        let y = x.conv2d(&w, Some(&b), (1, 1), (1, 1), (1, 1), 2).unwrap();
+        let gy = rand(y.shape(), 7);
+        y.backward_with(&on(&gy, y.shape(), dev)).unwrap();
+        let mut gx = vec![0.0; xv.len()];
+        let mut gw = vec![0.0; wv.len()];
+        let mut gb = vec![0.0; 6];
+        r::conv2d_backward_input(&s, &gy, &wv, &mut gx).unwrap();
+        r::conv2d_backward_weight(&s, &xv, &gy, &mut gw).unwrap();
+        r::conv2d_backward_bias(&s, &gy, &mut gb).unwrap();
+        close(&grad_of(&x), &gx, 1e-4);
+        close(&grad_of(&w), &gw, 1e-4);
+        close(&grad_of(&b), &gb, 1e-4);
+        assert_eq!(grad_of(&w).device(), dev);
+    }
+
+    max_pool_forward_and_backward(dev) {
+        let params = Pool2dParams::new(2).with_stride((2, 2));
+        let s = Pool2dShape::new(params, 2, 3, 6, 4);
+        let xv = rand(&[2, 3, 6, 4], 8);
+        let x = param(&xv, &[2, 3, 6, 4], dev);
+        let y = x.max_pool2d(params).unwrap();
+        let mut want = vec![0.0; 2 * 3 * 3 * 2];
+        let mut idx = vec![0u32; want.len()];
+        r::max_pool2d(&s, &xv, &mut want, &mut idx).unwrap();
+        close(&y, &want, 0.0);
+        let gy = rand(y.shape(), 9);
+        y.backward_with(&on(&gy, y.shape(), dev)).unwrap();
+        let mut gx = vec![0.0; xv.len()];
+        r::max_pool2d_backward(&s, &gy, &idx, &mut gx).unwrap();
+        close(&grad_of(&x), &gx, 0.0);
+    }
+
+    avg_pool_forward_and_backward(dev) {
+        let params = Pool2dParams::new(3).with_stride((2, 2)).with_padding((1, 1));
+        let s = Pool2dShape::new(params, 1, 2, 5, 5);
+        let xv = rand(&[1, 2, 5, 5], 10);
+        let x = param(&xv, &[1, 2, 5, 5], dev);
+        let y = x.avg_pool2d(params).unwrap();
+        let mut want = vec![0.0; 2 * 3 * 3];
+        r::avg_pool2d(&s, &xv, &mut want).unwrap();
+        close(&y, &want, 1e-6);
+        let gy = rand(y.shape(), 11);
+        y.backward_with(&on(&gy, y.shape(), dev)).unwrap();
+        let mut gx = vec![0.0; xv.len()];
+        r::avg_pool2d_backward(&s, &gy, &mut gx).unwrap();
+        close(&grad_of(&x), &gx, 1e-6);
+    }
+
+    linear_forward_and_backward(dev) {
+        // y = x w^T + b by hand: x [2, 3], w [2, 3].
+        let x = param(&[1.0, 2.0, 3.0, -1.0, 0.0, 2.0], &[2, 3], dev);
+        let w = param(&[0.5, -1.0, 2.0, 1.0, 1.0, 1.0], &[2, 3], dev);
+        let b = param(&[0.25, -0.5], &[2], dev);
+        let y = x.linear(&w, Some(&b)).unwrap();
+        close(&y, &[4.75, 5.5, 3.75, 0.5], 0.0);
+        y.sum_all().backward().unwrap();
+        // dx = ones w = column sums of w; dw = ones^T x = column sums of x; db = rows.
+        close(&grad_of(&x), &[1.5, 0.0, 3.0, 1.5, 0.0, 3.0], 0.0);
+        close(&grad_of(&w), &[0.0, 2.0, 5.0, 0.0, 2.0, 5.0], 0.0);
+        close(&grad_of(&b), &[2.0, 2.0], 0.0);
+    }
+
+    cross_entropy_and_its_gradient(dev) {
+        let lv = rand(&[4, 5], 12);
+        let labels = [0u32, 4, 2, 2];
+        let logits = param(&lv, &[4, 5], dev);
+        let loss = logits.cross_entropy(&labels).unwrap();
+        assert_eq!(loss.device(), dev);
+        let want = r::cross_entropy(4, 5, &lv, &labels).unwrap();
+        close(&loss, &[want], 1e-5);
+        loss.backward().unwrap();
+        let mut g = vec![0.0; 20];
+        r::cross_entropy_backward(4, 5, &lv, &labels, 1.0, &mut g).unwrap();
+        close(&grad_of(&logits), &g, 1e-5);
+    }
+
+    sum_and_mean(dev) {
+        let x = param(&[1.0, 2.0, 3.0, 4.0], &[2, 2], dev);
+        close(&x.sum_all(), &[10.0], 0.0);
+        let m = x.mean_all();
+        close(&m, &[2.5], 0.0);
+        m.backward().unwrap();
+        close(&grad_of(&x), &[0.25; 4], 0.0);
+    }
+
+    flatten_is_a_view_on_the_device(dev) {
+        let x = param(&rand(&[2, 3, 2, 2], 13), &[2, 3, 2, 2], dev);
+        let y = x.flatten(1, -1).unwrap();
+        assert_eq!(y.shape(), &[2, 12]);
+        assert_eq!(y.device(), dev);
+        y.mul_scalar(2.0).sum_all().backward().unwrap();
+        close(&grad_of(&x), &[2.0; 24], 0.0);
+    }
+
+    sgd_with_momentum_steps_like_the_reference(dev) {
+        let w = param(&[1.0, -2.0, 0.5], &[3], dev);
+        let cfg = tinycnn::optim::SgdConfig { momentum: 0.9, ..tinycnn::optim::SgdConfig::new(0.1) };
+        let mut opt = Sgd::with_config(vec![w.clone()], cfg).unwrap();
+        let mut want = vec![1.0, -2.0, 0.5];
+        let mut buf = vec![0.0; 3];
+        for step in 0..3 {
+            opt.zero_grad();
+            w.mul(&w).unwrap().sum_all().backward().unwrap(); // grad 2w
+            opt.step().unwrap();
+            let g: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+            r::sgd_step(&cfg, &mut want, &g, &mut buf, step == 0).unwrap();
+        }
+        assert_eq!(w.device(), dev);
+        close(&w, &want, 1e-6);
+    }
+
+    adam_steps_like_the_reference(dev) {
+        let w = param(&[1.0, -2.0, 0.5], &[3], dev);
+        let cfg = tinycnn::optim::AdamConfig::new(0.01);
+        let mut opt = Adam::with_config(vec![w.clone()], cfg).unwrap();
+        let mut want = vec![1.0, -2.0, 0.5];
+        let (mut m, mut v) = (vec![0.0; 3], vec![0.0; 3]);
+        for step in 1..=3 {
+            opt.zero_grad();
+            w.mul(&w).unwrap().sum_all().backward().unwrap();
+            opt.step().unwrap();
+            let g: Vec<f32> = want.iter().map(|x| 2.0 * x).collect();
+            r::adam_step(&cfg, step, &mut want, &g, &mut m, &mut v).unwrap();
+        }
+        close(&w, &want, 1e-5);
+        let sd = opt.state_dict();
+        assert_eq!(sd.get("state.0.step").unwrap().item().unwrap(), 3.0);
+    }
+
+    mixing_devices_is_an_error_naming_both(dev) {
+        if dev == Device::Cpu {
+            return;
+        }
+        let a = on(&[1.0], &[1], dev);
+        let b = Tensor::new([1.0]);
+        let e = a.mul(&b).unwrap_err().to_string();
+        assert!(e.contains("cuda:0") && e.contains("cpu"), "{e}");
+    }
+
+    a_user_module_with_two_conv_blocks_trains(dev) {
+        // Not LeNet: two conv blocks with ReLU and max-pooling, then a linear classifier,
+        // trained on a fixed batch until it fits it; the loss must fall on every device.
+        let net = Sequential::new()
+            .append(Conv2d::with(Conv2dParams::new(1, 4, (3, 3)).with_padding((1, 1)), true).unwrap())
+            .append(ReLU)
+            .append(MaxPool2d::new(2))
+            .append(Conv2d::with(Conv2dParams::new(4, 8, (3, 3)).with_padding((1, 1)), true).unwrap())
+            .append(ReLU)
+            .append(MaxPool2d::new(2))
+            .append(Flatten::new())
+            .append(Linear::new(8 * 2 * 2, 3));
+        tinycnn::manual_seed(5);
+        for p in net.parameters() {
+            tinycnn::nn::init::normal_(&p, 0.0, 0.3).unwrap();
+        }
+        net.to(&dev).unwrap();
+        assert!(net.parameters().iter().all(|p| p.device() == dev));
+        let x = on(&rand(&[6, 1, 8, 8], 14), &[6, 1, 8, 8], dev);
+        let labels = [0u32, 1, 2, 0, 1, 2];
+        let mut opt = Sgd::new(net.parameters(), 0.1).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..30 {
+            opt.zero_grad();
+            let loss = net.forward(&x).unwrap().cross_entropy(&labels).unwrap();
+            assert_eq!(loss.device(), dev);
+            loss.backward().unwrap();
+            opt.step().unwrap();
+            losses.push(loss.item().unwrap());
+        }
+        assert!(losses[29] < 0.5 * losses[0], "{losses:?}");
+    }
+}
+
+#[test]
+fn emulated_and_cpu_training_agree() {
+    // The same module, start and batches on both devices: the losses agree to float
+    // rounding (the CPU result is itself pinned to the reference by the kernel tests).
+    tinycnn::cuda::emulate(true);
+    let run = |dev: Device| {
+        let net = Sequential::new()
+            .append(Conv2d::new(1, 3, 3).unwrap())
+            .append(ReLU)
+            .append(Flatten::new())
+            .append(Linear::new(3 * 4 * 4, 2));
+        tinycnn::manual_seed(11);
+        for p in net.parameters() {
+            tinycnn::nn::init::normal_(&p, 0.0, 0.2).unwrap();
+        }
+        net.to(&dev).unwrap();
+        let x = on(&rand(&[4, 1, 6, 6], 15), &[4, 1, 6, 6], dev);
+        let mut opt = Adam::new(net.parameters(), 0.01).unwrap();
+        (0..5)
+            .map(|_| {
+                opt.zero_grad();
+                let loss = net
+                    .forward(&x)
+                    .unwrap()
+                    .cross_entropy(&[0, 1, 1, 0])
+                    .unwrap();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+                loss.item().unwrap()
+            })
+            .collect::<Vec<f32>>()
+    };
+    let (cpu, cuda) = (run(Device::Cpu), run(Device::Cuda(0)));
+    for (a, b) in cpu.iter().zip(&cuda) {
+        assert!((a - b).abs() < 1e-4, "{cpu:?} vs {cuda:?}");
+    }
+}
