@@ -10,13 +10,14 @@
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
 
 extern "C" __global__ void relu_forward(int n, const float* __restrict__ x, float* __restrict__ y) {
-    GRID_STRIDE(i, n) { const float v = x[i]; y[i] = v > 0.0f ? v : 0.0f; }
+    // PyTorch's threshold: x <= 0 gives 0, anything else (NaN included) passes.
+    GRID_STRIDE(i, n) { const float v = x[i]; y[i] = v <= 0.0f ? 0.0f : v; }
 }
 
-// Zero gradient at x == 0, as PyTorch.
+// Zero gradient at x <= 0; NaN passes the gradient, as PyTorch's threshold_backward.
 extern "C" __global__ void relu_backward(int n, const float* __restrict__ x, const float* __restrict__ gy,
                                          float* __restrict__ gx) {
-    GRID_STRIDE(i, n) { gx[i] = x[i] > 0.0f ? gy[i] : 0.0f; }
+    GRID_STRIDE(i, n) { gx[i] = x[i] <= 0.0f ? 0.0f : gy[i]; }
 }
 
 extern "C" __global__ void sigmoid_forward(int n, const float* __restrict__ x, float* __restrict__ y) {

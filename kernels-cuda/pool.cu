@@ -33,17 +33,14 @@ extern "C" __global__ void max_pool2d_forward(PoolGeom g, const float* __restric
         const float* xp = x + (long long)plane * g.h * g.w;
         float best = -__int_as_float(0x7f800000);
         int idx = win.h0 * g.w + win.w0;
-        bool nan = false;
-        for (int iy = win.h0; iy < win.h1 && !nan; ++iy) {
+        // PyTorch scans the whole window: a NaN replaces any number, and a later NaN
+        // replaces an earlier one (nothing compares greater than NaN), so the last NaN wins.
+        for (int iy = win.h0; iy < win.h1; ++iy) {
             for (int ix = win.w0; ix < win.w1; ++ix) {
                 const float v = xp[iy * g.w + ix];
                 if (v > best || v != v) {
                     best = v;
                     idx = iy * g.w + ix;
-                    if (v != v) {
-                        nan = true;
-                        break;
-                    }
                 }
             }
         }

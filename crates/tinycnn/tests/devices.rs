@@ -3,9 +3,10 @@
 //! allocation, launch and dispatch code as a GPU). Expected values come from the naive
 //! reference loops of `tinycnn_kernels::reference` or from hand computation.
 
+use tinycnn::data::ResidentData;
 use tinycnn::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use tinycnn::optim::{Adam, Optimizer, Sgd};
-use tinycnn::{Conv2dParams, Device, Pool2dParams, Rng, Tensor};
+use tinycnn::{Conv2dParams, Device, Labels, Pool2dParams, Rng, Tensor};
 use tinycnn_kernels::{reference as r, Conv2dShape, Pool2dShape};
 
 macro_rules! device_tests {
@@ -273,6 +274,39 @@ device_tests! {
         close(&w, &want, 1e-5);
         let sd = opt.state_dict();
         assert_eq!(sd.get("state.0.step").unwrap().item().unwrap(), 3.0);
+    }
+
+    resident_data_gathers_batches_in_order(dev) {
+        let images: Vec<f32> = (0..5 * 2 * 3).map(|v| v as f32).collect();
+        let data = ResidentData::new(&images, &[5, 1, 2, 3], &[4, 3, 2, 1, 0], &dev).unwrap();
+        assert_eq!(data.device(), dev);
+        let order = data.order(&[2, 4, 0, 1, 3]).unwrap();
+        let (x, y) = data.batch(&order, 1, 3).unwrap();
+        assert_eq!(x.shape(), &[3, 1, 2, 3]);
+        assert_eq!(x.device(), dev);
+        let want: Vec<f32> = [4usize, 0, 1].iter().flat_map(|&i| (i * 6..i * 6 + 6).map(|v| v as f32)).collect();
+        close(&x, &want, 0.0);
+        assert_eq!(y.device(), dev);
+        assert_eq!(y.to_vec().unwrap(), [0, 4, 3]);
+        assert!(data.batch(&order, 4, 2).is_err());
+        assert!(data.order(&[5]).is_err());
+    }
+
+    count_correct_and_cross_entropy_with_device_labels(dev) {
+        let logits = param(&[2.0, 0.0, 0.0, 1.0, 3.0, 1.0, f32::NAN, 0.0], &[4, 2], dev);
+        let labels = Labels::new(&[0, 1, 1, 0]).to(&dev).unwrap();
+        // Rows 0 and 1 are right, row 2 is wrong, row 3's NaN is its maximum (index 0).
+        let n = logits.count_correct(&labels).unwrap();
+        assert_eq!(n.device(), dev);
+        close(&n, &[3.0], 0.0);
+        let lv = rand(&[3, 4], 16);
+        let logits = param(&lv, &[3, 4], dev);
+        let loss = logits.cross_entropy_labels(&Labels::new(&[3, 0, 2]).to(&dev).unwrap()).unwrap();
+        close(&loss, &[r::cross_entropy(3, 4, &lv, &[3, 0, 2]).unwrap()], 1e-5);
+        loss.backward().unwrap();
+        let mut g = vec![0.0; 12];
+        r::cross_entropy_backward(3, 4, &lv, &[3, 0, 2], 1.0, &mut g).unwrap();
+        close(&grad_of(&logits), &g, 1e-5);
     }
 
     mixing_devices_is_an_error_naming_both(dev) {

@@ -47,6 +47,7 @@ mod dataset;
 mod download;
 mod idx;
 mod loader;
+mod resident;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,7 @@ pub use dataset::{
 pub use download::{download_file, DownloadEvent, DownloadOptions};
 pub use idx::{encode_idx, parse_idx, parse_idx_named, read_idx, IdxArray, MAX_IDX_BYTES};
 pub use loader::{Batch, Batches, DataLoader, LoaderConfig};
+pub use resident::{Order, ResidentData};
 
 /// Everything that can go wrong while reading, downloading or batching data.
 ///

@@ -3,6 +3,7 @@
 use super::cpu_backward;
 use crate::autograd::Backward;
 use crate::error::{Error, Result};
+use crate::labels::Labels;
 use crate::tensor::Tensor;
 use tinycnn_kernels as k;
 
@@ -85,9 +86,63 @@ impl Tensor {
 
     /// Mean cross-entropy of logits `[N, C]` against class labels (`F.cross_entropy`).
     pub fn cross_entropy(&self, labels: &[u32]) -> Result<Tensor> {
+        self.cross_entropy_labels(&Labels::new(labels))
+    }
+
+    /// [`Tensor::cross_entropy`] with labels that may live on the logits' device (then
+    /// nothing is copied between host and device).
+    pub fn cross_entropy_labels(&self, labels: &Labels) -> Result<Tensor> {
+        let (rows, cols) = self.logits_shape("cross_entropy", labels)?;
+        labels.check("cross_entropy", cols)?;
+        #[cfg(feature = "cuda")]
+        if let Some((loss, on_device)) = cuda::cross_entropy(self, labels)? {
+            let op = CrossEntropyBackward {
+                logits: self.clone(),
+                labels: on_device,
+            };
+            return Ok(Tensor::from_buffer_op(loss, vec![], op));
+        }
+        let host = labels.to_vec()?;
+        let l = k::cross_entropy_forward(rows, cols, &self.data(), &host)
+            .map_err(Error::kernel("cross_entropy"))?;
+        Ok(Tensor::from_op(
+            vec![l],
+            vec![],
+            CrossEntropyBackward {
+                logits: self.clone(),
+                labels: Labels::new(&host),
+            },
+        ))
+    }
+
+    /// How many rows' arg-max is their label, as a 0-d tensor on the logits' device (so a
+    /// training loop can add it up there and read it once per epoch). NaN counts as the
+    /// maximum, as in `torch.argmax`.
+    pub fn count_correct(&self, labels: &Labels) -> Result<Tensor> {
+        let (rows, cols) = self.logits_shape("count_correct", labels)?;
+        #[cfg(feature = "cuda")]
+        if let Some(n) = cuda::count_correct(self, labels)? {
+            return Ok(n);
+        }
+        let host = labels.to_vec()?;
+        let x = self.data();
+        let mut correct = 0usize;
+        for (row, &label) in x.chunks(cols.max(1)).zip(&host).take(rows) {
+            let mut best = 0;
+            for (j, &v) in row.iter().enumerate() {
+                if v > row[best] || (v.is_nan() && !row[best].is_nan()) {
+                    best = j;
+                }
+            }
+            correct += usize::from(best == label as usize);
+        }
+        Tensor::scalar(correct as f32).to(&self.device())
+    }
+
+    fn logits_shape(&self, op: &'static str, labels: &Labels) -> Result<(usize, usize)> {
         if self.rank() != 2 {
             return Err(Error::bad_shape(
-                "cross_entropy",
+                op,
                 self.shape(),
                 "logits must be [batch, classes]",
             ));
@@ -100,27 +155,14 @@ impl Tensor {
                 &[labels.len()],
             ));
         }
-        #[cfg(feature = "cuda")]
-        if let Some((loss, labels_cuda)) = cuda::cross_entropy(self, labels)? {
-            let op = CrossEntropyBackward {
-                logits: self.clone(),
-                labels: labels.to_vec(),
-                labels_cuda: Some(labels_cuda),
-            };
-            return Ok(Tensor::from_buffer_op(loss, vec![], op));
+        if labels.device() != self.device() && labels.device() != crate::Device::Cpu {
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device(),
+                rhs: labels.device(),
+            });
         }
-        let l = k::cross_entropy_forward(rows, cols, &self.data(), labels)
-            .map_err(Error::kernel("cross_entropy"))?;
-        Ok(Tensor::from_op(
-            vec![l],
-            vec![],
-            CrossEntropyBackward {
-                logits: self.clone(),
-                labels: labels.to_vec(),
-                #[cfg(feature = "cuda")]
-                labels_cuda: None,
-            },
-        ))
+        Ok((rows, cols))
     }
 
     /// [`Tensor::cross_entropy`] with labels given as a tensor of class indices.
@@ -185,9 +227,7 @@ impl Backward for LogSoftmaxBackward {
 
 pub(crate) struct CrossEntropyBackward {
     logits: Tensor,
-    labels: Vec<u32>,
-    #[cfg(feature = "cuda")]
-    labels_cuda: Option<crate::cuda::CudaBufferU32>,
+    labels: Labels,
 }
 
 impl Backward for CrossEntropyBackward {
@@ -208,7 +248,8 @@ impl Backward for CrossEntropyBackward {
             return Ok(g);
         }
         cpu_backward(self, grad, needs, |g, _os, _want| {
-            let CrossEntropyBackward { logits, labels, .. } = self;
+            let CrossEntropyBackward { logits, labels } = self;
+            let labels = &labels.to_vec()?;
             Ok({
                 let (rows, cols) = (logits.shape()[0], logits.shape()[1]);
                 let mut gx = vec![0.0; logits.numel()];
@@ -220,40 +261,82 @@ impl Backward for CrossEntropyBackward {
     }
 }
 
-/// Cross-entropy on a CUDA device: per-row losses and their mean stay on the device.
+/// Cross-entropy and accuracy on a CUDA device: per-row values and their sums stay there.
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::CrossEntropyBackward;
-    use crate::cuda::{err, CudaBufferU32};
+    use crate::cuda::{err, CudaStorage};
     use crate::error::Result;
+    use crate::labels::{LabelData, Labels};
     use crate::ops::{cuda_tensor, on_cuda};
     use crate::storage::Buffer;
     use crate::tensor::Tensor;
 
+    /// The labels on the logits' device (uploaded if they are on the host).
+    fn on_device(x: &CudaStorage, labels: &Labels) -> Result<Labels> {
+        match &labels.0 {
+            LabelData::Cuda { .. } => Ok(Labels(match &labels.0 {
+                LabelData::Cuda { ordinal, dev, buf } => LabelData::Cuda {
+                    ordinal: *ordinal,
+                    dev: dev.clone(),
+                    buf: dev.clone_buffer(buf).map_err(err("labels"))?,
+                },
+                LabelData::Cpu(_) => unreachable!("matched above"),
+            })),
+            LabelData::Cpu(_) => labels.to(&x.device()),
+        }
+    }
+
+    fn device_buf(labels: &Labels) -> Option<&crate::cuda::CudaBufferU32> {
+        match &labels.0 {
+            LabelData::Cuda { buf, .. } => Some(buf),
+            LabelData::Cpu(_) => None,
+        }
+    }
+
+    /// `scale * sum(v)` into a one-element buffer on the same device.
+    fn sum_into(v: &CudaStorage, scale: f32, op: &'static str) -> Result<CudaStorage> {
+        let mut partials = v.alloc_like(tinycnn_cuda::launch::BLOCK as usize)?;
+        let mut out = v.alloc_like(1)?;
+        v.dev
+            .reduce_sum_into(&v.buf, scale, &mut partials.buf, &mut out.buf)
+            .map_err(err(op))?;
+        Ok(out)
+    }
+
     pub(super) fn cross_entropy(
         logits: &Tensor,
-        labels: &[u32],
-    ) -> Result<Option<(Buffer, CudaBufferU32)>> {
+        labels: &Labels,
+    ) -> Result<Option<(Buffer, Labels)>> {
         let lb = logits.buffer();
         let Some(x) = on_cuda(&lb) else {
             return Ok(None);
         };
         let (rows, cols) = (logits.shape()[0], logits.shape()[1]);
-        let dev = &x.dev;
-        let labels = dev.upload_u32(labels).map_err(err("cross_entropy"))?;
+        let labels = on_device(x, labels)?;
+        let lbuf = device_buf(&labels).expect("on the device");
         let mut per_row = x.alloc_like(rows)?;
-        dev.softmax_xent_forward(rows, cols, &x.buf, &labels, &mut per_row.buf)
+        x.dev
+            .softmax_xent_forward(rows, cols, &x.buf, lbuf, &mut per_row.buf)
             .map_err(err("cross_entropy"))?;
-        let mut partials = x.alloc_like(tinycnn_cuda::launch::BLOCK as usize)?;
-        let mut loss = x.alloc_like(1)?;
-        dev.reduce_sum_into(
-            &per_row.buf,
-            1.0 / rows as f32,
-            &mut partials.buf,
-            &mut loss.buf,
-        )
-        .map_err(err("cross_entropy (mean)"))?;
+        let loss = sum_into(&per_row, 1.0 / rows.max(1) as f32, "cross_entropy (mean)")?;
         Ok(Some((Buffer::Cuda(loss), labels)))
+    }
+
+    pub(super) fn count_correct(logits: &Tensor, labels: &Labels) -> Result<Option<Tensor>> {
+        let lb = logits.buffer();
+        let Some(x) = on_cuda(&lb) else {
+            return Ok(None);
+        };
+        let (rows, cols) = (logits.shape()[0], logits.shape()[1]);
+        let labels = on_device(x, labels)?;
+        let lbuf = device_buf(&labels).expect("on the device");
+        let mut per_row = x.alloc_like(rows)?;
+        x.dev
+            .correct_rows(rows, cols, &x.buf, lbuf, &mut per_row.buf)
+            .map_err(err("count_correct"))?;
+        let n = sum_into(&per_row, 1.0, "count_correct")?;
+        Ok(Some(cuda_tensor(n, &[])))
     }
 
     pub(super) fn cross_entropy_backward(
@@ -261,8 +344,7 @@ mod cuda {
         grad: &Tensor,
     ) -> Result<Option<Vec<Option<Tensor>>>> {
         let (lb, gb) = (op.logits.buffer(), grad.buffer());
-        let (Some(x), Some(_), Some(labels)) =
-            (on_cuda(&lb), on_cuda(&gb), op.labels_cuda.as_ref())
+        let (Some(x), Some(_), Some(labels)) = (on_cuda(&lb), on_cuda(&gb), device_buf(&op.labels))
         else {
             return Ok(None);
         };
