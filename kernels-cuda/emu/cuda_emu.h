@@ -105,9 +105,15 @@ struct Scheduler {
     void* body_arg = nullptr;
 };
 inline thread_local Scheduler* tl_sched = nullptr;
+// Owns tl_sched: the fiber stacks (16 MiB for 256 threads) go when the OS thread ends,
+// which matters under cargo test's thread per test.
+inline thread_local std::unique_ptr<Scheduler> tl_sched_owner;
 
 inline Scheduler& sched() {
-    if (!tl_sched) tl_sched = new Scheduler();  // one per OS thread, kept for its lifetime
+    if (!tl_sched) {
+        tl_sched_owner = std::make_unique<Scheduler>();
+        tl_sched = tl_sched_owner.get();
+    }
     return *tl_sched;
 }
 

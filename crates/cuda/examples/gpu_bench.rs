@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Optimizer};
-use tinycnn_cuda::{launch, CudaDevice, CudaBuffer, Result};
+use tinycnn_cuda::{launch, CudaBuffer, CudaDevice, Result};
 use tinycnn_kernels::{
     Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig, Transpose,
 };

@@ -73,10 +73,7 @@ fn sgemm_all_transposes_strides_alpha_beta(dev: &CudaDevice) {
                     let c0 = rng.vec(m * g.ldc);
                     let mut want = c0.clone();
                     reference::sgemm(&g, alpha, &a, &b, beta, &mut want).unwrap();
-                    let (da, db) = (
-                        dev.upload(&a).unwrap(),
-                        dev.upload(&b).unwrap(),
-                    );
+                    let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
                     let mut dc = dev.upload(&c0).unwrap();
                     dev.sgemm(&g, alpha, &da.view(), &db.view(), beta, &mut dc.view_mut())
                         .unwrap();
@@ -232,10 +229,7 @@ fn conv2d_weight_gradient_split_k_at_lenet_batch(dev: &CudaDevice) {
     );
     let mut want = vec![0.0; s.weight_len()];
     reference::conv2d_backward_weight(&s, &x, &gy, &mut want).unwrap();
-    let (dx, dgy) = (
-        dev.upload(&x).unwrap(),
-        dev.upload(&gy).unwrap(),
-    );
+    let (dx, dgy) = (dev.upload(&x).unwrap(), dev.upload(&gy).unwrap());
     let mut ws = dev
         .zeros(launch::conv2d_backward_weight_workspace_len(&s).unwrap())
         .unwrap();
@@ -306,10 +300,7 @@ fn pooling_matches_reference(dev: &CudaDevice) {
         let mut x = rng.vec(xl);
         x[xl / 2] = f32::NAN; // first NaN in a window wins, as in the reference
         let gy = rng.vec(yl);
-        let (dx, dgy) = (
-            dev.upload(&x).unwrap(),
-            dev.upload(&gy).unwrap(),
-        );
+        let (dx, dgy) = (dev.upload(&x).unwrap(), dev.upload(&gy).unwrap());
         let name = format!("{s:?}");
 
         let (mut want, mut want_idx) = (vec![0.0; yl], vec![0u32; yl]);
@@ -377,10 +368,7 @@ fn activations_match_reference(dev: &CudaDevice) {
     let mut x: Vec<f32> = rng.vec(n).iter().map(|v| v * 8.0).collect();
     x[0] = 0.0; // relu's gradient at 0 is 0
     let gy = rng.vec(n);
-    let (dx, dgy) = (
-        dev.upload(&x).unwrap(),
-        dev.upload(&gy).unwrap(),
-    );
+    let (dx, dgy) = (dev.upload(&x).unwrap(), dev.upload(&gy).unwrap());
     let cases: [(&str, Fwd, Bwd, bool); 3] = [
         ("relu", reference::relu, reference::relu_backward, true),
         (
@@ -480,15 +468,8 @@ fn softmax_losses_argmax_and_sum_match_reference(dev: &CudaDevice) {
         assert_close("cross_entropy", &[loss], &[want_loss], TOL);
 
         reference::cross_entropy_backward(rows, cols, &x, &labels, 0.5, &mut want).unwrap();
-        dev.softmax_xent_backward(
-            rows,
-            cols,
-            &dx.view(),
-            &dl.view(),
-            0.5,
-            &mut y.view_mut(),
-        )
-        .unwrap();
+        dev.softmax_xent_backward(rows, cols, &dx.view(), &dl.view(), 0.5, &mut y.view_mut())
+            .unwrap();
         assert_close(
             "cross_entropy_backward",
             &dev.download(&y).unwrap(),
@@ -514,14 +495,8 @@ fn softmax_losses_argmax_and_sum_match_reference(dev: &CudaDevice) {
             .unwrap();
         assert_eq!(dev.download_view(&arg.view()).unwrap(), want_arg);
         let mut correct = dev.zeros(rows).unwrap();
-        dev.correct_rows(
-            rows,
-            cols,
-            &dx.view(),
-            &dl.view(),
-            &mut correct.view_mut(),
-        )
-        .unwrap();
+        dev.correct_rows(rows, cols, &dx.view(), &dl.view(), &mut correct.view_mut())
+            .unwrap();
         let want_correct: Vec<f32> = want_arg
             .iter()
             .zip(&labels)
@@ -752,7 +727,10 @@ fn gather_batch_copies_the_permuted_rows(dev: &CudaDevice) {
         .iter()
         .flat_map(|&s| images[s as usize * sample_len..][..sample_len].to_vec())
         .collect();
-    let want_l: Vec<u32> = perm[3..3 + batch].iter().map(|&s| labels[s as usize]).collect();
+    let want_l: Vec<u32> = perm[3..3 + batch]
+        .iter()
+        .map(|&s| labels[s as usize])
+        .collect();
     assert_eq!(dev.download(&oi).unwrap(), want_i);
     assert_eq!(dev.download_u32(&ol).unwrap(), want_l);
     let err = dev
@@ -781,7 +759,10 @@ fn allocator_reuses_freed_blocks(dev: &CudaDevice) {
         after.driver_allocs, before.driver_allocs,
         "steady state allocated from the driver: {before:?} -> {after:?}"
     );
-    assert!(after.cache_hits >= before.cache_hits + 20, "{before:?} -> {after:?}");
+    assert!(
+        after.cache_hits >= before.cache_hits + 20,
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(after.bytes_in_use, before.bytes_in_use);
     // A near size shares the class; the cache can be emptied.
     let a = dev.alloc(8 * 6 * 24 * 24 - 5).unwrap();
@@ -798,7 +779,13 @@ fn shape_errors_name_kernel_and_shapes(dev: &CudaDevice) {
     let msg = err.to_string();
     assert!(msg.contains("relu_forward"), "{msg}");
     assert!(msg.contains("x [10], y [11]"), "{msg}");
-    assert!(matches!(err, CudaError::Shape { kernel: "relu_forward", .. }));
+    assert!(matches!(
+        err,
+        CudaError::Shape {
+            kernel: "relu_forward",
+            ..
+        }
+    ));
 
     let s = Conv2dShape::new(Conv2dParams::new(2, 4, (3, 3)), 2, 6, 6);
     let (xl, wl) = (s.input_len().unwrap(), s.weight_len());
@@ -815,7 +802,10 @@ fn shape_errors_name_kernel_and_shapes(dev: &CudaDevice) {
     let g = GemmShape::new(3, 4, 5);
     let (a, b) = (dev.zeros(15).unwrap(), dev.zeros(20).unwrap());
     let mut c = dev.zeros(11).unwrap();
-    let msg = dev.sgemm(&g, 1.0, &a, &b, 0.0, &mut c).unwrap_err().to_string();
+    let msg = dev
+        .sgemm(&g, 1.0, &a, &b, 0.0, &mut c)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("sgemm_nn") && msg.contains("c [11]"), "{msg}");
 }
 
@@ -823,9 +813,13 @@ fn views_and_copies_round_trip(dev: &CudaDevice) {
     let data: Vec<f32> = (0..100).map(|v| v as f32).collect();
     let src = dev.upload(&data).unwrap();
     assert_eq!(src.len(), 100);
-    assert_eq!(dev.download(&src.slice(10..20)).unwrap(), data[10..20].to_vec());
+    assert_eq!(
+        dev.download(&src.slice(10..20)).unwrap(),
+        data[10..20].to_vec()
+    );
     let mut dst = dev.zeros(100).unwrap();
-    dev.copy_device(&src.slice(0..50), &mut dst.slice_mut(50..)).unwrap();
+    dev.copy_device(&src.slice(0..50), &mut dst.slice_mut(50..))
+        .unwrap();
     let got = dev.download(&dst).unwrap();
     assert_eq!(&got[..50], &[0.0; 50]);
     assert_eq!(&got[50..], &data[..50]);
@@ -835,12 +829,16 @@ fn views_and_copies_round_trip(dev: &CudaDevice) {
     let neg: Vec<f32> = (0..100).map(|v| v as f32 - 50.0).collect();
     let x = dev.upload(&neg).unwrap();
     let mut y = dev.zeros(100).unwrap();
-    dev.relu_forward(&x.slice(50..), &mut y.slice_mut(..50)).unwrap();
+    dev.relu_forward(&x.slice(50..), &mut y.slice_mut(..50))
+        .unwrap();
     assert_eq!(dev.download(&y.slice(..50)).unwrap(), neg[50..].to_vec());
     // Buffers are Send + Sync: the runtime keeps them in shared tensors.
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&x);
-    assert_eq!(dev.download_u32(&dev.upload_u32(&[7, 8]).unwrap()).unwrap(), vec![7, 8]);
+    assert_eq!(
+        dev.download_u32(&dev.upload_u32(&[7, 8]).unwrap()).unwrap(),
+        vec![7, 8]
+    );
 }
 
 fn sync_launches_still_compute(dev: &CudaDevice) {

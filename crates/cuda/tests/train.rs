@@ -27,7 +27,14 @@ macro_rules! on_every_device {
     };
 }
 
-on_every_device!(lenet_state_dict_names_follow_pytorch, training_steps_match_cpu_reference, train_epoch_equals_host_steps_and_learns, bad_networks_and_data_are_refused, optimizer_state_round_trip_resumes_identically, train_batches_in_slices_equal_one_epoch_and_counted_steps);
+on_every_device!(
+    lenet_state_dict_names_follow_pytorch,
+    training_steps_match_cpu_reference,
+    train_epoch_equals_host_steps_and_learns,
+    bad_networks_and_data_are_refused,
+    optimizer_state_round_trip_resumes_identically,
+    train_batches_in_slices_equal_one_epoch_and_counted_steps
+);
 use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Layer, Optimizer};
 use tinycnn_kernels::{
     reference, AdamConfig, Conv2dShape, GemmShape, Pool2dShape, SgdConfig, Transpose,
