@@ -3,7 +3,7 @@
 // by tinycnn-cuda's emulated device (feature `emu`, kernels-cuda/emu/entries.cpp).
 //
 // Blocks run one after another on the calling OS thread. The threads of a block are fibers
-// (ucontext) sharing that OS thread: __syncthreads and the warp shuffles switch to a small
+// sharing that OS thread: __syncthreads and the warp shuffles switch to a small
 // scheduler that resumes a warp once all its live lanes wait at a shuffle and the block once
 // all its live threads wait at the barrier. A context switch costs far less than waking 256
 // OS threads at every barrier, which is what made the first version (one std::thread per
@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,44 @@ inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 using std::max;
 using std::min;
 
+// Context switch between fibers. glibc's swapcontext also saves the signal mask with a
+// system call at every switch, which dominated the emulator's time; on x86-64 a hand-written
+// switch saves only what the ABI says a call preserves (callee-saved registers, MXCSR and
+// the x87 control word). Elsewhere ucontext is used.
+#if defined(__x86_64__) && !defined(TINYCNN_EMU_UCONTEXT)
+#define TINYCNN_EMU_ASM_SWITCH 1
+extern "C" void tinycnn_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl tinycnn_emu_switch
+    .weak tinycnn_emu_switch
+    .type tinycnn_emu_switch, @function
+tinycnn_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size tinycnn_emu_switch, .-tinycnn_emu_switch
+)");
+#endif
+
 namespace emu {
 
 enum class Wait : unsigned char { Runnable, Warp, Block, Done };
@@ -49,8 +88,13 @@ enum class Wait : unsigned char { Runnable, Warp, Block, Done };
 constexpr size_t FIBER_STACK = 64 * 1024;
 
 struct Scheduler {
+#ifdef TINYCNN_EMU_ASM_SWITCH
+    void* main_sp = nullptr;
+    std::vector<void*> sp;  // saved stack pointer of each fiber
+#else
     ucontext_t main;
     std::vector<ucontext_t> ctx;
+#endif
     std::vector<Wait> wait;
     std::vector<std::unique_ptr<char[]>> stacks;
     std::vector<unsigned> shfl;  // one 32-bit slot per thread for shuffles
@@ -61,9 +105,15 @@ struct Scheduler {
     void* body_arg = nullptr;
 };
 inline thread_local Scheduler* tl_sched = nullptr;
+// Owns tl_sched: the fiber stacks (16 MiB for 256 threads) go when the OS thread ends,
+// which matters under cargo test's thread per test.
+inline thread_local std::unique_ptr<Scheduler> tl_sched_owner;
 
 inline Scheduler& sched() {
-    if (!tl_sched) tl_sched = new Scheduler();  // one per OS thread, kept for its lifetime
+    if (!tl_sched) {
+        tl_sched_owner = std::make_unique<Scheduler>();
+        tl_sched = tl_sched_owner.get();
+    }
     return *tl_sched;
 }
 
@@ -72,36 +122,81 @@ inline Scheduler& sched() {
     std::abort();
 }
 
+inline void to_scheduler(Scheduler& s, unsigned me) {
+#ifdef TINYCNN_EMU_ASM_SWITCH
+    tinycnn_emu_switch(&s.sp[me], s.main_sp);
+#else
+    swapcontext(&s.ctx[me], &s.main);
+#endif
+}
+
 inline void yield(Wait w) {
     Scheduler& s = *tl_sched;
     if (s.serial) die("synchronises (__syncthreads or a warp shuffle) but was launched serial");
     const unsigned me = s.cur;
     s.wait[me] = w;
-    swapcontext(&s.ctx[me], &s.main);
+    to_scheduler(s, me);
 }
 
 inline void fiber_main() {
     Scheduler& s = *tl_sched;
     s.body(s.body_arg);
     s.wait[s.cur] = Wait::Done;
-    // Returning resumes uc_link, the scheduler.
+#ifdef TINYCNN_EMU_ASM_SWITCH
+    to_scheduler(s, s.cur);  // never resumed: the scheduler re-creates the fiber
+    std::abort();
+#endif
+    // ucontext: returning resumes uc_link, the scheduler.
+}
+
+// Prepares fiber `t` to start at fiber_main on its own stack.
+inline void make_fiber(Scheduler& s, unsigned t) {
+#ifdef TINYCNN_EMU_ASM_SWITCH
+    // The frame tinycnn_emu_switch pops: control words, six registers, return address.
+    // After its `ret`, rsp must be 8 mod 16, as on entry to any function.
+    auto top = reinterpret_cast<uintptr_t>(s.stacks[t].get() + FIBER_STACK) & ~uintptr_t(15);
+    auto* frame = reinterpret_cast<uint64_t*>(top) - 9;
+    uint32_t csr;
+    uint16_t cw;
+    asm volatile("stmxcsr %0" : "=m"(csr));
+    asm volatile("fnstcw %0" : "=m"(cw));
+    frame[0] = uint64_t(csr) | (uint64_t(cw) << 32);
+    for (int r = 1; r <= 6; ++r) frame[r] = 0;
+    frame[7] = reinterpret_cast<uint64_t>(&fiber_main);
+    frame[8] = 0;  // fake return address of fiber_main, never used
+    s.sp[t] = frame;
+#else
+    getcontext(&s.ctx[t]);
+    s.ctx[t].uc_stack.ss_sp = s.stacks[t].get();
+    s.ctx[t].uc_stack.ss_size = FIBER_STACK;
+    s.ctx[t].uc_link = &s.main;
+    makecontext(&s.ctx[t], fiber_main, 0);
+#endif
+}
+
+inline void resume(Scheduler& s, unsigned t) {
+#ifdef TINYCNN_EMU_ASM_SWITCH
+    tinycnn_emu_switch(&s.main_sp, s.sp[t]);
+#else
+    swapcontext(&s.main, &s.ctx[t]);
+#endif
 }
 
 // Runs one block of `threads` fibers until every thread has returned.
 inline void run_block_fibers(Scheduler& s, unsigned threads) {
     if (s.stacks.size() < threads) {
         s.stacks.resize(threads);
+#ifdef TINYCNN_EMU_ASM_SWITCH
+        s.sp.resize(threads);
+#else
         s.ctx.resize(threads);
+#endif
     }
     s.wait.assign(threads, Wait::Runnable);
     s.shfl.assign(threads, 0);
     for (unsigned t = 0; t < threads; ++t) {
         if (!s.stacks[t]) s.stacks[t].reset(new char[FIBER_STACK]);
-        getcontext(&s.ctx[t]);
-        s.ctx[t].uc_stack.ss_sp = s.stacks[t].get();
-        s.ctx[t].uc_stack.ss_size = FIBER_STACK;
-        s.ctx[t].uc_link = &s.main;
-        makecontext(&s.ctx[t], fiber_main, 0);
+        make_fiber(s, t);
     }
     const unsigned warps = (threads + 31) / 32;
     for (;;) {
@@ -109,7 +204,7 @@ inline void run_block_fibers(Scheduler& s, unsigned threads) {
             if (s.wait[t] != Wait::Runnable) continue;
             s.cur = t;
             threadIdx = dim3{t, 0, 0};
-            swapcontext(&s.main, &s.ctx[t]);
+            resume(s, t);
         }
         // Every thread now waits or is done: release what can go on.
         bool released = false, live = false, all_at_block = true;

@@ -88,6 +88,11 @@ impl CudaDevice {
         }
         let ctx =
             CudaContext::new(ordinal).map_err(|source| CudaError::NoDevice { ordinal, source })?;
+        // SAFETY: every buffer of this device is allocated, used and freed on its one stream
+        // (the caching allocator hands memory back in stream order), so the per-slice events
+        // cudarc would otherwise record at every launch once a second stream exists guard
+        // nothing here; they would only cost two event records per argument.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(driver("create stream"))?;
         let mut modules = HashMap::new();
         let mut functions = HashMap::new();

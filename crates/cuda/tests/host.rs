@@ -339,3 +339,76 @@ fn device_open_fails_cleanly_without_a_gpu() {
         }
     }
 }
+
+/// Sizes in bytes of the parameters of PTX entry `kernel`, from its `.param` declarations.
+fn ptx_param_sizes(ptx: &str, kernel: &str) -> Vec<usize> {
+    let start = ptx
+        .find(&format!(".entry {kernel}("))
+        .unwrap_or_else(|| panic!("no entry {kernel}"));
+    let decl = &ptx[start..];
+    let decl = &decl[..decl.find(')').expect("parameter list ends")];
+    decl.lines()
+        .filter_map(|line| {
+            let line = line.trim().trim_end_matches(',');
+            let rest = line.strip_prefix(".param")?;
+            if let Some(open) = rest.find('[') {
+                // `.align A .b8 name[N]`: a struct passed by value.
+                return Some(rest[open + 1..rest.len() - 1].parse::<usize>().unwrap());
+            }
+            let ty = rest.split_whitespace().next()?;
+            Some(ty[2..].parse::<usize>().unwrap() / 8)
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_table_argument_sizes_match_the_ptx_signatures() {
+    // The launch builder passes one pointer per argument and the driver copies the
+    // parameter's size from it: a table entry that drifts from its .cu signature would read
+    // past a value or misplace every later argument. The emulator checks the same against
+    // the C++ signature at each launch.
+    assert_eq!(tinycnn_cuda::kernels::ARG_SIZES.len(), ptx::KERNELS.len());
+    for &(module, kernel) in ptx::KERNELS {
+        let ptx = ptx::module(module).unwrap().ptx;
+        let (_, sizes) = tinycnn_cuda::kernels::ARG_SIZES
+            .iter()
+            .find(|(k, _)| *k == kernel)
+            .unwrap();
+        assert_eq!(
+            ptx_param_sizes(ptx, kernel),
+            sizes.to_vec(),
+            "argument sizes of {kernel}: PTX vs kernel table"
+        );
+    }
+}
+
+#[test]
+fn launch_and_fault_errors_name_kernel_shapes_and_launch() {
+    let e = CudaError::Launch {
+        kernel: "relu_forward",
+        shapes: "x [10], y [10]".into(),
+        grid: (1, 1, 1),
+        block: (256, 1, 1),
+        source: tinycnn_cuda::BackendError::Emulator("block is not 1-D".into()),
+    };
+    let msg = e.to_string();
+    for part in [
+        "relu_forward",
+        "x [10], y [10]",
+        "(1, 1, 1)",
+        "(256, 1, 1)",
+        "not 1-D",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    let e = CudaError::Fault {
+        kernel: "conv2d_forward_t16",
+        shapes: "w [150]".into(),
+        source: tinycnn_cuda::BackendError::Emulator("boom".into()),
+    };
+    assert!(
+        e.to_string().contains("conv2d_forward_t16 ")
+            || e.to_string().contains("`conv2d_forward_t16`")
+    );
+    assert!(e.to_string().contains("w [150]"));
+}

@@ -221,7 +221,7 @@ fn random_batch(rng: &mut Rng, batch: usize, sample: usize) -> (Vec<f32>, Vec<u3
 }
 
 fn lenet_state_dict_names_follow_pytorch(dev: &Arc<CudaDevice>) {
-    let net = CudaSequential::new(&dev, lenet(), [1, 28, 28], 4).unwrap();
+    let net = CudaSequential::new(dev, lenet(), [1, 28, 28], 4).unwrap();
     let specs = net.param_specs();
     let want: Vec<(String, Vec<usize>)> = [
         ("0.weight", vec![6, 1, 5, 5]),
@@ -270,7 +270,7 @@ fn training_steps_match_cpu_reference(dev: &Arc<CudaDevice>) {
         let mut rng = Rng(11);
         let batch = 32;
         let sample: usize = input.iter().product();
-        let mut net = CudaSequential::new(&dev, layers.clone(), input, batch).unwrap();
+        let mut net = CudaSequential::new(dev, layers.clone(), input, batch).unwrap();
         net.init_xavier(7).unwrap();
         let mut cpu: StateDict = net.export_state_dict().unwrap();
         let zeros = |cpu: &StateDict| -> Vec<Vec<f32>> {
@@ -335,15 +335,15 @@ fn train_epoch_equals_host_steps_and_learns(dev: &Arc<CudaDevice>) {
             images[i * sample + l as usize * 16 + c] += 1.0;
         }
     }
-    let data = GpuDataset::upload(&dev, &images, &labels, input, 10).unwrap();
+    let data = GpuDataset::upload(dev, &images, &labels, input, 10).unwrap();
     let opt = Optimizer::Sgd(SgdConfig {
         lr: 0.1,
         momentum: 0.9,
         ..SgdConfig::new(0.1)
     });
-    let mut a = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+    let mut a = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
     a.init_xavier(3).unwrap();
-    let mut b = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+    let mut b = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
     b.import_state_dict(&a.export_state_dict().unwrap())
         .unwrap();
 
@@ -399,7 +399,7 @@ fn train_epoch_equals_host_steps_and_learns(dev: &Arc<CudaDevice>) {
         .count();
     let first = a
         .evaluate(
-            &GpuDataset::upload(&dev, &images[..batch * sample], &labels[..batch], input, 10)
+            &GpuDataset::upload(dev, &images[..batch * sample], &labels[..batch], input, 10)
                 .unwrap(),
             batch,
         )
@@ -421,19 +421,19 @@ fn bad_networks_and_data_are_refused(dev: &Arc<CudaDevice>) {
     // Linear straight after a conv (no Flatten).
     let mut layers = lenet();
     layers.remove(6);
-    let err = CudaSequential::new(&dev, layers, [1, 28, 28], 8)
+    let err = CudaSequential::new(dev, layers, [1, 28, 28], 8)
         .err()
         .unwrap();
     assert!(err.to_string().contains("Flatten"), "{err}");
-    let err = CudaSequential::new(&dev, lenet(), [3, 28, 28], 8)
+    let err = CudaSequential::new(dev, lenet(), [3, 28, 28], 8)
         .err()
         .unwrap();
     assert!(err.to_string().contains("input channels"), "{err}");
-    let err = GpuDataset::upload(&dev, &[0.0; 784], &[10], [1, 28, 28], 10)
+    let err = GpuDataset::upload(dev, &[0.0; 784], &[10], [1, 28, 28], 10)
         .err()
         .unwrap();
     assert!(err.to_string().contains("label 10"), "{err}");
-    let mut net = CudaSequential::new(&dev, lenet(), [1, 28, 28], 8).unwrap();
+    let mut net = CudaSequential::new(dev, lenet(), [1, 28, 28], 8).unwrap();
     let mut sd = net.export_state_dict().unwrap();
     sd[0].1 = vec![6, 1, 5, 4];
     assert!(net
@@ -448,7 +448,7 @@ fn bad_networks_and_data_are_refused(dev: &Arc<CudaDevice>) {
         .unwrap_err()
         .to_string()
         .contains("missing parameter `11.bias`"));
-    let data = GpuDataset::upload(&dev, &vec![0.0; 2 * 784], &[1, 2], [1, 28, 28], 10).unwrap();
+    let data = GpuDataset::upload(dev, &vec![0.0; 2 * 784], &[1, 2], [1, 28, 28], 10).unwrap();
     let opt = Optimizer::Sgd(SgdConfig::new(0.1));
     assert!(net
         .train_epoch(&data, &[0, 2], 2, &opt)
@@ -523,7 +523,7 @@ fn optimizer_state_round_trip_resumes_identically(dev: &Arc<CudaDevice>) {
             ..SgdConfig::new(0.05)
         }),
     ] {
-        let mut a = CudaSequential::new(&dev, small_cnn(), input, 16).unwrap();
+        let mut a = CudaSequential::new(dev, small_cnn(), input, 16).unwrap();
         a.init_xavier(5).unwrap();
         let batches: Vec<_> = (0..4).map(|_| random_batch(&mut rng, 16, 256)).collect();
         for (x, y) in &batches[..2] {
@@ -537,7 +537,7 @@ fn optimizer_state_round_trip_resumes_identically(dev: &Arc<CudaDevice>) {
             let (_, hits) = a.train_step_counted(x, y, &opt).unwrap();
             assert_eq!(hits, want);
         }
-        let mut b = CudaSequential::new(&dev, small_cnn(), input, 16).unwrap();
+        let mut b = CudaSequential::new(dev, small_cnn(), input, 16).unwrap();
         b.import_state_dict(&a.export_state_dict().unwrap())
             .unwrap();
         b.import_optimizer_state(&a.export_optimizer_state().unwrap())
@@ -565,7 +565,7 @@ fn train_batches_in_slices_equal_one_epoch_and_counted_steps(dev: &Arc<CudaDevic
     let (n, batch, input) = (200usize, 16usize, [1usize, 16, 16]); // 13 batches, last of 8
     let sample: usize = input.iter().product();
     let (images, labels) = random_batch(&mut rng, n, sample);
-    let data = GpuDataset::upload(&dev, &images, &labels, input, 10).unwrap();
+    let data = GpuDataset::upload(dev, &images, &labels, input, 10).unwrap();
     let mut perm: Vec<u32> = (0..n as u32).collect();
     for i in (1..n).rev() {
         perm.swap(i, rng.below(i as u32 + 1) as usize);
@@ -574,12 +574,12 @@ fn train_batches_in_slices_equal_one_epoch_and_counted_steps(dev: &Arc<CudaDevic
         Optimizer::Adam(AdamConfig::new(1e-2)),
         Optimizer::Sgd(SgdConfig::new(0.1)),
     ] {
-        let mut whole = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        let mut whole = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
         whole.init_xavier(9).unwrap();
         let init = whole.export_state_dict().unwrap();
-        let mut sliced = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        let mut sliced = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
         sliced.import_state_dict(&init).unwrap();
-        let mut host = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+        let mut host = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
         host.import_state_dict(&init).unwrap();
 
         let stats = whole.train_epoch(&data, &perm, batch, &opt).unwrap();
@@ -639,7 +639,7 @@ fn train_batches_in_slices_equal_one_epoch_and_counted_steps(dev: &Arc<CudaDevic
             sliced.export_optimizer_state().unwrap().adam_steps
         );
     }
-    let mut net = CudaSequential::new(&dev, small_cnn(), input, batch).unwrap();
+    let mut net = CudaSequential::new(dev, small_cnn(), input, batch).unwrap();
     let opt = Optimizer::Sgd(SgdConfig::new(0.1));
     assert!(net
         .train_batches(&data, &[], batch, &opt)
