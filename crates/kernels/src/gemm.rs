@@ -153,7 +153,7 @@ pub fn sgemm_workspace_len(m: usize, n: usize, k: usize) -> usize {
 
 /// `C = alpha op(A) op(B) + beta C` (row-major; see [`GemmShape`]). With `beta == 0` C is not read.
 ///
-/// Runs with the best ISA of this CPU; `workspace` needs [`sgemm_workspace_len`] elements.
+/// Runs with the best ISA of this CPU (or the one [`crate::simd::force_isa`] set); `workspace` needs [`sgemm_workspace_len`] elements.
 /// The result equals [`crate::reference::sgemm`] up to rounding (the sum over k is
 /// accumulated in a different order, with fused multiply-adds where the ISA has them).
 ///
@@ -176,7 +176,16 @@ pub fn sgemm(
     c: &mut [f32],
     workspace: &mut [f32],
 ) -> Result<()> {
-    sgemm_with_isa(Isa::detect(), g, alpha, a, b, beta, c, workspace)
+    sgemm_with_isa(
+        crate::simd::active_isa(),
+        g,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        workspace,
+    )
 }
 
 /// [`sgemm`] forced to run with `isa` (falls back to [`Isa::Scalar`] where this CPU lacks

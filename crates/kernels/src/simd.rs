@@ -23,6 +23,8 @@
 //! | aarch64 (NEON is baseline) | [`Neon`] | 4 |
 //! | anything else (Cortex-M4F, ...) | [`Scalar`] | 4 (plain arrays; LLVM unrolls them) |
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 /// Which instruction set the fast kernels run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -127,6 +129,10 @@ pub trait Simd: Copy + Send + Sync + 'static {
     type V: Copy;
     /// Which ISA this token stands for.
     const ISA: Isa;
+    /// Whether [`Simd::load_partial`] and [`Simd::store_partial`] are single masked
+    /// instructions, about as cheap as full ones, so a kernel may vectorize rows shorter
+    /// than `LANES` with them instead of falling back to scalar loops.
+    const MASKED_TAILS: bool = false;
 
     fn splat(self, x: f32) -> Self::V;
     fn zero(self) -> Self::V {
@@ -204,7 +210,42 @@ pub trait WithSimd {
     fn with_simd<S: Simd>(self, simd: S) -> Self::Output;
 }
 
-/// Runs `op` with the best ISA of this CPU.
+/// The ISA forced by [`force_isa`], as `Isa::code() + 1`; 0 when none is.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+impl Isa {
+    /// Every ISA, in the order of [`Isa::code`].
+    const ALL: [Isa; 5] = [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon];
+
+    const fn code(self) -> u8 {
+        match self {
+            Isa::Scalar => 0,
+            Isa::Sse2 => 1,
+            Isa::Avx2Fma => 2,
+            Isa::Avx512 => 3,
+            Isa::Neon => 4,
+        }
+    }
+}
+
+/// Makes [`vectorize`], and so every kernel that picks its ISA at run time ([`crate::sgemm`]
+/// included), run with `isa` instead of the detected best one; `None` returns to detection.
+/// Process-wide, for benchmarks and tests that compare ISAs on one machine. An ISA this CPU
+/// lacks runs as [`Isa::Scalar`], as with [`vectorize_with`].
+pub fn force_isa(isa: Option<Isa>) {
+    FORCED.store(isa.map_or(0, |i| i.code() + 1), Ordering::Relaxed);
+}
+
+/// The ISA [`vectorize`] runs with now: the one [`force_isa`] set, else [`Isa::detect`].
+#[inline]
+pub fn active_isa() -> Isa {
+    match FORCED.load(Ordering::Relaxed) {
+        0 => Isa::detect(),
+        code => Isa::ALL[usize::from(code - 1)],
+    }
+}
+
+/// Runs `op` with the best ISA of this CPU (or the one [`force_isa`] set).
 ///
 /// ```
 /// use tinycnn_kernels::simd::{vectorize, Simd, WithSimd};
@@ -225,7 +266,7 @@ pub trait WithSimd {
 /// ```
 #[inline]
 pub fn vectorize<Op: WithSimd>(op: Op) -> Op::Output {
-    vectorize_with(Isa::detect(), op)
+    vectorize_with(active_isa(), op)
 }
 
 /// Runs `op` with `isa`, or with [`Isa::Scalar`] when this CPU lacks `isa`.

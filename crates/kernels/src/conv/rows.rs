@@ -1,6 +1,8 @@
 //! Row primitives over the [`Simd`] layer, shared by the convolution, pooling, bias and
 //! softmax kernels: sum, dot, axpy, add. Each is `#[inline(always)]` so it compiles into
-//! the ISA-specific body of the kernel that calls it.
+//! the ISA-specific body of the kernel that calls it. Where the ISA has cheap masks
+//! ([`Simd::MASKED_TAILS`]) the last partial vector is masked instead of a scalar tail: with
+//! 16 lanes a tail can be 15 elements, as long as the rows themselves (LeNet's are 28 wide).
 
 use crate::simd::Simd;
 
@@ -18,6 +20,10 @@ pub(crate) fn sum<S: Simd>(s: S, x: &[f32]) -> f32 {
     if rest.len() >= l {
         a0 = s.add(a0, s.load(rest));
         rest = &rest[l..];
+    }
+    if S::MASKED_TAILS && !rest.is_empty() {
+        a1 = s.add(a1, s.load_partial(rest, 0.0));
+        rest = &[];
     }
     let mut total = s.reduce_sum(s.add(a0, a1));
     for &v in rest {
@@ -43,6 +49,11 @@ pub(crate) fn dot<S: Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
         a0 = s.mul_add(s.load(&a[i..]), s.load(&b[i..]), a0);
         i += l;
     }
+    if S::MASKED_TAILS && i < n {
+        let (u, v) = (s.load_partial(&a[i..], 0.0), s.load_partial(&b[i..], 0.0));
+        a1 = s.mul_add(u, v, a1);
+        i = n;
+    }
     let mut total = s.reduce_sum(s.add(a0, a1));
     for (&u, &v) in a[i..].iter().zip(&b[i..]) {
         total += u * v;
@@ -63,6 +74,15 @@ pub(crate) fn axpy<S: Simd>(s: S, alpha: f32, x: &[f32], y: &mut [f32]) {
         s.store(&mut y[i..], v);
         i += l;
     }
+    if S::MASKED_TAILS && i < n {
+        let v = s.mul_add(
+            va,
+            s.load_partial(&x[i..], 0.0),
+            s.load_partial(&y[i..], 0.0),
+        );
+        s.store_partial(&mut y[i..], v);
+        return;
+    }
     for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
         *o += alpha * v;
     }
@@ -80,6 +100,11 @@ pub(crate) fn add_assign<S: Simd>(s: S, x: &[f32], y: &mut [f32]) {
         s.store(&mut y[i..], v);
         i += l;
     }
+    if S::MASKED_TAILS && i < n {
+        let v = s.add(s.load_partial(&y[i..], 0.0), s.load_partial(&x[i..], 0.0));
+        s.store_partial(&mut y[i..], v);
+        return;
+    }
     for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
         *o += v;
     }
@@ -96,6 +121,11 @@ pub(crate) fn add_scalar<S: Simd>(s: S, c: f32, y: &mut [f32]) {
         let v = s.add(s.load(&y[i..]), vc);
         s.store(&mut y[i..], v);
         i += l;
+    }
+    if S::MASKED_TAILS && i < n {
+        let v = s.add(s.load_partial(&y[i..], 0.0), vc);
+        s.store_partial(&mut y[i..], v);
+        return;
     }
     for o in &mut y[i..] {
         *o += c;

@@ -48,6 +48,7 @@ impl Simd for Avx512 {
     const LANES: usize = 16;
     type V = __m512;
     const ISA: Isa = Isa::Avx512;
+    const MASKED_TAILS: bool = true;
     #[inline(always)]
     fn splat(self, x: f32) -> __m512 {
         unsafe { _mm512_set1_ps(x) }
@@ -133,5 +134,139 @@ impl Simd for Avx512 {
     fn store_partial(self, s: &mut [f32], v: __m512) {
         // SAFETY: as for `load_partial`: only the first `min(s.len(), 16)` lanes are written.
         unsafe { _mm512_mask_storeu_ps(s.as_mut_ptr(), first_lanes(s.len()), v) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::super::{vectorize_with, Isa, Simd, WithSimd};
+    use std::vec::Vec;
+
+    /// Whether this CPU runs the token; says so when it does not.
+    fn available() -> bool {
+        let ok = Isa::Avx512.is_available();
+        if !ok {
+            std::eprintln!(
+                "skipping: this CPU lacks {}",
+                Isa::Avx512.required_features()
+            );
+        }
+        ok
+    }
+
+    /// Every lane-wise op and both reductions on two fixed vectors, run inside
+    /// `run_avx512`; returns each result as 16 floats.
+    struct Ops<'a>(&'a [f32; 16], &'a [f32; 16]);
+
+    impl WithSimd for Ops<'_> {
+        type Output = (Isa, Vec<[f32; 16]>, f32, f32);
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> Self::Output {
+            let (a, b) = (s.load(self.0), s.load(self.1));
+            let c = s.splat(0.5);
+            let vs = [
+                s.add(a, b),
+                s.sub(a, b),
+                s.mul(a, b),
+                s.mul_add(a, b, c),
+                s.max(a, b),
+                s.min(a, b),
+                s.div(a, b),
+                s.sqrt(b),
+            ];
+            let out = vs
+                .iter()
+                .map(|&v| {
+                    let mut o = [0.0f32; 16];
+                    s.store(&mut o, v);
+                    o
+                })
+                .collect();
+            (S::ISA, out, s.reduce_sum(a), s.reduce_max(a))
+        }
+    }
+
+    #[test]
+    fn lane_ops_match_scalar_arithmetic() {
+        if !available() {
+            return;
+        }
+        let a: [f32; 16] = core::array::from_fn(|i| i as f32 - 7.5);
+        let b: [f32; 16] = core::array::from_fn(|i| (i * i) as f32 + 0.25);
+        let (isa, got, sum, max) = vectorize_with(Isa::Avx512, Ops(&a, &b));
+        assert_eq!(isa, Isa::Avx512);
+        let want: [fn(f32, f32) -> f32; 8] = [
+            |x, y| x + y,
+            |x, y| x - y,
+            |x, y| x * y,
+            |x, y| x.mul_add(y, 0.5),
+            f32::max,
+            f32::min,
+            |x, y| x / y,
+            |_, y| y.sqrt(),
+        ];
+        for (op, (g, f)) in got.iter().zip(want).enumerate() {
+            for i in 0..16 {
+                assert_eq!(g[i].to_bits(), f(a[i], b[i]).to_bits(), "op {op} lane {i}");
+            }
+        }
+        // -7.5 + -6.5 + ... + 7.5 = 0, and the largest lane is the last.
+        assert_eq!(sum, 0.0);
+        assert_eq!(max, 7.5);
+    }
+
+    /// `load_partial` of `src` with fill -1, then `store_partial` into `dst`.
+    struct Partial<'a> {
+        src: &'a [f32],
+        dst: &'a mut [f32],
+    }
+
+    impl WithSimd for Partial<'_> {
+        type Output = [f32; 16];
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> [f32; 16] {
+            let v = s.load_partial(self.src, -1.0);
+            s.store_partial(self.dst, v);
+            let mut all = [0.0f32; 16];
+            s.store(&mut all, v);
+            all
+        }
+    }
+
+    #[test]
+    fn masked_partial_load_and_store_touch_only_their_lanes() {
+        if !available() {
+            return;
+        }
+        let data: Vec<f32> = (1..=20).map(|v| v as f32).collect();
+        for n in 0..=20 {
+            // The source slice ends at n, the destination has n slots and a NaN guard after.
+            let mut dst = [f32::NAN; 21];
+            let (head, guard) = dst.split_at_mut(n);
+            let got = vectorize_with(
+                Isa::Avx512,
+                Partial {
+                    src: &data[..n],
+                    dst: head,
+                },
+            );
+            let lanes = n.min(16);
+            for (i, &g) in got.iter().enumerate() {
+                let want = if i < lanes { (i + 1) as f32 } else { -1.0 };
+                assert_eq!(g, want, "n {n} lane {i}");
+            }
+            for (i, &d) in head.iter().enumerate() {
+                if i < 16 {
+                    assert_eq!(d, (i + 1) as f32, "n {n} stored {i}");
+                } else {
+                    assert!(d.is_nan(), "n {n}: wrote lane {i} past 16");
+                }
+            }
+            assert!(
+                guard.iter().all(|g| g.is_nan()),
+                "n {n}: wrote past the slice"
+            );
+        }
     }
 }
