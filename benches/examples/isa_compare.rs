@@ -7,13 +7,19 @@
 //! ```
 //!
 //! SGEMM: 512^3 on one thread, 1024^3 on two (rows of C split in halves, one workspace
-//! each). Time is wall-clock (`Instant`), each sample the best of 3 calls, so a preempted
-//! call on a shared machine does not count.
+//! each). Convolutions: LeNet's two layers at batch 256, one thread, forward and both
+//! gradients with the automatic algorithm, the ISA forced with `simd::force_isa`. Time is
+//! wall-clock (`Instant`), each sample the best of 3 calls, so a preempted call on a shared
+//! machine does not count.
 
 use std::hint::black_box;
 use std::time::Instant;
-use tinycnn_kernels::simd::Isa;
-use tinycnn_kernels::{sgemm_with_isa, sgemm_workspace_len, GemmShape};
+use tinycnn_kernels::simd::{force_isa, Isa};
+use tinycnn_kernels::{
+    conv2d_backward_input, conv2d_backward_input_workspace_len, conv2d_backward_weight,
+    conv2d_backward_weight_workspace_len, conv2d_forward, conv2d_workspace_len, sgemm_with_isa,
+    sgemm_workspace_len, Conv2dParams, Conv2dShape, GemmShape,
+};
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(2_654_435_761) | 1;
@@ -108,6 +114,71 @@ fn main() {
             println!(
                 "sgemm {n}^3 {threads} thr avx512 / avx2+fma: {:.2}x",
                 med[1] / med[0]
+            );
+        }
+    }
+    let lenet = [
+        (
+            "lenet1 1x28x28 6c 5x5 pad2",
+            Conv2dShape::new(
+                Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                256,
+                28,
+                28,
+            ),
+        ),
+        (
+            "lenet2 6x14x14 16c 5x5",
+            Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 256, 14, 14),
+        ),
+    ];
+    for (name, s) in lenet {
+        let (oh, ow) = s.out_hw().unwrap();
+        let p = &s.params;
+        let flops = 2.0
+            * (s.batch * p.out_channels * oh * ow * p.in_per_group() * p.kernel.0 * p.kernel.1)
+                as f64;
+        let x = data(s.input_len().unwrap(), 3);
+        let w = data(s.weight_len(), 4);
+        let gy = data(s.output_len().unwrap(), 5);
+        let (mut y, mut gx, mut gw) = (vec![0.0; gy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
+        let ws_len = conv2d_workspace_len(&s)
+            .max(conv2d_backward_input_workspace_len(&s))
+            .max(conv2d_backward_weight_workspace_len(&s));
+        let mut ws = vec![0.0f32; ws_len];
+        for pass in ["forward", "grad input", "grad weight"] {
+            let mut samples = vec![Vec::new(); isas.len()];
+            for _ in 0..rounds {
+                for (i, &isa) in isas.iter().enumerate() {
+                    force_isa(Some(isa));
+                    let t = best_of_3(|| match pass {
+                        "forward" => {
+                            conv2d_forward(&s, black_box(&x), &w, None, &mut y, &mut ws).unwrap()
+                        }
+                        "grad input" => {
+                            conv2d_backward_input(&s, black_box(&gy), &w, &mut gx, &mut ws).unwrap()
+                        }
+                        _ => conv2d_backward_weight(&s, black_box(&x), &gy, &mut gw, &mut ws)
+                            .unwrap(),
+                    });
+                    force_isa(None);
+                    samples[i].push(flops / t / 1e9);
+                }
+            }
+            let med: Vec<f64> = samples.into_iter().map(median).collect();
+            let cells: Vec<String> = isas
+                .iter()
+                .zip(&med)
+                .map(|(i, g)| format!("{} {g:6.1}", i.name()))
+                .collect();
+            let ratio = if med.len() == 2 {
+                format!(" | ratio {:.2}x", med[1] / med[0])
+            } else {
+                String::new()
+            };
+            println!(
+                "conv {name} {pass:<11} GFLOP/s: {}{ratio}",
+                cells.join(" | ")
             );
         }
     }

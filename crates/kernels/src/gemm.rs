@@ -21,21 +21,26 @@
 //!
 //! The micro-kernel is written once, generic over the [`Simd`] token, and compiled for each
 //! ISA by [`vectorize_with`] (inside a `#[target_feature(enable = "avx2,fma")]` function for
-//! AVX2). Its tile size per ISA is [`micro_tile`]: 14 x 32 on AVX-512 (28 zmm accumulators,
-//! 2 for the B row, 1 broadcast: 31 of 32 registers), 6 x 16 on AVX2+FMA (12 ymm
-//! accumulators, 2 for the B row, 1 broadcast), 6 x 8 on SSE2, 8 x 8 on NEON (32 registers) and 4 x 4 on
-//! the scalar token, whose 16 accumulators fit the 32 single-precision registers of a
-//! Cortex-M4F.
+//! AVX2, `"avx512f,avx512vl,avx2,fma"` for AVX-512). Its tile size per ISA is
+//! [`micro_tile`]: 8 x 48 on AVX-512 (24 zmm accumulators, 3 for the B row, 1 broadcast: 28 of
+//! 32 registers), 6 x 16 on AVX2+FMA (12 ymm accumulators, 2 for the B row, 1 broadcast),
+//! 6 x 8 on SSE2, 8 x 8 on NEON (32 registers) and 4 x 4 on the scalar token, whose 16
+//! accumulators fit the 32 single-precision registers of a Cortex-M4F.
+//!
+//! Why 8 x 48 for AVX-512: 14 x 32 (28 accumulators, 31 registers) and 12 x 32 ran square
+//! products as fast (225-234 GFLOP/s at 512^3 on Zen 5, within noise), but the GEMMs of
+//! convolutions have few rows (LeNet's second layer: 16 output channels), which 8 rows
+//! tile exactly and 14 pad to 28. It also loads less per FMA (8 broadcasts and 3 vectors
+//! for 24 FMAs, against 14 and 2 for 28).
 //!
 //! # Workspace
 //! [`sgemm_workspace_len`] is the packed A block plus the packed B block, computed for the
 //! largest tile of every ISA this target can pick at run time, so it never depends on which
 //! one is picked. It is `min(k, KC) * (min(m, MC) + min(n, NC))` rounded up to whole panels:
 //! small for small problems, and bounded for large ones: at most 90 112 elements (352 KiB) on
-//! aarch64, where KC = 256, MC = 96, NC = 256 keep the packed A and B blocks together in a
-//! 512 KiB L2 (tuned on Zen 3, see `benches/README.md`), and 130 560 (510 KiB) on x86-64,
-//! where AVX-512 packs with KC = 192, MC = 168, NC = 512 (CPUs with AVX-512 have 1 MiB or
-//! more of L2, and AVX2 and SSE2 keep the Zen 3 blocks); at most 4 096 elements
+//! x86-64 and aarch64, where KC = 256, MC = 96, NC = 256 keep the packed A and B blocks
+//! together in a 512 KiB L2 (tuned on Zen 3, see `benches/README.md`; AVX-512 packs with
+//! KC = 128, MC = 192, NC = 480, 86 016 elements); at most 4 096 elements
 //! (16 KiB) on microcontroller targets, whose blocks are smaller because they have no caches
 //! to fill and little RAM.
 
@@ -61,16 +66,18 @@ const MC: usize = 32;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const NC: usize = 32;
 
-/// AVX-512 blocks. At the default KC = 256 its B micro-panel (KC x 32) would be 32 KiB, all
-/// of Zen 4's L1D: KC = 192 leaves room for the streamed A micro-panels (14 x KC, 10.5 KiB).
-/// MC = 168 (12 panels of 14) keeps the packed A block at 126 KiB of L2, and NC = 512 halves
-/// the number of times A is packed. KC = 128 and 256 measured the same within noise on Zen 5
-/// (`benches/README.md`, "AVX-512"); 192 is the one that also fits a 32 KiB L1D.
+/// AVX-512 blocks. At the default KC = 256 its B micro-panel (KC x 48) would be 48 KiB,
+/// more than Zen 4's whole 32 KiB L1D: KC = 128 makes it 24 KiB, leaving room for the
+/// streamed A micro-panels (8 x KC, 4 KiB). MC = 192 doubles the rows of a packed A block
+/// (96 KiB of L2) so packing B is amortized over as many rows as before, and NC = 480 (10
+/// panels of 48) keeps the packed B block at 240 KiB. Larger KC measured the same within
+/// noise on Zen 5 (48 KiB L1D; `benches/README.md`, "AVX-512"), so the one that also suits
+/// a 32 KiB L1D is kept.
 #[cfg(target_arch = "x86_64")]
 const AVX512_BLOCKS: Blocks = Blocks {
-    kc: 192,
-    mc: 168,
-    nc: 512,
+    kc: 128,
+    mc: 192,
+    nc: 480,
 };
 
 /// The ISAs [`vectorize_with`] can pick on this target (the workspace covers all of them).
@@ -84,7 +91,7 @@ const TARGET_ISAS: &[Isa] = &[Isa::Scalar];
 /// Largest `MR * NR` over all (token, tile) pairs the dispatch instantiates: the size of the
 /// stack buffer for edge tiles, so it stays small where only small tiles are built.
 #[cfg(target_arch = "x86_64")]
-const MAX_TILE: usize = 448;
+const MAX_TILE: usize = 384;
 #[cfg(not(target_arch = "x86_64"))]
 const MAX_TILE: usize = 128;
 
@@ -112,7 +119,7 @@ const fn blocks(isa: Isa) -> Blocks {
 /// The micro-kernel tile of `isa`: (rows MR, vectors per row); NR = vectors x [`Isa::lanes`].
 pub const fn micro_tile(isa: Isa) -> (usize, usize) {
     match isa {
-        Isa::Avx512 => (14, 2),
+        Isa::Avx512 => (8, 3),
         Isa::Avx2Fma => (6, 2),
         Isa::Sse2 => (6, 2),
         Isa::Neon => (8, 2),
@@ -137,7 +144,7 @@ const fn packed_len(isa: Isa, m: usize, n: usize, k: usize) -> usize {
 /// ```
 /// use tinycnn_kernels::sgemm_workspace_len;
 /// assert_eq!(sgemm_workspace_len(0, 5, 5), 0);
-/// assert!(sgemm_workspace_len(2, 3, 4) <= 4 * (14 + 32)); // small for small problems
+/// assert!(sgemm_workspace_len(2, 3, 4) <= 4 * (8 + 48)); // small for small problems
 /// assert_eq!(sgemm_workspace_len(10_000, 10_000, 10_000), sgemm_workspace_len(5_000, 5_000, 5_000));
 /// ```
 pub fn sgemm_workspace_len(m: usize, n: usize, k: usize) -> usize {
@@ -502,6 +509,28 @@ fn store_tile<S: Simd, const MR: usize, const NRV: usize>(
         }
         return;
     }
+    if S::MASKED_TAILS {
+        // Edge tiles are common in the thin GEMMs of convolutions (LeNet: n = 100 columns
+        // is two full 48-wide panels and a 4-wide one): masked stores spare them the trip
+        // through the stack buffer and its scalar loop.
+        for (i, row) in acc.iter().enumerate().take(t.rows) {
+            for (j, &v) in row.iter().enumerate() {
+                let start = j * S::LANES;
+                if start >= t.cols {
+                    break;
+                }
+                let out = &mut c[i * t.ldc + start..i * t.ldc + t.cols];
+                let v = s.mul(alpha_v, v);
+                let v = if t.beta == 0.0 {
+                    v
+                } else {
+                    s.mul_add(beta_v, s.load_partial(out, 0.0), v)
+                };
+                s.store_partial(out, v);
+            }
+        }
+        return;
+    }
     let mut buf = [0.0f32; MAX_TILE];
     for (i, row) in acc.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
@@ -686,7 +715,7 @@ mod tests {
 
     #[test]
     fn matches_reference_over_shapes_transposes_and_lds() {
-        let sizes = [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 31, 33];
+        let sizes = [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 31, 33, 48, 50];
         let trans = [Transpose::No, Transpose::Yes];
         let mut seed = 1;
         for isa in isas() {
@@ -821,9 +850,9 @@ mod tests {
     #[test]
     fn workspace_is_small_and_bounded() {
         // Small problems need little more than their packed operands.
-        // (The largest tile is AVX-512's 14 x 32.)
-        assert!(sgemm_workspace_len(1, 1, 1) <= 14 + 32);
-        assert!(sgemm_workspace_len(6, 784, 25) <= 25 * (14 + 784));
+        // (The largest tile is AVX-512's 8 x 48.)
+        assert!(sgemm_workspace_len(1, 1, 1) <= 8 + 48);
+        assert!(sgemm_workspace_len(6, 784, 25) <= 25 * (8 + 784));
         // Large ones are capped by the largest blocks of this target, whatever the shape (MC
         // and NC are whole panels).
         let cap = TARGET_ISAS
@@ -835,9 +864,7 @@ mod tests {
             .max()
             .unwrap();
         assert_eq!(sgemm_workspace_len(1 << 20, 1 << 20, 1 << 20), cap);
-        #[cfg(target_arch = "x86_64")]
-        assert_eq!(cap, 192 * (168 + 512));
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         assert_eq!(cap, 90_112);
         for &s in &[1usize, 1000, 100_000, usize::MAX / 4] {
             assert!(sgemm_workspace_len(s, s, s) <= cap);
