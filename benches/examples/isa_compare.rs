@@ -7,7 +7,8 @@
 //! ```
 //!
 //! SGEMM: 512^3 on one thread, 1024^3 on two (rows of C split in halves, one workspace
-//! each). Convolutions: LeNet's two layers at batch 256, one thread, forward and both
+//! each). Convolutions: LeNet's two layers and a 1-channel layer with 10-wide output rows
+//! (narrower than an AVX-512 vector) at batch 256, one thread, forward and both
 //! gradients with the automatic algorithm, the ISA forced with `simd::force_isa`. Time is
 //! wall-clock (`Instant`), each sample the best of 3 calls, so a preempted call on a shared
 //! machine does not count.
@@ -130,6 +131,11 @@ fn main() {
         (
             "lenet2 6x14x14 16c 5x5",
             Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 256, 14, 14),
+        ),
+        // 10-wide output rows, narrower than 16 lanes: the direct algorithm's masked rows.
+        (
+            "narrow 1x14x14 6c 5x5",
+            Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)), 256, 14, 14),
         ),
     ];
     for (name, s) in lenet {

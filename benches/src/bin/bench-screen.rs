@@ -16,9 +16,13 @@
 //! token. CPUs that split AVX-512 into 256-bit halves reach only 32 with it: Zen 4 (AMD
 //! family 0x19) is recognized from /proc/cpuinfo and its peak taken as 32; others like it
 //! are not, so read their "% peak" with that in mind. Single-thread rows use one core. GHz
-//! comes from `--ghz`, else `TINYCNN_CPU_GHZ`, else the highest "cpu MHz" in /proc/cpuinfo
-//! (the current clock, which under boost may differ from the sustained one: override it
-//! when you know better). Cores come from `std::thread::available_parallelism`.
+//! comes from `--ghz`, else `TINYCNN_CPU_GHZ`, else (x86-64) is measured: a chain of
+//! dependent integer adds retires one add per cycle, so adds per second is the clock the
+//! core runs at under load, boost included (CPUs that clock down for wide vector code, as
+//! older Xeons do for AVX-512, run the kernels slower than that); else the highest
+//! "cpu MHz" in /proc/cpuinfo, which virtual machines often report as the nominal clock
+//! (2.6 GHz on the Zen 5 machine of `benches/README.md`, whose cores ran at 4.2).
+//! Cores come from `std::thread::available_parallelism`.
 //!
 //! Naive rows marked `*` were timed on a smaller batch (or size) and scaled linearly to the
 //! full problem (per image for convolutions and LeNet, by n^3 for SGEMM). Pooling does one
@@ -139,9 +143,16 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|e| format!("TINYCNN_CPU_GHZ={v}: {e}"))?,
                 "TINYCNN_CPU_GHZ".to_string(),
             ),
-            Err(_) => match cpuinfo_ghz() {
-                Some(g) => (g, "/proc/cpuinfo cpu MHz".to_string()),
-                None => return Err("cannot read the clock from /proc/cpuinfo: pass --ghz".into()),
+            Err(_) => match (measured_ghz(), cpuinfo_ghz()) {
+                (Some(g), Some(c)) => (
+                    g,
+                    format!("measured with dependent adds; /proc/cpuinfo says {c:.2}"),
+                ),
+                (Some(g), None) => (g, "measured with dependent adds".to_string()),
+                (None, Some(c)) => (c, "/proc/cpuinfo cpu MHz".to_string()),
+                (None, None) => {
+                    return Err("cannot read the clock from /proc/cpuinfo: pass --ghz".into())
+                }
             },
         },
     };
@@ -154,6 +165,47 @@ fn parse_options() -> Result<Options, String> {
         reps,
         isa,
     })
+}
+
+/// The clock of the core running this thread, in GHz: 8 dependent adds per loop iteration
+/// take 8 cycles (one-cycle latency; the loop counter is a separate chain), best of 5 runs
+/// of about 40 ms so a preempted run does not count.
+#[cfg(target_arch = "x86_64")]
+fn measured_ghz() -> Option<f64> {
+    const ITERS: u64 = 20_000_000;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let (mut x, mut n) = (0u64, ITERS);
+        let t0 = Instant::now();
+        // SAFETY: register arithmetic and a local branch only; no memory, no stack.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "dec {n}",
+                "jnz 2b",
+                x = inout(reg) x,
+                n = inout(reg) n,
+                options(nomem, nostack),
+            );
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+        black_box((x, n));
+    }
+    let ghz = 8.0 * ITERS as f64 / best / 1e9;
+    (ghz.is_finite() && ghz > 0.1).then_some(ghz)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn measured_ghz() -> Option<f64> {
+    None
 }
 
 /// The highest "cpu MHz" of any core, in GHz.

@@ -509,28 +509,6 @@ fn store_tile<S: Simd, const MR: usize, const NRV: usize>(
         }
         return;
     }
-    if S::MASKED_TAILS {
-        // Edge tiles are common in the thin GEMMs of convolutions (LeNet: n = 100 columns
-        // is two full 48-wide panels and a 4-wide one): masked stores spare them the trip
-        // through the stack buffer and its scalar loop.
-        for (i, row) in acc.iter().enumerate().take(t.rows) {
-            for (j, &v) in row.iter().enumerate() {
-                let start = j * S::LANES;
-                if start >= t.cols {
-                    break;
-                }
-                let out = &mut c[i * t.ldc + start..i * t.ldc + t.cols];
-                let v = s.mul(alpha_v, v);
-                let v = if t.beta == 0.0 {
-                    v
-                } else {
-                    s.mul_add(beta_v, s.load_partial(out, 0.0), v)
-                };
-                s.store_partial(out, v);
-            }
-        }
-        return;
-    }
     let mut buf = [0.0f32; MAX_TILE];
     for (i, row) in acc.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {

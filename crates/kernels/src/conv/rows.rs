@@ -1,8 +1,14 @@
 //! Row primitives over the [`Simd`] layer, shared by the convolution, pooling, bias and
 //! softmax kernels: sum, dot, axpy, add. Each is `#[inline(always)]` so it compiles into
-//! the ISA-specific body of the kernel that calls it. Where the ISA has cheap masks
-//! ([`Simd::MASKED_TAILS`]) the last partial vector is masked instead of a scalar tail: with
-//! 16 lanes a tail can be 15 elements, as long as the rows themselves (LeNet's are 28 wide).
+//! the ISA-specific body of the kernel that calls it.
+//!
+//! Where the ISA has cheap masks ([`Simd::MASKED_TAILS`]) the reductions (`sum`, `dot`) load
+//! their last partial vector masked instead of a scalar tail: with 16 lanes a tail can be 15
+//! elements, as long as the rows themselves (LeNet's are 10 to 28 wide). The primitives that
+//! store keep scalar tails: their callers (col2im, the direct input gradient) read back
+//! soon what they wrote, at shifted offsets, and a load cannot take its data from a masked
+//! store still in flight; masked tails there made LeNet's input gradients 20-25 % slower
+//! on Zen 5 (`benches/README.md`, "AVX-512").
 
 use crate::simd::Simd;
 
@@ -74,15 +80,6 @@ pub(crate) fn axpy<S: Simd>(s: S, alpha: f32, x: &[f32], y: &mut [f32]) {
         s.store(&mut y[i..], v);
         i += l;
     }
-    if S::MASKED_TAILS && i < n {
-        let v = s.mul_add(
-            va,
-            s.load_partial(&x[i..], 0.0),
-            s.load_partial(&y[i..], 0.0),
-        );
-        s.store_partial(&mut y[i..], v);
-        return;
-    }
     for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
         *o += alpha * v;
     }
@@ -100,11 +97,6 @@ pub(crate) fn add_assign<S: Simd>(s: S, x: &[f32], y: &mut [f32]) {
         s.store(&mut y[i..], v);
         i += l;
     }
-    if S::MASKED_TAILS && i < n {
-        let v = s.add(s.load_partial(&y[i..], 0.0), s.load_partial(&x[i..], 0.0));
-        s.store_partial(&mut y[i..], v);
-        return;
-    }
     for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
         *o += v;
     }
@@ -121,11 +113,6 @@ pub(crate) fn add_scalar<S: Simd>(s: S, c: f32, y: &mut [f32]) {
         let v = s.add(s.load(&y[i..]), vc);
         s.store(&mut y[i..], v);
         i += l;
-    }
-    if S::MASKED_TAILS && i < n {
-        let v = s.add(s.load_partial(&y[i..], 0.0), vc);
-        s.store_partial(&mut y[i..], v);
-        return;
     }
     for o in &mut y[i..] {
         *o += c;
