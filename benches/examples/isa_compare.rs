@@ -9,7 +9,9 @@
 //! SGEMM: 512^3 on one thread, 1024^3 on two (rows of C split in halves, one workspace
 //! each). Convolutions: LeNet's two layers and a 1-channel layer with 10-wide output rows
 //! (narrower than an AVX-512 vector) at batch 256, one thread, forward and both
-//! gradients with the automatic algorithm, the ISA forced with `simd::force_isa`. Time is
+//! gradients with the automatic algorithm, the ISA forced with `simd::force_isa`. LeNet
+//! (d2l's, in the tinycnn runtime) at batch 256 on one thread: inference forward and an SGD
+//! training step. Time is
 //! wall-clock (`Instant`), each sample the best of 3 calls, so a preempted call on a shared
 //! machine does not count.
 
@@ -21,6 +23,9 @@ use tinycnn_kernels::{
     conv2d_backward_weight_workspace_len, conv2d_forward, conv2d_workspace_len, sgemm_with_isa,
     sgemm_workspace_len, Conv2dParams, Conv2dShape, GemmShape,
 };
+
+#[path = "../src/workloads.rs"]
+mod workloads;
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(2_654_435_761) | 1;
@@ -187,5 +192,36 @@ fn main() {
                 cells.join(" | ")
             );
         }
+    }
+    tinycnn::set_num_threads(1).unwrap();
+    let mut net = workloads::RuntimeLenet::new(256);
+    for what in ["forward", "train step"] {
+        let mut samples = vec![Vec::new(); isas.len()];
+        for _ in 0..rounds {
+            for (i, &isa) in isas.iter().enumerate() {
+                force_isa(Some(isa));
+                let t = best_of_3(|| {
+                    if what == "forward" {
+                        black_box(net.forward());
+                    } else {
+                        black_box(net.train_step());
+                    }
+                });
+                force_isa(None);
+                samples[i].push(t * 1e3);
+            }
+        }
+        let med: Vec<f64> = samples.into_iter().map(median).collect();
+        let cells: Vec<String> = isas
+            .iter()
+            .zip(&med)
+            .map(|(i, ms)| format!("{} {ms:6.2} ms", i.name()))
+            .collect();
+        let ratio = if med.len() == 2 {
+            format!(" | avx512 speed-up {:.2}x", med[0] / med[1])
+        } else {
+            String::new()
+        };
+        println!("LeNet b256 1 thr {what:<10}: {}{ratio}", cells.join(" | "));
     }
 }

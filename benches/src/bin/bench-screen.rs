@@ -168,13 +168,13 @@ fn parse_options() -> Result<Options, String> {
 }
 
 /// The clock of the core running this thread, in GHz: 8 dependent adds per loop iteration
-/// take 8 cycles (one-cycle latency; the loop counter is a separate chain), best of 5 runs
-/// of about 40 ms so a preempted run does not count.
+/// take 8 cycles (one-cycle latency; the loop counter is a separate chain). Best of 25 runs
+/// of about 5 ms: short enough that on a busy machine some run between preemptions.
 #[cfg(target_arch = "x86_64")]
 fn measured_ghz() -> Option<f64> {
-    const ITERS: u64 = 20_000_000;
+    const ITERS: u64 = 2_500_000;
     let mut best = f64::INFINITY;
-    for _ in 0..5 {
+    for _ in 0..25 {
         let (mut x, mut n) = (0u64, ITERS);
         let t0 = Instant::now();
         // SAFETY: register arithmetic and a local branch only; no memory, no stack.
