@@ -2,11 +2,13 @@
 //!
 //! # Why a hand-written layer
 //! The kernels must build for `thumbv7em-none-eabihf` without `std` or `alloc`, on stable Rust,
-//! and pick AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp` and `wide`
-//! either need `std` for run-time detection or fix the ISA at compile time. What we need is
-//! small (load, store, add, mul, fma, max, min, IEEE div and sqrt, two reductions), so it is written here
-//! (one file, plus `simd/avx512.rs` for the AVX-512 token), with [`cpufeatures`](https://docs.rs/cpufeatures) (no_std, cpuid-based) for
-//! detection on x86.
+//! and pick AVX-512 or AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp`
+//! and `wide` either need `std` for run-time detection or fix the ISA at compile time. What
+//! we need is small (load, store, add, mul, fma, max, min, IEEE div and sqrt, two
+//! reductions, partial loads and stores), so it is written here (this file, plus
+//! `simd/avx512.rs` for the AVX-512 token, kept apart so a new trait method is one
+//! self-contained block per ISA), with [`cpufeatures`](https://docs.rs/cpufeatures)
+//! (no_std, cpuid-based) for detection on x86.
 //!
 //! # How it works
 //! A kernel is a struct implementing [`WithSimd`]; its `with_simd` body is generic over a
