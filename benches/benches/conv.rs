@@ -9,6 +9,10 @@
 //! build machine is shared with other jobs, and CPU time leaves out the slices the thread
 //! spends descheduled. Throughputs print as Gflop/s.
 //!
+//! Rows `Auto-<isa>` run the automatic algorithm with each vector ISA this CPU has
+//! (AVX-512, AVX2+FMA), forced through `tinycnn_kernels::simd::force_isa`; the other rows
+//! use the detected ISA.
+//!
 //! Run: `cargo bench -p tinycnn-benches --bench conv`
 
 use std::hint::black_box;
@@ -16,11 +20,24 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tinycnn_kernels::simd::{force_isa, Isa};
 use tinycnn_kernels::{
     conv2d_backward_input_with, conv2d_backward_input_workspace_len_for,
     conv2d_backward_weight_with, conv2d_backward_weight_workspace_len_for, conv2d_forward_with,
     conv2d_workspace_len_for, reference, Conv2dParams, Conv2dShape, ConvAlgo,
 };
+
+/// The vector ISAs of this CPU compared by the `Auto-<isa>` rows.
+fn vector_isas() -> Vec<Isa> {
+    [Isa::Avx512, Isa::Avx2Fma]
+        .into_iter()
+        .filter(|i| i.is_available())
+        .collect()
+}
+
+fn isa_id(isa: Isa) -> BenchmarkId {
+    BenchmarkId::new(format!("Auto-{}", isa.name()), format!("batch{BATCH}"))
+}
 
 const BATCH: usize = 256;
 const NAIVE_BATCH: usize = 16;
@@ -179,6 +196,25 @@ fn bench_conv(c: &mut Criterion<ThreadCpuTime>) {
                 },
             );
         }
+        for isa in vector_isas() {
+            let mut ws = vec![0.0; conv2d_workspace_len_for(ConvAlgo::Auto, &s)];
+            force_isa(Some(isa));
+            group.bench_function(isa_id(isa), |bn| {
+                bn.iter(|| {
+                    conv2d_forward_with(
+                        ConvAlgo::Auto,
+                        &s,
+                        black_box(&x),
+                        &w,
+                        Some(&b),
+                        &mut y,
+                        &mut ws,
+                    )
+                    .unwrap()
+                })
+            });
+            force_isa(None);
+        }
         group.finish();
 
         let mut group = c.benchmark_group(format!("conv2d_backward_input/{name}"));
@@ -208,6 +244,18 @@ fn bench_conv(c: &mut Criterion<ThreadCpuTime>) {
                 },
             );
         }
+        for isa in vector_isas() {
+            let mut ws = vec![0.0; conv2d_backward_input_workspace_len_for(ConvAlgo::Auto, &s)];
+            force_isa(Some(isa));
+            group.bench_function(isa_id(isa), |bn| {
+                bn.iter(|| {
+                    let gy = black_box(&gy);
+                    conv2d_backward_input_with(ConvAlgo::Auto, &s, gy, &w, &mut gx, &mut ws)
+                        .unwrap()
+                })
+            });
+            force_isa(None);
+        }
         group.finish();
 
         let mut group = c.benchmark_group(format!("conv2d_backward_weight/{name}"));
@@ -235,6 +283,18 @@ fn bench_conv(c: &mut Criterion<ThreadCpuTime>) {
                     })
                 },
             );
+        }
+        for isa in vector_isas() {
+            let mut ws = vec![0.0; conv2d_backward_weight_workspace_len_for(ConvAlgo::Auto, &s)];
+            force_isa(Some(isa));
+            group.bench_function(isa_id(isa), |bn| {
+                bn.iter(|| {
+                    let x = black_box(&x);
+                    conv2d_backward_weight_with(ConvAlgo::Auto, &s, x, &gy, &mut gw, &mut ws)
+                        .unwrap()
+                })
+            });
+            force_isa(None);
         }
         group.finish();
     }

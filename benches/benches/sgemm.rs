@@ -1,5 +1,6 @@
-//! Square SGEMM: naive reference loops, tinycnn's packed SIMD kernel (single-threaded, and
-//! each ISA this CPU has) and, with `--features peers`, `matrixmultiply::sgemm`.
+//! Square SGEMM: naive reference loops, tinycnn's packed SIMD kernel (single-threaded, with
+//! the detected ISA, then AVX-512 and AVX2+FMA at every size and SSE2 and scalar at 256,
+//! each where this CPU has it) and, with `--features peers`, `matrixmultiply::sgemm`.
 //!
 //! Throughput is `Elements(2 m n k)`: criterion's "elements/s" are flop/s (read Gelem/s as
 //! GFLOP/s).
@@ -114,22 +115,23 @@ fn bench_sgemm(c: &mut Criterion) {
                 })
             })
         });
-        if n == 256 {
-            // The other ISAs of this CPU, one size only (the scalar token is slow).
-            for isa in [Isa::Sse2, Isa::Scalar]
-                .into_iter()
-                .filter(|i| i.is_available())
-            {
-                let id = BenchmarkId::new(format!("tinycnn-{}", isa.name()), n);
-                group.bench_with_input(id, &n, |bch, _| {
-                    bch.iter_custom(|iters| {
-                        measure(iters, || {
-                            let (a, b) = (black_box(&a), black_box(&b));
-                            sgemm_with_isa(isa, &g, 1.0, a, b, 0.0, &mut out, &mut ws).unwrap()
-                        })
+        // The ISAs of this CPU by name: the wide ones at every size, the narrow ones at one
+        // size only (the scalar token is slow).
+        let isas: &[Isa] = if n == 256 {
+            &[Isa::Avx512, Isa::Avx2Fma, Isa::Sse2, Isa::Scalar]
+        } else {
+            &[Isa::Avx512, Isa::Avx2Fma]
+        };
+        for &isa in isas.iter().filter(|i| i.is_available()) {
+            let id = BenchmarkId::new(format!("tinycnn-{}", isa.name()), n);
+            group.bench_with_input(id, &n, |bch, _| {
+                bch.iter_custom(|iters| {
+                    measure(iters, || {
+                        let (a, b) = (black_box(&a), black_box(&b));
+                        sgemm_with_isa(isa, &g, 1.0, a, b, 0.0, &mut out, &mut ws).unwrap()
                     })
-                });
-            }
+                })
+            });
         }
         #[cfg(feature = "peers")]
         group.bench_with_input(BenchmarkId::new("matrixmultiply", n), &n, |bch, _| {

@@ -203,7 +203,7 @@ fn gemm(src: &mut Source) {
     let alpha = src.raw_values(1)[0];
     let beta = src.pick(&[0.0f32, 1.0, f32::NAN, -2.0]);
     let _ = sgemm(&g, alpha, &a, &b, beta, &mut c, &mut ws);
-    let isa = src.pick(&[Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon]);
+    let isa = src.pick(&[Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon]);
     let _ = sgemm_with_isa(isa, &g, alpha, &a, &b, beta, &mut c, &mut ws);
     let _ = reference::sgemm(&g, alpha, &a, &b, beta, &mut c);
 }

@@ -46,7 +46,13 @@ fuzz_target!(|data: &[u8]| {
     let mut c_ref = c0.clone();
     reference::sgemm(&g, alpha, &a, &b, beta, &mut c_ref).unwrap();
     // The best ISA of this CPU, or one forced (falls back to scalar where unavailable).
-    let isa = src.pick(&[None, Some(Isa::Scalar), Some(Isa::Sse2), Some(Isa::Avx2Fma)]);
+    let isa = src.pick(&[
+        None,
+        Some(Isa::Scalar),
+        Some(Isa::Sse2),
+        Some(Isa::Avx2Fma),
+        Some(Isa::Avx512),
+    ]);
     let mut c = c0;
     let mut ws = vec![f32::NAN; sgemm_workspace_len(g.m, g.n, g.k)];
     match isa {

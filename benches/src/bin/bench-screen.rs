@@ -2,15 +2,27 @@
 //! kernel (one thread, then all cores), with GFLOP/s and the share of this CPU's peak.
 //!
 //! ```text
-//! cargo run --release -p tinycnn-benches --bin bench-screen [-- --ghz 3.5 --reps 7]
+//! cargo run --release -p tinycnn-benches --bin bench-screen [-- --ghz 3.5 --reps 7 --isa avx2+fma]
 //! ```
 //!
 //! Timing is a plain `std::time::Instant` loop: each row is the median of `--reps` runs
-//! (default 5; naive rows 3), after one warm-up run. Peak = cores x GHz x 32 flop/cycle
-//! (AVX2+FMA: 2 FMA units x 8 f32 lanes x 2 flops); single-thread rows use one core. GHz comes
-//! from `--ghz`, else `TINYCNN_CPU_GHZ`, else the highest "cpu MHz" in /proc/cpuinfo (the
-//! current clock, which under boost may differ from the sustained one: override it when you
-//! know better). Cores come from `std::thread::available_parallelism`.
+//! (default 5; naive rows 3), after one warm-up run.
+//!
+//! The kernels run with the ISA detected at run time, or the one `--isa` forces (through
+//! `tinycnn_kernels::simd::force_isa`); each row names the ISA its SIMD kernel ran with.
+//! Peak = cores x GHz x flop/cycle/core of that ISA, an estimate that assumes two vector
+//! FMA units per core: 64 for AVX-512 (2 x 16 lanes x 2 flops), 32 for AVX2+FMA, 16 for
+//! SSE2 and NEON (4 lanes; SSE2's multiply and add on separate units), 4 for the scalar
+//! token. CPUs that split AVX-512 into 256-bit halves reach only 32 with it: Zen 4 (AMD
+//! family 0x19) is recognized from /proc/cpuinfo and its peak taken as 32; others like it
+//! are not, so read their "% peak" with that in mind. Single-thread rows use one core. GHz
+//! comes from `--ghz`, else `TINYCNN_CPU_GHZ`, else (x86-64) is measured: a chain of
+//! dependent integer adds retires one add per cycle, so adds per second is the clock the
+//! core runs at under load, boost included (CPUs that clock down for wide vector code, as
+//! older Xeons do for AVX-512, run the kernels slower than that); else the highest
+//! "cpu MHz" in /proc/cpuinfo, which virtual machines often report as the nominal clock
+//! (2.6 GHz on the Zen 5 machine of `benches/README.md`, whose cores ran at 4.2).
+//! Cores come from `std::thread::available_parallelism`.
 //!
 //! Naive rows marked `*` were timed on a smaller batch (or size) and scaled linearly to the
 //! full problem (per image for convolutions and LeNet, by n^3 for SGEMM). Pooling does one
@@ -20,23 +32,76 @@
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
+use tinycnn_kernels::simd::{active_isa, force_isa, Isa};
 use tinycnn_kernels::{reference, sgemm, sgemm_workspace_len, GemmShape};
 
 #[path = "../workloads.rs"]
 mod workloads;
 use workloads::*;
 
-const FLOPS_PER_CYCLE: f64 = 32.0;
+/// Estimated peak f32 flop per cycle per core of `isa` (two vector FMA units), and why
+/// when it departs from that.
+fn flops_per_cycle(isa: Isa, cpu: &CpuId) -> (f64, &'static str) {
+    match isa {
+        Isa::Avx512 if cpu.is_zen4() => {
+            (32.0, "Zen 4 executes AVX-512 on 256-bit units: 32, not 64")
+        }
+        Isa::Avx512 => (64.0, "2 FMA units x 16 lanes x 2"),
+        Isa::Avx2Fma => (32.0, "2 FMA units x 8 lanes x 2"),
+        Isa::Sse2 => (16.0, "4 lanes, multiply and add on 2 units"),
+        Isa::Neon => (16.0, "2 FMA units x 4 lanes x 2"),
+        Isa::Scalar => (4.0, "portable code, 2 FMA units x 1 lane x 2"),
+    }
+}
+
+/// Vendor and family of this CPU, from /proc/cpuinfo.
+struct CpuId {
+    vendor: String,
+    family: Option<u32>,
+}
+
+impl CpuId {
+    fn read() -> CpuId {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find(|l| l.split(':').next().map(str::trim) == Some(name))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        };
+        CpuId {
+            vendor: field("vendor_id").unwrap_or_default(),
+            family: field("cpu family").and_then(|f| f.parse().ok()),
+        }
+    }
+
+    /// AMD family 0x19 (Zen 3 and Zen 4; only Zen 4 has AVX-512).
+    fn is_zen4(&self) -> bool {
+        self.vendor == "AuthenticAMD" && self.family == Some(0x19)
+    }
+}
 
 struct Options {
     ghz: f64,
     ghz_source: String,
     reps: usize,
+    isa: Option<Isa>,
+}
+
+/// The ISA named `name` (as `Isa::name` spells it).
+fn parse_isa(name: &str) -> Result<Isa, String> {
+    [Isa::Avx512, Isa::Avx2Fma, Isa::Sse2, Isa::Neon, Isa::Scalar]
+        .into_iter()
+        .find(|i| i.name() == name)
+        .ok_or(format!(
+            "--isa {name}: expected avx512, avx2+fma, sse2, neon or scalar"
+        ))
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut ghz = None;
     let mut reps = 5;
+    let mut isa = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -52,8 +117,19 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|e| format!("--reps {v}: {e}"))?
                     .max(1);
             }
+            "--isa" => {
+                let i = parse_isa(&value("--isa")?)?;
+                if !i.is_available() {
+                    return Err(format!(
+                        "--isa {}: this CPU lacks {}",
+                        i.name(),
+                        i.required_features()
+                    ));
+                }
+                isa = Some(i);
+            }
             "-h" | "--help" => {
-                println!("usage: bench-screen [--ghz GHZ] [--reps N]   (env TINYCNN_CPU_GHZ also sets GHz)");
+                println!("usage: bench-screen [--ghz GHZ] [--reps N] [--isa avx512|avx2+fma|sse2|neon|scalar]   (env TINYCNN_CPU_GHZ also sets GHz)");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -67,9 +143,16 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|e| format!("TINYCNN_CPU_GHZ={v}: {e}"))?,
                 "TINYCNN_CPU_GHZ".to_string(),
             ),
-            Err(_) => match cpuinfo_ghz() {
-                Some(g) => (g, "/proc/cpuinfo cpu MHz".to_string()),
-                None => return Err("cannot read the clock from /proc/cpuinfo: pass --ghz".into()),
+            Err(_) => match (measured_ghz(), cpuinfo_ghz()) {
+                (Some(g), Some(c)) => (
+                    g,
+                    format!("measured with dependent adds; /proc/cpuinfo says {c:.2}"),
+                ),
+                (Some(g), None) => (g, "measured with dependent adds".to_string()),
+                (None, Some(c)) => (c, "/proc/cpuinfo cpu MHz".to_string()),
+                (None, None) => {
+                    return Err("cannot read the clock from /proc/cpuinfo: pass --ghz".into())
+                }
             },
         },
     };
@@ -80,7 +163,49 @@ fn parse_options() -> Result<Options, String> {
         ghz,
         ghz_source,
         reps,
+        isa,
     })
+}
+
+/// The clock of the core running this thread, in GHz: 8 dependent adds per loop iteration
+/// take 8 cycles (one-cycle latency; the loop counter is a separate chain). Best of 25 runs
+/// of about 5 ms: short enough that on a busy machine some run between preemptions.
+#[cfg(target_arch = "x86_64")]
+fn measured_ghz() -> Option<f64> {
+    const ITERS: u64 = 2_500_000;
+    let mut best = f64::INFINITY;
+    for _ in 0..25 {
+        let (mut x, mut n) = (0u64, ITERS);
+        let t0 = Instant::now();
+        // SAFETY: register arithmetic and a local branch only; no memory, no stack.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "add {x}, 1",
+                "dec {n}",
+                "jnz 2b",
+                x = inout(reg) x,
+                n = inout(reg) n,
+                options(nomem, nostack),
+            );
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+        black_box((x, n));
+    }
+    let ghz = 8.0 * ITERS as f64 / best / 1e9;
+    (ghz.is_finite() && ghz > 0.1).then_some(ghz)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn measured_ghz() -> Option<f64> {
+    None
 }
 
 /// The highest "cpu MHz" of any core, in GHz.
@@ -121,6 +246,8 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 
 struct Row {
     kernel: String,
+    /// The ISA the SIMD kernel ran with.
+    isa: Isa,
     shape: String,
     threads: usize,
     /// Naive time for the full problem, and whether it was scaled from a smaller one.
@@ -132,17 +259,18 @@ struct Row {
 struct Table {
     rows: Vec<Row>,
     ghz: f64,
+    cpu: CpuId,
 }
 
 impl Table {
     fn print(&self) {
         println!(
-            "| {:<17} | {:<30} | {:>3} | {:>10} | {:>9} | {:>8} | {:>8} | {:>6} |",
-            "kernel", "shape", "thr", "naive ms", "SIMD ms", "speed-up", "GFLOP/s", "% peak"
+            "| {:<17} | {:<30} | {:<8} | {:>3} | {:>10} | {:>9} | {:>8} | {:>8} | {:>6} |",
+            "kernel", "shape", "ISA", "thr", "naive ms", "SIMD ms", "speed-up", "GFLOP/s", "% peak"
         );
         println!(
-            "|{:-<19}|{:-<32}|{:->5}|{:->12}|{:->11}|{:->10}|{:->10}|{:->8}|",
-            "", "", ":", ":", ":", ":", ":", ":"
+            "|{:-<19}|{:-<32}|{:-<10}|{:->5}|{:->12}|{:->11}|{:->10}|{:->10}|{:->8}|",
+            "", "", "", ":", ":", ":", ":", ":", ":"
         );
         for r in &self.rows {
             let (naive, speedup) = match r.naive_ms {
@@ -153,11 +281,12 @@ impl Table {
                 None => ("-".into(), "-".into()),
             };
             let gflops = r.flops / (r.fast_ms * 1e-3) / 1e9;
-            let peak = r.threads as f64 * self.ghz * FLOPS_PER_CYCLE;
+            let peak = r.threads as f64 * self.ghz * flops_per_cycle(r.isa, &self.cpu).0;
             println!(
-                "| {:<17} | {:<30} | {:>3} | {:>10} | {:>9} | {:>8} | {:>8.1} | {:>5.1}% |",
+                "| {:<17} | {:<30} | {:<8} | {:>3} | {:>10} | {:>9} | {:>8} | {:>8.1} | {:>5.1}% |",
                 r.kernel,
                 r.shape,
+                r.isa.name(),
                 r.threads,
                 naive,
                 fmt_ms(r.fast_ms),
@@ -187,6 +316,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    force_isa(opt.isa);
+    let isa = active_isa();
+    let cpu = CpuId::read();
     let threads = cores();
     let pool = thread_pool(threads);
     let naive_reps = opt.reps.min(3);
@@ -203,6 +335,7 @@ fn main() {
         let flops = conv_flops(&s) as f64;
         for (t, ms) in [(1, one), (threads, all)] {
             rows.push(Row {
+                isa,
                 kernel: "conv2d fwd".into(),
                 shape: case.name.into(),
                 threads: t,
@@ -223,6 +356,7 @@ fn main() {
             let flops = pool_ops(&s) as f64;
             for (t, ms) in [(1, one), (threads, all)] {
                 rows.push(Row {
+                    isa,
                     kernel: kind.into(),
                     shape: case.name.into(),
                     threads: t,
@@ -273,6 +407,7 @@ fn main() {
         let flops = 2.0 * (n * n * n) as f64;
         for (t, ms) in [(1, one), (threads, all)] {
             rows.push(Row {
+                isa,
                 kernel: "sgemm".into(),
                 shape: format!("{n}x{n}x{n}"),
                 threads: t,
@@ -298,6 +433,7 @@ fn main() {
             black_box(net.forward());
         });
         rows.push(Row {
+            isa,
             kernel: "LeNet forward".into(),
             shape: format!("b{BATCH} 1x28x28 (runtime)"),
             threads: t,
@@ -312,6 +448,7 @@ fn main() {
             black_box(net.train_step());
         });
         rows.push(Row {
+            isa,
             kernel: "LeNet train step".into(),
             shape: format!("b{BATCH} SGD (runtime)"),
             threads: t,
@@ -321,17 +458,29 @@ fn main() {
         });
     }
 
+    let (fpc, why) = flops_per_cycle(isa, &cpu);
     println!(
-        "tinycnn bench-screen: {} | {} cores | {:.2} GHz ({}) | peak {:.1} GFLOP/s per core, {:.1} all cores | median of {} runs (naive {})",
+        "tinycnn bench-screen: {} | ISA {} ({}) | {} cores | {:.2} GHz ({}) | median of {} runs (naive {})",
         cpu_model(),
+        isa.name(),
+        if opt.isa.is_some() { "forced by --isa" } else { "detected" },
         threads,
         opt.ghz,
         opt.ghz_source,
-        opt.ghz * FLOPS_PER_CYCLE,
-        opt.ghz * FLOPS_PER_CYCLE * threads as f64,
         opt.reps,
         naive_reps
     );
-    Table { rows, ghz: opt.ghz }.print();
+    println!(
+        "peak (an estimate): {fpc} flop/cycle/core ({why}) x {:.2} GHz = {:.1} GFLOP/s per core, {:.1} all cores",
+        opt.ghz,
+        opt.ghz * fpc,
+        opt.ghz * fpc * threads as f64,
+    );
+    Table {
+        rows,
+        ghz: opt.ghz,
+        cpu,
+    }
+    .print();
     println!("* naive timed on a smaller batch/size and scaled linearly (see --help / source docs); pooling counts 1 op per window element; LeNet flops = conv + linear (train step = 3x forward).");
 }

@@ -21,10 +21,17 @@
 //!
 //! The micro-kernel is written once, generic over the [`Simd`] token, and compiled for each
 //! ISA by [`vectorize_with`] (inside a `#[target_feature(enable = "avx2,fma")]` function for
-//! AVX2). Its tile size per ISA is [`micro_tile`]: 6 x 16 on AVX2+FMA (12 ymm accumulators,
-//! 2 for the B row, 1 broadcast), 6 x 8 on SSE2, 8 x 8 on NEON (32 registers) and 4 x 4 on
-//! the scalar token, whose 16 accumulators fit the 32 single-precision registers of a
-//! Cortex-M4F.
+//! AVX2, `"avx512f,avx512vl,avx2,fma"` for AVX-512). Its tile size per ISA is
+//! [`micro_tile`]: 8 x 48 on AVX-512 (24 zmm accumulators, 3 for the B row, 1 broadcast: 28 of
+//! 32 registers), 6 x 16 on AVX2+FMA (12 ymm accumulators, 2 for the B row, 1 broadcast),
+//! 6 x 8 on SSE2, 8 x 8 on NEON (32 registers) and 4 x 4 on the scalar token, whose 16
+//! accumulators fit the 32 single-precision registers of a Cortex-M4F.
+//!
+//! Why 8 x 48 for AVX-512: 14 x 32 (28 accumulators, 31 registers) and 12 x 32 ran square
+//! products as fast (225-234 GFLOP/s at 512^3 on Zen 5, within noise), but the GEMMs of
+//! convolutions have few rows (LeNet's second layer: 16 output channels), which 8 rows
+//! tile exactly and 14 pad to 28. It also loads less per FMA (8 broadcasts and 3 vectors
+//! for 24 FMAs, against 14 and 2 for 28).
 //!
 //! # Workspace
 //! [`sgemm_workspace_len`] is the packed A block plus the packed B block, computed for the
@@ -32,7 +39,8 @@
 //! one is picked. It is `min(k, KC) * (min(m, MC) + min(n, NC))` rounded up to whole panels:
 //! small for small problems, and bounded for large ones: at most 90 112 elements (352 KiB) on
 //! x86-64 and aarch64, where KC = 256, MC = 96, NC = 256 keep the packed A and B blocks
-//! together in a 512 KiB L2 (tuned on Zen 3, see `benches/README.md`); at most 4 096 elements
+//! together in a 512 KiB L2 (tuned on Zen 3, see `benches/README.md`; AVX-512 packs with
+//! KC = 128, MC = 192, NC = 480, 86 016 elements); at most 4 096 elements
 //! (16 KiB) on microcontroller targets, whose blocks are smaller because they have no caches
 //! to fill and little RAM.
 
@@ -58,20 +66,60 @@ const MC: usize = 32;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const NC: usize = 32;
 
+/// AVX-512 blocks. At the default KC = 256 its B micro-panel (KC x 48) would be 48 KiB,
+/// more than Zen 4's whole 32 KiB L1D: KC = 128 makes it 24 KiB, leaving room for the
+/// streamed A micro-panels (8 x KC, 4 KiB). MC = 192 doubles the rows of a packed A block
+/// (96 KiB of L2) so packing B is amortized over as many rows as before, and NC = 480 (10
+/// panels of 48) keeps the packed B block at 240 KiB. Larger KC measured the same within
+/// noise on Zen 5 (48 KiB L1D; `benches/README.md`, "AVX-512"), so the one that also suits
+/// a 32 KiB L1D is kept.
+#[cfg(target_arch = "x86_64")]
+const AVX512_BLOCKS: Blocks = Blocks {
+    kc: 128,
+    mc: 192,
+    nc: 480,
+};
+
 /// The ISAs [`vectorize_with`] can pick on this target (the workspace covers all of them).
 #[cfg(target_arch = "x86_64")]
-const TARGET_ISAS: &[Isa] = &[Isa::Scalar, Isa::Sse2, Isa::Avx2Fma];
+const TARGET_ISAS: &[Isa] = &[Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512];
 #[cfg(target_arch = "aarch64")]
 const TARGET_ISAS: &[Isa] = &[Isa::Scalar, Isa::Neon];
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const TARGET_ISAS: &[Isa] = &[Isa::Scalar];
 
-/// Largest `MR * NR` over all (token, tile) pairs the dispatch instantiates.
+/// Largest `MR * NR` over all (token, tile) pairs the dispatch instantiates: the size of the
+/// stack buffer for edge tiles, so it stays small where only small tiles are built.
+#[cfg(target_arch = "x86_64")]
+const MAX_TILE: usize = 384;
+#[cfg(not(target_arch = "x86_64"))]
 const MAX_TILE: usize = 128;
+
+/// Cache blocking of one ISA: depth, rows of op(A) and columns of op(B) of a packed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Blocks {
+    kc: usize,
+    mc: usize,
+    nc: usize,
+}
+
+/// The blocks `isa` runs with (whole MR / NR panels each).
+const fn blocks(isa: Isa) -> Blocks {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => AVX512_BLOCKS,
+        _ => Blocks {
+            kc: KC,
+            mc: MC,
+            nc: NC,
+        },
+    }
+}
 
 /// The micro-kernel tile of `isa`: (rows MR, vectors per row); NR = vectors x [`Isa::lanes`].
 pub const fn micro_tile(isa: Isa) -> (usize, usize) {
     match isa {
+        Isa::Avx512 => (8, 3),
         Isa::Avx2Fma => (6, 2),
         Isa::Sse2 => (6, 2),
         Isa::Neon => (8, 2),
@@ -83,9 +131,10 @@ pub const fn micro_tile(isa: Isa) -> (usize, usize) {
 const fn packed_len(isa: Isa, m: usize, n: usize, k: usize) -> usize {
     let (mr, nr_vecs) = micro_tile(isa);
     let nr = nr_vecs * isa.lanes();
-    let mc = if m < MC { m } else { MC };
-    let nc = if n < NC { n } else { NC };
-    let kc = if k < KC { k } else { KC };
+    let b = blocks(isa);
+    let mc = if m < b.mc { m } else { b.mc };
+    let nc = if n < b.nc { n } else { b.nc };
+    let kc = if k < b.kc { k } else { b.kc };
     kc * (mc.div_ceil(mr) * mr + nc.div_ceil(nr) * nr)
 }
 
@@ -95,7 +144,7 @@ const fn packed_len(isa: Isa, m: usize, n: usize, k: usize) -> usize {
 /// ```
 /// use tinycnn_kernels::sgemm_workspace_len;
 /// assert_eq!(sgemm_workspace_len(0, 5, 5), 0);
-/// assert!(sgemm_workspace_len(2, 3, 4) <= 4 * (8 + 16)); // small for small problems
+/// assert!(sgemm_workspace_len(2, 3, 4) <= 4 * (8 + 48)); // small for small problems
 /// assert_eq!(sgemm_workspace_len(10_000, 10_000, 10_000), sgemm_workspace_len(5_000, 5_000, 5_000));
 /// ```
 pub fn sgemm_workspace_len(m: usize, n: usize, k: usize) -> usize {
@@ -111,7 +160,7 @@ pub fn sgemm_workspace_len(m: usize, n: usize, k: usize) -> usize {
 
 /// `C = alpha op(A) op(B) + beta C` (row-major; see [`GemmShape`]). With `beta == 0` C is not read.
 ///
-/// Runs with the best ISA of this CPU; `workspace` needs [`sgemm_workspace_len`] elements.
+/// Runs with the best ISA of this CPU (or the one [`crate::simd::force_isa`] set); `workspace` needs [`sgemm_workspace_len`] elements.
 /// The result equals [`crate::reference::sgemm`] up to rounding (the sum over k is
 /// accumulated in a different order, with fused multiply-adds where the ISA has them).
 ///
@@ -134,7 +183,16 @@ pub fn sgemm(
     c: &mut [f32],
     workspace: &mut [f32],
 ) -> Result<()> {
-    sgemm_with_isa(Isa::detect(), g, alpha, a, b, beta, c, workspace)
+    sgemm_with_isa(
+        crate::simd::active_isa(),
+        g,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        workspace,
+    )
 }
 
 /// [`sgemm`] forced to run with `isa` (falls back to [`Isa::Scalar`] where this CPU lacks
@@ -231,11 +289,13 @@ impl WithSimd for Sgemm<'_> {
     // The match is on a constant, so each token keeps exactly one arm.
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        const AVX512: (usize, usize) = micro_tile(Isa::Avx512);
         const AVX: (usize, usize) = micro_tile(Isa::Avx2Fma);
         const SSE: (usize, usize) = micro_tile(Isa::Sse2);
         const NEON: (usize, usize) = micro_tile(Isa::Neon);
         const SCALAR: (usize, usize) = micro_tile(Isa::Scalar);
         match S::ISA {
+            Isa::Avx512 => drive::<S, { AVX512.0 }, { AVX512.1 }>(s, self),
             Isa::Avx2Fma => drive::<S, { AVX.0 }, { AVX.1 }>(s, self),
             Isa::Sse2 => drive::<S, { SSE.0 }, { SSE.1 }>(s, self),
             Isa::Neon => drive::<S, { NEON.0 }, { NEON.1 }>(s, self),
@@ -248,6 +308,11 @@ impl WithSimd for Sgemm<'_> {
 #[inline(always)]
 fn drive<S: Simd, const MR: usize, const NRV: usize>(s: S, p: Sgemm<'_>) {
     const { assert!(MR * NRV * S::LANES <= MAX_TILE) };
+    let Blocks {
+        kc: kc_max,
+        mc: mc_max,
+        nc: nc_max,
+    } = const { blocks(S::ISA) };
     let nr = NRV * S::LANES;
     let Sgemm {
         m,
@@ -261,18 +326,18 @@ fn drive<S: Simd, const MR: usize, const NRV: usize>(s: S, p: Sgemm<'_>) {
         ldc,
         workspace,
     } = p;
-    let a_block = KC.min(k) * MC.min(m).div_ceil(MR) * MR;
+    let a_block = kc_max.min(k) * mc_max.min(m).div_ceil(MR) * MR;
     let (a_pack, b_pack) = workspace.split_at_mut(a_block);
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
             // Later depth blocks add onto what the first one wrote.
             let beta = if pc == 0 { beta } else { 1.0 };
             let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
             pack(b_pack, b.data, b.cs, b.rs, jc, nc, pc, kc, nr);
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
+            for ic in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - ic);
                 let a_pack = &mut a_pack[..mc.div_ceil(MR) * MR * kc];
                 pack(a_pack, a.data, a.rs, a.cs, ic, mc, pc, kc, MR);
                 for (jr, b_panel) in b_pack.chunks_exact(nr * kc).enumerate() {
@@ -470,11 +535,22 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    /// Every ISA this CPU can run (the scalar token always).
+    /// Every ISA this CPU can run (the scalar token always); says which of this target's
+    /// are skipped and why.
     fn isas() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon]
+        [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon]
             .into_iter()
-            .filter(|i| i.is_available())
+            .filter(|&i| {
+                let ok = i.is_available();
+                if !ok && TARGET_ISAS.contains(&i) {
+                    std::eprintln!(
+                        "skipping {}: this CPU lacks {}",
+                        i.name(),
+                        i.required_features()
+                    );
+                }
+                ok
+            })
             .collect()
     }
 
@@ -617,7 +693,7 @@ mod tests {
 
     #[test]
     fn matches_reference_over_shapes_transposes_and_lds() {
-        let sizes = [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 31, 33];
+        let sizes = [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 31, 33, 48, 50];
         let trans = [Transpose::No, Transpose::Yes];
         let mut seed = 1;
         for isa in isas() {
@@ -642,18 +718,20 @@ mod tests {
 
     #[test]
     fn matches_reference_across_block_edges() {
-        // Sizes that cross KC, MC and NC (and the small-target blocks), with all transposes.
+        // Sizes that cross KC, MC and NC of each ISA (and the small-target blocks), with all
+        // transposes.
         let trans = [Transpose::No, Transpose::Yes];
-        let shapes = [
-            (MC + 7, 40, KC + 3),
-            (20, NC + 19, 20),
-            (2 * MC + 1, 37, 2 * KC + 5),
-            (9, 2 * NC + 3, 3),
-            (100, 100, 300),
-            (1, 300, 600),
-            (300, 1, 600),
-        ];
         for isa in isas() {
+            let Blocks { kc, mc, nc } = blocks(isa);
+            let shapes = [
+                (mc + 7, 40, kc + 3),
+                (20, nc + 19, 20),
+                (2 * mc + 1, 37, 2 * kc + 5),
+                (9, 2 * nc + 3, 3),
+                (100, 100, 300),
+                (1, 300, 600),
+                (300, 1, 600),
+            ];
             for (idx, &(m, n, k)) in shapes.iter().enumerate() {
                 for &ta in &trans {
                     for &tb in &trans {
@@ -750,16 +828,22 @@ mod tests {
     #[test]
     fn workspace_is_small_and_bounded() {
         // Small problems need little more than their packed operands.
-        assert!(sgemm_workspace_len(1, 1, 1) <= 8 + 16);
-        assert!(sgemm_workspace_len(6, 784, 25) <= 25 * (8 + NC.min(784) + 16));
-        // Large ones are capped by the blocks, whatever the shape (MC and NC are whole panels).
-        assert_eq!(
-            sgemm_workspace_len(1 << 20, 1 << 20, 1 << 20),
-            KC * (MC + NC)
-        );
-        #[cfg(target_arch = "x86_64")]
-        assert_eq!(KC * (MC + NC), 90_112);
-        let cap = KC * (MC + NC);
+        // (The largest tile is AVX-512's 8 x 48.)
+        assert!(sgemm_workspace_len(1, 1, 1) <= 8 + 48);
+        assert!(sgemm_workspace_len(6, 784, 25) <= 25 * (8 + 784));
+        // Large ones are capped by the largest blocks of this target, whatever the shape (MC
+        // and NC are whole panels).
+        let cap = TARGET_ISAS
+            .iter()
+            .map(|&i| {
+                let Blocks { kc, mc, nc } = blocks(i);
+                kc * (mc + nc)
+            })
+            .max()
+            .unwrap();
+        assert_eq!(sgemm_workspace_len(1 << 20, 1 << 20, 1 << 20), cap);
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        assert_eq!(cap, 90_112);
         for &s in &[1usize, 1000, 100_000, usize::MAX / 4] {
             assert!(sgemm_workspace_len(s, s, s) <= cap);
             assert!(sgemm_workspace_len(s, 3, usize::MAX) <= cap);
@@ -772,16 +856,18 @@ mod tests {
 
     #[test]
     fn micro_tiles_fit_the_stack_buffer_and_blocks() {
-        for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon] {
-            let (mr, nv) = micro_tile(isa);
-            assert!(mr * nv * isa.lanes() <= MAX_TILE);
-        }
         // Whole panels per block for the ISAs this target runs (no padding in big problems).
         for &isa in TARGET_ISAS {
             let (mr, nv) = micro_tile(isa);
-            assert_eq!(MC % mr, 0);
-            assert_eq!(NC % (nv * isa.lanes()), 0);
+            assert!(mr * nv * isa.lanes() <= MAX_TILE, "{isa:?}");
+            let b = blocks(isa);
+            assert_eq!(b.mc % mr, 0, "{isa:?}");
+            assert_eq!(b.nc % (nv * isa.lanes()), 0, "{isa:?}");
         }
+        // The register budget of the AVX-512 tile: accumulators, the B row and a broadcast.
+        let (mr, nv) = micro_tile(Isa::Avx512);
+        let zmm_used = mr * nv + nv + 1;
+        assert!(zmm_used <= 32, "{zmm_used} registers");
     }
 
     proptest::proptest! {

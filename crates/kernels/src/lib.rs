@@ -17,7 +17,7 @@
 //!
 //! The [`reference`] module holds the naive loop of each kernel: it defines what the fast
 //! kernel means, and the tests compare the two. The fast kernels are written once over the
-//! lane-generic [`simd`] layer (AVX2+FMA, SSE2, NEON or scalar, picked at run time).
+//! lane-generic [`simd`] layer (AVX-512, AVX2+FMA, SSE2, NEON or scalar, picked at run time).
 //!
 //! ```
 //! use tinycnn_kernels::{conv2d_forward, conv2d_workspace_len, Conv2dParams, Conv2dShape};

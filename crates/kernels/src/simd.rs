@@ -2,26 +2,30 @@
 //!
 //! # Why a hand-written layer
 //! The kernels must build for `thumbv7em-none-eabihf` without `std` or `alloc`, on stable Rust,
-//! and pick AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp` and `wide`
-//! either need `std` for run-time detection or fix the ISA at compile time. What we need is
-//! small (load, store, add, mul, fma, max, min, IEEE div and sqrt, compare and select, a
-//! NaN-propagating max, reductions), so it is written here in
-//! one file, with [`cpufeatures`](https://docs.rs/cpufeatures) (no_std, cpuid-based) for
-//! detection on x86.
+//! and pick AVX-512 or AVX2+FMA at run time on x86-64. `core::simd` is nightly-only; `pulp`
+//! and `wide` either need `std` for run-time detection or fix the ISA at compile time. What
+//! we need is small (load, store, add, mul, fma, max, min, IEEE div and sqrt, compare and
+//! select, a NaN-propagating max, reductions, partial loads and stores), so it is written
+//! here (this file, plus `simd/avx512.rs` for the AVX-512 token, kept apart so a new trait
+//! method is one self-contained block per ISA), with
+//! [`cpufeatures`](https://docs.rs/cpufeatures) (no_std, cpuid-based) for detection on x86.
 //!
 //! # How it works
 //! A kernel is a struct implementing [`WithSimd`]; its `with_simd` body is generic over a
 //! [`Simd`] token and marked `#[inline(always)]`. [`vectorize`] detects the ISA once (cached),
 //! then calls it from a function compiled with `#[target_feature(enable = "avx2,fma")]` (or
-//! the baseline), so the whole kernel body, the token's methods inlined into it, is compiled
+//! `"avx512f,avx512vl,avx2,fma"`, or the baseline), so the whole kernel body, the token's methods inlined into it, is compiled
 //! for that ISA. A token can only be obtained where its ISA is present, so its methods are safe.
 //!
 //! | ISA | token | lanes |
 //! |-----|-------|-------|
+//! | x86-64 with AVX-512 F and VL | [`Avx512`] | 16 (masked tails) |
 //! | x86-64 with AVX2 and FMA | [`Avx2Fma`] | 8 |
 //! | other x86-64 (SSE2 is baseline) | [`Sse2`] | 4 |
 //! | aarch64 (NEON is baseline) | [`Neon`] | 4 |
 //! | anything else (Cortex-M4F, ...) | [`Scalar`] | 4 (plain arrays; LLVM unrolls them) |
+
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Which instruction set the fast kernels run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +36,10 @@ pub enum Isa {
     Sse2,
     /// x86 AVX2 with FMA, 8 lanes.
     Avx2Fma,
+    /// x86 AVX-512 F and VL (with AVX2 and FMA), 16 lanes, masked partial loads and stores.
+    /// Preferred over [`Isa::Avx2Fma`] wherever present, also on CPUs that execute it on
+    /// 256-bit units (Zen 4), where it still halves the instruction count.
+    Avx512,
     /// aarch64 NEON, 4 lanes, fused multiply-add.
     Neon,
 }
@@ -42,8 +50,12 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
+            // cpufeatures also checks that the OS saves the zmm / ymm state (XCR0).
+            cpufeatures::new!(avx512, "avx512f", "avx512vl", "avx2", "fma");
             cpufeatures::new!(avx2_fma, "avx2", "fma");
-            if avx2_fma::get() {
+            if avx512::get() {
+                Isa::Avx512
+            } else if avx2_fma::get() {
                 Isa::Avx2Fma
             } else {
                 Isa::Sse2
@@ -66,7 +78,9 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Sse2 => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => Isa::detect() == Isa::Avx2Fma,
+            Isa::Avx2Fma => matches!(Isa::detect(), Isa::Avx2Fma | Isa::Avx512),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Isa::detect() == Isa::Avx512,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => true,
             #[allow(unreachable_patterns)]
@@ -77,17 +91,30 @@ impl Isa {
     /// Lanes of one vector of this ISA.
     pub const fn lanes(self) -> usize {
         match self {
+            Isa::Avx512 => 16,
             Isa::Avx2Fma => 8,
             _ => 4,
         }
     }
 
-    /// A short lowercase name ("avx2+fma", "sse2", "neon", "scalar").
+    /// The CPU features `self` needs, as `/proc/cpuinfo` spells them (for skip messages).
+    pub const fn required_features(self) -> &'static str {
+        match self {
+            Isa::Scalar => "nothing",
+            Isa::Sse2 => "x86-64 (sse2)",
+            Isa::Avx2Fma => "avx2 and fma",
+            Isa::Avx512 => "avx512f and avx512vl",
+            Isa::Neon => "aarch64 (neon)",
+        }
+    }
+
+    /// A short lowercase name ("avx512", "avx2+fma", "sse2", "neon", "scalar").
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Sse2 => "sse2",
             Isa::Avx2Fma => "avx2+fma",
+            Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
         }
     }
@@ -104,6 +131,10 @@ pub trait Simd: Copy + Send + Sync + 'static {
     type V: Copy;
     /// Which ISA this token stands for.
     const ISA: Isa;
+    /// Whether [`Simd::load_partial`] and [`Simd::store_partial`] are single masked
+    /// instructions, about as cheap as full ones, so a kernel may vectorize rows shorter
+    /// than `LANES` with them instead of falling back to scalar loops.
+    const MASKED_TAILS: bool = false;
 
     fn splat(self, x: f32) -> Self::V;
     fn zero(self) -> Self::V {
@@ -227,7 +258,42 @@ pub trait WithSimd {
     fn with_simd<S: Simd>(self, simd: S) -> Self::Output;
 }
 
-/// Runs `op` with the best ISA of this CPU.
+/// The ISA forced by [`force_isa`], as `Isa::code() + 1`; 0 when none is.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+impl Isa {
+    /// Every ISA, in the order of [`Isa::code`].
+    const ALL: [Isa; 5] = [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon];
+
+    const fn code(self) -> u8 {
+        match self {
+            Isa::Scalar => 0,
+            Isa::Sse2 => 1,
+            Isa::Avx2Fma => 2,
+            Isa::Avx512 => 3,
+            Isa::Neon => 4,
+        }
+    }
+}
+
+/// Makes [`vectorize`], and so every kernel that picks its ISA at run time ([`crate::sgemm`]
+/// included), run with `isa` instead of the detected best one; `None` returns to detection.
+/// Process-wide, for benchmarks and tests that compare ISAs on one machine. An ISA this CPU
+/// lacks runs as [`Isa::Scalar`], as with [`vectorize_with`].
+pub fn force_isa(isa: Option<Isa>) {
+    FORCED.store(isa.map_or(0, |i| i.code() + 1), Ordering::Relaxed);
+}
+
+/// The ISA [`vectorize`] runs with now: the one [`force_isa`] set, else [`Isa::detect`].
+#[inline]
+pub fn active_isa() -> Isa {
+    match FORCED.load(Ordering::Relaxed) {
+        0 => Isa::detect(),
+        code => Isa::ALL[usize::from(code - 1)],
+    }
+}
+
+/// Runs `op` with the best ISA of this CPU (or the one [`force_isa`] set).
 ///
 /// ```
 /// use tinycnn_kernels::simd::{vectorize, Simd, WithSimd};
@@ -248,13 +314,18 @@ pub trait WithSimd {
 /// ```
 #[inline]
 pub fn vectorize<Op: WithSimd>(op: Op) -> Op::Output {
-    vectorize_with(Isa::detect(), op)
+    vectorize_with(active_isa(), op)
 }
 
 /// Runs `op` with `isa`, or with [`Isa::Scalar`] when this CPU lacks `isa`.
 #[inline]
 pub fn vectorize_with<Op: WithSimd>(isa: Isa, op: Op) -> Op::Output {
     match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.is_available() => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected on this CPU.
+            unsafe { run_avx512(op) }
+        }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if isa.is_available() => {
             // SAFETY: AVX2 and FMA were detected on this CPU.
@@ -272,6 +343,13 @@ pub fn vectorize_with<Op: WithSimd>(isa: Isa, op: Op) -> Op::Output {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2_fma<Op: WithSimd>(op: Op) -> Op::Output {
     op.with_simd(Avx2Fma(()))
+}
+
+// `avx512f` implies AVX2 and FMA in LLVM; they are named so the function does not rely on it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn run_avx512<Op: WithSimd>(op: Op) -> Op::Output {
+    op.with_simd(Avx512(()))
 }
 
 /// Portable fallback: four lanes in a plain array.
@@ -614,6 +692,11 @@ mod x86 {
 
 #[cfg(target_arch = "x86_64")]
 pub use x86::{Avx2Fma, Sse2};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub use avx512::Avx512;
 
 #[cfg(target_arch = "aarch64")]
 mod arm {

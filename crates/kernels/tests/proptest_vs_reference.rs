@@ -18,7 +18,26 @@ use tinycnn_kernels::*;
 const TOL: f32 = 1e-4;
 const ALGOS: [ConvAlgo; 3] = [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Im2colGemm];
 /// Every ISA the fast kernels can be forced to (unavailable ones are skipped at run time).
-const ISAS: [Isa; 4] = [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Neon];
+const ISAS: [Isa; 5] = [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon];
+
+/// The ISAs of [`ISAS`] this CPU runs; the first call names the x86 ones it skips and why.
+fn available_isas() -> impl Iterator<Item = Isa> {
+    static SKIPS: std::sync::Once = std::sync::Once::new();
+    SKIPS.call_once(|| {
+        if cfg!(target_arch = "x86_64") {
+            for isa in [Isa::Avx2Fma, Isa::Avx512] {
+                if !isa.is_available() {
+                    eprintln!(
+                        "skipping {}: this CPU lacks {}",
+                        isa.name(),
+                        isa.required_features()
+                    );
+                }
+            }
+        }
+    });
+    ISAS.into_iter().filter(|i| i.is_available())
+}
 
 fn config(cases: u32) -> Config {
     Config {
@@ -409,7 +428,7 @@ fn check_gemm(c: &GemmCase) {
         .fold(0.0f32, |m, v| m.max(v.abs()));
     let floor = c.alpha.abs() * max_abs(&a) * max_abs(&b) + c.beta.abs() * c_terms;
     compare_gemm_output("sgemm", g, c, &c_fast, &c_ref, floor);
-    for isa in ISAS.into_iter().filter(|i| i.is_available()) {
+    for isa in available_isas() {
         let mut c_fast = c0.clone();
         ws.fill(f32::NAN);
         sgemm_with_isa(isa, g, c.alpha, &a, &b, c.beta, &mut c_fast, &mut ws).unwrap();

@@ -96,7 +96,9 @@ fn valid<S: Simd>(
 ) {
     let l = S::LANES;
     let plane = xh * xw;
-    if g.sw == 1 && g.ow >= l {
+    // Rows shorter than a vector (common with 16 lanes: LeNet's 10- and 14-wide maps) take
+    // one masked vector where masks are cheap, rather than the scalar loop below.
+    if g.sw == 1 && (g.ow >= l || S::MASKED_TAILS) {
         let ctx = RowCtx { g, x, plane, xw };
         let mut oc = 0;
         while oc < g.cout_g {
@@ -162,6 +164,10 @@ fn channels<S: Simd, const OC: usize>(
     let bb: [f32; OC] = core::array::from_fn(|b| bias.map_or(0.0, |bias| bias[oc0 + b]));
     let nvec = g.ow.div_ceil(l);
     for oy in 0..g.oh {
+        if g.ow < l {
+            short_row::<S, OC>(s, c, &wb, &bb, y, oc0, oy);
+            continue;
+        }
         let mut v = 0;
         while v + 2 <= nvec {
             block::<S, OC, 2>(s, c, &wb, &bb, y, oc0, oy, v);
@@ -224,6 +230,40 @@ fn block<S: Simd, const OC: usize, const NV: usize>(
         for j in 0..NV {
             s.store(&mut yr[starts[j]..], acc[b][j]);
         }
+    }
+}
+
+/// [`block`] for a row narrower than one vector: `OC` output channels of row `oy` in one
+/// partial vector each, every load and the store masked to the row's `ow` elements.
+#[inline(always)]
+fn short_row<S: Simd, const OC: usize>(
+    s: S,
+    c: &RowCtx<'_>,
+    wb: &[&[f32]; OC],
+    bb: &[f32; OC],
+    y: &mut [f32],
+    oc0: usize,
+    oy: usize,
+) {
+    let g = c.g;
+    let mut acc: [S::V; OC] = core::array::from_fn(|b| s.splat(bb[b]));
+    let span = (g.kw - 1) * g.dw + g.ow;
+    let row0 = oy * g.sh;
+    for ic in 0..g.cin_g {
+        for ky in 0..g.kh {
+            let xr = &c.x[ic * c.plane + (row0 + ky * g.dh) * c.xw..][..span];
+            let wrow = (ic * g.kh + ky) * g.kw;
+            for kx in 0..g.kw {
+                let off = kx * g.dw;
+                let xv = s.load_partial(&xr[off..off + g.ow], 0.0);
+                for b in 0..OC {
+                    acc[b] = s.mul_add(s.splat(wb[b][wrow + kx]), xv, acc[b]);
+                }
+            }
+        }
+    }
+    for (b, &v) in acc.iter().enumerate() {
+        s.store_partial(&mut y[(oc0 + b) * g.out_plane + oy * g.ow..][..g.ow], v);
     }
 }
 

@@ -71,9 +71,10 @@ pub enum ConvAlgo {
 /// The algorithm [`ConvAlgo::Auto`] picks for the forward pass of `s`: never `Auto` itself.
 ///
 /// GEMM wins as soon as a group's reduction (`cin_g * kh * kw`, the GEMM's depth) is long:
-/// its micro-kernel keeps a 6x16 tile of outputs in registers across the whole depth. With
-/// one or two output channels per group (depthwise convolutions) the GEMM degenerates to a
-/// matrix-vector product and the unfold is pure overhead, so the direct loop takes over.
+/// its micro-kernel keeps a 6x16 (AVX2) or 8x48 (AVX-512) tile of outputs in registers
+/// across the whole depth. With one or two output channels per group (depthwise
+/// convolutions) the GEMM degenerates to a matrix-vector product and the unfold is pure
+/// overhead, so the direct loop takes over.
 /// The direct loop also wins on short reductions with unit stride along rows at least a
 /// vector wide (LeNet's first layer: 1 input channel, 5x5): it blocks four output channels
 /// times two vectors in registers and never writes the 25-row column matrix.

@@ -1,6 +1,14 @@
 //! Row primitives over the [`Simd`] layer, shared by the convolution, pooling, bias and
 //! softmax kernels: sum, dot, axpy, add. Each is `#[inline(always)]` so it compiles into
 //! the ISA-specific body of the kernel that calls it.
+//!
+//! Where the ISA has cheap masks ([`Simd::MASKED_TAILS`]) the reductions (`sum`, `dot`) load
+//! their last partial vector masked instead of a scalar tail: with 16 lanes a tail can be 15
+//! elements, as long as the rows themselves (LeNet's are 10 to 28 wide). The primitives that
+//! store keep scalar tails: their callers (col2im, the direct input gradient) read back
+//! soon what they wrote, at shifted offsets, and a load cannot take its data from a masked
+//! store still in flight; masked tails there made LeNet's input gradients 20-25 % slower
+//! on Zen 5 (`benches/README.md`, "AVX-512").
 
 use crate::simd::{max_nan, Simd};
 
@@ -18,6 +26,10 @@ pub(crate) fn sum<S: Simd>(s: S, x: &[f32]) -> f32 {
     if rest.len() >= l {
         a0 = s.add(a0, s.load(rest));
         rest = &rest[l..];
+    }
+    if S::MASKED_TAILS && !rest.is_empty() {
+        a1 = s.add(a1, s.load_partial(rest, 0.0));
+        rest = &[];
     }
     let mut total = s.reduce_sum(s.add(a0, a1));
     for &v in rest {
@@ -42,6 +54,11 @@ pub(crate) fn dot<S: Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
     if i + l <= n {
         a0 = s.mul_add(s.load(&a[i..]), s.load(&b[i..]), a0);
         i += l;
+    }
+    if S::MASKED_TAILS && i < n {
+        let (u, v) = (s.load_partial(&a[i..], 0.0), s.load_partial(&b[i..], 0.0));
+        a1 = s.mul_add(u, v, a1);
+        i = n;
     }
     let mut total = s.reduce_sum(s.add(a0, a1));
     for (&u, &v) in a[i..].iter().zip(&b[i..]) {

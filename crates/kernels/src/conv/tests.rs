@@ -98,6 +98,36 @@ fn lenet_shapes() {
     check(shape(6, 16, (5, 5), 2, (14, 14)));
 }
 
+/// The kernels above run with the detected ISA only; this forces each one this CPU has
+/// (one test, so no other test forces an ISA concurrently; others may run with it, which
+/// changes nothing they check). Widths 10 and 14 are narrower than 16 lanes: AVX-512's
+/// masked rows; 28 is one full and one shifted vector.
+#[test]
+fn every_isa_at_lenet_shapes_and_short_rows() {
+    use crate::simd::{force_isa, Isa};
+    for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon] {
+        if !isa.is_available() {
+            if cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx2Fma | Isa::Avx512) {
+                std::eprintln!(
+                    "skipping {}: this CPU lacks {}",
+                    isa.name(),
+                    isa.required_features()
+                );
+            }
+            continue;
+        }
+        force_isa(Some(isa));
+        let p1 = Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2));
+        check(Conv2dShape::new(p1, 2, 28, 28));
+        check(shape(6, 16, (5, 5), 1, (14, 14)));
+        for w in [9, 12, 14, 18, 21] {
+            check(shape(1, 5, (5, 5), 1, (7, w)));
+            check(shape(2, 3, (3, 3), 1, (4, w)));
+        }
+        force_isa(None);
+    }
+}
+
 #[test]
 fn padding_stride_dilation() {
     let base = Conv2dParams::new(3, 4, (3, 3));
