@@ -233,10 +233,16 @@ pub struct Calibration {
 }
 
 /// Runs the f32 model over `images` and records the largest activations of every layer.
+///
+/// Runs the kernels' portable (`Scalar`) path, for the rest of this process: the firmware
+/// runs that path on the Cortex-M4, and the host's SIMD paths block the GEMM's reduction
+/// differently per ISA (AVX2 and AVX-512 round a long sum differently), so calibrating
+/// with them would make the quantized file depend on the machine that made it.
 pub fn calibrate(
     model: &LenetF32<'_>,
     images: &[[u8; IMAGE_PIXELS]],
 ) -> Result<Calibration, Error> {
+    tinycnn_kernels::simd::force_isa(Some(tinycnn_kernels::simd::Isa::Scalar));
     let mut scratch = Box::new(F32Scratch::new());
     let mut c = Calibration::default();
     for img in images {
