@@ -89,6 +89,7 @@ pub mod parallel;
 pub mod rng;
 mod storage;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{grad_enabled, no_grad, no_grad_guard, NoGradGuard};
 pub use device::Device;
