@@ -11,9 +11,12 @@ fn bin() -> Command {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinycnn")));
     let mut c = Command::new(exe);
-    // Keep the data search away from the real data set and from the network.
+    // Keep the data search away from the real data set and from the network. `--device cuda`
+    // runs on the emulated device where the binary was built with tinycnn's `cuda-emu` (as
+    // `cargo test` builds it); a release binary ignores the variable and uses a real GPU.
     c.env_remove("TINYCNN_DATA")
-        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/");
+        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
+        .env("TINYCNN_CUDA_EMULATE", "1");
     c
 }
 
