@@ -34,10 +34,11 @@ impl ExitKind {
 pub enum CliError {
     /// A message of the CLI's own, and how the process ends.
     Msg(String, ExitKind),
-    /// The runtime failed while doing `context` (empty when the error says it all).
+    /// The runtime failed while doing `context` (empty when the error says it all); boxed
+    /// so that every `Result` of the CLI stays small.
     Runtime {
         context: String,
-        source: tinycnn::Error,
+        source: Box<tinycnn::Error>,
     },
 }
 
@@ -68,7 +69,7 @@ impl std::error::Error for CliError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CliError::Msg(..) => None,
-            CliError::Runtime { source, .. } => Some(source),
+            CliError::Runtime { source, .. } => Some(source.as_ref()),
         }
     }
 }
@@ -77,7 +78,7 @@ impl From<tinycnn::Error> for CliError {
     fn from(source: tinycnn::Error) -> CliError {
         CliError::Runtime {
             context: String::new(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -85,7 +86,10 @@ impl From<tinycnn::Error> for CliError {
 /// Wraps a runtime error with what the CLI was doing: `.map_err(runtime("reading x"))`.
 pub fn runtime(context: impl Into<String>) -> impl FnOnce(tinycnn::Error) -> CliError {
     let context = context.into();
-    move |source| CliError::Runtime { context, source }
+    move |source| CliError::Runtime {
+        context,
+        source: Box::new(source),
+    }
 }
 
 /// Builds a [`CliError`] from a format string: `bail!("no such file {}", p)`.
@@ -151,9 +155,11 @@ mod tests {
     #[test]
     fn runtime_errors_keep_their_source_under_the_context() {
         use std::error::Error as _;
-        let inner = tinycnn::Tensor::new([1.0, 2.0]).reshape(&[3]).unwrap_err();
+        let inner = tinycnn::Tensor::new([1.0, 2.0]).reshape([3]).unwrap_err();
         let want = inner.to_string();
-        let e = Err::<(), _>(inner).map_err(runtime("w.safetensors")).unwrap_err();
+        let e = Err::<(), _>(inner)
+            .map_err(runtime("w.safetensors"))
+            .unwrap_err();
         assert_eq!(e.to_string(), format!("w.safetensors: {want}"));
         assert_eq!(e.source().unwrap().to_string(), want);
         assert_eq!(e.kind(), ExitKind::Failure);

@@ -189,7 +189,10 @@ fn a_user_written_module_trains_on_both_devices() {
         assert_close(g.loss, c.loss, 1e-4, "loss");
     }
     // The parameters stayed on the device they were moved to.
-    assert!(net.parameters().iter().all(|p| p.device() == Device::Cuda(0)));
+    assert!(net
+        .parameters()
+        .iter()
+        .all(|p| p.device() == Device::Cuda(0)));
 }
 
 #[test]
@@ -255,7 +258,9 @@ fn bad_arguments_are_errors() {
     let data = resident(6, 1, Device::Cpu);
     let e = t.train_epoch(&data, &[], 0, &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("empty"), "{e}");
-    let e = t.train_epoch(&data, &[0, 6], 0, &mut |_, _| {}).unwrap_err();
+    let e = t
+        .train_epoch(&data, &[0, 6], 0, &mut |_, _| {})
+        .unwrap_err();
     assert!(e.to_string().contains("index 6"), "{e}");
 
     let on_cuda = resident(6, 1, device(true));

@@ -224,10 +224,7 @@ impl Predictor {
             }
             if let Some((_, Some(lean))) = &mut self.lean {
                 let x = Tensor::from_vec(images.to_vec(), &shape).map_err(runtime("input"))?;
-                return lean
-                    .run(&x)
-                    .map(|y| y.to_vec())
-                    .map_err(runtime("forward"));
+                return lean.run(&x).map(|y| y.to_vec()).map_err(runtime("forward"));
             }
         }
         let per: usize = shape[1..].iter().product();

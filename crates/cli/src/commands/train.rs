@@ -157,7 +157,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ResidentData::from_split(split, &device)
                 .map_err(runtime(format!("cannot put the {what} set on {device}")))
         };
-        let (train, test) = (upload(&data.train, "training")?, upload(&data.test, "test")?);
+        let (train, test) = (
+            upload(&data.train, "training")?,
+            upload(&data.test, "test")?,
+        );
         // d2l adds a curve point every num_batches // 5 batches (and at the last one).
         let every = (run.num_batches / 5).max(1);
         let mut trainer = Trainer::new(&net, optimizer, device, config.batch_size)
@@ -216,11 +219,11 @@ impl Run<'_> {
     /// learning rate, a stop names the checkpoint on disk; both name the file that still
     /// holds good weights.
     fn explain(&self, e: CliError) -> CliError {
-        match e {
-            CliError::Runtime {
-                source: tinycnn::Error::Diverged { epoch, batch, loss },
-                ..
-            } => {
+        let CliError::Runtime { source, .. } = &e else {
+            return e;
+        };
+        match **source {
+            tinycnn::Error::Diverged { epoch, batch, loss } => {
                 let at = match batch {
                     Some(b) => format!(
                         "loss is {loss} at epoch {}, batch {} of {}",
@@ -233,11 +236,8 @@ impl Run<'_> {
                 };
                 diverged(&at, self.config.lr, &self.saved)
             }
-            CliError::Runtime {
-                source: tinycnn::Error::Stopped { .. },
-                ..
-            } => Interrupt::message(&self.saved),
-            e => e,
+            tinycnn::Error::Stopped { .. } => Interrupt::message(&self.saved),
+            _ => e,
         }
     }
 }
@@ -297,7 +297,10 @@ impl Callbacks for Run<'_> {
         let params = model::params(self.net)?;
         if let Some((name, index, value)) = first_non_finite(&params) {
             return Err(diverged(
-                &format!("after epoch {}, weight {name} holds {value} at index {index}", epoch + 1),
+                &format!(
+                    "after epoch {}, weight {name} holds {value} at index {index}",
+                    epoch + 1
+                ),
                 self.config.lr,
                 &self.saved,
             ));
