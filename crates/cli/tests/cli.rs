@@ -725,10 +725,10 @@ fn assert_weights_close(a: &Path, b: &Path, tol: f32, what: &str) {
     }
 }
 
-/// `--device cuda` trains on the GPU with the data set resident there. Without a GPU the
-/// run stops with a clear error (and the rest is skipped); with one, a cuda run matches a
-/// cpu run of the same seed (same batches, same order), and Adam checkpoints resume across
-/// devices in both directions.
+/// `--device cuda` trains on the GPU with the data set resident there (under `cargo test`, on
+/// the emulated device). A binary that can open no GPU stops with a clear error (and the rest
+/// is skipped); otherwise a cuda run matches a cpu run of the same seed (same batches, same
+/// order), and Adam checkpoints resume across devices in both directions.
 #[test]
 fn cuda_training_matches_cpu_and_checkpoints_resume_across_devices() {
     let probe = temp_dir("cuda-probe");
@@ -884,7 +884,8 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &[usize])]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// `eval` and `predict` take `--device` too. Without a GPU, `--device cuda` is a clear error;
+/// `eval` and `predict` take `--device` too (emulated under `cargo test`). Where no GPU can be
+/// opened, `--device cuda` is a clear error;
 /// with one, the GPU's accuracy line and predicted class are the CPU's.
 #[test]
 fn eval_and_predict_on_cuda_agree_with_cpu_or_fail_clearly() {

@@ -155,7 +155,8 @@ fn cpu_and_emulated_cuda_give_the_same_epochs() {
     }
 }
 
-/// A module written by the user, not a `Sequential`: two layers and a residual-free forward.
+/// A module written by the user, not a `Sequential` (so evaluation takes the autograd forward
+/// on the CPU too, not `Inference`).
 struct Tiny {
     conv: Conv2d,
     head: Linear,
