@@ -3,7 +3,7 @@
 # (git-ignored), so a GPU machine can run it without a Rust toolchain.
 #
 #   scripts/gpu-check.sh            build + stage: tinycnn-cuda test binaries, the gpu_bench
-#                                   example, the `tinycnn` CLI and its unit and end-to-end test
+#                                   and train_bench examples, the `tinycnn` CLI and its unit and end-to-end test
 #                                   binaries (release; their cuda tests need a GPU), plus run.sh
 #   scripts/gpu-check.sh --no-cli   same without the CLI
 #
@@ -59,6 +59,10 @@ echo "building the gpu_bench example (release)..." >&2
 cargo build --release -p tinycnn-cuda --example gpu_bench --message-format=json 2>/dev/null | executables | while read -r kind name exe; do
     [ "$name" = gpu_bench ] && cp "$exe" "$STAGE/bin/gpu_bench"
 done
+echo "building the runtime's train_bench example (release)..." >&2
+cargo build --release -p tinycnn --features cuda --example train_bench --message-format=json 2>/dev/null | executables | while read -r kind name exe; do
+    [ "$name" = train_bench ] && cp "$exe" "$STAGE/bin/train_bench"
+done
 if [ "$with_cli" = 1 ]; then
     echo "building the tinycnn CLI (release)..." >&2
     cargo build --release -p tinycnn-cli --bin tinycnn --message-format=json 2>/dev/null | executables | while read -r kind name exe; do
@@ -76,6 +80,7 @@ if [ "$with_cli" = 1 ]; then
 fi
 ls "$STAGE/bin"/test-* >/dev/null 2>&1 || { echo "no test binaries were built: cargo test -p tinycnn-cuda --no-run" >&2; exit 1; }
 [ -x "$STAGE/bin/gpu_bench" ] || { echo "gpu_bench did not build" >&2; exit 1; }
+[ -x "$STAGE/bin/train_bench" ] || { echo "train_bench did not build" >&2; exit 1; }
 # Debug info is not needed on the GPU machine and carry is limited to 64 MiB.
 if command -v strip >/dev/null; then strip "$STAGE/bin"/* 2>/dev/null || true; fi
 
@@ -97,6 +102,8 @@ for t in "$BIN"/test-*; do
 done
 echo "=== gpu_bench"
 "$BIN/gpu_bench" 2>&1 | tee "$OUT/bench.jsonl" || status=1
+echo "=== train_bench (LeNet through tinycnn::train on cuda:0)"
+"$BIN/train_bench" cuda:0 2>&1 | tee -a "$OUT/bench.jsonl" || status=1
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     echo "=== torch_lenet_bench.py"
     python3 scripts/torch_lenet_bench.py --tinycnn-json "$OUT/bench.jsonl" --data data 2>&1 | tee "$OUT/torch_bench.txt" || status=1

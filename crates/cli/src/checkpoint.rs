@@ -8,7 +8,8 @@
 //!   optimizer `state_dict`, prefixed: `optimizer.state.{i}.{slot}`, `i` the parameter's index
 //!   in state-dict order, `slot` one of `step` (a scalar), `exp_avg`, `exp_avg_sq` (Adam) or
 //!   `momentum_buffer` (SGD with momentum). Both devices write and read this one form (the
-//!   cuda engine converts its executor's state), so a run resumes on either. The metadata
+//!   runtime's optimizers export it, downloading state kept on a GPU), so a run resumes on
+//!   either. The metadata
 //!   holds everything else a resumed run needs: the configuration, the number of finished
 //!   epochs, the shuffle seed (epoch `e` is shuffled by ChaCha8 on stream `e` of that seed, so
 //!   no generator state beyond the seed and epoch is needed), the optimizer's scalar state and
@@ -170,7 +171,8 @@ fn check_optimizer_state(
     num_params: usize,
     state: &OptimizerState,
 ) -> Result<()> {
-    // Checkpoints of an older cuda Adam run are refused by the engines with their own reason.
+    // Checkpoints of an older cuda Adam run are refused when the state is loaded, with their
+    // own reason (commands::model::load_optimizer_state).
     if state
         .scalars
         .iter()
@@ -545,7 +547,7 @@ mod tests {
         let wp = dir.join("w.safetensors");
         save_weights(&wp, ModelName::Lenet, &ck.params).unwrap();
         let e = load_checkpoint(&wp).unwrap_err();
-        assert!(e.0.contains("not a tinycnn checkpoint"), "{e}");
+        assert!(e.to_string().contains("not a tinycnn checkpoint"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

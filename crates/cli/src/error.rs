@@ -27,26 +27,76 @@ impl ExitKind {
     }
 }
 
-/// A failure the user can act on. The message names the file, key, shape or flag at fault.
+/// A failure the user can act on. The message names the file, key, shape or flag at fault;
+/// a runtime error keeps the [`tinycnn::Error`] (op, shapes, kernel, device) as its source,
+/// under the CLI's context.
 #[derive(Debug)]
-pub struct CliError(pub String, pub ExitKind);
+pub enum CliError {
+    /// A message of the CLI's own, and how the process ends.
+    Msg(String, ExitKind),
+    /// The runtime failed while doing `context` (empty when the error says it all); boxed
+    /// so that every `Result` of the CLI stays small.
+    Runtime {
+        context: String,
+        source: Box<tinycnn::Error>,
+    },
+}
 
 /// Result alias used throughout the CLI.
 pub type Result<T> = std::result::Result<T, CliError>;
 
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl CliError {
+    /// How the process ends.
+    pub fn kind(&self) -> ExitKind {
+        match self {
+            CliError::Msg(_, kind) => *kind,
+            CliError::Runtime { .. } => ExitKind::Failure,
+        }
     }
 }
 
-impl std::error::Error for CliError {}
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Msg(msg, _) => f.write_str(msg),
+            CliError::Runtime { context, source } if context.is_empty() => source.fmt(f),
+            CliError::Runtime { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CliError::Msg(..) => None,
+            CliError::Runtime { source, .. } => Some(source.as_ref()),
+        }
+    }
+}
+
+impl From<tinycnn::Error> for CliError {
+    fn from(source: tinycnn::Error) -> CliError {
+        CliError::Runtime {
+            context: String::new(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Wraps a runtime error with what the CLI was doing: `.map_err(runtime("reading x"))`.
+pub fn runtime(context: impl Into<String>) -> impl FnOnce(tinycnn::Error) -> CliError {
+    let context = context.into();
+    move |source| CliError::Runtime {
+        context,
+        source: Box::new(source),
+    }
+}
 
 /// Builds a [`CliError`] from a format string: `bail!("no such file {}", p)`.
 #[macro_export]
 macro_rules! cli_err {
     ($($arg:tt)*) => {
-        $crate::error::CliError(format!($($arg)*), $crate::error::ExitKind::Failure)
+        $crate::error::CliError::Msg(format!($($arg)*), $crate::error::ExitKind::Failure)
     };
 }
 
@@ -58,7 +108,7 @@ pub trait Context<T> {
 
 impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| CliError(format!("{}: {e}", what()), ExitKind::Failure))
+        self.map_err(|e| CliError::Msg(format!("{}: {e}", what()), ExitKind::Failure))
     }
 }
 
@@ -100,5 +150,20 @@ mod tests {
         assert_eq!(short_list(&["a", "b"], 3), "a, b");
         assert_eq!(group_thousands(1_234_567), "1,234,567");
         assert_eq!(group_thousands(999), "999");
+    }
+
+    #[test]
+    fn runtime_errors_keep_their_source_under_the_context() {
+        use std::error::Error as _;
+        let inner = tinycnn::Tensor::new([1.0, 2.0]).reshape([3]).unwrap_err();
+        let want = inner.to_string();
+        let e = Err::<(), _>(inner)
+            .map_err(runtime("w.safetensors"))
+            .unwrap_err();
+        assert_eq!(e.to_string(), format!("w.safetensors: {want}"));
+        assert_eq!(e.source().unwrap().to_string(), want);
+        assert_eq!(e.kind(), ExitKind::Failure);
+        let bare = CliError::from(tinycnn::Error::Msg("m".into()));
+        assert_eq!(bare.to_string(), "m");
     }
 }

@@ -272,12 +272,12 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            match e.1 {
+            match e.kind() {
                 error::ExitKind::Failure => eprintln!("error: {e}"),
                 error::ExitKind::Interrupted => eprintln!("{e}"),
                 error::ExitKind::BrokenPipe => {}
             }
-            ExitCode::from(e.1.code())
+            ExitCode::from(e.kind().code())
         }
         Err(_) => ExitCode::from(1),
     }

@@ -57,7 +57,7 @@ pub fn stdout_text(text: &str) -> Result<()> {
         .and_then(|()| out.flush())
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
-                CliError("stdout was closed".to_string(), ExitKind::BrokenPipe)
+                CliError::Msg("stdout was closed".to_string(), ExitKind::BrokenPipe)
             } else {
                 crate::cli_err!("cannot write to stdout: {e}")
             }

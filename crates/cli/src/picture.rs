@@ -398,7 +398,7 @@ mod tests {
     #[test]
     fn sizes_past_the_limits_are_refused_with_the_limits() {
         let p = Path::new("big.png");
-        let e = check_size(p, 20_000, 20_000).unwrap_err().0;
+        let e = check_size(p, 20_000, 20_000).unwrap_err().to_string();
         assert!(
             e.contains("20000x20000") && e.contains("16384") && e.contains("25 megapixels"),
             "{e}"

@@ -166,7 +166,7 @@ mod tests {
     fn garbage_and_wrong_sizes_are_errors() {
         assert!(from_bytes(b"not a safetensors file", "x")
             .unwrap_err()
-            .0
+            .to_string()
             .contains("not a valid safetensors"));
         let bad = vec![NamedTensor {
             name: "w".into(),

@@ -11,9 +11,12 @@ fn bin() -> Command {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinycnn")));
     let mut c = Command::new(exe);
-    // Keep the data search away from the real data set and from the network.
+    // Keep the data search away from the real data set and from the network. `--device cuda`
+    // runs on the emulated device where the binary was built with tinycnn's `cuda-emu` (as
+    // `cargo test` builds it); a release binary ignores the variable and uses a real GPU.
     c.env_remove("TINYCNN_DATA")
-        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/");
+        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
+        .env("TINYCNN_CUDA_EMULATE", "1");
     c
 }
 
@@ -722,10 +725,10 @@ fn assert_weights_close(a: &Path, b: &Path, tol: f32, what: &str) {
     }
 }
 
-/// `--device cuda` trains on the GPU with the data set resident there. Without a GPU the
-/// run stops with a clear error (and the rest is skipped); with one, a cuda run matches a
-/// cpu run of the same seed (same batches, same order), and Adam checkpoints resume across
-/// devices in both directions.
+/// `--device cuda` trains on the GPU with the data set resident there (under `cargo test`, on
+/// the emulated device). A binary that can open no GPU stops with a clear error (and the rest
+/// is skipped); otherwise a cuda run matches a cpu run of the same seed (same batches, same
+/// order), and Adam checkpoints resume across devices in both directions.
 #[test]
 fn cuda_training_matches_cpu_and_checkpoints_resume_across_devices() {
     let probe = temp_dir("cuda-probe");
@@ -881,7 +884,8 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &[usize])]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// `eval` and `predict` take `--device` too. Without a GPU, `--device cuda` is a clear error;
+/// `eval` and `predict` take `--device` too (emulated under `cargo test`). Where no GPU can be
+/// opened, `--device cuda` is a clear error;
 /// with one, the GPU's accuracy line and predicted class are the CPU's.
 #[test]
 fn eval_and_predict_on_cuda_agree_with_cpu_or_fail_clearly() {

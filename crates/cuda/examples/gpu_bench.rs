@@ -1,14 +1,14 @@
-//! Times each tinycnn-cuda kernel at LeNet's shapes (batch 256) and LeNet training
-//! throughput, printing one `JSON {...}` line per measurement for
+//! Times each tinycnn-cuda kernel at LeNet's shapes (batch 256), printing one `JSON {...}`
+//! line per measurement for
 //! `scripts/torch_lenet_bench.py --tinycnn-json`, which lays them next to PyTorch's.
 //!
 //! `cargo run --release -p tinycnn-cuda --example gpu_bench` (needs a GPU; exits 0 with a
 //! message without one). Data are random: the kernels' speed does not depend on values.
+//! LeNet's training throughput through the runtime is `tinycnn`'s `train_bench` example.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tinycnn_cuda::net::{lenet, CudaSequential, GpuDataset, Optimizer};
 use tinycnn_cuda::{launch, CudaBuffer, CudaDevice, Result};
 use tinycnn_kernels::{
     Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, SgdConfig, Transpose,
@@ -221,39 +221,5 @@ fn run(dev: &Arc<CudaDevice>) -> Result<()> {
     })?;
     report("sgd_step_61706", ms, 0.0, 12.0 * n as f64);
 
-    // LeNet training throughput: 60000 random 28x28 images, batch 256, SGD lr 0.9.
-    let examples = 60_000;
-    let images = rand_vec(&mut seed, examples * 784);
-    let labels: Vec<u32> = (0..examples as u32).map(|i| i % 10).collect();
-    let data = GpuDataset::upload(dev, &images, &labels, [1, 28, 28], 10)?;
-    let mut net = CudaSequential::new(dev, lenet(), [1, 28, 28], b)?;
-    net.init_xavier(0)?;
-    let opt = Optimizer::Sgd(SgdConfig::new(0.9));
-    let perm: Vec<u32> = (0..examples as u32)
-        .map(|i| (i * 7919) % examples as u32)
-        .collect();
-    net.train_epoch(&data, &perm, b, &opt)?; // warm-up
-    let epochs = 3;
-    let t = Instant::now();
-    for _ in 0..epochs {
-        net.train_epoch(&data, &perm, b, &opt)?;
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "JSON {{\"kernel\": \"lenet_train_epoch\", \"ms\": {:.3}, \"examples_per_sec\": {:.1}}}",
-        secs * 1e3 / epochs as f64,
-        (epochs * examples) as f64 / secs
-    );
-    let t = Instant::now();
-    let stats = net.evaluate(&data, b)?;
-    println!(
-        "JSON {{\"kernel\": \"lenet_evaluate\", \"ms\": {:.3}, \"examples_per_sec\": {:.1}}}",
-        t.elapsed().as_secs_f64() * 1e3,
-        examples as f64 / t.elapsed().as_secs_f64()
-    );
-    eprintln!(
-        "random-label LeNet after 4 epochs: loss {:.4}, accuracy {:.4}",
-        stats.loss, stats.accuracy
-    );
     Ok(())
 }

@@ -331,11 +331,6 @@ impl CudaDevice {
         self.alloc_zeros(len)
     }
 
-    /// A zero-filled u32 buffer of `len` elements.
-    pub fn zeros_u32(&self, len: usize) -> Result<CudaBufferU32> {
-        self.alloc_zeros(len)
-    }
-
     fn mine<T: Elem>(&self, device: u64, op: &str) -> Result<()> {
         if device == self.id {
             Ok(())

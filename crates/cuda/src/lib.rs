@@ -15,7 +15,6 @@
 //! - [`CudaDevice`]: context and stream, memory, and one checked wrapper per kernel. The
 //!   wrappers take whole buffers (or views, [`CudaBuffer::slice`]) and check their exact
 //!   lengths before launching; errors name the kernel and the op's shapes;
-//! - [`net`]: a GPU executor for sequential CNNs (LeNet and kin), used by the CLI.
 //!
 //! ## The emulated device (feature `emu`)
 //!
@@ -54,7 +53,6 @@ mod emu;
 mod error;
 pub mod kernels;
 pub mod launch;
-pub mod net;
 pub mod ptx;
 
 pub use buffer::{

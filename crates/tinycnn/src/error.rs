@@ -82,9 +82,28 @@ pub enum Error {
         #[source]
         source: tinycnn_cuda::CudaError,
     },
+    /// Training met a NaN or infinite loss ([`crate::train`]): in batch `batch` (0-based)
+    /// when known, which it is on the CPU; on a CUDA device only the epoch's sum is read.
+    #[error("{}", diverged_msg(*epoch, *batch, *loss))]
+    Diverged {
+        epoch: usize,
+        batch: Option<usize>,
+        loss: f32,
+    },
+    /// Training was asked to stop ([`crate::train::Trainer::stop_flag`]) before batch `batch`
+    /// (0-based) of epoch `epoch` (0-based).
+    #[error("training stopped before batch {} of epoch {}", batch + 1, epoch + 1)]
+    Stopped { epoch: usize, batch: usize },
     /// Anything else (data loading, thread pool construction), with its context.
     #[error("{0}")]
     Msg(String),
+}
+
+fn diverged_msg(epoch: usize, batch: Option<usize>, loss: f32) -> String {
+    match batch {
+        Some(b) => format!("loss is {loss} at epoch {}, batch {}", epoch + 1, b + 1),
+        None => format!("loss summed over epoch {} is {loss}", epoch + 1),
+    }
 }
 
 /// `Result` with the runtime's [`Error`].

@@ -59,6 +59,35 @@
 //! # Ok::<(), tinycnn::Error>(())
 //! ```
 //!
+//! ## Devices
+//! Tensors and modules live on a [`Device`]: `net.to(&Device::Cuda(0))` moves a network's
+//! parameters in place (feature `cuda`), and every op, optimizer and the training loop of
+//! [`train`] run where their inputs are. The same code trains on either device:
+//! ```
+//! use tinycnn::data::ResidentData;
+//! use tinycnn::nn::{Flatten, Linear, Module, Sequential};
+//! use tinycnn::optim::Adam;
+//! use tinycnn::train::Trainer;
+//! use tinycnn::Device;
+//!
+//! let device = if Device::cuda_is_available(0) { Device::Cuda(0) } else { Device::Cpu };
+//! let net = Sequential::new().append(Flatten::new()).append(Linear::new(4, 2));
+//! net.to(&device)?;
+//! // Four 1x2x2 images; class 1 is bright. Uploaded once, batches gathered on the device.
+//! let x = [0.1, 0.0, 0.2, 0.1, 0.9, 1.0, 0.8, 0.9, 0.0, 0.1, 0.1, 0.0, 1.0, 0.9, 0.9, 1.0];
+//! let data = ResidentData::new(&x, &[4, 1, 2, 2], &[0, 1, 0, 1], &device)?;
+//! let opt = Adam::new(net.parameters(), 0.1)?;
+//! let mut trainer = Trainer::new(&net, Box::new(opt), device, 2)?;
+//! let first = trainer.train_epoch(&data, &[0, 1, 2, 3], 0, &mut |_, _| {})?;
+//! for epoch in 1..20 {
+//!     trainer.train_epoch(&data, &[3, 2, 1, 0], epoch, &mut |_, _| {})?;
+//! }
+//! let last = trainer.train_epoch(&data, &[0, 1, 2, 3], 20, &mut |_, _| {})?;
+//! assert!(last.loss < first.loss);
+//! assert_eq!(trainer.evaluate(&data)?, (4, 4));
+//! # Ok::<(), tinycnn::Error>(())
+//! ```
+//!
 //! ## Map of the crate
 //! - [`Tensor`]: constructors (`new`, `from_vec`, `zeros`, `rand`, ...), shape ops
 //!   (`reshape`, `flatten`, `permute`, `slice`, `cat`, `stack`), math and reductions, CNN ops
@@ -68,6 +97,8 @@
 //! - [`nn`]: [`nn::Module`], layers, [`nn::Sequential`], [`nn::StateDict`], [`nn::init`].
 //! - [`optim`]: [`optim::Sgd`], [`optim::Adam`], their exportable state.
 //! - [`io`]: safetensors save / load of state dicts, single tensors and tensor lists.
+//! - [`train`]: [`train::Trainer`], mini-batch training and evaluation on any device.
+//! - [`Device`], [`data::ResidentData`], [`Labels`]: where tensors, data sets and labels live.
 //! - [`Rng`], [`manual_seed`]: ChaCha8, the same stream on every platform.
 
 pub mod arith;
@@ -89,6 +120,7 @@ pub mod parallel;
 pub mod rng;
 mod storage;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{grad_enabled, no_grad, no_grad_guard, NoGradGuard};
 pub use device::Device;

@@ -1,10 +1,10 @@
 //! The subcommands.
 
-pub mod engine;
+pub mod model;
 pub mod train;
 
 use crate::checkpoint::{load_weights, save_weights};
-use crate::error::Result;
+use crate::error::{runtime, Result};
 use crate::picture;
 use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix, CLASS_NAMES};
 use crate::{DeviceName, EvalArgs, ExportArgs, ModelName, PredictArgs, SummaryArgs};
@@ -47,7 +47,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
                 "--threads must be between 1 and {max}, got {n}"
             ));
         }
-        engine::set_num_threads(n)?;
+        tinycnn::set_num_threads(n).map_err(runtime("--threads"))?;
     }
     Ok(())
 }
@@ -73,18 +73,20 @@ fn pick_model(
     }
 }
 
-/// Builds the model and loads a weight file (or checkpoint) into it.
+/// Builds the model, loads a weight file (or checkpoint) into it and puts it on `device`.
 fn load_model(
     path: &Path,
     flag: Option<ModelName>,
     device: DeviceName,
-) -> Result<(ModelName, Box<dyn engine::Engine>)> {
+) -> Result<(ModelName, model::Predictor)> {
+    // A missing GPU is reported before the file is read.
+    let device = model::device(device)?;
     let weights = load_weights(path)?;
-    let model = pick_model(flag, weights.model, path)?;
-    let mut net = engine::create_for_inference(device, model)?;
-    net.load_params(&weights.params)
-        .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), model.as_str()))?;
-    Ok((model, net))
+    let name = pick_model(flag, weights.model, path)?;
+    let net = model::build_net(name)?;
+    model::load_params(&net, &weights.params)
+        .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), name.as_str()))?;
+    Ok((name, model::Predictor::new(net, device)?))
 }
 
 /// `tinycnn eval`.
@@ -172,7 +174,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 /// `tinycnn summary`.
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    let layers = engine::layer_walk(args.model)?;
+    let layers = model::layer_walk(args.model)?;
     let heads: Vec<String> = layers
         .iter()
         .map(|l| format!("{} output shape: {:?}", l.name, l.output_shape))
@@ -195,7 +197,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 /// `tinycnn export`.
 pub fn export(args: ExportArgs) -> Result<()> {
     let (model, net) = load_model(&args.weights, args.model, DeviceName::Cpu)?;
-    let params = net.params()?;
+    let params = model::params(net.net())?;
     save_weights(&args.out, model, &params)?;
     let count: usize = params.iter().map(|t| t.data.len()).sum();
     crate::outln!(

@@ -1,23 +1,24 @@
 //! `tinycnn train`: d2l's `train_ch6`, with checkpoints, resumption and a divergence check.
 
-use super::engine::{self, Engine, Step};
+use super::model::{self, load_optimizer_state, optimizer_state};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
     default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
     EpochRecord, History, RunConfig,
 };
-use crate::error::{CliError, ExitKind, Result};
+use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
 use crate::tensorfile::NamedTensor;
 use crate::{ModelName, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
-use tinycnn::data::{DataLoader, LoaderConfig};
+use tinycnn::data::{DataLoader, LoaderConfig, ResidentData};
+use tinycnn::nn::Sequential;
+use tinycnn::optim::Optimizer;
+use tinycnn::train::{Callbacks, EpochReport, Trainer};
 
 /// Default seed when `--seed` is not given.
 const DEFAULT_SEED: u64 = 0;
@@ -77,53 +78,38 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     crate::output::check_outputs(&outputs)?;
 
+    // Before the data is read: a missing GPU is the first thing to report.
+    let device = model::device(args.device)?;
     let data = load_data(args.data.as_deref())?;
-    let train_iter = DataLoader::from_split(
+    // Only the per-epoch shuffles are used: the same order on every device for a seed.
+    let shuffles = DataLoader::from_split(
         &data.train,
         LoaderConfig {
             batch_size: config.batch_size,
             shuffle: true,
             seed: config.seed,
             drop_last: false,
-            prefetch: 2,
+            prefetch: 0,
         },
     )
     .map_err(|e| crate::cli_err!("{e}"))?;
-    let test_iter = DataLoader::from_split(
-        &data.test,
-        LoaderConfig {
-            batch_size: config.batch_size,
-            shuffle: false,
-            seed: 0,
-            drop_last: false,
-            prefetch: 2,
-        },
-    )
-    .map_err(|e| crate::cli_err!("{e}"))?;
-    if train_iter.is_empty() || test_iter.is_empty() {
+    if data.train.is_empty() || data.test.is_empty() {
         return Err(crate::cli_err!(
             "{}: the training or test set is empty",
             data.dir.display()
         ));
     }
 
-    let mut engine = engine::create(args.device, &config)?;
-    let (mut history, first_epoch) = match resumed {
+    let net = model::init_net(config.model, config.seed)?;
+    let mut optimizer = model::optimizer(&net, &config)?;
+    let (history, first_epoch) = match resumed {
         Some(ck) => {
-            engine.load_params(&ck.params)?;
-            engine.load_optimizer_state(&ck.optimizer)?;
+            model::load_params(&net, &ck.params)?;
+            load_optimizer_state(optimizer.as_mut(), &ck.optimizer)?;
             (ck.history, ck.epochs_done)
         }
         None => (History::default(), 0),
     };
-    // The newest checkpoint on disk and the epoch it holds, for the messages of a stop.
-    let mut saved: Option<(PathBuf, usize)> = args
-        .resume
-        .clone()
-        .filter(|_| first_epoch > 0)
-        .map(|p| (p, first_epoch));
-    // A GPU engine keeps both sets in device memory for the whole run.
-    let resident = first_epoch < args.epochs && engine.upload_data(&data.train, &data.test)?;
 
     crate::outln!(
         "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
@@ -141,146 +127,68 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.resume.as_ref().unwrap().display()
         )?;
     }
-    crate::outln!("training on {}", engine.device_name())?;
+    crate::outln!("training on {}", args.device.as_str())?;
 
-    let num_batches = train_iter.len();
-    // d2l adds a point every num_batches // 5 batches (and at the last one).
-    let every = (num_batches / 5).max(1);
-    let show_bar = std::io::stdout().is_terminal();
-    let interrupt = if first_epoch < args.epochs {
-        Some(Interrupt::install()?)
-    } else {
-        None
+    let mut run = Run {
+        net: &net,
+        config: &config,
+        out: &out,
+        ckpt_path: &ckpt_path,
+        plot: args.plot.as_deref(),
+        epochs: args.epochs,
+        num_batches: shuffles.len(),
+        history,
+        // The newest checkpoint on disk and the epoch it holds, for the messages of a stop.
+        saved: args
+            .resume
+            .clone()
+            .filter(|_| first_epoch > 0)
+            .map(|p| (p, first_epoch)),
+        interrupt: None,
+        bar: None,
+        show_bar: std::io::stdout().is_terminal(),
     };
-    for epoch in first_epoch..args.epochs {
-        let bar = if show_bar {
-            ProgressBar::with_draw_target(Some(num_batches as u64), ProgressDrawTarget::stdout())
-        } else {
-            ProgressBar::hidden()
+    if first_epoch < args.epochs {
+        let interrupt = Interrupt::install()?;
+        let flag = Arc::clone(&interrupt.requested);
+        run.interrupt = Some(interrupt);
+        // Both sets stay on the device for the whole run.
+        let upload = |split, what: &str| {
+            ResidentData::from_split(split, &device)
+                .map_err(runtime(format!("cannot put the {what} set on {device}")))
         };
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                .expect("the template is valid")
-                .progress_chars("=> "),
+        let (train, test) = (
+            upload(&data.train, "training")?,
+            upload(&data.test, "test")?,
         );
-        bar.set_prefix((epoch + 1).to_string());
-
-        // d2l's Accumulator(3): sum of losses, correct predictions, examples.
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
-        let mut on_step = |i: usize, step: &Step| -> Result<()> {
-            // Between batches: the step's update is complete and nothing is being written.
-            if let Some(stop) = interrupt.as_ref().and_then(|it| it.stop(&saved)) {
-                bar.abandon();
-                return Err(stop);
-            }
-            if !step.loss.is_finite() {
-                bar.abandon();
-                return Err(diverged(
-                    &format!(
-                        "loss is {} at epoch {}, batch {} of {num_batches}",
-                        step.loss,
-                        epoch + 1,
-                        i + 1
-                    ),
-                    config.lr,
-                    &saved,
-                ));
-            }
-            loss_sum += step.loss as f64 * step.examples as f64;
-            correct += step.correct as u64;
-            seen += step.examples as u64;
-            let (train_l, train_acc) = (loss_sum / seen as f64, correct as f64 / seen as f64);
-            if (i + 1) % every == 0 || i + 1 == num_batches {
-                history.points.push(CurvePoint::Train {
-                    x: epoch as f64 + (i + 1) as f64 / num_batches as f64,
-                    loss: train_l,
-                    acc: train_acc,
-                });
-            }
-            bar.set_message(format!("loss {train_l:.3}, train acc {train_acc:.3}"));
-            bar.inc(1);
-            Ok(())
-        };
-        let epoch_seconds = train_epoch(
-            engine.as_mut(),
-            &train_iter,
-            resident,
-            epoch as u64,
-            every,
-            &mut on_step,
-        )?;
-        bar.finish_and_clear();
-        let test_acc = if resident {
-            engine.evaluate_resident()?
-        } else {
-            evaluate(engine.as_mut(), &test_iter)?
-        };
-        history.points.push(CurvePoint::Test {
-            x: (epoch + 1) as f64,
-            acc: test_acc,
-        });
-        history.train_seconds += epoch_seconds;
-        history.examples += seen;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            test_acc,
-            examples_per_sec: seen as f64 / epoch_seconds.max(1e-9),
-        };
-        history.epochs.push(record);
-
-        // A finite loss does not prove finite weights (ReLU and max pooling can hide a NaN):
-        // never write a checkpoint that cannot be resumed.
-        let params = engine.params()?;
-        if let Some((name, index, value)) = first_non_finite(&params) {
-            return Err(diverged(
-                &format!(
-                    "after epoch {}, weight {name} holds {value} at index {index}",
-                    epoch + 1
-                ),
-                config.lr,
-                &saved,
-            ));
+        // d2l adds a curve point every num_batches // 5 batches (and at the last one).
+        let every = (run.num_batches / 5).max(1);
+        let mut trainer = Trainer::new(&net, optimizer, device, config.batch_size)
+            .map_err(runtime(format!("cannot train on {device}")))?
+            .marks_every(every)
+            .stop_flag(flag);
+        let order = |epoch| shuffles.order(epoch);
+        let result = trainer.fit(&train, &test, first_epoch..args.epochs, &order, &mut run);
+        if let Some(bar) = run.bar.take() {
+            bar.abandon();
         }
-        // Saved before the epoch's line is printed, so a reader that goes away on that line
-        // (`| head`) or a Ctrl-C does not lose the epoch.
-        save_checkpoint(
-            &ckpt_path,
-            &Checkpoint {
-                config: config.clone(),
-                epochs_done: epoch + 1,
-                params: params.clone(),
-                optimizer: engine.optimizer_state()?,
-                history: history.clone(),
-            },
-        )?;
-        save_weights(&out, config.model, &params)?;
-        if let Some(plot) = &args.plot {
-            write_svg(plot, &history.points, args.epochs)?;
-        }
-        saved = Some((ckpt_path.clone(), epoch + 1));
-        crate::outln!("{}", epoch_line(&record))?;
-        if let Some(stop) = interrupt.as_ref().and_then(|it| it.stop(&saved)) {
-            return Err(stop);
-        }
-    }
-
-    if first_epoch >= args.epochs {
+        result.map_err(|e| run.explain(e))?;
+    } else {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights(&out, config.model, &engine.params()?)?;
+        save_weights(&out, config.model, &model::params(&net)?)?;
         if let Some(plot) = &args.plot {
-            write_svg(plot, &history.points, args.epochs.max(first_epoch))?;
+            write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
         }
     }
+    let history = run.history;
     let last = history
         .epochs
         .last()
         .copied()
         .ok_or_else(|| crate::cli_err!("no epoch was trained"))?;
-    for line in final_lines(&last, &history, engine.device_name()) {
+    for line in final_lines(&last, &history, args.device.as_str()) {
         crate::outln!("{line}")?;
     }
     crate::outln!("wrote {} and {}", out.display(), ckpt_path.display())?;
@@ -288,6 +196,138 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!("wrote {}", plot.display())?;
     }
     Ok(())
+}
+
+/// What the epochs of one `train` write and print.
+struct Run<'a> {
+    net: &'a Sequential,
+    config: &'a RunConfig,
+    out: &'a Path,
+    ckpt_path: &'a Path,
+    plot: Option<&'a Path>,
+    epochs: usize,
+    num_batches: usize,
+    history: History,
+    saved: Option<(PathBuf, usize)>,
+    interrupt: Option<Interrupt>,
+    bar: Option<ProgressBar>,
+    show_bar: bool,
+}
+
+impl Run<'_> {
+    /// The user's message for an error that ended training: a divergence suggests a lower
+    /// learning rate, a stop names the checkpoint on disk; both name the file that still
+    /// holds good weights.
+    fn explain(&self, e: CliError) -> CliError {
+        let CliError::Runtime { source, .. } = &e else {
+            return e;
+        };
+        match **source {
+            tinycnn::Error::Diverged { epoch, batch, loss } => {
+                let at = match batch {
+                    Some(b) => format!(
+                        "loss is {loss} at epoch {}, batch {} of {}",
+                        epoch + 1,
+                        b + 1,
+                        self.num_batches
+                    ),
+                    // On a GPU the loss is read once per epoch: the batch is not known.
+                    None => format!("loss summed over epoch {} is {loss}", epoch + 1),
+                };
+                diverged(&at, self.config.lr, &self.saved)
+            }
+            tinycnn::Error::Stopped { .. } => Interrupt::message(&self.saved),
+            _ => e,
+        }
+    }
+}
+
+impl Callbacks for Run<'_> {
+    type Error = CliError;
+
+    fn on_batch(&mut self, epoch: usize, batch: usize, batches: usize) {
+        if batch == 0 {
+            let bar = if self.show_bar {
+                ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stdout())
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} ({eta})")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix((epoch + 1).to_string());
+            self.bar = Some(bar);
+        } else if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn on_epoch(&mut self, r: &EpochReport, optimizer: &dyn Optimizer) -> Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let epoch = r.epoch;
+        let h = &mut self.history;
+        for m in &r.stats.marks {
+            h.points.push(CurvePoint::Train {
+                x: epoch as f64 + m.batches as f64 / self.num_batches as f64,
+                loss: m.loss,
+                acc: m.acc,
+            });
+        }
+        h.points.push(CurvePoint::Test {
+            x: (epoch + 1) as f64,
+            acc: r.test_acc,
+        });
+        h.train_seconds += r.stats.seconds;
+        h.examples += r.stats.examples;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            loss: r.loss,
+            train_acc: r.train_acc,
+            test_acc: r.test_acc,
+            examples_per_sec: r.examples_per_sec,
+        };
+        h.epochs.push(record);
+
+        // A finite loss does not prove finite weights (ReLU and max pooling can hide a NaN):
+        // never write a checkpoint that cannot be resumed.
+        let params = model::params(self.net)?;
+        if let Some((name, index, value)) = first_non_finite(&params) {
+            return Err(diverged(
+                &format!(
+                    "after epoch {}, weight {name} holds {value} at index {index}",
+                    epoch + 1
+                ),
+                self.config.lr,
+                &self.saved,
+            ));
+        }
+        // Saved before the epoch's line is printed, so a reader that goes away on that line
+        // (`| head`) or a Ctrl-C does not lose the epoch.
+        save_checkpoint(
+            self.ckpt_path,
+            &Checkpoint {
+                config: self.config.clone(),
+                epochs_done: epoch + 1,
+                params: params.clone(),
+                optimizer: optimizer_state(optimizer)?,
+                history: self.history.clone(),
+            },
+        )?;
+        save_weights(self.out, self.config.model, &params)?;
+        if let Some(plot) = self.plot {
+            write_svg(plot, &self.history.points, self.epochs)?;
+        }
+        self.saved = Some((self.ckpt_path.to_path_buf(), epoch + 1));
+        crate::outln!("{}", epoch_line(&record))?;
+        match &self.interrupt {
+            Some(it) if it.requested() => Err(Interrupt::message(&self.saved)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Ctrl-C (SIGINT) during training: the first one asks the loop to stop at the next safe
@@ -309,16 +349,17 @@ impl Interrupt {
         Ok(Interrupt { requested })
     }
 
-    /// The error that ends the run when Ctrl-C was pressed, naming what is on disk.
-    fn stop(&self, saved: &Option<(PathBuf, usize)>) -> Option<CliError> {
-        if !self.requested.load(Ordering::SeqCst) {
-            return None;
-        }
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// The error that ends the run after Ctrl-C, naming what is on disk.
+    fn message(saved: &Option<(PathBuf, usize)>) -> CliError {
         let msg = match saved {
             Some((path, epoch)) => format!("interrupted: {} holds epoch {epoch}", path.display()),
             None => "interrupted during the first epoch: no checkpoint was written".to_string(),
         };
-        Some(CliError(msg, ExitKind::Interrupted))
+        CliError::Msg(msg, ExitKind::Interrupted)
     }
 }
 
@@ -405,81 +446,6 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     }
 }
 
-/// Consecutive ranges of `every` batch indices covering `0..num_batches` (the last may be
-/// shorter): d2l records a curve point at the end of each.
-pub fn chunk_ranges(num_batches: usize, every: usize) -> impl Iterator<Item = Range<usize>> {
-    let every = every.max(1);
-    (0..num_batches)
-        .step_by(every)
-        .map(move |start| start..(start + every).min(num_batches))
-}
-
-/// Runs the training steps of epoch `epoch` in `loader`'s batch order and hands each batch's
-/// [`Step`] to `on_step` with its 0-based index, in order; an error from `on_step` ends the
-/// epoch there. Returns the seconds spent in the engine's training calls (d2l's timer).
-///
-/// Without `resident`, every host batch of the loader is one [`Engine::train_step`]. With
-/// it, the engine holds the data set and trains, per [`chunk_ranges`] of `every` batches, on
-/// the slice of the epoch's sample order ([`DataLoader::order`]) those batches cover. The
-/// slices start at multiples of the batch size, so the engine forms exactly the loader's
-/// batches, in the same order.
-pub fn train_epoch(
-    engine: &mut dyn Engine,
-    loader: &DataLoader,
-    resident: bool,
-    epoch: u64,
-    every: usize,
-    on_step: &mut dyn FnMut(usize, &Step) -> Result<()>,
-) -> Result<f64> {
-    let mut seconds = 0.0f64;
-    if !resident {
-        for (i, batch) in loader.epoch(epoch).enumerate() {
-            let started = Instant::now();
-            let step = engine.train_step(&batch.images, batch.shape, &batch.labels)?;
-            seconds += started.elapsed().as_secs_f64();
-            on_step(i, &step)?;
-        }
-        return Ok(seconds);
-    }
-    let order = loader
-        .order(epoch)
-        .into_iter()
-        .map(u32::try_from)
-        .collect::<std::result::Result<Vec<u32>, _>>()
-        .map_err(|_| crate::cli_err!("the training set has more than 2^32 examples"))?;
-    let batch_size = loader.config().batch_size;
-    for chunk in chunk_ranges(loader.len(), every) {
-        let rows = chunk.start * batch_size..(chunk.end * batch_size).min(order.len());
-        let started = Instant::now();
-        let steps = engine.train_resident(&order[rows])?;
-        seconds += started.elapsed().as_secs_f64();
-        if steps.len() != chunk.len() {
-            return Err(crate::cli_err!(
-                "{}: {} batch results for batches {}..{}",
-                engine.device_name(),
-                steps.len(),
-                chunk.start + 1,
-                chunk.end
-            ));
-        }
-        for (i, step) in chunk.zip(&steps) {
-            on_step(i, step)?;
-        }
-    }
-    Ok(seconds)
-}
-
-/// d2l's `evaluate_accuracy_gpu`: the fraction of the data set classified correctly.
-pub fn evaluate(engine: &mut dyn Engine, iter: &DataLoader) -> Result<f64> {
-    let (mut correct, mut total) = (0u64, 0u64);
-    for batch in iter.epoch(0) {
-        let logits = engine.logits(&batch.images, batch.shape)?;
-        correct += engine::count_correct(&logits, &batch.labels) as u64;
-        total += batch.len as u64;
-    }
-    Ok(correct as f64 / total.max(1) as f64)
-}
-
 /// `epoch N: loss L, train acc A, test acc T, E examples/sec`.
 pub fn epoch_line(r: &EpochRecord) -> String {
     format!(
@@ -505,200 +471,6 @@ pub fn final_lines(last: &EpochRecord, h: &History, device: &str) -> [String; 2]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::OptimizerState;
-    use crate::tensorfile::NamedTensor;
-    use crate::DeviceName;
-    use tinycnn::data::Split;
-
-    #[test]
-    fn chunks_cover_every_batch_once_and_end_where_d2l_records_points() {
-        let got: Vec<_> = chunk_ranges(13, 2).collect();
-        assert_eq!(got, [0..2, 2..4, 4..6, 6..8, 8..10, 10..12, 12..13]);
-        assert_eq!(chunk_ranges(235, 47).count(), 5);
-        assert_eq!(chunk_ranges(3, 1).collect::<Vec<_>>(), [0..1, 1..2, 2..3]);
-        assert_eq!(chunk_ranges(0, 4).count(), 0);
-        // A chunk ends at every batch index where the training loop records a curve point.
-        for (n, every) in [(13usize, 2usize), (235, 47), (7, 1), (10, 3)] {
-            let ends: Vec<usize> = chunk_ranges(n, every).map(|r| r.end).collect();
-            let points: Vec<usize> = (0..n)
-                .filter(|i| (i + 1) % every == 0 || i + 1 == n)
-                .map(|i| i + 1)
-                .collect();
-            assert_eq!(ends, points, "{n} batches, every {every}");
-        }
-    }
-
-    /// 100 synthetic 28x28 samples (class `c` brightens row `2c + 4`).
-    fn split(n: usize) -> Split {
-        let mut images = vec![0.0f32; n * 784];
-        let labels: Vec<u8> = (0..n).map(|i| ((i * 7 + 3) % 10) as u8).collect();
-        for (i, &c) in labels.iter().enumerate() {
-            for (j, px) in images[i * 784..(i + 1) * 784].iter_mut().enumerate() {
-                *px = ((i * 31 + j * 17) % 23) as f32 / 46.0;
-            }
-            for col in 0..28 {
-                images[i * 784 + (2 * c as usize + 4) * 28 + col] = 1.0;
-            }
-        }
-        Split {
-            images: images.into(),
-            labels: labels.into(),
-            rows: 28,
-            cols: 28,
-        }
-    }
-
-    /// A CPU engine driven the way the GPU engine is: it holds the data set and forms its
-    /// own batches from the sample order it is given.
-    struct ResidentCpu {
-        inner: Box<dyn Engine>,
-        batch_size: usize,
-        train: Option<Split>,
-        calls: Vec<usize>,
-    }
-
-    impl Engine for ResidentCpu {
-        fn device_name(&self) -> &'static str {
-            "resident-cpu"
-        }
-        fn train_step(&mut self, x: &[f32], s: [usize; 4], y: &[u32]) -> Result<Step> {
-            self.inner.train_step(x, s, y)
-        }
-        fn logits(&mut self, x: &[f32], s: [usize; 4]) -> Result<Vec<f32>> {
-            self.inner.logits(x, s)
-        }
-        fn params(&self) -> Result<Vec<NamedTensor>> {
-            self.inner.params()
-        }
-        fn load_params(&mut self, p: &[NamedTensor]) -> Result<()> {
-            self.inner.load_params(p)
-        }
-        fn optimizer_state(&self) -> Result<OptimizerState> {
-            self.inner.optimizer_state()
-        }
-        fn load_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-            self.inner.load_optimizer_state(s)
-        }
-        fn upload_data(&mut self, train: &Split, _test: &Split) -> Result<bool> {
-            self.train = Some(train.clone());
-            Ok(true)
-        }
-        fn train_resident(&mut self, order: &[u32]) -> Result<Vec<Step>> {
-            self.calls.push(order.len());
-            let train = self.train.clone().unwrap();
-            order
-                .chunks(self.batch_size)
-                .map(|rows| {
-                    let x: Vec<f32> = rows
-                        .iter()
-                        .flat_map(|&r| train.image(r as usize).unwrap().to_vec())
-                        .collect();
-                    let y: Vec<u32> = rows
-                        .iter()
-                        .map(|&r| train.labels[r as usize] as u32)
-                        .collect();
-                    self.inner.train_step(&x, [rows.len(), 1, 28, 28], &y)
-                })
-                .collect()
-        }
-    }
-
-    fn config(optimizer: OptimizerName, lr: f32) -> RunConfig {
-        RunConfig {
-            model: ModelName::LenetRelu,
-            optimizer,
-            lr,
-            batch_size: 8,
-            seed: 11,
-        }
-    }
-
-    fn loader(train: &Split, c: &RunConfig) -> DataLoader {
-        DataLoader::from_split(
-            train,
-            LoaderConfig {
-                batch_size: c.batch_size,
-                shuffle: true,
-                seed: c.seed,
-                drop_last: false,
-                prefetch: 2,
-            },
-        )
-        .unwrap()
-    }
-
-    /// The chunked, engine-side batching of a resident data set trains exactly as the host
-    /// batches of the DataLoader: same batches in the same order, bit-identical weights.
-    #[test]
-    fn resident_chunks_train_exactly_like_host_batches() {
-        let train = split(100); // 13 batches of 8, the last of 4
-        let c = config(OptimizerName::Adam, 0.01);
-        let iter = loader(&train, &c);
-        let every = (iter.len() / 5).max(1);
-        assert_eq!((iter.len(), every), (13, 2));
-
-        let mut host = engine::create(DeviceName::Cpu, &c).unwrap();
-        let mut resident = ResidentCpu {
-            inner: engine::create(DeviceName::Cpu, &c).unwrap(),
-            batch_size: c.batch_size,
-            train: None,
-            calls: Vec::new(),
-        };
-        assert!(!host.upload_data(&train, &train).unwrap());
-        assert!(resident.upload_data(&train, &train).unwrap());
-        for epoch in 0..2u64 {
-            let mut host_steps = Vec::new();
-            train_epoch(host.as_mut(), &iter, false, epoch, every, &mut |i, s| {
-                host_steps.push((i, s.loss.to_bits(), s.correct, s.examples));
-                Ok(())
-            })
-            .unwrap();
-            let mut res_steps = Vec::new();
-            train_epoch(&mut resident, &iter, true, epoch, every, &mut |i, s| {
-                res_steps.push((i, s.loss.to_bits(), s.correct, s.examples));
-                Ok(())
-            })
-            .unwrap();
-            assert_eq!(host_steps.len(), 13);
-            assert_eq!(host_steps, res_steps, "epoch {epoch}");
-            assert_eq!(host_steps[12].3, 4);
-        }
-        // Seven chunks per epoch: six of 2 batches (16 samples), one of the last 4 samples.
-        assert_eq!(resident.calls, [16, 16, 16, 16, 16, 16, 4].repeat(2));
-        assert_eq!(host.params().unwrap(), resident.params().unwrap());
-        assert_eq!(
-            host.optimizer_state().unwrap(),
-            resident.optimizer_state().unwrap()
-        );
-    }
-
-    /// An error from the step callback (the divergence stop) ends the epoch: later chunks
-    /// are not trained.
-    #[test]
-    fn a_stop_in_the_callback_ends_the_resident_epoch() {
-        let train = split(100);
-        let c = config(OptimizerName::Sgd, 0.1);
-        let iter = loader(&train, &c);
-        let mut resident = ResidentCpu {
-            inner: engine::create(DeviceName::Cpu, &c).unwrap(),
-            batch_size: c.batch_size,
-            train: Some(train.clone()),
-            calls: Vec::new(),
-        };
-        let mut seen = Vec::new();
-        let e = train_epoch(&mut resident, &iter, true, 0, 2, &mut |i, _| {
-            seen.push(i);
-            if i == 2 {
-                Err(crate::cli_err!("stop at {i}"))
-            } else {
-                Ok(())
-            }
-        })
-        .unwrap_err();
-        assert!(e.0.contains("stop at 2"), "{e}");
-        assert_eq!(seen, [0, 1, 2]);
-        assert_eq!(resident.calls, [16, 16]);
-    }
 
     #[test]
     fn lines_follow_d2l_format() {
