@@ -144,6 +144,15 @@ pub fn max_pool2d_forward(
     let hw = check_pool2d(s, x.len(), y.len())?;
     check_len("argmax", argmax.len(), y.len())?;
     let g = Geom::new(s, hw)?;
+    if g.is_2x2() {
+        vectorize(MaxPool2x2 {
+            g: &g,
+            x,
+            y,
+            argmax,
+        });
+        return Ok(());
+    }
     let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
     let planes = x.chunks_exact(plane_in).zip(
         y.chunks_exact_mut(plane_out)
@@ -153,29 +162,6 @@ pub fn max_pool2d_forward(
         for oy in 0..g.oh {
             let yr = &mut yp[oy * g.ow..][..g.ow];
             let ar = &mut ap[oy * g.ow..][..g.ow];
-            if g.is_2x2() {
-                let r0 = &xp[2 * oy * g.in_w..][..g.in_w];
-                let r1 = &xp[(2 * oy + 1) * g.in_w..][..g.in_w];
-                for (ox, (yo, ao)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                    let c = 2 * ox;
-                    let taps = [
-                        (r0[c], 2 * oy * g.in_w + c),
-                        (r0[c + 1], 2 * oy * g.in_w + c + 1),
-                        (r1[c], (2 * oy + 1) * g.in_w + c),
-                        (r1[c + 1], (2 * oy + 1) * g.in_w + c + 1),
-                    ];
-                    let (mut best, mut idx) = (f32::NEG_INFINITY, taps[0].1);
-                    for (v, i) in taps {
-                        if takes(v, best) {
-                            best = v;
-                            idx = i;
-                        }
-                    }
-                    *yo = best;
-                    *ao = idx as u32;
-                }
-                continue;
-            }
             let (h0, h1, _) = g.rows(oy);
             for (ox, (yo, ao)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
                 let (w0, w1, _) = g.cols(ox);
@@ -196,6 +182,77 @@ pub fn max_pool2d_forward(
         }
     }
     Ok(())
+}
+
+/// Max pooling over non-overlapping, unpadded 2x2 windows (LeNet's), vectorized along the
+/// output row without branches: which tap of a window wins is unpredictable on real data,
+/// and a mispredicted branch per window made the scalar loop 4x slower than its arithmetic.
+///
+/// Lane `j` of a vector at column `c` holds the window candidate pair `(c + j, c + j + 1)`:
+/// a load at `c` and one at `c + 1` line up both columns of every window in the even lanes
+/// (the odd lanes straddle two windows and are computed but not used), so no shuffle is
+/// needed. Taps go in PyTorch's scan order (row 0 left, right, row 1 left, right): a tap
+/// replaces the best so far when it is greater or NaN, so ties keep the first tap and the
+/// last NaN wins, as [`crate::reference::max_pool2d`] defines.
+struct MaxPool2x2<'a> {
+    g: &'a Geom,
+    x: &'a [f32],
+    y: &'a mut [f32],
+    argmax: &'a mut [u32],
+}
+
+impl WithSimd for MaxPool2x2<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let g = self.g;
+        let (plane_in, plane_out) = (g.in_h * g.in_w, g.oh * g.ow);
+        let width = 2 * g.ow; // the columns the windows cover (an odd last column is not)
+        let lanes = S::LANES;
+        let (mut best_buf, mut tap_buf) = ([0.0f32; 16], [0.0f32; 16]);
+        let taps: [S::V; 4] = [s.splat(0.0), s.splat(1.0), s.splat(2.0), s.splat(3.0)];
+        let planes = self.x.chunks_exact(plane_in).zip(
+            self.y
+                .chunks_exact_mut(plane_out)
+                .zip(self.argmax.chunks_exact_mut(plane_out)),
+        );
+        for (xp, (yp, ap)) in planes {
+            for oy in 0..g.oh {
+                let r0 = &xp[2 * oy * g.in_w..][..width];
+                let r1 = &xp[(2 * oy + 1) * g.in_w..][..width];
+                let yr = &mut yp[oy * g.ow..][..g.ow];
+                let ar = &mut ap[oy * g.ow..][..g.ow];
+                let mut c = 0;
+                while c < width {
+                    let load = |r: &[f32], at: usize| {
+                        let r = r.get(at..).unwrap_or_default();
+                        if r.len() >= lanes {
+                            s.load(r)
+                        } else {
+                            s.load_partial(r, f32::NEG_INFINITY)
+                        }
+                    };
+                    let cand = [load(r0, c), load(r0, c + 1), load(r1, c), load(r1, c + 1)];
+                    let (mut best, mut tap) = (cand[0], taps[0]);
+                    for k in 1..4 {
+                        let t = s.or(s.gt(cand[k], best), s.is_nan(cand[k]));
+                        best = s.select(t, cand[k], best);
+                        tap = s.select(t, taps[k], tap);
+                    }
+                    s.store(&mut best_buf[..lanes], best);
+                    s.store(&mut tap_buf[..lanes], tap);
+                    let ox0 = c / 2;
+                    let n = (lanes / 2).min(g.ow - ox0);
+                    for k in 0..n {
+                        let t = tap_buf[2 * k] as usize;
+                        yr[ox0 + k] = best_buf[2 * k];
+                        ar[ox0 + k] = ((2 * oy + (t >> 1)) * g.in_w + c + 2 * k + (t & 1)) as u32;
+                    }
+                    c += lanes;
+                }
+            }
+        }
+    }
 }
 
 /// Gradient of [`max_pool2d_forward`] (overwrites `grad_x`); an `argmax` entry outside its
@@ -420,6 +477,51 @@ mod tests {
     use crate::shape::Pool2dParams;
     use std::vec;
     use std::vec::Vec;
+
+    /// The vectorized 2x2 path on every ISA this CPU has (through `vectorize_with`, so no
+    /// global ISA switch), against the reference: LeNet's widths, an odd width (its last
+    /// column belongs to no window), widths shorter than a vector, ties and NaNs in every
+    /// tap position.
+    #[test]
+    fn max_pool_2x2_matches_reference_on_every_isa() {
+        use crate::simd::{vectorize_with, Isa};
+        for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon] {
+            if !isa.is_available() {
+                continue;
+            }
+            for (c, h, w) in [(6, 28, 28), (16, 10, 10), (2, 7, 9), (3, 4, 2), (1, 6, 40)] {
+                let s = Pool2dShape::new(Pool2dParams::new(2), 2, c, h, w);
+                let mut x = data(2 * c * h * w, h + w);
+                for (k, v) in x.iter_mut().enumerate() {
+                    if k % 13 == 5 || k % 29 == 0 {
+                        *v = f32::NAN;
+                    }
+                }
+                let n = s.output_len().unwrap();
+                let (mut y, mut a) = (vec![0.0; n], vec![0u32; n]);
+                let (mut yr, mut ar) = (vec![0.0; n], vec![0u32; n]);
+                let g = Geom::new(&s, s.out_hw().unwrap()).unwrap();
+                vectorize_with(
+                    isa,
+                    MaxPool2x2 {
+                        g: &g,
+                        x: &x,
+                        y: &mut y,
+                        argmax: &mut a,
+                    },
+                );
+                reference::max_pool2d(&s, &x, &mut yr, &mut ar).unwrap();
+                for (o, (p, q)) in y.iter().zip(&yr).enumerate() {
+                    assert!(
+                        p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
+                        "{} {c}x{h}x{w}: y[{o}] = {p}, reference {q}",
+                        isa.name()
+                    );
+                }
+                assert_eq!(a, ar, "{} {c}x{h}x{w}: argmax", isa.name());
+            }
+        }
+    }
 
     fn data(n: usize, seed: usize) -> Vec<f32> {
         // Few distinct values, so windows hold ties and the first-maximum rule matters.
