@@ -539,6 +539,24 @@ pub fn cross_entropy(rows: usize, cols: usize, logits: &[f32], labels: &[u32]) -
     Ok(total / rows as f32)
 }
 
+/// Per row of a `rows x cols` matrix, the index of its maximum (`torch.argmax(x, 1)`): the
+/// first one on ties, and NaN counts as the maximum (the first NaN wins).
+pub fn argmax_rows(rows: usize, cols: usize, x: &[f32], out: &mut [u32]) -> Result<()> {
+    check_rows(rows, cols, x.len(), rows * cols)?;
+    check_len("argmax", out.len(), rows)?;
+    for (r, o) in out.iter_mut().enumerate() {
+        let xr = &x[r * cols..(r + 1) * cols];
+        let mut best = 0;
+        for (c, &v) in xr.iter().enumerate() {
+            if v > xr[best] || (v.is_nan() && !xr[best].is_nan()) {
+                best = c;
+            }
+        }
+        *o = best as u32;
+    }
+    Ok(())
+}
+
 /// Gradient of [`cross_entropy`] scaled by `grad_loss`: `(softmax(x) - onehot) * grad_loss / rows`.
 pub fn cross_entropy_backward(
     rows: usize,

@@ -250,6 +250,50 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
+    /// Every ISA this CPU has (through `vectorize_with`), against the reference: ties, NaNs
+    /// (first NaN wins), infinities, rows shorter and longer than a vector.
+    #[test]
+    fn argmax_rows_matches_reference_on_every_isa() {
+        use crate::simd::{vectorize_with, Isa};
+        for isa in [Isa::Scalar, Isa::Sse2, Isa::Avx2Fma, Isa::Avx512, Isa::Neon] {
+            if !isa.is_available() {
+                continue;
+            }
+            for cols in [1, 3, 10, 16, 17, 40] {
+                let rows = 7;
+                let mut x: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 7) % 5) as f32 - 2.0)
+                    .collect();
+                x[cols / 2] = f32::NAN;
+                x[cols - 1] = f32::NAN;
+                x[2 * cols] = f32::INFINITY;
+                x[3 * cols..4 * cols].fill(f32::NEG_INFINITY);
+                let (mut got, mut want) = (vec![9u32; rows], vec![0u32; rows]);
+                vectorize_with(
+                    isa,
+                    ArgmaxRows {
+                        cols,
+                        x: &x,
+                        out: &mut got,
+                    },
+                );
+                reference::argmax_rows(rows, cols, &x, &mut want).unwrap();
+                assert_eq!(got, want, "{} cols {cols}", isa.name());
+            }
+        }
+        // Hand values: ties take the first, NaN beats everything.
+        let mut idx = [0u32; 3];
+        argmax_rows(
+            3,
+            3,
+            &[1.0, 3.0, 3.0, f32::NAN, 9.0, f32::NAN, -1.0, -1.0, -2.0],
+            &mut idx,
+        )
+        .unwrap();
+        assert_eq!(idx, [1, 0, 0]);
+        assert!(argmax_rows(2, 3, &[0.0; 6], &mut [0u32; 1]).is_err());
+    }
+
     fn close(what: &str, a: &[f32], b: &[f32]) {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!(
@@ -370,5 +414,48 @@ mod tests {
         assert!(g[..3].iter().all(|v| v.is_nan()) && g[3..].iter().all(|v| !v.is_nan()));
         log_softmax_backward(2, 3, &y, &[1.0; 6], &mut g).unwrap();
         assert!(g[1].is_nan());
+    }
+}
+
+/// Per row of a `rows x cols` matrix, the index of its maximum (`torch.argmax(x, 1)`, see
+/// [`crate::reference::argmax_rows`]): the first one on ties, and NaN counts as the maximum
+/// (the first NaN wins). The row maximum is a vector reduction that propagates NaN; the index
+/// is then the first element equal to it, a scan without data-dependent branches to
+/// mispredict until it stops.
+///
+/// ```
+/// use tinycnn_kernels::argmax_rows;
+/// let x = [1.0, 3.0, 3.0, f32::NAN, 0.0, f32::NAN];
+/// let mut idx = [0u32; 2];
+/// argmax_rows(2, 3, &x, &mut idx).unwrap();
+/// assert_eq!(idx, [1, 0]);
+/// ```
+pub fn argmax_rows(rows: usize, cols: usize, x: &[f32], out: &mut [u32]) -> Result<()> {
+    check_rows(rows, cols, x.len(), mul("argmax matrix", rows, cols)?)?;
+    check_len("argmax", out.len(), rows)?;
+    vectorize(ArgmaxRows { cols, x, out });
+    Ok(())
+}
+
+struct ArgmaxRows<'a> {
+    cols: usize,
+    x: &'a [f32],
+    out: &'a mut [u32],
+}
+
+impl WithSimd for ArgmaxRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        for (row, o) in self.x.chunks_exact(self.cols).zip(self.out.iter_mut()) {
+            let m = rows::max(s, row);
+            let at = if m.is_nan() {
+                row.iter().position(|v| v.is_nan())
+            } else {
+                row.iter().position(|&v| v == m)
+            };
+            // The maximum is one of the row's elements, so `position` always finds it.
+            *o = at.unwrap_or(0) as u32;
+        }
     }
 }

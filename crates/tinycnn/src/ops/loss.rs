@@ -125,17 +125,12 @@ impl Tensor {
             return Ok(n);
         }
         let host = labels.to_vec()?;
-        let x = self.data();
-        let mut correct = 0usize;
-        for (row, &label) in x.chunks(cols.max(1)).zip(&host).take(rows) {
-            let mut best = 0;
-            for (j, &v) in row.iter().enumerate() {
-                if v > row[best] || (v.is_nan() && !row[best].is_nan()) {
-                    best = j;
-                }
-            }
-            correct += usize::from(best == label as usize);
+        let mut pred = vec![0u32; rows];
+        if rows > 0 && cols > 0 {
+            k::argmax_rows(rows, cols, &self.data(), &mut pred)
+                .map_err(Error::kernel("count_correct"))?;
         }
+        let correct = pred.iter().zip(&host).filter(|(p, l)| p == l).count();
         Tensor::scalar(correct as f32).to(&self.device())
     }
 

@@ -138,7 +138,18 @@ impl Tensor {
         let mut vals = Vec::with_capacity(outer * inner);
         let mut flat = Vec::with_capacity(outer * inner);
         let mut pos = Vec::with_capacity(outer * inner);
-        for o in 0..outer {
+        if inner == 1 {
+            // Along the last dimension: the kernel's vectorized rows (same tie and NaN rule).
+            let mut idx = vec![0u32; outer];
+            tinycnn_kernels::argmax_rows(outer, n, &x, &mut idx).map_err(Error::kernel("max"))?;
+            for (o, &j) in idx.iter().enumerate() {
+                let at = o * n + j as usize;
+                vals.push(x[at]);
+                flat.push(at);
+                pos.push(j as f32);
+            }
+        }
+        for o in 0..if inner == 1 { 0 } else { outer } {
             for i in 0..inner {
                 let base = o * n * inner + i;
                 let mut best = 0;
