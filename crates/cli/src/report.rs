@@ -84,13 +84,12 @@ impl ConfusionMatrix {
 
 /// Index of the largest value (first one on ties, as `torch.argmax` does on CPU).
 pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
+    // The kernel's rule, as `torch.argmax`: first of ties, and NaN counts as the maximum.
+    let mut idx = [0u32];
+    match tinycnn_kernels::argmax_rows(1, v.len(), v, &mut idx) {
+        Ok(()) => idx[0] as usize,
+        Err(_) => 0, // an empty row: there is no class to name, 0 as before
     }
-    best
 }
 
 /// Softmax of one row of logits (the kernel crate's `softmax_forward`, shifted by the
@@ -158,5 +157,10 @@ mod tests {
     #[test]
     fn argmax_takes_first_of_ties() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 0.0]), 1);
+    }
+
+    #[test]
+    fn argmax_counts_nan_as_the_maximum_like_pytorch() {
+        assert_eq!(argmax(&[1.0, f32::NAN, 3.0, f32::NAN]), 1);
     }
 }
