@@ -218,18 +218,6 @@ fn cpuinfo_ghz() -> Option<f64> {
         .map(|mhz| mhz / 1000.0)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// Median wall time of `reps` runs of `f` in milliseconds, after one warm-up run.
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -461,7 +449,7 @@ fn main() {
     let (fpc, why) = flops_per_cycle(isa, &cpu);
     println!(
         "tinycnn bench-screen: {} | ISA {} ({}) | {} cores | {:.2} GHz ({}) | median of {} runs (naive {})",
-        cpu_model(),
+        tinycnn_benches::cpu_model(),
         isa.name(),
         if opt.isa.is_some() { "forced by --isa" } else { "detected" },
         threads,

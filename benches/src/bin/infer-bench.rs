@@ -80,20 +80,8 @@ fn run() -> Result<(), String> {
         "tinycnn {path} {model} batch {batch} threads {threads}: {:.1} us/call, {:.0} img/s ({}, {})",
         med * 1e6,
         batch as f64 / med,
-        cpu_model(),
+        tinycnn_benches::cpu_model(),
         tinycnn_kernels::simd::Isa::detect().name()
     );
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -268,8 +268,15 @@ impl Inference {
             ));
         }
         let batch = xs[0];
+        if x.device() != crate::Device::Cpu {
+            // A CPU path: a device tensor would be read back and the result land on the host.
+            return Err(Error::Unsupported {
+                op: "Inference::run",
+                device: x.device(),
+            });
+        }
         let x = x.data();
-        let mut out = vec![0.0; batch * numel(&self.out_shape)?];
+        let mut out = vec![0.0; numel(&[batch, numel(&self.out_shape)?])?];
         self.run_slice(batch, &x, &mut out)?;
         let mut shape = vec![batch];
         shape.extend_from_slice(&self.out_shape);
@@ -280,13 +287,13 @@ impl Inference {
     /// `batch` outputs.
     pub fn run_slice(&mut self, batch: usize, x: &[f32], out: &mut [f32]) -> Result<()> {
         let (in_len, out_len) = (numel(&self.in_shape)?, numel(&self.out_shape)?);
-        if x.len() != batch * in_len || out.len() != batch * out_len {
+        let fits = |len: usize, per: usize| batch.checked_mul(per) == Some(len);
+        if !fits(x.len(), in_len) || !fits(out.len(), out_len) {
             return Err(Error::invalid(
                 "Inference::run",
                 format!(
-                    "{batch} images need {} input and {} output elements, got {} and {}",
-                    batch * in_len,
-                    batch * out_len,
+                    "{batch} images of {in_len} values (output {out_len} each) do not match \
+                     {} input and {} output elements",
                     x.len(),
                     out.len()
                 ),
@@ -300,11 +307,18 @@ impl Inference {
             .iter()
             .map(|s| match s {
                 Step::Conv { weight, bias, .. } | Step::Linear { weight, bias, .. } => {
-                    (Some(weight.data()), bias.as_ref().map(Tensor::data))
+                    let on = |t: &Tensor| match t.device() {
+                        crate::Device::Cpu => Ok(t.data()),
+                        device => Err(Error::Unsupported {
+                            op: "Inference::run (parameters)",
+                            device,
+                        }),
+                    };
+                    Ok((Some(on(weight)?), bias.as_ref().map(on).transpose()?))
                 }
-                _ => (None, None),
+                _ => Ok((None, None)),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let sub = (SUB_BATCH_FLOATS / self.max_act.max(1)).clamp(1, 64);
         let by_work = (batch.saturating_mul(self.macs_per_image) / MIN_MACS_PER_THREAD).max(1);
         let workers = parallel::num_threads().min(by_work).min(batch).max(1);

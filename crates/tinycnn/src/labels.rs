@@ -12,15 +12,19 @@ use crate::error::{Error, Result};
 /// let labels = Labels::new(&[0, 1, 1]);
 /// assert_eq!(logits.count_correct(&labels).unwrap().item().unwrap(), 2.0);
 /// ```
+///
+/// Cloning device labels shares their buffer (they are never written after they are made).
+#[derive(Clone)]
 pub struct Labels(pub(crate) LabelData);
 
+#[derive(Clone)]
 pub(crate) enum LabelData {
     Cpu(Vec<u32>),
     #[cfg(feature = "cuda")]
     Cuda {
         ordinal: usize,
         dev: std::sync::Arc<crate::cuda::CudaDevice>,
-        buf: crate::cuda::CudaBufferU32,
+        buf: std::sync::Arc<crate::cuda::CudaBufferU32>,
     },
 }
 
@@ -55,7 +59,7 @@ impl Labels {
             LabelData::Cpu(v) => Ok(v.clone()),
             #[cfg(feature = "cuda")]
             LabelData::Cuda { dev, buf, .. } => {
-                dev.download_u32(buf).map_err(crate::cuda::err("labels"))
+                dev.download_u32(&**buf).map_err(crate::cuda::err("labels"))
             }
         }
     }
@@ -71,6 +75,7 @@ impl Labels {
                 let buf = dev
                     .upload_u32(&self.to_vec()?)
                     .map_err(crate::cuda::err("labels"))?;
+                let buf = std::sync::Arc::new(buf);
                 Ok(Labels(LabelData::Cuda {
                     ordinal: *ordinal,
                     dev,

@@ -368,14 +368,16 @@ mod cuda_steps {
 
     /// `host` state moved to the device of `like` (zeros when there is none).
     fn state_on(like: &CudaStorage, host: Option<&[f32]>, op: &'static str) -> Result<CudaStorage> {
-        let mut s = like.alloc_like(like.buf.len())?;
-        match host {
-            Some(h) if h.len() == like.buf.len() => {
-                s.buf = like.dev.upload(h).map_err(err(op))?;
-            }
-            _ => like.dev.fill(0.0, &mut s.buf).map_err(err(op))?,
+        let buf = match host {
+            Some(h) if h.len() == like.buf.len() => like.dev.upload(h),
+            _ => like.dev.zeros(like.buf.len()),
         }
-        Ok(s)
+        .map_err(err(op))?;
+        Ok(CudaStorage {
+            ordinal: like.ordinal,
+            dev: like.dev.clone(),
+            buf,
+        })
     }
 
     pub(super) fn sgd(

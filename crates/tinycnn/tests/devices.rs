@@ -309,16 +309,6 @@ device_tests! {
         close(&grad_of(&logits), &g, 1e-5);
     }
 
-    mixing_devices_is_an_error_naming_both(dev) {
-        if dev == Device::Cpu {
-            return;
-        }
-        let a = on(&[1.0], &[1], dev);
-        let b = Tensor::new([1.0]);
-        let e = a.mul(&b).unwrap_err().to_string();
-        assert!(e.contains("cuda:0") && e.contains("cpu"), "{e}");
-    }
-
     a_user_module_with_two_conv_blocks_trains(dev) {
         // Not LeNet: two conv blocks with ReLU and max-pooling, then a linear classifier,
         // trained on a fixed batch until it fits it; the loss must fall on every device.
@@ -351,6 +341,15 @@ device_tests! {
         }
         assert!(losses[29] < 0.5 * losses[0], "{losses:?}");
     }
+}
+
+#[test]
+fn mixing_devices_is_an_error_naming_both() {
+    tinycnn::cuda::emulate(true);
+    let a = on(&[1.0], &[1], Device::Cuda(0));
+    let b = Tensor::new([1.0]);
+    let e = a.mul(&b).unwrap_err().to_string();
+    assert!(e.contains("cuda:0") && e.contains("cpu"), "{e}");
 }
 
 #[test]
@@ -389,4 +388,20 @@ fn emulated_and_cpu_training_agree() {
     for (a, b) in cpu.iter().zip(&cuda) {
         assert!((a - b).abs() < 1e-4, "{cpu:?} vs {cuda:?}");
     }
+}
+
+#[test]
+fn the_cpu_inference_path_refuses_device_tensors() {
+    tinycnn::cuda::emulate(true);
+    let net = Sequential::new().append(Linear::new(3, 2));
+    let mut lean = tinycnn::Inference::new(&net, &[3]).unwrap();
+    let x = on(&[1.0, 2.0, 3.0], &[1, 3], Device::Cuda(0));
+    let e = lean.run(&x).unwrap_err().to_string();
+    assert!(e.contains("cuda:0"), "{e}");
+    net.to(&Device::Cuda(0)).unwrap();
+    let e = lean
+        .run(&Tensor::new([[1.0, 2.0, 3.0]]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("parameters") && e.contains("cuda:0"), "{e}");
 }

@@ -414,3 +414,19 @@ fn in_place_writes_respect_grad_mode() {
     assert_eq!(w.to_vec(), [2.0, 1.0]);
     assert!(w.detach().sub_(&Tensor::ones(&[3])).is_err());
 }
+
+#[test]
+fn max_along_a_dimension_of_an_empty_batch_is_empty() {
+    let (v, i) = Tensor::zeros(&[0, 5]).max(1, false).unwrap();
+    assert_eq!(v.shape(), &[0]);
+    assert_eq!(i.shape(), &[0]);
+    // Middle dimension (the strided path) and the last one (the kernel's rows) agree by hand.
+    let x = Tensor::new([[[1.0, 7.0], [5.0, f32::NAN], [5.0, 2.0]]]);
+    let (v, i) = x.max(1, false).unwrap();
+    assert_eq!(v.to_vec()[0], 5.0);
+    assert!(v.to_vec()[1].is_nan());
+    assert_eq!(i.to_vec(), [1.0, 1.0]);
+    let (v, i) = x.max(2, false).unwrap();
+    assert_eq!(i.to_vec(), [1.0, 1.0, 0.0]);
+    assert_eq!(v.to_vec()[0], 7.0);
+}

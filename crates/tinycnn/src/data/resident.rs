@@ -153,13 +153,22 @@ impl ResidentData {
                 let mut images = x.alloc_like(len * per)?;
                 let mut ys = dev.alloc_u32(len).map_err(crate::cuda::err(op))?;
                 if len > 0 {
-                    dev.gather_batch(len, per, perm, start, &x.buf, buf, &mut images.buf, &mut ys)
-                        .map_err(crate::cuda::err(op))?;
+                    dev.gather_batch(
+                        len,
+                        per,
+                        perm,
+                        start,
+                        &x.buf,
+                        &**buf,
+                        &mut images.buf,
+                        &mut ys,
+                    )
+                    .map_err(crate::cuda::err(op))?;
                 }
                 let labels = Labels(LabelData::Cuda {
                     ordinal: *ordinal,
                     dev: dev.clone(),
-                    buf: ys,
+                    buf: std::sync::Arc::new(ys),
                 });
                 Ok((crate::ops::cuda_tensor(images, &shape), labels))
             }

@@ -270,21 +270,14 @@ mod cuda {
     /// The labels on the logits' device (uploaded if they are on the host).
     fn on_device(x: &CudaStorage, labels: &Labels) -> Result<Labels> {
         match &labels.0 {
-            LabelData::Cuda { .. } => Ok(Labels(match &labels.0 {
-                LabelData::Cuda { ordinal, dev, buf } => LabelData::Cuda {
-                    ordinal: *ordinal,
-                    dev: dev.clone(),
-                    buf: dev.clone_buffer(buf).map_err(err("labels"))?,
-                },
-                LabelData::Cpu(_) => unreachable!("matched above"),
-            })),
+            LabelData::Cuda { .. } => Ok(labels.clone()),
             LabelData::Cpu(_) => labels.to(&x.device()),
         }
     }
 
     fn device_buf(labels: &Labels) -> Option<&crate::cuda::CudaBufferU32> {
         match &labels.0 {
-            LabelData::Cuda { buf, .. } => Some(buf),
+            LabelData::Cuda { buf, .. } => Some(&**buf),
             LabelData::Cpu(_) => None,
         }
     }

@@ -138,31 +138,32 @@ impl Tensor {
         let mut vals = Vec::with_capacity(outer * inner);
         let mut flat = Vec::with_capacity(outer * inner);
         let mut pos = Vec::with_capacity(outer * inner);
-        if inner == 1 {
-            // Along the last dimension: the kernel's vectorized rows (same tie and NaN rule).
+        // Index of the maximum in each (outer, inner) lane along `dim`: first of ties, NaN
+        // counts as the maximum. Along the last dimension the kernel's vectorized rows do it.
+        let best: Vec<usize> = if inner == 1 && outer > 0 {
             let mut idx = vec![0u32; outer];
             tinycnn_kernels::argmax_rows(outer, n, &x, &mut idx).map_err(Error::kernel("max"))?;
-            for (o, &j) in idx.iter().enumerate() {
-                let at = o * n + j as usize;
-                vals.push(x[at]);
-                flat.push(at);
-                pos.push(j as f32);
-            }
-        }
-        for o in 0..if inner == 1 { 0 } else { outer } {
-            for i in 0..inner {
-                let base = o * n * inner + i;
-                let mut best = 0;
-                for j in 1..n {
-                    let (v, b) = (x[base + j * inner], x[base + best * inner]);
-                    if v > b || (v.is_nan() && !b.is_nan()) {
-                        best = j;
-                    }
-                }
-                vals.push(x[base + best * inner]);
-                flat.push(base + best * inner);
-                pos.push(best as f32);
-            }
+            idx.into_iter().map(|j| j as usize).collect()
+        } else {
+            (0..outer * inner)
+                .map(|lane| {
+                    let base = (lane / inner) * n * inner + lane % inner;
+                    (1..n).fold(0, |best, j| {
+                        let (v, b) = (x[base + j * inner], x[base + best * inner]);
+                        if v > b || (v.is_nan() && !b.is_nan()) {
+                            j
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect()
+        };
+        for (lane, &j) in best.iter().enumerate() {
+            let at = (lane / inner) * n * inner + lane % inner + j * inner;
+            vals.push(x[at]);
+            flat.push(at);
+            pos.push(j as f32);
         }
         drop(x);
         let mut out_shape = shape.to_vec();
