@@ -28,6 +28,7 @@
 //! assert_eq!(net.repr(), "Mlp(\n  (hidden): Linear(in_features=20, out_features=256, bias=True)\n  (out): Linear(in_features=256, out_features=10, bias=True)\n)");
 //! ```
 
+pub mod arch;
 pub mod init;
 mod layers;
 mod sequential;
