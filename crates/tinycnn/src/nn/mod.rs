@@ -29,11 +29,13 @@
 //! ```
 
 pub mod arch;
+mod graph;
 pub mod init;
 mod layers;
 mod sequential;
 mod state;
 
+pub use graph::{Graph, Reshape};
 pub use layers::{
     AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh,
 };
