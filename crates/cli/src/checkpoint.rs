@@ -2,8 +2,10 @@
 //!
 //! * A **weight file** holds the model's tensors under PyTorch's state-dict names (`0.weight`,
 //!   `0.bias`, `3.weight`, ...: the index of the layer in the `nn.Sequential`) and the
-//!   metadata `format = pt`, `model = lenet | lenet-relu`. `safetensors.torch.load_file` reads
-//!   it into d2l's `net`.
+//!   metadata `format = pt`, `model = lenet | lenet-relu` (for a model of the zoo) and
+//!   `tinycnn.architecture` (the layers as JSON, `tinycnn::nn::arch`, for every model), so the
+//!   file alone rebuilds its network. `safetensors.torch.load_file` reads it into d2l's `net`.
+//!   A file without either (an older tinycnn's, or PyTorch's) is read as LeNet.
 //! * A **checkpoint** adds the optimizer's per-parameter state under the names of PyTorch's
 //!   optimizer `state_dict`, prefixed: `optimizer.state.{i}.{slot}`, `i` the parameter's index
 //!   in state-dict order, `slot` one of `step` (a scalar), `exp_avg`, `exp_avg_sq` (Adam) or
@@ -17,13 +19,17 @@
 //!
 //! Weight readers accept either kind and ignore the `optimizer.` keys.
 
+use crate::commands::model::ModelSpec;
+use crate::commands::onnx_io;
 use crate::error::{Context, Result};
 use crate::plot::CurvePoint;
 use crate::tensorfile::{self, NamedTensor};
-use crate::{ModelName, OptimizerName};
+use crate::OptimizerName;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use tinycnn::nn::arch::{self, Architecture};
+use tinycnn_models::Model;
 
 /// Metadata value of `format` in a checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "tinycnn-checkpoint-1";
@@ -34,7 +40,7 @@ pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
     /// Network.
-    pub model: ModelName,
+    pub model: ModelSpec,
     /// Update rule.
     pub optimizer: OptimizerName,
     /// Learning rate.
@@ -98,49 +104,93 @@ pub struct Checkpoint {
     pub history: History,
 }
 
-fn weights_metadata(model: ModelName) -> HashMap<String, String> {
+fn weights_metadata(model: &ModelSpec) -> Result<HashMap<String, String>> {
     let mut m = HashMap::new();
     m.insert("format".to_string(), "pt".to_string());
-    m.insert("model".to_string(), model.as_str().to_string());
+    if let Some(name) = model.name() {
+        m.insert("model".to_string(), name.to_string());
+    }
+    m.insert(
+        arch::METADATA_KEY.to_string(),
+        model
+            .arch
+            .to_json()
+            .map_err(crate::error::runtime("the architecture"))?,
+    );
     m.insert(
         "producer".to_string(),
         format!("tinycnn {}", env!("CARGO_PKG_VERSION")),
     );
-    m
+    Ok(m)
 }
 
 /// Writes a weight file atomically.
-pub fn save_weights(path: &Path, model: ModelName, params: &[NamedTensor]) -> Result<()> {
-    tensorfile::save(path, params, &weights_metadata(model))
+pub fn save_weights(path: &Path, model: &ModelSpec, params: &[NamedTensor]) -> Result<()> {
+    tensorfile::save(path, params, &weights_metadata(model)?)
 }
 
-/// The model tensors of a weight file or checkpoint, and the model it names (if any).
+/// The model tensors of a weight file, checkpoint or ONNX file, and what it records of its
+/// model.
 pub struct LoadedWeights {
-    /// Model name from the metadata, when present and known.
-    pub model: Option<ModelName>,
+    /// Zoo model name from the metadata, when present.
+    pub model: Option<Model>,
+    /// The architecture the file records, when it does (always for ONNX).
+    pub arch: Option<Architecture>,
     /// Model tensors (optimizer state left out).
     pub params: Vec<NamedTensor>,
 }
 
-/// Reads the model tensors of a weight file or a checkpoint.
-pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
-    let file = tensorfile::load(path)?;
-    let model = match file.metadata.get("model") {
+/// The zoo name and the architecture of a safetensors file's metadata, each when present.
+fn recorded_model(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+) -> Result<(Option<Model>, Option<Architecture>)> {
+    let model = match metadata.get("model") {
         None => None,
-        Some(name) => Some(ModelName::parse(name).ok_or_else(|| {
+        Some(name) => Some(tinycnn_models::by_name(name).map_err(|_| {
             crate::cli_err!(
                 "{}: unknown model {name:?} in the file's metadata",
                 path.display()
             )
         })?),
     };
+    let arch = match metadata.get(arch::METADATA_KEY) {
+        None => None,
+        Some(json) => Some(Architecture::from_json(json).map_err(|e| {
+            crate::cli_err!(
+                "{}: the architecture in the file's metadata cannot be used: {e}",
+                path.display()
+            )
+        })?),
+    };
+    Ok((model, arch))
+}
+
+/// Reads the model tensors of a weight file, a checkpoint, or an ONNX model (by the
+/// extension `.onnx`).
+pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
+    if onnx_io::is_onnx(path) {
+        let (arch, params) = onnx_io::load(path)?;
+        check_finite(path, "weight", &params)?;
+        return Ok(LoadedWeights {
+            model: None,
+            arch: Some(arch),
+            params,
+        });
+    }
+    let file = tensorfile::load(path)?;
+    let (model, arch) = recorded_model(path, &file.metadata)?;
     let params: Vec<NamedTensor> = file
         .tensors
         .into_iter()
         .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
         .collect();
     check_finite(path, "weight", &params)?;
-    Ok(LoadedWeights { model, params })
+    Ok(LoadedWeights {
+        model,
+        arch,
+        params,
+    })
 }
 
 /// Refuses tensors holding NaN or an infinity, naming the first such value: weights like
@@ -327,7 +377,7 @@ fn history_from_json(v: &Value, path: &Path) -> Result<History> {
 
 /// Writes a checkpoint atomically.
 pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
-    let mut meta = weights_metadata(ck.config.model);
+    let mut meta = weights_metadata(&ck.config.model)?;
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     meta.insert(
         "optimizer".to_string(),
@@ -384,7 +434,16 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             ),
         ));
     }
-    let model = ModelName::parse(get("model")?).ok_or_else(|| bad(path, "unknown model"))?;
+    let (model, arch) = recorded_model(path, m)?;
+    let model = ModelSpec::recorded(model, arch)?.ok_or_else(|| {
+        bad(
+            path,
+            &format!(
+                "metadata has neither \"model\" nor {:?}",
+                arch::METADATA_KEY
+            ),
+        )
+    })?;
     let optimizer = match get("optimizer")?.as_str() {
         "sgd" => OptimizerName::Sgd,
         "adam" => OptimizerName::Adam,
@@ -474,7 +533,7 @@ mod tests {
     fn sample() -> Checkpoint {
         Checkpoint {
             config: RunConfig {
-                model: ModelName::LenetRelu,
+                model: ModelSpec::zoo(Model::LeNetRelu).unwrap(),
                 optimizer: OptimizerName::Adam,
                 lr: 0.001,
                 batch_size: 256,
@@ -541,11 +600,12 @@ mod tests {
         assert_eq!(load_checkpoint(&p).unwrap(), ck);
         // A checkpoint also reads as a weight file, without the optimizer state.
         let w = load_weights(&p).unwrap();
-        assert_eq!(w.model, Some(ModelName::LenetRelu));
+        assert_eq!(w.model, Some(Model::LeNetRelu));
+        assert_eq!(w.arch, Some(ck.config.model.arch.clone()));
         assert_eq!(w.params, ck.params);
         // A weight file is not a checkpoint.
         let wp = dir.join("w.safetensors");
-        save_weights(&wp, ModelName::Lenet, &ck.params).unwrap();
+        save_weights(&wp, &ModelSpec::zoo(Model::LeNet).unwrap(), &ck.params).unwrap();
         let e = load_checkpoint(&wp).unwrap_err();
         assert!(e.to_string().contains("not a tinycnn checkpoint"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -34,37 +34,42 @@ enum Command {
     Eval(EvalArgs),
     /// Classify one PNG picture or one test-set image.
     Predict(PredictArgs),
-    /// Each layer's output shape for a [1, 1, 28, 28] input, and parameter counts.
+    /// Each layer's name, type, output shape for one input, and parameter counts.
     Summary(SummaryArgs),
-    /// Re-save a weight file or a checkpoint as a plain weight file.
+    /// Re-save a weight file, a checkpoint or an ONNX model as a weight file or as ONNX.
     Export(ExportArgs),
 }
 
-/// Which network to build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelName {
-    /// d2l's LeNet: sigmoid activations, average pooling.
-    Lenet,
-    /// LeNet with ReLU activations and max pooling.
-    LenetRelu,
+/// What `--model` names: a model of the zoo (`tinycnn_models::Model`) or a file that
+/// describes one (a tinycnn weight file recording its architecture, or an ONNX model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelRef {
+    /// A built-in model, by name.
+    Zoo(tinycnn_models::Model),
+    /// A `.onnx` file or a tinycnn safetensors weight file or checkpoint.
+    File(PathBuf),
 }
 
-impl ModelName {
-    /// The name used on the command line and in file metadata.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelName::Lenet => "lenet",
-            ModelName::LenetRelu => "lenet-relu",
+impl std::str::FromStr for ModelRef {
+    type Err = String;
+    /// A zoo name first; anything that looks like a path (a separator or an extension) is a
+    /// file, checked when it is read.
+    fn from_str(s: &str) -> Result<ModelRef, String> {
+        if let Ok(m) = tinycnn_models::by_name(s) {
+            return Ok(ModelRef::Zoo(m));
         }
-    }
-
-    /// Parses the name stored in file metadata.
-    pub fn parse(s: &str) -> Option<ModelName> {
-        match s {
-            "lenet" => Some(ModelName::Lenet),
-            "lenet-relu" | "lenet_relu" => Some(ModelName::LenetRelu),
-            _ => None,
+        let path = PathBuf::from(s);
+        if s.contains(std::path::MAIN_SEPARATOR) || s.contains('/') || path.extension().is_some() {
+            return Ok(ModelRef::File(path));
         }
+        let known: Vec<&str> = tinycnn_models::Model::ALL
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        Err(format!(
+            "unknown model `{s}` (known: {}; or a .onnx or .safetensors file)",
+            known.join(", ")
+        ))
     }
 }
 
@@ -118,9 +123,14 @@ impl DeviceName {
 /// when resuming, else the defaults shown.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Network [default: lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name (lenet, lenet-relu) or a model file (.onnx, or a weight file that
+    /// records its architecture), fine-tuned from its weights unless --init [default: lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
+    /// With --model FILE: start from a fresh PyTorch-default initialization of the file's
+    /// architecture instead of its weights
+    #[arg(long)]
+    pub init: bool,
     /// Total number of epochs (when resuming: the total, including those already done)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -164,12 +174,13 @@ pub struct TrainArgs {
 /// Arguments of `tinycnn eval`.
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Weight file or checkpoint
+    /// Weight file, checkpoint or .onnx model
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
     /// Fashion-MNIST directory (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -188,7 +199,7 @@ pub struct EvalArgs {
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["image", "index"]))]
 pub struct PredictArgs {
-    /// Weight file or checkpoint
+    /// Weight file, checkpoint or .onnx model
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     /// A PNG picture of any size and colour
@@ -197,9 +208,10 @@ pub struct PredictArgs {
     /// Classify image N of the Fashion-MNIST test set instead
     #[arg(long, value_name = "N")]
     pub index: Option<usize>,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
     /// Fashion-MNIST directory, for --index (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -215,23 +227,25 @@ pub struct PredictArgs {
 /// Arguments of `tinycnn summary`.
 #[derive(Args, Debug, Clone)]
 pub struct SummaryArgs {
-    /// Network
-    #[arg(long, value_enum, default_value_t = ModelName::Lenet)]
-    pub model: ModelName,
+    /// Network: a zoo name or a model file (.onnx, or a weight file recording its architecture)
+    #[arg(long, value_name = "NAME|FILE", default_value = "lenet")]
+    pub model: ModelRef,
 }
 
 /// Arguments of `tinycnn export`.
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// Weight file or checkpoint to read
+    /// Weight file, checkpoint or .onnx model to read
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Weight file to write (safetensors, f32, PyTorch state-dict names)
+    /// File to write: ONNX when it ends in .onnx, else a weight file (safetensors, f32,
+    /// PyTorch state-dict names, the architecture in its metadata)
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
 }
 
 fn run(cli: Cli) -> error::Result<()> {

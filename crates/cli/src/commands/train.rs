@@ -1,6 +1,6 @@
 //! `tinycnn train`: d2l's `train_ch6`, with checkpoints, resumption and a divergence check.
 
-use super::model::{self, load_optimizer_state, optimizer_state};
+use super::model::{self, load_optimizer_state, optimizer_state, ModelSpec};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
     default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
@@ -9,16 +9,17 @@ use crate::checkpoint::{
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
 use crate::tensorfile::NamedTensor;
-use crate::{ModelName, OptimizerName, TrainArgs};
+use crate::{ModelRef, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tinycnn::data::{DataLoader, LoaderConfig, ResidentData};
-use tinycnn::nn::Sequential;
+use tinycnn::nn::Module;
 use tinycnn::optim::Optimizer;
 use tinycnn::train::{Callbacks, EpochReport, Trainer};
+use tinycnn_models::Model;
 
 /// Default seed when `--seed` is not given.
 const DEFAULT_SEED: u64 = 0;
@@ -36,15 +37,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(p) => Some(load_checkpoint(p)?),
         None => None,
     };
+    if args.init && args.resume.is_some() {
+        return Err(crate::cli_err!(
+            "--init starts from fresh weights; a resumed run continues from the checkpoint's"
+        ));
+    }
+    if args.init && !matches!(args.model, Some(ModelRef::File(_))) {
+        return Err(crate::cli_err!(
+            "--init goes with --model FILE (a zoo model always starts from a fresh initialization)"
+        ));
+    }
+    // The weights a `--model FILE` run starts from (unless --init).
+    let mut start = None;
     let config = match &resumed {
         Some(ck) => {
             check_same(&args, &ck.config)?;
             ck.config.clone()
         }
         None => {
+            let model = match &args.model {
+                None => ModelSpec::zoo(Model::LeNet)?,
+                Some(ModelRef::Zoo(m)) => ModelSpec::zoo(*m)?,
+                Some(ModelRef::File(path)) => {
+                    let weights = crate::checkpoint::load_weights(path)?;
+                    let spec = ModelSpec::of_weights(&weights)?;
+                    if !args.init {
+                        start = Some((path.clone(), weights.params));
+                    }
+                    spec
+                }
+            };
             let optimizer = args.optimizer.unwrap_or(OptimizerName::Sgd);
             RunConfig {
-                model: args.model.unwrap_or(ModelName::Lenet),
+                model,
                 optimizer,
                 lr: args.lr.unwrap_or(optimizer.default_lr()),
                 batch_size: args.batch_size.unwrap_or(256),
@@ -52,6 +77,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
         }
     };
+    let label = match (&args.model, &resumed) {
+        (Some(ModelRef::File(path)), None) => config.model.label(Some(path)),
+        _ => config.model.label(None),
+    };
+    config.model.check_fits_fashion_mnist(&label)?;
     // A checkpoint's own values were checked when it was read; these are the flags'.
     if config.batch_size == 0 {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
@@ -65,7 +95,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.safetensors", config.model.as_str())));
+        .unwrap_or_else(|| default_out(&args, &config.model));
     let ckpt_path = args
         .checkpoint
         .clone()
@@ -100,11 +130,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ));
     }
 
-    let net = model::init_net(config.model, config.seed)?;
-    let mut optimizer = model::optimizer(&net, &config)?;
+    let net = model::init_net(&config.model, config.seed)?;
+    let net: &dyn Module = net.as_ref();
+    if let Some((path, params)) = &start {
+        model::load_params(net, params)
+            .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
+    }
+    let mut optimizer = model::optimizer(net, &config)?;
     let (history, first_epoch) = match resumed {
         Some(ck) => {
-            model::load_params(&net, &ck.params)?;
+            model::load_params(net, &ck.params)?;
             load_optimizer_state(optimizer.as_mut(), &ck.optimizer)?;
             (ck.history, ck.epochs_done)
         }
@@ -112,8 +147,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
 
     crate::outln!(
-        "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
-        config.model.as_str(),
+        "{label}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
         config.optimizer.as_str(),
         fmt_lr(config.lr),
         config.batch_size,
@@ -127,10 +161,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.resume.as_ref().unwrap().display()
         )?;
     }
+    if let Some((path, _)) = &start {
+        crate::outln!("fine-tuning from the weights of {}", path.display())?;
+    }
     crate::outln!("training on {}", args.device.as_str())?;
 
     let mut run = Run {
-        net: &net,
+        net,
         config: &config,
         out: &out,
         ckpt_path: &ckpt_path,
@@ -163,7 +200,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
         // d2l adds a curve point every num_batches // 5 batches (and at the last one).
         let every = (run.num_batches / 5).max(1);
-        let mut trainer = Trainer::new(&net, optimizer, device, config.batch_size)
+        let mut trainer = Trainer::new(net, optimizer, device, config.batch_size)
             .map_err(runtime(format!("cannot train on {device}")))?
             .marks_every(every)
             .stop_flag(flag);
@@ -177,7 +214,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights(&out, config.model, &model::params(&net)?)?;
+        save_weights(&out, &config.model, &model::params(net)?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
         }
@@ -200,7 +237,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// What the epochs of one `train` write and print.
 struct Run<'a> {
-    net: &'a Sequential,
+    net: &'a dyn Module,
     config: &'a RunConfig,
     out: &'a Path,
     ckpt_path: &'a Path,
@@ -317,7 +354,7 @@ impl Callbacks for Run<'_> {
                 history: self.history.clone(),
             },
         )?;
-        save_weights(self.out, self.config.model, &params)?;
+        save_weights(self.out, &self.config.model, &params)?;
         if let Some(plot) = self.plot {
             write_svg(plot, &self.history.points, self.epochs)?;
         }
@@ -403,12 +440,16 @@ fn fmt_lr(lr: f32) -> String {
 /// Flags given explicitly on a resumed run must match the checkpoint's settings.
 fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     let mut clashes = Vec::new();
-    if let Some(m) = args.model {
-        if m != ck.model {
+    if let Some(m) = &args.model {
+        let wanted = ModelSpec::of_ref(m)?;
+        if wanted.arch != ck.model.arch {
+            let given = match m {
+                ModelRef::Zoo(m) => m.name().to_string(),
+                ModelRef::File(p) => p.display().to_string(),
+            };
             clashes.push(format!(
-                "--model {} (checkpoint: {})",
-                m.as_str(),
-                ck.model.as_str()
+                "--model {given} (checkpoint: {})",
+                ck.model.label(None)
             ));
         }
     }
@@ -443,6 +484,25 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
             "cannot resume with settings that differ from the checkpoint's: {}; leave them out to use the checkpoint's",
             clashes.join(", ")
         ))
+    }
+}
+
+/// The weight file a run writes without `--out`: `<zoo name>.safetensors`, for a model file
+/// `<its stem>-finetuned.safetensors` next to the working directory (never the file itself),
+/// else `model.safetensors`.
+fn default_out(args: &TrainArgs, model: &ModelSpec) -> PathBuf {
+    if let Some(name) = model.name() {
+        return PathBuf::from(format!("{name}.safetensors"));
+    }
+    match (&args.model, &args.resume) {
+        (Some(ModelRef::File(path)), None) => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            PathBuf::from(format!("{stem}-finetuned.safetensors"))
+        }
+        _ => PathBuf::from("model.safetensors"),
     }
 }
 
