@@ -9,8 +9,14 @@ use std::sync::OnceLock;
 use tinycnn::nn::arch::{Architecture, LayerSpec, Node, METADATA_KEY};
 
 fn run(args: &[&str]) -> Output {
+    run_in(&std::env::temp_dir(), args)
+}
+
+/// Runs the binary in the working directory `dir`.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tinycnn"))
         .args(args)
+        .current_dir(dir)
         .env_remove("TINYCNN_DATA")
         .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
         .output()
@@ -522,6 +528,23 @@ fn train_fine_tunes_a_file_model_and_resumes_from_the_checkpoint_alone() {
         Architecture::from_json(&meta[METADATA_KEY]).unwrap(),
         residual_mlp()
     );
+
+    // Without --out: `<stem>-finetuned.safetensors` in the working directory, never the
+    // model file itself.
+    let mut args = vec!["train", "--model", "custom.safetensors", "--epochs", "1"];
+    args.extend(common);
+    assert_ok(&run_in(&dir, &args));
+    let (_, meta) = read_safetensors(&dir.join("custom-finetuned.safetensors"));
+    assert_eq!(
+        Architecture::from_json(&meta[METADATA_KEY]).unwrap(),
+        residual_mlp()
+    );
+    assert!(dir.join("custom-finetuned.ckpt.safetensors").exists());
+    assert_eq!(read_safetensors(&file).0, {
+        let mut w = residual_mlp_weights();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    });
 
     assert_fails_with(
         &run(&["train", "--init", "--data", s(data)]),

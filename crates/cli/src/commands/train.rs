@@ -487,23 +487,18 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     }
 }
 
-/// The weight file a run writes without `--out`: `<zoo name>.safetensors`, for a model file
-/// `<its stem>-finetuned.safetensors` next to the working directory (never the file itself),
-/// else `model.safetensors`.
+/// The weight file a run writes without `--out`: for `--model FILE`
+/// `<its stem>-finetuned.safetensors` in the working directory (never the file itself, even
+/// when it holds a zoo model), else `<zoo name>.safetensors`, else `model.safetensors`.
 fn default_out(args: &TrainArgs, model: &ModelSpec) -> PathBuf {
-    if let Some(name) = model.name() {
-        return PathBuf::from(format!("{name}.safetensors"));
+    if let (Some(ModelRef::File(path)), None) = (&args.model, &args.resume) {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        return PathBuf::from(format!("{stem}-finetuned.safetensors"));
     }
-    match (&args.model, &args.resume) {
-        (Some(ModelRef::File(path)), None) => {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into());
-            PathBuf::from(format!("{stem}-finetuned.safetensors"))
-        }
-        _ => PathBuf::from("model.safetensors"),
-    }
+    PathBuf::from(format!("{}.safetensors", model.name().unwrap_or("model")))
 }
 
 /// `epoch N: loss L, train acc A, test acc T, E examples/sec`.
