@@ -879,9 +879,7 @@ impl<'a> Importer<'a> {
             }
         }
         tensors.push(("num_batches_tracked", vec![], vec![0.0]));
-        // ONNX's running mean is `mean * momentum + batch_mean * (1 - momentum)`, PyTorch's
-        // `mean * (1 - momentum) + batch_mean * momentum`; in f64 so 0.9 gives exactly 0.1.
-        let momentum = (1.0 - f64::from(onnx_momentum)) as f32;
+        let momentum = torch_momentum(onnx_momentum);
         let layer = LayerSpec::BatchNorm2d {
             num_features: c,
             eps,
@@ -1020,6 +1018,22 @@ impl<'a> Importer<'a> {
         };
         Ok(c)
     }
+}
+
+/// PyTorch's momentum for ONNX's: ONNX's running mean is `mean * m + batch_mean * (1 - m)`,
+/// PyTorch's `mean * (1 - p) + batch_mean * p`. PyTorch exports `1 - p` rounded to f32
+/// (0.1 becomes 0.899999976), so `p` is the shortest decimal whose `1 - p` rounds to the same
+/// f32: 0.1, not 0.100000024.
+fn torch_momentum(onnx: f32) -> f32 {
+    let exact = 1.0 - f64::from(onnx);
+    for digits in 1..=9 {
+        let scale = 10f64.powi(digits);
+        let p = (exact * scale).round() / scale;
+        if (1.0 - p) as f32 == onnx {
+            return p as f32;
+        }
+    }
+    exact as f32
 }
 
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
