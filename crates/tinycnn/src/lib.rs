@@ -97,6 +97,7 @@
 //! - [`nn`]: [`nn::Module`], layers, [`nn::Sequential`], [`nn::StateDict`], [`nn::init`].
 //! - [`optim`]: [`optim::Sgd`], [`optim::Adam`], their exportable state.
 //! - [`io`]: safetensors save / load of state dicts, single tensors and tensor lists.
+//! - [`onnx`]: ONNX models read into an architecture with tensors, and written back.
 //! - [`train`]: [`train::Trainer`], mini-batch training and evaluation on any device.
 //! - [`Device`], [`data::ResidentData`], [`Labels`]: where tensors, data sets and labels live.
 //! - [`Rng`], [`manual_seed`]: ChaCha8, the same stream on every platform.
@@ -114,6 +115,7 @@ pub mod io;
 mod labels;
 pub mod limits;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod parallel;
