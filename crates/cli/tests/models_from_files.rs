@@ -675,3 +675,123 @@ fn models_that_do_not_take_fashion_mnist_are_refused_with_the_reason() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The fixtures of `tinycnn::onnx` (exported by PyTorch; scripts/onnx-fixtures.py).
+fn onnx_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tinycnn/tests/fixtures/onnx")
+        .join(name)
+}
+
+#[test]
+fn onnx_files_go_wherever_weight_files_go() {
+    let dir = temp_dir("onnx");
+    let file = custom_file(&dir);
+    let data = data_dir();
+    let onnx = dir.join("custom.onnx");
+    let o = run(&["export", "--weights", s(&file), "--out", s(&onnx)]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("(ONNX, custom.safetensors, 6 tensors, 13002 values)"),
+        "{}",
+        stdout(&o)
+    );
+    // What the ONNX reader makes of it: the same tensors under the same names.
+    let back = tinycnn::onnx::load(&onnx).unwrap();
+    let mut tensors = back.tensors.clone();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want = residual_mlp_weights();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(tensors, want);
+    assert_eq!(back.architecture.input, [1, 28, 28]);
+
+    let o = run(&["eval", "--weights", s(&onnx), "--data", s(data)]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).starts_with(&format!(
+            "custom.onnx on {TEST_LEN} test images of {}: test acc 1.000",
+            data.display()
+        )),
+        "{}",
+        stdout(&o)
+    );
+    let (images, _) = synthetic_split(TEST_LEN, TEST_SEED);
+    let want = reference_probs(&residual_mlp_weights(), &images[..784]);
+    let o = run(&[
+        "predict",
+        "--weights",
+        s(&onnx),
+        "--index",
+        "0",
+        "--data",
+        s(data),
+    ]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    for (class, p) in want.iter().enumerate() {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.trim_start_matches(['*', ' '])
+                    .starts_with(&format!("{class} "))
+            })
+            .unwrap();
+        let printed: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!((printed - p).abs() <= 0.6e-4, "{line} vs {p}");
+    }
+    let o = run(&["summary", "--model", s(&onnx)]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("total params: 13002"), "{}", stdout(&o));
+
+    // Fine-tuned from its weights; the result records the architecture.
+    let tuned = dir.join("tuned.safetensors");
+    let o = run(&[
+        "train",
+        "--model",
+        s(&onnx),
+        "--epochs",
+        "1",
+        "--lr",
+        "0.1",
+        "--data",
+        s(data),
+        "--batch-size",
+        "64",
+        "--threads",
+        "2",
+        "--out",
+        s(&tuned),
+    ]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("fine-tuning from the weights of"),
+        "{}",
+        stdout(&o)
+    );
+    let (_, meta) = read_safetensors(&tuned);
+    let arch = Architecture::from_json(&meta[METADATA_KEY]).unwrap();
+    assert_eq!(arch, back.architecture);
+    // And back to ONNX from the checkpoint.
+    let again = dir.join("again.onnx");
+    let ck = dir.join("tuned.ckpt.safetensors");
+    assert_ok(&run(&["export", "--weights", s(&ck), "--out", s(&again)]));
+    assert_eq!(tinycnn::onnx::load(&again).unwrap().architecture, arch);
+
+    // A model PyTorch exported for 16x16 images: refused with the reason.
+    let small = onnx_fixture("small_folded.onnx");
+    assert_fails_with(
+        &run(&["eval", "--weights", s(&small), "--data", s(data)]),
+        &[
+            "small_folded.onnx takes inputs of shape [1, 16, 16]",
+            "[1, 28, 28]",
+        ],
+    );
+    // Not an ONNX file.
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"not a protobuf").unwrap();
+    assert_fails_with(
+        &run(&["eval", "--weights", s(&junk), "--data", s(data)]),
+        &["junk.onnx"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -84,17 +84,22 @@ fn pick_model(
 }
 
 /// Builds the model, loads a weight file, checkpoint or ONNX file into it and puts it on
-/// `device`; also returns how messages name the model.
+/// `device`; also returns how messages name the model. With `fashion_mnist`, a model that
+/// cannot classify Fashion-MNIST images is refused before it is built.
 fn load_model(
     path: &Path,
     flag: Option<&ModelRef>,
     device: DeviceName,
+    fashion_mnist: bool,
 ) -> Result<(ModelSpec, String, model::Predictor)> {
     // A missing GPU is reported before the file is read.
     let device = model::device(device)?;
     let weights = load_weights(path)?;
     let spec = pick_model(flag, &weights, path)?;
     let label = spec.label(Some(path));
+    if fashion_mnist {
+        spec.check_fits_fashion_mnist(&label)?;
+    }
     let net = spec.build()?;
     model::load_params(net.as_ref(), &weights.params)
         .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
@@ -107,8 +112,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     set_threads(args.threads)?;
-    let (spec, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device)?;
-    spec.check_fits_fashion_mnist(&label)?;
+    let (_, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device, true)?;
     let data = load_data(args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
@@ -142,8 +146,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 
 /// `tinycnn predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (spec, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device)?;
-    spec.check_fits_fashion_mnist(&label)?;
+    let (_, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device, true)?;
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
@@ -228,7 +231,8 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 /// `tinycnn export`: a weight file (the architecture in its metadata), or ONNX when `--out`
 /// ends in `.onnx`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let (spec, label, net) = load_model(&args.weights, args.model.as_ref(), DeviceName::Cpu)?;
+    let (spec, label, net) =
+        load_model(&args.weights, args.model.as_ref(), DeviceName::Cpu, false)?;
     let params = model::params(net.net())?;
     let format = if onnx_io::is_onnx(&args.out) {
         onnx_io::save(&args.out, &spec.arch, &params)?;

@@ -13,19 +13,28 @@ pub fn is_onnx(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
-/// The architecture and tensors of the ONNX model at `path`.
+/// The architecture and tensors of the ONNX model at `path` (`tinycnn::onnx`: an
+/// unsupported operator, attribute or opset is an error naming the node).
 pub fn load(path: &Path) -> Result<(Architecture, Vec<NamedTensor>)> {
-    Err(unavailable(path))
+    let model = tinycnn::onnx::load(path).map_err(|e| match e {
+        // The reader's errors already name the path.
+        tinycnn::Error::Format { .. } | tinycnn::Error::Io { .. } => crate::cli_err!("{e}"),
+        e => crate::cli_err!("{}: {e}", path.display()),
+    })?;
+    let tensors = model
+        .tensors
+        .into_iter()
+        .map(|(name, shape, data)| NamedTensor { name, shape, data })
+        .collect();
+    Ok((model.architecture, tensors))
 }
 
 /// Writes `arch` with `tensors` as an ONNX model at `path` (atomically).
-pub fn save(path: &Path, _arch: &Architecture, _tensors: &[NamedTensor]) -> Result<()> {
-    Err(unavailable(path))
-}
-
-fn unavailable(path: &Path) -> crate::error::CliError {
-    crate::cli_err!(
-        "{}: ONNX files are not supported by this build of tinycnn yet",
-        path.display()
-    )
+pub fn save(path: &Path, arch: &Architecture, tensors: &[NamedTensor]) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+        .collect();
+    tinycnn::onnx::save(path, arch, &tensors)
+        .map_err(|e| crate::cli_err!("cannot write {} as ONNX: {e}", path.display()))
 }
