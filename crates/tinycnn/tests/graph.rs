@@ -2,7 +2,8 @@
 
 use tinycnn::nn::arch::{Architecture, LayerSpec, Node};
 use tinycnn::nn::{
-    Conv2d, Flatten, Graph, Linear, MaxPool2d, Module, ReLU, Reshape, Sequential, StateDict,
+    depthwise_separable, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Graph, Linear,
+    MaxPool2d, Module, ReLU, ReLU6, Reshape, Residual, Sequential, StateDict,
 };
 use tinycnn::{manual_seed, no_grad, Result, Tensor};
 
@@ -313,4 +314,278 @@ fn an_unknown_module_type_is_an_error_naming_its_path() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no layers"), "{e}");
+}
+
+/// A small CNN with every layer an architecture describes: batch norm, ReLU6, residual
+/// blocks with and without a projection, a depthwise-separable block, both poolings,
+/// dropout.
+fn every_layer_net() -> Sequential {
+    let conv = |i, o, k, pad, bias| {
+        Conv2d::with(
+            tinycnn::Conv2dParams::new(i, o, (k, k)).with_padding((pad, pad)),
+            bias,
+        )
+        .unwrap()
+    };
+    let mut net = Sequential::new();
+    net.push(conv(1, 4, 3, 1, false));
+    net.push(BatchNorm2d::new(4));
+    net.push(ReLU6);
+    net.push(Residual::new(
+        Sequential::new()
+            .append(conv(4, 4, 3, 1, true))
+            .append(BatchNorm2d::new(4).momentum(None))
+            .append(ReLU),
+    ));
+    net.push(Residual::new(conv(4, 6, 3, 1, false)).with_shortcut(conv(4, 6, 1, 0, false)));
+    net.push(depthwise_separable(6, 8, 2).unwrap());
+    net.push(MaxPool2d::new(2));
+    net.push(AdaptiveAvgPool2d::new((1, 1)));
+    net.push(Flatten::new());
+    net.push(Dropout::new(0.25).unwrap());
+    net.push(Linear::new(8, 3));
+    net
+}
+
+#[test]
+fn batch_norm_residual_blocks_and_the_other_layers_round_trip() {
+    manual_seed(11);
+    let net = every_layer_net();
+    let arch = Architecture::from_module(&net, &[1, 8, 8]).unwrap();
+    let summary: Vec<(&str, &str, Vec<usize>)> = arch
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.layer.type_name(), n.inputs.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("0", "Conv2d", vec![0]),
+            ("1", "BatchNorm2d", vec![1]),
+            ("2", "ReLU6", vec![2]),
+            ("3.body.0", "Conv2d", vec![3]),
+            ("3.body.1", "BatchNorm2d", vec![4]),
+            ("3.body.2", "ReLU", vec![5]),
+            ("3", "Add", vec![6, 3]),
+            ("4.body", "Conv2d", vec![7]),
+            ("4.shortcut", "Conv2d", vec![7]),
+            ("4", "Add", vec![8, 9]),
+            ("5.0", "Conv2d", vec![10]),
+            ("5.1", "BatchNorm2d", vec![11]),
+            ("5.2", "ReLU", vec![12]),
+            ("5.3", "Conv2d", vec![13]),
+            ("5.4", "BatchNorm2d", vec![14]),
+            ("5.5", "ReLU", vec![15]),
+            ("6", "MaxPool2d", vec![16]),
+            ("7", "AdaptiveAvgPool2d", vec![17]),
+            ("8", "Flatten", vec![18]),
+            ("9", "Dropout", vec![19]),
+            ("10", "Linear", vec![20]),
+        ]
+    );
+    assert_eq!(
+        arch.nodes[4].layer,
+        LayerSpec::BatchNorm2d {
+            num_features: 4,
+            eps: 1e-5,
+            momentum: None,
+            affine: true,
+            track_running_stats: true
+        }
+    );
+    assert_eq!(arch.nodes[19].layer, LayerSpec::Dropout { p: 0.25 });
+    let shapes = arch.node_shapes(2).unwrap();
+    assert_eq!(shapes[9], [2, 6, 8, 8]);
+    assert_eq!(shapes[15], [2, 8, 4, 4]);
+    assert_eq!(shapes[17], [2, 8, 1, 1]);
+    assert_eq!(shapes[20], [2, 3]);
+
+    let arch = Architecture::from_json(&arch.to_json().unwrap()).unwrap();
+    let graph = Graph::new(&arch).unwrap();
+    // Buffers included, in PyTorch's order.
+    assert_eq!(keys_and_shapes(&graph), keys_and_shapes(&net));
+    let keys: Vec<String> = graph.state_dict().keys().map(String::from).collect();
+    assert!(
+        keys.contains(&"3.body.1.num_batches_tracked".to_string()),
+        "{keys:?}"
+    );
+
+    // A training-mode forward moves the running statistics (so they are non-trivial), then
+    // the graph takes every tensor and, in evaluation mode, gives the same outputs.
+    let x = Tensor::randn(&[5, 1, 8, 8]);
+    net.eval();
+    for (_, m) in net.named_modules() {
+        if m.is::<BatchNorm2d>() {
+            m.set_training(true);
+        }
+    }
+    net.forward(&x).unwrap();
+    net.eval();
+    graph.load_state_dict(&net.state_dict()).unwrap();
+    graph.eval();
+    let want = no_grad(|| net.forward(&x)).unwrap();
+    let got = no_grad(|| graph.forward(&x)).unwrap();
+    assert!(got.equal(&want));
+    assert_eq!(
+        graph
+            .state_dict()
+            .get("1.num_batches_tracked")
+            .unwrap()
+            .to_vec(),
+        [1.0]
+    );
+    // Training mode reaches the graph's batch norms: a training forward counts a batch.
+    graph.train();
+    graph.forward(&x).unwrap();
+    assert_eq!(
+        graph
+            .state_dict()
+            .get("1.num_batches_tracked")
+            .unwrap()
+            .to_vec(),
+        [2.0]
+    );
+    assert_eq!(Architecture::from_module(&graph, &[1, 8, 8]).unwrap(), arch);
+}
+
+#[test]
+fn a_residual_block_on_its_own_keeps_its_keys() {
+    let block = Residual::new(Linear::new(3, 3));
+    let arch = Architecture::from_module(&block, &[3]).unwrap();
+    assert_eq!(
+        arch.nodes,
+        [
+            Node::new("body", linear(3, 3), vec![0]),
+            Node::new("add", LayerSpec::Add, vec![1, 0]),
+        ]
+    );
+    let graph = Graph::new(&arch).unwrap();
+    assert_eq!(keys_and_shapes(&graph), keys_and_shapes(&block));
+    graph.load_state_dict(&block.state_dict()).unwrap();
+    let x = Tensor::randn(&[4, 3]);
+    assert!(graph
+        .forward(&x)
+        .unwrap()
+        .equal(&block.forward(&x).unwrap()));
+}
+
+#[test]
+fn layer_options_an_architecture_cannot_hold_are_errors() {
+    let net = Sequential::new().append(BatchNorm2d::new(2).bias(false));
+    let e = Architecture::from_module(&net, &[2, 4, 4])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("module `0`") && e.contains("no bias"), "{e}");
+    let bn = |eps: f32, momentum: Option<f32>| Architecture {
+        input: vec![2, 4, 4],
+        nodes: vec![Node::new(
+            "bn",
+            LayerSpec::BatchNorm2d {
+                num_features: 2,
+                eps,
+                momentum,
+                affine: true,
+                track_running_stats: true,
+            },
+            vec![0],
+        )],
+    };
+    assert!(Graph::new(&bn(1e-5, Some(0.1))).is_ok());
+    for (eps, m) in [(f32::NAN, None), (-1.0, None), (1e-5, Some(1.5))] {
+        let e = Graph::new(&bn(eps, m)).err().unwrap().to_string();
+        assert!(e.contains("layer `bn` (BatchNorm2d)"), "{e}");
+    }
+    let e = Graph::new(&Architecture {
+        input: vec![3],
+        nodes: vec![Node::new("d", LayerSpec::Dropout { p: 2.0 }, vec![0])],
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("layer `d` (Dropout)"), "{e}");
+    // A batch norm on a flat input.
+    let e = Graph::new(&Architecture {
+        input: vec![2],
+        nodes: vec![Node::new(
+            "bn",
+            LayerSpec::BatchNorm2d {
+                num_features: 2,
+                eps: 1e-5,
+                momentum: Some(0.1),
+                affine: true,
+                track_running_stats: true,
+            },
+            vec![0],
+        )],
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("[N, C, H, W]"), "{e}");
+}
+
+/// Little-endian f32 values of a fixture file.
+fn read_f32(path: &std::path::Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Every ONNX fixture (exported by PyTorch, or made with onnx.helper; see
+/// scripts/onnx-fixtures.py) read by `tinycnn::onnx`, built as a Graph and run in evaluation
+/// mode on the fixture's input: PyTorch's outputs (and onnxruntime's) within 1e-4.
+#[test]
+fn onnx_fixtures_run_as_graphs_with_pytorchs_outputs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for (name, entry) in manifest.as_object().unwrap() {
+        let model = tinycnn::onnx::load(dir.join(entry["onnx"].as_str().unwrap())).unwrap();
+        let graph = Graph::new(&model.architecture).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let state = StateDict::from_entries(
+            model
+                .tensors
+                .iter()
+                .map(|(k, shape, data)| (k.clone(), Tensor::from_vec(data.clone(), shape).unwrap()))
+                .collect(),
+        );
+        graph
+            .load_state_dict(&state)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        graph.eval();
+        let dims = |key: &str| -> Vec<usize> {
+            entry[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect()
+        };
+        let x = Tensor::from_vec(
+            read_f32(&dir.join(entry["input"].as_str().unwrap())),
+            &dims("input_shape"),
+        )
+        .unwrap();
+        let y = no_grad(|| graph.forward(&x)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(y.shape(), dims("output_shape"), "{name}");
+        for reference in ["torch", "ort"] {
+            let Some(file) = entry.get(reference).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let want = read_f32(&dir.join(file));
+            let worst = y
+                .to_vec()
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4, "{name} vs {reference}: max error {worst}");
+            checked += 1;
+        }
+    }
+    // PyTorch's outputs for the four exported models, onnxruntime's for all six.
+    assert_eq!(checked, 10);
 }

@@ -27,8 +27,8 @@
 
 use super::arch::{Architecture, LayerSpec, Node};
 use super::{
-    AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid,
-    Softmax, Tanh,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
+    MaxPool2d, Module, ReLU, ReLU6, Residual, Sequential, Sigmoid, Softmax, Tanh,
 };
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -136,7 +136,22 @@ fn output_shape(node: &Node, inputs: &[&[usize]]) -> std::result::Result<Vec<usi
             *y.last_mut().expect("checked above") = *out_features;
             y
         }
-        LayerSpec::BatchNorm2d { num_features, .. } => {
+        LayerSpec::BatchNorm2d {
+            num_features,
+            eps,
+            momentum,
+            ..
+        } => {
+            // PyTorch takes any numbers here; a NaN, negative eps or a momentum outside
+            // [0, 1] in a file would only show up as NaN or drifting statistics.
+            if !(eps.is_finite() && *eps >= 0.0) {
+                return Err(format!("eps is {eps}, it must be a number >= 0"));
+            }
+            if let Some(m) = momentum {
+                if !(0.0..=1.0).contains(m) {
+                    return Err(format!("momentum is {m}, it must be between 0 and 1"));
+                }
+            }
             spatial(node, x, Some(*num_features))?;
             x.to_vec()
         }
@@ -329,7 +344,19 @@ fn flatten_into(m: &dyn Module, path: &str, input: usize, nodes: &mut Vec<Node>)
         }
         return Ok(remap(g.arch.nodes.len()));
     }
-    let Some(layer) = layer_spec_of(m) else {
+    if let Some(r) = m.downcast_ref::<Residual>() {
+        // body(x) + shortcut(x): the body's nodes, the shortcut's, then an Add named after
+        // the block (it owns no tensors, so the name only has to be unique).
+        let body = flatten_into(r.body.as_ref(), &join(path, "body"), input, nodes)?;
+        let skip = match &r.shortcut {
+            Some(s) => flatten_into(s.as_ref(), &join(path, "shortcut"), input, nodes)?,
+            None => input,
+        };
+        let name = if path.is_empty() { "add" } else { path };
+        nodes.push(Node::new(name, LayerSpec::Add, vec![body, skip]));
+        return Ok(nodes.len());
+    }
+    let Some(layer) = layer_spec_of(m, path)? else {
         let at = if path.is_empty() {
             "the top-level module".to_string()
         } else {
@@ -338,7 +365,7 @@ fn flatten_into(m: &dyn Module, path: &str, input: usize, nodes: &mut Vec<Node>)
         return Err(Error::invalid(
             "Architecture::from_module",
             format!(
-                "{at} is a {}, which an architecture cannot describe (known: Sequential, Graph and the layers of tinycnn::nn)",
+                "{at} is a {}, which an architecture cannot describe (known: Sequential, Residual, Graph and the layers of tinycnn::nn)",
                 m.type_name()
             ),
         ));
@@ -357,8 +384,40 @@ fn flatten_into(m: &dyn Module, path: &str, input: usize, nodes: &mut Vec<Node>)
     Ok(nodes.len())
 }
 
-/// The spec of a known single layer.
-fn layer_spec_of(m: &dyn Module) -> Option<LayerSpec> {
+/// The spec of a known single layer (`None`: not one), or why a known layer at `path` has
+/// none.
+fn layer_spec_of(m: &dyn Module, path: &str) -> Result<Option<LayerSpec>> {
+    if let Some(bn) = m.downcast_ref::<BatchNorm2d>() {
+        if bn.weight.is_some() != bn.bias.is_some() {
+            return Err(Error::invalid(
+                "Architecture::from_module",
+                format!("module `{path}` is a BatchNorm2d with a weight but no bias, which an architecture cannot describe"),
+            ));
+        }
+        return Ok(Some(LayerSpec::BatchNorm2d {
+            num_features: bn.num_features,
+            eps: bn.eps,
+            momentum: bn.momentum,
+            affine: bn.weight.is_some(),
+            track_running_stats: bn.running_mean.is_some(),
+        }));
+    }
+    Ok(simple_layer_spec_of(m))
+}
+
+/// The spec of a known layer whose options always fit a [`LayerSpec`].
+fn simple_layer_spec_of(m: &dyn Module) -> Option<LayerSpec> {
+    if let Some(d) = m.downcast_ref::<Dropout>() {
+        return Some(LayerSpec::Dropout { p: d.p });
+    }
+    if let Some(a) = m.downcast_ref::<AdaptiveAvgPool2d>() {
+        return Some(LayerSpec::AdaptiveAvgPool2d {
+            output: a.output_size,
+        });
+    }
+    if m.is::<ReLU6>() {
+        return Some(LayerSpec::ReLU6);
+    }
     if let Some(c) = m.downcast_ref::<Conv2d>() {
         let p = &c.params;
         return Some(LayerSpec::Conv2d {
@@ -527,15 +586,22 @@ fn build_layer(node: &Node) -> Result<Box<dyn Module>> {
             shape: shape.clone(),
         }),
         LayerSpec::Add => Box::new(AddNode),
-        LayerSpec::BatchNorm2d { .. }
-        | LayerSpec::ReLU6
-        | LayerSpec::AdaptiveAvgPool2d { .. }
-        | LayerSpec::Dropout { .. } => {
-            return Err(layer_error(
-                node,
-                "this layer is not available in this build of tinycnn",
-            ))
-        }
+        LayerSpec::BatchNorm2d {
+            num_features,
+            eps,
+            momentum,
+            affine,
+            track_running_stats,
+        } => Box::new(
+            BatchNorm2d::new(*num_features)
+                .eps(*eps)
+                .momentum(*momentum)
+                .affine(*affine)
+                .track_running_stats(*track_running_stats),
+        ),
+        LayerSpec::ReLU6 => Box::new(ReLU6),
+        LayerSpec::AdaptiveAvgPool2d { output } => Box::new(AdaptiveAvgPool2d::new(*output)),
+        LayerSpec::Dropout { p } => Box::new(Dropout::new(*p).map_err(err)?),
     })
 }
 
