@@ -17,6 +17,8 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tinycnn"))
         .args(args)
         .current_dir(dir)
+        // `--device cuda` runs on the emulated device (the tests build tinycnn with cuda-emu).
+        .env("TINYCNN_CUDA_EMULATE", "1")
         .env_remove("TINYCNN_DATA")
         .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
         .output()
@@ -303,6 +305,19 @@ fn eval_predict_and_summary_from_a_file_with_its_own_architecture() {
         "{text}"
     );
 
+    // The same on a GPU (the forward without gradients, through the Graph's nodes there).
+    let o = run(&[
+        "eval",
+        "--weights",
+        s(&file),
+        "--data",
+        s(data),
+        "--device",
+        "cuda",
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("test acc 1.000"), "{}", stdout(&o));
+
     // Test image 0: the printed probabilities are the reference's, to their 4 decimals.
     let (images, labels) = synthetic_split(TEST_LEN, TEST_SEED);
     let want = reference_probs(&residual_mlp_weights(), &images[..784]);
@@ -524,6 +539,20 @@ fn train_fine_tunes_a_file_model_and_resumes_from_the_checkpoint_alone() {
     assert_ok(&o);
     assert!(!stdout(&o).contains("fine-tuning"), "{}", stdout(&o));
     let (_, meta) = read_safetensors(&fresh);
+    assert_eq!(
+        Architecture::from_json(&meta[METADATA_KEY]).unwrap(),
+        residual_mlp()
+    );
+
+    // On a GPU: the Graph's parameters and batch statistics move there and back.
+    let on_gpu = dir.join("gpu.safetensors");
+    let mut args = vec!["train", "--model", s(&file), "--epochs", "1", "--lr", "0.1"];
+    args.extend(["--device", "cuda", "--out", s(&on_gpu)]);
+    args.extend(common);
+    let o = run(&args);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("training on cuda"), "{}", stdout(&o));
+    let (_, meta) = read_safetensors(&on_gpu);
     assert_eq!(
         Architecture::from_json(&meta[METADATA_KEY]).unwrap(),
         residual_mlp()
