@@ -192,6 +192,10 @@ pub struct TrainArgs {
     /// cosine: the final learning rate (CosineAnnealingLR's eta_min) [default: 0]
     #[arg(long)]
     pub min_lr: Option<f64>,
+    /// cosine, onecycle: the epochs the schedule spans (T_max; total_steps = EPOCHS x
+    /// batches), so a run can stop before its end and be resumed [default: --epochs]
+    #[arg(long, value_name = "EPOCHS")]
+    pub schedule_epochs: Option<usize>,
     /// Scale the gradients down to a total L2 norm of MAX before each update
     /// (torch.nn.utils.clip_grad_norm_)
     #[arg(long, value_name = "MAX")]

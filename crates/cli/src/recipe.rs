@@ -105,6 +105,8 @@ pub enum Schedule {
     OneCycle {
         /// Batches of the whole cycle (0 until the data set is known).
         total_steps: u64,
+        /// Epochs of the whole cycle.
+        epochs: u64,
     },
 }
 
@@ -157,6 +159,16 @@ impl Recipe {
         if schedule_name != ScheduleName::Cosine && args.min_lr.is_some() {
             return Err(crate::cli_err!("--min-lr belongs to --lr-schedule cosine"));
         }
+        let spans = matches!(schedule_name, ScheduleName::Cosine | ScheduleName::Onecycle);
+        if !spans && args.schedule_epochs.is_some() {
+            return Err(crate::cli_err!(
+                "--schedule-epochs belongs to --lr-schedule cosine or onecycle"
+            ));
+        }
+        let schedule_epochs = args.schedule_epochs.unwrap_or(args.epochs);
+        if schedule_epochs == 0 {
+            return Err(crate::cli_err!("--schedule-epochs must be at least 1"));
+        }
         let schedule = match schedule_name {
             ScheduleName::None => Schedule::None,
             ScheduleName::Step => {
@@ -182,11 +194,15 @@ impl Recipe {
                     ));
                 }
                 Schedule::Cosine {
-                    t_max: args.epochs as u64,
+                    t_max: schedule_epochs as u64,
                     eta_min,
                 }
             }
-            ScheduleName::Onecycle => Schedule::OneCycle { total_steps: 0 },
+            // Known once the data set (its batches per epoch) is.
+            ScheduleName::Onecycle => Schedule::OneCycle {
+                total_steps: 0,
+                epochs: schedule_epochs as u64,
+            },
         };
         if let Some(c) = args.clip_grad_norm {
             if !(c.is_finite() && c > 0.0) {
@@ -235,7 +251,7 @@ impl Recipe {
             Schedule::Cosine { t_max, eta_min } => {
                 parts.push(format!("cosine lr to {eta_min} over {t_max} epochs"))
             }
-            Schedule::OneCycle { total_steps } => parts.push(format!(
+            Schedule::OneCycle { total_steps, .. } => parts.push(format!(
                 "one-cycle lr {} -> {lr} -> {} over {total_steps} batches, momentum 0.95 -> 0.85 -> 0.95",
                 lr / 25.0,
                 lr / 25.0 / 1e4
@@ -273,8 +289,11 @@ impl Recipe {
             Schedule::Cosine { t_max, eta_min } => {
                 json!({"name": "cosine", "t_max": t_max, "eta_min": eta_min})
             }
-            Schedule::OneCycle { total_steps } => {
-                json!({"name": "onecycle", "total_steps": total_steps})
+            Schedule::OneCycle {
+                total_steps,
+                epochs,
+            } => {
+                json!({"name": "onecycle", "total_steps": total_steps, "epochs": epochs})
             }
         };
         json!({
@@ -332,6 +351,7 @@ impl Recipe {
             },
             Some("onecycle") => Schedule::OneCycle {
                 total_steps: u64_of("total_steps")?,
+                epochs: u64_of("epochs")?,
             },
             _ => return Err(bad("lr_schedule has no known name")),
         };
@@ -390,17 +410,27 @@ impl Recipe {
         let schedule_given = args.lr_schedule.is_some()
             || args.step_size.is_some()
             || args.gamma.is_some()
-            || args.min_lr.is_some();
+            || args.min_lr.is_some()
+            || args.schedule_epochs.is_some();
         if schedule_given {
             let mut given = args.clone();
-            given.epochs = match self.schedule {
-                Schedule::Cosine { t_max, .. } => t_max as usize,
-                _ => args.epochs,
-            };
+            // Without --schedule-epochs the checkpoint's span counts as given.
+            if given.schedule_epochs.is_none() {
+                match self.schedule {
+                    Schedule::Cosine { t_max, .. } => given.schedule_epochs = Some(t_max as usize),
+                    Schedule::OneCycle { epochs, .. } => {
+                        given.schedule_epochs = Some(epochs as usize)
+                    }
+                    _ => {}
+                }
+            }
             match Recipe::from_args(&given, optimizer) {
                 Ok(r) => {
                     let same = match (&r.schedule, &self.schedule) {
-                        (Schedule::OneCycle { .. }, Schedule::OneCycle { .. }) => true,
+                        (
+                            Schedule::OneCycle { epochs: a, .. },
+                            Schedule::OneCycle { epochs: b, .. },
+                        ) => a == b,
                         (a, b) => a == b,
                     };
                     if !same {
@@ -436,7 +466,9 @@ impl Recipe {
             Schedule::Cosine { t_max, eta_min } => {
                 format!("cosine, T_max {t_max}, min lr {eta_min}")
             }
-            Schedule::OneCycle { total_steps } => format!("onecycle over {total_steps} batches"),
+            Schedule::OneCycle { total_steps, .. } => {
+                format!("onecycle over {total_steps} batches")
+            }
         }
     }
 }
@@ -483,7 +515,7 @@ pub fn scheduler(
             Box::new(CosineAnnealingLR::new(optimizer, t_max, eta_min).map_err(err)?),
             ScheduleEvery::Epoch,
         ),
-        Schedule::OneCycle { total_steps } => {
+        Schedule::OneCycle { total_steps, .. } => {
             let c = OneCycleConfig::new(f64::from(config.lr), total_steps);
             (
                 Box::new(OneCycleLR::new(optimizer, c).map_err(err)?),
@@ -545,7 +577,10 @@ mod tests {
                 step_size: 3,
                 gamma: 0.1,
             },
-            Schedule::OneCycle { total_steps: 2350 },
+            Schedule::OneCycle {
+                total_steps: 2350,
+                epochs: 10,
+            },
         ] {
             let r = Recipe {
                 schedule,

@@ -106,15 +106,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // One-cycle spans the whole run, fixed when it starts: it cannot be stretched later.
     let batches = shuffles.len() as u64;
-    if let Schedule::OneCycle { total_steps } = &mut config.recipe.schedule {
+    if let Schedule::OneCycle {
+        total_steps,
+        epochs,
+    } = &mut config.recipe.schedule
+    {
         if *total_steps == 0 {
-            *total_steps = args.epochs as u64 * batches;
-        } else if args.epochs as u64 * batches > *total_steps {
+            *total_steps = *epochs * batches;
+        }
+        if args.epochs as u64 * batches > *total_steps {
             return Err(crate::cli_err!(
-                "the checkpoint's one-cycle schedule spans {} batches ({} epochs of {batches}); \
-                 it cannot run to --epochs {} (start a new run for a longer cycle)",
-                total_steps,
-                *total_steps / batches.max(1),
+                "the one-cycle schedule spans {total_steps} batches ({epochs} epochs of {batches}); \
+                 it cannot run to --epochs {} (a longer cycle needs a new run with --schedule-epochs)",
                 args.epochs
             ));
         }
