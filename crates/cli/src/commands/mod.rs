@@ -3,18 +3,25 @@
 pub mod model;
 pub mod train;
 
-use crate::checkpoint::{load_weights, save_weights};
+use crate::checkpoint::{load_weights, save_weights, save_weights_of};
 use crate::error::{runtime, Result};
 use crate::picture;
-use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix, CLASS_NAMES};
+use crate::recipe::DatasetName;
+use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix};
 use crate::{DeviceName, EvalArgs, ExportArgs, ModelName, PredictArgs, SummaryArgs};
 use std::path::Path;
-use tinycnn::data::{DataLoader, Dataset, FashionMnist, LoaderConfig};
+use tinycnn::data::{load_dataset, DataLoader, Dataset, LoadOptions, LoaderConfig};
 
-/// Loads Fashion-MNIST from `--data DIR` or the default places (see `train --help`).
-pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
-    let data =
-        FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
+/// Loads the data set from `--data DIR` or the default places (see `train --help`).
+pub fn load_data(dataset: DatasetName, dir: Option<&Path>) -> Result<Dataset> {
+    let spec = dataset.spec();
+    let options = LoadOptions {
+        dir: dir.map(Path::to_path_buf),
+        download: dir.is_none(),
+        ..LoadOptions::default()
+    };
+    let data = load_dataset(&spec, options)
+        .map_err(|e| crate::cli_err!("cannot load {}: {e}", spec.name))?;
     if data.num_classes() != 10 {
         return Err(crate::cli_err!(
             "{}: expected 10 classes, found {}",
@@ -73,12 +80,13 @@ fn pick_model(
     }
 }
 
-/// Builds the model, loads a weight file (or checkpoint) into it and puts it on `device`.
+/// Builds the model, loads a weight file (or checkpoint) into it and puts it on `device`;
+/// also the data set the file names.
 fn load_model(
     path: &Path,
     flag: Option<ModelName>,
     device: DeviceName,
-) -> Result<(ModelName, model::Predictor)> {
+) -> Result<(ModelName, model::Predictor, Option<DatasetName>)> {
     // A missing GPU is reported before the file is read.
     let device = model::device(device)?;
     let weights = load_weights(path)?;
@@ -86,7 +94,7 @@ fn load_model(
     let net = model::build_net(name)?;
     model::load_params(&net, &weights.params)
         .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), name.as_str()))?;
-    Ok((name, model::Predictor::new(net, device)?))
+    Ok((name, model::Predictor::new(net, device)?, weights.dataset))
 }
 
 /// `tinycnn eval`.
@@ -95,8 +103,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     set_threads(args.threads)?;
-    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
-    let data = load_data(args.data.as_deref())?;
+    let (model, mut net, trained_on) = load_model(&args.weights, args.model, args.device)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let data = load_data(dataset, args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
         LoaderConfig {
@@ -124,13 +133,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         matrix.correct(),
         matrix.total()
     )?;
-    crate::out!("{}", matrix.render())?;
+    crate::out!("{}", matrix.render(dataset.classes()))?;
     Ok(())
 }
 
 /// `tinycnn predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
+    let (model, mut net, trained_on) = load_model(&args.weights, args.model, args.device)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let classes = dataset.classes();
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
@@ -148,7 +159,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             p.pixels
         }
         (None, Some(index)) => {
-            let data = load_data(args.data.as_deref())?;
+            let data = load_data(dataset, args.data.as_deref())?;
             let image = data.test.image(index).ok_or_else(|| {
                 crate::cli_err!(
                     "--index {index} is out of range: the test set has {} images",
@@ -159,7 +170,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             crate::outln!(
                 "test image {index} of {}: true class {}",
                 data.dir.display(),
-                CLASS_NAMES[label]
+                classes[label]
             )?;
             image.to_vec()
         }
@@ -168,7 +179,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let logits = net.logits(&pixels, [1, 1, 28, 28])?;
     let probs = softmax(&logits);
     crate::outln!("model {}", model.as_str())?;
-    crate::out!("predicted: {}", render_prediction(&probs))?;
+    crate::out!("predicted: {}", render_prediction(&probs, classes))?;
     Ok(())
 }
 
@@ -196,9 +207,12 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 
 /// `tinycnn export`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let (model, net) = load_model(&args.weights, args.model, DeviceName::Cpu)?;
+    let (model, net, dataset) = load_model(&args.weights, args.model, DeviceName::Cpu)?;
     let params = model::params(net.net())?;
-    save_weights(&args.out, model, &params)?;
+    match dataset {
+        Some(d) => save_weights_of(&args.out, model, d, &params)?,
+        None => save_weights(&args.out, model, &params)?,
+    }
     let count: usize = params.iter().map(|t| t.data.len()).sum();
     crate::outln!(
         "wrote {} ({}, {} tensors, {count} values)",

@@ -1,12 +1,12 @@
 //! The network of a run, built by `tinycnn-models` and run by the `tinycnn` runtime on the
 //! chosen device: the bridge between the runtime's state dicts and the CLI's files.
 
-use crate::checkpoint::{OptimizerState, RunConfig};
+use crate::checkpoint::OptimizerState;
 use crate::error::{runtime, Result};
 use crate::tensorfile::NamedTensor;
-use crate::{DeviceName, ModelName, OptimizerName};
+use crate::{DeviceName, ModelName};
 use tinycnn::nn::{Module, Sequential, StateDict};
-use tinycnn::optim::{Adam, Optimizer, Sgd};
+use tinycnn::optim::Optimizer;
 use tinycnn::{Device, Inference, Tensor};
 
 /// The runtime device of `--device`, opened now so that a missing GPU is reported before
@@ -39,15 +39,6 @@ pub fn init_net(model: ModelName, seed: u64) -> Result<Sequential> {
     let net = build_net(model)?;
     tinycnn_models::init_weights(&net).map_err(runtime("d2l's init_weights"))?;
     Ok(net)
-}
-
-/// The configured optimizer over `net`'s parameters.
-pub fn optimizer(net: &Sequential, config: &RunConfig) -> Result<Box<dyn Optimizer>> {
-    let params = net.parameters();
-    Ok(match config.optimizer {
-        OptimizerName::Sgd => Box::new(Sgd::new(params, config.lr).map_err(runtime("sgd"))?),
-        OptimizerName::Adam => Box::new(Adam::new(params, config.lr).map_err(runtime("adam"))?),
-    })
 }
 
 /// A state dict as the CLI's named tensors (downloaded from the device it is on).

@@ -3,11 +3,12 @@
 use super::model::{self, load_optimizer_state, optimizer_state};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
-    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
+    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights_of, Checkpoint,
     EpochRecord, History, RunConfig,
 };
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
+use crate::recipe::{self, Recipe, Schedule};
 use crate::tensorfile::NamedTensor;
 use crate::{ModelName, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tinycnn::data::{DataLoader, LoaderConfig, ResidentData};
-use tinycnn::nn::Sequential;
+use tinycnn::nn::{Module, Sequential};
 use tinycnn::optim::Optimizer;
 use tinycnn::train::{Callbacks, EpochReport, Trainer};
 
@@ -49,9 +50,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 lr: args.lr.unwrap_or(optimizer.default_lr()),
                 batch_size: args.batch_size.unwrap_or(256),
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
+                dataset: args.dataset.unwrap_or_default(),
+                recipe: Recipe::from_args(&args, optimizer)?,
             }
         }
     };
+    let mut config = config;
     // A checkpoint's own values were checked when it was read; these are the flags'.
     if config.batch_size == 0 {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
@@ -80,7 +84,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // Before the data is read: a missing GPU is the first thing to report.
     let device = model::device(args.device)?;
-    let data = load_data(args.data.as_deref())?;
+    let data = load_data(config.dataset, args.data.as_deref())?;
     // Only the per-epoch shuffles are used: the same order on every device for a seed.
     let shuffles = DataLoader::from_split(
         &data.train,
@@ -100,12 +104,36 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ));
     }
 
+    // One-cycle spans the whole run, fixed when it starts: it cannot be stretched later.
+    let batches = shuffles.len() as u64;
+    if let Schedule::OneCycle {
+        total_steps,
+        epochs,
+    } = &mut config.recipe.schedule
+    {
+        if *total_steps == 0 {
+            *total_steps = *epochs * batches;
+        }
+        if args.epochs as u64 * batches > *total_steps {
+            return Err(crate::cli_err!(
+                "the one-cycle schedule spans {total_steps} batches ({epochs} epochs of {batches}); \
+                 it cannot run to --epochs {} (a longer cycle needs a new run with --schedule-epochs)",
+                args.epochs
+            ));
+        }
+    }
+
     let net = model::init_net(config.model, config.seed)?;
-    let mut optimizer = model::optimizer(&net, &config)?;
+    let mut optimizer = recipe::optimizer(net.parameters(), &config)?;
+    let mut schedule = recipe::scheduler(optimizer.as_mut(), &config)?;
     let (history, first_epoch) = match resumed {
         Some(ck) => {
             model::load_params(&net, &ck.params)?;
             load_optimizer_state(optimizer.as_mut(), &ck.optimizer)?;
+            if let (Some((s, _)), Some(state)) = (&mut schedule, &ck.schedule) {
+                s.load_state(state, optimizer.as_mut())
+                    .map_err(runtime("the checkpoint's schedule state does not fit"))?;
+            }
             (ck.history, ck.epochs_done)
         }
         None => (History::default(), 0),
@@ -121,6 +149,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.seed,
         data.dir.display()
     )?;
+    let recipe_line = config.recipe.describe(config.lr);
+    if !recipe_line.is_empty() {
+        crate::outln!("{recipe_line}")?;
+    }
     if first_epoch > 0 {
         crate::outln!(
             "resuming after epoch {first_epoch} from {}",
@@ -166,7 +198,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let mut trainer = Trainer::new(&net, optimizer, device, config.batch_size)
             .map_err(runtime(format!("cannot train on {device}")))?
             .marks_every(every)
-            .stop_flag(flag);
+            .stop_flag(flag)
+            .augment(config.recipe.augment(config.seed));
+        if let Some((s, every)) = schedule {
+            trainer = trainer.lr_scheduler(s, every);
+        }
+        if let Some(max) = config.recipe.clip_grad_norm {
+            trainer = trainer
+                .clip_grad_norm(max)
+                .map_err(runtime("--clip-grad-norm"))?;
+        }
         let order = |epoch| shuffles.order(epoch);
         let result = trainer.fit(&train, &test, first_epoch..args.epochs, &order, &mut run);
         if let Some(bar) = run.bar.take() {
@@ -177,7 +218,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights(&out, config.model, &model::params(&net)?)?;
+        save_weights_of(&out, config.model, config.dataset, &model::params(&net)?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
         }
@@ -315,9 +356,10 @@ impl Callbacks for Run<'_> {
                 params: params.clone(),
                 optimizer: optimizer_state(optimizer)?,
                 history: self.history.clone(),
+                schedule: r.schedule.clone(),
             },
         )?;
-        save_weights(self.out, self.config.model, &params)?;
+        save_weights_of(self.out, self.config.model, self.config.dataset, &params)?;
         if let Some(plot) = self.plot {
             write_svg(plot, &self.history.points, self.epochs)?;
         }
@@ -436,6 +478,16 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
             clashes.push(format!("--seed {s} (checkpoint: {})", ck.seed));
         }
     }
+    if let Some(d) = args.dataset {
+        if d != ck.dataset {
+            clashes.push(format!(
+                "--dataset {} (checkpoint: {})",
+                d.as_str(),
+                ck.dataset.as_str()
+            ));
+        }
+    }
+    clashes.extend(ck.recipe.clashes(args, ck.optimizer));
     if clashes.is_empty() {
         Ok(())
     } else {
