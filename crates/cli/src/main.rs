@@ -11,10 +11,12 @@ mod error;
 mod output;
 mod picture;
 mod plot;
+mod recipe;
 mod report;
 mod tensorfile;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recipe::{AugmentName, DatasetName, ScheduleName};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: its size does not matter
 enum Command {
     /// Train a model with d2l's train_ch6 recipe, checkpointing after every epoch.
     Train(TrainArgs),
@@ -76,9 +79,11 @@ impl std::str::FromStr for ModelRef {
 /// The update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerName {
-    /// Plain SGD (d2l: `torch.optim.SGD(net.parameters(), lr=lr)`).
+    /// SGD (d2l: `torch.optim.SGD(net.parameters(), lr=lr)`; --momentum, --nesterov,
+    /// --weight-decay as in PyTorch).
     Sgd,
-    /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8); --weight-decay is
+    /// torch.optim.Adam's L2 penalty, not AdamW's decoupled decay.
     Adam,
 }
 
@@ -149,9 +154,11 @@ pub struct TrainArgs {
     /// Worker threads of the CPU kernels [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Directory holding the four Fashion-MNIST files, used as given (an error names any
-    /// missing file). Without it: $TINYCNN_DATA if set (likewise used as given), else
-    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else a download
+    /// Directory holding the data set's four IDX files, used as given (an error names any
+    /// missing file). Without it: $TINYCNN_DATA (Fashion-MNIST) or $TINYCNN_MNIST_DATA
+    /// (MNIST) if set (likewise used as given), else ./data/<fashion-mnist|mnist>,
+    /// /usr/share/datasets/<fashion-mnist|mnist>, else a download checked against the
+    /// published MD5 sums
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Trained weights (PyTorch state-dict names) [default: <model>.safetensors]
@@ -169,6 +176,47 @@ pub struct TrainArgs {
     /// Where to compute
     #[arg(long, value_enum, default_value_t = DeviceName::Cpu)]
     pub device: DeviceName,
+    /// Data set [default: the one a --model FILE names, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+    /// SGD momentum, as torch.optim.SGD's [default: 0]
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// SGD Nesterov momentum (needs --momentum above 0)
+    #[arg(long)]
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient, as torch.optim.SGD and torch.optim.Adam do (for
+    /// Adam this is not AdamW's decoupled weight decay) [default: 0]
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule, as torch.optim.lr_scheduler's; step and cosine step after
+    /// each epoch, onecycle after each batch [default: none]
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleName>,
+    /// step: epochs between decays (StepLR's step_size)
+    #[arg(long, value_name = "EPOCHS")]
+    pub step_size: Option<u64>,
+    /// step: factor of each decay [default: 0.1]
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// cosine: the final learning rate (CosineAnnealingLR's eta_min) [default: 0]
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+    /// cosine, onecycle: the epochs the schedule spans (T_max; total_steps = EPOCHS x
+    /// batches), so a run can stop before its end and be resumed [default: --epochs]
+    #[arg(long, value_name = "EPOCHS")]
+    pub schedule_epochs: Option<usize>,
+    /// Scale the gradients down to a total L2 norm of MAX before each update
+    /// (torch.nn.utils.clip_grad_norm_)
+    #[arg(long, value_name = "MAX")]
+    pub clip_grad_norm: Option<f32>,
+    /// Augment the training batches: crop, flip or crop,flip (seeded by --seed, new choices
+    /// every epoch, the same on every device)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub augment: Vec<AugmentName>,
+    /// crop: zeros added on each side before the random crop [default: 4]
+    #[arg(long, value_name = "P")]
+    pub crop_padding: Option<usize>,
 }
 
 /// Arguments of `tinycnn eval`.
@@ -181,9 +229,12 @@ pub struct EvalArgs {
     /// [default: the one the file records, else lenet]
     #[arg(long, value_name = "NAME|FILE")]
     pub model: Option<ModelRef>,
-    /// Fashion-MNIST directory (see `train --help`)
+    /// Data set directory (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data set [default: the one named in the file, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
     /// Examples per forward pass
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -205,16 +256,20 @@ pub struct PredictArgs {
     /// A PNG picture of any size and colour
     #[arg(value_name = "IMAGE.png")]
     pub image: Option<PathBuf>,
-    /// Classify image N of the Fashion-MNIST test set instead
+    /// Classify image N of the test set instead
     #[arg(long, value_name = "N")]
     pub index: Option<usize>,
     /// Network: a zoo name or a model file whose architecture the weights must fit
     /// [default: the one the file records, else lenet]
     #[arg(long, value_name = "NAME|FILE")]
     pub model: Option<ModelRef>,
-    /// Fashion-MNIST directory, for --index (see `train --help`)
+    /// Data set directory, for --index (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data set: the test set of --index and the class names [default: the one named in
+    /// the file, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
     /// Negate the gray values of the PNG (Fashion-MNIST is a light object on black);
     /// auto: when the picture's border is light
     #[arg(long, value_enum, default_value_t = picture::Invert::Auto)]

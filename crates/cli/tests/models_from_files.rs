@@ -575,6 +575,24 @@ fn train_fine_tunes_a_file_model_and_resumes_from_the_checkpoint_alone() {
         w
     });
 
+    // A model file that names its data set: the run follows it, as eval and predict do (the
+    // synthetic files stand in for MNIST's, which have the same names).
+    let digits = dir.join("digits.safetensors");
+    write_safetensors(
+        &digits,
+        &residual_mlp_weights(),
+        &[
+            ("dataset", "mnist".into()),
+            (METADATA_KEY, residual_mlp().to_json().unwrap()),
+        ],
+    );
+    let digits_out = dir.join("digits-out.safetensors");
+    let mut args = vec!["train", "--model", s(&digits), "--epochs", "1"];
+    args.extend(["--out", s(&digits_out)]);
+    args.extend(common);
+    assert_ok(&run(&args));
+    assert_eq!(read_safetensors(&digits_out).1["dataset"], "mnist");
+
     assert_fails_with(
         &run(&["train", "--init", "--data", s(data)]),
         &["--init goes with --model FILE"],
@@ -673,7 +691,7 @@ fn models_that_do_not_take_fashion_mnist_are_refused_with_the_reason() {
     );
     assert_fails_with(
         &run(&["eval", "--weights", s(&five_file), "--data", s(data)]),
-        &["five.safetensors outputs shape [1, 5]", "10 classes"],
+        &["five.safetensors outputs shape [1, 5]", "[1, 10]"],
     );
 
     // An architecture whose layers do not fit: the layer is named.

@@ -4,19 +4,26 @@ pub mod model;
 pub mod onnx_io;
 pub mod train;
 
-use crate::checkpoint::{load_weights, save_weights};
+use crate::checkpoint::{load_weights, save_weights, save_weights_of};
 use crate::error::{runtime, Result};
 use crate::picture;
-use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix, CLASS_NAMES};
+use crate::recipe::DatasetName;
+use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix};
 use crate::{DeviceName, EvalArgs, ExportArgs, ModelRef, PredictArgs, SummaryArgs};
 use model::{ModelSpec, CLASSES};
 use std::path::Path;
-use tinycnn::data::{DataLoader, Dataset, FashionMnist, LoaderConfig};
+use tinycnn::data::{load_dataset, DataLoader, Dataset, LoadOptions, LoaderConfig};
 
-/// Loads Fashion-MNIST from `--data DIR` or the default places (see `train --help`).
-pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
-    let data =
-        FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
+/// Loads the data set from `--data DIR` or the default places (see `train --help`).
+pub fn load_data(dataset: DatasetName, dir: Option<&Path>) -> Result<Dataset> {
+    let spec = dataset.spec();
+    let options = LoadOptions {
+        dir: dir.map(Path::to_path_buf),
+        download: dir.is_none(),
+        ..LoadOptions::default()
+    };
+    let data = load_dataset(&spec, options)
+        .map_err(|e| crate::cli_err!("cannot load {}: {e}", spec.name))?;
     if data.num_classes() != 10 {
         return Err(crate::cli_err!(
             "{}: expected 10 classes, found {}",
@@ -84,26 +91,32 @@ fn pick_model(
 }
 
 /// Builds the model, loads a weight file, checkpoint or ONNX file into it and puts it on
-/// `device`; also returns how messages name the model. With `fashion_mnist`, a model that
-/// cannot classify Fashion-MNIST images is refused before it is built.
+/// `device`; also returns how messages name the model and the data set the file names.
+/// With `check_input`, a model that cannot classify the data sets' images is refused before
+/// it is built.
 fn load_model(
     path: &Path,
     flag: Option<&ModelRef>,
     device: DeviceName,
-    fashion_mnist: bool,
-) -> Result<(ModelSpec, String, model::Predictor)> {
+    check_input: bool,
+) -> Result<(ModelSpec, String, model::Predictor, Option<DatasetName>)> {
     // A missing GPU is reported before the file is read.
     let device = model::device(device)?;
     let weights = load_weights(path)?;
     let spec = pick_model(flag, &weights, path)?;
     let label = spec.label(Some(path));
-    if fashion_mnist {
-        spec.check_fits_fashion_mnist(&label)?;
+    if check_input {
+        spec.check_fits_images(&label)?;
     }
     let net = spec.build()?;
     model::load_params(net.as_ref(), &weights.params)
         .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
-    Ok((spec, label, model::Predictor::new(net, device)?))
+    Ok((
+        spec,
+        label,
+        model::Predictor::new(net, device)?,
+        weights.dataset,
+    ))
 }
 
 /// `tinycnn eval`.
@@ -112,8 +125,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     set_threads(args.threads)?;
-    let (_, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device, true)?;
-    let data = load_data(args.data.as_deref())?;
+    let (_, label, mut net, trained_on) =
+        load_model(&args.weights, args.model.as_ref(), args.device, true)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let data = load_data(dataset, args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
         LoaderConfig {
@@ -140,13 +155,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         matrix.correct(),
         matrix.total()
     )?;
-    crate::out!("{}", matrix.render())?;
+    crate::out!("{}", matrix.render(dataset.classes()))?;
     Ok(())
 }
 
 /// `tinycnn predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (_, label, mut net) = load_model(&args.weights, args.model.as_ref(), args.device, true)?;
+    let (_, label, mut net, trained_on) =
+        load_model(&args.weights, args.model.as_ref(), args.device, true)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let classes = dataset.classes();
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
@@ -164,7 +182,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             p.pixels
         }
         (None, Some(index)) => {
-            let data = load_data(args.data.as_deref())?;
+            let data = load_data(dataset, args.data.as_deref())?;
             let image = data.test.image(index).ok_or_else(|| {
                 crate::cli_err!(
                     "--index {index} is out of range: the test set has {} images",
@@ -175,7 +193,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             crate::outln!(
                 "test image {index} of {}: true class {}",
                 data.dir.display(),
-                CLASS_NAMES[label]
+                classes[label]
             )?;
             image.to_vec()
         }
@@ -184,7 +202,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let logits = net.logits(&pixels, [1, 1, 28, 28])?;
     let probs = softmax(&logits);
     crate::outln!("model {label}")?;
-    crate::out!("predicted: {}", render_prediction(&probs))?;
+    crate::out!("predicted: {}", render_prediction(&probs, classes))?;
     Ok(())
 }
 
@@ -231,14 +249,17 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 /// `tinycnn export`: a weight file (the architecture in its metadata), or ONNX when `--out`
 /// ends in `.onnx`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let (spec, label, net) =
+    let (spec, label, net, dataset) =
         load_model(&args.weights, args.model.as_ref(), DeviceName::Cpu, false)?;
     let params = model::params(net.net())?;
     let format = if onnx_io::is_onnx(&args.out) {
         onnx_io::save(&args.out, &spec.arch, &params)?;
         "ONNX, "
     } else {
-        save_weights(&args.out, &spec, &params)?;
+        match dataset {
+            Some(d) => save_weights_of(&args.out, &spec, d, &params)?,
+            None => save_weights(&args.out, &spec, &params)?,
+        }
         ""
     };
     let count: usize = params.iter().map(|t| t.data.len()).sum();

@@ -1,20 +1,20 @@
 //! The network of a run, built by `tinycnn-models` and run by the `tinycnn` runtime on the
 //! chosen device: the bridge between the runtime's state dicts and the CLI's files.
 
-use crate::checkpoint::{LoadedWeights, OptimizerState, RunConfig};
+use crate::checkpoint::{LoadedWeights, OptimizerState};
 use crate::error::{runtime, Result};
 use crate::tensorfile::NamedTensor;
-use crate::{DeviceName, OptimizerName};
+use crate::DeviceName;
 use std::path::Path;
 use tinycnn::nn::arch::Architecture;
 use tinycnn::nn::{Graph, Module, Sequential, StateDict};
-use tinycnn::optim::{Adam, Optimizer, Sgd};
+use tinycnn::optim::Optimizer;
 use tinycnn::{Device, Inference, Tensor};
 use tinycnn_models::Model;
 
-/// Shape of one Fashion-MNIST image, `[channels, height, width]`.
+/// Shape of one image of the data sets (Fashion-MNIST, MNIST), `[channels, height, width]`.
 pub const IMAGE_SHAPE: [usize; 3] = [1, 28, 28];
-/// Number of Fashion-MNIST classes.
+/// Number of classes of the data sets.
 pub const CLASSES: usize = 10;
 
 /// The network of a run: its architecture, and the zoo model it is when it is one (then it is
@@ -99,12 +99,12 @@ impl ModelSpec {
         })
     }
 
-    /// Refuses a model that cannot take Fashion-MNIST: other input shapes (3 channels,
+    /// Refuses a model that cannot classify the data sets' images: other input shapes (3 channels,
     /// 32x32, ...) are not resized, and the class scores must be 10.
-    pub fn check_fits_fashion_mnist(&self, label: &str) -> Result<()> {
+    pub fn check_fits_images(&self, label: &str) -> Result<()> {
         if self.arch.input != IMAGE_SHAPE {
             return Err(crate::cli_err!(
-                "{label} takes inputs of shape {:?}, but Fashion-MNIST images are {IMAGE_SHAPE:?} \
+                "{label} takes inputs of shape {:?}, but Fashion-MNIST and MNIST images are {IMAGE_SHAPE:?} \
                  (images are not resized or converted)",
                 self.arch.input
             ));
@@ -116,8 +116,8 @@ impl ModelSpec {
         let out = shapes.last().expect("an architecture has layers");
         if out != &[1, CLASSES] {
             return Err(crate::cli_err!(
-                "{label} outputs shape {out:?} for one image, but Fashion-MNIST needs [1, {CLASSES}] \
-                 (a score for each of its {CLASSES} classes)"
+                "{label} outputs shape {out:?} for one image, but the data sets need [1, {CLASSES}] \
+                 (a score for each of their {CLASSES} classes)"
             ));
         }
         Ok(())
@@ -151,15 +151,6 @@ pub fn init_net(model: &ModelSpec, seed: u64) -> Result<Box<dyn Module>> {
         tinycnn_models::init_weights(seq).map_err(runtime("d2l's init_weights"))?;
     }
     Ok(net)
-}
-
-/// The configured optimizer over `net`'s parameters.
-pub fn optimizer(net: &dyn Module, config: &RunConfig) -> Result<Box<dyn Optimizer>> {
-    let params = net.parameters();
-    Ok(match config.optimizer {
-        OptimizerName::Sgd => Box::new(Sgd::new(params, config.lr).map_err(runtime("sgd"))?),
-        OptimizerName::Adam => Box::new(Adam::new(params, config.lr).map_err(runtime("adam"))?),
-    })
 }
 
 /// A state dict as the CLI's named tensors (downloaded from the device it is on).

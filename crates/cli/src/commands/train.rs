@@ -3,11 +3,12 @@
 use super::model::{self, load_optimizer_state, optimizer_state, ModelSpec};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
-    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
+    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights_of, Checkpoint,
     EpochRecord, History, RunConfig,
 };
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
+use crate::recipe::{self, Recipe, Schedule};
 use crate::tensorfile::NamedTensor;
 use crate::{ModelRef, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -55,12 +56,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ck.config.clone()
         }
         None => {
+            // A model file's data set, when it names one (as eval and predict follow it).
+            let mut file_dataset = None;
             let model = match &args.model {
                 None => ModelSpec::zoo(Model::LeNet)?,
                 Some(ModelRef::Zoo(m)) => ModelSpec::zoo(*m)?,
                 Some(ModelRef::File(path)) => {
                     let weights = crate::checkpoint::load_weights(path)?;
                     let spec = ModelSpec::of_weights(&weights)?;
+                    file_dataset = weights.dataset;
                     if !args.init {
                         start = Some((path.clone(), weights.params));
                     }
@@ -74,6 +78,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 lr: args.lr.unwrap_or(optimizer.default_lr()),
                 batch_size: args.batch_size.unwrap_or(256),
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
+                dataset: args.dataset.or(file_dataset).unwrap_or_default(),
+                recipe: Recipe::from_args(&args, optimizer)?,
             }
         }
     };
@@ -81,7 +87,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(ModelRef::File(path)), None) => config.model.label(Some(path)),
         _ => config.model.label(None),
     };
-    config.model.check_fits_fashion_mnist(&label)?;
+    config.model.check_fits_images(&label)?;
+    let mut config = config;
     // A checkpoint's own values were checked when it was read; these are the flags'.
     if config.batch_size == 0 {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
@@ -110,7 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // Before the data is read: a missing GPU is the first thing to report.
     let device = model::device(args.device)?;
-    let data = load_data(args.data.as_deref())?;
+    let data = load_data(config.dataset, args.data.as_deref())?;
     // Only the per-epoch shuffles are used: the same order on every device for a seed.
     let shuffles = DataLoader::from_split(
         &data.train,
@@ -130,17 +137,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ));
     }
 
+    // One-cycle spans the whole run, fixed when it starts: it cannot be stretched later.
+    let batches = shuffles.len() as u64;
+    if let Schedule::OneCycle {
+        total_steps,
+        epochs,
+    } = &mut config.recipe.schedule
+    {
+        if *total_steps == 0 {
+            *total_steps = *epochs * batches;
+        }
+        if args.epochs as u64 * batches > *total_steps {
+            return Err(crate::cli_err!(
+                "the one-cycle schedule spans {total_steps} batches ({epochs} epochs of {batches}); \
+                 it cannot run to --epochs {} (a longer cycle needs a new run with --schedule-epochs)",
+                args.epochs
+            ));
+        }
+    }
+
     let net = model::init_net(&config.model, config.seed)?;
     let net: &dyn Module = net.as_ref();
     if let Some((path, params)) = &start {
         model::load_params(net, params)
             .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
     }
-    let mut optimizer = model::optimizer(net, &config)?;
+    let mut optimizer = recipe::optimizer(net.parameters(), &config)?;
+    let mut schedule = recipe::scheduler(optimizer.as_mut(), &config)?;
     let (history, first_epoch) = match resumed {
         Some(ck) => {
             model::load_params(net, &ck.params)?;
             load_optimizer_state(optimizer.as_mut(), &ck.optimizer)?;
+            if let (Some((s, _)), Some(state)) = (&mut schedule, &ck.schedule) {
+                s.load_state(state, optimizer.as_mut())
+                    .map_err(runtime("the checkpoint's schedule state does not fit"))?;
+            }
             (ck.history, ck.epochs_done)
         }
         None => (History::default(), 0),
@@ -155,6 +186,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.seed,
         data.dir.display()
     )?;
+    let recipe_line = config.recipe.describe(config.lr);
+    if !recipe_line.is_empty() {
+        crate::outln!("{recipe_line}")?;
+    }
     if first_epoch > 0 {
         crate::outln!(
             "resuming after epoch {first_epoch} from {}",
@@ -203,7 +238,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let mut trainer = Trainer::new(net, optimizer, device, config.batch_size)
             .map_err(runtime(format!("cannot train on {device}")))?
             .marks_every(every)
-            .stop_flag(flag);
+            .stop_flag(flag)
+            .augment(config.recipe.augment(config.seed));
+        if let Some((s, every)) = schedule {
+            trainer = trainer.lr_scheduler(s, every);
+        }
+        if let Some(max) = config.recipe.clip_grad_norm {
+            trainer = trainer
+                .clip_grad_norm(max)
+                .map_err(runtime("--clip-grad-norm"))?;
+        }
         let order = |epoch| shuffles.order(epoch);
         let result = trainer.fit(&train, &test, first_epoch..args.epochs, &order, &mut run);
         if let Some(bar) = run.bar.take() {
@@ -214,7 +258,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights(&out, &config.model, &model::params(net)?)?;
+        save_weights_of(&out, &config.model, config.dataset, &model::params(net)?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
         }
@@ -352,9 +396,10 @@ impl Callbacks for Run<'_> {
                 params: params.clone(),
                 optimizer: optimizer_state(optimizer)?,
                 history: self.history.clone(),
+                schedule: r.schedule.clone(),
             },
         )?;
-        save_weights(self.out, &self.config.model, &params)?;
+        save_weights_of(self.out, &self.config.model, self.config.dataset, &params)?;
         if let Some(plot) = self.plot {
             write_svg(plot, &self.history.points, self.epochs)?;
         }
@@ -477,6 +522,16 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
             clashes.push(format!("--seed {s} (checkpoint: {})", ck.seed));
         }
     }
+    if let Some(d) = args.dataset {
+        if d != ck.dataset {
+            clashes.push(format!(
+                "--dataset {} (checkpoint: {})",
+                d.as_str(),
+                ck.dataset.as_str()
+            ));
+        }
+    }
+    clashes.extend(ck.recipe.clashes(args, ck.optimizer));
     if clashes.is_empty() {
         Ok(())
     } else {
