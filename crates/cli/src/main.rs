@@ -128,7 +128,7 @@ impl DeviceName {
 /// when resuming, else the defaults shown.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Network: a zoo name (lenet, lenet-relu) or a model file (.onnx, or a weight file that
+    /// Network: a zoo name (lenet, lenet-relu, ...) or a model file (.onnx, or a weight file that
     /// records its architecture), fine-tuned from its weights unless --init [default: lenet]
     #[arg(long, value_name = "NAME|FILE")]
     pub model: Option<ModelRef>,

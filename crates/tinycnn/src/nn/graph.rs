@@ -1,29 +1,6 @@
 //! A network built from an [`Architecture`] at run time: the module behind a model read from
 //! a file (a tinycnn weight file that records its architecture, or an ONNX model), and the
 //! way back from a module written in Rust to an architecture that can be saved.
-//!
-//! ```
-//! use tinycnn::nn::arch::{Architecture, LayerSpec, Node};
-//! use tinycnn::nn::{Graph, Module};
-//! use tinycnn::Tensor;
-//! let arch = Architecture {
-//!     input: vec![1, 4, 4],
-//!     nodes: vec![
-//!         Node::new("features.0", LayerSpec::Flatten { start_dim: 1, end_dim: -1 }, vec![0]),
-//!         Node::new("features.1", LayerSpec::Linear { in_features: 16, out_features: 16, bias: true }, vec![1]),
-//!         Node::new("features.2", LayerSpec::ReLU, vec![2]),
-//!         // A residual connection: the flattened input plus the activation.
-//!         Node::new("skip", LayerSpec::Add, vec![1, 3]),
-//!         Node::new("head", LayerSpec::Linear { in_features: 16, out_features: 3, bias: false }, vec![4]),
-//!     ],
-//! };
-//! let net = Graph::new(&arch).unwrap();
-//! let keys: Vec<String> = net.state_dict().keys().map(String::from).collect();
-//! assert_eq!(keys, ["features.1.weight", "features.1.bias", "head.weight"]);
-//! assert_eq!(net.forward(&Tensor::rand(&[5, 1, 4, 4])).unwrap().shape(), &[5, 3]);
-//! // The architecture of a module: what a weight file records.
-//! assert_eq!(Architecture::from_module(&net, &[1, 4, 4]).unwrap(), arch);
-//! ```
 
 use super::arch::{Architecture, LayerSpec, Node};
 use super::{
@@ -610,7 +587,30 @@ fn build_layer(node: &Node) -> Result<Box<dyn Module>> {
 /// A network built from an [`Architecture`]: one module per node (PyTorch's default
 /// initialisation), run in node order. Its children are the nodes by name, so its
 /// state-dict keys are `<node name>.<tensor>` (`features.0.weight`), the keys of the module
-/// the architecture was taken from. See the [module docs](self) for an example.
+/// the architecture was taken from.
+///
+/// ```
+/// use tinycnn::nn::arch::{Architecture, LayerSpec, Node};
+/// use tinycnn::nn::{Graph, Module};
+/// use tinycnn::Tensor;
+/// let arch = Architecture {
+///     input: vec![1, 4, 4],
+///     nodes: vec![
+///         Node::new("features.0", LayerSpec::Flatten { start_dim: 1, end_dim: -1 }, vec![0]),
+///         Node::new("features.1", LayerSpec::Linear { in_features: 16, out_features: 16, bias: true }, vec![1]),
+///         Node::new("features.2", LayerSpec::ReLU, vec![2]),
+///         // A residual connection: the flattened input plus the activation.
+///         Node::new("skip", LayerSpec::Add, vec![1, 3]),
+///         Node::new("head", LayerSpec::Linear { in_features: 16, out_features: 3, bias: false }, vec![4]),
+///     ],
+/// };
+/// let net = Graph::new(&arch).unwrap();
+/// let keys: Vec<String> = net.state_dict().keys().map(String::from).collect();
+/// assert_eq!(keys, ["features.1.weight", "features.1.bias", "head.weight"]);
+/// assert_eq!(net.forward(&Tensor::rand(&[5, 1, 4, 4])).unwrap().shape(), &[5, 3]);
+/// // The architecture of a module: what a weight file records.
+/// assert_eq!(Architecture::from_module(&net, &[1, 4, 4]).unwrap(), arch);
+/// ```
 pub struct Graph {
     arch: Architecture,
     /// One module per node (an `Add` node's is a placeholder the forward does not call).
