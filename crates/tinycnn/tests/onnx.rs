@@ -259,6 +259,42 @@ fn crafted_graphs_with_old_opsets_dropout_constants_and_gemm_trans_b_0() {
     }
 }
 
+#[test]
+fn a_shared_parameter_copied_by_identity_and_a_middle_axis_softmax() {
+    let m = load("crafted/shared_weight_opset13");
+    assert_eq!(
+        layers(&m.architecture),
+        chain(&[
+            ("shared", "Conv2d"),
+            ("shared_1", "Conv2d"),
+            ("pool", "AvgPool2d"),
+            ("Reshape", "Reshape"),
+            ("softmax", "Softmax"),
+            ("gate", "Sigmoid"),
+        ])
+    );
+    assert_eq!(
+        m.architecture.nodes[2].layer,
+        LayerSpec::AvgPool2d {
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+            count_include_pad: true
+        }
+    );
+    assert_eq!(
+        m.architecture.nodes[3].layer,
+        LayerSpec::Reshape {
+            shape: vec![0, 2, -1]
+        }
+    );
+    assert_eq!(m.architecture.nodes[4].layer, LayerSpec::Softmax { dim: 1 });
+    // Both convolutions hold the one initializer's values.
+    assert_eq!(m.tensors[0].0, "shared.weight");
+    assert_eq!(m.tensors[1].0, "shared_1.weight");
+    assert_eq!(m.tensors[0].2, m.tensors[1].2);
+}
+
 /// The raw little-endian floats that follow an initializer's name in a protobuf file (the
 /// fixture script writes raw_data right after the name).
 fn initializer_floats(bytes: &[u8], name: &str, n: usize) -> Vec<f32> {

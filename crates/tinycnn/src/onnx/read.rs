@@ -459,6 +459,15 @@ impl<'a> Importer<'a> {
             "Gemm" => self.gemm(ctx)?,
             "MatMul" => self.matmul(ctx)?,
             "Add" => self.add(ctx)?,
+            // PyTorch's exporter writes Identity nodes that copy an initializer (a shared
+            // parameter): they stay constants.
+            "Identity" if matches!(self.input(ctx, 0)?, Some(Val::Const(_))) => {
+                ctx.check_attrs(&[])?;
+                match self.input(ctx, 0)? {
+                    Some(c) => c,
+                    None => return ctx.err("missing input 0"),
+                }
+            }
             "Relu" | "Sigmoid" | "Tanh" | "Identity" => {
                 ctx.check_attrs(&[])?;
                 let x = self.computed(ctx, 0)?;
@@ -1253,7 +1262,7 @@ fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>> {
     if dims
         .iter()
         .try_fold(1usize, |p, &d| p.checked_mul(d))
-        .is_none_or(|n| n > (1 << 40))
+        .is_none_or(|n| n > super::shape::MAX_VALUE_ELEMENTS)
     {
         return fail(format!("graph input `{name}`: shape {dims:?} too large"));
     }

@@ -28,9 +28,28 @@ fn window_out(
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// Most elements one example's value may have (a bound that keeps every size product in
+/// range, whatever padding or reshape a file asks for).
+pub(crate) const MAX_VALUE_ELEMENTS: usize = 1 << 40;
+
 /// The per-example output shape of `layer` applied to values of per-example shapes `inputs`
-/// (one entry per input); an error message (without the layer's name) when they do not fit.
+/// (one entry per input, each within [`MAX_VALUE_ELEMENTS`]); an error message (without
+/// the layer's name) when they do not fit.
 pub(crate) fn output_shape(
+    layer: &LayerSpec,
+    inputs: &[&[usize]],
+) -> std::result::Result<Vec<usize>, String> {
+    let out = output_shape_unchecked(layer, inputs)?;
+    match out.iter().try_fold(1usize, |p, &d| p.checked_mul(d)) {
+        Some(n) if n <= MAX_VALUE_ELEMENTS && !out.contains(&0) => Ok(out),
+        _ => Err(format!(
+            "output [N, {}] is empty or has more than 2^40 elements per example",
+            dims(&out)
+        )),
+    }
+}
+
+fn output_shape_unchecked(
     layer: &LayerSpec,
     inputs: &[&[usize]],
 ) -> std::result::Result<Vec<usize>, String> {
@@ -122,7 +141,7 @@ pub(crate) fn output_shape(
             padding,
             ..
         } => {
-            if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
+            if padding.0.saturating_mul(2) > kernel.0 || padding.1.saturating_mul(2) > kernel.1 {
                 return Err(format!(
                     "padding {padding:?} is more than half the kernel {kernel:?}"
                 ));
@@ -224,7 +243,7 @@ fn reshape(x: &[usize], shape: &[i64]) -> std::result::Result<Vec<usize>, String
         .try_fold(1usize, |p, &d| p.checked_mul(d))
         .ok_or("shape overflows")?;
     if let Some(i) = infer {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             return bad();
         }
         out[i] = numel / known;
@@ -247,6 +266,13 @@ pub(crate) fn infer_shapes(
     arch: &crate::nn::arch::Architecture,
     op: &'static str,
 ) -> Result<Vec<Vec<usize>>> {
+    let numel = arch.input.iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+    if numel.is_none_or(|n| n > MAX_VALUE_ELEMENTS) {
+        return Err(Error::invalid(
+            op,
+            format!("input shape {:?} has more than 2^40 elements", arch.input),
+        ));
+    }
     let mut shapes = vec![arch.input.clone()];
     for n in &arch.nodes {
         let ins: Vec<&[usize]> = n.inputs.iter().map(|&v| shapes[v].as_slice()).collect();
