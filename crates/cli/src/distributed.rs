@@ -1,0 +1,77 @@
+//! `--distributed`: whether `tinycnn train` runs as one rank of an MPI job
+//! (`mpirun -np N tinycnn train ...`), and the job-wide exit after an error.
+//!
+//! The training itself is the runtime's (`tinycnn::distributed`); the CLI only starts MPI,
+//! gives each rank its share of the cores, and lets rank 0 alone print and write files.
+
+use crate::error::Result;
+use clap::ValueEnum;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tinycnn::distributed::DataParallel;
+
+/// How `train` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistributedMode {
+    /// Data-parallel over MPI when started by mpirun with more than one process, else alone
+    Auto,
+    /// Data-parallel over MPI (an error if the binary was built without MPI)
+    Mpi,
+    /// One process, even under mpirun (every rank would train alone and write the same files)
+    None,
+}
+
+/// Set once MPI is running, so that an error can end the whole job.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Starts data parallelism as `mode` asks: `None` for a single-process run.
+pub fn start(mode: DistributedMode) -> Result<Option<DataParallel>> {
+    let launched = tinycnn::distributed::launcher_world_size();
+    match (mode, launched) {
+        (DistributedMode::None, _) => Ok(None),
+        (DistributedMode::Auto, None | Some(0..=1)) => Ok(None),
+        _ => init(launched),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn init(_launched: Option<usize>) -> Result<Option<DataParallel>> {
+    let mpi = tinycnn::distributed::Mpi::init()
+        .map_err(crate::error::runtime("cannot start MPI".to_string()))?;
+    ACTIVE.store(true, Ordering::SeqCst);
+    let dp = DataParallel::new(Box::new(mpi));
+    if !dp.is_root() {
+        crate::output::set_quiet(true);
+    }
+    Ok(Some(dp))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn init(launched: Option<usize>) -> Result<Option<DataParallel>> {
+    let why = match launched {
+        Some(n) => format!("started by mpirun with {n} processes, but "),
+        None => String::new(),
+    };
+    Err(crate::cli_err!(
+        "{why}this tinycnn was built without MPI: rebuild with `cargo build --release -p tinycnn-cli --features mpi`, or pass --distributed none to train alone"
+    ))
+}
+
+/// Worker threads per rank when `--threads` is not given: the cores shared among the
+/// ranks on this machine (as torchrun sets OMP_NUM_THREADS), so that N ranks on one host do
+/// not run N times as many threads as cores.
+pub fn default_threads() -> Option<usize> {
+    let local: usize = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((cores / local.max(1)).max(1))
+}
+
+/// After an error on this rank: ends every rank of the job (the others would wait for it
+/// in their next all-reduce). Returns only when no MPI job is running.
+pub fn abort_job() {
+    if ACTIVE.load(Ordering::SeqCst) {
+        #[cfg(feature = "mpi")]
+        tinycnn::distributed::Mpi::abort_world(1);
+    }
+}
