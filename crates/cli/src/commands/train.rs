@@ -183,7 +183,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .map(|p| (p, first_epoch)),
         interrupt: None,
         bar: None,
-        show_bar: root && std::io::stdout().is_terminal(),
+        // mpirun hands rank 0 a terminal of its own whatever mpirun's output is: no bar.
+        show_bar: dp.is_none() && std::io::stdout().is_terminal(),
         writes_files: root,
     };
     if first_epoch < args.epochs {
