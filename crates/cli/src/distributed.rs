@@ -67,6 +67,25 @@ pub fn default_threads() -> Option<usize> {
     Some((cores / local.max(1)).max(1))
 }
 
+/// The GPU of this rank under `--device cuda`: one per rank on a machine, by the rank's
+/// index among the ranks there (`OMPI_COMM_WORLD_LOCAL_RANK`, Hydra's `MPI_LOCALRANKID`).
+pub fn gpu_of_rank(device: tinycnn::Device) -> Result<tinycnn::Device> {
+    let tinycnn::Device::Cuda(_) = device else {
+        return Ok(device);
+    };
+    let local: usize = ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+        .unwrap_or(0);
+    let gpu = tinycnn::Device::Cuda(local);
+    tinycnn::Tensor::scalar(0.0).to(&gpu).map_err(|e| {
+        crate::cli_err!(
+            "--device cuda: rank {local} on this machine needs GPU {local}, which is not usable ({e}); start at most one rank per GPU"
+        )
+    })?;
+    Ok(gpu)
+}
+
 /// After an error on this rank: ends every rank of the job (the others would wait for it
 /// in their next all-reduce). Returns only when no MPI job is running.
 pub fn abort_job() {

@@ -89,7 +89,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     // Before the data is read: a missing GPU is the first thing to report.
-    let device = model::device(args.device)?;
+    let mut device = model::device(args.device)?;
+    if dp.is_some() {
+        device = crate::distributed::gpu_of_rank(device)?;
+    }
     let data = load_data(args.data.as_deref())?;
     // Only the per-epoch shuffles are used: the same order on every device for a seed.
     let shuffles = DataLoader::from_split(
