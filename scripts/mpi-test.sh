@@ -201,6 +201,13 @@ else
   fail "the long run did not write its first checkpoint: $(tail -n 5 "$work/hung.log")"
 fi
 
+echo "== 5. NCCL (the GPU path of --device cuda ranks): errors without libnccl or a GPU, a real run with both"
+if out=$(cargo test --release -q -p tinycnn-cuda --features nccl --test nccl -- --nocapture 2>&1); then
+  pass "NCCL tests of tinycnn-cuda$(echo "$out" | grep -m1 -o 'skipped: .*' | sed 's/^/ (one /; s/$/)/')"
+else
+  fail "NCCL tests of tinycnn-cuda: $(echo "$out" | tail -n 15)"
+fi
+
 if [ $failed = 0 ]; then
   echo "mpi-test: all checks passed"
 else

@@ -86,6 +86,35 @@ pub fn gpu_of_rank(device: tinycnn::Device) -> Result<tinycnn::Device> {
     Ok(gpu)
 }
 
+/// Sums the gradients of CUDA ranks with NCCL when every rank can load it, else leaves them
+/// on the host path (rank 0 says so).
+#[cfg(feature = "mpi")]
+pub fn attach_nccl(dp: DataParallel, device: tinycnn::Device) -> Result<DataParallel> {
+    use tinycnn::distributed::Nccl;
+    if !device.is_cuda() {
+        return Ok(dp);
+    }
+    let mut missing = [if Nccl::is_available() { 0.0 } else { 1.0 }];
+    dp.all_reduce_sum(&mut missing)
+        .map_err(crate::error::runtime("NCCL"))?;
+    if missing[0] > 0.0 {
+        crate::outln!(
+            "NCCL (libnccl.so.2) is missing on {} rank(s): gradients go through host memory and MPI",
+            missing[0]
+        )?;
+        return Ok(dp);
+    }
+    let nccl =
+        Nccl::new(dp.communicator(), device).map_err(crate::error::runtime("cannot start NCCL"))?;
+    Ok(dp.with_nccl(nccl))
+}
+
+/// Without MPI there is no data parallelism to give NCCL to.
+#[cfg(not(feature = "mpi"))]
+pub fn attach_nccl(dp: DataParallel, _device: tinycnn::Device) -> Result<DataParallel> {
+    Ok(dp)
+}
+
 /// After an error on this rank: ends every rank of the job (the others would wait for it
 /// in their next all-reduce). Returns only when no MPI job is running.
 pub fn abort_job() {

@@ -22,8 +22,9 @@
 //! attached, so ranks start from one model whether fresh or resumed. Only rank 0 should
 //! write files ([`DataParallel::is_root`]).
 //!
-//! Gradients travel through host memory: a CUDA tensor is downloaded, reduced with the
-//! communicator and uploaded (no NCCL yet).
+//! Gradients of CUDA ranks are summed on the GPUs by NCCL when a [`Nccl`] is attached
+//! ([`DataParallel::with_nccl`], feature `nccl`); otherwise they travel through host memory
+//! (downloaded, reduced by the communicator, uploaded).
 //!
 //! ```
 //! use tinycnn::distributed::{DataParallel, LocalGroup};
@@ -108,6 +109,9 @@ pub struct DataParallel {
     comm: Box<dyn Communicator>,
     /// The flat all-reduce buffer, kept between steps.
     flat: Vec<f32>,
+    /// The gradient all-reduce on the GPUs.
+    #[cfg(feature = "nccl")]
+    nccl: Option<Nccl>,
 }
 
 /// Entries before the gradients in the flat buffer: loss sum, how many ranks gave a loss,
@@ -120,7 +124,17 @@ impl DataParallel {
         DataParallel {
             comm,
             flat: Vec::new(),
+            #[cfg(feature = "nccl")]
+            nccl: None,
         }
+    }
+
+    /// Sums the gradients of parameters on `nccl`'s GPU with NCCL (the loss, stop flag and
+    /// which parameters have gradients still go through the communicator, a few numbers).
+    #[cfg(feature = "nccl")]
+    pub fn with_nccl(mut self, nccl: Nccl) -> Self {
+        self.nccl = Some(nccl);
+        self
     }
     /// This rank.
     pub fn rank(&self) -> usize {
@@ -251,6 +265,12 @@ impl DataParallel {
             ));
         }
         let weight = local as f32 / global as f32;
+        #[cfg(feature = "nccl")]
+        if let Some(nccl) = &self.nccl {
+            if params.iter().all(|p| p.device() == nccl.device()) {
+                return nccl_step(self, params, weight, local_loss_sum, stop);
+            }
+        }
         let total: usize = params.iter().map(|p| p.numel()).sum();
         let flat = &mut self.flat;
         flat.clear();
@@ -295,6 +315,36 @@ impl DataParallel {
     pub fn abort(&self, code: i32) {
         self.comm.abort(code)
     }
+}
+
+/// [`DataParallel::all_reduce_gradients`] with the gradients summed by NCCL on the GPUs and
+/// the header (loss, stop, which gradients exist) by the communicator.
+#[cfg(feature = "nccl")]
+fn nccl_step(
+    dp: &DataParallel,
+    params: &[Tensor],
+    weight: f32,
+    local_loss_sum: Option<f64>,
+    stop: bool,
+) -> Result<StepAgreement> {
+    let grads: Vec<Option<Tensor>> = params.iter().map(|p| p.grad()).collect();
+    let mut header = vec![
+        local_loss_sum.unwrap_or(0.0) as f32,
+        if local_loss_sum.is_some() { 1.0 } else { 0.0 },
+        if stop { 1.0 } else { 0.0 },
+    ];
+    header.extend(grads.iter().map(|g| if g.is_some() { 1.0 } else { 0.0 }));
+    dp.comm.all_reduce_sum_f32(&mut header)?;
+    let nccl = dp.nccl.as_ref().expect("called with NCCL attached");
+    let summed = nccl.all_reduce_scaled(params, &grads, weight)?;
+    for (i, (p, g)) in params.iter().zip(summed).enumerate() {
+        p.set_grad((header[HEADER + i] > 0.0).then_some(g))?;
+    }
+    let size = dp.comm.size() as f32;
+    Ok(StepAgreement {
+        loss_sum: (header[1] == size).then_some(header[0] as f64),
+        stop: header[2] > 0.0,
+    })
 }
 
 fn shard_of(len: usize, rank: usize, size: usize) -> Range<usize> {
@@ -494,6 +544,131 @@ impl Communicator for LocalCommunicator {
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.aborted = Some(self.rank);
         self.shared.done.notify_all();
+    }
+}
+
+// ----- NCCL ----------------------------------------------------------------------------------
+
+#[cfg(feature = "nccl")]
+pub use self::nccl_backend::Nccl;
+
+#[cfg(feature = "nccl")]
+mod nccl_backend {
+    use super::{Communicator, Error, Result};
+    use crate::cuda::{err, CudaStorage};
+    use crate::device::Device;
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+    use std::sync::Arc;
+    use tinycnn_cuda::nccl::{NcclComm, ID_BYTES};
+    use tinycnn_cuda::CudaDevice;
+
+    /// NCCL on this rank's GPU, for [`DataParallel::with_nccl`](super::DataParallel::with_nccl):
+    /// the gradients of a step are packed into one device buffer (each scaled by the rank's
+    /// share of the batch), summed in place by `ncclAllReduce` on the device's stream, and
+    /// unpacked, without a trip through host memory. Needs a GPU and `libnccl.so.2`; the
+    /// emulated device has no NCCL.
+    pub struct Nccl {
+        comm: NcclComm,
+        dev: Arc<CudaDevice>,
+        ordinal: usize,
+    }
+
+    impl Nccl {
+        /// Joins every rank of `comm` on `device` (a CUDA device, one per rank): rank 0 makes
+        /// the NCCL id and broadcasts it over `comm`. Collective: every rank calls it, and
+        /// a failure on rank 0 (no NCCL) fails every rank.
+        pub fn new(comm: &dyn Communicator, device: Device) -> Result<Nccl> {
+            let Device::Cuda(ordinal) = device else {
+                return Err(Error::invalid(
+                    "Nccl::new",
+                    format!("{device} is not a GPU"),
+                ));
+            };
+            let made = if comm.rank() == 0 {
+                tinycnn_cuda::nccl::unique_id().map_err(err("NCCL id"))
+            } else {
+                Ok([0; ID_BYTES])
+            };
+            let mut bytes = made.as_ref().map_or(Vec::new(), |id| id.to_vec());
+            comm.broadcast_bytes(&mut bytes, 0)?;
+            made?;
+            let id: [u8; ID_BYTES] = bytes.try_into().map_err(|_| Error::Distributed {
+                op: "Nccl::new",
+                msg: "rank 0 could not make an NCCL id (see its error)".into(),
+            })?;
+            let dev = crate::cuda::device(ordinal)?;
+            let nccl =
+                NcclComm::new(&dev, comm.rank(), comm.size(), &id).map_err(err("NCCL init"))?;
+            Ok(Nccl {
+                comm: nccl,
+                dev,
+                ordinal,
+            })
+        }
+
+        /// Whether `libnccl.so.2` can be loaded on this machine.
+        pub fn is_available() -> bool {
+            tinycnn_cuda::nccl::is_available()
+        }
+
+        /// The GPU.
+        pub fn device(&self) -> Device {
+            Device::Cuda(self.ordinal)
+        }
+
+        /// Sum over the ranks of `weight * grad` for every parameter (zeros where a rank
+        /// has no gradient), as new device tensors.
+        pub(super) fn all_reduce_scaled(
+            &self,
+            params: &[Tensor],
+            grads: &[Option<Tensor>],
+            weight: f32,
+        ) -> Result<Vec<Tensor>> {
+            let total: usize = params.iter().map(|p| p.numel()).sum();
+            let mut flat = self.dev.zeros(total).map_err(err("NCCL pack"))?;
+            let mut at = 0;
+            for (p, g) in params.iter().zip(grads) {
+                let n = p.numel();
+                if let Some(g) = g {
+                    let scaled = g.mul_scalar(weight);
+                    let buffer = scaled.buffer();
+                    let Buffer::Cuda(src) = &*buffer else {
+                        return Err(Error::Distributed {
+                            op: "Nccl",
+                            msg: "a gradient is not on the GPU".into(),
+                        });
+                    };
+                    self.dev
+                        .copy_device(&src.buf.slice(..n), &mut flat.slice_mut(at..at + n))
+                        .map_err(err("NCCL pack"))?;
+                }
+                at += n;
+            }
+            self.comm
+                .all_reduce_sum(&mut flat)
+                .map_err(err("NCCL all-reduce"))?;
+            let mut out = Vec::with_capacity(params.len());
+            at = 0;
+            for p in params {
+                let n = p.numel();
+                let mut buf = self.dev.alloc(n).map_err(err("NCCL unpack"))?;
+                self.dev
+                    .copy_device(&flat.slice(at..at + n), &mut buf)
+                    .map_err(err("NCCL unpack"))?;
+                let storage = CudaStorage {
+                    ordinal: self.ordinal,
+                    dev: Arc::clone(&self.dev),
+                    buf,
+                };
+                out.push(Tensor::from_buffer(
+                    Buffer::Cuda(storage),
+                    p.shape().to_vec(),
+                ));
+                at += n;
+            }
+            Ok(out)
+        }
     }
 }
 

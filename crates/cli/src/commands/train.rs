@@ -210,6 +210,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .marks_every(every)
             .stop_flag(flag);
         if let Some(dp) = dp {
+            let dp = crate::distributed::attach_nccl(dp, device)?;
             trainer = trainer
                 .data_parallel(dp)
                 .map_err(runtime("cannot start data-parallel training"))?;
