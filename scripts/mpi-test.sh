@@ -5,7 +5,9 @@
 #   2. a 2-rank run resumed from its checkpoint matches a 2-epoch single run (parameters and
 #      optimizer state broadcast from rank 0), and only rank 0 printed;
 #   3. a killed rank ends the job with an error, and the last checkpoint stays readable;
-#   4. a hanging rank (SIGSTOP) ends the job through the collective watchdog.
+#   4. a hanging rank (SIGSTOP) ends the job through the collective watchdog;
+#   5. a rank that cannot start, or never reaches MPI_Init, ends the job with an error;
+#   6. the NCCL layer (GPU path) builds, and says what is missing without NCCL or a GPU.
 # Needs OpenMPI (Debian: openmpi-bin libopenmpi-dev), libclang-dev (bindgen of mpi-sys),
 # python3 (standard library only) and Fashion-MNIST. Prints PASS/FAIL per check; exits 1 if
 # any failed.
@@ -201,7 +203,24 @@ else
   fail "the long run did not write its first checkpoint: $(tail -n 5 "$work/hung.log")"
 fi
 
-echo "== 5. NCCL (the GPU path of --device cuda ranks): errors without libnccl or a GPU, a real run with both"
+echo "== 5. a rank that never starts, or never reaches MPI_Init (TINYCNN_COLLECTIVE_TIMEOUT=3)"
+one_rank=(-np 1 "$bin" train --data "$work/small" --epochs 1 --out "$work/never.safetensors")
+t0=$(date +%s)
+if timeout 60 mpirun --oversubscribe --bind-to none "${one_rank[@]}" : -np 1 "$work/no-such-program" >"$work/never.log" 2>&1; then
+  fail "a rank that cannot start: mpirun exited 0"
+else
+  pass "a rank that cannot start: mpirun failed after $(( $(date +%s) - t0 ))s ($(grep -m1 -o 'unable to launch[^:]*' "$work/never.log"))"
+fi
+t0=$(date +%s)
+if TINYCNN_COLLECTIVE_TIMEOUT=3 timeout 60 mpirun --oversubscribe --bind-to none "${one_rank[@]}" : -np 1 sleep 120 >"$work/late.log" 2>&1; then
+  fail "a rank that never calls MPI_Init: mpirun exited 0"
+elif grep -q "MPI init waited more than" "$work/late.log"; then
+  pass "a rank that never calls MPI_Init: the job ended after $(( $(date +%s) - t0 ))s: $(grep -m1 'waited more than' "$work/late.log")"
+else
+  fail "a rank that never calls MPI_Init: no watchdog message: $(tail -n 5 "$work/late.log")"
+fi
+
+echo "== 6. NCCL (the GPU path of --device cuda ranks): errors without libnccl or a GPU, a real run with both"
 if out=$(cargo test --release -q -p tinycnn-cuda --features nccl --test nccl -- --nocapture 2>&1); then
   pass "NCCL tests of tinycnn-cuda$(echo "$out" | grep -m1 -o 'skipped: .*' | sed 's/^/ (one /; s/$/)/')"
 else

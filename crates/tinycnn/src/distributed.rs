@@ -684,6 +684,7 @@ mod mpi_backend {
     use mpi::environment::Universe;
     use mpi::topology::{Communicator as _, SimpleCommunicator};
     use mpi::Threading;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -693,8 +694,9 @@ mod mpi_backend {
 
     /// The MPI world (`MPI_COMM_WORLD`), initialized by [`Mpi::init`] and finalized when
     /// dropped. A rank that dies makes `mpirun` end the job; a rank that hangs is caught by
-    /// a watchdog: a collective that waits longer than `TINYCNN_COLLECTIVE_TIMEOUT` seconds
-    /// (default 300) prints which one and aborts every rank (`MPI_Abort`).
+    /// a watchdog: a collective (or `MPI_Init`, which waits for every rank too) that waits
+    /// longer than `TINYCNN_COLLECTIVE_TIMEOUT` seconds (default 300) prints which one and
+    /// aborts every rank (`MPI_Abort`).
     pub struct Mpi {
         world: SimpleCommunicator,
         watchdog: Arc<Mutex<Option<(&'static str, Instant)>>>,
@@ -717,18 +719,18 @@ mod mpi_backend {
                 },
                 Err(_) => DEFAULT_TIMEOUT,
             };
-            // The watchdog thread calls MPI_Abort while the main thread may be inside a
-            // collective: that needs MPI_THREAD_MULTIPLE.
-            let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
-                .ok_or_else(|| Error::Distributed {
-                    op: "init",
-                    msg: "MPI is already initialized in this process".into(),
-                })?;
-            let world = universe.world();
-            let watchdog = Arc::new(Mutex::new(None::<(&'static str, Instant)>));
+            // Armed from the start: MPI_Init itself waits for every rank, so a rank that
+            // starts but never reaches it would hold the others there.
+            let watchdog = Arc::new(Mutex::new(Some(("init", Instant::now()))));
             let armed = Arc::clone(&watchdog);
-            let rank = world.rank();
-            let multiple = threading == Threading::Multiple;
+            // Set once MPI runs with MPI_THREAD_MULTIPLE: then the watchdog may call
+            // MPI_Abort while the main thread is inside a collective.
+            let can_abort = Arc::new(AtomicBool::new(false));
+            let abort_ok = Arc::clone(&can_abort);
+            let rank = ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok())
+                .unwrap_or_else(|| "?".into());
             std::thread::Builder::new()
                 .name("tinycnn-mpi-watchdog".into())
                 .spawn(move || loop {
@@ -743,11 +745,11 @@ mod mpi_backend {
                              other ranks ({TIMEOUT_VAR}); a rank has died or hangs: aborting the job",
                             timeout.as_secs_f64()
                         );
-                        if multiple {
+                        if abort_ok.load(Ordering::SeqCst) {
                             SimpleCommunicator::world().abort(1);
                         }
-                        // Without thread support, leaving the process makes mpirun end
-                        // the job.
+                        // Before MPI runs, or without thread support: leaving the process
+                        // makes mpirun end the job.
                         std::process::exit(1);
                     }
                 })
@@ -755,6 +757,14 @@ mod mpi_backend {
                     op: "init",
                     msg: format!("cannot start the watchdog thread: {e}"),
                 })?;
+            let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
+                .ok_or_else(|| Error::Distributed {
+                    op: "init",
+                    msg: "MPI is already initialized in this process".into(),
+                })?;
+            can_abort.store(threading == Threading::Multiple, Ordering::SeqCst);
+            *watchdog.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let world = universe.world();
             Ok(Mpi {
                 world,
                 watchdog,
