@@ -103,6 +103,26 @@ pub struct StepAgreement {
     pub stop: bool,
 }
 
+impl StepAgreement {
+    /// What every rank does after the all-reduce of batch `batch` (of `len` examples) in
+    /// `epoch`, before the update: [`Error::Stopped`] if a rank asked to stop,
+    /// [`Error::Diverged`] if the global loss is not finite (all ranks see the same loss, so
+    /// all stop at the same batch), else go on.
+    pub fn check(&self, epoch: usize, batch: usize, len: usize) -> Result<()> {
+        if self.stop {
+            return Err(Error::Stopped { epoch, batch });
+        }
+        match self.loss_sum {
+            Some(l) if !l.is_finite() => Err(Error::Diverged {
+                epoch,
+                batch: Some(batch),
+                loss: (l / len.max(1) as f64) as f32,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Data parallelism over a [`Communicator`]: shards, gradient all-reduce, broadcasts and
 /// sums of statistics (see the [module docs](self)).
 pub struct DataParallel {

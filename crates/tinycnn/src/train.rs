@@ -260,21 +260,8 @@ impl<'m> Trainer<'m> {
                 local_loss = Some(0.0);
             }
             if let Some((dp, params)) = &mut self.data_parallel {
-                let agreed = dp.all_reduce_gradients(params, part.len(), len, local_loss, stop)?;
-                if agreed.stop {
-                    return Err(Error::Stopped { epoch, batch: i });
-                }
-                // Every rank sees the global loss, so all stop at the same batch.
-                match agreed.loss_sum {
-                    Some(l) if !l.is_finite() => {
-                        return Err(Error::Diverged {
-                            epoch,
-                            batch: Some(i),
-                            loss: (l / len as f64) as f32,
-                        })
-                    }
-                    _ => {}
-                }
+                dp.all_reduce_gradients(params, part.len(), len, local_loss, stop)?
+                    .check(epoch, i, len)?;
             }
             self.optimizer.step()?;
             let every = self.marks_every;
