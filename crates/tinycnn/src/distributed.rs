@@ -1,7 +1,7 @@
 //! Data-parallel training (PyTorch's `DistributedDataParallel`): N processes, each on its
 //! slice of every global batch, gradients averaged so every rank takes the same step.
 //!
-//! A [`Communicator`] is the transport: [`Mpi`] (feature `mpi`) for processes started by
+//! A [`Communicator`] is the transport: `Mpi` (feature `mpi`) for processes started by
 //! `mpirun` on one or many machines, [`LocalGroup`] for threads of one process (tests, and
 //! a reference for what the collectives must do). [`DataParallel`] is what the training
 //! loop needs on top of it; [`Trainer::data_parallel`](crate::train::Trainer::data_parallel)
@@ -22,8 +22,8 @@
 //! attached, so ranks start from one model whether fresh or resumed. Only rank 0 should
 //! write files ([`DataParallel::is_root`]).
 //!
-//! Gradients of CUDA ranks are summed on the GPUs by NCCL when a [`Nccl`] is attached
-//! ([`DataParallel::with_nccl`], feature `nccl`); otherwise they travel through host memory
+//! Gradients of CUDA ranks are summed on the GPUs by NCCL when a `Nccl` is attached
+//! (`DataParallel::with_nccl`, feature `nccl`); otherwise they travel through host memory
 //! (downloaded, reduced by the communicator, uploaded).
 //!
 //! ```
@@ -79,7 +79,7 @@ pub trait Communicator {
     /// Replaces `bytes` on every rank with those of rank `root` (the length may differ).
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()>;
     /// Ends the job after an error on this rank, which would otherwise leave the other ranks
-    /// waiting in their next collective. [`Mpi`] aborts every process (`MPI_Abort`) and does
+    /// waiting in their next collective. `Mpi` aborts every process (`MPI_Abort`) and does
     /// not return; [`LocalGroup`] makes the other ranks' collectives fail at once.
     fn abort(&self, code: i32);
 }

@@ -259,6 +259,8 @@ impl<'m> Trainer<'m> {
             } else if self.device == Device::Cpu {
                 local_loss = Some(0.0);
             }
+            // From here the gradients are the global batch's: whatever reads them before the
+            // step (clipping by norm, say) belongs after this all-reduce.
             if let Some((dp, params)) = &mut self.data_parallel {
                 dp.all_reduce_gradients(params, part.len(), len, local_loss, stop)?
                     .check(epoch, i, len)?;
