@@ -3,7 +3,8 @@
 #   1. two ranks end one epoch with the weights of one process on the same global batches
 #      (up to float rounding), with SGD and with Adam, an uneven last batch included;
 #   2. a 2-rank run resumed from its checkpoint matches a 2-epoch single run (parameters and
-#      optimizer state broadcast from rank 0), and only rank 0 printed;
+#      optimizer state broadcast from rank 0), only rank 0 printed, and ranks started with
+#      different settings stop with an error naming them;
 #   3. a killed rank ends the job with an error, and the last checkpoint stays readable;
 #   4. a hanging rank (SIGSTOP) ends the job through the collective watchdog;
 #   5. a rank that cannot start, or never reaches MPI_Init, ends the job with an error;
@@ -121,6 +122,16 @@ fi
 n=$(grep -c '^epoch 2:' "$work/res2.log" || true)
 [ "$n" = 1 ] && pass "one rank printed (1 'epoch 2:' line)" || fail "'epoch 2:' printed $n times:
 $(cat "$work/res2.log")"
+
+# Ranks started with different settings (MPMD: one --seed each) stop before training.
+if timeout 60 mpirun --oversubscribe --bind-to none -np 1 "${train[@]}" --epochs 1 --out "$work/mix.safetensors" \
+     : -np 1 "$bin" train --data "$work/small" --batch-size 64 --seed 4 --epochs 1 --out "$work/mix.safetensors" >"$work/mix.log" 2>&1; then
+  fail "ranks with different seeds trained"
+elif grep -q "disagree with rank 0" "$work/mix.log"; then
+  pass "ranks with different seeds: $(grep -m1 -o 'the run.s settings.*' "$work/mix.log")"
+else
+  fail "ranks with different seeds: $(tail -n 5 "$work/mix.log")"
+fi
 
 # The pid of rank $2 among the processes mpirun $1 started.
 rank_pid() {

@@ -251,10 +251,7 @@ impl DataParallel {
         if count[0] > 0.0 {
             return Err(Error::Distributed {
                 op: "check_same",
-                msg: format!(
-                    "{what} differs between rank 0 and {} other rank(s)",
-                    count[0]
-                ),
+                msg: format!("{what}: {} rank(s) disagree with rank 0", count[0]),
             });
         }
         Ok(())
