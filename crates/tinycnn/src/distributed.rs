@@ -309,7 +309,8 @@ impl DataParallel {
             let n = p.numel();
             let grad = if flat[HEADER + i] > 0.0 {
                 let g = Tensor::from_vec(flat[at..at + n].to_vec(), p.shape())?;
-                Some(g.to(&p.device())?)
+                // A gradient is a plain tensor: no graph back to the host copy.
+                Some(g.to(&p.device())?.detach())
             } else {
                 None
             };
