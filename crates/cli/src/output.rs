@@ -52,6 +52,7 @@ pub fn check_outputs(outputs: &[(&str, &Path)]) -> Result<()> {
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Silences [`stdout_text`] (and so `outln!`) for the rest of the process.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))] // only MPI ranks go quiet
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
 }
