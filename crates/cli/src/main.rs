@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod commands;
+mod distributed;
 mod error;
 mod output;
 mod picture;
@@ -217,6 +218,10 @@ pub struct TrainArgs {
     /// crop: zeros added on each side before the random crop [default: 4]
     #[arg(long, value_name = "P")]
     pub crop_padding: Option<usize>,
+    /// Data-parallel training when started as `mpirun -np N tinycnn train ...` (each rank
+    /// takes its slice of every batch; rank 0 prints and writes the files)
+    #[arg(long, value_enum, default_value_t = distributed::DistributedMode::Auto)]
+    pub distributed: distributed::DistributedMode,
 }
 
 /// Arguments of `tinycnn eval`.
@@ -346,8 +351,13 @@ fn main() -> ExitCode {
                 error::ExitKind::Interrupted => eprintln!("{e}"),
                 error::ExitKind::BrokenPipe => {}
             }
+            // One rank of an MPI job: the others would wait for this one forever.
+            distributed::abort_job();
             ExitCode::from(e.kind().code())
         }
-        Err(_) => ExitCode::from(1),
+        Err(_) => {
+            distributed::abort_job();
+            ExitCode::from(1)
+        }
     }
 }

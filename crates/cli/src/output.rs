@@ -48,10 +48,22 @@ pub fn check_outputs(outputs: &[(&str, &Path)]) -> Result<()> {
     Ok(())
 }
 
-/// Writes `text` to stdout. A closed pipe (`tinycnn train | head`) becomes
+/// Set on the ranks other than 0 of a distributed run: they print nothing to stdout.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Silences [`stdout_text`] (and so `outln!`) for the rest of the process.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))] // only MPI ranks go quiet
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes `text` to stdout (nothing after [`set_quiet`]). A closed pipe (`tinycnn train | head`) becomes
 /// [`ExitKind::BrokenPipe`], which `main` turns into a quiet exit with status 141, what a
 /// shell reports for a process ended by SIGPIPE.
 pub fn stdout_text(text: &str) -> Result<()> {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

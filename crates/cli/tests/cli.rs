@@ -1589,3 +1589,53 @@ fn sigint_stops_training_and_says_which_epoch_is_saved() {
         stdout(&o)
     );
 }
+
+/// Under mpirun a binary built without MPI must not train N times alone (each rank writing
+/// the same files): it stops and says how to build it or to opt out.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn train_under_mpirun_without_mpi_support_is_an_error() {
+    let dir = temp_dir("no-mpi");
+    let out = dir.join("w.safetensors");
+    let o = bin()
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .args(["train", "--data", data_dir().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &o,
+        &[
+            "started by mpirun with 2 processes",
+            "--features mpi",
+            "--distributed none",
+        ],
+    );
+    assert!(!out.exists());
+    let o = run(&["train", "--distributed", "mpi", "--epochs", "1"]);
+    assert_fails_with(&o, &["built without MPI"]);
+}
+
+/// `--distributed none` trains alone whatever the environment says.
+#[test]
+fn distributed_none_ignores_the_mpi_environment() {
+    let dir = temp_dir("dist-none");
+    let out = dir.join("w.safetensors");
+    let o = bin()
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .args(["train", "--data", data_dir().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--epochs", "1"])
+        .args([
+            "--batch-size",
+            "64",
+            "--threads",
+            "2",
+            "--distributed",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    assert!(stdout(&o).contains("training on cpu\n"), "{}", stdout(&o));
+    assert!(out.exists());
+}

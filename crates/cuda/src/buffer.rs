@@ -191,6 +191,12 @@ impl<T: Elem> DeviceBuffer<T> {
         self.len == 0
     }
 
+    /// The memory, for the NCCL calls (which take cudarc's slices).
+    #[cfg(feature = "nccl")]
+    pub(crate) fn raw_mut(&mut self) -> &mut Raw<T> {
+        self.raw.as_mut().expect("only Drop takes the memory")
+    }
+
     fn raw(&self) -> &Raw<T> {
         self.raw.as_ref().expect("only Drop takes the memory")
     }

@@ -88,6 +88,9 @@ pub enum CudaError {
     /// Bad argument to the executor or a tensor (message says which).
     #[error("{0}")]
     Invalid(String),
+    /// An NCCL call failed (feature `nccl`): no libnccl.so.2, a peer that left, a bad id.
+    #[error("NCCL {op}: {msg}")]
+    Nccl { op: &'static str, msg: String },
 }
 
 fn in_op(shapes: &str) -> String {

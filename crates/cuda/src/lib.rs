@@ -53,6 +53,8 @@ mod emu;
 mod error;
 pub mod kernels;
 pub mod launch;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod ptx;
 
 pub use buffer::{

@@ -94,6 +94,10 @@ pub enum Error {
     /// (0-based) of epoch `epoch` (0-based).
     #[error("training stopped before batch {} of epoch {}", batch + 1, epoch + 1)]
     Stopped { epoch: usize, batch: usize },
+    /// A collective of data-parallel training ([`crate::distributed`]) failed: another rank
+    /// disagreed (settings, buffer sizes), left the group or did not answer in time.
+    #[error("distributed {op}: {msg}")]
+    Distributed { op: &'static str, msg: String },
     /// Anything else (data loading, thread pool construction), with its context.
     #[error("{0}")]
     Msg(String),

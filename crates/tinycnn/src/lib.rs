@@ -99,6 +99,7 @@
 //! - [`io`]: safetensors save / load of state dicts, single tensors and tensor lists.
 //! - [`onnx`]: ONNX models read into an architecture with tensors, and written back.
 //! - [`train`]: [`train::Trainer`], mini-batch training and evaluation on any device.
+//! - [`distributed`]: data-parallel training over MPI processes (feature `mpi`) or threads.
 //! - [`Device`], [`data::ResidentData`], [`Labels`]: where tensors, data sets and labels live.
 //! - [`Rng`], [`manual_seed`]: ChaCha8, the same stream on every platform.
 
@@ -109,6 +110,7 @@ pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod display;
+pub mod distributed;
 pub mod error;
 pub mod infer;
 pub mod io;

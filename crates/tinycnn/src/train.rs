@@ -44,6 +44,7 @@
 
 use crate::data::{Augment, ResidentData};
 use crate::device::Device;
+use crate::distributed::DataParallel;
 use crate::error::{Error, Result};
 use crate::infer::Inference;
 use crate::nn::{Module, Sequential};
@@ -153,6 +154,8 @@ pub struct Trainer<'m> {
     schedule: Option<(Box<dyn LrScheduler>, ScheduleEvery)>,
     clip_grad_norm: Option<f32>,
     augment: Augment,
+    /// Data parallelism over several processes, with the parameters it all-reduces.
+    data_parallel: Option<(DataParallel, Vec<Tensor>)>,
 }
 
 impl<'m> Trainer<'m> {
@@ -180,7 +183,24 @@ impl<'m> Trainer<'m> {
             schedule: None,
             clip_grad_norm: None,
             augment: Augment::default(),
+            data_parallel: None,
         })
+    }
+
+    /// Trains as one rank of `dp` ([`crate::distributed`]): copies rank 0's parameters and
+    /// optimizer state to every rank now, then each step trains on this rank's shard of the
+    /// global batch and all-reduces the gradients; epoch figures and evaluations are summed
+    /// over the ranks. Every rank must call the same methods with the same data and orders.
+    pub fn data_parallel(mut self, dp: DataParallel) -> Result<Self> {
+        dp.broadcast_module(self.model)?;
+        dp.broadcast_optimizer(self.optimizer.as_mut())?;
+        self.data_parallel = Some((dp, self.model.parameters()));
+        Ok(self)
+    }
+
+    /// The data parallelism attached by [`Trainer::data_parallel`].
+    pub fn data_parallel_handle(&self) -> Option<&DataParallel> {
+        self.data_parallel.as_ref().map(|(dp, _)| dp)
     }
 
     /// Records a [`Mark`] every `n` batches (and after the last); 0 records only the last.
@@ -274,21 +294,46 @@ impl<'m> Trainer<'m> {
         let mut marks = Vec::new();
         self.model.train();
         for i in 0..batches {
-            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            let stop = self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            // With several ranks the stop is agreed in the step's all-reduce.
+            if stop && self.data_parallel.is_none() {
                 return Err(Error::Stopped { epoch, batch: i });
             }
             on_batch(i, batches);
             let start = i * self.batch_size;
             let len = self.batch_size.min(order.len() - start);
-            let (x, y) = match &transforms {
-                Some(t) => data.batch_augmented(&on_device, start, len, &t[start..start + len])?,
-                None => data.batch(&on_device, start, len)?,
+            let part = match &self.data_parallel {
+                Some((dp, _)) => dp.shard(len),
+                None => 0..len,
             };
             self.optimizer.zero_grad();
-            let logits = self.model.forward(&x)?;
-            let loss = logits.cross_entropy_labels(&y)?;
-            sums.add_loss(&loss, len, epoch, i)?;
-            loss.backward()?;
+            let mut local_loss = None;
+            if !part.is_empty() {
+                let at = start + part.start;
+                let (x, y) = match &transforms {
+                    Some(t) => {
+                        data.batch_augmented(&on_device, at, part.len(), &t[at..at + part.len()])?
+                    }
+                    None => data.batch(&on_device, at, part.len())?,
+                };
+                let logits = self.model.forward(&x)?;
+                let loss = logits.cross_entropy_labels(&y)?;
+                let single = self.data_parallel.is_none();
+                sums.add_loss(&loss, part.len(), epoch, i, single)?;
+                if !single && self.device == Device::Cpu {
+                    local_loss = Some(loss.item()? as f64 * part.len() as f64);
+                }
+                loss.backward()?;
+                sums.add_correct(&logits.detach().count_correct(&y)?)?;
+            } else if self.device == Device::Cpu {
+                local_loss = Some(0.0);
+            }
+            // From here the gradients are the global batch's: whatever reads them before the
+            // step (clipping by norm) belongs after this all-reduce.
+            if let Some((dp, params)) = &mut self.data_parallel {
+                dp.all_reduce_gradients(params, part.len(), len, local_loss, stop)?
+                    .check(epoch, i, len)?;
+            }
             if let Some(max_norm) = self.clip_grad_norm {
                 clip_grad_norm_(&params, max_norm)?;
             }
@@ -296,7 +341,6 @@ impl<'m> Trainer<'m> {
             if let Some((s, ScheduleEvery::Batch)) = &mut self.schedule {
                 s.step(self.optimizer.as_mut())?;
             }
-            sums.add_correct(&logits.detach().count_correct(&y)?)?;
             let every = self.marks_every;
             if i + 1 == batches || (every > 0 && (i + 1) % every == 0) {
                 marks.push((i + 1, sums.snapshot()));
@@ -305,7 +349,15 @@ impl<'m> Trainer<'m> {
         if let Some((s, ScheduleEvery::Epoch)) = &mut self.schedule {
             s.step(self.optimizer.as_mut())?;
         }
-        let (loss_sum, correct) = sums.read()?;
+        let mut totals = marks
+            .iter()
+            .map(|(_, snap)| snap.read())
+            .chain([sums.read()])
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((dp, _)) = &self.data_parallel {
+            reduce_totals(dp, &mut totals)?;
+        }
+        let (loss_sum, correct) = totals.pop().expect("the epoch's own totals");
         let examples = order.len() as u64;
         if !loss_sum.is_finite() {
             // A CUDA epoch: the sum is the first value read back.
@@ -322,8 +374,7 @@ impl<'m> Trainer<'m> {
             seconds: 0.0,
             marks: Vec::with_capacity(marks.len()),
         };
-        for (batches, snap) in marks {
-            let (l, c) = snap.read()?;
+        for ((batches, _), (l, c)) in marks.into_iter().zip(totals) {
             let seen = (batches * self.batch_size).min(order.len()) as f64;
             stats.marks.push(Mark {
                 batches,
@@ -339,19 +390,29 @@ impl<'m> Trainer<'m> {
     /// only and without recording gradients.
     pub fn evaluate(&mut self, data: &ResidentData) -> Result<(u64, u64)> {
         self.check_data(data, "Trainer::evaluate")?;
-        let order: Vec<usize> = (0..data.len()).collect();
-        let on_device = data.order(&order)?;
+        // Each rank evaluates its shard of the set.
+        let part = match &self.data_parallel {
+            Some((dp, _)) => dp.shard(data.len()),
+            None => 0..data.len(),
+        };
         self.model.eval();
         let mut sums = Sums::new(self.device)?;
-        let _guard = crate::no_grad_guard();
-        for start in (0..data.len()).step_by(self.batch_size) {
-            let len = self.batch_size.min(data.len() - start);
-            let (x, y) = data.batch(&on_device, start, len)?;
-            let logits = self.forward_eval(&x)?;
-            sums.add_correct(&logits.count_correct(&y)?)?;
+        if !part.is_empty() {
+            let order: Vec<usize> = part.clone().collect();
+            let on_device = data.order(&order)?;
+            let _guard = crate::no_grad_guard();
+            for start in (0..order.len()).step_by(self.batch_size) {
+                let len = self.batch_size.min(order.len() - start);
+                let (x, y) = data.batch(&on_device, start, len)?;
+                let logits = self.forward_eval(&x)?;
+                sums.add_correct(&logits.count_correct(&y)?)?;
+            }
         }
-        let (_, correct) = sums.read()?;
-        Ok((correct, data.len() as u64))
+        let mut totals = vec![sums.read()?];
+        if let Some((dp, _)) = &self.data_parallel {
+            reduce_totals(dp, &mut totals)?;
+        }
+        Ok((totals[0].1, data.len() as u64))
     }
 
     /// `epochs` epochs (numbers as given, so a resumed run continues its count), each
@@ -415,6 +476,16 @@ impl<'m> Trainer<'m> {
     }
 }
 
+/// Sums (loss, hits) pairs over the ranks.
+fn reduce_totals(dp: &DataParallel, totals: &mut [(f64, u64)]) -> Result<()> {
+    let mut flat: Vec<f64> = totals.iter().flat_map(|&(l, c)| [l, c as f64]).collect();
+    dp.all_reduce_sum(&mut flat)?;
+    for (t, pair) in totals.iter_mut().zip(flat.chunks_exact(2)) {
+        *t = (pair[0], pair[1] as u64);
+    }
+    Ok(())
+}
+
 /// Loss and hit counts of an epoch: plain numbers on the CPU, 0-d tensors on a device (added
 /// there, read at the end).
 enum Sums {
@@ -436,13 +507,21 @@ impl Sums {
         })
     }
 
-    /// Adds a batch's mean loss times its size; on the CPU a non-finite loss stops the
-    /// epoch before the update it would cause.
-    fn add_loss(&mut self, loss: &Tensor, len: usize, epoch: usize, batch: usize) -> Result<()> {
+    /// Adds a batch's mean loss times its size; on the CPU, when `check`, a non-finite loss
+    /// stops the epoch before the update it would cause (data-parallel ranks check the
+    /// global loss instead, together).
+    fn add_loss(
+        &mut self,
+        loss: &Tensor,
+        len: usize,
+        epoch: usize,
+        batch: usize,
+        check: bool,
+    ) -> Result<()> {
         match self {
             Sums::Host { loss: sum, .. } => {
                 let l = loss.item()?;
-                if !l.is_finite() {
+                if check && !l.is_finite() {
                     return Err(Error::Diverged {
                         epoch,
                         batch: Some(batch),

@@ -30,7 +30,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.epochs == 0 {
         return Err(crate::cli_err!("--epochs must be at least 1"));
     }
-    set_threads(args.threads)?;
+    // Under mpirun: one rank of a data-parallel job (before anything else, so that an
+    // error from here on ends every rank).
+    let dp = crate::distributed::start(args.distributed)?;
+    let root = dp.as_ref().is_none_or(|d| d.is_root());
+    set_threads(
+        args.threads
+            .or_else(|| dp.as_ref().and(crate::distributed::default_threads())),
+    )?;
 
     // Settings: from the checkpoint when resuming (flags given explicitly must agree), else
     // from the flags and their defaults.
@@ -113,10 +120,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(plot) = &args.plot {
         outputs.push(("--plot", plot));
     }
-    crate::output::check_outputs(&outputs)?;
+    // Only rank 0 writes (the others may run on machines without its directories).
+    if root {
+        crate::output::check_outputs(&outputs)?;
+    }
 
     // Before the data is read: a missing GPU is the first thing to report.
-    let device = model::device(args.device)?;
+    let mut device = model::device(args.device)?;
+    if dp.is_some() {
+        device = crate::distributed::gpu_of_rank(device)?;
+    }
     let data = load_data(config.dataset, args.data.as_deref())?;
     // Only the per-epoch shuffles are used: the same order on every device for a seed.
     let shuffles = DataLoader::from_split(
@@ -176,6 +189,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => (History::default(), 0),
     };
+    if let Some(dp) = &dp {
+        // Every rank read its own flags and checkpoint: they must describe one run.
+        let settings = format!(
+            "{label} {:?} {} {} {} {} {} {} {first_epoch}",
+            config.dataset,
+            config.recipe.describe(config.lr),
+            config.optimizer.as_str(),
+            config.lr,
+            config.batch_size,
+            config.seed,
+            args.epochs,
+        );
+        dp.check_same(
+            "the run's settings (model, data set, recipe, optimizer, lr, batch size, seed, --epochs, epochs in the checkpoint)",
+            settings.as_bytes(),
+        )
+        .map_err(runtime("cannot start data-parallel training"))?;
+    }
 
     crate::outln!(
         "{label}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
@@ -199,7 +230,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some((path, _)) = &start {
         crate::outln!("fine-tuning from the weights of {}", path.display())?;
     }
-    crate::outln!("training on {}", args.device.as_str())?;
+    let device_label = match &dp {
+        Some(d) => format!("{} x {} MPI ranks", args.device.as_str(), d.world_size()),
+        None => args.device.as_str().to_string(),
+    };
+    match &dp {
+        Some(_) => crate::outln!(
+            "training on {device_label}, each on its slice of every batch of {}",
+            config.batch_size
+        )?,
+        None => crate::outln!("training on {device_label}")?,
+    }
 
     let mut run = Run {
         net,
@@ -218,7 +259,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .map(|p| (p, first_epoch)),
         interrupt: None,
         bar: None,
-        show_bar: std::io::stdout().is_terminal(),
+        // mpirun hands rank 0 a terminal of its own whatever mpirun's output is: no bar.
+        show_bar: dp.is_none() && std::io::stdout().is_terminal(),
+        writes_files: root,
     };
     if first_epoch < args.epochs {
         let interrupt = Interrupt::install()?;
@@ -248,6 +291,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .clip_grad_norm(max)
                 .map_err(runtime("--clip-grad-norm"))?;
         }
+        if let Some(dp) = dp {
+            let dp = crate::distributed::attach_nccl(dp, device)?;
+            trainer = trainer
+                .data_parallel(dp)
+                .map_err(runtime("cannot start data-parallel training"))?;
+        }
         let order = |epoch| shuffles.order(epoch);
         let result = trainer.fit(&train, &test, first_epoch..args.epochs, &order, &mut run);
         if let Some(bar) = run.bar.take() {
@@ -258,9 +307,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights_of(&out, &config.model, config.dataset, &model::params(net)?)?;
-        if let Some(plot) = &args.plot {
-            write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
+        if root {
+            save_weights_of(&out, &config.model, config.dataset, &model::params(net)?)?;
+            if let Some(plot) = &args.plot {
+                write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
+            }
         }
     }
     let history = run.history;
@@ -269,7 +320,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .last()
         .copied()
         .ok_or_else(|| crate::cli_err!("no epoch was trained"))?;
-    for line in final_lines(&last, &history, args.device.as_str()) {
+    for line in final_lines(&last, &history, &device_label) {
         crate::outln!("{line}")?;
     }
     crate::outln!("wrote {} and {}", out.display(), ckpt_path.display())?;
@@ -293,6 +344,8 @@ struct Run<'a> {
     interrupt: Option<Interrupt>,
     bar: Option<ProgressBar>,
     show_bar: bool,
+    /// False on the ranks other than 0 of a distributed run.
+    writes_files: bool,
 }
 
 impl Run<'_> {
@@ -388,20 +441,22 @@ impl Callbacks for Run<'_> {
         }
         // Saved before the epoch's line is printed, so a reader that goes away on that line
         // (`| head`) or a Ctrl-C does not lose the epoch.
-        save_checkpoint(
-            self.ckpt_path,
-            &Checkpoint {
-                config: self.config.clone(),
-                epochs_done: epoch + 1,
-                params: params.clone(),
-                optimizer: optimizer_state(optimizer)?,
-                history: self.history.clone(),
-                schedule: r.schedule.clone(),
-            },
-        )?;
-        save_weights_of(self.out, &self.config.model, self.config.dataset, &params)?;
-        if let Some(plot) = self.plot {
-            write_svg(plot, &self.history.points, self.epochs)?;
+        if self.writes_files {
+            save_checkpoint(
+                self.ckpt_path,
+                &Checkpoint {
+                    config: self.config.clone(),
+                    epochs_done: epoch + 1,
+                    params: params.clone(),
+                    optimizer: optimizer_state(optimizer)?,
+                    history: self.history.clone(),
+                    schedule: r.schedule.clone(),
+                },
+            )?;
+            save_weights_of(self.out, &self.config.model, self.config.dataset, &params)?;
+            if let Some(plot) = self.plot {
+                write_svg(plot, &self.history.points, self.epochs)?;
+            }
         }
         self.saved = Some((self.ckpt_path.to_path_buf(), epoch + 1));
         crate::outln!("{}", epoch_line(&record))?;
