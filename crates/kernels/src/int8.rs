@@ -15,7 +15,9 @@
 //!
 //! Every kernel has a naive twin in [`reference`] (obvious loops, per-tap bounds checks);
 //! the fast kernels hoist the bounds out of the loops and block output pixels, and must
-//! agree with the twins exactly.
+//! agree with the twins exactly. [`dsp`] holds the same convolution and linear layers laid
+//! out for the Cortex-M4's `SMLAD`/`SXTB16` (native on thumbv7em, emulated elsewhere), also
+//! exact twins of these.
 //!
 //! ```
 //! use tinycnn_kernels::int8::{qconv2d_forward, ActRange, Requant};
@@ -34,6 +36,8 @@ use crate::conv::check_conv2d;
 use crate::error::{check_len, KernelError, Result};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, Pool2dShape};
+
+pub mod dsp;
 
 /// Largest magnitude of a quantized value (symmetric range `[-127, 127]`).
 pub const QMAX: i32 = 127;
