@@ -73,26 +73,27 @@ fn primitives_match_the_architecture_manual() {
 
 #[test]
 fn workspace_len_and_errors() {
-    // LeNet's conv2: 6 * 5 * 5 = 150 taps, padded to 152, two columns.
+    // LeNet's conv2: 6 * 5 * 5 = 150 taps, padded to 152: two widened columns of 76 words,
+    // plus 38 words to gather one int8 column.
     let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
-    assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 304);
+    assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
     let s1 = Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), 1, 28, 28);
-    assert_eq!(dsp::qconv2d_workspace_len(&s1).unwrap(), 56);
+    assert_eq!(dsp::qconv2d_workspace_len(&s1).unwrap(), 35);
     let (x, w) = (vec![0i8; 6 * 14 * 14], vec![0i8; 16 * 150]);
     let r = vec![Requant::from_scale(1.0).unwrap(); 16];
     let mut y = vec![0i8; 16 * 100];
-    let mut ws = vec![0i8; 303];
+    let mut ws = vec![0u32; 189];
     let e = dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws);
     assert_eq!(
         e,
         Err(KernelError::BufferLength {
             buffer: "workspace",
-            expected: 304,
-            actual: 303
+            expected: 190,
+            actual: 189
         })
     );
     // A longer workspace is fine; the other checks are the plain kernel's.
-    let mut ws = vec![0i8; 400];
+    let mut ws = vec![0u32; 400];
     dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
     assert!(dsp::qconv2d_forward(&s, &x[1..], &w, None, &r, ActRange::FULL, &mut y, &mut ws).is_err());
     assert!(dsp::qconv2d_forward(&s, &x, &w, None, &r[1..], ActRange::FULL, &mut y, &mut ws).is_err());
@@ -111,7 +112,7 @@ fn conv_hand_values() {
     let w: [i8; 4] = [0, 1, 2, 3];
     let r = [Requant::from_scale(1.0).unwrap()];
     let mut y = [0i8; 4];
-    let mut ws = [0i8; 8];
+    let mut ws = [0u32; 5];
     dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
     assert_eq!(y, [19, 25, 37, 43]);
     // With a bias of -20 and ReLU: [0, 5, 17, 23].
@@ -131,7 +132,7 @@ fn check_conv(s: &Conv2dShape, rng: &mut Rng) -> std::result::Result<(), TestCas
     let (mut y, mut want, mut plain) = (vec![0i8; n], vec![0i8; n], vec![0i8; n]);
     // Stale workspace contents must not matter.
     let ws_len = dsp::qconv2d_workspace_len(s).unwrap() + rng.below(5);
-    let mut ws: Vec<i8> = full_i8(rng, ws_len);
+    let mut ws: Vec<u32> = (0..ws_len).map(|_| rng.next_u64() as u32).collect();
     dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut y, &mut ws).unwrap();
     reference::qconv2d(s, &x, &w, bias, &r, range, &mut want).unwrap();
     int8::qconv2d_forward(s, &x, &w, bias, &r, range, &mut plain).unwrap();

@@ -404,9 +404,9 @@ pub struct LenetI8<'a> {
     pub tables: [[i8; 256]; 4],
 }
 
-/// int8 conv workspace of the DSP kernels: the larger of conv1's (2 x 28) and conv2's
-/// (2 x 152) [`int8::dsp::qconv2d_workspace_len`] (checked by the host tests).
-pub const I8_WORKSPACE: usize = 304;
+/// int8 conv workspace of the DSP kernels, in words: the larger of conv1's (35) and conv2's
+/// (190) [`int8::dsp::qconv2d_workspace_len`] (checked by the host tests).
+pub const I8_WORKSPACE: usize = 190;
 
 /// Which int8 kernels run the convolutions and linear layers. Both give the same logits,
 /// bit for bit.
@@ -439,7 +439,7 @@ impl I8Kernels {
 pub struct I8Scratch {
     a: [i8; CONV1_OUT],
     b: [i8; POOL1_OUT],
-    ws: [i8; I8_WORKSPACE],
+    ws: [u32; I8_WORKSPACE],
 }
 
 impl I8Scratch {
@@ -451,10 +451,10 @@ impl I8Scratch {
         }
     }
 
-    /// The three buffers as plain slices (`CONV1_OUT`, `POOL1_OUT` and [`I8_WORKSPACE`]
-    /// bytes), e.g. for a self-test before the first inference. Their contents do not carry
+    /// The three buffers as plain slices (`CONV1_OUT` and `POOL1_OUT` bytes, [`I8_WORKSPACE`]
+    /// words), e.g. for a self-test before the first inference. Their contents do not carry
     /// over into an inference.
-    pub fn buffers(&mut self) -> (&mut [i8], &mut [i8], &mut [i8]) {
+    pub fn buffers(&mut self) -> (&mut [i8], &mut [i8], &mut [u32]) {
         (&mut self.a, &mut self.b, &mut self.ws)
     }
 }
@@ -620,7 +620,7 @@ impl<'a> LenetI8<'a> {
         (w, b, rq): (&[i8], &[i32], &[Requant]),
         x: &[i8],
         y: &mut [i8],
-        ws: &mut [i8],
+        ws: &mut [u32],
     ) -> Result<()> {
         let range = self.range();
         match kernels {

@@ -57,8 +57,8 @@ impl Rng {
 const MAX_CH: usize = 16;
 
 /// Checks [`CASES`] convolutions and [`CASES`] linear layers; `buf` needs 4096 bytes, `ws`
-/// at least 304. Returns the name of the first kernel that disagreed.
-pub fn kernels(buf: &mut [i8], ws: &mut [i8]) -> Result<(), &'static str> {
+/// is the conv workspace (shapes that need more are skipped). Returns the name of the first kernel that disagreed.
+pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
     let (x, rest) = buf.split_at_mut(1024);
     let (w, rest) = rest.split_at_mut(1024);
     let (y, rest) = rest.split_at_mut(1024);

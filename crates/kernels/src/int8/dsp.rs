@@ -11,11 +11,12 @@
 //! depend on their order, so the result is the plain kernel's, bit for bit.
 //!
 //! # Loop order
-//! * [`qconv2d_forward`]: im2col of two output pixels at a time into an int8 workspace (the
-//!   patch in weight order, zero-padded to a multiple of 4), then a 2x2 block: two output
-//!   channels x two pixels, four accumulators, so each loaded weight word feeds two pixels
-//!   and each patch word two channels: per 4 taps, 4 loads, 8 `SXTB16` and 8 `SMLAD` for
-//!   16 multiply-accumulates.
+//! * [`qconv2d_forward`]: im2col of two output pixels at a time (the patch in weight order,
+//!   zero-padded to a multiple of 4), widened once per pixel with `SXTB16` (CMSIS-NN's q7 to
+//!   q15 expansion) and interleaved so that one `LDRD` fetches both pixels' lanes; then a
+//!   2x2 block per pair of output channels: four accumulators, each weight word widened once
+//!   for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16` and 8 `SMLAD` for 16
+//!   multiply-accumulates. The widening is paid once per pixel and shared by all channels.
 //! * [`qlinear_forward`] / [`qlinear_forward_i32`]: two output rows at a time against one
 //!   input row, widened on the fly (no workspace).
 //!
@@ -135,11 +136,8 @@ fn word(c: &[i8]) -> u32 {
 /// The last 1 to 3 values of a row as a word, zero-filled (zeros add nothing to a sum).
 #[inline(always)]
 fn tail_word(c: &[i8]) -> u32 {
-    let mut b = [0u8; 4];
-    for (d, &v) in b.iter_mut().zip(c) {
-        *d = v as u8;
-    }
-    u32::from_le_bytes(b)
+    let b = |i: usize| c.get(i).map_or(0, |&v| v as u8 as u32);
+    b(0) | b(1) << 8 | b(2) << 16
 }
 
 /// `acc + dot(w, x)` for one 4-value chunk given as words.
@@ -152,91 +150,150 @@ fn mac4(w: u32, x: u32, acc: i32) -> i32 {
 /// equal length; the input is widened once for both.
 #[inline(always)]
 fn dot_2x1(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let mut wc0 = w0.chunks_exact(4);
-    let mut wc1 = w1.chunks_exact(4);
-    let mut xc = x.chunks_exact(4);
-    for ((c0, c1), cx) in (&mut wc0).zip(&mut wc1).zip(&mut xc) {
-        let xw = word(cx);
+    let n = x.len();
+    let (w0, w1) = (&w0[..n], &w1[..n]);
+    let whole = n & !3;
+    let mut i = 0;
+    while i < whole {
+        let xw = word(&x[i..i + 4]);
         let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
-        let ww0 = word(c0);
+        let ww0 = word(&w0[i..i + 4]);
         a0 = smlad(sxtb16(ww0), xa, a0);
         a0 = smlad(sxtb16_ror8(ww0), xb, a0);
-        let ww1 = word(c1);
+        let ww1 = word(&w1[i..i + 4]);
         a1 = smlad(sxtb16(ww1), xa, a1);
         a1 = smlad(sxtb16_ror8(ww1), xb, a1);
+        i += 4;
     }
-    if !xc.remainder().is_empty() {
-        let xw = tail_word(xc.remainder());
-        a0 = mac4(tail_word(wc0.remainder()), xw, a0);
-        a1 = mac4(tail_word(wc1.remainder()), xw, a1);
+    if whole < n {
+        let xw = tail_word(&x[whole..]);
+        a0 = mac4(tail_word(&w0[whole..]), xw, a0);
+        a1 = mac4(tail_word(&w1[whole..]), xw, a1);
     }
     (a0, a1)
 }
 
-/// One weight row against one input row: `a + w . x`.
+/// One chunk of the 2x2 block: weight words `ww0`, `ww1` (4 taps each) against the
+/// widened, interleaved chunk `c = [A(col0), A(col1), B(col0), B(col1)]` of two columns,
+/// where `A = sxtb16(patch word)` holds taps 0 and 2 and `B = sxtb16_ror8(patch word)`
+/// taps 1 and 3. `acc` is `[w0.col0, w0.col1, w1.col0, w1.col1]`. The native loop in
+/// [`dot_2x2`] runs exactly this sequence.
 #[inline(always)]
-fn dot_1x1(w: &[i8], x: &[i8], mut a: i32) -> i32 {
-    let mut wc = w.chunks_exact(4);
-    let mut xc = x.chunks_exact(4);
-    for (cw, cx) in (&mut wc).zip(&mut xc) {
-        a = mac4(word(cw), word(cx), a);
-    }
-    if !xc.remainder().is_empty() {
-        a = mac4(tail_word(wc.remainder()), tail_word(xc.remainder()), a);
-    }
-    a
+fn chunk_2x2(ww0: u32, ww1: u32, c: &[u32], acc: &mut [i32; 4]) {
+    let (ca0, ca1, cb0, cb1) = (c[0], c[1], c[2], c[3]);
+    let t = sxtb16(ww0);
+    acc[0] = smlad(t, ca0, acc[0]);
+    acc[1] = smlad(t, ca1, acc[1]);
+    let t = sxtb16(ww1);
+    acc[2] = smlad(t, ca0, acc[2]);
+    acc[3] = smlad(t, ca1, acc[3]);
+    let t = sxtb16_ror8(ww0);
+    acc[0] = smlad(t, cb0, acc[0]);
+    acc[1] = smlad(t, cb1, acc[1]);
+    let t = sxtb16_ror8(ww1);
+    acc[2] = smlad(t, cb0, acc[2]);
+    acc[3] = smlad(t, cb1, acc[3]);
 }
 
-/// Two weight rows of `k` values against two im2col columns (each `k` values, zero-padded to
-/// a multiple of 4): the accumulators `[w0.c0, w0.c1, w1.c0, w1.c1]` added to `acc`.
+/// Two weight rows (`k` taps each) against two widened, interleaved columns (`cols`: 4 words
+/// per 4-tap chunk, zero-padded past `k`): `acc + [w0.c0, w0.c1, w1.c0, w1.c1]`.
 #[inline(always)]
-fn dot_2x2(w0: &[i8], w1: &[i8], c0: &[i8], c1: &[i8], acc: [i32; 4]) -> [i32; 4] {
-    let [mut a00, mut a01, mut a10, mut a11] = acc;
-    let mut wc0 = w0.chunks_exact(4);
-    let mut wc1 = w1.chunks_exact(4);
-    let mut cc0 = c0.chunks_exact(4);
-    let mut cc1 = c1.chunks_exact(4);
-    for ((r0, r1), (p0, p1)) in (&mut wc0).zip(&mut wc1).zip((&mut cc0).zip(&mut cc1)) {
-        let ww0 = word(r0);
-        let ww1 = word(r1);
-        let (w0a, w0b) = (sxtb16(ww0), sxtb16_ror8(ww0));
-        let (w1a, w1b) = (sxtb16(ww1), sxtb16_ror8(ww1));
-        let xw0 = word(p0);
-        let (x0a, x0b) = (sxtb16(xw0), sxtb16_ror8(xw0));
-        a00 = smlad(w0a, x0a, a00);
-        a00 = smlad(w0b, x0b, a00);
-        a10 = smlad(w1a, x0a, a10);
-        a10 = smlad(w1b, x0b, a10);
-        let xw1 = word(p1);
-        let (x1a, x1b) = (sxtb16(xw1), sxtb16_ror8(xw1));
-        a01 = smlad(w0a, x1a, a01);
-        a01 = smlad(w0b, x1b, a01);
-        a11 = smlad(w1a, x1a, a11);
-        a11 = smlad(w1b, x1b, a11);
+fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    let k = w0.len();
+    let w1 = &w1[..k];
+    let chunks = k / 4;
+    let cols = &cols[..(k + 3) / 4 * 4];
+    #[cfg(tinycnn_arm_dsp)]
+    let done = {
+        let pairs = chunks / 2;
+        if pairs > 0 {
+            acc = dot_2x2_pairs_asm(w0, w1, cols, pairs, acc);
+        }
+        2 * pairs
+    };
+    #[cfg(not(tinycnn_arm_dsp))]
+    let done = 0;
+    for j in done..chunks {
+        let i = 4 * j;
+        chunk_2x2(word(&w0[i..i + 4]), word(&w1[i..i + 4]), &cols[i..i + 4], &mut acc);
     }
-    let rest = wc0.remainder();
-    if !rest.is_empty() {
-        // The columns are zero-padded: their last chunk is whole.
-        let (p0, p1) = (word(cc0.remainder_or_next()), word(cc1.remainder_or_next()));
-        let (t0, t1) = (tail_word(rest), tail_word(wc1.remainder()));
-        a00 = mac4(t0, p0, a00);
-        a01 = mac4(t0, p1, a01);
-        a10 = mac4(t1, p0, a10);
-        a11 = mac4(t1, p1, a11);
+    let i = 4 * chunks;
+    if i < k {
+        chunk_2x2(tail_word(&w0[i..]), tail_word(&w1[i..]), &cols[i..i + 4], &mut acc);
+    }
+    acc
+}
+
+/// [`chunk_2x2`] over `2 * pairs` chunks, as one loop of Cortex-M4 instructions (unrolled
+/// twice). Twelve registers are live (2 pointers, the row offset, 4 accumulators, 2 weight
+/// words, 2 column words, 1 widened weight), one more than `asm!` operands may take, so the
+/// loop counter lives in r7 (the frame pointer), saved and restored around the loop.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn dot_2x2_pairs_asm(w0: &[i8], w1: &[i8], cols: &[u32], pairs: usize, acc: [i32; 4]) -> [i32; 4] {
+    assert!(pairs >= 1 && 8 * pairs <= w0.len() && 8 * pairs <= w1.len() && 8 * pairs <= cols.len());
+    let [mut a00, mut a01, mut a10, mut a11] = acc;
+    let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
+    // SAFETY: reads 8 * pairs bytes from each weight row and 8 * pairs words from `cols`,
+    // all in bounds (asserted above); r7 is pushed and popped, so sp and r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "mov r7, {n}",
+            "2:",
+            // chunk 1
+            "ldr {w1}, [{pw}, {off}]",
+            "ldr {w0}, [{pw}], #4",
+            "ldrd {c0}, {c1}, [{pc}], #8",
+            "sxtb16 {n}, {w0}",
+            "smlad {a00}, {n}, {c0}, {a00}",
+            "smlad {a01}, {n}, {c1}, {a01}",
+            "sxtb16 {n}, {w1}",
+            "smlad {a10}, {n}, {c0}, {a10}",
+            "smlad {a11}, {n}, {c1}, {a11}",
+            "ldrd {c0}, {c1}, [{pc}], #8",
+            "sxtb16 {n}, {w0}, ror #8",
+            "smlad {a00}, {n}, {c0}, {a00}",
+            "smlad {a01}, {n}, {c1}, {a01}",
+            "sxtb16 {n}, {w1}, ror #8",
+            "smlad {a10}, {n}, {c0}, {a10}",
+            "smlad {a11}, {n}, {c1}, {a11}",
+            // chunk 2
+            "ldr {w1}, [{pw}, {off}]",
+            "ldr {w0}, [{pw}], #4",
+            "ldrd {c0}, {c1}, [{pc}], #8",
+            "sxtb16 {n}, {w0}",
+            "smlad {a00}, {n}, {c0}, {a00}",
+            "smlad {a01}, {n}, {c1}, {a01}",
+            "sxtb16 {n}, {w1}",
+            "smlad {a10}, {n}, {c0}, {a10}",
+            "smlad {a11}, {n}, {c1}, {a11}",
+            "ldrd {c0}, {c1}, [{pc}], #8",
+            "sxtb16 {n}, {w0}, ror #8",
+            "smlad {a00}, {n}, {c0}, {a00}",
+            "smlad {a01}, {n}, {c1}, {a01}",
+            "sxtb16 {n}, {w1}, ror #8",
+            "smlad {a10}, {n}, {c0}, {a10}",
+            "smlad {a11}, {n}, {c1}, {a11}",
+            "subs r7, r7, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            n = inout(reg) pairs => _,
+            pw = inout(reg) w0.as_ptr() => _,
+            off = in(reg) off,
+            pc = inout(reg) cols.as_ptr() => _,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            a00 = inout(reg) a00,
+            a01 = inout(reg) a01,
+            a10 = inout(reg) a10,
+            a11 = inout(reg) a11,
+            options(readonly),
+        );
     }
     [a00, a01, a10, a11]
-}
-
-/// The padded chunk that follows the whole chunks of a column.
-trait NextChunk<'a> {
-    fn remainder_or_next(&mut self) -> &'a [i8];
-}
-
-impl<'a> NextChunk<'a> for core::slice::ChunksExact<'a, i8> {
-    #[inline(always)]
-    fn remainder_or_next(&mut self) -> &'a [i8] {
-        self.next().unwrap_or(&[0; 4])
-    }
 }
 
 /// [`Requant::apply_clamped`] in fewer instructions: for `shift >= 33`, the usual case, it
@@ -267,16 +324,16 @@ fn padded_patch(s: &Conv2dShape) -> Result<usize> {
         })
 }
 
-/// Length of the int8 workspace [`qconv2d_forward`] needs: two im2col columns, each the
-/// patch `in_channels / groups * kh * kw` rounded up to a multiple of 4.
+/// Length in words of the workspace [`qconv2d_forward`] needs: two widened im2col columns
+/// (the patch `in_channels / groups * kh * kw` rounded up to a multiple of 4, one 32-bit word
+/// per two taps and column) and one int8 column to gather into.
 pub fn qconv2d_workspace_len(s: &Conv2dShape) -> Result<usize> {
-    padded_patch(s)?.checked_mul(2).ok_or(KernelError::Overflow {
-        what: "int8 conv workspace",
-    })
+    let kp = padded_patch(s)?;
+    Ok(kp + kp / 4)
 }
 
 /// Writes output pixel `pix`'s receptive field (in weight order `[cin_g, kh, kw]`, zero
-/// padding included) into `col`, whose tail past the patch stays zero.
+/// padding included) into `col[..patch]`.
 #[inline(always)]
 fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
     let p = &s.params;
@@ -301,8 +358,10 @@ fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
                 let row = &plane[iy * s.in_w..][..s.in_w];
                 let start = x0 - pw;
                 if dw == 1 {
-                    for (d, &v) in dst.iter_mut().zip(&row[start..start + kw]) {
-                        *d = v;
+                    // An explicit loop: `copy_from_slice` calls memcpy, too slow for 5 bytes.
+                    let src = &row[start..start + kw];
+                    for i in 0..kw {
+                        dst[i] = src[i];
                     }
                 } else {
                     for (kx, d) in dst.iter_mut().enumerate() {
@@ -310,7 +369,9 @@ fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
                     }
                 }
             } else if iy >= s.in_h {
-                dst.fill(0);
+                for d in dst.iter_mut() {
+                    *d = 0;
+                }
             } else {
                 let row = &plane[iy * s.in_w..][..s.in_w];
                 for (kx, d) in dst.iter_mut().enumerate() {
@@ -322,9 +383,27 @@ fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
     }
 }
 
+/// Widens the gathered int8 column `patch` (as words) into lane `c` (0 or 1) of the
+/// interleaved column pair `cols` (see [`chunk_2x2`]).
+#[inline(always)]
+fn widen(patch: &[u32], c: usize, cols: &mut [u32]) {
+    for (&w, chunk) in patch.iter().zip(cols.chunks_exact_mut(4)) {
+        chunk[c] = sxtb16(w);
+        chunk[2 + c] = sxtb16_ror8(w);
+    }
+}
+
+/// The int8 view of a gather buffer.
+#[inline(always)]
+fn as_bytes(words: &mut [u32]) -> &mut [i8] {
+    // SAFETY: u32 has no padding and i8 accepts any bit pattern; same memory, 4x the length,
+    // alignment 1; the borrow of `words` is carried over.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut i8, words.len() * 4) }
+}
+
 /// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
 /// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
-/// docs). `workspace` holds at least [`qconv2d_workspace_len`] values.
+/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
 #[allow(clippy::too_many_arguments)]
 pub fn qconv2d_forward(
     s: &Conv2dShape,
@@ -334,7 +413,7 @@ pub fn qconv2d_forward(
     requant: &[Requant],
     range: ActRange,
     y: &mut [i8],
-    workspace: &mut [i8],
+    workspace: &mut [u32],
 ) -> Result<()> {
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
@@ -347,10 +426,9 @@ pub fn qconv2d_forward(
     let k = cin_g * p.kernel.0 * p.kernel.1;
     let in_plane = s.in_h * s.in_w;
     let pixels = oh * ow;
-    let (col0, rest) = workspace[..need].split_at_mut(kp);
-    let col1 = &mut rest[..kp];
-    col0[k..].fill(0);
-    col1[k..].fill(0);
+    let (cols, gather) = workspace[..need].split_at_mut(kp);
+    // The gather column's tail past the patch stays zero: zero taps in the last chunk.
+    as_bytes(gather)[k..].fill(0);
     let bias_of = |oc: usize| bias.map_or(0, |b| b[oc]);
     for n in 0..s.batch {
         let yn = &mut y[n * p.out_channels * pixels..][..p.out_channels * pixels];
@@ -359,43 +437,44 @@ pub fn qconv2d_forward(
             let wg = &w[g * cout_g * k..][..cout_g * k];
             let mut pix = 0;
             while pix < pixels {
+                // Two pixels; a lone last one is paired with zeros and its twin dropped.
                 let pair = pix + 1 < pixels;
-                im2col(s, xg, ow, pix, col0);
+                im2col(s, xg, ow, pix, as_bytes(gather));
+                widen(gather, 0, cols);
                 if pair {
-                    im2col(s, xg, ow, pix + 1, col1);
+                    im2col(s, xg, ow, pix + 1, as_bytes(gather));
+                    widen(gather, 1, cols);
+                } else {
+                    for chunk in cols.chunks_exact_mut(4) {
+                        chunk[1] = 0;
+                        chunk[3] = 0;
+                    }
                 }
-                let (c0, c1) = (&col0[..kp], &col1[..kp]);
-                let mut rows = wg.chunks_exact(k).enumerate();
-                while let Some((o0, w0)) = rows.next() {
-                    let oc0 = g * cout_g + o0;
-                    let (b0, rq0) = (bias_of(oc0), requant[oc0]);
-                    match (rows.next(), pair) {
-                        (Some((_, w1)), true) => {
-                            let oc1 = oc0 + 1;
-                            let (b1, rq1) = (bias_of(oc1), requant[oc1]);
-                            let [a00, a01, a10, a11] = dot_2x2(w0, w1, c0, c1, [b0, b0, b1, b1]);
-                            yn[oc0 * pixels + pix] = requantize(rq0, a00, range);
-                            yn[oc0 * pixels + pix + 1] = requantize(rq0, a01, range);
-                            yn[oc1 * pixels + pix] = requantize(rq1, a10, range);
-                            yn[oc1 * pixels + pix + 1] = requantize(rq1, a11, range);
-                        }
-                        (Some((_, w1)), false) => {
-                            let oc1 = oc0 + 1;
-                            let (b1, rq1) = (bias_of(oc1), requant[oc1]);
-                            let (a0, a1) = dot_2x1(w0, w1, &c0[..k], b0, b1);
-                            yn[oc0 * pixels + pix] = requantize(rq0, a0, range);
-                            yn[oc1 * pixels + pix] = requantize(rq1, a1, range);
-                        }
-                        (None, true) => {
-                            let (a0, a1) = dot_2x1(&c0[..k], &c1[..k], w0, b0, b0);
-                            yn[oc0 * pixels + pix] = requantize(rq0, a0, range);
-                            yn[oc0 * pixels + pix + 1] = requantize(rq0, a1, range);
-                        }
-                        (None, false) => {
-                            let a = dot_1x1(w0, &c0[..k], b0);
-                            yn[oc0 * pixels + pix] = requantize(rq0, a, range);
+                let mut o = 0;
+                while o < cout_g {
+                    // Two channels; a lone last one is paired with itself.
+                    let two = o + 1 < cout_g;
+                    let o1 = if two { o + 1 } else { o };
+                    let (oc0, oc1) = (g * cout_g + o, g * cout_g + o1);
+                    let (b0, b1) = (bias_of(oc0), bias_of(oc1));
+                    let [a00, a01, a10, a11] = dot_2x2(
+                        &wg[o * k..][..k],
+                        &wg[o1 * k..][..k],
+                        cols,
+                        [b0, b0, b1, b1],
+                    );
+                    let (r0, r1) = (requant[oc0], requant[oc1]);
+                    yn[oc0 * pixels + pix] = requantize(r0, a00, range);
+                    if pair {
+                        yn[oc0 * pixels + pix + 1] = requantize(r0, a01, range);
+                    }
+                    if two {
+                        yn[oc1 * pixels + pix] = requantize(r1, a10, range);
+                        if pair {
+                            yn[oc1 * pixels + pix + 1] = requantize(r1, a11, range);
                         }
                     }
+                    o += 2;
                 }
                 pix += 2;
             }
@@ -423,7 +502,7 @@ fn linear_rows(
                     out(b, o, a0);
                     out(b, o + 1, a1);
                 }
-                None => out(b, o, dot_1x1(w0, xr, bias_of(o))),
+                None => out(b, o, dot_2x1(w0, w0, xr, bias_of(o), 0).0),
             }
         }
     }
