@@ -298,6 +298,11 @@ def trace(elf, timeout):
                     mt = exec_re.match(line)
                     if mt:
                         yield ("exec", int(mt.group(2), 16), mt.group(1))
+                elif line.startswith("Stopped execution of TB chain before"):
+                    # The block just logged did not start (icount budget or an exit request):
+                    # none of its instructions ran.
+                    mt = re.search(r"\[([0-9a-f]+)\]", line)
+                    yield ("stop", int(mt.group(1), 16) if mt else None, None)
                 elif line.startswith("IN:"):
                     if block is not None:
                         yield ("tb", block_pc, block)
@@ -374,12 +379,23 @@ def estimate(elf, div, profile, timeout=600):
             for j in range(3):
                 loop_cycles[j] += c[j]
 
-    for ev in trace(elf, timeout):
-        if ev[0] == "tb":
-            _, pc, addrs = ev
-            latest[pc] = addrs
-            continue
-        _, pc, ptr = ev
+    def events():
+        """Block executions, minus those QEMU logged and then did not start."""
+        queued = None
+        for ev in trace(elf, timeout):
+            if ev[0] == "tb":
+                latest[ev[1]] = ev[2]
+            elif ev[0] == "stop":
+                if queued is not None and (ev[1] is None or ev[1] == queued[1]):
+                    queued = None
+            else:
+                if queued is not None:
+                    yield queued
+                queued = ev
+        if queued is not None:
+            yield queued
+
+    for _, pc, ptr in events():
         # Settle the previous block's last instruction now that the next pc is known.
         if pending is not None:
             ins, prev = pending

@@ -136,8 +136,12 @@ fn word(c: &[i8]) -> u32 {
 /// The last 1 to 3 values of a row as a word, zero-filled (zeros add nothing to a sum).
 #[inline(always)]
 fn tail_word(c: &[i8]) -> u32 {
-    let b = |i: usize| c.get(i).map_or(0, |&v| v as u8 as u32);
-    b(0) | b(1) << 8 | b(2) << 16
+    match *c {
+        [a] => a as u8 as u32,
+        [a, b] => a as u8 as u32 | (b as u8 as u32) << 8,
+        [a, b, c, ..] => a as u8 as u32 | (b as u8 as u32) << 8 | (c as u8 as u32) << 16,
+        [] => 0,
+    }
 }
 
 /// `acc + dot(w, x)` for one 4-value chunk given as words.
@@ -200,85 +204,83 @@ fn chunk_2x2(ww0: u32, ww1: u32, c: &[u32], acc: &mut [i32; 4]) {
 #[inline(always)]
 fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     let k = w0.len();
-    let w1 = &w1[..k];
     let chunks = k / 4;
-    let cols = &cols[..(k + 3) / 4 * 4];
-    #[cfg(tinycnn_arm_dsp)]
-    let done = {
-        let pairs = chunks / 2;
-        if pairs > 0 {
-            acc = dot_2x2_pairs_asm(w0, w1, cols, pairs, acc);
+    let whole = 4 * chunks;
+    let (w0, w0_tail) = w0.split_at(whole);
+    let (w1, w1_tail) = w1[..k].split_at(whole);
+    let (cols, cols_tail) = cols.split_at(whole);
+    if chunks > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            acc = dot_2x2_asm(w0, w1, cols, chunks, acc);
         }
-        2 * pairs
-    };
-    #[cfg(not(tinycnn_arm_dsp))]
-    let done = 0;
-    for j in done..chunks {
-        let i = 4 * j;
-        chunk_2x2(word(&w0[i..i + 4]), word(&w1[i..i + 4]), &cols[i..i + 4], &mut acc);
+        #[cfg(not(tinycnn_arm_dsp))]
+        for ((c0, c1), c) in w0
+            .chunks_exact(4)
+            .zip(w1.chunks_exact(4))
+            .zip(cols.chunks_exact(4))
+        {
+            chunk_2x2(word(c0), word(c1), c, &mut acc);
+        }
     }
-    let i = 4 * chunks;
-    if i < k {
-        chunk_2x2(tail_word(&w0[i..]), tail_word(&w1[i..]), &cols[i..i + 4], &mut acc);
+    if !w0_tail.is_empty() {
+        chunk_2x2(tail_word(w0_tail), tail_word(w1_tail), &cols_tail[..4], &mut acc);
     }
     acc
 }
 
-/// [`chunk_2x2`] over `2 * pairs` chunks, as one loop of Cortex-M4 instructions (unrolled
-/// twice). Twelve registers are live (2 pointers, the row offset, 4 accumulators, 2 weight
-/// words, 2 column words, 1 widened weight), one more than `asm!` operands may take, so the
-/// loop counter lives in r7 (the frame pointer), saved and restored around the loop.
+/// [`chunk_2x2`] over `chunks` chunks, as one loop of Cortex-M4 instructions (an odd chunk
+/// first, then two per iteration). Twelve registers are live (2 pointers, the row offset,
+/// 4 accumulators, 2 weight words, 2 column words, 1 widened weight), one more than `asm!`
+/// operands may take, so the loop counter lives in r7 (the frame pointer), saved and
+/// restored around the loop.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
-fn dot_2x2_pairs_asm(w0: &[i8], w1: &[i8], cols: &[u32], pairs: usize, acc: [i32; 4]) -> [i32; 4] {
-    assert!(pairs >= 1 && 8 * pairs <= w0.len() && 8 * pairs <= w1.len() && 8 * pairs <= cols.len());
+fn dot_2x2_asm(w0: &[i8], w1: &[i8], cols: &[u32], chunks: usize, acc: [i32; 4]) -> [i32; 4] {
+    assert!(chunks >= 1 && 4 * chunks <= w0.len() && 4 * chunks <= w1.len() && 4 * chunks <= cols.len());
     let [mut a00, mut a01, mut a10, mut a11] = acc;
     let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
-    // SAFETY: reads 8 * pairs bytes from each weight row and 8 * pairs words from `cols`,
+    macro_rules! chunk {
+        () => {
+            concat!(
+                "ldr {w1}, [{pw}, {off}]\n",
+                "ldr {w0}, [{pw}], #4\n",
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}, ror #8\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}, ror #8\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+            )
+        };
+    }
+    // SAFETY: reads 4 * chunks bytes from each weight row and 4 * chunks words from `cols`,
     // all in bounds (asserted above); r7 is pushed and popped, so sp and r7 are restored.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
-            "mov r7, {n}",
+            "lsrs r7, {t}, #1",
+            "bcc 3f",
+            chunk!(),
+            "3:",
+            "cmp r7, #0",
+            "beq 4f",
             "2:",
-            // chunk 1
-            "ldr {w1}, [{pw}, {off}]",
-            "ldr {w0}, [{pw}], #4",
-            "ldrd {c0}, {c1}, [{pc}], #8",
-            "sxtb16 {n}, {w0}",
-            "smlad {a00}, {n}, {c0}, {a00}",
-            "smlad {a01}, {n}, {c1}, {a01}",
-            "sxtb16 {n}, {w1}",
-            "smlad {a10}, {n}, {c0}, {a10}",
-            "smlad {a11}, {n}, {c1}, {a11}",
-            "ldrd {c0}, {c1}, [{pc}], #8",
-            "sxtb16 {n}, {w0}, ror #8",
-            "smlad {a00}, {n}, {c0}, {a00}",
-            "smlad {a01}, {n}, {c1}, {a01}",
-            "sxtb16 {n}, {w1}, ror #8",
-            "smlad {a10}, {n}, {c0}, {a10}",
-            "smlad {a11}, {n}, {c1}, {a11}",
-            // chunk 2
-            "ldr {w1}, [{pw}, {off}]",
-            "ldr {w0}, [{pw}], #4",
-            "ldrd {c0}, {c1}, [{pc}], #8",
-            "sxtb16 {n}, {w0}",
-            "smlad {a00}, {n}, {c0}, {a00}",
-            "smlad {a01}, {n}, {c1}, {a01}",
-            "sxtb16 {n}, {w1}",
-            "smlad {a10}, {n}, {c0}, {a10}",
-            "smlad {a11}, {n}, {c1}, {a11}",
-            "ldrd {c0}, {c1}, [{pc}], #8",
-            "sxtb16 {n}, {w0}, ror #8",
-            "smlad {a00}, {n}, {c0}, {a00}",
-            "smlad {a01}, {n}, {c1}, {a01}",
-            "sxtb16 {n}, {w1}, ror #8",
-            "smlad {a10}, {n}, {c0}, {a10}",
-            "smlad {a11}, {n}, {c1}, {a11}",
+            chunk!(),
+            chunk!(),
             "subs r7, r7, #1",
             "bne 2b",
+            "4:",
             "pop {{r7}}",
-            n = inout(reg) pairs => _,
+            t = inout(reg) chunks => _,
             pw = inout(reg) w0.as_ptr() => _,
             off = in(reg) off,
             pc = inout(reg) cols.as_ptr() => _,
@@ -342,41 +344,62 @@ fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
     let (y0, x0) = (oy * p.stride.0, ox * p.stride.1);
     let (ph, pw) = p.padding;
     let (dh, dw) = p.dilation;
-    let in_plane = s.in_h * s.in_w;
-    // The whole window inside the input: plain copies, no per-tap checks.
+    // The whole window inside the input: row copies, no per-tap checks.
     let inside = y0 >= ph
         && x0 >= pw
         && y0 + (kh - 1) * dh < s.in_h + ph
         && x0 + (kw - 1) * dw < s.in_w + pw;
+    if inside && dw == 1 {
+        // Copies of a known width compile to a few loads and stores; a run-time width would
+        // call memcpy, which costs ten times more for a 5-byte row.
+        let (xs, ys) = (x0 - pw, y0 - ph);
+        match kw {
+            3 => gather_rows::<3>(s, xg, ys, xs, col),
+            5 => gather_rows::<5>(s, xg, ys, xs, col),
+            7 => gather_rows::<7>(s, xg, ys, xs, col),
+            _ => gather_rows::<0>(s, xg, ys, xs, col),
+        }
+        return;
+    }
+    let in_plane = s.in_h * s.in_w;
     let mut k = 0;
     for plane in xg.chunks_exact(in_plane) {
         for ky in 0..kh {
             let dst = &mut col[k..k + kw];
             k += kw;
             let iy = (y0 + ky * dh).wrapping_sub(ph);
-            if inside {
-                let row = &plane[iy * s.in_w..][..s.in_w];
-                let start = x0 - pw;
-                if dw == 1 {
-                    // An explicit loop: `copy_from_slice` calls memcpy, too slow for 5 bytes.
-                    let src = &row[start..start + kw];
-                    for i in 0..kw {
-                        dst[i] = src[i];
-                    }
+            if iy >= s.in_h {
+                dst.fill(0);
+                continue;
+            }
+            let row = &plane[iy * s.in_w..][..s.in_w];
+            for (kx, d) in dst.iter_mut().enumerate() {
+                let ix = (x0 + kx * dw).wrapping_sub(pw);
+                *d = if ix < s.in_w { row[ix] } else { 0 };
+            }
+        }
+    }
+}
+
+/// The inside-the-input case of [`im2col`] with stride-1 columns: `kh` rows of `kw`
+/// contiguous values per input channel, starting at row `ys`, column `xs`. `KW` is `kw` when
+/// known at compile time, 0 otherwise.
+#[inline(always)]
+fn gather_rows<const KW: usize>(s: &Conv2dShape, xg: &[i8], ys: usize, xs: usize, col: &mut [i8]) {
+    let p = &s.params;
+    let (kh, kw) = p.kernel;
+    let kw = if KW > 0 { KW } else { kw };
+    let dh = p.dilation.0;
+    let in_plane = s.in_h * s.in_w;
+    let mut dst = col.chunks_exact_mut(kw);
+    for plane in xg.chunks_exact(in_plane) {
+        for ky in 0..kh {
+            let src = &plane[(ys + ky * dh) * s.in_w + xs..][..kw];
+            if let Some(d) = dst.next() {
+                if KW > 0 {
+                    d[..KW].copy_from_slice(&src[..KW]);
                 } else {
-                    for (kx, d) in dst.iter_mut().enumerate() {
-                        *d = row[start + kx * dw];
-                    }
-                }
-            } else if iy >= s.in_h {
-                for d in dst.iter_mut() {
-                    *d = 0;
-                }
-            } else {
-                let row = &plane[iy * s.in_w..][..s.in_w];
-                for (kx, d) in dst.iter_mut().enumerate() {
-                    let ix = (x0 + kx * dw).wrapping_sub(pw);
-                    *d = if ix < s.in_w { row[ix] } else { 0 };
+                    d.copy_from_slice(src);
                 }
             }
         }
@@ -450,31 +473,30 @@ pub fn qconv2d_forward(
                         chunk[3] = 0;
                     }
                 }
-                let mut o = 0;
-                while o < cout_g {
-                    // Two channels; a lone last one is paired with itself.
-                    let two = o + 1 < cout_g;
-                    let o1 = if two { o + 1 } else { o };
-                    let (oc0, oc1) = (g * cout_g + o, g * cout_g + o1);
-                    let (b0, b1) = (bias_of(oc0), bias_of(oc1));
-                    let [a00, a01, a10, a11] = dot_2x2(
-                        &wg[o * k..][..k],
-                        &wg[o1 * k..][..k],
-                        cols,
-                        [b0, b0, b1, b1],
-                    );
-                    let (r0, r1) = (requant[oc0], requant[oc1]);
-                    yn[oc0 * pixels + pix] = requantize(r0, a00, range);
-                    if pair {
-                        yn[oc0 * pixels + pix + 1] = requantize(r0, a01, range);
-                    }
-                    if two {
-                        yn[oc1 * pixels + pix] = requantize(r1, a10, range);
-                        if pair {
-                            yn[oc1 * pixels + pix + 1] = requantize(r1, a11, range);
-                        }
-                    }
-                    o += 2;
+                let (y0, y1) = (pix, pix + pair as usize);
+                let mut oc = g * cout_g;
+                let mut rows = wg.chunks_exact(2 * k);
+                for two in &mut rows {
+                    let (w0, w1) = two.split_at(k);
+                    let (b0, b1) = (bias_of(oc), bias_of(oc + 1));
+                    let [a00, a01, a10, a11] = dot_2x2(w0, w1, cols, [b0, b0, b1, b1]);
+                    let (r0, r1) = (requant[oc], requant[oc + 1]);
+                    let (out0, out1) = yn[oc * pixels..][..2 * pixels].split_at_mut(pixels);
+                    // For a lone last pixel, y1 = y0 and the real value is written last.
+                    out0[y1] = requantize(r0, a01, range);
+                    out0[y0] = requantize(r0, a00, range);
+                    out1[y1] = requantize(r1, a11, range);
+                    out1[y0] = requantize(r1, a10, range);
+                    oc += 2;
+                }
+                let w0 = rows.remainder();
+                if !w0.is_empty() {
+                    // A lone last channel, paired with itself.
+                    let b0 = bias_of(oc);
+                    let [a00, a01, _, _] = dot_2x2(w0, w0, cols, [b0, b0, b0, b0]);
+                    let out0 = &mut yn[oc * pixels..][..pixels];
+                    out0[y1] = requantize(requant[oc], a01, range);
+                    out0[y0] = requantize(requant[oc], a00, range);
                 }
                 pix += 2;
             }
