@@ -199,22 +199,22 @@ fn chunk_2x2(ww0: u32, ww1: u32, c: &[u32], acc: &mut [i32; 4]) {
     acc[3] = smlad(t, cb1, acc[3]);
 }
 
-/// Two weight rows (`k` taps each) against two widened, interleaved columns (`cols`: 4 words
-/// per 4-tap chunk, zero-padded past `k`): `acc + [w0.c0, w0.c1, w1.c0, w1.c1]`.
+/// Two weight rows against two widened, interleaved columns, over whole chunks only:
+/// `acc + [w0.c0, w0.c1, w1.c0, w1.c1]` for the first `w0.len() / 4` chunks (`w1` and
+/// `cols` at least as long as `w0`).
 #[inline(always)]
-fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
-    let k = w0.len();
-    let chunks = k / 4;
-    let whole = 4 * chunks;
-    let (w0, w0_tail) = w0.split_at(whole);
-    let (w1, w1_tail) = w1[..k].split_at(whole);
-    let (cols, cols_tail) = cols.split_at(whole);
-    if chunks > 0 {
-        #[cfg(tinycnn_arm_dsp)]
-        {
-            acc = dot_2x2_asm(w0, w1, cols, chunks, acc);
-        }
-        #[cfg(not(tinycnn_arm_dsp))]
+fn dot_2x2_whole(w0: &[i8], w1: &[i8], cols: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let chunks = w0.len() / 4;
+    if chunks == 0 {
+        return acc;
+    }
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        dot_2x2_asm(w0, w1, cols, chunks, acc)
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let mut acc = acc;
         for ((c0, c1), c) in w0
             .chunks_exact(4)
             .zip(w1.chunks_exact(4))
@@ -222,9 +222,21 @@ fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
         {
             chunk_2x2(word(c0), word(c1), c, &mut acc);
         }
+        acc
     }
-    if !w0_tail.is_empty() {
-        chunk_2x2(tail_word(w0_tail), tail_word(w1_tail), &cols_tail[..4], &mut acc);
+}
+
+/// Two weight rows of `k` taps (`w0`, `w1`) against two widened, interleaved columns
+/// (`cols`: 4 words per 4-tap chunk, zero-padded past `k`), the last partial chunk
+/// assembled byte by byte: `acc + [w0.c0, w0.c1, w1.c0, w1.c1]`.
+#[inline(always)]
+fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let k = w0.len();
+    let whole = k & !3;
+    let mut acc = dot_2x2_whole(&w0[..whole], &w1[..k], cols, acc);
+    if whole < k {
+        let (t0, t1) = (&w0[whole..], &w1[whole..k]);
+        chunk_2x2(tail_word(t0), tail_word(t1), &cols[whole..whole + 4], &mut acc);
     }
     acc
 }
@@ -237,7 +249,7 @@ fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn dot_2x2_asm(w0: &[i8], w1: &[i8], cols: &[u32], chunks: usize, acc: [i32; 4]) -> [i32; 4] {
-    assert!(chunks >= 1 && 4 * chunks <= w0.len() && 4 * chunks <= w1.len() && 4 * chunks <= cols.len());
+    assert!(4 * chunks <= w0.len() && w0.len() <= w1.len() && w0.len() <= cols.len());
     let [mut a00, mut a01, mut a10, mut a11] = acc;
     let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
     macro_rules! chunk {
@@ -263,7 +275,8 @@ fn dot_2x2_asm(w0: &[i8], w1: &[i8], cols: &[u32], chunks: usize, acc: [i32; 4])
         };
     }
     // SAFETY: reads 4 * chunks bytes from each weight row and 4 * chunks words from `cols`,
-    // all in bounds (asserted above); r7 is pushed and popped, so sp and r7 are restored.
+    // all in bounds (asserted above; chunks >= 1 by the caller, the loop would otherwise
+    // run 2^31 times); r7 is pushed and popped, so sp and r7 are restored.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
@@ -424,6 +437,65 @@ fn as_bytes(words: &mut [u32]) -> &mut [i8] {
     unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut i8, words.len() * 4) }
 }
 
+/// All output channels of one group at the two pixels `y0` and `y1` (equal for a lone last
+/// pixel) whose widened columns are in `cols`: channel pairs through [`dot_2x2`], bias,
+/// requantization, stores into the group's output `planes` (`pixels` values each). A
+/// function of its own so that the hot loop gets a register file free of the outer loops.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn channels_2x2(
+    wg: &[i8],
+    k: usize,
+    cout_g: usize,
+    cols: &[u32],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    planes: &mut [i8],
+    pixels: usize,
+    y0: usize,
+    y1: usize,
+) {
+    if y0 >= pixels || y1 >= pixels {
+        return;
+    }
+    let kp = (k + 3) & !3;
+    let cols = &cols[..kp];
+    let mut outs = planes.chunks_exact_mut(pixels);
+    let mut rq = requant.iter();
+    let mut o = 0;
+    while o + 1 < cout_g {
+        let (b0, b1) = bias.map_or((0, 0), |b| (b[o], b[o + 1]));
+        let acc = [b0, b0, b1, b1];
+        let rows = &wg[o * k..];
+        // Where the second row's last chunk can be read whole without leaving the weights,
+        // it is: the bytes past the row meet zero column lanes and add nothing.
+        let [a00, a01, a10, a11] = match rows.get(..k + kp) {
+            Some(both) => dot_2x2_whole(&both[..kp], &both[k..], cols, acc),
+            None => dot_2x2(&rows[..k], &rows[k..], cols, acc),
+        };
+        let (Some(p0), Some(p1), Some(&r0), Some(&r1)) =
+            (outs.next(), outs.next(), rq.next(), rq.next())
+        else {
+            return;
+        };
+        // For a lone last pixel, y1 = y0 and the real value is written last.
+        p0[y1] = requantize(r0, a01, range);
+        p0[y0] = requantize(r0, a00, range);
+        p1[y1] = requantize(r1, a11, range);
+        p1[y0] = requantize(r1, a10, range);
+        o += 2;
+    }
+    if let (true, Some(p0), Some(&r0)) = (o < cout_g, outs.next(), rq.next()) {
+        // A lone last channel, paired with itself.
+        let w0 = &wg[o * k..][..k];
+        let b0 = bias.map_or(0, |b| b[o]);
+        let [a00, a01, _, _] = dot_2x2(w0, w0, cols, [b0, b0, b0, b0]);
+        p0[y1] = requantize(r0, a01, range);
+        p0[y0] = requantize(r0, a00, range);
+    }
+}
+
 /// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
 /// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
 /// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
@@ -452,12 +524,12 @@ pub fn qconv2d_forward(
     let (cols, gather) = workspace[..need].split_at_mut(kp);
     // The gather column's tail past the patch stays zero: zero taps in the last chunk.
     as_bytes(gather)[k..].fill(0);
-    let bias_of = |oc: usize| bias.map_or(0, |b| b[oc]);
     for n in 0..s.batch {
         let yn = &mut y[n * p.out_channels * pixels..][..p.out_channels * pixels];
         for g in 0..p.groups {
             let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
-            let wg = &w[g * cout_g * k..][..cout_g * k];
+            // The group's rows, and everything after them (see `dot_2x2`).
+            let wg = &w[g * cout_g * k..];
             let mut pix = 0;
             while pix < pixels {
                 // Two pixels; a lone last one is paired with zeros and its twin dropped.
@@ -473,31 +545,13 @@ pub fn qconv2d_forward(
                         chunk[3] = 0;
                     }
                 }
-                let (y0, y1) = (pix, pix + pair as usize);
-                let mut oc = g * cout_g;
-                let mut rows = wg.chunks_exact(2 * k);
-                for two in &mut rows {
-                    let (w0, w1) = two.split_at(k);
-                    let (b0, b1) = (bias_of(oc), bias_of(oc + 1));
-                    let [a00, a01, a10, a11] = dot_2x2(w0, w1, cols, [b0, b0, b1, b1]);
-                    let (r0, r1) = (requant[oc], requant[oc + 1]);
-                    let (out0, out1) = yn[oc * pixels..][..2 * pixels].split_at_mut(pixels);
-                    // For a lone last pixel, y1 = y0 and the real value is written last.
-                    out0[y1] = requantize(r0, a01, range);
-                    out0[y0] = requantize(r0, a00, range);
-                    out1[y1] = requantize(r1, a11, range);
-                    out1[y0] = requantize(r1, a10, range);
-                    oc += 2;
-                }
-                let w0 = rows.remainder();
-                if !w0.is_empty() {
-                    // A lone last channel, paired with itself.
-                    let b0 = bias_of(oc);
-                    let [a00, a01, _, _] = dot_2x2(w0, w0, cols, [b0, b0, b0, b0]);
-                    let out0 = &mut yn[oc * pixels..][..pixels];
-                    out0[y1] = requantize(requant[oc], a01, range);
-                    out0[y0] = requantize(requant[oc], a00, range);
-                }
+                let planes = &mut yn[g * cout_g * pixels..][..cout_g * pixels];
+                let (bg, rg) = (
+                    bias.map(|b| &b[g * cout_g..][..cout_g]),
+                    &requant[g * cout_g..][..cout_g],
+                );
+                let y1 = pix + pair as usize;
+                channels_2x2(wg, k, cout_g, cols, bg, rg, range, planes, pixels, pix, y1);
                 pix += 2;
             }
         }
