@@ -77,7 +77,12 @@ fn workspace_len_and_errors() {
     // plus 38 words to gather one int8 column.
     let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
     assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
-    let s1 = Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), 1, 28, 28);
+    let s1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
     assert_eq!(dsp::qconv2d_workspace_len(&s1).unwrap(), 35);
     let (x, w) = (vec![0i8; 6 * 14 * 14], vec![0i8; 16 * 150]);
     let r = vec![Requant::from_scale(1.0).unwrap(); 16];
@@ -95,13 +100,26 @@ fn workspace_len_and_errors() {
     // A longer workspace is fine; the other checks are the plain kernel's.
     let mut ws = vec![0u32; 400];
     dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
-    assert!(dsp::qconv2d_forward(&s, &x[1..], &w, None, &r, ActRange::FULL, &mut y, &mut ws).is_err());
-    assert!(dsp::qconv2d_forward(&s, &x, &w, None, &r[1..], ActRange::FULL, &mut y, &mut ws).is_err());
+    assert!(
+        dsp::qconv2d_forward(&s, &x[1..], &w, None, &r, ActRange::FULL, &mut y, &mut ws).is_err()
+    );
+    assert!(
+        dsp::qconv2d_forward(&s, &x, &w, None, &r[1..], ActRange::FULL, &mut y, &mut ws).is_err()
+    );
     let bad = ActRange { min: 1, max: 0 };
     assert!(dsp::qconv2d_forward(&s, &x, &w, None, &r, bad, &mut y, &mut ws).is_err());
     let l = QLinearShape::new(1, 4, 2);
     assert!(dsp::qlinear_forward_i32(&l, &[0; 4], &[0; 7], None, &mut [0; 2]).is_err());
-    assert!(dsp::qlinear_forward(&l, &[0; 4], &[0; 8], None, &r[..1], ActRange::FULL, &mut [0; 2]).is_err());
+    assert!(dsp::qlinear_forward(
+        &l,
+        &[0; 4],
+        &[0; 8],
+        None,
+        &r[..1],
+        ActRange::FULL,
+        &mut [0; 2]
+    )
+    .is_err());
 }
 
 /// d2l's corr2d numbers through the DSP conv (patch of 4: one whole chunk, no tail).
@@ -116,7 +134,17 @@ fn conv_hand_values() {
     dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
     assert_eq!(y, [19, 25, 37, 43]);
     // With a bias of -20 and ReLU: [0, 5, 17, 23].
-    dsp::qconv2d_forward(&s, &x, &w, Some(&[-20]), &r, ActRange::RELU, &mut y, &mut ws).unwrap();
+    dsp::qconv2d_forward(
+        &s,
+        &x,
+        &w,
+        Some(&[-20]),
+        &r,
+        ActRange::RELU,
+        &mut y,
+        &mut ws,
+    )
+    .unwrap();
     assert_eq!(y, [0, 5, 17, 23]);
 }
 
@@ -124,8 +152,14 @@ fn check_conv(s: &Conv2dShape, rng: &mut Rng) -> std::result::Result<(), TestCas
     let x = full_i8(rng, s.input_len().unwrap());
     let w = full_i8(rng, s.weight_len());
     let oc = s.params.out_channels;
-    let b: Vec<i32> = (0..oc).map(|_| rng.below(2_000_001) as i32 - 1_000_000).collect();
-    let bias = if rng.below(4) == 0 { None } else { Some(&b[..]) };
+    let b: Vec<i32> = (0..oc)
+        .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
+        .collect();
+    let bias = if rng.below(4) == 0 {
+        None
+    } else {
+        Some(&b[..])
+    };
     let r = requants(rng, oc);
     let range = act_range(rng);
     let n = s.output_len().unwrap();
@@ -147,7 +181,12 @@ fn lenet_layers_match_reference_exactly() {
     let mut rng = Rng::new(5);
     for batch in [1, 2] {
         let cases = [
-            Conv2dShape::new(Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)), batch, 28, 28),
+            Conv2dShape::new(
+                Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                batch,
+                28,
+                28,
+            ),
             Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), batch, 14, 14),
         ];
         for s in cases {
@@ -159,12 +198,23 @@ fn lenet_layers_match_reference_exactly() {
     }
 }
 
-fn check_linear(batch: usize, inf: usize, outf: usize, rng: &mut Rng) -> std::result::Result<(), TestCaseError> {
+fn check_linear(
+    batch: usize,
+    inf: usize,
+    outf: usize,
+    rng: &mut Rng,
+) -> std::result::Result<(), TestCaseError> {
     let s = QLinearShape::new(batch, inf, outf);
     let x = full_i8(rng, batch * inf);
     let w = full_i8(rng, inf * outf);
-    let b: Vec<i32> = (0..outf).map(|_| rng.below(2_000_001) as i32 - 1_000_000).collect();
-    let bias = if rng.below(4) == 0 { None } else { Some(&b[..]) };
+    let b: Vec<i32> = (0..outf)
+        .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
+        .collect();
+    let bias = if rng.below(4) == 0 {
+        None
+    } else {
+        Some(&b[..])
+    };
     let (mut a, mut a_want) = (vec![0i32; batch * outf], vec![0i32; batch * outf]);
     dsp::qlinear_forward_i32(&s, &x, &w, bias, &mut a).unwrap();
     reference::qlinear_i32(&s, &x, &w, bias, &mut a_want).unwrap();
