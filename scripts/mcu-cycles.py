@@ -56,7 +56,7 @@ fixes (1 + N (8 + P) - P, see `validation_loop` in crates/mcu/src/main.rs); the 
 checks that its estimate of exactly those instructions equals the formula for P = 1, 2, 3.
 
 Usage:
-  scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C]
+  scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C] [--value]
   scripts/mcu-cycles.py --build [plain|dsp] [--profile K]   # builds the int8 lenet-relu firmware
 Prints per region: count, instructions and cycles per occurrence; with --macs, cycles per
 multiply-accumulate; with --profile K, the K functions with most cycles inside the regions.
@@ -448,6 +448,8 @@ def main():
     ap.add_argument("--macs", type=int, help="multiply-accumulates per inference (default: LeNet's with --build)")
     ap.add_argument("--div", type=int, default=7, help="cycles per SDIV/UDIV (2 to 12; default 7)")
     ap.add_argument("--profile", type=int, default=0, metavar="K", help="show the K costliest functions")
+    ap.add_argument("--value", action="store_true",
+                    help="print only the estimated cycles per inference (P = 2), for scripts")
     args = ap.parse_args()
     if args.build:
         elf = build(args.build)
@@ -457,6 +459,12 @@ def main():
     else:
         ap.error("give an ELF or --build")
     results, per_fn, loop_range, loop_cycles, stdout = estimate(elf, args.div, args.profile)
+    if args.value:
+        r = results.get("inference")
+        if not r or not r["count"]:
+            raise SystemExit("mcu-cycles: no inference region in the trace")
+        print(round(r["cycles"][1] / r["count"]))
+        return
     model = next((l for l in stdout.splitlines() if l.startswith("model ")), "model ?")
     print(f"firmware {os.path.relpath(elf, REPO)} ({model})")
     print("cycle model: Cortex-M4 TRM r0p1 Table 3-1 / 3.3.2 / Table 7-1, zero wait states; "

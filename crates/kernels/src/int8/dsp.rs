@@ -129,6 +129,8 @@ pub fn smlad(x: u32, y: u32, acc: i32) -> i32 {
 }
 
 /// Four int8 values as one little-endian word (one `LDR`; the Cortex-M4 allows it unaligned).
+/// Only the emulated loops use it: the native ones load words in asm.
+#[cfg(not(tinycnn_arm_dsp))]
 #[inline(always)]
 fn word(c: &[i8]) -> u32 {
     u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
