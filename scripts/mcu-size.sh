@@ -14,7 +14,7 @@ target=thumbv7em-none-eabihf
 dir=${MCU_FIRMWARE_TARGET_DIR:-$PWD/target/firmware}
 size_tool=$(command -v llvm-size || command -v arm-none-eabi-size || true)
 [ -n "$size_tool" ] || { echo "mcu-size: need llvm-size or arm-none-eabi-size" >&2; exit 1; }
-printf '%-22s %8s %8s %8s %8s %8s %10s %10s %12s\n' features vectors .text .rodata .data .bss flash_KiB stack_B insns/image
+printf '%-28s %8s %8s %8s %8s %8s %10s %10s %12s\n' features vectors .text .rodata .data .bss flash_KiB stack_B insns/image
 macs=416520  # LeNet: 6*28*28*25 + 16*10*10*150 + 400*120 + 120*84 + 84*10
 lines=()
 for features in firmware firmware,int8 firmware,sigmoid firmware,int8,sigmoid firmware,int8,plain firmware,int8,sigmoid,plain; do
@@ -29,7 +29,7 @@ for features in firmware firmware,int8 firmware,sigmoid firmware,int8,sigmoid fi
                  END { printf "%.0f", t * ci / ct }' <<<"$out")
     stack=$(awk '/^stack_bytes/ { print $2 }' <<<"$out")
     flash=$(( vt + text + ro + data ))
-    printf '%-22s %8s %8s %8s %8s %8s %10.1f %10s %12s\n' "$features" "$vt" "$text" "$ro" "$data" "$bss" \
+    printf '%-28s %8s %8s %8s %8s %8s %10.1f %10s %12s\n' "$features" "$vt" "$text" "$ro" "$data" "$bss" \
         "$(awk -v f="$flash" 'BEGIN { print f / 1024 }')" "$stack" "$insns"
     model=lenet-relu; [[ $features == *sigmoid* ]] && model=lenet
     precision=f32; [[ $features == *int8* ]] && precision=int8; [[ $features == *plain* ]] && precision=int8-plain
