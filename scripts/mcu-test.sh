@@ -25,6 +25,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf
 fi
 command -v qemu-system-arm >/dev/null || apt_install qemu-system-arm
 command -v qemu-system-arm >/dev/null || die "qemu-system-arm still missing after install"
+# The cycle estimate disassembles the firmware (Debian's `llvm` package).
+{ command -v llvm-objdump && command -v llvm-nm; } >/dev/null || apt_install llvm
+{ command -v llvm-objdump && command -v llvm-nm; } >/dev/null || die "llvm-objdump/llvm-nm still missing after install"
 data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 [ -e "$data/t10k-images-idx3-ubyte.gz" ] || [ -e "$data/t10k-images-idx3-ubyte" ] || apt_install dataset-fashion-mnist
 [ -e "$data/t10k-images-idx3-ubyte.gz" ] || [ -e "$data/t10k-images-idx3-ubyte" ] || die "Fashion-MNIST not found in $data"
