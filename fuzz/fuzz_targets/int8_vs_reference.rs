@@ -1,5 +1,6 @@
-//! The int8 kernels (`tinycnn_kernels::int8`) against their naive twins in
-//! `int8::reference`, which must agree bit for bit: quantized conv2d (dense, grouped,
+//! The int8 kernels (`tinycnn_kernels::int8`, and the SMLAD-structured `int8::dsp` ones with
+//! their instructions emulated) against their naive twins in `int8::reference`, which must
+//! agree bit for bit: quantized conv2d (dense, grouped,
 //! depthwise, any stride/padding/dilation, with/without bias, any activation range,
 //! per-channel requantization), quantized linear (i8 and i32 outputs) and max/avg pooling.
 //!
@@ -69,6 +70,16 @@ fuzz_target!(|data: &[u8]| {
                 y == y_ref,
                 "qconv2d_forward differs from reference; problem: {s:?} {range:?}"
             );
+            // The SMLAD-structured kernel (emulated instructions off the Cortex-M4), with a
+            // workspace holding stale values.
+            let mut ws = vec![0xa5a5_a5a5u32; int8::dsp::qconv2d_workspace_len(&s).unwrap()];
+            let mut y = vec![0x55i8; n];
+            int8::dsp::qconv2d_forward(&s, &x, &w, bias.as_deref(), &rq, range, &mut y, &mut ws)
+                .unwrap();
+            assert!(
+                y == y_ref,
+                "dsp::qconv2d_forward differs from reference; problem: {s:?} {range:?}"
+            );
         }
         1 => {
             let s = QLinearShape::new(src.int(1, 8), src.int(1, 400), src.int(1, 130));
@@ -91,6 +102,18 @@ fuzz_target!(|data: &[u8]| {
             assert!(
                 a == a_ref,
                 "qlinear_forward_i32 differs from reference; problem: {s:?}"
+            );
+            let mut y = vec![0x55i8; n];
+            int8::dsp::qlinear_forward(&s, &x, &w, bias.as_deref(), &rq, range, &mut y).unwrap();
+            assert!(
+                y == y_ref,
+                "dsp::qlinear_forward differs from reference; problem: {s:?} {range:?}"
+            );
+            let mut a = vec![0x5555i32; n];
+            int8::dsp::qlinear_forward_i32(&s, &x, &w, bias.as_deref(), &mut a).unwrap();
+            assert!(
+                a == a_ref,
+                "dsp::qlinear_forward_i32 differs from reference; problem: {s:?}"
             );
         }
         _ => {

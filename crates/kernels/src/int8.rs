@@ -15,7 +15,9 @@
 //!
 //! Every kernel has a naive twin in [`reference`] (obvious loops, per-tap bounds checks);
 //! the fast kernels hoist the bounds out of the loops and block output pixels, and must
-//! agree with the twins exactly.
+//! agree with the twins exactly. [`dsp`] holds the same convolution and linear layers laid
+//! out for the Cortex-M4's `SMLAD`/`SXTB16` (native on thumbv7em, emulated elsewhere), also
+//! exact twins of these.
 //!
 //! ```
 //! use tinycnn_kernels::int8::{qconv2d_forward, ActRange, Requant};
@@ -34,6 +36,8 @@ use crate::conv::check_conv2d;
 use crate::error::{check_len, KernelError, Result};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, Pool2dShape};
+
+pub mod dsp;
 
 /// Largest magnitude of a quantized value (symmetric range `[-127, 127]`).
 pub const QMAX: i32 = 127;
@@ -467,6 +471,10 @@ pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
     let p = &s.params;
     let plane_in = s.in_h * s.in_w;
+    if is_2x2_stride_2(s) {
+        pool_2x2(s, oh, ow, x, y, |a, b, c, d| a.max(b).max(c.max(d)));
+        return Ok(());
+    }
     for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
         for oy in 0..oh {
             let (h0, h1) = window(oy, p.stride.0, p.padding.0, p.kernel.0, s.in_h);
@@ -491,6 +499,13 @@ pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
     let p = &s.params;
     let plane_in = s.in_h * s.in_w;
+    if is_2x2_stride_2(s) {
+        // No padding: every window holds 4 values, whatever `count_include_pad` says.
+        pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
+            div_round(a as i32 + b as i32 + c as i32 + d as i32, 4) as i8
+        });
+        return Ok(());
+    }
     let full = (p.kernel.0 * p.kernel.1) as i32;
     for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
         for oy in 0..oh {
@@ -513,6 +528,39 @@ pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// LeNet's pooling: 2x2 windows, stride 2, no padding.
+fn is_2x2_stride_2(s: &Pool2dShape) -> bool {
+    let p = &s.params;
+    p.kernel == (2, 2) && p.stride == (2, 2) && p.padding == (0, 0)
+}
+
+/// 2x2 windows with stride 2 and no padding, `f` of each window's four values: two input
+/// rows per output row, no window arithmetic per output.
+#[inline(always)]
+fn pool_2x2(
+    s: &Pool2dShape,
+    oh: usize,
+    ow: usize,
+    x: &[i8],
+    y: &mut [i8],
+    f: impl Fn(i8, i8, i8, i8) -> i8,
+) {
+    let plane_in = s.in_h * s.in_w;
+    for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
+        for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let r0 = &xp[2 * oy * s.in_w..][..2 * ow];
+            let r1 = &xp[(2 * oy + 1) * s.in_w..][..2 * ow];
+            for ((o, a), b) in yr
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                *o = f(a[0], a[1], b[0], b[1]);
+            }
+        }
+    }
 }
 
 /// The input rows (or columns) `[start, end)` of pooling window `o`, padding cut off.

@@ -325,3 +325,36 @@ proptest! {
         }
     }
 }
+
+/// The 2x2 / stride 2 / no padding pooling path (LeNet's) against the twin, odd sizes
+/// included (the last row and column are dropped), values over the whole int8 range.
+#[test]
+fn pool_2x2_stride_2_matches_reference() {
+    let mut rng = Rng::new(21);
+    for (h, w) in [(2, 2), (28, 28), (10, 10), (7, 9), (3, 2)] {
+        for include in [false, true] {
+            let p = Pool2dParams::new(2).with_count_include_pad(include);
+            let s = Pool2dShape::new(p, 2, 3, h, w);
+            let x: Vec<i8> = (0..s.input_len().unwrap())
+                .map(|_| rng.below(256) as u8 as i8)
+                .collect();
+            let n = s.output_len().unwrap();
+            for average in [false, true] {
+                let (mut y, mut want) = (vec![0i8; n], vec![1i8; n]);
+                if average {
+                    int8::qavg_pool2d_forward(&s, &x, &mut y).unwrap();
+                } else {
+                    int8::qmax_pool2d_forward(&s, &x, &mut y).unwrap();
+                }
+                reference::qpool2d(&s, average, &x, &mut want).unwrap();
+                assert_eq!(y, want, "{h}x{w} average {average}");
+            }
+        }
+    }
+    // Hand values: max and rounded mean (half away from zero) of [[1, -2], [3, -4]] -> 3, -0.5 -> -1.
+    let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 2, 2);
+    let (mut m, mut a) = ([0i8], [0i8]);
+    int8::qmax_pool2d_forward(&s, &[1, -2, 3, -4], &mut m).unwrap();
+    int8::qavg_pool2d_forward(&s, &[1, -2, 3, -4], &mut a).unwrap();
+    assert_eq!((m, a), ([3], [-1]));
+}

@@ -404,10 +404,42 @@ pub struct LenetI8<'a> {
     pub tables: [[i8; 256]; 4],
 }
 
+/// int8 conv workspace of the DSP kernels, in words: the larger of conv1's (35) and conv2's
+/// (190) [`int8::dsp::qconv2d_workspace_len`] (checked by the host tests).
+pub const I8_WORKSPACE: usize = 190;
+
+/// Which int8 kernels run the convolutions and linear layers. Both give the same logits,
+/// bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum I8Kernels {
+    /// `tinycnn_kernels::int8`: plain Rust, the fast choice wherever `SMLAD` is missing.
+    Plain,
+    /// `tinycnn_kernels::int8::dsp`: `SMLAD`/`SXTB16` on a Cortex-M4 (emulated elsewhere).
+    Dsp,
+}
+
+impl I8Kernels {
+    /// `Dsp` where the instructions are native (thumbv7em), else `Plain`.
+    pub const NATIVE_BEST: I8Kernels = if int8::dsp::NATIVE {
+        I8Kernels::Dsp
+    } else {
+        I8Kernels::Plain
+    };
+
+    /// `plain` or `dsp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            I8Kernels::Plain => "plain",
+            I8Kernels::Dsp => "dsp",
+        }
+    }
+}
+
 /// Buffers of one int8 inference (about 6 KiB).
 pub struct I8Scratch {
     a: [i8; CONV1_OUT],
     b: [i8; POOL1_OUT],
+    ws: [u32; I8_WORKSPACE],
 }
 
 impl I8Scratch {
@@ -415,7 +447,15 @@ impl I8Scratch {
         I8Scratch {
             a: [0; CONV1_OUT],
             b: [0; POOL1_OUT],
+            ws: [0; I8_WORKSPACE],
         }
+    }
+
+    /// The three buffers as plain slices (`CONV1_OUT` and `POOL1_OUT` bytes, [`I8_WORKSPACE`]
+    /// words), e.g. for a self-test before the first inference. Their contents do not carry
+    /// over into an inference.
+    pub fn buffers(&mut self) -> (&mut [i8], &mut [i8], &mut [u32]) {
+        (&mut self.a, &mut self.b, &mut self.ws)
     }
 }
 
@@ -564,73 +604,86 @@ impl<'a> LenetI8<'a> {
     }
 
     /// The raw i32 logits (accumulators of the last layer) of one image. Exact integer
-    /// arithmetic: the same on every target.
+    /// arithmetic: the same on every target. Runs [`I8Kernels::NATIVE_BEST`].
     pub fn logits_i32(
         &self,
         image: &[u8; IMAGE_PIXELS],
         s: &mut I8Scratch,
     ) -> Result<[i32; CLASSES]> {
+        self.logits_i32_with(image, s, I8Kernels::NATIVE_BEST)
+    }
+
+    fn conv(
+        &self,
+        kernels: I8Kernels,
+        shape: &Conv2dShape,
+        (w, b, rq): (&[i8], &[i32], &[Requant]),
+        x: &[i8],
+        y: &mut [i8],
+        ws: &mut [u32],
+    ) -> Result<()> {
+        let range = self.range();
+        match kernels {
+            I8Kernels::Plain => int8::qconv2d_forward(shape, x, w, Some(b), rq, range, y)?,
+            I8Kernels::Dsp => int8::dsp::qconv2d_forward(shape, x, w, Some(b), rq, range, y, ws)?,
+        }
+        Ok(())
+    }
+
+    fn linear(
+        &self,
+        kernels: I8Kernels,
+        shape: &QLinearShape,
+        (w, b, rq): (&[i8], &[i32], &[Requant]),
+        x: &[i8],
+        y: &mut [i8],
+    ) -> Result<()> {
+        let range = self.range();
+        let f = match kernels {
+            I8Kernels::Plain => int8::qlinear_forward,
+            I8Kernels::Dsp => int8::dsp::qlinear_forward,
+        };
+        f(shape, x, w, Some(b), rq, range, y)?;
+        Ok(())
+    }
+
+    /// [`LenetI8::logits_i32`] with the given kernels.
+    pub fn logits_i32_with(
+        &self,
+        image: &[u8; IMAGE_PIXELS],
+        s: &mut I8Scratch,
+        kernels: I8Kernels,
+    ) -> Result<[i32; CLASSES]> {
         for (o, &p) in s.b[..IMAGE_PIXELS].iter_mut().zip(image) {
             *o = self.input_table[p as usize];
         }
-        let range = self.range();
-        let l = &self.conv1;
-        int8::qconv2d_forward(
-            &CONV1,
-            &s.b[..IMAGE_PIXELS],
-            l.weight,
-            Some(l.bias),
-            &l.requant,
-            range,
-            &mut s.a,
-        )?;
-        self.activate(0, &mut s.a);
-        self.pool(&POOL1, &s.a, &mut s.b)?;
-        let l = &self.conv2;
-        int8::qconv2d_forward(
-            &CONV2,
-            &s.b,
-            l.weight,
-            Some(l.bias),
-            &l.requant,
-            range,
-            &mut s.a[..CONV2_OUT],
-        )?;
-        self.activate(1, &mut s.a[..CONV2_OUT]);
-        self.pool(&POOL2, &s.a[..CONV2_OUT], &mut s.b[..FLAT])?;
-        let l = &self.fc1;
+        let k = kernels;
+        let (c1, c2, f1, f2) = (&self.conv1, &self.conv2, &self.fc1, &self.fc2);
+        let (a, b) = (&mut s.a, &mut s.b);
+        let l1 = (c1.weight, c1.bias, &c1.requant[..]);
+        self.conv(k, &CONV1, l1, &b[..IMAGE_PIXELS], a, &mut s.ws)?;
+        self.activate(0, a);
+        self.pool(&POOL1, a, b)?;
+        let l2 = (c2.weight, c2.bias, &c2.requant[..]);
+        self.conv(k, &CONV2, l2, b, &mut a[..CONV2_OUT], &mut s.ws)?;
+        self.activate(1, &mut a[..CONV2_OUT]);
+        self.pool(&POOL2, &a[..CONV2_OUT], &mut b[..FLAT])?;
+        let l3 = (f1.weight, f1.bias, &f1.requant[..]);
         let sh = QLinearShape::new(1, FLAT, FC1);
-        int8::qlinear_forward(
-            &sh,
-            &s.b[..FLAT],
-            l.weight,
-            Some(l.bias),
-            &l.requant,
-            range,
-            &mut s.a[..FC1],
-        )?;
-        self.activate(2, &mut s.a[..FC1]);
-        let l = &self.fc2;
+        self.linear(k, &sh, l3, &b[..FLAT], &mut a[..FC1])?;
+        self.activate(2, &mut a[..FC1]);
+        let l4 = (f2.weight, f2.bias, &f2.requant[..]);
         let sh = QLinearShape::new(1, FC1, FC2);
-        int8::qlinear_forward(
-            &sh,
-            &s.a[..FC1],
-            l.weight,
-            Some(l.bias),
-            &l.requant,
-            range,
-            &mut s.b[..FC2],
-        )?;
-        self.activate(3, &mut s.b[..FC2]);
+        self.linear(k, &sh, l4, &a[..FC1], &mut b[..FC2])?;
+        self.activate(3, &mut b[..FC2]);
+        let x = &b[..FC2];
         let (w, _, b) = self.fc3;
         let mut acc = [0i32; CLASSES];
-        int8::qlinear_forward_i32(
-            &QLinearShape::new(1, FC2, CLASSES),
-            &s.b[..FC2],
-            w,
-            Some(b),
-            &mut acc,
-        )?;
+        let f = match kernels {
+            I8Kernels::Plain => int8::qlinear_forward_i32,
+            I8Kernels::Dsp => int8::dsp::qlinear_forward_i32,
+        };
+        f(&QLinearShape::new(1, FC2, CLASSES), x, w, Some(b), &mut acc)?;
         Ok(acc)
     }
 

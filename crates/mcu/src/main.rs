@@ -15,16 +15,30 @@
 //! (core clock) of one inference; the calibration line times a loop of known instruction
 //! count, so under `qemu -icount shift=0` ticks convert to instructions.
 //!
-//! Features: `int8` runs the int8 model, `sigmoid` d2l's original LeNet (else `lenet-relu`).
+//! Features: `int8` runs the int8 model, `sigmoid` d2l's original LeNet (else `lenet-relu`),
+//! `plain` the plain int8 kernels instead of the `SMLAD` ones (for comparison), `selftest`
+//! (int8) checks on the board, before classifying, that the `SMLAD` kernels agree exactly
+//! with the naive twins on a spread of shapes and with the plain kernels on a whole image:
+//!
+//! ```text
+//! selftest dsp conv 40 linear 40 network 1 ok
+//! ```
+//!
+//! Cycles: the firmware enables the DWT cycle counter and prints `cycles N` after each
+//! image and for a validation loop of fixed instruction mix (`cycles n/a in QEMU` where the
+//! counter does not count, as in QEMU). `scripts/mcu-cycles.py` estimates the cycles from
+//! a QEMU trace instead, between the `cycles_mark_*` functions below.
 #![no_std]
 #![no_main]
 
 #[cfg(not(target_arch = "arm"))]
 compile_error!("the firmware builds only for thumbv7em-none-eabihf (see crates/mcu/README.md)");
 
-use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use cortex_m::peripheral::{syst::SystClkSource, DWT, SYST};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
+#[cfg(feature = "int8")]
+use tinycnn_mcu::lenet::I8Kernels;
 use tinycnn_mcu::lenet::{self, Variant, IMAGE_PIXELS};
 use tinycnn_mcu::{idx, Aligned, Error, Safetensors};
 
@@ -62,6 +76,15 @@ static mut SCRATCH: tinycnn_mcu::F32Scratch = tinycnn_mcu::F32Scratch::new();
 #[cfg(feature = "int8")]
 static mut SCRATCH: tinycnn_mcu::I8Scratch = tinycnn_mcu::I8Scratch::new();
 
+#[cfg(all(feature = "int8", feature = "selftest"))]
+mod selftest;
+
+/// The int8 kernels the firmware classifies with.
+#[cfg(all(feature = "int8", feature = "plain"))]
+const KERNELS: I8Kernels = I8Kernels::Plain;
+#[cfg(all(feature = "int8", not(feature = "plain")))]
+const KERNELS: I8Kernels = I8Kernels::NATIVE_BEST;
+
 /// SysTick reload: the full 24 bits.
 const RELOAD: u32 = 0x00ff_ffff;
 
@@ -77,6 +100,9 @@ fn main() -> ! {
     cp.SYST.set_clock_source(SystClkSource::Core);
     cp.SYST.set_reload(RELOAD);
     cp.SYST.enable_counter();
+    // DEMCR.TRCENA, then DWT_CTRL.CYCCNTENA: the core cycle counter of a real board.
+    cp.DCB.enable_trace();
+    cp.DWT.enable_cycle_counter();
     // SAFETY: the only reference to SCRATCH, taken once before anything else could run.
     let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
     let ok = match run(&mut out, &mut cp.SYST, scratch) {
@@ -151,6 +177,113 @@ fn timed<T>(syst: &mut SYST, f: impl FnOnce() -> T) -> (T, u32) {
     (v, start.wrapping_sub(end) & RELOAD)
 }
 
+/// DWT cycles spent in `f`, or `None` where the counter does not count (QEMU implements no
+/// DWT: its CYCCNT reads as a constant).
+fn cycles<T>(f: impl FnOnce() -> T) -> (T, Option<u32>) {
+    let start = DWT::cycle_count();
+    let v = f();
+    let end = DWT::cycle_count();
+    (v, (end != start).then(|| end.wrapping_sub(start)))
+}
+
+fn put_cycles(out: &mut hio::HostStream, c: Option<u32>) {
+    match c {
+        Some(c) => {
+            put(out, &[" cycles "]);
+            put_u32(out, c);
+        }
+        None => put(out, &[" cycles n/a in QEMU"]),
+    }
+}
+
+// Region markers for scripts/mcu-cycles.py: it counts the instructions executed between a
+// call of a `*_begin` and the next call of its `*_end` in a QEMU trace. Distinct bodies, so
+// the linker cannot fold them into one address.
+
+/// Start of one inference.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn cycles_mark_inference_begin() {
+    // SAFETY: no operands, no effect.
+    unsafe { core::arch::asm!("nop", options(nomem, nostack, preserves_flags)) }
+}
+
+/// End of one inference.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn cycles_mark_inference_end() {
+    // SAFETY: no operands, no effect.
+    unsafe { core::arch::asm!("nop", "nop", options(nomem, nostack, preserves_flags)) }
+}
+
+/// Start of the validation loop.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn cycles_mark_loop_begin() {
+    // SAFETY: no operands, no effect.
+    unsafe {
+        core::arch::asm!(
+            "nop",
+            "nop",
+            "nop",
+            options(nomem, nostack, preserves_flags)
+        )
+    }
+}
+
+/// End of the validation loop.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn cycles_mark_loop_end() {
+    // SAFETY: no operands, no effect.
+    unsafe {
+        core::arch::asm!(
+            "nop",
+            "nop",
+            "nop",
+            "nop",
+            options(nomem, nostack, preserves_flags)
+        )
+    }
+}
+
+/// Iterations of [`validation_loop`].
+const LOOP_N: u32 = 1000;
+
+/// A loop whose cycle count the Cortex-M4 TRM fixes (Table 3-1 and the load/store pipelining
+/// rules of its section 3.3): per iteration `LDR` 2, `LDR` after it 1 (pipelined),
+/// `SMLAD` 1, `MLA` 1, `STR` immediate offset 1, `SUBS` 1, `BNE` taken 1 + P; so
+/// `1 + N * (8 + P) - P` cycles with the final, untaken `BNE` and the `MOV` (P = pipeline
+/// refill, 1 to 3). scripts/mcu-cycles.py must reproduce this from the trace.
+#[inline(never)]
+fn validation_loop() {
+    let mut buf = [3u32, 5, 0];
+    // SAFETY: reads buf[0], buf[1] and writes buf[2], inside `buf`; the other registers are
+    // declared scratch.
+    unsafe {
+        core::arch::asm!(
+            "mov {n}, {count}",
+            "2:",
+            "ldr {a}, [{p}]",
+            "ldr {b}, [{p}, #4]",
+            "smlad {acc}, {a}, {b}, {acc}",
+            "mla {acc2}, {a}, {b}, {acc2}",
+            "str {acc}, [{p}, #8]",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = out(reg) _,
+            count = in(reg) LOOP_N,
+            p = in(reg) buf.as_mut_ptr(),
+            a = out(reg) _,
+            b = out(reg) _,
+            acc = inout(reg) 0u32 => _,
+            acc2 = inout(reg) 0u32 => _,
+            options(nostack),
+        );
+    }
+    core::hint::black_box(&buf);
+}
+
 #[cfg(not(feature = "int8"))]
 fn run(
     out: &mut hio::HostStream,
@@ -174,9 +307,49 @@ fn run(
 ) -> Result<(), Error> {
     let st = Safetensors::parse(&WEIGHTS.0)?;
     let model = tinycnn_mcu::LenetI8::from_safetensors(&st, VARIANT)?;
-    put(out, &["model ", VARIANT.name(), " int8\n"]);
+    put(
+        out,
+        &["model ", VARIANT.name(), " int8 ", KERNELS.name(), "\n"],
+    );
+    #[cfg(feature = "selftest")]
+    {
+        let (a, _, ws) = scratch.buffers();
+        if let Err(kernel) = selftest::kernels(a, ws) {
+            put(
+                out,
+                &[
+                    "selftest FAILED: dsp ",
+                    kernel,
+                    " differs from the reference\n",
+                ],
+            );
+            return Err(Error::Value {
+                name: "selftest",
+                what: "dsp kernel differs from the reference",
+            });
+        }
+        // The whole network, both kernel sets, on the first image: identical logits.
+        let img = &idx::images(IMAGES)?[0];
+        let plain = model.logits_i32_with(img, scratch, I8Kernels::Plain)?;
+        let dsp = model.logits_i32_with(img, scratch, I8Kernels::Dsp)?;
+        if plain != dsp {
+            put(
+                out,
+                &["selftest FAILED: dsp network logits differ from plain\n"],
+            );
+            return Err(Error::Value {
+                name: "selftest",
+                what: "dsp network logits differ from plain",
+            });
+        }
+        put(out, &["selftest dsp conv "]);
+        put_u32(out, selftest::CASES);
+        put(out, &[" linear "]);
+        put_u32(out, selftest::CASES);
+        put(out, &[" network 1 ok\n"]);
+    }
     classify(out, syst, |img| {
-        let acc = model.logits_i32(img, scratch)?;
+        let acc = model.logits_i32_with(img, scratch, KERNELS)?;
         // Same dequantization as LenetI8::predict, from the accumulators already computed.
         let mut f = [0.0f32; lenet::CLASSES];
         for ((o, &a), &ws) in f.iter_mut().zip(&acc).zip(model.fc3.1) {
@@ -196,7 +369,14 @@ fn classify(
     let labels = idx::labels(LABELS)?;
     let mut correct = 0;
     for (i, (img, &label)) in images.iter().zip(labels).enumerate() {
-        let (r, ticks) = timed(syst, || infer(img));
+        let ((r, dwt), ticks) = timed(syst, || {
+            cycles(|| {
+                cycles_mark_inference_begin();
+                let r = infer(img);
+                cycles_mark_inference_end();
+                r
+            })
+        });
         let (class, words) = r?;
         correct += (class == label as usize) as usize;
         put(out, &["image "]);
@@ -218,8 +398,18 @@ fn classify(
         }
         put(out, &[" ticks "]);
         put_u32(out, ticks);
+        put_cycles(out, dwt);
         put(out, &["\n"]);
     }
+    let ((), dwt) = cycles(|| {
+        cycles_mark_loop_begin();
+        validation_loop();
+        cycles_mark_loop_end();
+    });
+    put(out, &["validation loop iterations "]);
+    put_u32(out, LOOP_N);
+    put_cycles(out, dwt);
+    put(out, &["\n"]);
     let (insns, ticks) = calibration(syst);
     put(out, &["calibration insns "]);
     put_u32(out, insns);

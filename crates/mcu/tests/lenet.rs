@@ -6,7 +6,7 @@ use tinycnn_kernels::int8::{self, reference as qref, ActRange, QLinearShape, Req
 use tinycnn_kernels::reference as fref;
 use tinycnn_kernels::{Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2dShape, Transpose};
 use tinycnn_mcu::host::{self, aligned_copy, random_f32, Calibration};
-use tinycnn_mcu::lenet::{argmax, IMAGE_PIXELS};
+use tinycnn_mcu::lenet::{argmax, I8Kernels, I8_WORKSPACE, IMAGE_PIXELS};
 use tinycnn_mcu::{F32Scratch, I8Scratch, LenetF32, LenetI8, Safetensors, Variant};
 
 fn images() -> Vec<[u8; IMAGE_PIXELS]> {
@@ -220,6 +220,14 @@ fn int8_matches_naive_twins_exactly_and_tracks_f32() {
         for img in &imgs {
             let acc = q.logits_i32(img, &mut qs).unwrap();
             assert_eq!(acc, reference_i8(&qst, variant, img), "{variant:?}");
+            // Both kernel sets (the SMLAD ones with emulated instructions on the host).
+            for k in [I8Kernels::Plain, I8Kernels::Dsp] {
+                assert_eq!(
+                    q.logits_i32_with(img, &mut qs, k).unwrap(),
+                    acc,
+                    "{variant:?} {k:?}"
+                );
+            }
             // Dequantized logits stay near the f32 ones (random weights: small logits).
             let lf = f.logits(img, &mut fs).unwrap();
             let lq = q.logits(img, &mut qs).unwrap();
@@ -292,4 +300,21 @@ fn int8_rejects_bad_scales() {
             "{name} = {v} accepted"
         );
     }
+}
+
+/// The firmware's static conv workspace fits both LeNet convolutions of the SMLAD kernels,
+/// exactly (no slack in a 12 KiB RAM budget).
+#[test]
+fn i8_workspace_is_the_larger_conv_need() {
+    let conv1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
+    let conv2 = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
+    let need = int8::dsp::qconv2d_workspace_len(&conv1)
+        .unwrap()
+        .max(int8::dsp::qconv2d_workspace_len(&conv2).unwrap());
+    assert_eq!(I8_WORKSPACE, need);
 }

@@ -1,7 +1,9 @@
 //! Builds the firmware for thumbv7em-none-eabihf, runs it in QEMU (`netduinoplus2`, an
 //! STM32F405 Cortex-M4F) and compares its output with the host's run of the same no_std
 //! inference code on the same weights and images: int8 logits must be identical (integer
-//! arithmetic), f32 logits equal to rounding, and every predicted class the same.
+//! arithmetic), f32 logits equal to rounding, and every predicted class the same. The int8
+//! firmwares run the SMLAD kernels (the host the plain ones) and their `selftest` feature,
+//! which checks the SMLAD kernels against the naive twins with the real instructions.
 //!
 //! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` Rust target; `scripts/mcu-test.sh`
 //! installs both. Set `MCU_FIRMWARE_TARGET_DIR` to choose where the firmware is built
@@ -123,11 +125,24 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
     let (ok, out) = run_qemu(&elf);
     eprintln!("--- firmware ({features}) ---\n{out}");
     assert!(ok, "firmware ({features}) exited with failure:\n{out}");
-    let kind = if int8 { "int8" } else { "f32" };
+    let kind = if int8 { "int8 dsp" } else { "f32" };
     assert!(
         out.contains(&format!("model {} {kind}", variant.name())),
         "{out}"
     );
+    if int8 {
+        // The on-board agreement check of the SMLAD kernels (feature `selftest`).
+        assert!(
+            out.contains("selftest dsp conv 40 linear 40 network 1 ok"),
+            "{out}"
+        );
+    }
+    let loop_line = out
+        .lines()
+        .find(|l| l.starts_with("validation loop iterations"))
+        .unwrap_or_else(|| panic!("no validation loop line:\n{out}"));
+    // QEMU has no DWT cycle counter; the firmware must say so rather than print 0.
+    assert!(loop_line.ends_with("cycles n/a in QEMU"), "{loop_line}");
     let device: Vec<&str> = out.lines().filter(|l| l.starts_with("image ")).collect();
     let host = host_lines(weights, variant, int8);
     assert_eq!(device.len(), host.len(), "image count differs:\n{out}");
@@ -171,7 +186,7 @@ fn firmware_in_qemu_matches_host() {
         false,
     );
     check(
-        "firmware,int8",
+        "firmware,int8,selftest",
         "lenet-relu-int8.safetensors",
         Variant::Relu,
         true,
@@ -183,7 +198,7 @@ fn firmware_in_qemu_matches_host() {
         false,
     );
     check(
-        "firmware,int8,sigmoid",
+        "firmware,int8,sigmoid,selftest",
         "lenet-int8.safetensors",
         Variant::Sigmoid,
         true,

@@ -1,0 +1,681 @@
+//! int8 kernels laid out for the Cortex-M4's DSP extension: two 16-bit multiply-accumulates
+//! per `SMLAD`, with the int8 operands widened to pairs of 16-bit lanes by `SXTB16`.
+//!
+//! # Packing
+//! A 32-bit word holding four int8 values `[v0, v1, v2, v3]` (little-endian bytes) widens to
+//! two words of two 16-bit lanes: [`sxtb16`] gives `(v0, v2)`, [`sxtb16_ror8`] `(v1, v3)`.
+//! When both operands of a dot product are widened the same way, the lane pairs match up:
+//! `smlad(sxtb16(w), sxtb16(x), smlad(sxtb16_ror8(w), sxtb16_ror8(x), acc))` adds
+//! `w0*x0 + w2*x2 + w1*x1 + w3*x3`, the four products of the chunk in another order (the
+//! "reordered" read of CMSIS-NN, with no `PKHBT` to restore the order). Integer sums do not
+//! depend on their order, so the result is the plain kernel's, bit for bit.
+//!
+//! # Loop order
+//! * [`qconv2d_forward`]: im2col of two output pixels at a time (the patch in weight order,
+//!   zero-padded to a multiple of 4), widened once per pixel with `SXTB16` (CMSIS-NN's q7 to
+//!   q15 expansion) and interleaved so that one `LDRD` fetches both pixels' lanes; then a
+//!   2x2 block per pair of output channels: four accumulators, each weight word widened once
+//!   for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16` and 8 `SMLAD` for 16
+//!   multiply-accumulates. The widening is paid once per pixel and shared by all channels.
+//! * [`qlinear_forward`] / [`qlinear_forward_i32`]: two output rows at a time against one
+//!   input row, widened on the fly (no workspace): per 4 inputs, 3 loads, 6 `SXTB16` and 4
+//!   `SMLAD` for 8 multiply-accumulates.
+//!
+//! # Where the instructions come from
+//! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the three
+//! primitives are single instructions (`core::arch::asm!`). Elsewhere they are plain Rust
+//! with the instructions' exact semantics (ARMv7-M Architecture Reference Manual, SXTB16 and
+//! SMLAD), so the same packing and loop-order logic runs, and is tested, on the host. Off the
+//! microcontroller the plain kernels of [`super`] are faster; these exist there for testing.
+//!
+//! ```
+//! use tinycnn_kernels::int8::{dsp, reference, QLinearShape};
+//! let s = QLinearShape::new(1, 6, 2);
+//! let x: [i8; 6] = [1, -2, 3, -4, 5, -128];
+//! let w: [i8; 12] = [7, 8, 9, 10, 11, 12, -1, -1, -1, -1, -1, 127];
+//! let (mut fast, mut naive) = ([0i32; 2], [0i32; 2]);
+//! dsp::qlinear_forward_i32(&s, &x, &w, Some(&[5, 0]), &mut fast).unwrap();
+//! reference::qlinear_i32(&s, &x, &w, Some(&[5, 0]), &mut naive).unwrap();
+//! assert_eq!(fast, naive);
+//! assert_eq!(fast, [7 - 16 + 27 - 40 + 55 - 1536 + 5, -1 + 2 - 3 + 4 - 5 - 16256]);
+//! ```
+
+use super::{check_bias_requant, ActRange, QLinearShape, Requant};
+use crate::conv::check_conv2d;
+use crate::error::{check_workspace, KernelError, Result};
+use crate::shape::Conv2dShape;
+
+/// True when the primitives below are the real Cortex-M4 instructions (thumbv7em targets),
+/// false where they are emulated in plain Rust.
+pub const NATIVE: bool = cfg!(tinycnn_arm_dsp);
+
+/// `SXTB16 Rd, Rm`: bytes 0 and 2 of `x`, sign-extended into the low and high 16-bit lanes.
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtb16;
+/// assert_eq!(sxtb16(0x7f_40_80_ff), 0x0040_ffff); // (byte0 = -1, byte2 = 64)
+/// ```
+#[inline(always)]
+pub fn sxtb16(x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let lo = x as u8 as i8 as i16 as u16 as u32;
+        let hi = (x >> 16) as u8 as i8 as i16 as u16 as u32;
+        lo | (hi << 16)
+    }
+}
+
+/// `SXTB16 Rd, Rm, ROR #8`: bytes 1 and 3 of `x`, sign-extended into the two 16-bit lanes.
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtb16_ror8;
+/// assert_eq!(sxtb16_ror8(0x7f_40_80_ff), 0x007f_ff80); // (byte1 = -128, byte3 = 127)
+/// ```
+#[inline(always)]
+pub fn sxtb16_ror8(x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        sxtb16(x.rotate_right(8))
+    }
+}
+
+/// `SMLAD Rd, Rn, Rm, Ra`: `acc + lo(x) * lo(y) + hi(x) * hi(y)` with signed 16-bit lanes,
+/// wrapping to 32 bits (the instruction sets the sticky Q flag on overflow; nothing reads it).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::smlad;
+/// // (-2) * 3 + 5 * 7 + 100
+/// assert_eq!(smlad(0x0005_fffe, 0x0007_0003, 100), 129);
+/// ```
+#[inline(always)]
+pub fn smlad(x: u32, y: u32, acc: i32) -> i32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: i32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements. It
+        // may set the Q flag, so the flags are not declared preserved.
+        unsafe {
+            core::arch::asm!("smlad {r}, {x}, {y}, {a}", r = lateout(reg) r, x = in(reg) x,
+                y = in(reg) y, a = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let p0 = (x as u16 as i16 as i32) * (y as u16 as i16 as i32);
+        let p1 = ((x >> 16) as u16 as i16 as i32) * ((y >> 16) as u16 as i16 as i32);
+        acc.wrapping_add(p0).wrapping_add(p1)
+    }
+}
+
+/// Four int8 values as one little-endian word (one `LDR`; the Cortex-M4 allows it unaligned).
+/// Only the emulated loops use it: the native ones load words in asm.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn word(c: &[i8]) -> u32 {
+    u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
+}
+
+/// The last 1 to 3 values of a row as a word, zero-filled (zeros add nothing to a sum).
+#[inline(always)]
+fn tail_word(c: &[i8]) -> u32 {
+    match *c {
+        [a] => a as u8 as u32,
+        [a, b] => a as u8 as u32 | (b as u8 as u32) << 8,
+        [a, b, c, ..] => a as u8 as u32 | (b as u8 as u32) << 8 | (c as u8 as u32) << 16,
+        [] => 0,
+    }
+}
+
+/// Two weight rows against one input row: `[a0 + w0 . x, a1 + w1 . x]`. The rows have
+/// equal length; the input is widened once for both.
+#[inline(always)]
+fn dot_2x1(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
+    let n = x.len();
+    let (w0, w1) = (&w0[..n], &w1[..n]);
+    let whole = n & !3;
+    if whole > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            (a0, a1) = dot_2x1_asm(&w0[..whole], &w1[..whole], &x[..whole], a0, a1);
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for ((c0, c1), cx) in w0[..whole]
+            .chunks_exact(4)
+            .zip(w1.chunks_exact(4))
+            .zip(x.chunks_exact(4))
+        {
+            (a0, a1) = chunk_2x1(word(c0), word(c1), word(cx), a0, a1);
+        }
+    }
+    if whole < n {
+        let xw = tail_word(&x[whole..]);
+        (a0, a1) = chunk_2x1(tail_word(&w0[whole..]), tail_word(&w1[whole..]), xw, a0, a1);
+    }
+    (a0, a1)
+}
+
+/// One chunk of [`dot_2x1`]: weight words `ww0`, `ww1` against input word `xw`, in the
+/// order of the native loop.
+#[inline(always)]
+fn chunk_2x1(ww0: u32, ww1: u32, xw: u32, mut a0: i32, mut a1: i32) -> (i32, i32) {
+    let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
+    a0 = smlad(sxtb16(ww0), xa, a0);
+    a0 = smlad(sxtb16_ror8(ww0), xb, a0);
+    a1 = smlad(sxtb16(ww1), xa, a1);
+    a1 = smlad(sxtb16_ror8(ww1), xb, a1);
+    (a0, a1)
+}
+
+/// [`chunk_2x1`] over the whole chunks of `x` (at least one; `w0`, `w1` at least as long),
+/// as one loop of Cortex-M4 instructions.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn dot_2x1_asm(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
+    let chunks = x.len() / 4;
+    assert!(chunks >= 1 && x.len() <= w0.len() && x.len() <= w1.len());
+    let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
+    // SAFETY: reads 4 * chunks bytes from `x` and from each weight row, in bounds (asserted).
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {xa}, [{px}], #4",
+            "ldr {w}, [{pw}, {off}]",
+            "ldr {t}, [{pw}], #4",
+            "sxtb16 {xb}, {xa}, ror #8",
+            "sxtb16 {xa}, {xa}",
+            "sxtb16 {u}, {t}",
+            "smlad {a0}, {u}, {xa}, {a0}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {a0}, {t}, {xb}, {a0}",
+            "sxtb16 {u}, {w}",
+            "smlad {a1}, {u}, {xa}, {a1}",
+            "sxtb16 {w}, {w}, ror #8",
+            "smlad {a1}, {w}, {xb}, {a1}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = inout(reg) chunks => _,
+            px = inout(reg) x.as_ptr() => _,
+            pw = inout(reg) w0.as_ptr() => _,
+            off = in(reg) off,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            options(readonly, nostack),
+        );
+    }
+    (a0, a1)
+}
+
+/// One chunk of the 2x2 block: weight words `ww0`, `ww1` (4 taps each) against the
+/// widened, interleaved chunk `c = [A(col0), A(col1), B(col0), B(col1)]` of two columns,
+/// where `A = sxtb16(patch word)` holds taps 0 and 2 and `B = sxtb16_ror8(patch word)`
+/// taps 1 and 3. `acc` is `[w0.col0, w0.col1, w1.col0, w1.col1]`. The native loop in
+/// [`dot_2x2`] runs exactly this sequence.
+#[inline(always)]
+fn chunk_2x2(ww0: u32, ww1: u32, c: &[u32], acc: &mut [i32; 4]) {
+    let (ca0, ca1, cb0, cb1) = (c[0], c[1], c[2], c[3]);
+    let t = sxtb16(ww0);
+    acc[0] = smlad(t, ca0, acc[0]);
+    acc[1] = smlad(t, ca1, acc[1]);
+    let t = sxtb16(ww1);
+    acc[2] = smlad(t, ca0, acc[2]);
+    acc[3] = smlad(t, ca1, acc[3]);
+    let t = sxtb16_ror8(ww0);
+    acc[0] = smlad(t, cb0, acc[0]);
+    acc[1] = smlad(t, cb1, acc[1]);
+    let t = sxtb16_ror8(ww1);
+    acc[2] = smlad(t, cb0, acc[2]);
+    acc[3] = smlad(t, cb1, acc[3]);
+}
+
+/// Two weight rows against two widened, interleaved columns, over whole chunks only:
+/// `acc + [w0.c0, w0.c1, w1.c0, w1.c1]` for the first `w0.len() / 4` chunks (`w1` and
+/// `cols` at least as long as `w0`).
+#[inline(always)]
+fn dot_2x2_whole(w0: &[i8], w1: &[i8], cols: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let chunks = w0.len() / 4;
+    if chunks == 0 {
+        return acc;
+    }
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        dot_2x2_asm(w0, w1, cols, chunks, acc)
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let mut acc = acc;
+        for ((c0, c1), c) in w0
+            .chunks_exact(4)
+            .zip(w1.chunks_exact(4))
+            .zip(cols.chunks_exact(4))
+        {
+            chunk_2x2(word(c0), word(c1), c, &mut acc);
+        }
+        acc
+    }
+}
+
+/// Two weight rows of `k` taps (`w0`, `w1`) against two widened, interleaved columns
+/// (`cols`: 4 words per 4-tap chunk, zero-padded past `k`), the last partial chunk
+/// assembled byte by byte: `acc + [w0.c0, w0.c1, w1.c0, w1.c1]`.
+#[inline(always)]
+fn dot_2x2(w0: &[i8], w1: &[i8], cols: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let k = w0.len();
+    let whole = k & !3;
+    let mut acc = dot_2x2_whole(&w0[..whole], &w1[..k], cols, acc);
+    if whole < k {
+        let (t0, t1) = (&w0[whole..], &w1[whole..k]);
+        chunk_2x2(
+            tail_word(t0),
+            tail_word(t1),
+            &cols[whole..whole + 4],
+            &mut acc,
+        );
+    }
+    acc
+}
+
+/// [`chunk_2x2`] over `chunks` chunks, as one loop of Cortex-M4 instructions (an odd chunk
+/// first, then two per iteration). Twelve registers are live (2 pointers, the row offset,
+/// 4 accumulators, 2 weight words, 2 column words, 1 widened weight), one more than `asm!`
+/// operands may take, so the loop counter lives in r7 (the frame pointer), saved and
+/// restored around the loop.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn dot_2x2_asm(w0: &[i8], w1: &[i8], cols: &[u32], chunks: usize, acc: [i32; 4]) -> [i32; 4] {
+    assert!(4 * chunks <= w0.len() && w0.len() <= w1.len() && w0.len() <= cols.len());
+    let [mut a00, mut a01, mut a10, mut a11] = acc;
+    let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
+    macro_rules! chunk {
+        () => {
+            concat!(
+                "ldr {w1}, [{pw}, {off}]\n",
+                "ldr {w0}, [{pw}], #4\n",
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}, ror #8\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}, ror #8\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+            )
+        };
+    }
+    // SAFETY: reads 4 * chunks bytes from each weight row and 4 * chunks words from `cols`,
+    // all in bounds (asserted above; chunks >= 1 by the caller, the loop would otherwise
+    // run 2^31 times); r7 is pushed and popped, so sp and r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "lsrs r7, {t}, #1",
+            "bcc 3f",
+            chunk!(),
+            "3:",
+            "cmp r7, #0",
+            "beq 4f",
+            "2:",
+            chunk!(),
+            chunk!(),
+            "subs r7, r7, #1",
+            "bne 2b",
+            "4:",
+            "pop {{r7}}",
+            t = inout(reg) chunks => _,
+            pw = inout(reg) w0.as_ptr() => _,
+            off = in(reg) off,
+            pc = inout(reg) cols.as_ptr() => _,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            a00 = inout(reg) a00,
+            a01 = inout(reg) a01,
+            a10 = inout(reg) a10,
+            a11 = inout(reg) a11,
+            options(readonly),
+        );
+    }
+    [a00, a01, a10, a11]
+}
+
+/// [`Requant::apply_clamped`] in fewer instructions: for `shift >= 33`, the usual case, it
+/// keeps only the high word of the 64-bit product, since
+/// `floor((p + 2^(s-1)) / 2^s) = (floor(p / 2^(s-1)) + 1) >> 1` and
+/// `floor(p / 2^(s-1)) = (p >> 32) >> (s - 33)`. The same value, bit for bit.
+#[inline(always)]
+fn requantize(rq: Requant, acc: i32, range: ActRange) -> i8 {
+    if rq.shift >= 33 {
+        let hi = ((acc as i64 * rq.multiplier as i64) >> 32) as i32;
+        let v = ((hi >> (rq.shift - 33)) + 1) >> 1;
+        v.clamp(range.min as i32, range.max as i32) as i8
+    } else {
+        rq.apply_clamped(acc, range)
+    }
+}
+
+/// Patch length of a convolution rounded up to whole 4-value chunks.
+fn padded_patch(s: &Conv2dShape) -> Result<usize> {
+    let p = &s.params;
+    p.in_per_group()
+        .checked_mul(p.kernel.0)
+        .and_then(|v| v.checked_mul(p.kernel.1))
+        .and_then(|v| v.checked_add(3))
+        .map(|v| v & !3)
+        .ok_or(KernelError::Overflow {
+            what: "int8 conv patch",
+        })
+}
+
+/// Length in words of the workspace [`qconv2d_forward`] needs: two widened im2col columns
+/// (the patch `in_channels / groups * kh * kw` rounded up to a multiple of 4, one 32-bit word
+/// per two taps and column) and one int8 column to gather into.
+pub fn qconv2d_workspace_len(s: &Conv2dShape) -> Result<usize> {
+    let kp = padded_patch(s)?;
+    Ok(kp + kp / 4)
+}
+
+/// Writes output pixel `pix`'s receptive field (in weight order `[cin_g, kh, kw]`, zero
+/// padding included) into `col[..patch]`.
+#[inline(always)]
+fn im2col(s: &Conv2dShape, xg: &[i8], ow: usize, pix: usize, col: &mut [i8]) {
+    let p = &s.params;
+    let (kh, kw) = p.kernel;
+    let (oy, ox) = (pix / ow, pix % ow);
+    let (y0, x0) = (oy * p.stride.0, ox * p.stride.1);
+    let (ph, pw) = p.padding;
+    let (dh, dw) = p.dilation;
+    // The whole window inside the input: row copies, no per-tap checks.
+    let inside = y0 >= ph
+        && x0 >= pw
+        && y0 + (kh - 1) * dh < s.in_h + ph
+        && x0 + (kw - 1) * dw < s.in_w + pw;
+    if inside && dw == 1 {
+        // Copies of a known width compile to a few loads and stores; a run-time width would
+        // call memcpy, which costs ten times more for a 5-byte row.
+        let (xs, ys) = (x0 - pw, y0 - ph);
+        match kw {
+            3 => gather_rows::<3>(s, xg, ys, xs, col),
+            5 => gather_rows::<5>(s, xg, ys, xs, col),
+            7 => gather_rows::<7>(s, xg, ys, xs, col),
+            _ => gather_rows::<0>(s, xg, ys, xs, col),
+        }
+        return;
+    }
+    let in_plane = s.in_h * s.in_w;
+    let mut k = 0;
+    for plane in xg.chunks_exact(in_plane) {
+        for ky in 0..kh {
+            let dst = &mut col[k..k + kw];
+            k += kw;
+            let iy = (y0 + ky * dh).wrapping_sub(ph);
+            if iy >= s.in_h {
+                dst.fill(0);
+                continue;
+            }
+            let row = &plane[iy * s.in_w..][..s.in_w];
+            for (kx, d) in dst.iter_mut().enumerate() {
+                let ix = (x0 + kx * dw).wrapping_sub(pw);
+                *d = if ix < s.in_w { row[ix] } else { 0 };
+            }
+        }
+    }
+}
+
+/// The inside-the-input case of [`im2col`] with stride-1 columns: `kh` rows of `kw`
+/// contiguous values per input channel, starting at row `ys`, column `xs`. `KW` is `kw` when
+/// known at compile time, 0 otherwise.
+#[inline(always)]
+fn gather_rows<const KW: usize>(s: &Conv2dShape, xg: &[i8], ys: usize, xs: usize, col: &mut [i8]) {
+    let p = &s.params;
+    let (kh, kw) = p.kernel;
+    let kw = if KW > 0 { KW } else { kw };
+    let dh = p.dilation.0;
+    let in_plane = s.in_h * s.in_w;
+    let mut dst = col.chunks_exact_mut(kw);
+    for plane in xg.chunks_exact(in_plane) {
+        for ky in 0..kh {
+            let src = &plane[(ys + ky * dh) * s.in_w + xs..][..kw];
+            if let Some(d) = dst.next() {
+                if KW > 0 {
+                    d[..KW].copy_from_slice(&src[..KW]);
+                } else {
+                    d.copy_from_slice(src);
+                }
+            }
+        }
+    }
+}
+
+/// Widens the gathered int8 column `patch` (as words) into lane `c` (0 or 1) of the
+/// interleaved column pair `cols` (see [`chunk_2x2`]).
+#[inline(always)]
+fn widen(patch: &[u32], c: usize, cols: &mut [u32]) {
+    for (&w, chunk) in patch.iter().zip(cols.chunks_exact_mut(4)) {
+        chunk[c] = sxtb16(w);
+        chunk[2 + c] = sxtb16_ror8(w);
+    }
+}
+
+/// The int8 view of a gather buffer.
+#[inline(always)]
+fn as_bytes(words: &mut [u32]) -> &mut [i8] {
+    // SAFETY: u32 has no padding and i8 accepts any bit pattern; same memory, 4x the length,
+    // alignment 1; the borrow of `words` is carried over.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut i8, words.len() * 4) }
+}
+
+/// All output channels of one group at the two pixels `y0` and `y1` (equal for a lone last
+/// pixel) whose widened columns are in `cols`: channel pairs through [`dot_2x2`], bias,
+/// requantization, stores into the group's output `planes` (`pixels` values each). A
+/// function of its own so that the hot loop gets a register file free of the outer loops.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn channels_2x2(
+    wg: &[i8],
+    k: usize,
+    cout_g: usize,
+    cols: &[u32],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    planes: &mut [i8],
+    pixels: usize,
+    y0: usize,
+    y1: usize,
+) {
+    if y0 >= pixels || y1 >= pixels {
+        return;
+    }
+    let kp = (k + 3) & !3;
+    let cols = &cols[..kp];
+    let mut outs = planes.chunks_exact_mut(pixels);
+    let mut rq = requant.iter();
+    let mut o = 0;
+    while o + 1 < cout_g {
+        let (b0, b1) = bias.map_or((0, 0), |b| (b[o], b[o + 1]));
+        let acc = [b0, b0, b1, b1];
+        let rows = &wg[o * k..];
+        // Where the second row's last chunk can be read whole without leaving the weights,
+        // it is: the bytes past the row meet zero column lanes and add nothing.
+        let [a00, a01, a10, a11] = match rows.get(..k + kp) {
+            Some(both) => dot_2x2_whole(&both[..kp], &both[k..], cols, acc),
+            None => dot_2x2(&rows[..k], &rows[k..], cols, acc),
+        };
+        let (Some(p0), Some(p1), Some(&r0), Some(&r1)) =
+            (outs.next(), outs.next(), rq.next(), rq.next())
+        else {
+            return;
+        };
+        // For a lone last pixel, y1 = y0 and the real value is written last.
+        p0[y1] = requantize(r0, a01, range);
+        p0[y0] = requantize(r0, a00, range);
+        p1[y1] = requantize(r1, a11, range);
+        p1[y0] = requantize(r1, a10, range);
+        o += 2;
+    }
+    if let (true, Some(p0), Some(&r0)) = (o < cout_g, outs.next(), rq.next()) {
+        // A lone last channel, paired with itself.
+        let w0 = &wg[o * k..][..k];
+        let b0 = bias.map_or(0, |b| b[o]);
+        let [a00, a01, _, _] = dot_2x2(w0, w0, cols, [b0, b0, b0, b0]);
+        p0[y1] = requantize(r0, a01, range);
+        p0[y0] = requantize(r0, a00, range);
+    }
+}
+
+/// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
+/// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
+/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d_forward(
+    s: &Conv2dShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) -> Result<()> {
+    let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
+    check_bias_requant(s.params.out_channels, bias, Some(requant))?;
+    range.validate()?;
+    let kp = padded_patch(s)?;
+    let need = qconv2d_workspace_len(s)?;
+    check_workspace(workspace.len(), need)?;
+    let p = &s.params;
+    let (cin_g, cout_g) = (p.in_per_group(), p.out_per_group());
+    let k = cin_g * p.kernel.0 * p.kernel.1;
+    let in_plane = s.in_h * s.in_w;
+    let pixels = oh * ow;
+    let (cols, gather) = workspace[..need].split_at_mut(kp);
+    // The gather column's tail past the patch stays zero: zero taps in the last chunk.
+    as_bytes(gather)[k..].fill(0);
+    for n in 0..s.batch {
+        let yn = &mut y[n * p.out_channels * pixels..][..p.out_channels * pixels];
+        for g in 0..p.groups {
+            let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
+            // The group's rows, and everything after them (see `dot_2x2`).
+            let wg = &w[g * cout_g * k..];
+            let mut pix = 0;
+            while pix < pixels {
+                // Two pixels; a lone last one is paired with zeros and its twin dropped.
+                let pair = pix + 1 < pixels;
+                im2col(s, xg, ow, pix, as_bytes(gather));
+                widen(gather, 0, cols);
+                if pair {
+                    im2col(s, xg, ow, pix + 1, as_bytes(gather));
+                    widen(gather, 1, cols);
+                } else {
+                    for chunk in cols.chunks_exact_mut(4) {
+                        chunk[1] = 0;
+                        chunk[3] = 0;
+                    }
+                }
+                let planes = &mut yn[g * cout_g * pixels..][..cout_g * pixels];
+                let (bg, rg) = (
+                    bias.map(|b| &b[g * cout_g..][..cout_g]),
+                    &requant[g * cout_g..][..cout_g],
+                );
+                let y1 = pix + pair as usize;
+                channels_2x2(wg, k, cout_g, cols, bg, rg, range, planes, pixels, pix, y1);
+                pix += 2;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Output rows two at a time: `out(o, acc)` receives `bias[o] + x . w[o]` for each `o`.
+#[inline(always)]
+fn linear_rows(
+    s: &QLinearShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    mut out: impl FnMut(usize, usize, i32),
+) {
+    let bias_of = |o: usize| bias.map_or(0, |b| b[o]);
+    for (b, xr) in x.chunks_exact(s.in_features).enumerate() {
+        let mut rows = w.chunks_exact(s.in_features).enumerate();
+        while let Some((o, w0)) = rows.next() {
+            match rows.next() {
+                Some((_, w1)) => {
+                    let (a0, a1) = dot_2x1(w0, w1, xr, bias_of(o), bias_of(o + 1));
+                    out(b, o, a0);
+                    out(b, o + 1, a1);
+                }
+                None => out(b, o, dot_2x1(w0, w0, xr, bias_of(o), 0).0),
+            }
+        }
+    }
+}
+
+/// Quantized fully connected layer, the same function as [`super::qlinear_forward`]
+/// (bit for bit), computed with `SMLAD`.
+pub fn qlinear_forward(
+    s: &QLinearShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+) -> Result<()> {
+    s.check(x.len(), w.len(), y.len())?;
+    check_bias_requant(s.out_features, bias, Some(requant))?;
+    range.validate()?;
+    let of = s.out_features;
+    linear_rows(s, x, w, bias, |b, o, acc| {
+        y[b * of + o] = requantize(requant[o], acc, range);
+    });
+    Ok(())
+}
+
+/// Quantized fully connected layer with raw `i32` outputs, the same function as
+/// [`super::qlinear_forward_i32`] (bit for bit), computed with `SMLAD`.
+pub fn qlinear_forward_i32(
+    s: &QLinearShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    y: &mut [i32],
+) -> Result<()> {
+    s.check(x.len(), w.len(), y.len())?;
+    check_bias_requant(s.out_features, bias, None)?;
+    let of = s.out_features;
+    linear_rows(s, x, w, bias, |b, o, acc| y[b * of + o] = acc);
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The SMLAD-structured int8 kernels (`tinycnn_kernels::int8::dsp`) against the naive twins
+//! in `int8::reference`, bit for bit. On the host the DSP primitives are the plain-Rust
+//! emulations, so these tests check the packing, lane pairing, tails and loop order; the
+//! firmware (crates/mcu, QEMU) runs the same agreement check with the real instructions.
+//!
+//! Values cover the whole int8 range, -128 included (the sign extension of `SXTB16`), and
+//! requantization scales over every binade `Requant` accepts, so both requantization paths
+//! (shift below 33 and from 33 up) are exercised.
+
+mod common;
+
+use common::Rng;
+use proptest::prelude::*;
+use tinycnn_kernels::int8::{self, dsp, reference, ActRange, QLinearShape, Requant};
+use tinycnn_kernels::*;
+
+fn full_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n).map(|_| rng.below(256) as u8 as i8).collect()
+}
+
+/// Requantizers with scales from 2^-32 to 2^29 (shifts 62 down to 1).
+fn requants(rng: &mut Rng, n: usize) -> Vec<Requant> {
+    (0..n)
+        .map(|_| {
+            let exp = rng.below(62) as i32 - 32;
+            let mant = 1.0 + rng.below(1 << 20) as f32 / (1 << 20) as f32;
+            Requant::from_scale(mant * (exp as f32).exp2()).unwrap()
+        })
+        .collect()
+}
+
+fn act_range(rng: &mut Rng) -> ActRange {
+    match rng.below(3) {
+        0 => ActRange::FULL,
+        1 => ActRange::RELU,
+        _ => {
+            let (a, b) = (rng.below(256) as u8 as i8, rng.below(256) as u8 as i8);
+            ActRange {
+                min: a.min(b),
+                max: a.max(b),
+            }
+        }
+    }
+}
+
+#[test]
+fn primitives_match_the_architecture_manual() {
+    // SXTB16: bytes 0 and 2 (or 1 and 3 after ROR #8), sign-extended to 16-bit lanes.
+    assert_eq!(dsp::sxtb16(0x0000_0000), 0);
+    assert_eq!(dsp::sxtb16(0x0080_007f), 0xff80_007f);
+    assert_eq!(dsp::sxtb16(0x12ff_34fe), 0xffff_fffe);
+    assert_eq!(dsp::sxtb16_ror8(0x80ff_7f01), 0xff80_007f);
+    // SMLAD: two signed 16x16 products added to the accumulator, wrapping.
+    assert_eq!(dsp::smlad(0x8000_8000, 0x8000_8000, 0), i32::MIN); // 2 * 2^30 wraps
+    assert_eq!(dsp::smlad(0x0001_ffff, 0x0002_0003, 10), 10 - 3 + 2);
+    assert_eq!(dsp::smlad(0x7fff_7fff, 0x7fff_7fff, i32::MAX), {
+        let p = 0x7fffi64 * 0x7fff * 2;
+        (i32::MAX as i64 + p) as i32
+    });
+    // Against the definition, on random words.
+    let mut rng = Rng::new(1);
+    for _ in 0..10_000 {
+        let (x, y) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        let acc = rng.next_u64() as i32;
+        let b = |v: u32, i: u32| (v >> (8 * i)) as u8 as i8 as i16 as u16 as u32;
+        assert_eq!(dsp::sxtb16(x), b(x, 0) | b(x, 2) << 16);
+        assert_eq!(dsp::sxtb16_ror8(x), b(x, 1) | b(x, 3) << 16);
+        let h = |v: u32, i: u32| (v >> (16 * i)) as u16 as i16 as i64;
+        let want = acc as i64 + h(x, 0) * h(y, 0) + h(x, 1) * h(y, 1);
+        assert_eq!(dsp::smlad(x, y, acc), want as i32);
+    }
+}
+
+#[test]
+fn workspace_len_and_errors() {
+    // LeNet's conv2: 6 * 5 * 5 = 150 taps, padded to 152: two widened columns of 76 words,
+    // plus 38 words to gather one int8 column.
+    let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
+    assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
+    let s1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
+    assert_eq!(dsp::qconv2d_workspace_len(&s1).unwrap(), 35);
+    let (x, w) = (vec![0i8; 6 * 14 * 14], vec![0i8; 16 * 150]);
+    let r = vec![Requant::from_scale(1.0).unwrap(); 16];
+    let mut y = vec![0i8; 16 * 100];
+    let mut ws = vec![0u32; 189];
+    let e = dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws);
+    assert_eq!(
+        e,
+        Err(KernelError::BufferLength {
+            buffer: "workspace",
+            expected: 190,
+            actual: 189
+        })
+    );
+    // A longer workspace is fine; the other checks are the plain kernel's.
+    let mut ws = vec![0u32; 400];
+    dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
+    assert!(
+        dsp::qconv2d_forward(&s, &x[1..], &w, None, &r, ActRange::FULL, &mut y, &mut ws).is_err()
+    );
+    assert!(
+        dsp::qconv2d_forward(&s, &x, &w, None, &r[1..], ActRange::FULL, &mut y, &mut ws).is_err()
+    );
+    let bad = ActRange { min: 1, max: 0 };
+    assert!(dsp::qconv2d_forward(&s, &x, &w, None, &r, bad, &mut y, &mut ws).is_err());
+    let l = QLinearShape::new(1, 4, 2);
+    assert!(dsp::qlinear_forward_i32(&l, &[0; 4], &[0; 7], None, &mut [0; 2]).is_err());
+    assert!(dsp::qlinear_forward(
+        &l,
+        &[0; 4],
+        &[0; 8],
+        None,
+        &r[..1],
+        ActRange::FULL,
+        &mut [0; 2]
+    )
+    .is_err());
+}
+
+/// d2l's corr2d numbers through the DSP conv (patch of 4: one whole chunk, no tail).
+#[test]
+fn conv_hand_values() {
+    let s = Conv2dShape::new(Conv2dParams::new(1, 1, (2, 2)), 1, 3, 3);
+    let x: [i8; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let w: [i8; 4] = [0, 1, 2, 3];
+    let r = [Requant::from_scale(1.0).unwrap()];
+    let mut y = [0i8; 4];
+    let mut ws = [0u32; 5];
+    dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::FULL, &mut y, &mut ws).unwrap();
+    assert_eq!(y, [19, 25, 37, 43]);
+    // With a bias of -20 and ReLU: [0, 5, 17, 23].
+    dsp::qconv2d_forward(
+        &s,
+        &x,
+        &w,
+        Some(&[-20]),
+        &r,
+        ActRange::RELU,
+        &mut y,
+        &mut ws,
+    )
+    .unwrap();
+    assert_eq!(y, [0, 5, 17, 23]);
+}
+
+fn check_conv(s: &Conv2dShape, rng: &mut Rng) -> std::result::Result<(), TestCaseError> {
+    let x = full_i8(rng, s.input_len().unwrap());
+    let w = full_i8(rng, s.weight_len());
+    let oc = s.params.out_channels;
+    let b: Vec<i32> = (0..oc)
+        .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
+        .collect();
+    let bias = if rng.below(4) == 0 {
+        None
+    } else {
+        Some(&b[..])
+    };
+    let r = requants(rng, oc);
+    let range = act_range(rng);
+    let n = s.output_len().unwrap();
+    let (mut y, mut want, mut plain) = (vec![0i8; n], vec![0i8; n], vec![0i8; n]);
+    // Stale workspace contents must not matter.
+    let ws_len = dsp::qconv2d_workspace_len(s).unwrap() + rng.below(5);
+    let mut ws: Vec<u32> = (0..ws_len).map(|_| rng.next_u64() as u32).collect();
+    dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut y, &mut ws).unwrap();
+    reference::qconv2d(s, &x, &w, bias, &r, range, &mut want).unwrap();
+    int8::qconv2d_forward(s, &x, &w, bias, &r, range, &mut plain).unwrap();
+    prop_assert_eq!(&y, &want, "{:?}", s);
+    prop_assert_eq!(&plain, &want);
+    Ok(())
+}
+
+/// The LeNet layers (batch 1 and 2), exactly.
+#[test]
+fn lenet_layers_match_reference_exactly() {
+    let mut rng = Rng::new(5);
+    for batch in [1, 2] {
+        let cases = [
+            Conv2dShape::new(
+                Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+                batch,
+                28,
+                28,
+            ),
+            Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), batch, 14, 14),
+        ];
+        for s in cases {
+            check_conv(&s, &mut rng).unwrap();
+        }
+        for (inf, outf) in [(400, 120), (120, 84), (84, 10)] {
+            check_linear(batch, inf, outf, &mut rng).unwrap();
+        }
+    }
+}
+
+fn check_linear(
+    batch: usize,
+    inf: usize,
+    outf: usize,
+    rng: &mut Rng,
+) -> std::result::Result<(), TestCaseError> {
+    let s = QLinearShape::new(batch, inf, outf);
+    let x = full_i8(rng, batch * inf);
+    let w = full_i8(rng, inf * outf);
+    let b: Vec<i32> = (0..outf)
+        .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
+        .collect();
+    let bias = if rng.below(4) == 0 {
+        None
+    } else {
+        Some(&b[..])
+    };
+    let (mut a, mut a_want) = (vec![0i32; batch * outf], vec![0i32; batch * outf]);
+    dsp::qlinear_forward_i32(&s, &x, &w, bias, &mut a).unwrap();
+    reference::qlinear_i32(&s, &x, &w, bias, &mut a_want).unwrap();
+    prop_assert_eq!(a, a_want);
+    let r = requants(rng, outf);
+    let range = act_range(rng);
+    let (mut y, mut y_want) = (vec![0i8; batch * outf], vec![0i8; batch * outf]);
+    dsp::qlinear_forward(&s, &x, &w, bias, &r, range, &mut y).unwrap();
+    reference::qlinear(&s, &x, &w, bias, &r, range, &mut y_want).unwrap();
+    prop_assert_eq!(y, y_want);
+    Ok(())
+}
+
+fn conv_case() -> impl Strategy<Value = Conv2dShape> {
+    (
+        1usize..3,
+        1usize..4,
+        1usize..4,
+        1usize..6,
+        (1usize..6, 1usize..6),
+        (1usize..3, 1usize..3),
+        (0usize..3, 0usize..3),
+        (1usize..3, 1usize..3),
+        (1usize..12, 1usize..14),
+    )
+        .prop_filter_map("valid conv", |(batch, g, cpg, opg, k, st, pad, dil, hw)| {
+            let p = Conv2dParams::new(g * cpg, g * opg, k)
+                .with_stride(st)
+                .with_padding(pad)
+                .with_dilation(dil)
+                .with_groups(g);
+            let s = Conv2dShape::new(p, batch, hw.0, hw.1);
+            s.validate().ok().map(|_| s)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn proptest_conv_matches_reference(s in conv_case(), seed in any::<u64>()) {
+        check_conv(&s, &mut Rng::new(seed))?;
+    }
+
+    #[test]
+    fn proptest_linear_matches_reference(
+        batch in 1usize..4, inf in 1usize..70, outf in 1usize..12, seed in any::<u64>(),
+    ) {
+        check_linear(batch, inf, outf, &mut Rng::new(seed))?;
+    }
+}

@@ -1,0 +1,147 @@
+//! On-board check that the `SMLAD` int8 kernels agree exactly with their naive twins
+//! (`tinycnn_kernels::int8::reference`), on pseudo-random shapes and values (the whole int8
+//! range, requantization scales over every binade), run with the real instructions.
+//!
+//! It borrows the inference scratch buffers, so it costs no RAM of its own.
+
+use tinycnn_kernels::int8::{dsp, reference, ActRange, QLinearShape, Requant};
+use tinycnn_kernels::{Conv2dParams, Conv2dShape};
+
+/// Convolutions and linear layers checked.
+pub const CASES: u32 = 40;
+
+/// xorshift32: deterministic, no dependencies.
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u32) -> usize {
+        (self.next() % n) as usize
+    }
+    fn fill(&mut self, v: &mut [i8]) {
+        for e in v {
+            *e = self.next() as i8;
+        }
+    }
+    /// A requantizer with scale `(1 + m / 2^23) * 2^e`, `e` in `[-32, 29]`.
+    fn requant(&mut self) -> Requant {
+        let exp = self.below(62) as u32 + 127 - 32;
+        let bits = (exp << 23) | (self.next() & 0x007f_ffff);
+        Requant::from_scale(f32::from_bits(bits)).unwrap_or(Requant {
+            multiplier: 1 << 30,
+            shift: 31,
+        })
+    }
+    fn range(&mut self) -> ActRange {
+        match self.below(3) {
+            0 => ActRange::FULL,
+            1 => ActRange::RELU,
+            _ => {
+                let (a, b) = (self.next() as i8, self.next() as i8);
+                ActRange {
+                    min: a.min(b),
+                    max: a.max(b),
+                }
+            }
+        }
+    }
+}
+
+const MAX_CH: usize = 16;
+
+/// Checks [`CASES`] convolutions and [`CASES`] linear layers; `buf` needs 4096 bytes, `ws`
+/// is the conv workspace (shapes that need more are skipped). Returns the name of the first kernel that disagreed.
+pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
+    let (x, rest) = buf.split_at_mut(1024);
+    let (w, rest) = rest.split_at_mut(1024);
+    let (y, rest) = rest.split_at_mut(1024);
+    let want = &mut rest[..1024];
+    let mut rng = Rng(0x1234_5678);
+    let mut bias = [0i32; MAX_CH];
+    let mut rq = [Requant {
+        multiplier: 1 << 30,
+        shift: 31,
+    }; MAX_CH];
+    let mut done = 0;
+    while done < CASES {
+        let g = 1 + rng.below(2);
+        let p = Conv2dParams::new(
+            g * (1 + rng.below(4)),
+            g * (1 + rng.below(5)),
+            (1 + rng.below(5), 1 + rng.below(5)),
+        )
+        .with_stride((1 + rng.below(2), 1 + rng.below(2)))
+        .with_padding((rng.below(3), rng.below(3)))
+        .with_dilation((1 + rng.below(2), 1 + rng.below(2)))
+        .with_groups(g);
+        let s = Conv2dShape::new(p, 1 + rng.below(2), 1 + rng.below(12), 1 + rng.below(12));
+        let (Ok(xl), Ok(yl), Ok(wsl)) = (
+            s.input_len(),
+            s.output_len(),
+            dsp::qconv2d_workspace_len(&s),
+        ) else {
+            continue;
+        };
+        let wl = s.weight_len();
+        if s.validate().is_err() || xl > x.len() || wl > w.len() || yl > y.len() || wsl > ws.len() {
+            continue;
+        }
+        let oc = p.out_channels;
+        rng.fill(&mut x[..xl]);
+        rng.fill(&mut w[..wl]);
+        for (b, r) in bias[..oc].iter_mut().zip(&mut rq[..oc]) {
+            *b = (rng.next() % 2_000_001) as i32 - 1_000_000;
+            *r = rng.requant();
+        }
+        let range = rng.range();
+        let (xs, wts, bs, rqs) = (&x[..xl], &w[..wl], Some(&bias[..oc]), &rq[..oc]);
+        dsp::qconv2d_forward(&s, xs, wts, bs, rqs, range, &mut y[..yl], ws)
+            .map_err(|_| "conv refused")?;
+        reference::qconv2d(&s, xs, wts, bs, rqs, range, &mut want[..yl])
+            .map_err(|_| "conv refused")?;
+        if y[..yl] != want[..yl] {
+            return Err("conv");
+        }
+        done += 1;
+    }
+    let (mut acc, mut acc_want) = ([0i32; 3 * MAX_CH], [0i32; 3 * MAX_CH]);
+    for _ in 0..CASES {
+        let s = QLinearShape::new(
+            1 + rng.below(3),
+            1 + rng.below(64),
+            1 + rng.below(MAX_CH as u32),
+        );
+        let (xl, wl, yl) = (
+            s.batch * s.in_features,
+            s.in_features * s.out_features,
+            s.batch * s.out_features,
+        );
+        rng.fill(&mut x[..xl]);
+        rng.fill(&mut w[..wl]);
+        for (b, r) in bias.iter_mut().zip(&mut rq) {
+            *b = (rng.next() % 2_000_001) as i32 - 1_000_000;
+            *r = rng.requant();
+        }
+        let range = rng.range();
+        let of = s.out_features;
+        let (xs, wts, bs, rqs) = (&x[..xl], &w[..wl], Some(&bias[..of]), &rq[..of]);
+        dsp::qlinear_forward(&s, xs, wts, bs, rqs, range, &mut y[..yl])
+            .map_err(|_| "linear refused")?;
+        reference::qlinear(&s, xs, wts, bs, rqs, range, &mut want[..yl])
+            .map_err(|_| "linear refused")?;
+        dsp::qlinear_forward_i32(&s, xs, wts, bs, &mut acc[..yl]).map_err(|_| "linear refused")?;
+        reference::qlinear_i32(&s, xs, wts, bs, &mut acc_want[..yl])
+            .map_err(|_| "linear refused")?;
+        if y[..yl] != want[..yl] || acc[..yl] != acc_want[..yl] {
+            return Err("linear");
+        }
+    }
+    Ok(())
+}
