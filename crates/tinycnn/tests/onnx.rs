@@ -555,3 +555,50 @@ fn truncated_and_corrupted_files_are_errors() {
     assert!(onnx::read(b"not a model").is_err());
     assert!(onnx::read(&[]).is_err());
 }
+
+#[test]
+fn trained_fashion_mnist_dscnn_reads_with_its_sequential_names() {
+    let m = load("fmnist_dscnn");
+    assert_eq!(m.architecture.input, [1, 28, 28]);
+    let dw = |p: &str| -> Vec<(String, &'static str)> {
+        [
+            "Conv2d",
+            "BatchNorm2d",
+            "ReLU6",
+            "Conv2d",
+            "BatchNorm2d",
+            "ReLU6",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{p}.{i}"), *t))
+        .collect()
+    };
+    let mut want: Vec<(String, &'static str)> = vec![
+        ("0".into(), "Conv2d"),
+        ("1".into(), "BatchNorm2d"),
+        ("2".into(), "ReLU6"),
+        ("3".into(), "MaxPool2d"),
+    ];
+    want.extend(dw("4"));
+    want.push(("5".into(), "AvgPool2d"));
+    want.extend(dw("6"));
+    // Dropout (9) is gone: PyTorch exports the eval-mode model without it.
+    want.extend([
+        ("7".into(), "AdaptiveAvgPool2d"),
+        ("8".into(), "Flatten"),
+        ("10".into(), "Linear"),
+    ]);
+    let want: Vec<(&str, &'static str)> = want.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    assert_eq!(layers(&m.architecture), chain(&want));
+    assert_eq!(m.architecture.nodes[4].layer, conv(24, 24, 3, 1, 24, false));
+    assert_eq!(m.architecture.nodes[7].layer, conv(24, 48, 1, 0, 1, false));
+    let params: usize = m
+        .tensors
+        .iter()
+        .filter(|(k, _, _)| !k.contains("running") && !k.ends_with("num_batches_tracked"))
+        .map(|(_, _, d)| d.len())
+        .sum();
+    // 24*9 + 48 | 24*9 + 48 + 24*48 + 96 | 48*9 + 96 + 48*64 + 128 | 64*10 + 10
+    assert_eq!(params, 264 + 1512 + 3728 + 650);
+}
