@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs every example of the tinycnn package (crates/tinycnn/examples/*.rs) in release mode
-# and fails on the first non-zero exit. The d2l walk-through examples are short: no full
-# training (lenet trains one epoch on a small subset).
+# and fails on the first non-zero exit. The d2l walk-through examples are short, except that
+# `lenet` by default trains the book's full recipe (10 epochs on all of Fashion-MNIST); this
+# script sets TINYCNN_EXAMPLES_QUICK=1 (unless the caller sets it), which makes it train one
+# epoch on 2048 images without downloading anything.
 #
 # Usage: scripts/run-examples.sh            (all examples)
 #        scripts/run-examples.sh lenet pooling   (only these)
+#        TINYCNN_EXAMPLES_QUICK=0 scripts/run-examples.sh lenet   (lenet's full training run)
 set -euo pipefail
+
+export TINYCNN_EXAMPLES_QUICK="${TINYCNN_EXAMPLES_QUICK-1}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -2,8 +2,10 @@
 //!
 //! * A **weight file** holds the model's tensors under PyTorch's state-dict names (`0.weight`,
 //!   `0.bias`, `3.weight`, ...: the index of the layer in the `nn.Sequential`) and the
-//!   metadata `format = pt`, `model = lenet | lenet-relu`. `safetensors.torch.load_file` reads
-//!   it into d2l's `net`.
+//!   metadata `format = pt`, `model = lenet | lenet-relu` (for a model of the zoo) and
+//!   `tinycnn.architecture` (the layers as JSON, `tinycnn::nn::arch`, for every model), so the
+//!   file alone rebuilds its network. `safetensors.torch.load_file` reads it into d2l's `net`.
+//!   A file without either (an older tinycnn's, or PyTorch's) is read as LeNet.
 //! * A **checkpoint** adds the optimizer's per-parameter state under the names of PyTorch's
 //!   optimizer `state_dict`, prefixed: `optimizer.state.{i}.{slot}`, `i` the parameter's index
 //!   in state-dict order, `slot` one of `step` (a scalar), `exp_avg`, `exp_avg_sq` (Adam) or
@@ -15,15 +17,26 @@
 //!   no generator state beyond the seed and epoch is needed), the optimizer's scalar state and
 //!   the history (curve points, per-epoch figures, time spent).
 //!
+//! Both kinds name the data set the model was trained on (`dataset`: `fashion-mnist` or
+//! `mnist`; files without it are Fashion-MNIST's). A checkpoint records the run's training
+//! recipe (`recipe`: momentum, weight decay, schedule, clipping, augmentation, as JSON) and
+//! its schedule's state (`lr_schedule_state`), both optional so that older checkpoints
+//! load with the defaults.
+//!
 //! Weight readers accept either kind and ignore the `optimizer.` keys.
 
+use crate::commands::model::ModelSpec;
+use crate::commands::onnx_io;
 use crate::error::{Context, Result};
 use crate::plot::CurvePoint;
+use crate::recipe::{self, DatasetName, Recipe};
 use crate::tensorfile::{self, NamedTensor};
-use crate::{ModelName, OptimizerName};
+use crate::OptimizerName;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use tinycnn::nn::arch::{self, Architecture};
+use tinycnn_models::Model;
 
 /// Metadata value of `format` in a checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "tinycnn-checkpoint-1";
@@ -34,7 +47,7 @@ pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
     /// Network.
-    pub model: ModelName,
+    pub model: ModelSpec,
     /// Update rule.
     pub optimizer: OptimizerName,
     /// Learning rate.
@@ -43,6 +56,10 @@ pub struct RunConfig {
     pub batch_size: usize,
     /// Seed of initialization and shuffles.
     pub seed: u64,
+    /// The data set trained on.
+    pub dataset: DatasetName,
+    /// Momentum, weight decay, schedule, clipping, augmentation.
+    pub recipe: Recipe,
 }
 
 /// The figures printed after one epoch.
@@ -96,51 +113,126 @@ pub struct Checkpoint {
     pub optimizer: OptimizerState,
     /// Curves and per-epoch figures so far.
     pub history: History,
+    /// The learning-rate schedule's state, when the run has one.
+    pub schedule: Option<tinycnn::optim::ScheduleState>,
 }
 
-fn weights_metadata(model: ModelName) -> HashMap<String, String> {
+fn weights_metadata(model: &ModelSpec) -> Result<HashMap<String, String>> {
     let mut m = HashMap::new();
     m.insert("format".to_string(), "pt".to_string());
-    m.insert("model".to_string(), model.as_str().to_string());
+    if let Some(name) = model.name() {
+        m.insert("model".to_string(), name.to_string());
+    }
+    m.insert(
+        arch::METADATA_KEY.to_string(),
+        model
+            .arch
+            .to_json()
+            .map_err(crate::error::runtime("the architecture"))?,
+    );
     m.insert(
         "producer".to_string(),
         format!("tinycnn {}", env!("CARGO_PKG_VERSION")),
     );
-    m
+    Ok(m)
 }
 
 /// Writes a weight file atomically.
-pub fn save_weights(path: &Path, model: ModelName, params: &[NamedTensor]) -> Result<()> {
-    tensorfile::save(path, params, &weights_metadata(model))
+pub fn save_weights(path: &Path, model: &ModelSpec, params: &[NamedTensor]) -> Result<()> {
+    tensorfile::save(path, params, &weights_metadata(model)?)
 }
 
-/// The model tensors of a weight file or checkpoint, and the model it names (if any).
+/// Writes a weight file atomically, naming the data set it was trained on.
+pub fn save_weights_of(
+    path: &Path,
+    model: &ModelSpec,
+    dataset: DatasetName,
+    params: &[NamedTensor],
+) -> Result<()> {
+    let mut meta = weights_metadata(model)?;
+    meta.insert("dataset".to_string(), dataset.as_str().to_string());
+    tensorfile::save(path, params, &meta)
+}
+
+/// The data set a file's metadata names (`None` for files that name none).
+fn dataset_of(meta: &HashMap<String, String>, path: &Path) -> Result<Option<DatasetName>> {
+    meta.get("dataset")
+        .map(|d| {
+            DatasetName::parse(d).ok_or_else(|| {
+                crate::cli_err!("{}: unknown data set {d:?} in the metadata", path.display())
+            })
+        })
+        .transpose()
+}
+
+/// The model tensors of a weight file, checkpoint or ONNX file, and what it records of its
+/// model and data set.
 pub struct LoadedWeights {
-    /// Model name from the metadata, when present and known.
-    pub model: Option<ModelName>,
+    /// Zoo model name from the metadata, when present.
+    pub model: Option<Model>,
+    /// The architecture the file records, when it does (always for ONNX).
+    pub arch: Option<Architecture>,
     /// Model tensors (optimizer state left out).
     pub params: Vec<NamedTensor>,
+    /// The data set it was trained on, when the file names one.
+    pub dataset: Option<DatasetName>,
 }
 
-/// Reads the model tensors of a weight file or a checkpoint.
-pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
-    let file = tensorfile::load(path)?;
-    let model = match file.metadata.get("model") {
+/// The zoo name and the architecture of a safetensors file's metadata, each when present.
+fn recorded_model(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+) -> Result<(Option<Model>, Option<Architecture>)> {
+    let model = match metadata.get("model") {
         None => None,
-        Some(name) => Some(ModelName::parse(name).ok_or_else(|| {
+        Some(name) => Some(tinycnn_models::by_name(name).map_err(|_| {
             crate::cli_err!(
                 "{}: unknown model {name:?} in the file's metadata",
                 path.display()
             )
         })?),
     };
+    let arch = match metadata.get(arch::METADATA_KEY) {
+        None => None,
+        Some(json) => Some(Architecture::from_json(json).map_err(|e| {
+            crate::cli_err!(
+                "{}: the architecture in the file's metadata cannot be used: {e}",
+                path.display()
+            )
+        })?),
+    };
+    Ok((model, arch))
+}
+
+/// Reads the model tensors of a weight file, a checkpoint, or an ONNX model (by the
+/// extension `.onnx`).
+pub fn load_weights(path: &Path) -> Result<LoadedWeights> {
+    if onnx_io::is_onnx(path) {
+        let (arch, params) = onnx_io::load(path)?;
+        check_finite(path, "weight", &params)?;
+        return Ok(LoadedWeights {
+            model: None,
+            arch: Some(arch),
+            params,
+            // ONNX has no place for it: the data set comes from --dataset or the default.
+            dataset: None,
+        });
+    }
+    let file = tensorfile::load(path)?;
+    let (model, arch) = recorded_model(path, &file.metadata)?;
     let params: Vec<NamedTensor> = file
         .tensors
         .into_iter()
         .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
         .collect();
     check_finite(path, "weight", &params)?;
-    Ok(LoadedWeights { model, params })
+    let dataset = dataset_of(&file.metadata, path)?;
+    Ok(LoadedWeights {
+        model,
+        arch,
+        params,
+        dataset,
+    })
 }
 
 /// Refuses tensors holding NaN or an infinity, naming the first such value: weights like
@@ -167,6 +259,7 @@ pub fn check_finite(path: &Path, what: &str, tensors: &[NamedTensor]) -> Result<
 fn check_optimizer_state(
     path: &Path,
     optimizer: OptimizerName,
+    sgd_momentum: bool,
     epochs_done: usize,
     num_params: usize,
     state: &OptimizerState,
@@ -184,8 +277,12 @@ fn check_optimizer_state(
     let slot_of = |t: &NamedTensor| t.name.rsplit('.').next().unwrap_or("").to_string();
     match optimizer {
         OptimizerName::Sgd => {
-            // The CLI's SGD has no momentum, so no state at all.
-            if let Some(t) = state.tensors.first() {
+            // SGD keeps a momentum buffer per parameter when it has a momentum, else nothing.
+            let foreign = state
+                .tensors
+                .iter()
+                .find(|t| !sgd_momentum || slot_of(t) != "momentum_buffer");
+            if let Some(t) = foreign {
                 let kind = match slot_of(t).as_str() {
                     "step" | "exp_avg" | "exp_avg_sq" => "Adam state",
                     _ => "optimizer state",
@@ -193,15 +290,38 @@ fn check_optimizer_state(
                 return Err(unusable(
                     path,
                     &format!(
-                        "its metadata says optimizer sgd, but it holds {kind} ({}{OPTIMIZER_PREFIX}{});                          sgd keeps none, so the file is inconsistent",
+                        "its metadata says optimizer sgd, but it holds {kind} ({}{OPTIMIZER_PREFIX}{}); \
+                         sgd {}, so the file is inconsistent",
                         if state.tensors.len() > 1 {
                             format!("{} tensors, e.g. ", state.tensors.len())
                         } else {
                             String::new()
                         },
-                        t.name
+                        t.name,
+                        if sgd_momentum {
+                            "with momentum keeps only momentum buffers"
+                        } else {
+                            "without momentum keeps none"
+                        }
                     ),
                 ));
+            }
+            if sgd_momentum && epochs_done > 0 {
+                let missing: Vec<String> = (0..num_params)
+                    .map(|i| format!("state.{i}.momentum_buffer"))
+                    .filter(|k| !has(k))
+                    .map(|k| format!("{OPTIMIZER_PREFIX}{k}"))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(unusable(
+                        path,
+                        &format!(
+                            "its metadata says sgd with momentum after {epochs_done} epochs, but the \
+                             momentum buffers are missing ({}); resuming would restart the momentum",
+                            crate::error::short_list(&missing, 3)
+                        ),
+                    ));
+                }
             }
         }
         OptimizerName::Adam => {
@@ -327,7 +447,7 @@ fn history_from_json(v: &Value, path: &Path) -> Result<History> {
 
 /// Writes a checkpoint atomically.
 pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
-    let mut meta = weights_metadata(ck.config.model);
+    let mut meta = weights_metadata(&ck.config.model)?;
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     meta.insert(
         "optimizer".to_string(),
@@ -343,6 +463,17 @@ pub fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
         format!("chacha8 seed {} stream = epoch index", ck.config.seed),
     );
     meta.insert("epochs_done".to_string(), ck.epochs_done.to_string());
+    meta.insert(
+        "dataset".to_string(),
+        ck.config.dataset.as_str().to_string(),
+    );
+    meta.insert("recipe".to_string(), ck.config.recipe.to_json());
+    if let Some(state) = &ck.schedule {
+        meta.insert(
+            "lr_schedule_state".to_string(),
+            recipe::state_to_json(state),
+        );
+    }
     let scalars: serde_json::Map<String, Value> = ck
         .optimizer
         .scalars
@@ -384,7 +515,16 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             ),
         ));
     }
-    let model = ModelName::parse(get("model")?).ok_or_else(|| bad(path, "unknown model"))?;
+    let (model, arch) = recorded_model(path, m)?;
+    let model = ModelSpec::recorded(model, arch)?.ok_or_else(|| {
+        bad(
+            path,
+            &format!(
+                "metadata has neither \"model\" nor {:?}",
+                arch::METADATA_KEY
+            ),
+        )
+    })?;
     let optimizer = match get("optimizer")?.as_str() {
         "sgd" => OptimizerName::Sgd,
         "adam" => OptimizerName::Adam,
@@ -423,6 +563,22 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let history_json: Value =
         serde_json::from_str(get("history")?).context(|| format!("{}: history", path.display()))?;
     let history = history_from_json(&history_json, path)?;
+    let what = path.display().to_string();
+    let dataset = dataset_of(m, path)?.unwrap_or_default();
+    let recipe = match m.get("recipe") {
+        Some(text) => Recipe::from_json(text, &what)?,
+        None => Recipe::default(),
+    };
+    let schedule = match m.get("lr_schedule_state") {
+        Some(text) => Some(recipe::state_from_json(text, &what)?),
+        None => None,
+    };
+    if schedule.is_some() != (recipe.schedule != recipe::Schedule::None) && epochs_done > 0 {
+        return Err(unusable(
+            path,
+            "its learning-rate schedule and the schedule's state do not go together",
+        ));
+    }
     let mut params = Vec::new();
     let mut opt_tensors = Vec::new();
     for t in file.tensors {
@@ -440,7 +596,17 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         tensors: opt_tensors,
         scalars,
     };
-    check_optimizer_state(path, optimizer, epochs_done, params.len(), &optimizer_state)?;
+    // Momentum buffers exist when SGD has a momentum, or one is cycled by onecycle.
+    let sgd_momentum =
+        recipe.momentum != 0.0 || matches!(recipe.schedule, recipe::Schedule::OneCycle { .. });
+    check_optimizer_state(
+        path,
+        optimizer,
+        sgd_momentum,
+        epochs_done,
+        params.len(),
+        &optimizer_state,
+    )?;
     Ok(Checkpoint {
         config: RunConfig {
             model,
@@ -448,11 +614,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             lr: lr as f32,
             batch_size,
             seed,
+            dataset,
+            recipe,
         },
         epochs_done,
         params,
         optimizer: optimizer_state,
         history,
+        schedule,
     })
 }
 
@@ -474,11 +643,20 @@ mod tests {
     fn sample() -> Checkpoint {
         Checkpoint {
             config: RunConfig {
-                model: ModelName::LenetRelu,
+                model: ModelSpec::zoo(Model::LeNetRelu).unwrap(),
                 optimizer: OptimizerName::Adam,
                 lr: 0.001,
                 batch_size: 256,
                 seed: 7,
+                dataset: DatasetName::Mnist,
+                recipe: Recipe {
+                    weight_decay: 1e-4,
+                    schedule: recipe::Schedule::Step {
+                        step_size: 2,
+                        gamma: 0.5,
+                    },
+                    ..Recipe::default()
+                },
             },
             epochs_done: 2,
             params: vec![NamedTensor {
@@ -528,6 +706,11 @@ mod tests {
                 train_seconds: 4.25,
                 examples: 60000,
             },
+            schedule: Some(tinycnn::optim::ScheduleState {
+                last_epoch: 2,
+                last_lr: 0.0005,
+                last_momentum: None,
+            }),
         }
     }
 
@@ -541,11 +724,12 @@ mod tests {
         assert_eq!(load_checkpoint(&p).unwrap(), ck);
         // A checkpoint also reads as a weight file, without the optimizer state.
         let w = load_weights(&p).unwrap();
-        assert_eq!(w.model, Some(ModelName::LenetRelu));
+        assert_eq!(w.model, Some(Model::LeNetRelu));
+        assert_eq!(w.arch, Some(ck.config.model.arch.clone()));
         assert_eq!(w.params, ck.params);
         // A weight file is not a checkpoint.
         let wp = dir.join("w.safetensors");
-        save_weights(&wp, ModelName::Lenet, &ck.params).unwrap();
+        save_weights(&wp, &ModelSpec::zoo(Model::LeNet).unwrap(), &ck.params).unwrap();
         let e = load_checkpoint(&wp).unwrap_err();
         assert!(e.to_string().contains("not a tinycnn checkpoint"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

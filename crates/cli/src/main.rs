@@ -11,10 +11,12 @@ mod error;
 mod output;
 mod picture;
 mod plot;
+mod recipe;
 mod report;
 mod tensorfile;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use recipe::{AugmentName, DatasetName, ScheduleName};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: its size does not matter
 enum Command {
     /// Train a model with d2l's train_ch6 recipe, checkpointing after every epoch.
     Train(TrainArgs),
@@ -34,46 +37,53 @@ enum Command {
     Eval(EvalArgs),
     /// Classify one PNG picture or one test-set image.
     Predict(PredictArgs),
-    /// Each layer's output shape for a [1, 1, 28, 28] input, and parameter counts.
+    /// Each layer's name, type, output shape for one input, and parameter counts.
     Summary(SummaryArgs),
-    /// Re-save a weight file or a checkpoint as a plain weight file.
+    /// Re-save a weight file, a checkpoint or an ONNX model as a weight file or as ONNX.
     Export(ExportArgs),
 }
 
-/// Which network to build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelName {
-    /// d2l's LeNet: sigmoid activations, average pooling.
-    Lenet,
-    /// LeNet with ReLU activations and max pooling.
-    LenetRelu,
+/// What `--model` names: a model of the zoo (`tinycnn_models::Model`) or a file that
+/// describes one (a tinycnn weight file recording its architecture, or an ONNX model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelRef {
+    /// A built-in model, by name.
+    Zoo(tinycnn_models::Model),
+    /// A `.onnx` file or a tinycnn safetensors weight file or checkpoint.
+    File(PathBuf),
 }
 
-impl ModelName {
-    /// The name used on the command line and in file metadata.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelName::Lenet => "lenet",
-            ModelName::LenetRelu => "lenet-relu",
+impl std::str::FromStr for ModelRef {
+    type Err = String;
+    /// A zoo name first; anything that looks like a path (a separator or an extension) is a
+    /// file, checked when it is read.
+    fn from_str(s: &str) -> Result<ModelRef, String> {
+        if let Ok(m) = tinycnn_models::by_name(s) {
+            return Ok(ModelRef::Zoo(m));
         }
-    }
-
-    /// Parses the name stored in file metadata.
-    pub fn parse(s: &str) -> Option<ModelName> {
-        match s {
-            "lenet" => Some(ModelName::Lenet),
-            "lenet-relu" | "lenet_relu" => Some(ModelName::LenetRelu),
-            _ => None,
+        let path = PathBuf::from(s);
+        if s.contains(std::path::MAIN_SEPARATOR) || s.contains('/') || path.extension().is_some() {
+            return Ok(ModelRef::File(path));
         }
+        let known: Vec<&str> = tinycnn_models::Model::ALL
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        Err(format!(
+            "unknown model `{s}` (known: {}; or a .onnx or .safetensors file)",
+            known.join(", ")
+        ))
     }
 }
 
 /// The update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerName {
-    /// Plain SGD (d2l: `torch.optim.SGD(net.parameters(), lr=lr)`).
+    /// SGD (d2l: `torch.optim.SGD(net.parameters(), lr=lr)`; --momentum, --nesterov,
+    /// --weight-decay as in PyTorch).
     Sgd,
-    /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8); --weight-decay is
+    /// torch.optim.Adam's L2 penalty, not AdamW's decoupled decay.
     Adam,
 }
 
@@ -118,9 +128,14 @@ impl DeviceName {
 /// when resuming, else the defaults shown.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Network [default: lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name (lenet, lenet-relu, ...) or a model file (.onnx, or a weight file that
+    /// records its architecture), fine-tuned from its weights unless --init [default: lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
+    /// With --model FILE: start from a fresh PyTorch-default initialization of the file's
+    /// architecture instead of its weights
+    #[arg(long)]
+    pub init: bool,
     /// Total number of epochs (when resuming: the total, including those already done)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -139,9 +154,11 @@ pub struct TrainArgs {
     /// Worker threads of the CPU kernels [default: all cores]
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Directory holding the four Fashion-MNIST files, used as given (an error names any
-    /// missing file). Without it: $TINYCNN_DATA if set (likewise used as given), else
-    /// ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, else a download
+    /// Directory holding the data set's four IDX files, used as given (an error names any
+    /// missing file). Without it: $TINYCNN_DATA (Fashion-MNIST) or $TINYCNN_MNIST_DATA
+    /// (MNIST) if set (likewise used as given), else ./data/<fashion-mnist|mnist>,
+    /// /usr/share/datasets/<fashion-mnist|mnist>, else a download checked against the
+    /// published MD5 sums
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Trained weights (PyTorch state-dict names) [default: <model>.safetensors]
@@ -159,20 +176,65 @@ pub struct TrainArgs {
     /// Where to compute
     #[arg(long, value_enum, default_value_t = DeviceName::Cpu)]
     pub device: DeviceName,
+    /// Data set [default: the one a --model FILE names, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+    /// SGD momentum, as torch.optim.SGD's [default: 0]
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// SGD Nesterov momentum (needs --momentum above 0)
+    #[arg(long)]
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient, as torch.optim.SGD and torch.optim.Adam do (for
+    /// Adam this is not AdamW's decoupled weight decay) [default: 0]
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule, as torch.optim.lr_scheduler's; step and cosine step after
+    /// each epoch, onecycle after each batch [default: none]
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleName>,
+    /// step: epochs between decays (StepLR's step_size)
+    #[arg(long, value_name = "EPOCHS")]
+    pub step_size: Option<u64>,
+    /// step: factor of each decay [default: 0.1]
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// cosine: the final learning rate (CosineAnnealingLR's eta_min) [default: 0]
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+    /// cosine, onecycle: the epochs the schedule spans (T_max; total_steps = EPOCHS x
+    /// batches), so a run can stop before its end and be resumed [default: --epochs]
+    #[arg(long, value_name = "EPOCHS")]
+    pub schedule_epochs: Option<usize>,
+    /// Scale the gradients down to a total L2 norm of MAX before each update
+    /// (torch.nn.utils.clip_grad_norm_)
+    #[arg(long, value_name = "MAX")]
+    pub clip_grad_norm: Option<f32>,
+    /// Augment the training batches: crop, flip or crop,flip (seeded by --seed, new choices
+    /// every epoch, the same on every device)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub augment: Vec<AugmentName>,
+    /// crop: zeros added on each side before the random crop [default: 4]
+    #[arg(long, value_name = "P")]
+    pub crop_padding: Option<usize>,
 }
 
 /// Arguments of `tinycnn eval`.
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Weight file or checkpoint
+    /// Weight file, checkpoint or .onnx model
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
-    /// Fashion-MNIST directory (see `train --help`)
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
+    /// Data set directory (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data set [default: the one named in the file, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
     /// Examples per forward pass
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -188,21 +250,26 @@ pub struct EvalArgs {
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["image", "index"]))]
 pub struct PredictArgs {
-    /// Weight file or checkpoint
+    /// Weight file, checkpoint or .onnx model
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     /// A PNG picture of any size and colour
     #[arg(value_name = "IMAGE.png")]
     pub image: Option<PathBuf>,
-    /// Classify image N of the Fashion-MNIST test set instead
+    /// Classify image N of the test set instead
     #[arg(long, value_name = "N")]
     pub index: Option<usize>,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
-    /// Fashion-MNIST directory, for --index (see `train --help`)
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
+    /// Data set directory, for --index (see `train --help`)
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Data set: the test set of --index and the class names [default: the one named in
+    /// the file, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
     /// Negate the gray values of the PNG (Fashion-MNIST is a light object on black);
     /// auto: when the picture's border is light
     #[arg(long, value_enum, default_value_t = picture::Invert::Auto)]
@@ -215,23 +282,25 @@ pub struct PredictArgs {
 /// Arguments of `tinycnn summary`.
 #[derive(Args, Debug, Clone)]
 pub struct SummaryArgs {
-    /// Network
-    #[arg(long, value_enum, default_value_t = ModelName::Lenet)]
-    pub model: ModelName,
+    /// Network: a zoo name or a model file (.onnx, or a weight file recording its architecture)
+    #[arg(long, value_name = "NAME|FILE", default_value = "lenet")]
+    pub model: ModelRef,
 }
 
 /// Arguments of `tinycnn export`.
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// Weight file or checkpoint to read
+    /// Weight file, checkpoint or .onnx model to read
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Weight file to write (safetensors, f32, PyTorch state-dict names)
+    /// File to write: ONNX when it ends in .onnx, else a weight file (safetensors, f32,
+    /// PyTorch state-dict names, the architecture in its metadata)
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Network [default: the one named in the file, else lenet]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelName>,
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
 }
 
 fn run(cli: Cli) -> error::Result<()> {

@@ -1,8 +1,6 @@
-//! Text output: class names, the confusion matrix and the probability table.
-
-/// The ten Fashion-MNIST classes, as d2l's `get_fashion_mnist_labels` names them (the
-/// runtime's list, so the loader and the reports cannot disagree).
-pub use tinycnn::data::FASHION_MNIST_CLASSES as CLASS_NAMES;
+//! Text output: the confusion matrix and the probability table, with the data set's class
+//! names (Fashion-MNIST's as d2l's `get_fashion_mnist_labels` names them, or MNIST's digits;
+//! the runtime's lists, so the loader and the reports cannot disagree).
 
 /// Counts of (true class, predicted class) pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,11 +50,9 @@ impl ConfusionMatrix {
 
     /// Rows are the true class, columns the predicted class (abbreviated to fit), and the
     /// last column is the recall of each true class.
-    pub fn render(&self) -> String {
-        let short = [
-            "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-            "boot",
-        ];
+    pub fn render(&self, classes: &[&str; 10]) -> String {
+        // Column heads fit in 8 characters.
+        let short = classes.map(|c| if c == "ankle boot" { "boot" } else { c });
         let mut out = String::new();
         out.push_str(&format!("{:>12} | predicted\n", "true"));
         out.push_str(&format!("{:>12} |", ""));
@@ -65,7 +61,7 @@ impl ConfusionMatrix {
         }
         out.push_str(" |   recall\n");
         out.push_str(&format!("{}\n", "-".repeat(12 + 2 + 9 * 10 + 11)));
-        for (t, name) in CLASS_NAMES.iter().enumerate() {
+        for (t, name) in classes.iter().enumerate() {
             out.push_str(&format!("{name:>12} |"));
             for p in 0..10 {
                 out.push_str(&format!(" {:>8}", self.counts[t][p]));
@@ -106,12 +102,12 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 /// The predicted class followed by all ten probabilities, most likely first marked with `*`.
-pub fn render_prediction(probs: &[f32]) -> String {
+pub fn render_prediction(probs: &[f32], classes: &[&str; 10]) -> String {
     let best = argmax(probs);
-    let mut out = format!("{} ({:.3})\n", CLASS_NAMES[best], probs[best]);
+    let mut out = format!("{} ({:.3})\n", classes[best], probs[best]);
     for (i, p) in probs.iter().enumerate() {
         let mark = if i == best { "*" } else { " " };
-        out.push_str(&format!("{mark} {i} {:<10} {p:.4}\n", CLASS_NAMES[i]));
+        out.push_str(&format!("{mark} {i} {:<10} {p:.4}\n", classes[i]));
     }
     out
 }
@@ -130,8 +126,11 @@ mod tests {
         assert_eq!(m.total(), 4);
         assert_eq!(m.correct(), 3);
         assert_eq!(m.accuracy(), 0.75);
-        let text = m.render();
+        let text = m.render(&tinycnn::data::FASHION_MNIST_CLASSES);
         assert_eq!(text.lines().count(), 13);
+        assert!(text.lines().nth(1).unwrap().ends_with("boot |   recall"));
+        let digits = m.render(&tinycnn::data::MNIST_CLASSES);
+        assert!(digits.lines().any(|l| l.trim_start().starts_with("9 |")));
         let tshirt = text
             .lines()
             .find(|l| l.trim_start().starts_with("t-shirt |"))

@@ -86,6 +86,86 @@ impl WithSimd for ReluBackward<'_> {
     }
 }
 
+/// `y = min(max(x, 0), 6)`, NaN staying NaN (PyTorch's `relu6`, `hardtanh(x, 0, 6)`):
+/// `x < 0 ? 0 : (x > 6 ? 6 : x)` as compare-and-select, so NaN fails both compares and
+/// passes through, and `-0.0` stays `-0.0` as in PyTorch.
+///
+/// ```
+/// use tinycnn_kernels::relu6_forward;
+/// let mut y = [9.0; 4];
+/// relu6_forward(&[-1.0, 0.5, 7.0, f32::NAN], &mut y).unwrap();
+/// assert_eq!(y[..3], [0.0, 0.5, 6.0]);
+/// assert!(y[3].is_nan());
+/// ```
+pub fn relu6_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
+    check_unary(x.len(), y.len())?;
+    vectorize(Relu6 { x, y });
+    Ok(())
+}
+
+struct Relu6<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for Relu6<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let l = S::LANES;
+        let n = self.x.len().min(self.y.len());
+        let (x, y) = (&self.x[..n], &mut self.y[..n]);
+        let (zero, six) = (s.zero(), s.splat(6.0));
+        let mut i = 0;
+        while i + l <= n {
+            let v = s.load(&x[i..]);
+            let upper = s.select(s.gt(v, six), six, v);
+            s.store(&mut y[i..], s.select(s.gt(zero, v), zero, upper));
+            i += l;
+        }
+        for (o, &v) in y[i..].iter_mut().zip(&x[i..]) {
+            // `clamp` keeps NaN and -0.0, like the compares above.
+            *o = v.clamp(0.0, 6.0);
+        }
+    }
+}
+
+/// `grad_x = (x <= 0 || x >= 6) ? 0 : grad_y` (PyTorch's `hardtanh_backward`): no gradient
+/// at the kinks 0 and 6, and the gradient passes where `x` is NaN.
+pub fn relu6_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
+    check_unary(x.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), x.len())?;
+    vectorize(Relu6Backward { x, grad_y, grad_x });
+    Ok(())
+}
+
+struct Relu6Backward<'a> {
+    x: &'a [f32],
+    grad_y: &'a [f32],
+    grad_x: &'a mut [f32],
+}
+
+impl WithSimd for Relu6Backward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let l = S::LANES;
+        let n = self.x.len().min(self.grad_y.len()).min(self.grad_x.len());
+        let (x, g, gx) = (&self.x[..n], &self.grad_y[..n], &mut self.grad_x[..n]);
+        let (zero, six) = (s.zero(), s.splat(6.0));
+        let mut i = 0;
+        while i + l <= n {
+            let v = s.load(&x[i..]);
+            let off = s.or(s.le(v, zero), s.le(six, v));
+            s.store(&mut gx[i..], s.select(off, zero, s.load(&g[i..])));
+            i += l;
+        }
+        for ((o, &v), &gv) in gx[i..].iter_mut().zip(&x[i..]).zip(&g[i..]) {
+            *o = if v <= 0.0 || v >= 6.0 { 0.0 } else { gv };
+        }
+    }
+}
+
 /// `y = 1 / (1 + exp(-x))`, vectorized.
 ///
 /// Agrees with [`crate::reference::sigmoid`] to within 4 ulp (relative error under 5e-7)

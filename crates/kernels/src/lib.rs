@@ -10,7 +10,7 @@
 //! | convolution | [`corr2d`], [`conv2d_forward`] | [`conv2d_backward_input`], [`conv2d_backward_weight`], [`conv2d_backward_bias`] |
 //! | pooling | [`max_pool2d_forward`], [`avg_pool2d_forward`] | [`max_pool2d_backward`], [`avg_pool2d_backward`] |
 //! | matrix product | [`sgemm`] | (two more `sgemm` calls) |
-//! | activations | [`relu_forward`], [`sigmoid_forward`], [`tanh_forward`] | `*_backward` |
+//! | activations | [`relu_forward`], [`relu6_forward`], [`sigmoid_forward`], [`tanh_forward`] | `*_backward` |
 //! | losses | [`softmax_forward`], [`log_softmax_forward`], [`cross_entropy_forward`] | `*_backward` |
 //! | bias | [`bias_add`] | [`bias_backward`] |
 //! | optimizers | [`sgd_step`], [`adam_step`] | |

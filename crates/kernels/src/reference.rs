@@ -398,6 +398,38 @@ pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()
     Ok(())
 }
 
+/// `y = min(max(x, 0), 6)` with NaN and -0.0 kept: PyTorch's `hardtanh(x, 0, 6)`.
+pub fn relu6(x: &[f32], y: &mut [f32]) -> Result<()> {
+    check_unary(x.len(), y.len())?;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = if v.is_nan() {
+            v
+        } else if v < 0.0 {
+            0.0
+        } else if v > 6.0 {
+            6.0
+        } else {
+            v
+        };
+    }
+    Ok(())
+}
+
+/// `grad_x = grad_y` strictly inside `(0, 6)` and where `x` is NaN, else 0 (PyTorch's
+/// `hardtanh_backward`).
+pub fn relu6_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()> {
+    check_unary(x.len(), grad_x.len())?;
+    check_len("grad_y", grad_y.len(), x.len())?;
+    for ((o, &v), &g) in grad_x.iter_mut().zip(x).zip(grad_y) {
+        *o = if v.is_nan() || (v > 0.0 && v < 6.0) {
+            g
+        } else {
+            0.0
+        };
+    }
+    Ok(())
+}
+
 /// `y = 1 / (1 + exp(-x))`.
 pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<()> {
     check_unary(x.len(), y.len())?;

@@ -813,8 +813,13 @@ fn sgemm_short_workspace() {
 fn activation_length_mismatch() {
     type Fwd = fn(&[f32], &mut [f32]) -> Result<()>;
     type Bwd = fn(&[f32], &[f32], &mut [f32]) -> Result<()>;
-    let fwd: [Fwd; 3] = [relu_forward, sigmoid_forward, tanh_forward];
-    let bwd: [Bwd; 3] = [relu_backward, sigmoid_backward, tanh_backward];
+    let fwd: [Fwd; 4] = [relu_forward, relu6_forward, sigmoid_forward, tanh_forward];
+    let bwd: [Bwd; 4] = [
+        relu_backward,
+        relu6_backward,
+        sigmoid_backward,
+        tanh_backward,
+    ];
     for f in fwd {
         assert!(matches!(
             f(&[0.0; 5], &mut [0.0; 4]),

@@ -326,6 +326,45 @@ fn check_unary(what: &str, fwd: Unary, bwd: UnaryBackward, backward_from_output:
 }
 
 #[test]
+fn relu6_gradient_on_both_sides_of_both_kinks() {
+    let mut rng = Rng::new(401);
+    // In [-2, 8], at least 0.05 from the kinks 0 and 6.
+    let x: Vec<f32> = (0..41)
+        .map(|_| {
+            let v = rng.uniform(-2.0, 8.0);
+            let near = if (v - 6.0).abs() < 0.05 { 6.0 } else { 0.0 };
+            if (v - near).abs() < 0.05 {
+                near + 0.1f32.copysign(v - near)
+            } else {
+                v
+            }
+        })
+        .collect();
+    let r = rng.vec(x.len(), -1.0, 1.0);
+    for (what, fwd, bwd) in [
+        (
+            "relu6",
+            relu6_forward as Unary,
+            relu6_backward as UnaryBackward,
+        ),
+        (
+            "reference relu6",
+            reference::relu6,
+            reference::relu6_backward,
+        ),
+    ] {
+        let mut gx = vec![0.0; x.len()];
+        bwd(&x, &r, &mut gx).unwrap();
+        let nx = numeric_grad(&x, |v| {
+            let mut y = vec![0.0; v.len()];
+            fwd(v, &mut y).unwrap();
+            dot(&r, &y)
+        });
+        assert_grad(what, &gx, &nx);
+    }
+}
+
+#[test]
 fn activation_gradients() {
     check_unary("relu", relu_forward, relu_backward, false);
     check_unary("sigmoid", sigmoid_forward, sigmoid_backward, true);

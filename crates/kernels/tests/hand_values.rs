@@ -605,6 +605,60 @@ fn activations_by_hand() {
     relu_backward(&[-1.0, 0.0, 2.0], &[5.0, 5.0, 5.0], &mut y).unwrap();
     assert_eq!(y, [0.0, 0.0, 5.0]);
 
+    // ReLU6 (PyTorch's hardtanh(0, 6)): clamps, keeps NaN; no gradient at 0 and 6, the
+    // gradient passes where x is NaN. 17 elements, so the vector loop and the tail both run.
+    let x = [
+        -1.0,
+        0.0,
+        2.0,
+        6.0,
+        7.0,
+        f32::NAN,
+        5.5,
+        -0.0,
+        6.5,
+        1.0,
+        3.0,
+        4.0,
+        9.0,
+        -3.0,
+        0.5,
+        6.0,
+        f32::NAN,
+    ];
+    let mut y6 = [f32::NAN; 17];
+    relu6_forward(&x, &mut y6).unwrap();
+    let want = [
+        0.0,
+        0.0,
+        2.0,
+        6.0,
+        6.0,
+        f32::NAN,
+        5.5,
+        0.0,
+        6.0,
+        1.0,
+        3.0,
+        4.0,
+        6.0,
+        0.0,
+        0.5,
+        6.0,
+        f32::NAN,
+    ];
+    for (i, (a, b)) in y6.iter().zip(want).enumerate() {
+        assert!(
+            a == &b || (a.is_nan() && b.is_nan()),
+            "relu6[{i}]: {a} vs {b}"
+        );
+    }
+    relu6_backward(&x, &[5.0; 17], &mut y6).unwrap();
+    assert_eq!(
+        y6,
+        [0.0, 0.0, 5.0, 0.0, 0.0, 5.0, 5.0, 0.0, 0.0, 5.0, 5.0, 5.0, 0.0, 0.0, 5.0, 0.0, 5.0]
+    );
+
     // sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4.
     let l3 = 3.0f32.ln();
     sigmoid_forward(&[0.0, l3, -l3], &mut y).unwrap();

@@ -538,6 +538,14 @@ proptest! {
         assert_same("relu_backward", &y, &y_ref);
 
         y.fill(f32::NAN);
+        relu6_forward(&x, &mut y).unwrap();
+        reference::relu6(&x, &mut y_ref).unwrap();
+        assert_same("relu6_forward", &y, &y_ref);
+        relu6_backward(&x, &gy, &mut y).unwrap();
+        reference::relu6_backward(&x, &gy, &mut y_ref).unwrap();
+        assert_same("relu6_backward", &y, &y_ref);
+
+        y.fill(f32::NAN);
         sigmoid_forward(&x, &mut y).unwrap();
         reference::sigmoid(&x, &mut y_ref).unwrap();
         assert_close("sigmoid_forward", &y, &y_ref, TOL);

@@ -1,6 +1,10 @@
 //! d2l "Convolutions for Images" (图像卷积) with tinycnn, cell by cell:
-//! the cross-correlation `corr2d`, a hand-written `Conv2D` module, edge detection with a
-//! `[1, -1]` kernel, and learning that kernel back from (X, Y) with `nn::Conv2d`.
+//! the cross-correlation `corr2d`, a hand-written `Conv2D` module, edge detection with the
+//! `[1, -1]` kernel and with the first seed notebook's `[-1, 1]` (both on `X` and on `X.t()`),
+//! and learning a kernel from (X, Y) with `nn::Conv2d` and hand-written SGD at lr 3e-2:
+//! 10 steps back to `[1, -1]` (d2l), 100 steps toward another target, the first notebook's
+//! `[[1, 1, 0, 0, 0, 0, 1]] * 6` (its `batch N, loss` lines; the kernel that makes it is
+//! `[1, 0]`), and 100 steps back to `[1, -1]`, ending at `tensor([[ 1.0000, -1.0000]])`.
 //!
 //! Run: `cargo run --release -p tinycnn --example conv_layer`
 //!
@@ -99,6 +103,20 @@ pub fn edge_kernel() -> Tensor {
     Tensor::new([[1.0, -1.0]])
 }
 
+/// `K = torch.tensor([[-1, 1],])` of the first seed notebook: the `[1, -1]` kernel negated,
+/// so the edges come out with the opposite signs (-1 where white turns black).
+pub fn reversed_edge_kernel() -> Tensor {
+    Tensor::new([[-1.0, 1.0]])
+}
+
+/// The first seed notebook's other target, `torch.tensor([[1., 1., 0., 0., 0., 0., 1.]] * 6)`:
+/// each output is the input pixel under the kernel's left tap, so the kernel that produces
+/// it from `X` is `[1, 0]`.
+pub fn other_target() -> Tensor {
+    let row = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+    Tensor::new([row; 6])
+}
+
 /// What "learning the kernel" prints and ends with.
 pub struct LearnedKernel {
     /// `l.sum()` of every iteration (computed before that iteration's update).
@@ -108,7 +126,8 @@ pub struct LearnedKernel {
 }
 
 /// `conv2d = nn.Conv2d(1, 1, kernel_size=(1, 2), bias=False)` trained by hand-written SGD on
-/// `(X, Y)` reshaped to `[1, 1, 6, 8]` / `[1, 1, 6, 7]`. The initial weight has the layer's
+/// `(X, Y)`, 2-D `[h, w]` and `[h, w - 1]`, reshaped to `[1, 1, h, w]` / `[1, 1, h, w - 1]`
+/// (`[1, 1, 6, 8]` / `[1, 1, 6, 7]` in the notebooks). The initial weight has the layer's
 /// default distribution, `U(-1/sqrt(2), 1/sqrt(2))`, drawn from `Rng::seed_from(seed)` so a
 /// run is reproducible even while other threads use the global generator.
 pub fn learn_kernel(
@@ -123,8 +142,22 @@ pub fn learn_kernel(
     let init = Tensor::uniform_with(-bound, bound, &[1, 1, 1, 2], &mut Rng::seed_from(seed))?;
     no_grad(|| conv2d.weight.copy_(&init))?;
 
-    let x = x.reshape([1, 1, 6, 8])?; // batch size, channels, height, width
-    let y = y.reshape([1, 1, 6, 7])?;
+    let (&[h, w], &[yh, yw]) = (x.shape(), y.shape()) else {
+        return Err(Error::ShapeMismatch {
+            op: "learn_kernel (X [h, w] vs Y [h, w - 1])",
+            lhs: x.shape().to_vec(),
+            rhs: y.shape().to_vec(),
+        });
+    };
+    if w < 2 || yh != h || yw != w - 1 {
+        return Err(Error::ShapeMismatch {
+            op: "learn_kernel (X [h, w] vs Y [h, w - 1])",
+            lhs: x.shape().to_vec(),
+            rhs: y.shape().to_vec(),
+        });
+    }
+    let x = x.reshape([1, 1, h, w])?; // batch size, channels, height, width
+    let y = y.reshape([1, 1, yh, yw])?;
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
         let y_hat = conv2d.forward(&x)?;
@@ -172,11 +205,39 @@ fn main() -> Result<()> {
         "Conv2D(1, 2) on X, output shape: {}",
         tinycnn::size_string(layer.forward(&x)?.shape())
     );
+    // The first seed notebook's kernel is the negation: the same edges, opposite signs,
+    // and again nothing in the transposed image.
+    let k_reversed = reversed_edge_kernel();
+    println!("K = {k_reversed}");
+    println!("{}", corr2d(&x, &k_reversed)?);
+    println!("corr2d(X.t(), K):");
+    println!("{}", corr2d(&x.t()?, &k_reversed)?);
 
     println!("\n## Learning a kernel (学习卷积核)");
     let learned = learn_kernel(&x, &y, 10, 3e-2, 0)?;
     for (i, l) in learned.losses.iter().enumerate() {
         if (i + 1) % 2 == 0 {
+            println!("epoch {}, loss {l:.3}", i + 1);
+        }
+    }
+    println!("{}", learned.kernel);
+
+    // The first seed notebook learns toward another target (the kernel [1, 0]) for 100
+    // steps and prints every second one.
+    println!("\nY = torch.tensor([[1., 1., 0., 0., 0., 0., 1.]] * 6), 100 steps:");
+    let learned = learn_kernel(&x, &other_target(), 100, 3e-2, 1)?;
+    for (i, l) in learned.losses.iter().enumerate() {
+        if (i + 1) % 2 == 0 {
+            println!("batch {}, loss {l:.3}", i + 1);
+        }
+    }
+    println!("{}", learned.kernel);
+
+    // The third seed notebook trains on the edges for 100 steps and prints every 20th.
+    println!("\nY = corr2d(X, K) again, 100 steps:");
+    let learned = learn_kernel(&x, &y, 100, 3e-2, 2)?;
+    for (i, l) in learned.losses.iter().enumerate() {
+        if (i + 1) % 20 == 0 {
             println!("epoch {}, loss {l:.3}", i + 1);
         }
     }

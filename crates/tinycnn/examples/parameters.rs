@@ -130,6 +130,16 @@ pub fn eq_row_string(a: &Tensor, b: &Tensor) -> Result<String> {
     Ok(format!("tensor([{}])", words.join(", ")))
 }
 
+/// What `print(type(net[2].bias))` shows in tinycnn: the Rust type and whether the tensor
+/// requires grad (PyTorch prints `<class 'torch.nn.parameter.Parameter'>`).
+pub fn parameter_type(t: &Tensor) -> String {
+    format!(
+        "{}, requires_grad={}",
+        std::any::type_name_of_val(t),
+        if t.requires_grad() { "True" } else { "False" }
+    )
+}
+
 fn main() -> Result<()> {
     tinycnn::manual_seed(0);
     let net = net();
@@ -140,6 +150,9 @@ fn main() -> Result<()> {
     println!("{}", net[2].state_dict());
     let out = linear(&net, 2);
     let bias = out.bias.as_ref().expect("Linear(8, 1) has a bias");
+    // print(type(net[2].bias)): PyTorch has a Parameter class; here a parameter is a plain
+    // tensor that requires grad.
+    println!("{}", parameter_type(bias));
     println!("Parameter containing:\n{bias}");
     println!("{}", bias.detach());
     println!(

@@ -1,6 +1,16 @@
 //! Optimizers over parameter lists: [`Sgd`] and [`Adam`], stepping with the kernel crate's
 //! `sgd_step` / `adam_step`. Their state exports to a [`StateDict`] so training can be
-//! checkpointed and resumed exactly.
+//! checkpointed and resumed exactly. Learning-rate schedules ([`StepLR`],
+//! [`CosineAnnealingLR`], [`OneCycleLR`]) and gradient clipping ([`clip_grad_norm_`]) work
+//! with any of them.
+
+mod clip;
+mod schedule;
+
+pub use clip::clip_grad_norm_;
+pub use schedule::{
+    Anneal, CosineAnnealingLR, LrScheduler, OneCycleConfig, OneCycleLR, ScheduleState, StepLR,
+};
 
 use crate::error::{Error, Result};
 use crate::nn::StateDict;
@@ -17,6 +27,18 @@ pub trait Optimizer {
     fn lr(&self) -> f32;
     /// Changes the learning rate (schedules).
     fn set_lr(&mut self, lr: f32);
+    /// The momentum factor a schedule may cycle (PyTorch's `OneCycleLR` rule: SGD's
+    /// `momentum`, Adam's `beta1`); `None` for an optimizer without one.
+    fn momentum(&self) -> Option<f32> {
+        None
+    }
+    /// Changes that momentum factor (in `[0, 1)`); an error for an optimizer without one.
+    fn set_momentum(&mut self, momentum: f32) -> Result<()> {
+        Err(Error::invalid(
+            "Optimizer::set_momentum",
+            format!("this optimizer has no momentum to set to {momentum}"),
+        ))
+    }
     /// The optimizer's state (buffers and step counts) as named tensors.
     fn state_dict(&self) -> StateDict;
     /// Restores a state exported by [`Optimizer::state_dict`] for the same parameter list.
@@ -163,6 +185,21 @@ impl Optimizer for Sgd {
     fn set_lr(&mut self, lr: f32) {
         self.config.lr = lr;
     }
+    fn momentum(&self) -> Option<f32> {
+        Some(self.config.momentum)
+    }
+    /// A momentum buffer is created at the first step with a non-zero momentum (PyTorch's
+    /// rule when a schedule turns momentum on).
+    fn set_momentum(&mut self, momentum: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&momentum) || (self.config.nesterov && momentum == 0.0) {
+            return Err(Error::invalid(
+                "Sgd::set_momentum",
+                format!("momentum {momentum} is not in [0, 1) (above 0 with Nesterov)"),
+            ));
+        }
+        self.config.momentum = momentum;
+        Ok(())
+    }
     /// `state.{i}.momentum_buffer` for every parameter that has one.
     fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();
@@ -278,6 +315,20 @@ impl Optimizer for Adam {
     }
     fn set_lr(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+    /// Adam's `beta1`.
+    fn momentum(&self) -> Option<f32> {
+        Some(self.config.beta1)
+    }
+    fn set_momentum(&mut self, beta1: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&beta1) {
+            return Err(Error::invalid(
+                "Adam::set_momentum",
+                format!("beta1 {beta1} is not in [0, 1)"),
+            ));
+        }
+        self.config.beta1 = beta1;
+        Ok(())
     }
     /// `state.{i}.step` (a scalar), `state.{i}.exp_avg`, `state.{i}.exp_avg_sq`, as PyTorch names them.
     fn state_dict(&self) -> StateDict {

@@ -8,6 +8,11 @@
 //! loss is checked as soon as it is known; on CUDA a non-finite loss is only seen in the
 //! epoch's sum, so [`Error::Diverged`] then names the epoch but not the batch.
 //!
+//! PyTorch's training recipes plug in with builder methods: a learning-rate schedule stepped
+//! per epoch or per batch ([`Trainer::lr_scheduler`]), gradient-norm clipping before each
+//! update ([`Trainer::clip_grad_norm`]) and seeded augmentation of the training batches
+//! ([`Trainer::augment`]).
+//!
 //! ```
 //! use tinycnn::data::ResidentData;
 //! use tinycnn::nn::{Linear, Module};
@@ -37,12 +42,12 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::data::ResidentData;
+use crate::data::{Augment, ResidentData};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::infer::Inference;
 use crate::nn::{Module, Sequential};
-use crate::optim::Optimizer;
+use crate::optim::{clip_grad_norm_, LrScheduler, Optimizer, ScheduleState};
 use crate::tensor::Tensor;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,6 +107,18 @@ pub struct EpochReport {
     pub examples_per_sec: f64,
     /// Everything the epoch measured.
     pub stats: EpochStats,
+    /// The learning-rate schedule's state after the epoch (for a checkpoint), if there is one.
+    pub schedule: Option<ScheduleState>,
+}
+
+/// When a [`Trainer`]'s learning-rate schedule steps (as PyTorch loops call
+/// `scheduler.step()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleEvery {
+    /// After each epoch's last update (StepLR, cosine annealing).
+    Epoch,
+    /// After every update (one-cycle).
+    Batch,
 }
 
 /// Hooks of [`Trainer::fit`].
@@ -133,6 +150,9 @@ pub struct Trainer<'m> {
     /// The lean CPU forward for evaluation, compiled on first use for one sample shape; it
     /// reads the current weights at every call, so training in between needs no rebuild.
     inference: Option<(Vec<usize>, Option<Inference>)>,
+    schedule: Option<(Box<dyn LrScheduler>, ScheduleEvery)>,
+    clip_grad_norm: Option<f32>,
+    augment: Augment,
 }
 
 impl<'m> Trainer<'m> {
@@ -157,6 +177,9 @@ impl<'m> Trainer<'m> {
             marks_every: 0,
             stop: None,
             inference: None,
+            schedule: None,
+            clip_grad_norm: None,
+            augment: Augment::default(),
         })
     }
 
@@ -171,6 +194,38 @@ impl<'m> Trainer<'m> {
     pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
         self
+    }
+
+    /// Steps `scheduler` on the optimizer after every epoch or every update. Build it on the
+    /// optimizer before handing both over (and load a checkpoint's state into it then).
+    pub fn lr_scheduler(mut self, scheduler: Box<dyn LrScheduler>, every: ScheduleEvery) -> Self {
+        self.schedule = Some((scheduler, every));
+        self
+    }
+
+    /// Clips the gradients' total L2 norm to `max_norm` before every update
+    /// ([`clip_grad_norm_`]).
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Result<Self> {
+        if !(max_norm.is_finite() && max_norm >= 0.0) {
+            return Err(Error::invalid(
+                "Trainer::clip_grad_norm",
+                format!("max_norm must be a finite number >= 0, got {max_norm}"),
+            ));
+        }
+        self.clip_grad_norm = Some(max_norm);
+        Ok(self)
+    }
+
+    /// Augments every training batch (random crop with zero padding, horizontal flip) with
+    /// choices drawn from `augment.seed` and the epoch number; samples must be `[C, H, W]`.
+    pub fn augment(mut self, augment: Augment) -> Self {
+        self.augment = augment;
+        self
+    }
+
+    /// The learning-rate schedule, if any.
+    pub fn scheduler(&self) -> Option<&dyn LrScheduler> {
+        self.schedule.as_ref().map(|(s, _)| s.as_ref())
     }
 
     /// The device.
@@ -206,6 +261,14 @@ impl<'m> Trainer<'m> {
         }
         let started = Instant::now();
         let on_device = data.order(order)?;
+        let transforms = self
+            .augment
+            .is_active()
+            .then(|| self.augment.epoch_transforms(epoch as u64, order.len()));
+        let params = match self.clip_grad_norm {
+            Some(_) => self.model.parameters(),
+            None => Vec::new(),
+        };
         let batches = self.num_batches(order.len());
         let mut sums = Sums::new(self.device)?;
         let mut marks = Vec::new();
@@ -217,18 +280,30 @@ impl<'m> Trainer<'m> {
             on_batch(i, batches);
             let start = i * self.batch_size;
             let len = self.batch_size.min(order.len() - start);
-            let (x, y) = data.batch(&on_device, start, len)?;
+            let (x, y) = match &transforms {
+                Some(t) => data.batch_augmented(&on_device, start, len, &t[start..start + len])?,
+                None => data.batch(&on_device, start, len)?,
+            };
             self.optimizer.zero_grad();
             let logits = self.model.forward(&x)?;
             let loss = logits.cross_entropy_labels(&y)?;
             sums.add_loss(&loss, len, epoch, i)?;
             loss.backward()?;
+            if let Some(max_norm) = self.clip_grad_norm {
+                clip_grad_norm_(&params, max_norm)?;
+            }
             self.optimizer.step()?;
+            if let Some((s, ScheduleEvery::Batch)) = &mut self.schedule {
+                s.step(self.optimizer.as_mut())?;
+            }
             sums.add_correct(&logits.detach().count_correct(&y)?)?;
             let every = self.marks_every;
             if i + 1 == batches || (every > 0 && (i + 1) % every == 0) {
                 marks.push((i + 1, sums.snapshot()));
             }
+        }
+        if let Some((s, ScheduleEvery::Epoch)) = &mut self.schedule {
+            s.step(self.optimizer.as_mut())?;
         }
         let (loss_sum, correct) = sums.read()?;
         let examples = order.len() as u64;
@@ -304,6 +379,7 @@ impl<'m> Trainer<'m> {
                 test_acc: correct as f64 / total.max(1) as f64,
                 examples_per_sec: stats.examples_per_sec(),
                 stats,
+                schedule: self.scheduler().map(|s| s.state()),
             };
             callbacks.on_epoch(&report, self.optimizer.as_ref())?;
         }

@@ -109,6 +109,9 @@ fn one_layer_state_dict_and_parameter_printout() {
     );
     let bias = out.bias.as_ref().unwrap();
     assert_eq!(bias.to_string(), "tensor([-0.3315], requires_grad=True)");
+    // print(type(net[2].bias)): std's type names are not guaranteed, so only the end.
+    let kind = parameters::parameter_type(bias);
+    assert!(kind.ends_with("Tensor, requires_grad=True"), "{kind}");
     assert_eq!(bias.detach().to_string(), "tensor([-0.3315])");
     assert!(out.weight.grad().is_none()); // net[2].weight.grad == None
     let sd = net.state_dict();

@@ -83,6 +83,121 @@ fn kernel_finds_no_edge_in_the_transposed_image() {
 }
 
 #[test]
+fn reversed_edge_kernel_flips_the_signs_as_in_the_first_notebook() {
+    // The first seed notebook's `K = torch.tensor([[-1, 1],])` and its printed output.
+    let x = conv_layer::edge_image().unwrap();
+    let k = conv_layer::reversed_edge_kernel();
+    assert_values(&k, &[1, 2], &[-1.0, 1.0]);
+    let y = conv_layer::corr2d(&x, &k).unwrap();
+    let row = [0.0, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+    assert_values(&y, &[6, 7], &row.repeat(6));
+    let line = "[ 0., -1.,  0.,  0.,  0.,  1.,  0.]";
+    assert_eq!(
+        y.to_string(),
+        format!("tensor([{}])", [line; 6].join(",\n        "))
+    );
+    // Applied to X.t() it finds no (horizontal) edge either: an 8x5 block of zeros.
+    let yt = conv_layer::corr2d(&x.t().unwrap(), &k).unwrap();
+    assert_values(&yt, &[8, 5], &[0.0; 40]);
+    assert_eq!(
+        yt.to_string(),
+        format!(
+            "tensor([{}])",
+            ["[0., 0., 0., 0., 0.]"; 8].join(",\n        ")
+        )
+    );
+}
+
+#[test]
+fn learning_toward_the_other_target_finds_the_kernel_1_0() {
+    // The first seed notebook's target [[1, 1, 0, 0, 0, 0, 1]] * 6 is X[:, :7], so the
+    // kernel that makes it is [1, 0] and the loss goes to 0 (its `batch 24, loss 0.000`).
+    let x = conv_layer::edge_image().unwrap();
+    let target = conv_layer::other_target();
+    assert_values(
+        &target,
+        &[6, 7],
+        &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0].repeat(6),
+    );
+    let exact = conv_layer::corr2d(&x, &Tensor::new([[1.0, 0.0]])).unwrap();
+    assert!(exact.equal(&target));
+    for seed in 0..5 {
+        let run = conv_layer::learn_kernel(&x, &target, 100, 3e-2, seed).unwrap();
+        assert_eq!(run.losses.len(), 100);
+        assert!(
+            run.losses[99] < 5e-4,
+            "seed {seed}: loss {}",
+            run.losses[99]
+        );
+        let k = run.kernel.to_vec();
+        assert!(
+            (k[0] - 1.0).abs() < 1e-4 && k[1].abs() < 1e-4,
+            "seed {seed}: kernel {k:?}"
+        );
+    }
+}
+
+#[test]
+fn loss_falls_by_0_4096_every_two_steps_as_in_the_notebook() {
+    // By hand: X's (1, 2) windows give the loss the Hessian 2 * 6 * [[3, 2], [2, 3]],
+    // eigenvalues 60 (along [1, 1]) and 12 (along [1, -1]). At lr 3e-2 the error shrinks by
+    // |1 - 0.03 * 60| = 0.8 and 1 - 0.03 * 12 = 0.64 per step, so once the slower mode
+    // dominates the loss falls by 0.8^4 = 0.4096 every two steps; the first notebook prints
+    // 8.382, 3.425, 1.402, 0.574 (ratios 0.409, 0.409, 0.409).
+    let x = conv_layer::edge_image().unwrap();
+    let run = conv_layer::learn_kernel(&x, &conv_layer::other_target(), 40, 3e-2, 1).unwrap();
+    for i in (9..30).step_by(2) {
+        let ratio = run.losses[i + 2] / run.losses[i];
+        assert!(
+            (ratio - 0.4096).abs() < 0.01,
+            "batch {}: ratio {ratio} ({:?})",
+            i + 1,
+            run.losses
+        );
+    }
+}
+
+#[test]
+fn hundred_steps_print_the_kernel_as_the_notebook_does() {
+    // The third seed notebook: `tensor([[ 1.0000, -1.0000]])` after 100 steps; the example
+    // runs with seed 2. Within 0.05 of [1, -1] for every seed (in fact within 1e-4).
+    let x = conv_layer::edge_image().unwrap();
+    let y = conv_layer::corr2d(&x, &conv_layer::edge_kernel()).unwrap();
+    for seed in 0..5 {
+        let run = conv_layer::learn_kernel(&x, &y, 100, 3e-2, seed).unwrap();
+        let k = run.kernel.to_vec();
+        assert!(
+            (k[0] - 1.0).abs() < 0.05 && (k[1] + 1.0).abs() < 0.05,
+            "seed {seed}: {k:?}"
+        );
+        // Its `epoch 40, loss 0.000` ... `epoch 100, loss 0.000` lines (at step 20 a far
+        // start may still print a few thousandths: the loss falls by 0.64 a step from up
+        // to 30).
+        for i in (39..100).step_by(20) {
+            assert_eq!(format!("{:.3}", run.losses[i]), "0.000", "seed {seed}");
+        }
+    }
+    let run = conv_layer::learn_kernel(&x, &y, 100, 3e-2, 2).unwrap();
+    for i in (19..100).step_by(20) {
+        assert_eq!(format!("{:.3}", run.losses[i]), "0.000");
+    }
+    assert_eq!(run.kernel.to_string(), "tensor([[ 1.0000, -1.0000]])");
+}
+
+#[test]
+fn learn_kernel_rejects_mismatched_shapes() {
+    let x = conv_layer::edge_image().unwrap();
+    // Y must be [h, w - 1] for a (1, 2) kernel.
+    assert!(conv_layer::learn_kernel(&x, &Tensor::zeros(&[6, 8]), 1, 3e-2, 0).is_err());
+    assert!(conv_layer::learn_kernel(&x, &Tensor::zeros(&[42]), 1, 3e-2, 0).is_err());
+    // The transposed image learns toward the transposed target's shape.
+    let xt = x.t().unwrap();
+    let yt = Tensor::zeros(&[8, 5]);
+    let run = conv_layer::learn_kernel(&xt, &yt, 1, 3e-2, 0).unwrap();
+    assert_eq!(run.losses.len(), 1);
+}
+
+#[test]
 fn hand_written_conv2d_module_has_weight_and_bias() {
     let layer = conv_layer::Conv2D::new((1, 2)).unwrap();
     let names: Vec<String> = layer
@@ -352,6 +467,12 @@ fn lenet_one_epoch_on_synthetic_data_learns() {
     let net = tinycnn_models::lenet_relu();
     let report = lenet::train_ch6(&net, &train, &test, 2, 0.1).unwrap();
     assert!(report.train_loss.is_finite());
+    assert_eq!(report.history.len(), 2);
+    let last = report.history[1];
+    assert_eq!(
+        (last.train_loss, last.train_acc, last.test_acc),
+        (report.train_loss, report.train_acc, report.test_acc)
+    );
     assert!(report.test_acc > 0.5, "test accuracy {}", report.test_acc);
     let net = tinycnn_models::lenet();
     let report = lenet::train_ch6(&net, &train, &test, 1, 0.9).unwrap();
@@ -361,4 +482,22 @@ fn lenet_one_epoch_on_synthetic_data_learns() {
         report.train_loss
     );
     assert!((0.0..=1.0).contains(&report.test_acc));
+}
+
+#[test]
+fn lenet_example_runs_the_books_recipe_unless_quick() {
+    // d2l: `batch_size = 256`, `lr, num_epochs = 0.9, 10`, the whole data set.
+    let book = lenet::Recipe::book();
+    assert_eq!((book.num_epochs, book.lr, book.batch_size), (10, 0.9, 256));
+    assert_eq!((book.train_images, book.test_images), (None, None));
+    assert!(book.download);
+    assert_eq!(lenet::Recipe::from_env_value(None), book);
+    assert_eq!(lenet::Recipe::from_env_value(Some("")), book);
+    assert_eq!(lenet::Recipe::from_env_value(Some("0")), book);
+    let quick = lenet::Recipe::from_env_value(Some("1"));
+    assert_eq!(quick, lenet::Recipe::quick());
+    assert_eq!(quick.num_epochs, 1);
+    assert_eq!(quick.train_images, Some(2048));
+    assert!(!quick.download);
+    assert_eq!(lenet::QUICK_ENV, "TINYCNN_EXAMPLES_QUICK");
 }

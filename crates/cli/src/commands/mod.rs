@@ -1,20 +1,29 @@
 //! The subcommands.
 
 pub mod model;
+pub mod onnx_io;
 pub mod train;
 
-use crate::checkpoint::{load_weights, save_weights};
+use crate::checkpoint::{load_weights, save_weights, save_weights_of};
 use crate::error::{runtime, Result};
 use crate::picture;
-use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix, CLASS_NAMES};
-use crate::{DeviceName, EvalArgs, ExportArgs, ModelName, PredictArgs, SummaryArgs};
+use crate::recipe::DatasetName;
+use crate::report::{argmax, render_prediction, softmax, ConfusionMatrix};
+use crate::{DeviceName, EvalArgs, ExportArgs, ModelRef, PredictArgs, SummaryArgs};
+use model::{ModelSpec, CLASSES};
 use std::path::Path;
-use tinycnn::data::{DataLoader, Dataset, FashionMnist, LoaderConfig};
+use tinycnn::data::{load_dataset, DataLoader, Dataset, LoadOptions, LoaderConfig};
 
-/// Loads Fashion-MNIST from `--data DIR` or the default places (see `train --help`).
-pub fn load_data(dir: Option<&Path>) -> Result<Dataset> {
-    let data =
-        FashionMnist::load(dir).map_err(|e| crate::cli_err!("cannot load Fashion-MNIST: {e}"))?;
+/// Loads the data set from `--data DIR` or the default places (see `train --help`).
+pub fn load_data(dataset: DatasetName, dir: Option<&Path>) -> Result<Dataset> {
+    let spec = dataset.spec();
+    let options = LoadOptions {
+        dir: dir.map(Path::to_path_buf),
+        download: dir.is_none(),
+        ..LoadOptions::default()
+    };
+    let data = load_dataset(&spec, options)
+        .map_err(|e| crate::cli_err!("cannot load {}: {e}", spec.name))?;
     if data.num_classes() != 10 {
         return Err(crate::cli_err!(
             "{}: expected 10 classes, found {}",
@@ -52,41 +61,62 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Picks the model: `--model` if given, else the file's metadata, else LeNet. A `--model`
-/// that contradicts the metadata is an error, since LeNet and its ReLU variant have the same
+/// Picks the model: `--model` if given, else what the file records, else LeNet. A `--model`
+/// that contradicts the file is an error, since LeNet and its ReLU variant have the same
 /// tensor shapes and the mistake would otherwise go unnoticed.
 fn pick_model(
-    flag: Option<ModelName>,
-    in_file: Option<ModelName>,
+    flag: Option<&ModelRef>,
+    weights: &crate::checkpoint::LoadedWeights,
     path: &Path,
-) -> Result<ModelName> {
-    match (flag, in_file) {
-        (Some(f), Some(m)) if f != m => Err(crate::cli_err!(
-            "{} holds a {} model but --model {} was given",
-            path.display(),
-            m.as_str(),
-            f.as_str()
-        )),
-        (Some(f), _) => Ok(f),
-        (None, Some(m)) => Ok(m),
-        (None, None) => Ok(ModelName::Lenet),
+) -> Result<ModelSpec> {
+    let recorded = ModelSpec::recorded(weights.model, weights.arch.clone())?;
+    let Some(flag) = flag else {
+        return ModelSpec::of_weights(weights);
+    };
+    let wanted = ModelSpec::of_ref(flag)?;
+    match recorded {
+        Some(r) if r.arch != wanted.arch => {
+            let what = match flag {
+                ModelRef::Zoo(m) => m.name().to_string(),
+                ModelRef::File(p) => p.display().to_string(),
+            };
+            Err(crate::cli_err!(
+                "{} holds a {} model but --model {what} was given",
+                path.display(),
+                r.label(Some(path))
+            ))
+        }
+        _ => Ok(wanted),
     }
 }
 
-/// Builds the model, loads a weight file (or checkpoint) into it and puts it on `device`.
+/// Builds the model, loads a weight file, checkpoint or ONNX file into it and puts it on
+/// `device`; also returns how messages name the model and the data set the file names.
+/// With `check_input`, a model that cannot classify the data sets' images is refused before
+/// it is built.
 fn load_model(
     path: &Path,
-    flag: Option<ModelName>,
+    flag: Option<&ModelRef>,
     device: DeviceName,
-) -> Result<(ModelName, model::Predictor)> {
+    check_input: bool,
+) -> Result<(ModelSpec, String, model::Predictor, Option<DatasetName>)> {
     // A missing GPU is reported before the file is read.
     let device = model::device(device)?;
     let weights = load_weights(path)?;
-    let name = pick_model(flag, weights.model, path)?;
-    let net = model::build_net(name)?;
-    model::load_params(&net, &weights.params)
-        .map_err(|e| crate::cli_err!("{} does not fit {}: {e}", path.display(), name.as_str()))?;
-    Ok((name, model::Predictor::new(net, device)?))
+    let spec = pick_model(flag, &weights, path)?;
+    let label = spec.label(Some(path));
+    if check_input {
+        spec.check_fits_images(&label)?;
+    }
+    let net = spec.build()?;
+    model::load_params(net.as_ref(), &weights.params)
+        .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
+    Ok((
+        spec,
+        label,
+        model::Predictor::new(net, device)?,
+        weights.dataset,
+    ))
 }
 
 /// `tinycnn eval`.
@@ -95,8 +125,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
     }
     set_threads(args.threads)?;
-    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
-    let data = load_data(args.data.as_deref())?;
+    let (_, label, mut net, trained_on) =
+        load_model(&args.weights, args.model.as_ref(), args.device, true)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let data = load_data(dataset, args.data.as_deref())?;
     let loader = DataLoader::from_split(
         &data.test,
         LoaderConfig {
@@ -111,26 +143,28 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let mut matrix = ConfusionMatrix::new();
     for batch in loader.epoch(0) {
         let logits = net.logits(&batch.images, batch.shape)?;
-        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
-            matrix.add(label as usize, argmax(row));
+        for (row, &class) in logits.chunks_exact(CLASSES).zip(&batch.labels) {
+            matrix.add(class as usize, argmax(row));
         }
     }
     crate::outln!(
-        "{} on {} test images of {}: test acc {:.3} ({} of {})",
-        model.as_str(),
+        "{label} on {} test images of {}: test acc {:.3} ({} of {})",
         matrix.total(),
         data.dir.display(),
         matrix.accuracy(),
         matrix.correct(),
         matrix.total()
     )?;
-    crate::out!("{}", matrix.render())?;
+    crate::out!("{}", matrix.render(dataset.classes()))?;
     Ok(())
 }
 
 /// `tinycnn predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut net) = load_model(&args.weights, args.model, args.device)?;
+    let (_, label, mut net, trained_on) =
+        load_model(&args.weights, args.model.as_ref(), args.device, true)?;
+    let dataset = args.dataset.or(trained_on).unwrap_or_default();
+    let classes = dataset.classes();
     let pixels = match (&args.image, args.index) {
         (Some(path), None) => {
             let p = picture::load_png(path, args.invert)?;
@@ -148,7 +182,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             p.pixels
         }
         (None, Some(index)) => {
-            let data = load_data(args.data.as_deref())?;
+            let data = load_data(dataset, args.data.as_deref())?;
             let image = data.test.image(index).ok_or_else(|| {
                 crate::cli_err!(
                     "--index {index} is out of range: the test set has {} images",
@@ -159,7 +193,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             crate::outln!(
                 "test image {index} of {}: true class {}",
                 data.dir.display(),
-                CLASS_NAMES[label]
+                classes[label]
             )?;
             image.to_vec()
         }
@@ -167,21 +201,39 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     };
     let logits = net.logits(&pixels, [1, 1, 28, 28])?;
     let probs = softmax(&logits);
-    crate::outln!("model {}", model.as_str())?;
-    crate::out!("predicted: {}", render_prediction(&probs))?;
+    crate::outln!("model {label}")?;
+    crate::out!("predicted: {}", render_prediction(&probs, classes))?;
     Ok(())
 }
 
-/// `tinycnn summary`.
+/// `tinycnn summary`: per layer its name, type, output shape for one input (d2l's shape
+/// walk) and parameter count, then the total.
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    let layers = model::layer_walk(args.model)?;
+    let spec = ModelSpec::of_ref(&args.model)?;
+    let label = match &args.model {
+        ModelRef::Zoo(m) => m.name().to_string(),
+        ModelRef::File(p) => spec.label(Some(p)),
+    };
+    let layers = model::layer_walk(&spec)?;
+    let names_width = layers.iter().map(|l| l.name.len()).max().unwrap_or(0);
     let heads: Vec<String> = layers
         .iter()
-        .map(|l| format!("{} output shape: {:?}", l.name, l.output_shape))
+        .map(|l| {
+            let mut head = format!(
+                "{:<names_width$}  {} output shape: {:?}",
+                l.name, l.kind, l.output_shape
+            );
+            if let Some(reads) = &l.reads {
+                head += &format!(" (from {})", reads.join(", "));
+            }
+            head
+        })
         .collect();
     let width = heads.iter().map(String::len).max().unwrap_or(0);
     let mut total = 0usize;
-    crate::outln!("{} for input [1, 1, 28, 28]", args.model.as_str())?;
+    let mut input = vec![1];
+    input.extend_from_slice(&spec.arch.input);
+    crate::outln!("{label} for input {input:?}")?;
     for (l, head) in layers.iter().zip(&heads) {
         if l.params > 0 {
             crate::outln!("{head:<width$}  {} params", l.params)?;
@@ -194,16 +246,26 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
     Ok(())
 }
 
-/// `tinycnn export`.
+/// `tinycnn export`: a weight file (the architecture in its metadata), or ONNX when `--out`
+/// ends in `.onnx`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    let (model, net) = load_model(&args.weights, args.model, DeviceName::Cpu)?;
+    let (spec, label, net, dataset) =
+        load_model(&args.weights, args.model.as_ref(), DeviceName::Cpu, false)?;
     let params = model::params(net.net())?;
-    save_weights(&args.out, model, &params)?;
+    let format = if onnx_io::is_onnx(&args.out) {
+        onnx_io::save(&args.out, &spec.arch, &params)?;
+        "ONNX, "
+    } else {
+        match dataset {
+            Some(d) => save_weights_of(&args.out, &spec, d, &params)?,
+            None => save_weights(&args.out, &spec, &params)?,
+        }
+        ""
+    };
     let count: usize = params.iter().map(|t| t.data.len()).sum();
     crate::outln!(
-        "wrote {} ({}, {} tensors, {count} values)",
+        "wrote {} ({format}{label}, {} tensors, {count} values)",
         args.out.display(),
-        model.as_str(),
         params.len()
     )?;
     Ok(())

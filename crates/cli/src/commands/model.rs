@@ -1,13 +1,128 @@
 //! The network of a run, built by `tinycnn-models` and run by the `tinycnn` runtime on the
 //! chosen device: the bridge between the runtime's state dicts and the CLI's files.
 
-use crate::checkpoint::{OptimizerState, RunConfig};
+use crate::checkpoint::{LoadedWeights, OptimizerState};
 use crate::error::{runtime, Result};
 use crate::tensorfile::NamedTensor;
-use crate::{DeviceName, ModelName, OptimizerName};
-use tinycnn::nn::{Module, Sequential, StateDict};
-use tinycnn::optim::{Adam, Optimizer, Sgd};
+use crate::DeviceName;
+use std::path::Path;
+use tinycnn::nn::arch::Architecture;
+use tinycnn::nn::{Graph, Module, Sequential, StateDict};
+use tinycnn::optim::Optimizer;
 use tinycnn::{Device, Inference, Tensor};
+use tinycnn_models::Model;
+
+/// Shape of one image of the data sets (Fashion-MNIST, MNIST), `[channels, height, width]`.
+pub const IMAGE_SHAPE: [usize; 3] = [1, 28, 28];
+/// Number of classes of the data sets.
+pub const CLASSES: usize = 10;
+
+/// The network of a run: its architecture, and the zoo model it is when it is one (then it is
+/// built by `tinycnn-models`, as `Sequential`, and files keep its name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// The zoo model, if the network is one.
+    pub zoo: Option<Model>,
+    /// The layers, as weight files record them.
+    pub arch: Architecture,
+}
+
+impl ModelSpec {
+    /// A model of the zoo.
+    pub fn zoo(model: Model) -> Result<ModelSpec> {
+        let net = model.build();
+        let arch = Architecture::from_module(&net, &model.input_shape())
+            .map_err(runtime(format!("the architecture of {}", model.name())))?;
+        Ok(ModelSpec {
+            zoo: Some(model),
+            arch,
+        })
+    }
+
+    /// What a file records: a zoo name, an architecture, both or neither (`None`). A name
+    /// whose architecture differs from the recorded one gives way to the recorded one, which
+    /// is what the weights were trained as.
+    pub fn recorded(model: Option<Model>, arch: Option<Architecture>) -> Result<Option<ModelSpec>> {
+        Ok(match (model, arch) {
+            (None, None) => None,
+            (Some(m), None) => Some(ModelSpec::zoo(m)?),
+            (None, Some(arch)) => Some(ModelSpec { zoo: None, arch }),
+            (Some(m), Some(arch)) => {
+                let zoo = ModelSpec::zoo(m)?;
+                Some(if zoo.arch == arch {
+                    zoo
+                } else {
+                    ModelSpec { zoo: None, arch }
+                })
+            }
+        })
+    }
+
+    /// The model a weight file (or checkpoint, or ONNX file) describes; LeNet for an old file
+    /// that records nothing.
+    pub fn of_weights(weights: &LoadedWeights) -> Result<ModelSpec> {
+        match ModelSpec::recorded(weights.model, weights.arch.clone())? {
+            Some(spec) => Ok(spec),
+            None => ModelSpec::zoo(Model::LeNet),
+        }
+    }
+
+    /// What `--model` names: a zoo model, or the model a file describes.
+    pub fn of_ref(r: &crate::ModelRef) -> Result<ModelSpec> {
+        match r {
+            crate::ModelRef::Zoo(m) => ModelSpec::zoo(*m),
+            crate::ModelRef::File(p) => ModelSpec::of_weights(&crate::checkpoint::load_weights(p)?),
+        }
+    }
+
+    /// The zoo name, if any (what the `model` metadata holds).
+    pub fn name(&self) -> Option<&'static str> {
+        self.zoo.map(Model::name)
+    }
+
+    /// How messages name the model: the zoo name, else the file it came from, else
+    /// "custom model".
+    pub fn label(&self, file: Option<&Path>) -> String {
+        match (self.zoo, file.and_then(Path::file_name)) {
+            (Some(m), _) => m.name().to_string(),
+            (None, Some(f)) => f.to_string_lossy().into_owned(),
+            (None, None) => "custom model".to_string(),
+        }
+    }
+
+    /// An untrained network (PyTorch's default layer initialization from the global
+    /// generator): the zoo's `Sequential`, or a [`Graph`] of the architecture.
+    pub fn build(&self) -> Result<Box<dyn Module>> {
+        Ok(match self.zoo {
+            Some(m) => Box::new(m.build()),
+            None => Box::new(Graph::new(&self.arch).map_err(runtime("cannot build the model"))?),
+        })
+    }
+
+    /// Refuses a model that cannot classify the data sets' images: other input shapes (3 channels,
+    /// 32x32, ...) are not resized, and the class scores must be 10.
+    pub fn check_fits_images(&self, label: &str) -> Result<()> {
+        if self.arch.input != IMAGE_SHAPE {
+            return Err(crate::cli_err!(
+                "{label} takes inputs of shape {:?}, but Fashion-MNIST and MNIST images are {IMAGE_SHAPE:?} \
+                 (images are not resized or converted)",
+                self.arch.input
+            ));
+        }
+        let shapes = self
+            .arch
+            .node_shapes(1)
+            .map_err(runtime(format!("the architecture of {label}")))?;
+        let out = shapes.last().expect("an architecture has layers");
+        if out != &[1, CLASSES] {
+            return Err(crate::cli_err!(
+                "{label} outputs shape {out:?} for one image, but the data sets need [1, {CLASSES}] \
+                 (a score for each of their {CLASSES} classes)"
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The runtime device of `--device`, opened now so that a missing GPU is reported before
 /// any data is read.
@@ -26,28 +141,16 @@ pub fn device(name: DeviceName) -> Result<Device> {
     }
 }
 
-/// The untrained network (PyTorch's default layer initialization from the global generator).
-pub fn build_net(model: ModelName) -> Result<Sequential> {
-    let name = model.as_str();
-    tinycnn_models::build_by_name(name).map_err(runtime(format!("cannot build {name}")))
-}
-
 /// A freshly initialized network: global generator seeded with `seed`, default layer init,
-/// then d2l's Xavier init. The same seed gives the same weights on every machine.
-pub fn init_net(model: ModelName, seed: u64) -> Result<Sequential> {
+/// then for a zoo model d2l's Xavier init (a model from a file keeps PyTorch's default
+/// init). The same seed gives the same weights on every machine.
+pub fn init_net(model: &ModelSpec, seed: u64) -> Result<Box<dyn Module>> {
     tinycnn::manual_seed(seed);
-    let net = build_net(model)?;
-    tinycnn_models::init_weights(&net).map_err(runtime("d2l's init_weights"))?;
+    let net = model.build()?;
+    if let Some(seq) = net.as_ref().downcast_ref::<Sequential>() {
+        tinycnn_models::init_weights(seq).map_err(runtime("d2l's init_weights"))?;
+    }
     Ok(net)
-}
-
-/// The configured optimizer over `net`'s parameters.
-pub fn optimizer(net: &Sequential, config: &RunConfig) -> Result<Box<dyn Optimizer>> {
-    let params = net.parameters();
-    Ok(match config.optimizer {
-        OptimizerName::Sgd => Box::new(Sgd::new(params, config.lr).map_err(runtime("sgd"))?),
-        OptimizerName::Adam => Box::new(Adam::new(params, config.lr).map_err(runtime("adam"))?),
-    })
 }
 
 /// A state dict as the CLI's named tensors (downloaded from the device it is on).
@@ -73,12 +176,12 @@ fn to_state_dict(tensors: &[NamedTensor]) -> Result<StateDict> {
 }
 
 /// The parameters under PyTorch's state-dict names.
-pub fn params(net: &Sequential) -> Result<Vec<NamedTensor>> {
+pub fn params(net: &dyn Module) -> Result<Vec<NamedTensor>> {
     to_named(&net.state_dict())
 }
 
 /// Replaces every parameter of `net`; names and shapes must match exactly.
-pub fn load_params(net: &Sequential, params: &[NamedTensor]) -> Result<()> {
+pub fn load_params(net: &dyn Module, params: &[NamedTensor]) -> Result<()> {
     let expected: Vec<(String, Vec<usize>)> = net
         .state_dict()
         .iter()
@@ -159,26 +262,47 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
 
 /// One layer of `summary`.
 pub struct LayerInfo {
-    /// PyTorch class name (`Conv2d`, `Sigmoid`, ...).
+    /// The node's name, the prefix of its state-dict keys (`0`, `features.3`).
     pub name: String,
-    /// Output shape for a `[1, 1, 28, 28]` input.
+    /// PyTorch class name (`Conv2d`, `Sigmoid`, ...).
+    pub kind: &'static str,
+    /// The values the layer reads, when not just the previous layer's output (`input`,
+    /// a layer's name).
+    pub reads: Option<Vec<String>>,
+    /// Output shape for one input.
     pub output_shape: Vec<usize>,
     /// Number of parameters the layer owns.
     pub params: usize,
 }
 
-/// d2l's shape walk: a `[1, 1, 28, 28]` input through each layer in turn.
-pub fn layer_walk(model: ModelName) -> Result<Vec<LayerInfo>> {
-    let net = build_net(model)?;
-    let x = Tensor::rand(&[1, 1, 28, 28]);
-    let outs = tinycnn::no_grad(|| net.forward_trace(&x)).map_err(runtime("summary"))?;
-    Ok(net
+/// d2l's shape walk for any architecture: one input `[1, ...]` through each layer in turn
+/// (shapes computed from the layers' options), with each layer's parameter count.
+pub fn layer_walk(model: &ModelSpec) -> Result<Vec<LayerInfo>> {
+    let arch = &model.arch;
+    let shapes = arch.node_shapes(1).map_err(runtime("summary"))?;
+    let net = model.build()?;
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for (key, p) in net.named_parameters() {
+        // Layers are leaves: a key is `<node name>.<tensor name>`.
+        let owner = key.rsplit_once('.').map_or(key.as_str(), |(o, _)| o);
+        *counts.entry(owner.to_string()).or_default() += p.numel();
+    }
+    let value_name = |v: usize| match v {
+        0 => "input".to_string(),
+        v => arch.nodes[v - 1].name.clone(),
+    };
+    Ok(arch
+        .nodes
         .iter()
-        .zip(outs)
-        .map(|((_, layer), out)| LayerInfo {
-            name: layer.type_name(),
-            output_shape: out.shape().to_vec(),
-            params: layer.num_parameters(),
+        .zip(shapes)
+        .enumerate()
+        .map(|(i, (node, output_shape))| LayerInfo {
+            name: node.name.clone(),
+            kind: node.layer.type_name(),
+            reads: (node.inputs != [i])
+                .then(|| node.inputs.iter().map(|&v| value_name(v)).collect()),
+            output_shape,
+            params: counts.get(&node.name).copied().unwrap_or(0),
         })
         .collect())
 }
@@ -190,7 +314,7 @@ const DEVICE_BATCH: usize = 256;
 /// A trained network for `eval` and `predict`: the lean [`Inference`] path on the CPU, the
 /// forward without gradients on a GPU.
 pub struct Predictor {
-    net: Sequential,
+    net: Box<dyn Module>,
     device: Device,
     /// Compiled on first use for one image shape (`None`: the network does not compile).
     lean: Option<(Vec<usize>, Option<Inference>)>,
@@ -198,7 +322,7 @@ pub struct Predictor {
 
 impl Predictor {
     /// `net` (weights loaded) moved to `device`.
-    pub fn new(net: Sequential, device: Device) -> Result<Predictor> {
+    pub fn new(net: Box<dyn Module>, device: Device) -> Result<Predictor> {
         net.to(&device)
             .map_err(runtime(format!("moving the model to {device}")))?;
         Ok(Predictor {
@@ -209,8 +333,8 @@ impl Predictor {
     }
 
     /// The network.
-    pub fn net(&self) -> &Sequential {
-        &self.net
+    pub fn net(&self) -> &dyn Module {
+        self.net.as_ref()
     }
 
     /// Class scores `[N, classes]`, row-major, for images `[N, C, H, W]`.
@@ -218,8 +342,13 @@ impl Predictor {
         if self.device == Device::Cpu {
             let image = shape[1..].to_vec();
             if self.lean.as_ref().is_none_or(|(s, _)| *s != image) {
-                // Every built-in model compiles; the autograd forward stays as the fallback.
-                let lean = Inference::new(&self.net, &image).ok();
+                // Every zoo model (a Sequential) compiles; a Graph, or a Sequential that does
+                // not compile, runs the forward without gradients below.
+                let lean = self
+                    .net
+                    .as_ref()
+                    .downcast_ref::<Sequential>()
+                    .and_then(|seq| Inference::new(seq, &image).ok());
                 self.lean = Some((image, lean));
             }
             if let Some((_, Some(lean))) = &mut self.lean {

@@ -1,24 +1,26 @@
 //! `tinycnn train`: d2l's `train_ch6`, with checkpoints, resumption and a divergence check.
 
-use super::model::{self, load_optimizer_state, optimizer_state};
+use super::model::{self, load_optimizer_state, optimizer_state, ModelSpec};
 use super::{load_data, set_threads};
 use crate::checkpoint::{
-    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights, Checkpoint,
+    default_checkpoint_path, load_checkpoint, save_checkpoint, save_weights_of, Checkpoint,
     EpochRecord, History, RunConfig,
 };
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
+use crate::recipe::{self, Recipe, Schedule};
 use crate::tensorfile::NamedTensor;
-use crate::{ModelName, OptimizerName, TrainArgs};
+use crate::{ModelRef, OptimizerName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tinycnn::data::{DataLoader, LoaderConfig, ResidentData};
-use tinycnn::nn::Sequential;
+use tinycnn::nn::Module;
 use tinycnn::optim::Optimizer;
 use tinycnn::train::{Callbacks, EpochReport, Trainer};
+use tinycnn_models::Model;
 
 /// Default seed when `--seed` is not given.
 const DEFAULT_SEED: u64 = 0;
@@ -36,22 +38,57 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(p) => Some(load_checkpoint(p)?),
         None => None,
     };
+    if args.init && args.resume.is_some() {
+        return Err(crate::cli_err!(
+            "--init starts from fresh weights; a resumed run continues from the checkpoint's"
+        ));
+    }
+    if args.init && !matches!(args.model, Some(ModelRef::File(_))) {
+        return Err(crate::cli_err!(
+            "--init goes with --model FILE (a zoo model always starts from a fresh initialization)"
+        ));
+    }
+    // The weights a `--model FILE` run starts from (unless --init).
+    let mut start = None;
     let config = match &resumed {
         Some(ck) => {
             check_same(&args, &ck.config)?;
             ck.config.clone()
         }
         None => {
+            // A model file's data set, when it names one (as eval and predict follow it).
+            let mut file_dataset = None;
+            let model = match &args.model {
+                None => ModelSpec::zoo(Model::LeNet)?,
+                Some(ModelRef::Zoo(m)) => ModelSpec::zoo(*m)?,
+                Some(ModelRef::File(path)) => {
+                    let weights = crate::checkpoint::load_weights(path)?;
+                    let spec = ModelSpec::of_weights(&weights)?;
+                    file_dataset = weights.dataset;
+                    if !args.init {
+                        start = Some((path.clone(), weights.params));
+                    }
+                    spec
+                }
+            };
             let optimizer = args.optimizer.unwrap_or(OptimizerName::Sgd);
             RunConfig {
-                model: args.model.unwrap_or(ModelName::Lenet),
+                model,
                 optimizer,
                 lr: args.lr.unwrap_or(optimizer.default_lr()),
                 batch_size: args.batch_size.unwrap_or(256),
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
+                dataset: args.dataset.or(file_dataset).unwrap_or_default(),
+                recipe: Recipe::from_args(&args, optimizer)?,
             }
         }
     };
+    let label = match (&args.model, &resumed) {
+        (Some(ModelRef::File(path)), None) => config.model.label(Some(path)),
+        _ => config.model.label(None),
+    };
+    config.model.check_fits_images(&label)?;
+    let mut config = config;
     // A checkpoint's own values were checked when it was read; these are the flags'.
     if config.batch_size == 0 {
         return Err(crate::cli_err!("--batch-size must be at least 1"));
@@ -65,7 +102,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.safetensors", config.model.as_str())));
+        .unwrap_or_else(|| default_out(&args, &config.model));
     let ckpt_path = args
         .checkpoint
         .clone()
@@ -80,7 +117,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // Before the data is read: a missing GPU is the first thing to report.
     let device = model::device(args.device)?;
-    let data = load_data(args.data.as_deref())?;
+    let data = load_data(config.dataset, args.data.as_deref())?;
     // Only the per-epoch shuffles are used: the same order on every device for a seed.
     let shuffles = DataLoader::from_split(
         &data.train,
@@ -100,20 +137,48 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ));
     }
 
-    let net = model::init_net(config.model, config.seed)?;
-    let mut optimizer = model::optimizer(&net, &config)?;
+    // One-cycle spans the whole run, fixed when it starts: it cannot be stretched later.
+    let batches = shuffles.len() as u64;
+    if let Schedule::OneCycle {
+        total_steps,
+        epochs,
+    } = &mut config.recipe.schedule
+    {
+        if *total_steps == 0 {
+            *total_steps = *epochs * batches;
+        }
+        if args.epochs as u64 * batches > *total_steps {
+            return Err(crate::cli_err!(
+                "the one-cycle schedule spans {total_steps} batches ({epochs} epochs of {batches}); \
+                 it cannot run to --epochs {} (a longer cycle needs a new run with --schedule-epochs)",
+                args.epochs
+            ));
+        }
+    }
+
+    let net = model::init_net(&config.model, config.seed)?;
+    let net: &dyn Module = net.as_ref();
+    if let Some((path, params)) = &start {
+        model::load_params(net, params)
+            .map_err(|e| crate::cli_err!("{} does not fit {label}: {e}", path.display()))?;
+    }
+    let mut optimizer = recipe::optimizer(net.parameters(), &config)?;
+    let mut schedule = recipe::scheduler(optimizer.as_mut(), &config)?;
     let (history, first_epoch) = match resumed {
         Some(ck) => {
-            model::load_params(&net, &ck.params)?;
+            model::load_params(net, &ck.params)?;
             load_optimizer_state(optimizer.as_mut(), &ck.optimizer)?;
+            if let (Some((s, _)), Some(state)) = (&mut schedule, &ck.schedule) {
+                s.load_state(state, optimizer.as_mut())
+                    .map_err(runtime("the checkpoint's schedule state does not fit"))?;
+            }
             (ck.history, ck.epochs_done)
         }
         None => (History::default(), 0),
     };
 
     crate::outln!(
-        "{}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
-        config.model.as_str(),
+        "{label}, {} lr {}, batch size {}, {} epochs, seed {}, data {}",
         config.optimizer.as_str(),
         fmt_lr(config.lr),
         config.batch_size,
@@ -121,16 +186,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.seed,
         data.dir.display()
     )?;
+    let recipe_line = config.recipe.describe(config.lr);
+    if !recipe_line.is_empty() {
+        crate::outln!("{recipe_line}")?;
+    }
     if first_epoch > 0 {
         crate::outln!(
             "resuming after epoch {first_epoch} from {}",
             args.resume.as_ref().unwrap().display()
         )?;
     }
+    if let Some((path, _)) = &start {
+        crate::outln!("fine-tuning from the weights of {}", path.display())?;
+    }
     crate::outln!("training on {}", args.device.as_str())?;
 
     let mut run = Run {
-        net: &net,
+        net,
         config: &config,
         out: &out,
         ckpt_path: &ckpt_path,
@@ -163,10 +235,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
         // d2l adds a curve point every num_batches // 5 batches (and at the last one).
         let every = (run.num_batches / 5).max(1);
-        let mut trainer = Trainer::new(&net, optimizer, device, config.batch_size)
+        let mut trainer = Trainer::new(net, optimizer, device, config.batch_size)
             .map_err(runtime(format!("cannot train on {device}")))?
             .marks_every(every)
-            .stop_flag(flag);
+            .stop_flag(flag)
+            .augment(config.recipe.augment(config.seed));
+        if let Some((s, every)) = schedule {
+            trainer = trainer.lr_scheduler(s, every);
+        }
+        if let Some(max) = config.recipe.clip_grad_norm {
+            trainer = trainer
+                .clip_grad_norm(max)
+                .map_err(runtime("--clip-grad-norm"))?;
+        }
         let order = |epoch| shuffles.order(epoch);
         let result = trainer.fit(&train, &test, first_epoch..args.epochs, &order, &mut run);
         if let Some(bar) = run.bar.take() {
@@ -177,7 +258,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         crate::outln!(
             "the checkpoint already holds {first_epoch} epochs; nothing to train (raise --epochs)"
         )?;
-        save_weights(&out, config.model, &model::params(&net)?)?;
+        save_weights_of(&out, &config.model, config.dataset, &model::params(net)?)?;
         if let Some(plot) = &args.plot {
             write_svg(plot, &run.history.points, args.epochs.max(first_epoch))?;
         }
@@ -200,7 +281,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// What the epochs of one `train` write and print.
 struct Run<'a> {
-    net: &'a Sequential,
+    net: &'a dyn Module,
     config: &'a RunConfig,
     out: &'a Path,
     ckpt_path: &'a Path,
@@ -315,9 +396,10 @@ impl Callbacks for Run<'_> {
                 params: params.clone(),
                 optimizer: optimizer_state(optimizer)?,
                 history: self.history.clone(),
+                schedule: r.schedule.clone(),
             },
         )?;
-        save_weights(self.out, self.config.model, &params)?;
+        save_weights_of(self.out, &self.config.model, self.config.dataset, &params)?;
         if let Some(plot) = self.plot {
             write_svg(plot, &self.history.points, self.epochs)?;
         }
@@ -403,12 +485,16 @@ fn fmt_lr(lr: f32) -> String {
 /// Flags given explicitly on a resumed run must match the checkpoint's settings.
 fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
     let mut clashes = Vec::new();
-    if let Some(m) = args.model {
-        if m != ck.model {
+    if let Some(m) = &args.model {
+        let wanted = ModelSpec::of_ref(m)?;
+        if wanted.arch != ck.model.arch {
+            let given = match m {
+                ModelRef::Zoo(m) => m.name().to_string(),
+                ModelRef::File(p) => p.display().to_string(),
+            };
             clashes.push(format!(
-                "--model {} (checkpoint: {})",
-                m.as_str(),
-                ck.model.as_str()
+                "--model {given} (checkpoint: {})",
+                ck.model.label(None)
             ));
         }
     }
@@ -436,6 +522,16 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
             clashes.push(format!("--seed {s} (checkpoint: {})", ck.seed));
         }
     }
+    if let Some(d) = args.dataset {
+        if d != ck.dataset {
+            clashes.push(format!(
+                "--dataset {} (checkpoint: {})",
+                d.as_str(),
+                ck.dataset.as_str()
+            ));
+        }
+    }
+    clashes.extend(ck.recipe.clashes(args, ck.optimizer));
     if clashes.is_empty() {
         Ok(())
     } else {
@@ -444,6 +540,20 @@ fn check_same(args: &TrainArgs, ck: &RunConfig) -> Result<()> {
             clashes.join(", ")
         ))
     }
+}
+
+/// The weight file a run writes without `--out`: for `--model FILE`
+/// `<its stem>-finetuned.safetensors` in the working directory (never the file itself, even
+/// when it holds a zoo model), else `<zoo name>.safetensors`, else `model.safetensors`.
+fn default_out(args: &TrainArgs, model: &ModelSpec) -> PathBuf {
+    if let (Some(ModelRef::File(path)), None) = (&args.model, &args.resume) {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        return PathBuf::from(format!("{stem}-finetuned.safetensors"));
+    }
+    PathBuf::from(format!("{}.safetensors", model.name().unwrap_or("model")))
 }
 
 /// `epoch N: loss L, train acc A, test acc T, E examples/sec`.

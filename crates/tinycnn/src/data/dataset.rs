@@ -451,7 +451,8 @@ impl Mnist {
 /// Finds or downloads the data set described by `spec` and decodes it.
 ///
 /// Where: [`LoadOptions::dir`] if given, and nothing else; else (with `search_defaults`) the
-/// directory in the spec's environment variable (`$TINYCNN_DATA` for Fashion-MNIST) if it is
+/// directory in the spec's environment variable (`$TINYCNN_DATA` for Fashion-MNIST,
+/// `$TINYCNN_MNIST_DATA` for MNIST) if it is
 /// set and not empty, and nothing else; else `./data/<dir_name>` and
 /// `/usr/share/datasets/<dir_name>` (Debian's `dataset-fashion-mnist`), the first holding all
 /// four files winning. A directory named explicitly that lacks files is an error naming them,
@@ -682,6 +683,58 @@ mod tests {
         assert_eq!(
             spec.base_url(Some("http://127.0.0.1:1/")),
             "http://127.0.0.1:1/"
+        );
+    }
+
+    #[test]
+    fn mnist_uses_the_official_files_and_its_own_places() {
+        // The names and MD5 sums of the original gzip files, as torchvision's MNIST lists them.
+        let spec = DatasetSpec::mnist();
+        let files: Vec<(&str, &str)> = spec
+            .files()
+            .iter()
+            .map(|f| (f.name.as_str(), f.md5.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "d53e105ee54ea40749a09fcbcd1e9432"
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "9fb629c4189551a2d022fa330f9573f3"
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "ec29112dd5afa0611ce80d1b7f02629c"
+                ),
+            ]
+        );
+        assert_eq!(spec.class_names, MNIST_CLASSES);
+        // Fashion-MNIST's search order, with MNIST's directory names and variable (sharing
+        // $TINYCNN_DATA would read Fashion-MNIST's files, which have the same names).
+        assert_eq!(spec.dir_env.as_deref(), Some("TINYCNN_MNIST_DATA"));
+        assert_eq!(
+            spec.candidate_dirs_from(None, true, None),
+            [
+                PathBuf::from("data/mnist"),
+                PathBuf::from("/usr/share/datasets/mnist")
+            ]
+        );
+        let env = Some(OsString::from("/env"));
+        assert_eq!(
+            spec.candidate_dirs_from(None, true, env.clone()),
+            [PathBuf::from("/env")]
+        );
+        assert_eq!(
+            spec.candidate_dirs_from(Some(Path::new("/x")), true, env),
+            [PathBuf::from("/x")]
         );
     }
 

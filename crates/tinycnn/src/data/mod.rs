@@ -12,6 +12,8 @@
 //!   `./data/fashion-mnist` and `/usr/share/datasets/fashion-mnist` or downloads the files,
 //!   verifying each file's published MD5 sum before it is moved into place. Pixels become
 //!   `f32` in `[0, 1]` (`pixel / 255`, like torchvision's `ToTensor`).
+//! * [`Augment`] draws seeded random crops (zero padding) and horizontal flips per epoch,
+//!   which [`ResidentData::batch_augmented`] applies to training batches.
 //! * [`DataLoader`] yields [`Batch`]es of shape `[len, C, H, W]`, reshuffled each epoch from a
 //!   seed, assembled ahead of time on a background thread.
 //!
@@ -43,6 +45,7 @@
 //! assert_eq!(batches[1].images[0], 160.0 / 255.0);
 //! ```
 
+mod augment;
 mod dataset;
 mod download;
 mod idx;
@@ -51,6 +54,7 @@ mod resident;
 
 use std::path::PathBuf;
 
+pub use augment::{Augment, SampleTransform};
 pub use dataset::{
     load_dataset, text_labels, Dataset, DatasetSpec, FashionMnist, FileSpec, LoadOptions, Mnist,
     Split, FASHION_MNIST_CLASSES, FASHION_MNIST_URL, MNIST_CLASSES, MNIST_URL,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::labels::{LabelData, Labels};
 use crate::tensor::Tensor;
 
-use super::Split;
+use super::{SampleTransform, Split};
 
 /// Images `[N, C, H, W]` and their labels on one device.
 ///
@@ -178,6 +178,56 @@ impl ResidentData {
                 "the order was made for another device",
             )),
         }
+    }
+}
+
+impl ResidentData {
+    /// [`ResidentData::batch`] with one augmentation transform per sample (`transforms[k]`
+    /// for sample `order[start + k]`, e.g. a slice of [`super::Augment::epoch_transforms`]);
+    /// samples must be `[C, H, W]`.
+    ///
+    /// The batch is gathered on the device as usual; the crop and flip are then applied by
+    /// the host rule: on a GPU the batch (only the batch) makes one round trip to the host,
+    /// since no device kernel for the index map exists yet.
+    pub fn batch_augmented(
+        &self,
+        order: &Order,
+        start: usize,
+        len: usize,
+        transforms: &[SampleTransform],
+    ) -> Result<(Tensor, Labels)> {
+        let op = "ResidentData::batch_augmented";
+        if transforms.len() != len {
+            return Err(Error::invalid(
+                op,
+                format!("{} transforms for a batch of {len}", transforms.len()),
+            ));
+        }
+        let &[c, h, w] = self.sample_shape.as_slice() else {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "samples of shape {:?} are not images [C, H, W]",
+                    self.sample_shape
+                ),
+            ));
+        };
+        let (x, y) = self.batch(order, start, len)?;
+        if transforms.iter().all(SampleTransform::is_identity) {
+            return Ok((x, y));
+        }
+        let per = c * h * w;
+        let src = x.to_host()?;
+        let mut out = vec![0.0; src.len()];
+        for ((image, dst), t) in src
+            .chunks_exact(per)
+            .zip(out.chunks_exact_mut(per))
+            .zip(transforms)
+        {
+            t.apply(image, [c, h, w], dst);
+        }
+        let x = Tensor::from_vec(out, x.shape())?.to(&self.device())?;
+        Ok((x, y))
     }
 }
 

@@ -29,14 +29,18 @@
 //! ```
 
 pub mod arch;
+mod graph;
 pub mod init;
 mod layers;
+mod norm;
 mod sequential;
 mod state;
 
+pub use graph::{Graph, Reshape};
 pub use layers::{
     AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh,
 };
+pub use norm::{depthwise_separable, AdaptiveAvgPool2d, BatchNorm2d, Dropout, ReLU6, Residual};
 pub use sequential::Sequential;
 pub use state::StateDict;
 
@@ -71,6 +75,14 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
 
     /// The parameters this module owns directly, by local name (`"weight"`, `"bias"`).
     fn own_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The buffers this module owns directly, by local name: state that is saved in the state
+    /// dict and moved by [`Module::to`] but is not a parameter, so no optimizer sees it
+    /// (PyTorch's `register_buffer`; `BatchNorm2d`'s `running_mean`, `running_var`,
+    /// `num_batches_tracked`).
+    fn own_buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
 
@@ -112,6 +124,21 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
             .into_iter()
             .map(|(_, t)| t)
             .collect()
+    }
+
+    /// Every buffer with its dotted path (`"1.running_mean"`), deduplicated like
+    /// [`Module::named_parameters`] (`net.named_buffers()`).
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        collect_state(
+            self.as_module(),
+            "",
+            &mut out,
+            &mut Some(&mut seen),
+            Include::Buffers,
+        );
+        out
     }
 
     /// Number of scalar parameters.
@@ -158,9 +185,9 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         f(self.as_module())
     }
 
-    /// Moves every parameter to `device` in place (`net.to(device)`): the tensors keep their
-    /// identity, so an optimizer built before or after sees the moved parameters. Gradients
-    /// are dropped.
+    /// Moves every parameter and buffer to `device` in place (`net.to(device)`): the tensors
+    /// keep their identity, so an optimizer built before or after sees the moved parameters.
+    /// Gradients are dropped.
     ///
     /// ```
     /// use tinycnn::nn::{Linear, Module};
@@ -172,6 +199,9 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
     fn to(&self, device: &crate::Device) -> Result<()> {
         for p in self.parameters() {
             p.move_to_(*device)?;
+        }
+        for (_, b) in self.named_buffers() {
+            b.move_to_(*device)?;
         }
         Ok(())
     }
@@ -197,18 +227,31 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
         }
     }
 
-    /// The parameters by dotted name, as detached tensors sharing storage (`net.state_dict()`).
+    /// The parameters and buffers by dotted name, as detached tensors sharing storage
+    /// (`net.state_dict()`), in PyTorch's order: each module's parameters, then its buffers,
+    /// then its children's entries.
+    ///
+    /// ```
+    /// use tinycnn::nn::{BatchNorm2d, Conv2d, Module, Sequential};
+    /// let net = Sequential::new().append(Conv2d::new(1, 2, 3).unwrap()).append(BatchNorm2d::new(2));
+    /// let sd = net.state_dict();
+    /// assert_eq!(sd.keys().collect::<Vec<_>>(), [
+    ///     "0.weight", "0.bias", "1.weight", "1.bias",
+    ///     "1.running_mean", "1.running_var", "1.num_batches_tracked",
+    /// ]);
+    /// ```
     fn state_dict(&self) -> StateDict {
         let mut out = Vec::new();
-        collect_parameters(self.as_module(), "", &mut out, &mut None);
+        collect_state(self.as_module(), "", &mut out, &mut None, Include::Both);
         StateDict::from_entries(out.into_iter().map(|(k, t)| (k, t.detach())).collect())
     }
 
-    /// Copies `state` into the parameters. Every key must exist with the same shape, and
-    /// every parameter must be given (PyTorch's `strict=True`); nothing is changed on error.
+    /// Copies `state` into the parameters and buffers. Every key must exist with the same
+    /// shape, and every parameter and buffer must be given (PyTorch's `strict=True`); nothing
+    /// is changed on error.
     fn load_state_dict(&self, state: &StateDict) -> Result<()> {
         let mut own = Vec::new();
-        collect_parameters(self.as_module(), "", &mut own, &mut None);
+        collect_state(self.as_module(), "", &mut own, &mut None, Include::Both);
         let missing: Vec<&str> = own
             .iter()
             .map(|(k, _)| k.as_str())
@@ -229,7 +272,7 @@ pub trait Module: ModuleCast + Send + Sync + 'static {
             return Err(Error::StateDict {
                 key: first.to_string(),
                 msg: format!(
-                    "not a parameter of {} (unexpected keys: {})",
+                    "not a parameter or buffer of {} (unexpected keys: {})",
                     self.type_name(),
                     key_list(&unexpected)
                 ),
@@ -328,6 +371,27 @@ fn collect_parameters(
     out: &mut Vec<(String, Tensor)>,
     seen: &mut Option<&mut HashSet<usize>>,
 ) {
+    collect_state(m, prefix, out, seen, Include::Parameters);
+}
+
+/// Which of a module's tensors [`collect_state`] lists.
+#[derive(Clone, Copy, PartialEq)]
+enum Include {
+    Parameters,
+    Buffers,
+    Both,
+}
+
+/// The tensors of `m` and its descendants with dotted names, in the order of PyTorch's
+/// `_save_to_state_dict`: a module's parameters, then its buffers, then each child's.
+/// With `seen`, a tensor reachable twice is listed once.
+fn collect_state(
+    m: &dyn Module,
+    prefix: &str,
+    out: &mut Vec<(String, Tensor)>,
+    seen: &mut Option<&mut HashSet<usize>>,
+    include: Include,
+) {
     let join = |name: &str| {
         if prefix.is_empty() {
             name.to_string()
@@ -335,16 +399,23 @@ fn collect_parameters(
             format!("{prefix}.{name}")
         }
     };
-    for (name, p) in m.own_parameters() {
+    let mut own = Vec::new();
+    if include != Include::Buffers {
+        own.extend(m.own_parameters());
+    }
+    if include != Include::Parameters {
+        own.extend(m.own_buffers());
+    }
+    for (name, t) in own {
         if let Some(seen) = seen.as_mut() {
-            if !seen.insert(p.id()) {
+            if !seen.insert(t.id()) {
                 continue;
             }
         }
-        out.push((join(&name), p));
+        out.push((join(&name), t));
     }
     for (name, c) in m.children() {
-        collect_parameters(c, &join(&name), out, seen);
+        collect_state(c, &join(&name), out, seen, include);
     }
 }
 

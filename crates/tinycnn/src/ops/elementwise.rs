@@ -57,7 +57,7 @@ fn kernel_unary(
     op: impl Backward + 'static,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if let Some(c) = super::on_cuda(&x.buffer()) {
+    if let Some(c) = super::on_cuda(&x.buffer()).filter(|_| name != "relu6") {
         let mut y = c.alloc_like(c.buf.len())?;
         let run = match name {
             "relu" => c.dev.relu_forward(&c.buf, &mut y.buf),
@@ -209,6 +209,16 @@ impl Tensor {
     /// `max(self, 0)` (kernel `relu_forward`).
     pub fn relu(&self) -> Result<Tensor> {
         kernel_unary("relu", self, k::relu_forward, ReluBackward(self.clone()))
+    }
+    /// `min(max(self, 0), 6)` (`F.relu6`, PyTorch's `hardtanh(x, 0, 6)`; kernel
+    /// `relu6_forward`); NaN stays NaN. The gradient is 0 at the kinks 0 and 6.
+    ///
+    /// ```
+    /// let y = tinycnn::Tensor::new([-1.0, 3.0, 8.0]).relu6().unwrap();
+    /// assert_eq!(y.to_vec(), vec![0.0, 3.0, 6.0]);
+    /// ```
+    pub fn relu6(&self) -> Result<Tensor> {
+        kernel_unary("relu6", self, k::relu6_forward, Relu6Backward(self.clone()))
     }
     /// `1 / (1 + e^-self)` (kernel `sigmoid_forward`).
     pub fn sigmoid(&self) -> Result<Tensor> {
@@ -566,6 +576,33 @@ impl Backward for ReluBackward {
                 .map_err(Error::kernel("relu backward"))?;
                 vec![Some(gx)]
             })
+        })
+    }
+}
+
+pub(crate) struct Relu6Backward(Tensor);
+
+impl Backward for Relu6Backward {
+    fn name(&self) -> &'static str {
+        "HardtanhBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.0]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        // No CUDA kernel: the host rule runs for every device (inputs downloaded, the
+        // gradient uploaded to the input's device by `cpu_backward`).
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let gx = par_elementwise(&self.0.data(), Some(g), |x, g, gx| {
+                k::relu6_backward(x, g.unwrap_or_default(), gx)
+            })
+            .map_err(Error::kernel("relu6 backward"))?;
+            Ok(vec![Some(gx)])
         })
     }
 }

@@ -10,6 +10,7 @@ mod conv;
 mod elementwise;
 mod loss;
 mod matmul;
+mod norm;
 mod pool;
 mod reduce;
 mod shape;

@@ -1,0 +1,515 @@
+//! End-to-end tests of the training recipes of `tinycnn train` (momentum, weight decay,
+//! schedules, clipping, augmentation), of their checkpoints, and of `--dataset mnist`, on
+//! small generated IDX files (no network).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn run(args: &[&str]) -> Output {
+    run_with(args, &[])
+}
+
+/// Runs the binary with the data search kept away from real data and the network.
+fn run_with(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let exe = std::env::var_os("TINYCNN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinycnn")));
+    let mut c = Command::new(exe);
+    c.env_remove("TINYCNN_DATA")
+        .env_remove("TINYCNN_MNIST_DATA")
+        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
+        .env("TINYCNN_MNIST_URL", "http://127.0.0.1:9/");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[track_caller]
+fn assert_fails_with(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(o)
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tinycnn-recipes-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+/// `n` 28x28 images: class `c` is a bright bar on rows `2c+4 ..= 2c+5` over noise.
+fn split(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 33) as u32
+    };
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = (next() % 10) as usize;
+        labels.push(c as u8);
+        for r in 0..28 {
+            for _ in 0..28 {
+                let bar = r == 2 * c + 4 || r == 2 * c + 5;
+                images.push(if bar { 200 } else { (next() % 50) as u8 });
+            }
+        }
+    }
+    (images, labels)
+}
+
+/// The four IDX files (192 training, 64 test images) in a directory of their own.
+fn data_dir(name: &str) -> PathBuf {
+    let d = temp_dir(name);
+    for (prefix, n, seed) in [("train", 192u32, 1u64), ("t10k", 64, 2)] {
+        let (images, labels) = split(n as usize, seed);
+        let write = |kind: &str, bytes: Vec<u8>| {
+            std::fs::write(d.join(format!("{prefix}-{kind}")), bytes).unwrap()
+        };
+        write("images-idx3-ubyte", idx_bytes(&[n, 28, 28], &images));
+        write("labels-idx1-ubyte", idx_bytes(&[n], &labels));
+    }
+    d
+}
+
+fn shared_data() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| data_dir("data"))
+}
+
+/// `train` into `dir/w.safetensors` on the shared data, batches of 64 (3 per epoch).
+fn train(dir: &Path, extra: &[&str]) -> Output {
+    let out = dir.join("w.safetensors");
+    let mut args = vec![
+        "train",
+        "--data",
+        shared_data().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--model",
+        "lenet-relu",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// The safetensors header (JSON) and the bytes after it.
+fn split_file(path: &Path) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (json.as_object().unwrap().clone(), bytes[8 + n..].to_vec())
+}
+
+fn metadata(path: &Path) -> serde_json::Map<String, serde_json::Value> {
+    split_file(path).0["__metadata__"]
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// The model tensors' bytes by name.
+fn weights(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let (header, body) = split_file(path);
+    let mut out: Vec<_> = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__" && !k.starts_with("optimizer."))
+        .map(|(k, v)| {
+            let o = &v["data_offsets"];
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            (k.clone(), body[a..b].to_vec())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Copies a safetensors file without some metadata keys (as an older tinycnn wrote it).
+fn without_metadata(src: &Path, dst: &Path, keys: &[&str]) {
+    let (mut header, body) = split_file(src);
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    for k in keys {
+        assert!(meta.remove(*k).is_some(), "{k} was not in the metadata");
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(&body);
+    std::fs::write(dst, bytes).unwrap();
+}
+
+/// 2 epochs straight and 1 epoch + a resumed 1 give the same weights, bit for bit; returns
+/// the checkpoint of the straight run. Schedules with a span plan 2 epochs in both runs.
+fn resume_is_exact(name: &str, recipe: &[&str]) -> PathBuf {
+    let full = temp_dir(&format!("{name}-full"));
+    let mut args = vec!["--epochs", "2", "--seed", "3"];
+    if recipe.contains(&"cosine") || recipe.contains(&"onecycle") {
+        args.extend(["--schedule-epochs", "2"]);
+    }
+    args.extend_from_slice(recipe);
+    assert_ok(&train(&full, &args));
+    let split = temp_dir(&format!("{name}-split"));
+    args[1] = "1";
+    assert_ok(&train(&split, &args));
+    let ck = split.join("w.ckpt.safetensors");
+    let o = train(&split, &["--epochs", "2", "--resume", ck.to_str().unwrap()]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("resuming after epoch 1"),
+        "{}",
+        stdout(&o)
+    );
+    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    assert!(same, "{name}: resumed weights differ");
+    let a = metadata(&full.join("w.ckpt.safetensors"));
+    let b = metadata(&split.join("w.ckpt.safetensors"));
+    assert_eq!(a["lr_schedule_state"], b["lr_schedule_state"], "{name}");
+    assert_eq!(a["recipe"], b["recipe"], "{name}");
+    full.join("w.ckpt.safetensors")
+}
+
+fn json_of(meta: &serde_json::Map<String, serde_json::Value>, key: &str) -> serde_json::Value {
+    serde_json::from_str(meta[key].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn sgd_with_momentum_cosine_clipping_and_augmentation_resumes_exactly() {
+    let recipe = [
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--weight-decay",
+        "5e-4",
+        "--lr-schedule",
+        "cosine",
+        "--min-lr",
+        "0.001",
+        "--clip-grad-norm",
+        "1",
+        "--augment",
+        "crop,flip",
+        "--crop-padding",
+        "2",
+    ];
+    let meta = metadata(&resume_is_exact("cosine", &recipe));
+    let recipe = json_of(&meta, "recipe");
+    assert_eq!(recipe["lr_schedule"]["name"], "cosine");
+    assert_eq!(recipe["lr_schedule"]["t_max"], 2);
+    assert_eq!(recipe["crop_padding"], 2);
+    assert_eq!(recipe["flip"], true);
+    assert_eq!(recipe["nesterov"], true);
+    let state = json_of(&meta, "lr_schedule_state");
+    // Cosine over 2 epochs ends at eta_min (PyTorch: 0.001 after T_max steps).
+    assert_eq!(state["last_epoch"], 2.0);
+    assert!(
+        (state["last_lr"].as_f64().unwrap() - 0.001).abs() < 1e-12,
+        "{state}"
+    );
+}
+
+#[test]
+fn adam_with_onecycle_and_sgd_with_step_lr_resume_exactly() {
+    let recipe = [
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--weight-decay",
+        "1e-4",
+        "--lr-schedule",
+        "onecycle",
+    ];
+    let state = json_of(
+        &metadata(&resume_is_exact("onecycle", &recipe)),
+        "lr_schedule_state",
+    );
+    // Stepped per batch, 2 epochs of 3 batches; the last step lies past the cycle's end, as
+    // in PyTorch: phase 2 runs from step 0.3 * 6 - 1 = 0.8 to 5, so pct = 5.2 / 4.2.
+    assert_eq!(state["last_epoch"], 6.0);
+    let cos = (std::f64::consts::PI * (6.0 - 0.8) / (5.0 - 0.8)).cos() + 1.0;
+    let beta1 = 0.95 + (0.85 - 0.95) / 2.0 * cos;
+    let min_lr = 0.01f32 as f64 / 25.0 / 1e4;
+    let lr = min_lr + (0.01f32 as f64 - min_lr) / 2.0 * cos;
+    assert!(
+        (state["last_momentum"].as_f64().unwrap() - beta1).abs() < 1e-12,
+        "{state}"
+    );
+    assert!(
+        (state["last_lr"].as_f64().unwrap() - lr).abs() < 1e-12,
+        "{state}"
+    );
+    let recipe = [
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.5",
+        "--lr-schedule",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "0.5",
+    ];
+    let state = json_of(
+        &metadata(&resume_is_exact("step", &recipe)),
+        "lr_schedule_state",
+    );
+    assert_eq!(state["last_lr"].as_f64().unwrap(), 0.1f32 as f64 * 0.25);
+}
+
+#[test]
+fn a_checkpoint_without_the_recipe_fields_still_resumes() {
+    let full = temp_dir("old-full");
+    assert_ok(&train(&full, &["--epochs", "2", "--lr", "0.5"]));
+    let split = temp_dir("old-split");
+    assert_ok(&train(&split, &["--epochs", "1", "--lr", "0.5"]));
+    let old = split.join("old.ckpt.safetensors");
+    without_metadata(
+        &split.join("w.ckpt.safetensors"),
+        &old,
+        &["recipe", "dataset"],
+    );
+    let o = train(
+        &split,
+        &["--epochs", "2", "--resume", old.to_str().unwrap()],
+    );
+    assert_ok(&o);
+    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    assert!(same, "resumed weights differ");
+    // A weight file without a data set evaluates on Fashion-MNIST.
+    let w = split.join("old-w.safetensors");
+    without_metadata(&split.join("w.safetensors"), &w, &["dataset"]);
+    let data = shared_data().to_str().unwrap();
+    let o = run(&["eval", "--weights", w.to_str().unwrap(), "--data", data]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("ankle boot |"), "{}", stdout(&o));
+}
+
+#[test]
+fn recipe_flags_are_checked() {
+    let dir = temp_dir("flags");
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--gamma", "0.5"], &["--gamma", "--lr-schedule step"]),
+        (&["--lr-schedule", "step"], &["--step-size"]),
+        (
+            &["--lr-schedule", "step", "--step-size", "0"],
+            &["--step-size", "at least 1"],
+        ),
+        (&["--min-lr", "0.1"], &["--min-lr", "cosine"]),
+        (&["--lr-schedule", "cosine", "--min-lr=-1"], &["--min-lr"]),
+        (
+            &["--schedule-epochs", "3"],
+            &["--schedule-epochs", "cosine or onecycle"],
+        ),
+        (
+            &["--lr-schedule", "onecycle", "--schedule-epochs", "0"],
+            &["--schedule-epochs"],
+        ),
+        (
+            &["--optimizer", "adam", "--momentum", "0.9"],
+            &["--momentum", "Adam"],
+        ),
+        (&["--momentum=-0.5"], &["--momentum"]),
+        (&["--weight-decay", "nan"], &["--weight-decay"]),
+        (&["--nesterov"], &["Nesterov"]),
+        (&["--clip-grad-norm", "0"], &["--clip-grad-norm"]),
+        (
+            &["--crop-padding", "2"],
+            &["--crop-padding", "--augment crop"],
+        ),
+        (
+            &["--augment", "crop", "--crop-padding", "0"],
+            &["--crop-padding"],
+        ),
+    ];
+    for (flags, needles) in cases {
+        let mut args = vec!["--epochs", "1"];
+        args.extend_from_slice(flags);
+        assert_fails_with(&train(&dir, &args), needles);
+    }
+    // One-cycle cannot run past its span.
+    let args = [
+        "--epochs",
+        "2",
+        "--lr-schedule",
+        "onecycle",
+        "--schedule-epochs",
+        "1",
+    ];
+    assert_fails_with(&train(&dir, &args), &["one-cycle", "--epochs 2"]);
+    let o = run(&["train", "--help"]);
+    assert!(stdout(&o).contains("not AdamW"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_resume_keeps_the_recipe_and_refuses_other_flags() {
+    let dir = temp_dir("resume-flags");
+    let recipe = [
+        "--epochs",
+        "1",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--lr-schedule",
+        "onecycle",
+        "--augment",
+        "flip",
+    ];
+    assert_ok(&train(&dir, &recipe));
+    let ck = dir.join("w.ckpt.safetensors");
+    let ck = ck.to_str().unwrap();
+    for (flags, needle) in [
+        (&["--momentum", "0.5"][..], "--momentum 0.5"),
+        (&["--lr-schedule", "cosine"][..], "--lr-schedule"),
+        (&["--augment", "crop"][..], "--augment"),
+        (&["--dataset", "mnist"][..], "--dataset mnist"),
+        (&["--clip-grad-norm", "2"][..], "--clip-grad-norm 2"),
+    ] {
+        let mut args = vec!["--epochs", "1", "--resume", ck];
+        args.extend_from_slice(flags);
+        assert_fails_with(&train(&dir, &args), &[needle, "checkpoint"]);
+    }
+    // The same flags again are fine; one-cycle cannot be stretched past its planned end.
+    let mut args = vec!["--resume", ck];
+    args.extend_from_slice(&recipe);
+    assert_ok(&train(&dir, &args));
+    let o = train(&dir, &["--epochs", "2", "--resume", ck]);
+    assert_fails_with(
+        &o,
+        &["one-cycle", "3 batches", "--epochs 2", "--schedule-epochs"],
+    );
+}
+
+#[test]
+fn mnist_trains_evaluates_and_predicts_digits() {
+    let mnist = data_dir("mnist");
+    let dir = temp_dir("mnist-run");
+    let out = dir.join("digits.safetensors");
+    let (out_s, data_s) = (out.to_str().unwrap(), mnist.to_str().unwrap());
+    let o = run(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--data",
+        data_s,
+        "--out",
+        out_s,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--model",
+        "lenet-relu",
+        "--lr",
+        "0.5",
+    ]);
+    assert_ok(&o);
+    assert_eq!(metadata(&out)["dataset"], "mnist");
+    assert_eq!(
+        metadata(&dir.join("digits.ckpt.safetensors"))["dataset"],
+        "mnist"
+    );
+    // eval and predict default to the data set the file names; MNIST is found through
+    // $TINYCNN_MNIST_DATA (used as given) like Fashion-MNIST through $TINYCNN_DATA.
+    let env = [("TINYCNN_MNIST_DATA", mnist.as_path())];
+    let o = run_with(&["eval", "--weights", out_s], &env);
+    assert_ok(&o);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("test images of {data_s}")), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("9 |")),
+        "{text}"
+    );
+    assert!(!text.contains("ankle boot"), "{text}");
+    let o = run_with(&["predict", "--weights", out_s, "--index", "0"], &env);
+    assert_ok(&o);
+    let label = split(64, 2).1[0];
+    assert!(
+        stdout(&o).contains(&format!("true class {label}")),
+        "{}",
+        stdout(&o)
+    );
+    // An explicit --dataset wins over the file's.
+    let o = run(&[
+        "eval",
+        "--weights",
+        out_s,
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        data_s,
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("ankle boot |"), "{}", stdout(&o));
+    // Export keeps the data set.
+    let exported = dir.join("exported.safetensors");
+    assert_ok(&run(&[
+        "export",
+        "--weights",
+        out_s,
+        "--out",
+        exported.to_str().unwrap(),
+    ]));
+    assert_eq!(metadata(&exported)["dataset"], "mnist");
+    // Without the variable and without --data: MNIST's own places, then a download
+    // (refused here), with MNIST's file names in the message.
+    let o = run(&["eval", "--weights", out_s]);
+    assert_fails_with(&o, &["MNIST", "train-images-idx3-ubyte.gz"]);
+}
