@@ -323,6 +323,9 @@ pub struct Predictor {
 impl Predictor {
     /// `net` (weights loaded) moved to `device`.
     pub fn new(net: Box<dyn Module>, device: Device) -> Result<Predictor> {
+        // Evaluation mode, as PyTorch users call `net.eval()` before inference: BatchNorm
+        // uses its running statistics and Dropout passes its input through.
+        net.eval();
         net.to(&device)
             .map_err(runtime(format!("moving the model to {device}")))?;
         Ok(Predictor {
