@@ -47,6 +47,8 @@ pub enum ModelName {
     Lenet,
     /// LeNet with ReLU activations and max pooling.
     LenetRelu,
+    /// Depthwise-separable CNN with batch norm (keyword-spotting style, ~32k parameters).
+    Dscnn,
 }
 
 impl ModelName {
@@ -55,6 +57,7 @@ impl ModelName {
         match self {
             ModelName::Lenet => "lenet",
             ModelName::LenetRelu => "lenet-relu",
+            ModelName::Dscnn => "dscnn",
         }
     }
 
@@ -63,6 +66,7 @@ impl ModelName {
         match s {
             "lenet" => Some(ModelName::Lenet),
             "lenet-relu" | "lenet_relu" => Some(ModelName::LenetRelu),
+            "dscnn" => Some(ModelName::Dscnn),
             _ => None,
         }
     }
@@ -124,13 +128,13 @@ pub struct TrainArgs {
     /// Total number of epochs (when resuming: the total, including those already done)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    /// Learning rate [default: 0.9 for sgd, 0.001 for adam]
+    /// Learning rate [default: the model's: 0.9 for sgd (0.1 for dscnn), 0.001 for adam]
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Examples per mini-batch [default: 256]
+    /// Examples per mini-batch [default: the model's: 256 (128 for dscnn)]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Update rule [default: sgd]
+    /// Update rule [default: the model's: sgd for lenet and lenet-relu, adam for dscnn]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerName>,
     /// Seed of the weight initialization and of the per-epoch shuffles [default: 0]

@@ -175,9 +175,19 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 /// `tinycnn summary`.
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let layers = model::layer_walk(args.model)?;
+    // A flat network prints d2l's lines; a nested one puts each leaf's dotted path first.
+    let nested = layers.iter().any(|l| l.path.contains('.'));
+    let path_width = layers.iter().map(|l| l.path.len()).max().unwrap_or(0);
     let heads: Vec<String> = layers
         .iter()
-        .map(|l| format!("{} output shape: {:?}", l.name, l.output_shape))
+        .map(|l| {
+            let head = format!("{} output shape: {:?}", l.name, l.output_shape);
+            if nested {
+                format!("{:<path_width$}  {head}", l.path)
+            } else {
+                head
+            }
+        })
         .collect();
     let width = heads.iter().map(String::len).max().unwrap_or(0);
     let mut total = 0usize;

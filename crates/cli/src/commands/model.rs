@@ -32,13 +32,44 @@ pub fn build_net(model: ModelName) -> Result<Sequential> {
     tinycnn_models::build_by_name(name).map_err(runtime(format!("cannot build {name}")))
 }
 
+/// The zoo's entry for `model`.
+fn zoo_model(model: ModelName) -> Result<tinycnn_models::Model> {
+    let name = model.as_str();
+    tinycnn_models::by_name(name).map_err(runtime(format!("unknown model {name}")))
+}
+
 /// A freshly initialized network: global generator seeded with `seed`, default layer init,
-/// then d2l's Xavier init. The same seed gives the same weights on every machine.
+/// then the model's own (d2l's Xavier init for the LeNets, none for dscnn). The same seed
+/// gives the same weights on every machine.
 pub fn init_net(model: ModelName, seed: u64) -> Result<Sequential> {
     tinycnn::manual_seed(seed);
     let net = build_net(model)?;
-    tinycnn_models::init_weights(&net).map_err(runtime("d2l's init_weights"))?;
+    zoo_model(model)?
+        .init(&net)
+        .map_err(runtime("the model's weight init"))?;
     Ok(net)
+}
+
+/// Examples per mini-batch when `--batch-size` is not given (the model's default).
+pub fn default_batch_size(model: ModelName) -> Result<usize> {
+    Ok(zoo_model(model)?.default_batch_size())
+}
+
+/// The update rule (`--optimizer`, else the model's default) and the learning rate used
+/// when `--lr` is not given (the model's default for that rule).
+pub fn recipe(model: ModelName, optimizer: Option<OptimizerName>) -> Result<(OptimizerName, f32)> {
+    use tinycnn_models::OptimizerKind;
+    let zoo = zoo_model(model)?;
+    let kind = match optimizer {
+        Some(OptimizerName::Sgd) => OptimizerKind::Sgd,
+        Some(OptimizerName::Adam) => OptimizerKind::Adam,
+        None => zoo.default_optimizer(),
+    };
+    let name = match kind {
+        OptimizerKind::Sgd => OptimizerName::Sgd,
+        OptimizerKind::Adam => OptimizerName::Adam,
+    };
+    Ok((name, zoo.default_lr(kind)))
 }
 
 /// The configured optimizer over `net`'s parameters.
@@ -159,6 +190,8 @@ pub fn check_params(expected: &[(String, Vec<usize>)], got: &[NamedTensor]) -> R
 
 /// One layer of `summary`.
 pub struct LayerInfo {
+    /// The layer's dotted path in the network (`"3"`, `"3.0"` inside a nested block).
+    pub path: String,
     /// PyTorch class name (`Conv2d`, `Sigmoid`, ...).
     pub name: String,
     /// Output shape for a `[1, 1, 28, 28]` input.
@@ -167,20 +200,47 @@ pub struct LayerInfo {
     pub params: usize,
 }
 
-/// d2l's shape walk: a `[1, 1, 28, 28]` input through each layer in turn.
+/// d2l's shape walk: a `[1, 1, 28, 28]` input through each layer in turn. Nested
+/// `Sequential`s are walked into, so every leaf layer is listed under its dotted path.
 pub fn layer_walk(model: ModelName) -> Result<Vec<LayerInfo>> {
     let net = build_net(model)?;
+    // Evaluation mode: batch norm cannot take batch statistics of one image.
+    net.eval();
     let x = Tensor::rand(&[1, 1, 28, 28]);
-    let outs = tinycnn::no_grad(|| net.forward_trace(&x)).map_err(runtime("summary"))?;
-    Ok(net
-        .iter()
-        .zip(outs)
-        .map(|((_, layer), out)| LayerInfo {
-            name: layer.type_name(),
-            output_shape: out.shape().to_vec(),
-            params: layer.num_parameters(),
-        })
-        .collect())
+    let mut layers = Vec::new();
+    tinycnn::no_grad(|| walk(&net, "", &x, &mut layers)).map_err(runtime("summary"))?;
+    Ok(layers)
+}
+
+/// Runs `x` through the leaves of `seq` in order, recording each; returns the output.
+fn walk(
+    seq: &Sequential,
+    prefix: &str,
+    x: &Tensor,
+    out: &mut Vec<LayerInfo>,
+) -> tinycnn::Result<Tensor> {
+    let mut cur = x.clone();
+    for (name, layer) in seq.iter() {
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        cur = match layer.downcast_ref::<Sequential>() {
+            Some(inner) => walk(inner, &path, &cur, out)?,
+            None => {
+                let y = layer.forward(&cur)?;
+                out.push(LayerInfo {
+                    path,
+                    name: layer.type_name(),
+                    output_shape: y.shape().to_vec(),
+                    params: layer.num_parameters(),
+                });
+                y
+            }
+        };
+    }
+    Ok(cur)
 }
 
 /// Images per forward pass of [`Predictor::logits`] on a GPU, so that any number of images
@@ -197,10 +257,12 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// `net` (weights loaded) moved to `device`.
+    /// `net` (weights loaded) moved to `device`, in evaluation mode (batch norm uses its
+    /// running statistics, dropout is off), as `model.eval()` before testing in PyTorch.
     pub fn new(net: Sequential, device: Device) -> Result<Predictor> {
         net.to(&device)
             .map_err(runtime(format!("moving the model to {device}")))?;
+        net.eval();
         Ok(Predictor {
             net,
             device,

@@ -9,7 +9,7 @@ use crate::checkpoint::{
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
 use crate::tensorfile::NamedTensor;
-use crate::{ModelName, OptimizerName, TrainArgs};
+use crate::{ModelName, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -42,12 +42,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ck.config.clone()
         }
         None => {
-            let optimizer = args.optimizer.unwrap_or(OptimizerName::Sgd);
+            let model = args.model.unwrap_or(ModelName::Lenet);
+            let (optimizer, default_lr) = model::recipe(model, args.optimizer)?;
             RunConfig {
-                model: args.model.unwrap_or(ModelName::Lenet),
+                model,
                 optimizer,
-                lr: args.lr.unwrap_or(optimizer.default_lr()),
-                batch_size: args.batch_size.unwrap_or(256),
+                lr: args.lr.unwrap_or(default_lr),
+                batch_size: args.batch_size.unwrap_or(model::default_batch_size(model)?),
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
             }
         }
