@@ -58,8 +58,13 @@ checks that its estimate of exactly those instructions equals the formula for P 
 Usage:
   scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C] [--value]
   scripts/mcu-cycles.py --build [plain|dsp] [--profile K]   # builds the int8 lenet-relu firmware
+  scripts/mcu-cycles.py ELF --split REGEX [--layer-macs N,N,...]
 Prints per region: count, instructions and cycles per occurrence; with --macs, cycles per
 multiply-accumulate; with --profile K, the K functions with most cycles inside the regions.
+With --split REGEX, each region is cut into segments: a new segment starts whenever the
+first instruction of a function whose (mangled or plain) symbol matches REGEX executes
+(a layer's entry point), and everything up to the next such entry (the glue after the
+layer included) belongs to it; --layer-macs gives each segment's multiply-accumulates.
 """
 
 import argparse
@@ -330,11 +335,15 @@ def trace(elf, timeout):
     trace.stdout = output.get("stdout", "")
 
 
-def estimate(elf, div, profile, timeout=600):
+def estimate(elf, div, profile, split=None, timeout=600):
     insns = disassemble(elf)
     syms = symbols(elf)
     sym_addrs = [a for a, _ in syms]
     marks = {a: n for a, n in syms if n.startswith("cycles_mark_")}
+    split_re = re.compile(split) if split else None
+    entries = {a: n for a, n in syms if split_re and split_re.search(n)}
+    segment = [None, -1]  # (region, index) the current instruction belongs to
+    segments = defaultdict(lambda: {"fn": "", "count": 0, "insns": 0, "cycles": [0, 0, 0]})
     loop_fn = [a for a, n in syms if "validation_loop" in n]
     # The validation loop's asm: from the `mov` before the backward `bne` target to the `bne`.
     loop_range = None
@@ -373,6 +382,11 @@ def estimate(elf, div, profile, timeout=600):
         r["insns"] += 1
         for j in range(3):
             r["cycles"][j] += c[j]
+        if split_re:
+            sg = segments[(cur, segment[1])]
+            sg["insns"] += 1
+            for j in range(3):
+                sg["cycles"][j] += c[j]
         if profile:
             per_fn[fn_of(ins.addr)] += c[1]
         if loop_range and loop_range[0] <= ins.addr <= loop_range[1]:
@@ -408,8 +422,14 @@ def estimate(elf, div, profile, timeout=600):
             if edge == "begin":
                 cur = kind
                 results[kind]["count"] += 1
+                segment[1] = -1
             elif edge == "end":
                 cur = None
+        if cur is not None and pc in entries:
+            segment[1] += 1
+            sg = segments[(cur, segment[1])]
+            sg["fn"] = entries[pc]
+            sg["count"] += 1
         key = (ptr, pc)
         addrs = tbs.get(key)
         if addrs is None:
@@ -427,7 +447,7 @@ def estimate(elf, div, profile, timeout=600):
         if last is not None:
             pending = (last, prev_insn)
             prev_insn = last
-    return results, per_fn, loop_range, loop_cycles, trace.stdout
+    return results, per_fn, loop_range, loop_cycles, trace.stdout, segments
 
 
 def build(kernels):
@@ -448,6 +468,10 @@ def main():
     ap.add_argument("--macs", type=int, help="multiply-accumulates per inference (default: LeNet's with --build)")
     ap.add_argument("--div", type=int, default=7, help="cycles per SDIV/UDIV (2 to 12; default 7)")
     ap.add_argument("--profile", type=int, default=0, metavar="K", help="show the K costliest functions")
+    ap.add_argument("--split", metavar="REGEX",
+                    help="cut each region into segments at entries of functions matching REGEX")
+    ap.add_argument("--layer-macs", metavar="N,N,...",
+                    help="multiply-accumulates of each --split segment, in order (for cycles/MAC)")
     ap.add_argument("--value", action="store_true",
                     help="print only the estimated cycles per inference (P = 2), for scripts")
     args = ap.parse_args()
@@ -458,7 +482,9 @@ def main():
         elf, macs = args.elf, args.macs
     else:
         ap.error("give an ELF or --build")
-    results, per_fn, loop_range, loop_cycles, stdout = estimate(elf, args.div, args.profile)
+    results, per_fn, loop_range, loop_cycles, stdout, segments = estimate(
+        elf, args.div, args.profile, args.split)
+    layer_macs = [int(v) for v in args.layer_macs.split(",")] if args.layer_macs else []
     if args.value:
         r = results.get("inference")
         if not r or not r["count"]:
@@ -477,6 +503,26 @@ def main():
         if name == "inference" and macs:
             line += f", {c[1] / macs:.2f} cycles/MAC ({c[0] / macs:.2f} .. {c[2] / macs:.2f}) for {macs:,} MACs"
         print(line)
+        if args.split:
+            keys = sorted(k for k in segments if k[0] == name)
+            if len(keys) < 2:
+                keys = []
+            if keys and keys[0][1] == -1:
+                # What ran before the first entry: input mapping and calls, counted once per
+                # region occurrence.
+                segments[keys[0]]["count"] = r["count"]
+                segments[keys[0]]["fn"] = "(before the first entry)"
+            names = demangle([segments[k]["fn"] for k in keys])
+            for k in keys:
+                sg = segments[k]
+                m = max(sg["count"], 1)
+                sc = [v / m for v in sg["cycles"]]
+                line = (f"  segment {k[1]}: {names.get(sg['fn'], sg['fn'])[:60]}: "
+                        f"{sg['insns'] / m:,.0f} instructions, {sc[1]:,.0f} cycles "
+                        f"(P=1: {sc[0]:,.0f}, P=3: {sc[2]:,.0f})")
+                if 0 <= k[1] < len(layer_macs) and layer_macs[k[1]]:
+                    line += f", {sc[1] / layer_macs[k[1]]:.2f} cycles/MAC for {layer_macs[k[1]]:,} MACs"
+                print(line)
     ok = True
     if loop_range:
         n_iter = 1000
