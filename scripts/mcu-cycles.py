@@ -59,6 +59,8 @@ Usage:
   scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C] [--value]
   scripts/mcu-cycles.py --build [plain|dsp] [--profile K]   # builds the int8 lenet-relu firmware
   scripts/mcu-cycles.py ELF --split REGEX [--layer-macs N,N,...]
+  scripts/mcu-cycles.py --build dsp --layers   # LeNet per layer: --split at LenetI8::conv,
+                                               # LenetI8::pool and the linear kernels
 Prints per region: count, instructions and cycles per occurrence; with --macs, cycles per
 multiply-accumulate; with --profile K, the K functions with most cycles inside the regions.
 With --split REGEX, each region is cut into segments: a new segment starts whenever the
@@ -80,6 +82,10 @@ from collections import Counter, defaultdict
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCU = os.path.join(REPO, "crates", "mcu")
 LENET_MACS = 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10  # 416,520
+# Entry points of LeNet's layers in the int8 firmware (crates/mcu/src/lenet.rs): conv1, pool1,
+# conv2, pool2, fc1, fc2 (fc3, inlined into its caller, is counted with fc2).
+LENET_SPLIT = r"LenetI84conv17h|LenetI84pool17h|int8(3dsp)?15qlinear_forward17h"
+LENET_LAYER_MACS = "117600,0,240000,0,48000,10920"
 
 LOADS = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrt", "ldrbt", "ldrht", "ldrex", "ldrexb", "ldrexh"}
 STORES = {"str", "strb", "strh", "strt", "strex", "strexb", "strexh"}
@@ -472,6 +478,8 @@ def main():
                     help="cut each region into segments at entries of functions matching REGEX")
     ap.add_argument("--layer-macs", metavar="N,N,...",
                     help="multiply-accumulates of each --split segment, in order (for cycles/MAC)")
+    ap.add_argument("--layers", action="store_true",
+                    help="LeNet firmware: --split at its layers' entry points, with their MACs")
     ap.add_argument("--value", action="store_true",
                     help="print only the estimated cycles per inference (P = 2), for scripts")
     args = ap.parse_args()
@@ -482,6 +490,9 @@ def main():
         elf, macs = args.elf, args.macs
     else:
         ap.error("give an ELF or --build")
+    if args.layers:
+        args.split = args.split or LENET_SPLIT
+        args.layer_macs = args.layer_macs or LENET_LAYER_MACS
     results, per_fn, loop_range, loop_cycles, stdout, segments = estimate(
         elf, args.div, args.profile, args.split)
     layer_macs = [int(v) for v in args.layer_macs.split(",")] if args.layer_macs else []
