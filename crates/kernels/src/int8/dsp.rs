@@ -478,59 +478,13 @@ fn gather_rows<const KW: usize>(s: &Conv2dShape, xg: &[i8], ys: usize, xs: usize
     }
 }
 
-/// Widens two gathered int8 columns into the interleaved pair layout of [`chunk_2x2`]:
-/// chunk `i` of `cols` becomes `[A(g0[i]), A(g1[i]), B(g0[i]), B(g1[i])]`, where the second
-/// column `g1` is stored in `cols` itself, at words `3 * chunks ..`. Writing chunk `i` (words
-/// `4i .. 4i + 4`) overwrites only second-column words `3 * chunks + j` with `j <= i`
-/// (since `4i + 3 < 3 * chunks + i + 1` whenever `i < chunks`), all read by then, so no
-/// second gather buffer is needed.
+/// Widens the gathered int8 column `patch` (as words) into lane `c` (0 or 1) of the
+/// interleaved column pair `cols` (see [`chunk_2x2`]).
 #[inline(always)]
-fn widen_pair(g0: &[u32], cols: &mut [u32]) {
-    let chunks = g0.len();
-    let cols = &mut cols[..4 * chunks];
-    if chunks == 0 {
-        return;
-    }
-    #[cfg(tinycnn_arm_dsp)]
-    // SAFETY: reads `chunks` words of `g0` and of `cols[3 * chunks..]`, writes the
-    // `4 * chunks` words of `cols`, all in bounds (sliced above); each second-column word is
-    // read before the store that may overwrite it (see above).
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {a}, [{g0}], #4",
-            "ldr {b}, [{g1}], #4",
-            "sxtb16 {t}, {a}",
-            "str {t}, [{c}]",
-            "sxtb16 {t}, {b}",
-            "str {t}, [{c}, #4]",
-            "sxtb16 {t}, {a}, ror #8",
-            "str {t}, [{c}, #8]",
-            "sxtb16 {t}, {b}, ror #8",
-            "str {t}, [{c}], #16",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            n = inout(reg) chunks => _,
-            g0 = inout(reg) g0.as_ptr() => _,
-            g1 = inout(reg) cols.as_ptr().add(3 * chunks) => _,
-            c = inout(reg) cols.as_mut_ptr() => _,
-            a = out(reg) _,
-            b = out(reg) _,
-            t = out(reg) _,
-            options(nostack),
-        );
-    }
-    #[cfg(not(tinycnn_arm_dsp))]
-    {
-        let off = 3 * chunks;
-        for (i, &a) in g0.iter().enumerate() {
-            let b = cols[off + i];
-            let c = &mut cols[4 * i..4 * i + 4];
-            c[0] = sxtb16(a);
-            c[1] = sxtb16(b);
-            c[2] = sxtb16_ror8(a);
-            c[3] = sxtb16_ror8(b);
-        }
+fn widen(patch: &[u32], c: usize, cols: &mut [u32]) {
+    for (&w, chunk) in patch.iter().zip(cols.chunks_exact_mut(4)) {
+        chunk[c] = sxtb16(w);
+        chunk[2 + c] = sxtb16_ror8(w);
     }
 }
 
@@ -967,7 +921,6 @@ pub fn qconv2d_forward(
     let in_plane = s.in_h * s.in_w;
     let pixels = oh * ow;
     let (cols, gather) = workspace[..need].split_at_mut(kp);
-    let chunks = kp / 4;
     // The gather column's tail past the patch stays zero: zero taps in the last chunk.
     as_bytes(gather)[k..].fill(0);
     for n in 0..s.batch {
@@ -978,21 +931,19 @@ pub fn qconv2d_forward(
             let wg = &w[g * cout_g * k..];
             let mut pix = 0;
             while pix < pixels {
-                // Two pixels; a lone last one is paired with zeros and its twin dropped. The
-                // second pixel is gathered into the end of `cols` (see `widen_pair`), its
-                // last word cleared first so the taps past the patch are zero.
+                // Two pixels; a lone last one is paired with zeros and its twin dropped.
                 let pair = pix + 1 < pixels;
                 im2col(s, xg, ow, pix, as_bytes(gather));
-                let second = &mut cols[3 * chunks..];
-                if let Some(last) = second.last_mut() {
-                    *last = 0;
-                }
+                widen(gather, 0, cols);
                 if pair {
-                    im2col(s, xg, ow, pix + 1, as_bytes(second));
+                    im2col(s, xg, ow, pix + 1, as_bytes(gather));
+                    widen(gather, 1, cols);
                 } else {
-                    second.fill(0);
+                    for chunk in cols.chunks_exact_mut(4) {
+                        chunk[1] = 0;
+                        chunk[3] = 0;
+                    }
                 }
-                widen_pair(gather, cols);
                 let planes = &mut yn[g * cout_g * pixels..][..cout_g * pixels];
                 let (bg, rg) = (
                     bias.map(|b| &b[g * cout_g..][..cout_g]),
