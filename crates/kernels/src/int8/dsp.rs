@@ -482,7 +482,35 @@ fn gather_rows<const KW: usize>(s: &Conv2dShape, xg: &[i8], ys: usize, xs: usize
 /// interleaved column pair `cols` (see [`chunk_2x2`]).
 #[inline(always)]
 fn widen(patch: &[u32], c: usize, cols: &mut [u32]) {
-    for (&w, chunk) in patch.iter().zip(cols.chunks_exact_mut(4)) {
+    let n = patch.len().min(cols.len() / 4);
+    if n == 0 || c > 1 {
+        return;
+    }
+    #[cfg(tinycnn_arm_dsp)]
+    // SAFETY: reads `n` words of `patch` and writes words `4 i + c` and `4 i + 2 + c` of
+    // `cols` for i < n, all in bounds (n <= cols.len() / 4, c <= 1).
+    unsafe {
+        let base = cols.as_mut_ptr().add(c);
+        core::arch::asm!(
+            "2:",
+            "ldr {w}, [{p}], #4",
+            "sxtb16 {t}, {w}",
+            "str {t}, [{d}]",
+            "sxtb16 {t}, {w}, ror #8",
+            "str {t}, [{d}, #8]",
+            "add {d}, {d}, #16",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = inout(reg) n => _,
+            p = inout(reg) patch.as_ptr() => _,
+            d = inout(reg) base => _,
+            w = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    for (&w, chunk) in patch[..n].iter().zip(cols.chunks_exact_mut(4)) {
         chunk[c] = sxtb16(w);
         chunk[2 + c] = sxtb16_ror8(w);
     }
