@@ -58,8 +58,15 @@ checks that its estimate of exactly those instructions equals the formula for P 
 Usage:
   scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C] [--value]
   scripts/mcu-cycles.py --build [plain|dsp] [--profile K]   # builds the int8 lenet-relu firmware
+  scripts/mcu-cycles.py ELF --split REGEX [--layer-macs N,N,...]
+  scripts/mcu-cycles.py --build dsp --layers   # LeNet per layer: --split at LenetI8::conv,
+                                               # LenetI8::pool and the linear kernels
 Prints per region: count, instructions and cycles per occurrence; with --macs, cycles per
 multiply-accumulate; with --profile K, the K functions with most cycles inside the regions.
+With --split REGEX, each region is cut into segments: a new segment starts whenever the
+first instruction of a function whose (mangled or plain) symbol matches REGEX executes
+(a layer's entry point), and everything up to the next such entry (the glue after the
+layer included) belongs to it; --layer-macs gives each segment's multiply-accumulates.
 """
 
 import argparse
@@ -75,6 +82,10 @@ from collections import Counter, defaultdict
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCU = os.path.join(REPO, "crates", "mcu")
 LENET_MACS = 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10  # 416,520
+# Entry points of LeNet's layers in the int8 firmware (crates/mcu/src/lenet.rs): conv1, pool1,
+# conv2, pool2, fc1, fc2 (fc3, inlined into its caller, is counted with fc2).
+LENET_SPLIT = r"LenetI84conv17h|LenetI84pool17h|int8(3dsp)?15qlinear_forward17h"
+LENET_LAYER_MACS = "117600,0,240000,0,48000,10920"
 
 LOADS = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrt", "ldrbt", "ldrht", "ldrex", "ldrexb", "ldrexh"}
 STORES = {"str", "strb", "strh", "strt", "strex", "strexb", "strexh"}
@@ -330,11 +341,15 @@ def trace(elf, timeout):
     trace.stdout = output.get("stdout", "")
 
 
-def estimate(elf, div, profile, timeout=600):
+def estimate(elf, div, profile, split=None, timeout=600):
     insns = disassemble(elf)
     syms = symbols(elf)
     sym_addrs = [a for a, _ in syms]
     marks = {a: n for a, n in syms if n.startswith("cycles_mark_")}
+    split_re = re.compile(split) if split else None
+    entries = {a: n for a, n in syms if split_re and split_re.search(n)}
+    segment = [None, -1]  # (region, index) the current instruction belongs to
+    segments = defaultdict(lambda: {"fn": "", "count": 0, "insns": 0, "cycles": [0, 0, 0]})
     loop_fn = [a for a, n in syms if "validation_loop" in n]
     # The validation loop's asm: from the `mov` before the backward `bne` target to the `bne`.
     loop_range = None
@@ -373,6 +388,11 @@ def estimate(elf, div, profile, timeout=600):
         r["insns"] += 1
         for j in range(3):
             r["cycles"][j] += c[j]
+        if split_re:
+            sg = segments[(cur, segment[1])]
+            sg["insns"] += 1
+            for j in range(3):
+                sg["cycles"][j] += c[j]
         if profile:
             per_fn[fn_of(ins.addr)] += c[1]
         if loop_range and loop_range[0] <= ins.addr <= loop_range[1]:
@@ -408,8 +428,14 @@ def estimate(elf, div, profile, timeout=600):
             if edge == "begin":
                 cur = kind
                 results[kind]["count"] += 1
+                segment[1] = -1
             elif edge == "end":
                 cur = None
+        if cur is not None and pc in entries:
+            segment[1] += 1
+            sg = segments[(cur, segment[1])]
+            sg["fn"] = entries[pc]
+            sg["count"] += 1
         key = (ptr, pc)
         addrs = tbs.get(key)
         if addrs is None:
@@ -427,7 +453,7 @@ def estimate(elf, div, profile, timeout=600):
         if last is not None:
             pending = (last, prev_insn)
             prev_insn = last
-    return results, per_fn, loop_range, loop_cycles, trace.stdout
+    return results, per_fn, loop_range, loop_cycles, trace.stdout, segments
 
 
 def build(kernels):
@@ -448,6 +474,12 @@ def main():
     ap.add_argument("--macs", type=int, help="multiply-accumulates per inference (default: LeNet's with --build)")
     ap.add_argument("--div", type=int, default=7, help="cycles per SDIV/UDIV (2 to 12; default 7)")
     ap.add_argument("--profile", type=int, default=0, metavar="K", help="show the K costliest functions")
+    ap.add_argument("--split", metavar="REGEX",
+                    help="cut each region into segments at entries of functions matching REGEX")
+    ap.add_argument("--layer-macs", metavar="N,N,...",
+                    help="multiply-accumulates of each --split segment, in order (for cycles/MAC)")
+    ap.add_argument("--layers", action="store_true",
+                    help="LeNet firmware: --split at its layers' entry points, with their MACs")
     ap.add_argument("--value", action="store_true",
                     help="print only the estimated cycles per inference (P = 2), for scripts")
     args = ap.parse_args()
@@ -458,7 +490,12 @@ def main():
         elf, macs = args.elf, args.macs
     else:
         ap.error("give an ELF or --build")
-    results, per_fn, loop_range, loop_cycles, stdout = estimate(elf, args.div, args.profile)
+    if args.layers:
+        args.split = args.split or LENET_SPLIT
+        args.layer_macs = args.layer_macs or LENET_LAYER_MACS
+    results, per_fn, loop_range, loop_cycles, stdout, segments = estimate(
+        elf, args.div, args.profile, args.split)
+    layer_macs = [int(v) for v in args.layer_macs.split(",")] if args.layer_macs else []
     if args.value:
         r = results.get("inference")
         if not r or not r["count"]:
@@ -477,6 +514,26 @@ def main():
         if name == "inference" and macs:
             line += f", {c[1] / macs:.2f} cycles/MAC ({c[0] / macs:.2f} .. {c[2] / macs:.2f}) for {macs:,} MACs"
         print(line)
+        if args.split:
+            keys = sorted(k for k in segments if k[0] == name)
+            if len(keys) < 2:
+                keys = []
+            if keys and keys[0][1] == -1:
+                # What ran before the first entry: input mapping and calls, counted once per
+                # region occurrence.
+                segments[keys[0]]["count"] = r["count"]
+                segments[keys[0]]["fn"] = "(before the first entry)"
+            names = demangle([segments[k]["fn"] for k in keys])
+            for k in keys:
+                sg = segments[k]
+                m = max(sg["count"], 1)
+                sc = [v / m for v in sg["cycles"]]
+                line = (f"  segment {k[1]}: {names.get(sg['fn'], sg['fn'])[:60]}: "
+                        f"{sg['insns'] / m:,.0f} instructions, {sc[1]:,.0f} cycles "
+                        f"(P=1: {sc[0]:,.0f}, P=3: {sc[2]:,.0f})")
+                if 0 <= k[1] < len(layer_macs) and layer_macs[k[1]]:
+                    line += f", {sc[1] / layer_macs[k[1]]:.2f} cycles/MAC for {layer_macs[k[1]]:,} MACs"
+                print(line)
     ok = True
     if loop_range:
         n_iter = 1000

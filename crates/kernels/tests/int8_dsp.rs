@@ -149,18 +149,45 @@ fn conv_hand_values() {
 }
 
 fn check_conv(s: &Conv2dShape, rng: &mut Rng) -> std::result::Result<(), TestCaseError> {
+    check_conv_with(s, rng, false)
+}
+
+/// Requantizers with scales from 2^-32 to 2^-3 (shifts 62 down to 33): the usual case,
+/// which the DSP convolution runs through its whole-block path when there is a bias.
+fn usual_requants(rng: &mut Rng, n: usize) -> Vec<Requant> {
+    (0..n)
+        .map(|_| {
+            let exp = rng.below(30) as i32 - 32;
+            let mant = 1.0 + rng.below(1 << 20) as f32 / (1 << 20) as f32;
+            let r = Requant::from_scale(mant * (exp as f32).exp2()).unwrap();
+            assert!(r.shift >= 33);
+            r
+        })
+        .collect()
+}
+
+/// [`check_conv`]; with `usual`, always a bias and every shift at least 33.
+fn check_conv_with(
+    s: &Conv2dShape,
+    rng: &mut Rng,
+    usual: bool,
+) -> std::result::Result<(), TestCaseError> {
     let x = full_i8(rng, s.input_len().unwrap());
     let w = full_i8(rng, s.weight_len());
     let oc = s.params.out_channels;
     let b: Vec<i32> = (0..oc)
         .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
         .collect();
-    let bias = if rng.below(4) == 0 {
+    let bias = if !usual && rng.below(4) == 0 {
         None
     } else {
         Some(&b[..])
     };
-    let r = requants(rng, oc);
+    let r = if usual {
+        usual_requants(rng, oc)
+    } else {
+        requants(rng, oc)
+    };
     let range = act_range(rng);
     let n = s.output_len().unwrap();
     let (mut y, mut want, mut plain) = (vec![0i8; n], vec![0i8; n], vec![0i8; n]);
@@ -191,6 +218,7 @@ fn lenet_layers_match_reference_exactly() {
         ];
         for s in cases {
             check_conv(&s, &mut rng).unwrap();
+            check_conv_with(&s, &mut rng, true).unwrap();
         }
         for (inf, outf) in [(400, 120), (120, 84), (84, 10)] {
             check_linear(batch, inf, outf, &mut rng).unwrap();
@@ -257,6 +285,11 @@ proptest! {
     #[test]
     fn proptest_conv_matches_reference(s in conv_case(), seed in any::<u64>()) {
         check_conv(&s, &mut Rng::new(seed))?;
+    }
+
+    #[test]
+    fn proptest_conv_usual_case_matches_reference(s in conv_case(), seed in any::<u64>()) {
+        check_conv_with(&s, &mut Rng::new(seed), true)?;
     }
 
     #[test]

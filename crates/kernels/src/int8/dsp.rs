@@ -482,7 +482,35 @@ fn gather_rows<const KW: usize>(s: &Conv2dShape, xg: &[i8], ys: usize, xs: usize
 /// interleaved column pair `cols` (see [`chunk_2x2`]).
 #[inline(always)]
 fn widen(patch: &[u32], c: usize, cols: &mut [u32]) {
-    for (&w, chunk) in patch.iter().zip(cols.chunks_exact_mut(4)) {
+    let n = patch.len().min(cols.len() / 4);
+    if n == 0 || c > 1 {
+        return;
+    }
+    #[cfg(tinycnn_arm_dsp)]
+    // SAFETY: reads `n` words of `patch` and writes words `4 i + c` and `4 i + 2 + c` of
+    // `cols` for i < n, all in bounds (n <= cols.len() / 4, c <= 1).
+    unsafe {
+        let base = cols.as_mut_ptr().add(c);
+        core::arch::asm!(
+            "2:",
+            "ldr {w}, [{p}], #4",
+            "sxtb16 {t}, {w}",
+            "str {t}, [{d}]",
+            "sxtb16 {t}, {w}, ror #8",
+            "str {t}, [{d}, #8]",
+            "add {d}, {d}, #16",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = inout(reg) n => _,
+            p = inout(reg) patch.as_ptr() => _,
+            d = inout(reg) base => _,
+            w = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    for (&w, chunk) in patch[..n].iter().zip(cols.chunks_exact_mut(4)) {
         chunk[c] = sxtb16(w);
         chunk[2 + c] = sxtb16_ror8(w);
     }
@@ -555,6 +583,346 @@ fn channels_2x2(
     }
 }
 
+/// The last 1 to 4 taps of a row of `k >= 4` taps (`row` starts at the row, holds at least
+/// `k` bytes) as a word with the taps past `k` zeroed, read as the word that ends at the
+/// row's end, shifted down: nothing past the row is read.
+#[inline(always)]
+fn last_word(row: &[i8], k: usize) -> u32 {
+    let w = u32::from_le_bytes([
+        row[k - 4] as u8,
+        row[k - 3] as u8,
+        row[k - 2] as u8,
+        row[k - 1] as u8,
+    ]);
+    let whole = (k - 1) & !3;
+    w >> (8 * (4 - (k - whole)))
+}
+
+/// What the native pair block ([`pair_block_asm`]) reads and advances, in memory so the asm
+/// keeps all registers for the loop. Offsets are fixed (`repr(C)`, 32-bit target).
+#[cfg(tinycnn_arm_dsp)]
+#[repr(C)]
+struct PairBlock {
+    /// First weight row of the pair (advanced by `2 k` per pair).
+    w: *const i8,
+    k: usize,
+    /// Chunks in the loop: all but the last, `(k - 1) / 4`.
+    loop_chunks: usize,
+    cols: *const u32,
+    /// The pair's two biases (advanced by 2 per pair).
+    bias: *const i32,
+    /// The last chunk: the word at `k - 4` shifted right by `tail_shift` bits;
+    /// `tail_off = k - 4 - 4 * loop_chunks` (0 to -3) moves the loop's end pointer there.
+    tail_shift: u32,
+    tail_off: isize,
+    m0: i32,
+    post0: u32,
+    m1: i32,
+    post1: u32,
+    min: i32,
+    max: i32,
+    /// Outputs of the pair's first channel at pixels y0 and y1 (advanced by 2 planes).
+    out0: *mut i8,
+    out1: *mut i8,
+    stride: usize,
+}
+
+/// One channel pair at the pixel pair of `cols`, whole: the `SMLAD` loop over all chunks
+/// but the last, the last chunk from [`last_word`]-style reads, requantization (the
+/// `shift >= 33` form of [`requantize`]: `SMMUL`, shift, round, clamp) and the four stores;
+/// then advances the block to the next pair. The same arithmetic as [`channels_2x2`].
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn pair_block_asm(b: &mut PairBlock) {
+    macro_rules! body {
+        () => {
+            concat!(
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+                "ldrd {c0}, {c1}, [{pc}], #8\n",
+                "sxtb16 {t}, {w0}, ror #8\n",
+                "smlad {a00}, {t}, {c0}, {a00}\n",
+                "smlad {a01}, {t}, {c1}, {a01}\n",
+                "sxtb16 {t}, {w1}, ror #8\n",
+                "smlad {a10}, {t}, {c0}, {a10}\n",
+                "smlad {a11}, {t}, {c1}, {a11}\n",
+            )
+        };
+    }
+    macro_rules! chunk {
+        () => {
+            concat!(
+                "ldr {w1}, [{pw}, {off}]\n",
+                "ldr {w0}, [{pw}], #4\n",
+                body!()
+            )
+        };
+    }
+    macro_rules! requant {
+        ($x:literal, $y:literal, $m:literal, $post:literal) => {
+            concat!(
+                "ldr {w0}, [{t}, #",
+                $m,
+                "]\n",
+                "ldr {w1}, [{t}, #",
+                $post,
+                "]\n",
+                "smmul {",
+                $x,
+                "}, {",
+                $x,
+                "}, {w0}\n",
+                "smmul {",
+                $y,
+                "}, {",
+                $y,
+                "}, {w0}\n",
+                "asr {",
+                $x,
+                "}, {",
+                $x,
+                "}, {w1}\n",
+                "asr {",
+                $y,
+                "}, {",
+                $y,
+                "}, {w1}\n",
+                "add {",
+                $x,
+                "}, {",
+                $x,
+                "}, #1\n",
+                "add {",
+                $y,
+                "}, {",
+                $y,
+                "}, #1\n",
+                "asr {",
+                $x,
+                "}, {",
+                $x,
+                "}, #1\n",
+                "asr {",
+                $y,
+                "}, {",
+                $y,
+                "}, #1\n",
+                "cmp {",
+                $x,
+                "}, {c0}\n",
+                "it lt\n",
+                "movlt {",
+                $x,
+                "}, {c0}\n",
+                "cmp {",
+                $x,
+                "}, {c1}\n",
+                "it gt\n",
+                "movgt {",
+                $x,
+                "}, {c1}\n",
+                "cmp {",
+                $y,
+                "}, {c0}\n",
+                "it lt\n",
+                "movlt {",
+                $y,
+                "}, {c0}\n",
+                "cmp {",
+                $y,
+                "}, {c1}\n",
+                "it gt\n",
+                "movgt {",
+                $y,
+                "}, {c1}\n",
+            )
+        };
+    }
+    // SAFETY: the caller (`channels_fast`) checked that the pair's two rows of k >= 4 bytes,
+    // its two biases, `cols` (4 * ceil(k / 4) words) and both output planes at y0 and y1
+    // are in bounds; the loop reads rows 0 .. 4 * loop_chunks and the last word at
+    // k - 4 .. k of each row, so nothing past a row. r7 is pushed and popped, and the
+    // params pointer is pushed and popped around the loop: sp is restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "ldr {pw}, [{t}, #0]",
+            "ldr {off}, [{t}, #4]",
+            "ldr r7, [{t}, #8]",
+            "ldr {pc}, [{t}, #12]",
+            "ldr {w0}, [{t}, #16]",
+            "ldr {a00}, [{w0}]",
+            "ldr {a10}, [{w0}, #4]",
+            "mov {a01}, {a00}",
+            "mov {a11}, {a10}",
+            "push {{{t}}}",
+            "lsrs r7, r7, #1",
+            "bcc 3f",
+            chunk!(),
+            "3:",
+            "cmp r7, #0",
+            "beq 4f",
+            "2:",
+            chunk!(),
+            chunk!(),
+            "subs r7, r7, #1",
+            "bne 2b",
+            "4:",
+            "ldr {c1}, [sp]",
+            "ldr {t}, [{c1}, #24]",
+            "add {pw}, {pw}, {t}",
+            "ldr {c0}, [{c1}, #20]",
+            "ldr {w1}, [{pw}, {off}]",
+            "ldr {w0}, [{pw}]",
+            "lsr {w0}, {w0}, {c0}",
+            "lsr {w1}, {w1}, {c0}",
+            body!(),
+            "pop {{{t}}}",
+            "ldr {c0}, [{t}, #44]",
+            "ldr {c1}, [{t}, #48]",
+            requant!("a00", "a01", "28", "32"),
+            requant!("a10", "a11", "36", "40"),
+            "ldr {w0}, [{t}, #52]",
+            "ldr {w1}, [{t}, #56]",
+            "ldr {pc}, [{t}, #60]",
+            "strb {a01}, [{w1}]",
+            "strb {a00}, [{w0}]",
+            "strb {a11}, [{w1}, {pc}]",
+            "strb {a10}, [{w0}, {pc}]",
+            "add {w0}, {w0}, {pc}, lsl #1",
+            "add {w1}, {w1}, {pc}, lsl #1",
+            "str {w0}, [{t}, #52]",
+            "str {w1}, [{t}, #56]",
+            "ldr {w0}, [{t}, #0]",
+            "add {w0}, {w0}, {off}, lsl #1",
+            "str {w0}, [{t}, #0]",
+            "ldr {w0}, [{t}, #16]",
+            "add {w0}, {w0}, #8",
+            "str {w0}, [{t}, #16]",
+            "pop {{r7}}",
+            t = inout(reg) b as *mut PairBlock => _,
+            pw = out(reg) _,
+            off = out(reg) _,
+            pc = out(reg) _,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            c0 = out(reg) _,
+            c1 = out(reg) _,
+            a00 = out(reg) _,
+            a01 = out(reg) _,
+            a10 = out(reg) _,
+            a11 = out(reg) _,
+        );
+    }
+}
+
+/// [`channels_2x2`] for the usual case, with the whole per-pair work in one block of
+/// instructions (see [`pair_block_asm`]; plain Rust with the same order elsewhere): rows of
+/// `k >= 4` taps, a bias, every requantization shift at least 33 (checked by the caller).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn channels_fast(
+    wg: &[i8],
+    k: usize,
+    cout_g: usize,
+    cols: &[u32],
+    bias: &[i32],
+    requant: &[Requant],
+    range: ActRange,
+    planes: &mut [i8],
+    pixels: usize,
+    y0: usize,
+    y1: usize,
+) {
+    let kp = (k + 3) & !3;
+    let pairs = cout_g / 2;
+    if k < 4
+        || y0 >= pixels
+        || y1 >= pixels
+        || wg.len() < cout_g * k
+        || cols.len() < kp
+        || bias.len() < cout_g
+        || requant.len() < cout_g
+        || planes.len() < cout_g * pixels
+        || requant[..cout_g].iter().any(|r| r.shift < 33)
+    {
+        channels_2x2(
+            wg,
+            k,
+            cout_g,
+            cols,
+            Some(bias),
+            requant,
+            range,
+            planes,
+            pixels,
+            y0,
+            y1,
+        );
+        return;
+    }
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let loop_chunks = (k - 1) / 4;
+        let mut b = PairBlock {
+            w: wg.as_ptr(),
+            k,
+            loop_chunks,
+            cols: cols.as_ptr(),
+            bias: bias.as_ptr(),
+            tail_shift: 8 * (4 - (k - 4 * loop_chunks)) as u32,
+            tail_off: k as isize - 4 - 4 * loop_chunks as isize,
+            m0: 0,
+            post0: 0,
+            m1: 0,
+            post1: 0,
+            min: range.min as i32,
+            max: range.max as i32,
+            out0: planes[y0..].as_mut_ptr(),
+            out1: planes[y1..].as_mut_ptr(),
+            stride: pixels,
+        };
+        for rq in requant[..2 * pairs].chunks_exact(2) {
+            b.m0 = rq[0].multiplier;
+            b.post0 = rq[0].shift - 33;
+            b.m1 = rq[1].multiplier;
+            b.post1 = rq[1].shift - 33;
+            pair_block_asm(&mut b);
+        }
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    for o in (0..2 * pairs).step_by(2) {
+        let (r0, r1) = (&wg[o * k..][..k], &wg[(o + 1) * k..][..k]);
+        let whole = (k - 1) & !3;
+        let acc = [bias[o], bias[o], bias[o + 1], bias[o + 1]];
+        let mut acc = dot_2x2_whole(&r0[..whole], &r1[..whole], cols, acc);
+        chunk_2x2(
+            last_word(r0, k),
+            last_word(r1, k),
+            &cols[whole..whole + 4],
+            &mut acc,
+        );
+        let [a00, a01, a10, a11] = acc;
+        planes[o * pixels + y1] = requantize(requant[o], a01, range);
+        planes[o * pixels + y0] = requantize(requant[o], a00, range);
+        planes[(o + 1) * pixels + y1] = requantize(requant[o + 1], a11, range);
+        planes[(o + 1) * pixels + y0] = requantize(requant[o + 1], a10, range);
+    }
+    if cout_g % 2 == 1 {
+        // A lone last channel, paired with itself.
+        let o = cout_g - 1;
+        let w0 = &wg[o * k..][..k];
+        let [a00, a01, _, _] = dot_2x2(w0, w0, cols, [bias[o]; 4]);
+        planes[o * pixels + y1] = requantize(requant[o], a01, range);
+        planes[o * pixels + y0] = requantize(requant[o], a00, range);
+    }
+}
+
 /// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
 /// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
 /// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
@@ -610,7 +978,14 @@ pub fn qconv2d_forward(
                     &requant[g * cout_g..][..cout_g],
                 );
                 let y1 = pix + pair as usize;
-                channels_2x2(wg, k, cout_g, cols, bg, rg, range, planes, pixels, pix, y1);
+                match bg {
+                    Some(bg) => {
+                        channels_fast(wg, k, cout_g, cols, bg, rg, range, planes, pixels, pix, y1)
+                    }
+                    None => {
+                        channels_2x2(wg, k, cout_g, cols, bg, rg, range, planes, pixels, pix, y1)
+                    }
+                }
                 pix += 2;
             }
         }
