@@ -36,6 +36,7 @@
 pub mod activation;
 pub mod bias;
 pub mod conv;
+pub mod deploy;
 pub mod error;
 pub mod gemm;
 pub mod int8;
