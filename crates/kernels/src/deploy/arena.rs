@@ -77,7 +77,9 @@ pub fn plan_arena(
     offsets: &mut [usize],
 ) -> Result<usize, DeployError> {
     if sizes.len() != lives.len() || offsets.len() != sizes.len() {
-        return Err(DeployError::plan("one lifetime and one offset per value are needed"));
+        return Err(DeployError::plan(
+            "one lifetime and one offset per value are needed",
+        ));
     }
     if lives.iter().any(|l| l.def > l.last) {
         return Err(DeployError::plan("a value dies before it is written"));
@@ -98,10 +100,11 @@ pub fn plan_arena(
         // Candidates: 0 and the end of every clashing placed value; the lowest that fits.
         let clashes = |u: usize| u != v && offsets[u] != UNPLACED && lives[u].overlaps(&lives[v]);
         let mut best = UNPLACED;
-        let candidates =
-            core::iter::once(0).chain((0..sizes.len()).filter(|&u| clashes(u)).map(|u| {
-                offsets[u].saturating_add(round_up(sizes[u]).unwrap_or(usize::MAX))
-            }));
+        let candidates = core::iter::once(0).chain(
+            (0..sizes.len())
+                .filter(|&u| clashes(u))
+                .map(|u| offsets[u].saturating_add(round_up(sizes[u]).unwrap_or(usize::MAX))),
+        );
         for start in candidates {
             if start >= best {
                 continue;

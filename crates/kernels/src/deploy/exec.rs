@@ -1,7 +1,9 @@
 //! The executor: runs a parsed [`Plan`] in a caller-provided arena and workspace.
 
 use super::format::{Act, DType, OpKind, OpRecord, Precision, ValueRecord};
-use super::{conv_shape, linear_as_conv, pool_shape, read_requant, words_as_bytes, words_as_bytes_mut};
+use super::{
+    conv_shape, linear_as_conv, pool_shape, read_requant, words_as_bytes, words_as_bytes_mut,
+};
 use super::{DeployError, Plan};
 use crate::int8::{self, ActRange, QLinearShape, Requant};
 use crate::{avg_pool2d_forward, conv2d_forward_with, max_pool2d_forward, ConvAlgo};
@@ -56,9 +58,15 @@ impl Input<'_> {
 pub enum Output<'a> {
     F32(&'a [f32]),
     /// int8 values at one scale.
-    I8 { values: &'a [i8], scale: f32 },
+    I8 {
+        values: &'a [i8],
+        scale: f32,
+    },
     /// Raw accumulators of the last linear layer; `acc[o] * scales[o]` is the real logit.
-    I32 { acc: &'a [i32], scales: &'a [f32] },
+    I32 {
+        acc: &'a [i32],
+        scales: &'a [f32],
+    },
 }
 
 fn cast<T>(b: &[u8]) -> Result<&[T], DeployError> {
@@ -241,14 +249,18 @@ fn run_f32(
                 _ => Some(cast(plan.data(op.bias))?),
             };
             let need = crate::conv2d_workspace_len_for(ConvAlgo::Direct, &s);
-            let ws = ws.get_mut(..need).ok_or(DeployError::plan("workspace too small"))?;
+            let ws = ws
+                .get_mut(..need)
+                .ok_or(DeployError::plan("workspace too small"))?;
             conv2d_forward_with(ConvAlgo::Direct, &s, x, w, bias, y, ws)?;
             act_f32(op.act, y);
         }
         OpKind::MaxPool => {
             let s = pool_shape(op, &xv);
             let idx: &mut [u32] = cast_mut(words_as_bytes_mut(workspace))?;
-            let idx = idx.get_mut(..y.len()).ok_or(DeployError::plan("workspace too small"))?;
+            let idx = idx
+                .get_mut(..y.len())
+                .ok_or(DeployError::plan("workspace too small"))?;
             max_pool2d_forward(&s, x, y, idx)?;
         }
         OpKind::AvgPool => avg_pool2d_forward(&pool_shape(op, &xv), x, y)?,
@@ -378,13 +390,11 @@ pub fn qadd(a: &[i8], b: &[i8], ra: Requant, rb: Requant, range: ActRange, y: &m
 pub fn output<'a>(plan: &Plan<'a>, arena: &'a [u32]) -> Result<Output<'a>, DeployError> {
     let v = plan.output_value();
     let (a, b) = range_of(&v);
-    let bytes = words_as_bytes(arena)
-        .get(a..b)
-        .ok_or(DeployError::Buffer {
-            what: "arena",
-            need: plan.arena_words(),
-            have: arena.len(),
-        })?;
+    let bytes = words_as_bytes(arena).get(a..b).ok_or(DeployError::Buffer {
+        what: "arena",
+        need: plan.arena_words(),
+        have: arena.len(),
+    })?;
     Ok(match v.dtype {
         DType::F32 => Output::F32(cast(bytes)?),
         DType::I8 => Output::I8 {

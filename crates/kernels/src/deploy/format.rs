@@ -251,10 +251,13 @@ impl Header {
         if get(b, 8) != VERSION {
             return Err(DeployError::format("unsupported plan version", 8));
         }
-        let precision = Precision::from_code(get(b, 12))
-            .ok_or(DeployError::format("unknown precision", 12))?;
+        let precision =
+            Precision::from_code(get(b, 12)).ok_or(DeployError::format("unknown precision", 12))?;
         if b[48..HEADER_LEN].iter().any(|&v| v != 0) {
-            return Err(DeployError::format("reserved header bytes are not zero", 48));
+            return Err(DeployError::format(
+                "reserved header bytes are not zero",
+                48,
+            ));
         }
         let mut macs = [0u8; 8];
         macs.copy_from_slice(&b[40..48]);
@@ -309,7 +312,10 @@ impl ValueRecord {
     pub fn from_bytes(b: &[u8], at: usize) -> Result<ValueRecord, DeployError> {
         let b = &b[..VALUE_LEN];
         if b[24..].iter().any(|&v| v != 0) {
-            return Err(DeployError::format("reserved value bytes are not zero", at + 24));
+            return Err(DeployError::format(
+                "reserved value bytes are not zero",
+                at + 24,
+            ));
         }
         Ok(ValueRecord {
             dtype: DType::from_code(get(b, 0)).ok_or(DeployError::format("unknown dtype", at))?,

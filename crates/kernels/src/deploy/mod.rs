@@ -276,14 +276,19 @@ impl<'a> Plan<'a> {
     pub fn op(&self, k: usize) -> OpRecord {
         let k = k.min(self.ops() - 1);
         let at = HEADER_LEN + self.values() * VALUE_LEN + k * OP_LEN;
-        OpRecord::from_bytes(&self.bytes[at..], at)
-            .unwrap_or(OpRecord::new(OpKind::Act, 0, k as u32 + 1))
+        OpRecord::from_bytes(&self.bytes[at..], at).unwrap_or(OpRecord::new(
+            OpKind::Act,
+            0,
+            k as u32 + 1,
+        ))
     }
 
     /// The data bytes of `span` (checked by `parse`).
     pub(crate) fn data(&self, span: Span) -> &'a [u8] {
         let start = self.header.data_offset as usize + span.offset as usize;
-        self.bytes.get(start..start + span.len as usize).unwrap_or(&[])
+        self.bytes
+            .get(start..start + span.len as usize)
+            .unwrap_or(&[])
     }
 
     fn check_values(&self) -> Result<(), DeployError> {
@@ -385,8 +390,7 @@ impl<'a> Plan<'a> {
                 !int8 || matches!(op.act, Act::None | Act::Relu | Act::Relu6)
             }
             OpKind::Act => {
-                op.act != Act::None
-                    && (!int8 || matches!(op.act, Act::Relu | Act::Relu6))
+                op.act != Act::None && (!int8 || matches!(op.act, Act::Relu | Act::Relu6))
             }
             OpKind::Lut => int8 && matches!(op.act, Act::Sigmoid | Act::Tanh),
             OpKind::MaxPool | OpKind::AvgPool => op.act == Act::None,
@@ -418,7 +422,8 @@ impl<'a> Plan<'a> {
                     self.check_span(k, op.bias, Some(out * 4), 4, "bias span does not fit")?;
                 }
                 if int8 {
-                    self.check_span(k, op.aux, Some(out * REQUANT_LEN), 4, "requant span does not fit")?;
+                    let aux_len = if is_i32 { out * 4 } else { out * REQUANT_LEN };
+                    self.check_span(k, op.aux, Some(aux_len), 4, "requant span does not fit")?;
                     if is_i32 {
                         for s in self.data(op.aux).chunks_exact(4) {
                             let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
@@ -432,20 +437,7 @@ impl<'a> Plan<'a> {
                 } else if !unused(op.aux) {
                     return bad("f32 conv/linear has aux data");
                 }
-                let macs = (s.output_len()? as u64)
-                    .saturating_mul((s.params.in_per_group() * s.params.kernel.0 * s.params.kernel.1) as u64);
-                let ws = if op.kind == OpKind::Linear {
-                    if int8 {
-                        0
-                    } else {
-                        crate::conv2d_workspace_len_for(crate::ConvAlgo::Direct, &s)
-                    }
-                } else if int8 {
-                    int8::dsp::qconv2d_workspace_len(&s)?
-                } else {
-                    crate::conv2d_workspace_len_for(crate::ConvAlgo::Direct, &s)
-                };
-                Ok((ws, macs))
+                op_cost(self.precision(), &op, &x, &y)
             }
             OpKind::MaxPool | OpKind::AvgPool => {
                 let s = pool_shape(&op, &x);
@@ -460,13 +452,7 @@ impl<'a> Plan<'a> {
                 if !(unused(op.weight) && unused(op.bias) && unused(op.aux)) || op.flags > 1 {
                     return bad("pooling has data or unknown flags");
                 }
-                // f32 max pooling keeps its argmax indices in the workspace.
-                let ws = if !int8 && op.kind == OpKind::MaxPool {
-                    y.elements()
-                } else {
-                    0
-                };
-                Ok((ws, 0))
+                op_cost(self.precision(), &op, &x, &y)
             }
             OpKind::Add | OpKind::Act | OpKind::Lut => {
                 if x.shape != y.shape {
@@ -537,6 +523,40 @@ impl<'a> Plan<'a> {
         }
         Ok(())
     }
+}
+
+/// What op `op` (reading `x`, writing `y`) needs from the executor: workspace words, and
+/// its multiply-accumulates. [`Plan::parse`] checks the header against these; the writer
+/// computes the header from them.
+pub fn op_cost(
+    precision: Precision,
+    op: &OpRecord,
+    x: &ValueRecord,
+    y: &ValueRecord,
+) -> Result<(usize, u64), DeployError> {
+    let int8 = precision == Precision::Int8;
+    Ok(match op.kind {
+        OpKind::Conv | OpKind::Linear => {
+            let s = if op.kind == OpKind::Conv {
+                conv_shape(op, x, y)
+            } else {
+                linear_as_conv(x, y)
+            };
+            s.validate()?;
+            let p = &s.params;
+            let macs = (s.output_len()? as u64)
+                .saturating_mul((p.in_per_group() * p.kernel.0 * p.kernel.1) as u64);
+            let ws = match (op.kind, int8) {
+                (OpKind::Linear, true) => 0,
+                (_, true) => int8::dsp::qconv2d_workspace_len(&s)?,
+                (_, false) => crate::conv2d_workspace_len_for(crate::ConvAlgo::Direct, &s),
+            };
+            (ws, macs)
+        }
+        // f32 max pooling keeps its argmax indices in the workspace.
+        OpKind::MaxPool if !int8 => (y.elements(), 0),
+        _ => (0, 0),
+    })
 }
 
 pub(crate) fn read_requant(e: &[u8]) -> Requant {
