@@ -4,7 +4,8 @@
 //! dimensions), `NN` big-endian `u32` sizes, then the bytes row-major.
 
 use crate::error::{Error, Result};
-use crate::lenet::IMAGE_PIXELS;
+/// Pixels of one 28x28 image.
+pub const IMAGE_PIXELS: usize = 28 * 28;
 
 fn err(what: &'static str) -> Error {
     Error::Format { what, at: 0 }

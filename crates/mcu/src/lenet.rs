@@ -27,8 +27,7 @@ use tinycnn_kernels::{
     relu_forward, sigmoid_forward, Conv2dParams, Conv2dShape, ConvAlgo, Pool2dParams, Pool2dShape,
 };
 
-/// Pixels of one input image.
-pub const IMAGE_PIXELS: usize = 28 * 28;
+pub use crate::idx::IMAGE_PIXELS;
 /// Output classes.
 pub const CLASSES: usize = 10;
 /// Fashion-MNIST class names, by label.
