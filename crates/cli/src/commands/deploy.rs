@@ -1130,6 +1130,25 @@ mod tests {
         }
     }
 
+    /// Writes the fuzz seeds of `fuzz/corpus/deploy_plan` (small f32 and int8 plans of
+    /// every op kind) when `TINYCNN_WRITE_DEPLOY_SEEDS` names a directory.
+    #[test]
+    fn fuzz_seeds() {
+        let Some(dir) = std::env::var_os("TINYCNN_WRITE_DEPLOY_SEEDS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let arch = zoo_of_layers();
+        let (_, params) = network(&arch);
+        let f = lower(&arch, &params, false).unwrap();
+        let fb = build_plan(&f, None, Layout::Planned).unwrap();
+        std::fs::write(dir.join("layers-f32.plan"), fb).unwrap();
+        let ir = lower(&arch, &params, true).unwrap();
+        let q = calibrate(&ir, &images(8, 144)).unwrap();
+        let qb = build_plan(&ir, Some(&q), Layout::Planned).unwrap();
+        std::fs::write(dir.join("layers-int8.plan"), qb).unwrap();
+    }
+
     #[test]
     fn unsupported_layers_are_named() {
         let arch = Architecture {
