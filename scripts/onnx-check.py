@@ -14,12 +14,16 @@ Usage:
 
 For each model:
   1. onnxruntime runs MODEL on X; with an expected output, they must agree.
-  2. tinycnn runs MODEL on X (`onnx_run forward`, when the runner has it) and must agree
+  2. tinycnn runs MODEL on X (`onnx_run forward`: nn::Graph in evaluation mode) and must agree
      with onnxruntime.
   3. tinycnn reads MODEL and writes it back (`onnx_run export`); the export must pass
      onnx.checker.check_model(full_check=True) and onnxruntime must give the same output on
      it as on MODEL.
 "Agree": max |a - b| <= --tol (default 1e-4) over the whole output, same shape.
+With --fixtures, a fixture recording PyTorch's "test_accuracy" (fmnist_dscnn) is also
+evaluated by tinycnn (`onnx_run accuracy`) on the 10 000 Fashion-MNIST test images, which
+must agree within 0.002, when the IDX files are in $FASHION_MNIST_DIR (default
+/usr/share/datasets/fashion-mnist; skipped with a note otherwise).
 
 The runner is the example `crates/tinycnn/examples/onnx_run.rs`, built here with
 `cargo build --release -p tinycnn --example onnx_run` unless $TINYCNN_ONNX_RUN names a
@@ -75,26 +79,29 @@ def compare(what, got, want, tol):
     return ok
 
 
-def check_model(exe, path, x, expected, tol, has_forward):
+def check_model(exe, path, x, expected, tol):
     import onnx
 
     name = os.path.relpath(path, ROOT)
     ok = True
-    reference = ort_run(path, x)
+    try:
+        reference = ort_run(path, x)
+    except Exception as e:  # onnxruntime raises its own error types
+        print(f"FAIL {name}: onnxruntime cannot run it: {e}")
+        return False
     if expected is not None:
         ok &= compare(f"{name}: onnxruntime vs expected", reference, expected, tol)
     with tempfile.TemporaryDirectory() as tmp:
-        if has_forward:
-            xin, yout = os.path.join(tmp, "x.bin"), os.path.join(tmp, "y.bin")
-            x.astype("<f4").tofile(xin)
-            shape = ",".join(str(d) for d in x.shape)
-            r = subprocess.run([exe, "forward", path, xin, shape, yout], capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"FAIL {name}: tinycnn forward: {r.stderr.strip()}")
-                ok = False
-            else:
-                got = read_f32(yout, reference.shape)
-                ok &= compare(f"{name}: tinycnn vs onnxruntime", got, reference, tol)
+        xin, yout = os.path.join(tmp, "x.bin"), os.path.join(tmp, "y.bin")
+        x.astype("<f4").tofile(xin)
+        shape = ",".join(str(d) for d in x.shape)
+        r = subprocess.run([exe, "forward", path, xin, shape, yout], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"FAIL {name}: tinycnn forward: {r.stderr.strip()}")
+            ok = False
+        else:
+            got = read_f32(yout, reference.shape)
+            ok &= compare(f"{name}: tinycnn vs onnxruntime", got, reference, tol)
         out = os.path.join(tmp, "export.onnx")
         r = subprocess.run([exe, "export", path, out], capture_output=True, text=True)
         if r.returncode != 0:
@@ -107,6 +114,29 @@ def check_model(exe, path, x, expected, tol, has_forward):
             return False
         ok &= compare(f"{name}: tinycnn's export in onnxruntime", ort_run(out, x), reference, tol)
     return ok
+
+
+def check_accuracies(exe, fixtures, manifest):
+    """tinycnn's test accuracy vs PyTorch's for fixtures that record one; the failure count."""
+    data = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+    failed = 0
+    for name, e in sorted(manifest.items()):
+        if "test_accuracy" not in e:
+            continue
+        if not os.path.exists(os.path.join(data, "t10k-images-idx3-ubyte.gz")):
+            print(f"note: no Fashion-MNIST in {data}; {name}'s accuracy not checked")
+            continue
+        path = os.path.join(fixtures, e["onnx"])
+        r = subprocess.run([exe, "accuracy", path, data], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"FAIL {name}: tinycnn accuracy: {r.stderr.strip()}")
+            failed += 1
+            continue
+        acc = float(r.stdout.split()[1])
+        ok = abs(acc - e["test_accuracy"]) <= 0.002
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: test accuracy tinycnn {acc:.4f}, PyTorch {e['test_accuracy']:.4f}")
+        failed += 0 if ok else 1
+    return failed
 
 
 def main():
@@ -125,10 +155,6 @@ def main():
 
     ort.set_default_logger_severity(3)
     exe = runner()
-    usage = subprocess.run([exe, "help"], capture_output=True, text=True).stderr
-    has_forward = "forward" in usage
-    if not has_forward:
-        print("note: this tinycnn has no `onnx_run forward`; checking onnxruntime and exports only")
 
     cases = []
     if args.model:
@@ -145,16 +171,17 @@ def main():
             want = os.path.join(args.fixtures, e.get("torch", e["ort"]))
             cases.append((os.path.join(args.fixtures, e["onnx"]), x, want, e["output_shape"]))
     failed = 0
+    accuracy_failed = check_accuracies(exe, args.fixtures, manifest) if args.fixtures else 0
     for path, x, expected, out_shape in cases:
         want = None
         if expected is not None:
             want = read_f32(expected, out_shape) if out_shape else np.fromfile(expected, dtype="<f4")
         if want is not None and out_shape is None:
             want = want.reshape(ort_run(path, x).shape)
-        if not check_model(exe, path, x, want, args.tol, has_forward):
+        if not check_model(exe, path, x, want, args.tol):
             failed += 1
     print(f"{len(cases) - failed} of {len(cases)} models passed")
-    return 1 if failed else 0
+    return 1 if failed or accuracy_failed else 0
 
 
 if __name__ == "__main__":

@@ -142,13 +142,13 @@ pub struct TrainArgs {
     /// Total number of epochs (when resuming: the total, including those already done)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    /// Learning rate [default: 0.9 for sgd, 0.001 for adam]
+    /// Learning rate [default: the model's: 0.9 for sgd (0.1 for dscnn), 0.001 for adam]
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Examples per mini-batch [default: 256]
+    /// Examples per mini-batch [default: the model's: 256 (128 for dscnn)]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Update rule [default: sgd]
+    /// Update rule [default: the model's: sgd for lenet and lenet-relu, adam for dscnn]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerName>,
     /// Seed of the weight initialization and of the per-epoch shuffles [default: 0]

@@ -274,6 +274,100 @@ fn summary_walks_lenet_shapes_like_d2l() {
 }
 
 #[test]
+fn summary_lists_the_leaves_of_nested_dscnn_with_dotted_paths() {
+    let o = run(&["summary", "--model", "dscnn"]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    let shape_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("output shape:"))
+        .collect();
+    // Stem (3 layers), four blocks of six, pooling, flatten, linear.
+    assert_eq!(shape_lines.len(), 3 + 4 * 6 + 3, "{text}");
+    let starts = |i: usize, want: &str| {
+        let words: Vec<&str> = shape_lines[i].split_whitespace().collect();
+        assert_eq!(words[..2].join(" "), want, "{}", shape_lines[i]);
+    };
+    starts(0, "0 Conv2d");
+    starts(1, "1 BatchNorm2d");
+    starts(3, "3.0 Conv2d");
+    starts(26, "6.5 ReLU");
+    starts(29, "9 Linear");
+    assert!(
+        shape_lines[3].contains("output shape: [1, 32, 14, 14]")
+            && shape_lines[3].ends_with("288 params"),
+        "{}",
+        shape_lines[3]
+    );
+    assert!(shape_lines[27].contains("AdaptiveAvgPool2d output shape: [1, 128, 1, 1]"));
+    assert!(text.contains("total params: 49418"), "{text}");
+}
+
+#[test]
+fn dscnn_trains_with_its_own_recipe_and_its_weights_evaluate_the_same() {
+    let dir = temp_dir("train-dscnn");
+    let o = train(&dir, &["--model", "dscnn", "--epochs", "1", "--seed", "5"]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    // No --optimizer / --lr: the zoo's recipe for dscnn.
+    assert!(
+        text.starts_with("dscnn, adam lr 0.001, batch size 64"),
+        "{text}"
+    );
+    let epoch = text
+        .lines()
+        .find(|l| l.starts_with("epoch 1"))
+        .map(parse_epoch_line)
+        .unwrap_or_else(|| panic!("{text}"));
+    // The weight file holds the batch norms' buffers under PyTorch's names.
+    let (names, meta) = header(&dir.join("w.safetensors"));
+    assert_eq!(meta["model"], "dscnn");
+    let keys: Vec<&str> = names.iter().map(|(k, _)| k.as_str()).collect();
+    for k in [
+        "1.running_mean",
+        "1.running_var",
+        "3.4.running_var",
+        "6.4.weight",
+        "9.bias",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    let tracked = names
+        .iter()
+        .find(|(k, _)| k == "1.num_batches_tracked")
+        .unwrap();
+    assert!(tracked.1.is_empty(), "a scalar: {tracked:?}");
+    // eval runs the batch norms in evaluation mode, as training's test pass did.
+    let w = dir.join("w.safetensors");
+    let o = run(&[
+        "eval",
+        "--weights",
+        w.to_str().unwrap(),
+        "--data",
+        data_dir().to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("test acc {:.3}", epoch.3)),
+        "eval should agree with training's test acc {:.3}:\n{text}",
+        epoch.3
+    );
+    // --optimizer sgd without --lr takes dscnn's SGD rate, not LeNet's 0.9.
+    let dir = temp_dir("train-dscnn-sgd");
+    let o = train(
+        &dir,
+        &["--model", "dscnn", "--epochs", "1", "--optimizer", "sgd"],
+    );
+    assert_ok(&o);
+    assert!(
+        stdout(&o).starts_with("dscnn, sgd lr 0.1,"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn train_prints_d2l_lines_and_writes_weights_checkpoint_and_plot() {
     let dir = temp_dir("train");
     let plot = dir.join("curves.svg");

@@ -842,3 +842,46 @@ fn onnx_files_go_wherever_weight_files_go() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue #15's bar: a CNN trained and exported by PyTorch (BatchNorm, ReLU6, depthwise-
+/// separable convolutions, max and global average pooling), never seen by tinycnn, is
+/// evaluated from the `.onnx` file alone with PyTorch's accuracy on the 10k test images.
+#[test]
+fn pytorch_onnx_model_gets_pytorchs_test_accuracy() {
+    let real = Path::new("/usr/share/datasets/fashion-mnist");
+    if !real.join("t10k-images-idx3-ubyte.gz").exists()
+        && !real.join("t10k-images-idx3-ubyte").exists()
+    {
+        eprintln!(
+            "skipped: Fashion-MNIST is not installed in {} (apt-get install dataset-fashion-mnist)",
+            real.display()
+        );
+        return;
+    }
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tinycnn/tests/fixtures/onnx");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("manifest.json")).unwrap())
+            .unwrap();
+    let torch_acc = manifest["fmnist_dscnn"]["test_accuracy"].as_f64().unwrap();
+    let model = fixtures.join("fmnist_dscnn.onnx");
+    let o = run(&[
+        "eval",
+        "--weights",
+        model.to_str().unwrap(),
+        "--data",
+        real.to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let acc: f64 = out
+        .split("test acc ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {out}"));
+    assert!(out.contains("of 10000)"), "{out}");
+    assert!(
+        (acc - torch_acc).abs() <= 0.002,
+        "tinycnn {acc} vs PyTorch {torch_acc}\n{out}"
+    );
+}

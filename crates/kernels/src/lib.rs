@@ -12,6 +12,8 @@
 //! | matrix product | [`sgemm`] | (two more `sgemm` calls) |
 //! | activations | [`relu_forward`], [`relu6_forward`], [`sigmoid_forward`], [`tanh_forward`] | `*_backward` |
 //! | losses | [`softmax_forward`], [`log_softmax_forward`], [`cross_entropy_forward`] | `*_backward` |
+//! | batch norm | [`batch_norm_stats`], [`batch_norm_forward`] | [`batch_norm_backward`] |
+//! | adaptive pooling | [`adaptive_avg_pool2d_forward`] | [`adaptive_avg_pool2d_backward`] |
 //! | bias | [`bias_add`] | [`bias_backward`] |
 //! | optimizers | [`sgd_step`], [`adam_step`] | |
 //!
@@ -40,6 +42,7 @@ pub mod deploy;
 pub mod error;
 pub mod gemm;
 pub mod int8;
+pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reference;
@@ -52,6 +55,7 @@ pub use bias::*;
 pub use conv::*;
 pub use error::{KernelError, Result};
 pub use gemm::*;
+pub use norm::*;
 pub use optim::*;
 pub use pool::*;
 pub use shape::*;

@@ -9,6 +9,10 @@ use crate::activation::check_unary;
 use crate::bias::check_bias;
 use crate::conv::{check_conv2d, check_corr2d};
 use crate::error::{check_len, KernelError, Result};
+use crate::norm::{
+    adaptive_window, check_affine, AdaptivePool2dShape, BatchNormGrads, BatchNormShape,
+    BatchNormStats,
+};
 use crate::optim::{AdamConfig, SgdConfig};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, GemmShape, Pool2dShape, Transpose};
@@ -399,6 +403,8 @@ pub fn relu_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32]) -> Result<()
 }
 
 /// `y = min(max(x, 0), 6)` with NaN and -0.0 kept: PyTorch's `hardtanh(x, 0, 6)`.
+// Spelled out rather than `clamp`, which the fast kernel's tail uses.
+#[allow(clippy::manual_clamp)]
 pub fn relu6(x: &[f32], y: &mut [f32]) -> Result<()> {
     check_unary(x.len(), y.len())?;
     for (o, &v) in y.iter_mut().zip(x) {
@@ -709,6 +715,197 @@ pub fn adam_step(
         v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
         let denom = libm::sqrtf(v[i]) / bc2_sqrt + cfg.eps;
         param[i] -= step_size * m[i] / denom;
+    }
+    Ok(())
+}
+
+// ----- batch norm and adaptive pooling --------------------------------------------------------
+
+/// Element `(n, c, i)` of a `[batch, channels, spatial]` buffer.
+fn bn_at(s: &BatchNormShape, n: usize, c: usize, i: usize) -> usize {
+    (n * s.channels + c) * s.spatial + i
+}
+
+/// Mean and biased variance per channel, by definition, in f64.
+pub fn batch_norm_stats(
+    s: &BatchNormShape,
+    x: &[f32],
+    mean: &mut [f32],
+    var: &mut [f32],
+) -> Result<()> {
+    s.check(x.len())?;
+    check_len("mean", mean.len(), s.channels)?;
+    check_len("var", var.len(), s.channels)?;
+    if s.count() == 0 {
+        return Err(KernelError::Zero {
+            what: "values per channel (batch * spatial)",
+        });
+    }
+    let count = s.count() as f64;
+    for c in 0..s.channels {
+        let values = || (0..s.batch).flat_map(move |n| (0..s.spatial).map(move |i| (n, i)));
+        let m = values()
+            .map(|(n, i)| x[bn_at(s, n, c, i)] as f64)
+            .sum::<f64>()
+            / count;
+        let v = values()
+            .map(|(n, i)| {
+                let d = x[bn_at(s, n, c, i)] as f64 - m;
+                d * d
+            })
+            .sum::<f64>()
+            / count;
+        mean[c] = m as f32;
+        var[c] = v as f32;
+    }
+    Ok(())
+}
+
+/// `y = (x - mean) / sqrt(var + eps) * weight + bias`, as written, in f64.
+pub fn batch_norm_forward(
+    s: &BatchNormShape,
+    x: &[f32],
+    stats: &BatchNormStats<'_>,
+    weight: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<()> {
+    let len = s.check(x.len())?;
+    check_len("y", y.len(), len)?;
+    stats.check(s.channels)?;
+    check_affine(s.channels, weight, bias)?;
+    for n in 0..s.batch {
+        for c in 0..s.channels {
+            let std = libm::sqrt(stats.var[c] as f64 + stats.eps as f64);
+            let w = weight.map_or(1.0, |w| w[c] as f64);
+            let b = bias.map_or(0.0, |b| b[c] as f64);
+            for i in 0..s.spatial {
+                let at = bn_at(s, n, c, i);
+                y[at] = ((x[at] as f64 - stats.mean[c] as f64) / std * w + b) as f32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The batch-norm gradients by the chain rule through `xhat = (x - mean) * invstd`, in f64:
+/// `grad_x = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` when the statistics
+/// are the batch's own (`training`), `w * invstd * dy` otherwise.
+pub fn batch_norm_backward(
+    s: &BatchNormShape,
+    x: &[f32],
+    grad_y: &[f32],
+    stats: &BatchNormStats<'_>,
+    weight: Option<&[f32]>,
+    training: bool,
+    grads: BatchNormGrads<'_>,
+) -> Result<()> {
+    let len = s.check(x.len())?;
+    check_len("grad_y", grad_y.len(), len)?;
+    stats.check(s.channels)?;
+    check_affine(s.channels, weight, None)?;
+    let BatchNormGrads {
+        x: mut gx,
+        weight: mut gw,
+        bias: mut gb,
+    } = grads;
+    if let Some(g) = gx.as_deref() {
+        check_len("grad_x", g.len(), len)?;
+    }
+    if let Some(g) = gw.as_deref() {
+        check_len("grad_weight", g.len(), s.channels)?;
+    }
+    if let Some(g) = gb.as_deref() {
+        check_len("grad_bias", g.len(), s.channels)?;
+    }
+    let count = s.count().max(1) as f64;
+    for c in 0..s.channels {
+        let invstd = 1.0 / libm::sqrt(stats.var[c] as f64 + stats.eps as f64);
+        let w = weight.map_or(1.0, |w| w[c] as f64);
+        let xhat =
+            |n: usize, i: usize| (x[bn_at(s, n, c, i)] as f64 - stats.mean[c] as f64) * invstd;
+        let (mut sum_dy, mut sum_dy_xhat) = (0.0, 0.0);
+        for n in 0..s.batch {
+            for i in 0..s.spatial {
+                let dy = grad_y[bn_at(s, n, c, i)] as f64;
+                sum_dy += dy;
+                sum_dy_xhat += dy * xhat(n, i);
+            }
+        }
+        if let Some(g) = gw.as_deref_mut() {
+            g[c] = sum_dy_xhat as f32;
+        }
+        if let Some(g) = gb.as_deref_mut() {
+            g[c] = sum_dy as f32;
+        }
+        if let Some(g) = gx.as_deref_mut() {
+            for n in 0..s.batch {
+                for i in 0..s.spatial {
+                    let at = bn_at(s, n, c, i);
+                    let dy = grad_y[at] as f64;
+                    let d = if training {
+                        dy - sum_dy / count - xhat(n, i) * sum_dy_xhat / count
+                    } else {
+                        dy
+                    };
+                    g[at] = (w * invstd * d) as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adaptive average pooling: every output the mean of its window, summed in f64.
+pub fn adaptive_avg_pool2d(s: &AdaptivePool2dShape, x: &[f32], y: &mut [f32]) -> Result<()> {
+    s.check(x.len(), y.len())?;
+    for p in 0..s.batch * s.channels {
+        for oi in 0..s.out_h {
+            let (r0, r1) = adaptive_window(oi, s.in_h, s.out_h);
+            for oj in 0..s.out_w {
+                let (c0, c1) = adaptive_window(oj, s.in_w, s.out_w);
+                let mut sum = 0.0f64;
+                for r in r0..r1 {
+                    for c in c0..c1 {
+                        sum += x[(p * s.in_h + r) * s.in_w + c] as f64;
+                    }
+                }
+                y[(p * s.out_h + oi) * s.out_w + oj] =
+                    (sum / ((r1 - r0) * (c1 - c0)) as f64) as f32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gradient of [`adaptive_avg_pool2d`]: each input gets, from every window holding it,
+/// that window's output gradient over the window's size.
+pub fn adaptive_avg_pool2d_backward(
+    s: &AdaptivePool2dShape,
+    grad_y: &[f32],
+    grad_x: &mut [f32],
+) -> Result<()> {
+    s.check(grad_x.len(), grad_y.len())?;
+    for p in 0..s.batch * s.channels {
+        for r in 0..s.in_h {
+            for c in 0..s.in_w {
+                let mut g = 0.0f64;
+                for oi in 0..s.out_h {
+                    let (r0, r1) = adaptive_window(oi, s.in_h, s.out_h);
+                    if !(r0..r1).contains(&r) {
+                        continue;
+                    }
+                    for oj in 0..s.out_w {
+                        let (c0, c1) = adaptive_window(oj, s.in_w, s.out_w);
+                        if (c0..c1).contains(&c) {
+                            g += grad_y[(p * s.out_h + oi) * s.out_w + oj] as f64
+                                / ((r1 - r0) * (c1 - c0)) as f64;
+                        }
+                    }
+                }
+                grad_x[(p * s.in_h + r) * s.in_w + c] = g as f32;
+            }
+        }
     }
     Ok(())
 }

@@ -523,3 +523,79 @@ fn sgemm_gradient_identities() {
     let nb = numeric_grad(&b, |v| dot(&r, &mm(&fwd, &a, v, m * n)));
     assert_grad("sgemm dB", &gb, &nb);
 }
+
+// ---------------------------------------------------------------- batch norm, adaptive pooling
+
+#[test]
+fn batch_norm_gradients() {
+    let s = BatchNormShape::new(3, 2, 5);
+    let mut rng = Rng::new(410);
+    let x = rng.vec(s.len().unwrap(), -2.0, 2.0);
+    let w = rng.vec(2, 0.5, 1.5);
+    let b = rng.vec(2, -1.0, 1.0);
+    let r = rng.vec(x.len(), -1.0, 1.0);
+    let (run_mean, run_var) = ([0.3f32, -0.2], [0.7f32, 1.9]);
+    for training in [true, false] {
+        // The loss as a function of (x, w, b); training recomputes the batch statistics.
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| {
+            let (mut m, mut v) = ([0.0; 2], [0.0; 2]);
+            if training {
+                batch_norm_stats(&s, x, &mut m, &mut v).unwrap();
+            } else {
+                (m, v) = (run_mean, run_var);
+            }
+            let stats = BatchNormStats {
+                mean: &m,
+                var: &v,
+                eps: 1e-5,
+            };
+            let mut y = vec![0.0; x.len()];
+            batch_norm_forward(&s, x, &stats, Some(w), Some(b), &mut y).unwrap();
+            dot(&r, &y)
+        };
+        let (mut m, mut v) = ([0.0; 2], [0.0; 2]);
+        if training {
+            batch_norm_stats(&s, &x, &mut m, &mut v).unwrap();
+        } else {
+            (m, v) = (run_mean, run_var);
+        }
+        let stats = BatchNormStats {
+            mean: &m,
+            var: &v,
+            eps: 1e-5,
+        };
+        let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; 2], vec![0.0; 2]);
+        let grads = BatchNormGrads {
+            x: Some(&mut gx),
+            weight: Some(&mut gw),
+            bias: Some(&mut gb),
+        };
+        batch_norm_backward(&s, &x, &r, &stats, Some(&w), training, grads).unwrap();
+        let what = if training {
+            "batch_norm (training)"
+        } else {
+            "batch_norm (eval)"
+        };
+        assert_grad(what, &gx, &numeric_grad(&x, |xv| loss(xv, &w, &b)));
+        assert_grad(what, &gw, &numeric_grad(&w, |wv| loss(&x, wv, &b)));
+        assert_grad(what, &gb, &numeric_grad(&b, |bv| loss(&x, &w, bv)));
+    }
+}
+
+#[test]
+fn adaptive_avg_pool_gradients() {
+    for out in [(1, 1), (3, 2), (4, 6)] {
+        let s = AdaptivePool2dShape::new(2, 2, (5, 4), out);
+        let mut rng = Rng::new(420);
+        let x = rng.vec(s.input_len().unwrap(), -1.0, 1.0);
+        let r = rng.vec(s.output_len().unwrap(), -1.0, 1.0);
+        let mut gx = vec![0.0; x.len()];
+        adaptive_avg_pool2d_backward(&s, &r, &mut gx).unwrap();
+        let nx = numeric_grad(&x, |v| {
+            let mut y = vec![0.0; r.len()];
+            adaptive_avg_pool2d_forward(&s, v, &mut y).unwrap();
+            dot(&r, &y)
+        });
+        assert_grad(&format!("adaptive_avg_pool2d {out:?}"), &gx, &nx);
+    }
+}

@@ -820,3 +820,80 @@ fn adam_second_step_closed_form() {
     assert!((m[0] as f64 - me).abs() < 1e-6, "m {} vs {me}", m[0]);
     assert!((v[0] as f64 - ve).abs() < 1e-7, "v {} vs {ve}", v[0]);
 }
+
+// ---------------------------------------------------------------- batch norm, adaptive pooling
+
+#[test]
+fn batch_norm_by_hand() {
+    // One channel holding 1, 3 (image 0) and 5, 7 (image 1); a second channel of 2s.
+    let s = BatchNormShape::new(2, 2, 2);
+    let x = [1.0, 3.0, 2.0, 2.0, 5.0, 7.0, 2.0, 2.0];
+    let (mut mean, mut var) = ([0.0; 2], [0.0; 2]);
+    batch_norm_stats(&s, &x, &mut mean, &mut var).unwrap();
+    // Mean 4, biased variance (9 + 1 + 1 + 9) / 4 = 5; the constant channel has variance 0.
+    assert_eq!((mean, var), ([4.0, 2.0], [5.0, 0.0]));
+    let stats = BatchNormStats {
+        mean: &[4.0, 2.0],
+        var: &[4.0, 0.0],
+        eps: 0.0,
+    };
+    let mut y = [f32::NAN; 8];
+    batch_norm_forward(&s, &x, &stats, Some(&[2.0, 1.0]), Some(&[1.0, 0.5]), &mut y).unwrap();
+    // (x - 4) / 2 * 2 + 1 = x - 3; the zero-variance channel: 0 / 0 -> NaN, as PyTorch with eps 0.
+    assert_eq!(y[..2], [-2.0, 0.0]);
+    assert_eq!(y[4..6], [2.0, 4.0]);
+    assert!(y[2].is_nan());
+    // Evaluation: grad_x = dy * w / sqrt(var + eps); grad_bias = sum dy; grad_weight = sum dy * xhat.
+    let stats = BatchNormStats {
+        mean: &[4.0, 2.0],
+        var: &[4.0, 1.0],
+        eps: 0.0,
+    };
+    let (mut gx, mut gw, mut gb) = ([0.0; 8], [0.0; 2], [0.0; 2]);
+    let grads = BatchNormGrads {
+        x: Some(&mut gx),
+        weight: Some(&mut gw),
+        bias: Some(&mut gb),
+    };
+    batch_norm_backward(&s, &x, &[1.0; 8], &stats, Some(&[2.0, 1.0]), false, grads).unwrap();
+    assert_eq!(gx, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(gb, [4.0, 4.0]);
+    // xhat of channel 0: -1.5, -0.5, 0.5, 1.5 -> sum 0.
+    assert_eq!(gw, [0.0, 0.0]);
+    // Training with a constant upstream gradient: the mean's gradient cancels it exactly.
+    let stats = BatchNormStats {
+        mean: &[4.0, 2.0],
+        var: &[5.0, 1.0],
+        eps: 0.0,
+    };
+    let grads = BatchNormGrads {
+        x: Some(&mut gx),
+        ..Default::default()
+    };
+    batch_norm_backward(&s, &x, &[1.0; 8], &stats, None, true, grads).unwrap();
+    assert!(gx.iter().all(|g| g.abs() < 1e-7), "{gx:?}");
+}
+
+#[test]
+fn adaptive_avg_pool_by_hand() {
+    // A 3x3 plane 0..9 pooled to 2x2: windows rows 0..2 / 1..3, columns likewise.
+    let s = AdaptivePool2dShape::new(1, 1, (3, 3), (2, 2));
+    let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
+    let mut y = [0.0; 4];
+    adaptive_avg_pool2d_forward(&s, &x, &mut y).unwrap();
+    assert_eq!(y, [2.0, 3.0, 5.0, 6.0]);
+    let mut gx = [f32::NAN; 9];
+    adaptive_avg_pool2d_backward(&s, &[4.0; 4], &mut gx).unwrap();
+    // The centre is in all four windows, edges in two, corners in one.
+    assert_eq!(gx, [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
+    // Global average pooling.
+    let g = AdaptivePool2dShape::new(2, 1, (3, 3), (1, 1));
+    let x2: Vec<f32> = (0..18).map(|v| v as f32).collect();
+    let mut y2 = [0.0; 2];
+    adaptive_avg_pool2d_forward(&g, &x2, &mut y2).unwrap();
+    assert_eq!(y2, [4.0, 13.0]);
+    let mut gx2 = [f32::NAN; 18];
+    adaptive_avg_pool2d_backward(&g, &[9.0, 18.0], &mut gx2).unwrap();
+    assert_eq!(gx2[..9], [1.0; 9]);
+    assert_eq!(gx2[9..], [2.0; 9]);
+}

@@ -766,3 +766,104 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------- batch norm, adaptive pooling
+
+fn batch_norm_case() -> impl Strategy<Value = (BatchNormShape, u64, bool, bool, bool)> {
+    (
+        1usize..=4,
+        1usize..=5,
+        1usize..=40,
+        any::<u64>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_filter("more than one value per channel", |(n, _, sp, ..)| {
+            n * sp > 1
+        })
+        .prop_map(|(n, c, sp, seed, training, w, b)| {
+            (BatchNormShape::new(n, c, sp), seed, training, w, b)
+        })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn batch_norm_matches_reference(
+        (s, seed, training, with_w, with_b) in batch_norm_case(),
+        sc in scale(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let len = s.len().unwrap();
+        // An offset per run, so the mean is not near zero (the two-pass variance matters).
+        let offset = rng.uniform(-sc, sc);
+        let x: Vec<f32> = rng.vec(len, -sc, sc).iter().map(|v| v + offset).collect();
+        let c = s.channels;
+        let (mut mean, mut var) = (vec![f32::NAN; c], vec![f32::NAN; c]);
+        let (mut mean_ref, mut var_ref) = (vec![0.0; c], vec![0.0; c]);
+        batch_norm_stats(&s, &x, &mut mean, &mut var).unwrap();
+        reference::batch_norm_stats(&s, &x, &mut mean_ref, &mut var_ref).unwrap();
+        assert_close_floor("batch_norm_stats mean", &mean, &mean_ref, TOL, max_abs(&x));
+        assert_close_floor("batch_norm_stats var", &var, &var_ref, TOL, max_abs(&x).powi(2));
+
+        // Training normalizes with the batch's statistics; evaluation with running ones.
+        let (run_mean, run_var) = (rng.vec(c, -1.0, 1.0), rng.vec(c, 0.2, 3.0));
+        let stats = if training {
+            BatchNormStats { mean: &mean_ref, var: &var_ref, eps: 1e-5 }
+        } else {
+            BatchNormStats { mean: &run_mean, var: &run_var, eps: 1e-5 }
+        };
+        let w = rng.vec(c, -2.0, 2.0);
+        let b = rng.vec(c, -1.0, 1.0);
+        let (w, b) = (with_w.then_some(&w[..]), with_b.then_some(&b[..]));
+        let (mut y, mut y_ref) = (vec![f32::NAN; len], vec![0.0; len]);
+        batch_norm_forward(&s, &x, &stats, w, b, &mut y).unwrap();
+        reference::batch_norm_forward(&s, &x, &stats, w, b, &mut y_ref).unwrap();
+        // The normalized values are O(1) times |w| (O(max|x| / sqrt(var)) in evaluation).
+        let floor = max_abs(&y_ref).max(1.0);
+        assert_close_floor("batch_norm_forward", &y, &y_ref, TOL, floor);
+
+        let gy = rng.vec(len, -1.0, 1.0);
+        let (mut gx, mut gw, mut gb) = (vec![f32::NAN; len], vec![f32::NAN; c], vec![f32::NAN; c]);
+        let (mut gx_r, mut gw_r, mut gb_r) = (vec![0.0; len], vec![0.0; c], vec![0.0; c]);
+        let grads = BatchNormGrads { x: Some(&mut gx), weight: Some(&mut gw), bias: Some(&mut gb) };
+        batch_norm_backward(&s, &x, &gy, &stats, w, training, grads).unwrap();
+        let grads = BatchNormGrads { x: Some(&mut gx_r), weight: Some(&mut gw_r), bias: Some(&mut gb_r) };
+        reference::batch_norm_backward(&s, &x, &gy, &stats, w, training, grads).unwrap();
+        let count = s.count() as f32;
+        let invstd_max = stats.var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).fold(0.0f32, f32::max);
+        let w_max = w.map_or(1.0, max_abs);
+        assert_close_floor("batch_norm_backward x", &gx, &gx_r, TOL, w_max * invstd_max * 3.0);
+        assert_close_floor("batch_norm_backward weight", &gw, &gw_r, TOL, count * max_abs(&x) * invstd_max);
+        assert_close_floor("batch_norm_backward bias", &gb, &gb_r, TOL, count);
+        // Only the gradients asked for are written.
+        let mut gb_only = vec![f32::NAN; c];
+        let grads = BatchNormGrads { bias: Some(&mut gb_only), ..Default::default() };
+        batch_norm_backward(&s, &x, &gy, &stats, w, training, grads).unwrap();
+        prop_assert_eq!(gb_only, gb);
+    }
+
+    #[test]
+    fn adaptive_avg_pool_matches_reference(
+        (batch, ch) in (1usize..=2, 1usize..=3),
+        (ih, iw) in (1usize..=12, 1usize..=12),
+        (oh, ow) in (1usize..=7, 1usize..=7),
+        seed in any::<u64>(),
+    ) {
+        let s = AdaptivePool2dShape::new(batch, ch, (ih, iw), (oh, ow));
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(s.input_len().unwrap(), -1.0, 1.0);
+        let ny = s.output_len().unwrap();
+        let (mut y, mut y_ref) = (vec![f32::NAN; ny], vec![0.0; ny]);
+        adaptive_avg_pool2d_forward(&s, &x, &mut y).unwrap();
+        reference::adaptive_avg_pool2d(&s, &x, &mut y_ref).unwrap();
+        assert_close_floor("adaptive_avg_pool2d_forward", &y, &y_ref, TOL, 1.0);
+        let gy = rng.vec(ny, -1.0, 1.0);
+        let (mut gx, mut gx_ref) = (vec![f32::NAN; x.len()], vec![0.0; x.len()]);
+        adaptive_avg_pool2d_backward(&s, &gy, &mut gx).unwrap();
+        reference::adaptive_avg_pool2d_backward(&s, &gy, &mut gx_ref).unwrap();
+        assert_close_floor("adaptive_avg_pool2d_backward", &gx, &gx_ref, TOL, 1.0);
+    }
+}

@@ -47,7 +47,8 @@ pub fn to_bytes(state: &StateDict) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Msg(format!("safetensors: {e}")))
 }
 
-/// Parses safetensors bytes into a state dict (in file order). Every tensor must be F32.
+/// Parses safetensors bytes into a state dict (in file order). Every tensor must be F32,
+/// or I64 (PyTorch's `num_batches_tracked`), which is converted to f32.
 pub fn from_bytes(bytes: &[u8]) -> Result<StateDict> {
     parse(bytes, Path::new("<memory>"))
 }
@@ -64,28 +65,38 @@ fn parse(bytes: &[u8], path: &Path) -> Result<StateDict> {
     items.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
     let mut out = Vec::with_capacity(items.len());
     for (name, view) in items {
-        if view.dtype() != Dtype::F32 {
-            return Err(fmt_err(format!(
-                "tensor `{name}` has dtype {:?}; only F32 is supported",
-                view.dtype()
-            )));
-        }
+        // I64 is read too, for the one integer tensor of PyTorch state dicts: batch norm's
+        // `num_batches_tracked` (a count, exact in f32 up to 2^24), kept here as f32.
+        let width = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::I64 => 8,
+            other => {
+                return Err(fmt_err(format!(
+                    "tensor `{name}` has dtype {other:?}; only F32 (and I64 counters) are supported"
+                )))
+            }
+        };
         let shape = view.shape().to_vec();
         let n = shape
             .iter()
             .try_fold(1usize, |p, &d| p.checked_mul(d))
             .ok_or_else(|| fmt_err(format!("tensor `{name}`: shape {shape:?} overflows")))?;
         let data = view.data();
-        if data.len() != n * 4 {
+        if n.checked_mul(width) != Some(data.len()) {
             return Err(fmt_err(format!(
                 "tensor `{name}`: {} bytes for shape {shape:?}",
                 data.len()
             )));
         }
-        let vals = data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let vals = if width == 4 {
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        } else {
+            data.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect()
+        };
         out.push((name, Tensor::raw(vals, shape)));
     }
     Ok(StateDict::from_entries(out))

@@ -391,6 +391,88 @@ fn emulated_and_cpu_training_agree() {
 }
 
 #[test]
+fn a_batch_norm_network_trains_the_same_on_cpu_and_emulated_device() {
+    // BatchNorm2d, ReLU6, global average pooling and a residual block have no CUDA kernels:
+    // on the device their host rules run. Losses, running statistics and the eval-mode
+    // output must agree with the CPU run.
+    use tinycnn::nn::{AdaptiveAvgPool2d, BatchNorm2d, ReLU6, Residual};
+    tinycnn::cuda::emulate(true);
+    let run = |dev: Device| {
+        tinycnn::manual_seed(12);
+        // Convolutions before a batch norm have no bias: its gradient is zero up to
+        // rounding, which Adam would blow up into full steps of noise.
+        let conv = |i, o, k| Conv2d::with(Conv2dParams::new(i, o, (k, k)), false).unwrap();
+        let net = Sequential::new()
+            .append(conv(1, 4, 3))
+            .append(BatchNorm2d::new(4))
+            .append(ReLU6)
+            .append(Residual::new(
+                Sequential::new()
+                    .append(conv(4, 4, 1))
+                    .append(BatchNorm2d::new(4).momentum(None)),
+            ))
+            .append(AdaptiveAvgPool2d::new(1))
+            .append(Flatten::new())
+            .append(Linear::new(4, 2));
+        net.to(&dev).unwrap();
+        let x = on(&rand(&[6, 1, 6, 6], 16), &[6, 1, 6, 6], dev);
+        let mut opt = Adam::new(net.parameters(), 0.05).unwrap();
+        let losses: Vec<f32> = (0..6)
+            .map(|_| {
+                opt.zero_grad();
+                let loss = net
+                    .forward(&x)
+                    .unwrap()
+                    .cross_entropy(&[0, 1, 1, 0, 1, 0])
+                    .unwrap();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+                loss.item().unwrap()
+            })
+            .collect();
+        net.eval();
+        let y = net.forward(&x).unwrap();
+        assert_eq!(y.device(), dev);
+        let state: Vec<(String, Vec<f32>)> = net
+            .state_dict()
+            .iter()
+            .map(|(k, t)| {
+                assert_eq!(t.device(), dev, "{k}");
+                (k.to_string(), t.to_host().unwrap())
+            })
+            .collect();
+        (losses, y.to_host().unwrap(), state)
+    };
+    let (cpu, cuda) = (run(Device::Cpu), run(Device::Cuda(0)));
+    for (a, b) in cpu.0.iter().zip(&cuda.0) {
+        assert!((a - b).abs() < 1e-4, "losses {:?} vs {:?}", cpu.0, cuda.0);
+    }
+    assert!(cpu.0[5] < cpu.0[0], "the network learns: {:?}", cpu.0);
+    for ((k, a), (_, b)) in cpu.2.iter().zip(&cuda.2) {
+        for (u, v) in a.iter().zip(b) {
+            assert!(
+                (u - v).abs() < 1e-3 * (1.0 + u.abs()),
+                "{k}: {a:?} vs {b:?}"
+            );
+        }
+    }
+    for (a, b) in cpu.1.iter().zip(&cuda.1) {
+        assert!(
+            (a - b).abs() < 1e-3,
+            "eval outputs {:?} vs {:?}",
+            cpu.1,
+            cuda.1
+        );
+    }
+    let tracked = cpu
+        .2
+        .iter()
+        .find(|(k, _)| k == "1.num_batches_tracked")
+        .unwrap();
+    assert_eq!(tracked.1, vec![6.0]);
+}
+
+#[test]
 fn the_cpu_inference_path_refuses_device_tensors() {
     tinycnn::cuda::emulate(true);
     let net = Sequential::new().append(Linear::new(3, 2));

@@ -524,3 +524,24 @@ fn depthwise_separable_block_layout() {
     assert!(depthwise_separable(0, 8, 1).is_err());
     assert!(depthwise_separable(4, 8, 0).is_err());
 }
+
+#[test]
+fn the_lean_inference_path_refuses_the_new_layers() {
+    // `Inference` compiles only the layers it knows; for the others it returns an error and
+    // its callers (the trainer's evaluation, the CLI's eval and predict) keep the autograd
+    // forward, which runs BatchNorm2d in evaluation mode.
+    for (name, layer) in [
+        (
+            "BatchNorm2d",
+            Box::new(BatchNorm2d::new(1)) as Box<dyn Module>,
+        ),
+        ("ReLU6", Box::new(ReLU6)),
+        ("AdaptiveAvgPool2d", Box::new(AdaptiveAvgPool2d::new(1))),
+        ("Dropout", Box::new(Dropout::new(0.5).unwrap())),
+    ] {
+        let mut net = Sequential::new().append(Conv2d::new(1, 1, 3).unwrap());
+        net.push_boxed(layer);
+        let e = tinycnn::Inference::new(&net, &[1, 6, 6]).err();
+        assert!(e.is_some(), "{name} compiled");
+    }
+}

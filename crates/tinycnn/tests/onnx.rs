@@ -555,3 +555,136 @@ fn truncated_and_corrupted_files_are_errors() {
     assert!(onnx::read(b"not a model").is_err());
     assert!(onnx::read(&[]).is_err());
 }
+
+#[test]
+fn trained_fashion_mnist_dscnn_reads_with_its_sequential_names() {
+    let m = load("fmnist_dscnn");
+    assert_eq!(m.architecture.input, [1, 28, 28]);
+    let dw = |p: &str| -> Vec<(String, &'static str)> {
+        [
+            "Conv2d",
+            "BatchNorm2d",
+            "ReLU6",
+            "Conv2d",
+            "BatchNorm2d",
+            "ReLU6",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{p}.{i}"), *t))
+        .collect()
+    };
+    let mut want: Vec<(String, &'static str)> = vec![
+        ("0".into(), "Conv2d"),
+        ("1".into(), "BatchNorm2d"),
+        ("2".into(), "ReLU6"),
+        ("3".into(), "MaxPool2d"),
+    ];
+    want.extend(dw("4"));
+    want.push(("5".into(), "AvgPool2d"));
+    want.extend(dw("6"));
+    // Dropout (9) is gone: PyTorch exports the eval-mode model without it.
+    want.extend([
+        ("7".into(), "AdaptiveAvgPool2d"),
+        ("8".into(), "Flatten"),
+        ("10".into(), "Linear"),
+    ]);
+    let want: Vec<(&str, &'static str)> = want.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    assert_eq!(layers(&m.architecture), chain(&want));
+    assert_eq!(m.architecture.nodes[4].layer, conv(24, 24, 3, 1, 24, false));
+    assert_eq!(m.architecture.nodes[7].layer, conv(24, 48, 1, 0, 1, false));
+    let params: usize = m
+        .tensors
+        .iter()
+        .filter(|(k, _, _)| !k.contains("running") && !k.ends_with("num_batches_tracked"))
+        .map(|(_, _, d)| d.len())
+        .sum();
+    // 24*9 + 48 | 24*9 + 48 + 24*48 + 96 | 48*9 + 96 + 48*64 + 128 | 64*10 + 10
+    assert_eq!(params, 264 + 1512 + 3728 + 650);
+}
+
+// ----- numbers: tinycnn's Graph on the imported models vs onnxruntime and PyTorch --------
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// `m` as a tinycnn network in evaluation mode, its weights loaded.
+fn graph_of(m: &OnnxModel) -> tinycnn::nn::Graph {
+    use tinycnn::nn::{Module, StateDict};
+    let net = tinycnn::nn::Graph::new(&m.architecture).unwrap();
+    let state = StateDict::from_entries(
+        m.tensors
+            .iter()
+            .map(|(k, s, d)| (k.clone(), tinycnn::Tensor::from_vec(d.clone(), s).unwrap()))
+            .collect(),
+    );
+    net.load_state_dict(&state).unwrap();
+    net.eval();
+    net
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0.0,
+            |m: f32, d| if d.is_nan() { f32::NAN } else { m.max(d) },
+        )
+}
+
+#[test]
+fn imported_models_compute_onnxruntimes_outputs_within_1e_4() {
+    use tinycnn::nn::Module;
+    for (name, e) in manifest().as_object().unwrap() {
+        let m = load(name);
+        let shape: Vec<usize> = serde_json::from_value(e["input_shape"].clone()).unwrap();
+        let x = read_f32(&fixtures().join(e["input"].as_str().unwrap()));
+        let want = read_f32(&fixtures().join(e["ort"].as_str().unwrap()));
+        let net = graph_of(&m);
+        let y = tinycnn::no_grad(|| net.forward(&tinycnn::Tensor::from_vec(x, &shape).unwrap()))
+            .unwrap();
+        let out_shape: Vec<usize> = serde_json::from_value(e["output_shape"].clone()).unwrap();
+        assert_eq!(y.shape(), out_shape.as_slice(), "{name}");
+        let diff = max_abs_diff(&y.to_vec(), &want);
+        assert!(
+            diff <= 1e-4,
+            "{name}: tinycnn vs onnxruntime differ by {diff}"
+        );
+        // The export of the imported model computes the same in tinycnn.
+        let again = onnx::read(&onnx::write(&m.architecture, &m.tensors).unwrap()).unwrap();
+        let y2 = tinycnn::no_grad(|| {
+            graph_of(&again).forward(&tinycnn::Tensor::from_vec(
+                read_f32(&fixtures().join(e["input"].as_str().unwrap())),
+                &shape,
+            )?)
+        })
+        .unwrap();
+        assert_eq!(
+            y2.to_vec(),
+            y.to_vec(),
+            "{name}: export changed the numbers"
+        );
+    }
+}
+
+#[test]
+fn trained_dscnn_gives_pytorchs_logits_on_the_first_test_images() {
+    use tinycnn::nn::Module;
+    let e = &manifest()["fmnist_dscnn"];
+    let x = read_f32(&fixtures().join("fmnist_dscnn.input.bin"));
+    let want = read_f32(&fixtures().join("fmnist_dscnn.torch.bin"));
+    let net = graph_of(&load("fmnist_dscnn"));
+    let y =
+        tinycnn::no_grad(|| net.forward(&tinycnn::Tensor::from_vec(x, &[16, 1, 28, 28])?)).unwrap();
+    assert_eq!(y.shape(), &[16, 10]);
+    let diff = max_abs_diff(&y.to_vec(), &want);
+    assert!(diff <= 1e-4, "tinycnn vs PyTorch logits differ by {diff}");
+    assert_eq!(e["test_images"], 16);
+}

@@ -269,6 +269,14 @@ fn malformed_files_are_errors() {
         io::from_bytes(&good).unwrap().get("x").unwrap().to_vec(),
         [0.0, 0.0]
     );
+    // PyTorch's batch-norm counter `num_batches_tracked` is an I64 scalar: read as f32.
+    let counter = file_with_header(
+        r#"{"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}"#,
+        &7i64.to_le_bytes(),
+    );
+    let n = io::from_bytes(&counter).unwrap();
+    let n = n.get("n").unwrap();
+    assert_eq!((n.shape(), n.item().unwrap()), (&[] as &[usize], 7.0));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("short header", vec![1, 2, 3]),
@@ -286,9 +294,16 @@ fn malformed_files_are_errors() {
             ),
         ),
         (
-            "int dtype",
+            "int dtype other than I64",
             file_with_header(
-                r#"{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#,
+                r#"{"x":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+        ),
+        (
+            "I64 shape vs length",
+            file_with_header(
+                r#"{"x":{"dtype":"I64","shape":[2],"data_offsets":[0,8]}}"#,
                 &[0; 8],
             ),
         ),

@@ -5,6 +5,7 @@ use crate::checkpoint::{LoadedWeights, OptimizerState};
 use crate::error::{runtime, Result};
 use crate::tensorfile::NamedTensor;
 use crate::DeviceName;
+use crate::OptimizerName;
 use std::path::Path;
 use tinycnn::nn::arch::Architecture;
 use tinycnn::nn::{Graph, Module, Sequential, StateDict};
@@ -142,15 +143,43 @@ pub fn device(name: DeviceName) -> Result<Device> {
 }
 
 /// A freshly initialized network: global generator seeded with `seed`, default layer init,
-/// then for a zoo model d2l's Xavier init (a model from a file keeps PyTorch's default
-/// init). The same seed gives the same weights on every machine.
+/// then for a zoo model its own init (d2l's Xavier init for the LeNets, none for dscnn); a
+/// model from a file keeps PyTorch's default init. The same seed gives the same weights on
+/// every machine.
 pub fn init_net(model: &ModelSpec, seed: u64) -> Result<Box<dyn Module>> {
     tinycnn::manual_seed(seed);
     let net = model.build()?;
-    if let Some(seq) = net.as_ref().downcast_ref::<Sequential>() {
-        tinycnn_models::init_weights(seq).map_err(runtime("d2l's init_weights"))?;
+    if let (Some(zoo), Some(seq)) = (model.zoo, net.as_ref().downcast_ref::<Sequential>()) {
+        zoo.init(seq).map_err(runtime("the model's weight init"))?;
     }
     Ok(net)
+}
+
+/// Examples per mini-batch when `--batch-size` is not given: the zoo model's default, else
+/// d2l's 256.
+pub fn default_batch_size(model: &ModelSpec) -> usize {
+    model.zoo.map_or(256, |m| m.default_batch_size())
+}
+
+/// The update rule (`--optimizer`, else the zoo model's default, else SGD) and the learning
+/// rate used when `--lr` is not given (the zoo model's default for that rule, else the
+/// rule's own default).
+pub fn recipe(model: &ModelSpec, optimizer: Option<OptimizerName>) -> (OptimizerName, f32) {
+    use tinycnn_models::OptimizerKind;
+    let Some(zoo) = model.zoo else {
+        let name = optimizer.unwrap_or(OptimizerName::Sgd);
+        return (name, name.default_lr());
+    };
+    let kind = match optimizer {
+        Some(OptimizerName::Sgd) => OptimizerKind::Sgd,
+        Some(OptimizerName::Adam) => OptimizerKind::Adam,
+        None => zoo.default_optimizer(),
+    };
+    let name = match kind {
+        OptimizerKind::Sgd => OptimizerName::Sgd,
+        OptimizerKind::Adam => OptimizerName::Adam,
+    };
+    (name, zoo.default_lr(kind))
 }
 
 /// A state dict as the CLI's named tensors (downloaded from the device it is on).
@@ -323,8 +352,12 @@ pub struct Predictor {
 impl Predictor {
     /// `net` (weights loaded) moved to `device`.
     pub fn new(net: Box<dyn Module>, device: Device) -> Result<Predictor> {
+        // Evaluation mode, as PyTorch users call `net.eval()` before inference: BatchNorm
+        // uses its running statistics and Dropout passes its input through.
+        net.eval();
         net.to(&device)
             .map_err(runtime(format!("moving the model to {device}")))?;
+        net.eval();
         Ok(Predictor {
             net,
             device,

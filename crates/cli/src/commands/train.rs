@@ -10,7 +10,7 @@ use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
 use crate::recipe::{self, Recipe, Schedule};
 use crate::tensorfile::NamedTensor;
-use crate::{ModelRef, OptimizerName, TrainArgs};
+use crate::{ModelRef, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -78,12 +78,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     spec
                 }
             };
-            let optimizer = args.optimizer.unwrap_or(OptimizerName::Sgd);
+            let (optimizer, default_lr) = model::recipe(&model, args.optimizer);
+            let batch_size = args.batch_size.unwrap_or(model::default_batch_size(&model));
             RunConfig {
                 model,
                 optimizer,
-                lr: args.lr.unwrap_or(optimizer.default_lr()),
-                batch_size: args.batch_size.unwrap_or(256),
+                lr: args.lr.unwrap_or(default_lr),
+                batch_size,
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
                 dataset: args.dataset.or(file_dataset).unwrap_or_default(),
                 recipe: Recipe::from_args(&args, optimizer)?,

@@ -1319,7 +1319,8 @@ fn assemble(pending: Vec<Pending>, input: Vec<usize>, out: usize) -> Result<Onnx
         nodes.push(Node::new(name, p.layer, inputs));
     }
     let architecture = Architecture { input, nodes };
-    architecture.validate()?;
+    // What nn::Graph checks before building: an imported model is one it can run.
+    architecture.node_shapes(1)?;
     Ok(OnnxModel {
         architecture,
         tensors,

@@ -1,21 +1,13 @@
-//! Batch normalization, adaptive average pooling and dropout.
+//! Batch normalization (kernels `batch_norm_stats` / `_forward` / `_backward`) and dropout.
+//!
+//! Neither has a CUDA kernel: on a CUDA device the host rule runs (inputs downloaded, the
+//! result uploaded by `Tensor::from_op`), and the running statistics stay on their device.
 
+use super::{cpu_backward, par_batch};
+use crate::autograd::Backward;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-
-/// The dims a batch norm reduces over: every dim but the channels (dim 1).
-fn stat_dims(rank: usize) -> Vec<isize> {
-    std::iter::once(0)
-        .chain(2..rank as isize)
-        .collect::<Vec<isize>>()
-}
-
-/// `[C]` viewed as `[1, C, 1, ...]` to broadcast against an input of `rank` dims.
-fn per_channel(t: &Tensor, rank: usize) -> Result<Tensor> {
-    let mut shape = vec![1usize; rank];
-    shape[1] = t.numel();
-    t.reshape(shape)
-}
+use tinycnn_kernels as k;
 
 impl Tensor {
     /// Batch normalization over dim 1 of `[N, C, ...]` (`F.batch_norm(x, running_mean,
@@ -76,7 +68,9 @@ impl Tensor {
             ));
         }
         let use_batch_stats = training || running_mean.is_none();
-        let count = self.numel() / channels.max(1);
+        let spatial = self.shape()[2..].iter().product::<usize>();
+        let shape = k::BatchNormShape::new(self.shape()[0], channels, spatial);
+        let count = shape.count();
         if use_batch_stats && count <= 1 {
             return Err(Error::bad_shape(
                 OP,
@@ -84,83 +78,68 @@ impl Tensor {
                 format!("expected more than 1 value per channel when training, got {count}"),
             ));
         }
-        let normalized = if use_batch_stats {
-            let dims = stat_dims(rank);
-            let mean = self.mean(&dims, true)?;
-            let centered = self.sub(&mean)?;
-            let var = centered.mul(&centered)?.mean(&dims, true)?;
-            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
-                if training {
-                    crate::no_grad(|| -> Result<()> {
-                        let batch_mean = mean.detach().reshape([channels])?;
-                        let unbiased = var
-                            .detach()
-                            .reshape([channels])?
-                            .mul_scalar(count as f32 / (count - 1) as f32);
-                        rm.copy_(
-                            &rm.mul_scalar(1.0 - momentum)
-                                .add(&batch_mean.mul_scalar(momentum))?,
-                        )?;
-                        rv.copy_(
-                            &rv.mul_scalar(1.0 - momentum)
-                                .add(&unbiased.mul_scalar(momentum))?,
-                        )
-                    })?;
-                }
-            }
-            centered.div(&var.add_scalar(eps).sqrt())?
+        if count == 0 || channels == 0 {
+            return Err(Error::bad_shape(OP, self.shape(), "has no elements"));
+        }
+        let x = self.data();
+        let (mean, var) = if use_batch_stats {
+            let (mut mean, mut var) = (vec![0.0; channels], vec![0.0; channels]);
+            k::batch_norm_stats(&shape, &x, &mut mean, &mut var).map_err(Error::kernel(OP))?;
+            (mean, var)
         } else {
-            let (rm, rv) = (
-                running_mean.expect("checked above"),
-                running_var.expect("checked above"),
-            );
-            self.sub(&per_channel(rm, rank)?)?
-                .div(&per_channel(rv, rank)?.add_scalar(eps).sqrt())?
+            let rm = running_mean.expect("checked above").data().to_vec();
+            (rm, running_var.expect("checked above").data().to_vec())
         };
-        let scaled = match weight {
-            Some(w) => normalized.mul(&per_channel(w, rank)?)?,
-            None => normalized,
+        let (w, b) = (weight.map(|t| t.data()), bias.map(|t| t.data()));
+        let stats = k::BatchNormStats {
+            mean: &mean,
+            var: &var,
+            eps,
         };
-        match bias {
-            Some(b) => scaled.add(&per_channel(b, rank)?),
-            None => Ok(scaled),
+        let per_image = channels * spatial;
+        let y = par_batch(shape.batch, &x, per_image, per_image, |nb, xc, yc| {
+            k::batch_norm_forward(
+                &shape.with_batch(nb),
+                xc,
+                &stats,
+                w.as_deref(),
+                b.as_deref(),
+                yc,
+            )
+        })
+        .map_err(Error::kernel(OP))?;
+        if let (true, Some(rm), Some(rv)) = (training, running_mean, running_var) {
+            // PyTorch's update: the batch mean, and the unbiased batch variance.
+            let unbias = count as f32 / (count - 1) as f32;
+            let blend = |old: &Tensor, new: &[f32], scale: f32| -> Result<()> {
+                let old_v = old.data();
+                let v: Vec<f32> = old_v
+                    .iter()
+                    .zip(new)
+                    .map(|(&o, &n)| (1.0 - momentum) * o + momentum * (n * scale))
+                    .collect();
+                crate::no_grad(|| old.copy_(&Tensor::raw(v, vec![channels])))
+            };
+            blend(rm, &mean, 1.0)?;
+            blend(rv, &var, unbias)?;
         }
-    }
-
-    /// Average pooling of `[N, C, H, W]` (or `[C, H, W]`) to an `out` = `(oh, ow)` grid
-    /// (`F.adaptive_avg_pool2d`): output cell `(i, j)` averages input rows
-    /// `floor(i * H / oh) .. ceil((i + 1) * H / oh)` and the columns likewise, so windows
-    /// may overlap when the sizes do not divide. `(1, 1)` is global average pooling.
-    pub fn adaptive_avg_pool2d(&self, out: (usize, usize)) -> Result<Tensor> {
-        const OP: &str = "adaptive_avg_pool2d";
-        if self.rank() == 3 {
-            return self.unsqueeze(0)?.adaptive_avg_pool2d(out)?.squeeze(0);
-        }
-        if self.rank() != 4 {
-            return Err(Error::bad_shape(OP, self.shape(), "expects [N, C, H, W]"));
-        }
-        let (h, w) = (self.shape()[2], self.shape()[3]);
-        if out.0 == 0 || out.1 == 0 || h == 0 || w == 0 {
-            return Err(Error::invalid(
-                OP,
-                format!("output size {out:?} and input size ({h}, {w}) must be non-zero"),
-            ));
-        }
-        if out == (1, 1) {
-            return self.mean(&[2, 3], true);
-        }
-        let mut rows = Vec::with_capacity(out.0);
-        for i in 0..out.0 {
-            let (r0, r1) = (i * h / out.0, ((i + 1) * h).div_ceil(out.0));
-            let band = self.narrow(2, r0, r1 - r0)?;
-            let mut cells = Vec::with_capacity(out.1);
-            for j in 0..out.1 {
-                let (c0, c1) = (j * w / out.1, ((j + 1) * w).div_ceil(out.1));
-                cells.push(band.narrow(3, c0, c1 - c0)?.mean(&[2, 3], true)?);
-            }
-            rows.push(Tensor::cat(&cells, 3)?);
-        }
-        Tensor::cat(&rows, 2)
+        let mut inputs = vec![self.clone()];
+        inputs.extend(weight.cloned());
+        inputs.extend(bias.cloned());
+        Ok(Tensor::from_op(
+            y,
+            self.shape().to_vec(),
+            BatchNormBackward {
+                inputs,
+                has_weight: weight.is_some(),
+                has_bias: bias.is_some(),
+                shape,
+                mean,
+                var,
+                eps,
+                batch_stats: use_batch_stats,
+            },
+        ))
     }
 
     /// Dropout (`F.dropout(x, p, training)`): in training each element is zeroed with
@@ -188,5 +167,74 @@ impl Tensor {
         });
         let mask = Tensor::from_vec(mask, self.shape())?.to(&self.device())?;
         self.mul(&mask)
+    }
+}
+
+/// The gradients of [`Tensor::batch_norm`] for the input, the weight and the bias (those
+/// given), from the statistics the forward normalized with.
+pub(crate) struct BatchNormBackward {
+    /// `[x, weight?, bias?]`.
+    inputs: Vec<Tensor>,
+    has_weight: bool,
+    has_bias: bool,
+    shape: k::BatchNormShape,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    eps: f32,
+    /// The statistics were the batch's own, so the gradient flows through them too.
+    batch_stats: bool,
+}
+
+impl Backward for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "NativeBatchNormBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        self.inputs.iter().collect()
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, want| {
+            let c = self.shape.channels;
+            let weight_at = self.has_weight.then_some(1);
+            let bias_at = self.has_bias.then_some(1 + usize::from(self.has_weight));
+            let x = self.inputs[0].data();
+            let w = weight_at.map(|i| self.inputs[i].data());
+            let mut gx = want(0).then(|| vec![0.0; x.len()]);
+            let mut gw = weight_at.filter(|&i| want(i)).map(|_| vec![0.0; c]);
+            let mut gb = bias_at.filter(|&i| want(i)).map(|_| vec![0.0; c]);
+            let stats = k::BatchNormStats {
+                mean: &self.mean,
+                var: &self.var,
+                eps: self.eps,
+            };
+            let grads = k::BatchNormGrads {
+                x: gx.as_deref_mut(),
+                weight: gw.as_deref_mut(),
+                bias: gb.as_deref_mut(),
+            };
+            k::batch_norm_backward(
+                &self.shape,
+                &x,
+                g,
+                &stats,
+                w.as_deref(),
+                self.batch_stats,
+                grads,
+            )
+            .map_err(Error::kernel("batch_norm backward"))?;
+            let mut out = vec![gx];
+            if self.has_weight {
+                out.push(gw);
+            }
+            if self.has_bias {
+                out.push(gb);
+            }
+            Ok(out)
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Max and average pooling on the kernel crate, batch-parallel, with their backward rules.
+//! Max, average and adaptive average pooling on the kernel crate, batch-parallel, with
+//! their backward rules.
 
 use super::{cpu_backward, par_batch};
 use crate::autograd::Backward;
@@ -108,6 +109,80 @@ impl Tensor {
                 shape,
             },
         ))
+    }
+}
+
+impl Tensor {
+    /// Average pooling of `[N, C, H, W]` (or `[C, H, W]`) to an `out` = `(oh, ow)` grid
+    /// (`F.adaptive_avg_pool2d`; kernel `adaptive_avg_pool2d_forward`): output cell `(i, j)`
+    /// averages input rows `floor(i * H / oh) .. ceil((i + 1) * H / oh)` and the columns
+    /// likewise, so windows overlap when the sizes do not divide. `(1, 1)` is global average
+    /// pooling. No CUDA kernel: on a CUDA device the host rule runs.
+    ///
+    /// ```
+    /// let x = tinycnn::Tensor::from_vec((0..9).map(|v| v as f32).collect(), &[1, 1, 3, 3]).unwrap();
+    /// assert_eq!(x.adaptive_avg_pool2d((2, 2)).unwrap().to_vec(), vec![2.0, 3.0, 5.0, 6.0]);
+    /// assert_eq!(x.adaptive_avg_pool2d((1, 1)).unwrap().to_vec(), vec![4.0]);
+    /// ```
+    pub fn adaptive_avg_pool2d(&self, out: (usize, usize)) -> Result<Tensor> {
+        const OP: &str = "adaptive_avg_pool2d";
+        if self.rank() == 3 {
+            return self.unsqueeze(0)?.adaptive_avg_pool2d(out)?.squeeze(0);
+        }
+        if self.rank() != 4 {
+            return Err(Error::bad_shape(OP, self.shape(), "expects [N, C, H, W]"));
+        }
+        let d = self.shape();
+        let shape = k::AdaptivePool2dShape::new(d[0], d[1], (d[2], d[3]), out);
+        shape.validate().map_err(Error::kernel(OP))?;
+        let out_shape = vec![d[0], d[1], out.0, out.1];
+        let y = par_batch(
+            shape.batch,
+            &self.data(),
+            d[1] * d[2] * d[3],
+            d[1] * out.0 * out.1,
+            |nb, xc, yc| k::adaptive_avg_pool2d_forward(&shape.with_batch(nb), xc, yc),
+        )
+        .map_err(Error::kernel(OP))?;
+        Ok(Tensor::from_op(
+            y,
+            out_shape,
+            AdaptiveAvgPool2dBackward {
+                x: self.clone(),
+                shape,
+            },
+        ))
+    }
+}
+
+pub(crate) struct AdaptiveAvgPool2dBackward {
+    x: Tensor,
+    shape: k::AdaptivePool2dShape,
+}
+
+impl Backward for AdaptiveAvgPool2dBackward {
+    fn name(&self) -> &'static str {
+        "AdaptiveAvgPool2DBackward0"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(
+        &self,
+        _out: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        cpu_backward(self, grad, needs, |g, _os, _want| {
+            let s = &self.shape;
+            let per_in = s.channels * s.in_h * s.in_w;
+            let per_out = s.channels * s.out_h * s.out_w;
+            let gx = par_batch(s.batch, g, per_out, per_in, |nb, gc, xc| {
+                k::adaptive_avg_pool2d_backward(&s.with_batch(nb), gc, xc)
+            })
+            .map_err(Error::kernel("adaptive_avg_pool2d backward"))?;
+            Ok(vec![Some(gx)])
+        })
     }
 }
 
