@@ -393,7 +393,7 @@ struct Blob(Vec<u8>);
 
 impl Blob {
     fn push(&mut self, bytes: &[u8]) -> Span {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
         let span = Span {

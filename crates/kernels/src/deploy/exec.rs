@@ -153,13 +153,8 @@ fn act_f32(act: Act, y: &mut [f32]) {
                 *v = 0.0
             }
         }),
-        Act::Relu6 => y.iter_mut().for_each(|v| {
-            if *v < 0.0 {
-                *v = 0.0
-            } else if *v > 6.0 {
-                *v = 6.0
-            }
-        }),
+        // `clamp` returns NaN for NaN.
+        Act::Relu6 => y.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
         Act::Sigmoid => y
             .iter_mut()
             .for_each(|v| *v = 1.0 / (1.0 + libm::expf(-*v))),

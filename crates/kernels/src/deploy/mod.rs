@@ -170,11 +170,11 @@ impl<'a> Plan<'a> {
     /// value overwritten while it is still to be read) and the workspace and MAC counts.
     pub fn parse(bytes: &'a [u8]) -> Result<Plan<'a>, DeployError> {
         let header = Header::from_bytes(bytes)?;
-        if bytes.as_ptr() as usize % 4 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(DeployError::format("plan bytes are not 4-byte aligned", 0));
         }
         let (nv, no) = (header.values as usize, header.ops as usize);
-        if nv < 2 || nv > MAX_VALUES || no + 1 != nv {
+        if !(2..=MAX_VALUES).contains(&nv) || no + 1 != nv {
             return Err(DeployError::format(
                 "value count must be op count + 1, at least 2 and at most MAX_VALUES",
                 16,
@@ -341,7 +341,7 @@ impl<'a> Plan<'a> {
         what: &'static str,
     ) -> Result<(), DeployError> {
         let end = span.offset as u64 + span.len as u64;
-        if end > self.header.data_len as u64 || span.offset as usize % align != 0 {
+        if end > self.header.data_len as u64 || !(span.offset as usize).is_multiple_of(align) {
             return Err(DeployError::op(k, what));
         }
         if len.is_some_and(|l| l != span.len as usize) {

@@ -253,7 +253,7 @@ proptest! {
         let peak = peak_live_bytes(&sizes, &lives).unwrap();
         prop_assert!(arena >= peak);
         for v in 0..sizes.len() {
-            prop_assert!(off[v] % ALIGN == 0 && off[v] + sizes[v] <= arena);
+            prop_assert!(off[v].is_multiple_of(ALIGN) && off[v] + sizes[v] <= arena);
             for u in v + 1..sizes.len() {
                 if lives[u].overlaps(&lives[v]) {
                     prop_assert!(off[u] + sizes[u] <= off[v] || off[v] + sizes[v] <= off[u]);
