@@ -205,5 +205,10 @@ fn firmware_in_qemu_matches_host() {
     check("firmware", "lenet-relu-f32");
     check("firmware,selftest", "lenet-relu-int8");
     check("firmware", "lenet-f32");
+    // PyTorch's DS-CNN (crates/tinycnn/tests/fixtures/onnx/fmnist_dscnn.onnx), BatchNorm
+    // folded, depthwise convolutions, global pooling.
+    check("firmware,selftest", "dscnn-int8");
+    // Last: scripts/mcu-test.sh estimates the cycles of the firmware built last (LeNet's
+    // 416,520 MACs).
     check("firmware,selftest", "lenet-int8");
 }
