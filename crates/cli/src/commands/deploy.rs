@@ -1149,6 +1149,41 @@ mod tests {
         std::fs::write(dir.join("layers-int8.plan"), qb).unwrap();
     }
 
+    /// The zoo's DS-CNN (BatchNorm after every convolution, stride-2 depthwise convolutions,
+    /// global pooling), with its initial weights: f32 like the runtime, int8 exact.
+    #[test]
+    fn zoo_dscnn_deploys() {
+        let spec = super::super::model::ModelSpec::zoo(tinycnn_models::Model::Dscnn).unwrap();
+        let net = spec.build().unwrap();
+        net.eval();
+        let params = super::super::model::params(net.as_ref()).unwrap();
+        let ir = lower(&spec.arch, &params, false).unwrap();
+        assert!(ir
+            .ops
+            .iter()
+            .all(|o| !o.name.contains('.') || o.name.contains('+')));
+        let bytes = build_plan(&ir, None, Layout::Planned).unwrap();
+        let al = AlignedPlan::new(&bytes);
+        let x = images(4, 784);
+        let got = run_all(&al.plan().unwrap(), &x, Int8Kernels::Plain).unwrap();
+        let _guard = tinycnn::no_grad_guard();
+        let want = net
+            .forward(&Tensor::from_vec(x.clone(), &[4, 1, 28, 28]).unwrap())
+            .unwrap()
+            .to_vec();
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let qir = lower(&spec.arch, &params, true).unwrap();
+        let q = calibrate(&qir, &x).unwrap();
+        let qb = build_plan(&qir, Some(&q), Layout::Planned).unwrap();
+        let qa = AlignedPlan::new(&qb);
+        let plan = qa.plan().unwrap();
+        let reference = run_all(&plan, &x, Int8Kernels::Reference).unwrap();
+        assert_eq!(run_all(&plan, &x, Int8Kernels::Dsp).unwrap(), reference);
+        assert_eq!(run_all(&plan, &x, Int8Kernels::Plain).unwrap(), reference);
+    }
+
     #[test]
     fn unsupported_layers_are_named() {
         let arch = Architecture {
