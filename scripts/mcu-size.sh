@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the four firmwares (f32/int8 x lenet-relu/lenet), and the two int8 ones with the
-# plain kernels (feature `plain`), and prints, for each, the ELF section sizes (llvm-size)
+# Builds the firmware once per committed deployment (crates/mcu/deployments/*, written by
+# `tinycnn deploy`; TINYCNN_DEPLOY selects it), and the int8 ones once more with the plain
+# kernels (feature `plain`), and prints, for each, the ELF section sizes (llvm-size)
 # and the instructions per inference measured in QEMU with `-icount shift=0` (see
 # crates/mcu/README.md for how ticks become instructions). Then one line per firmware:
 #   firmware MODEL PRECISION flash_bytes=N ram_bytes=N cycles_est=N macs=N
@@ -14,11 +15,17 @@ target=thumbv7em-none-eabihf
 dir=${MCU_FIRMWARE_TARGET_DIR:-$PWD/target/firmware}
 size_tool=$(command -v llvm-size || command -v arm-none-eabi-size || true)
 [ -n "$size_tool" ] || { echo "mcu-size: need llvm-size or arm-none-eabi-size" >&2; exit 1; }
-printf '%-28s %8s %8s %8s %8s %8s %10s %10s %12s\n' features vectors .text .rodata .data .bss flash_KiB stack_B insns/image
-macs=416520  # LeNet: 6*28*28*25 + 16*10*10*150 + 400*120 + 120*84 + 84*10
+printf '%-36s %8s %8s %8s %8s %8s %10s %10s %12s\n' deployment,features vectors .text .rodata .data .bss flash_KiB stack_B insns/image
 lines=()
-for features in firmware firmware,int8 firmware,sigmoid firmware,int8,sigmoid firmware,int8,plain firmware,int8,sigmoid,plain; do
-    env -u CARGO_TARGET_DIR cargo build -q --release --target $target --features $features --target-dir "$dir"
+builds=()
+for d in deployments/*/; do
+    d=$(basename "$d")
+    builds+=("$d:firmware")
+    [[ $d == *int8* ]] && builds+=("$d:firmware,plain")
+done
+for build in "${builds[@]}"; do
+    deployment=${build%%:*}; features=${build#*:}
+    TINYCNN_DEPLOY=deployments/$deployment env -u CARGO_TARGET_DIR cargo build -q --release --target $target --features $features --target-dir "$dir"
     elf=$dir/$target/release/lenet-firmware
     sec() { "$size_tool" -A "$elf" | awk -v s="$1" '$1 == s { print $2 }'; }
     vt=$(sec .vector_table); text=$(sec .text); ro=$(sec .rodata); data=$(sec .data); bss=$(sec .bss)
@@ -29,10 +36,12 @@ for features in firmware firmware,int8 firmware,sigmoid firmware,int8,sigmoid fi
                  END { printf "%.0f", t * ci / ct }' <<<"$out")
     stack=$(awk '/^stack_bytes/ { print $2 }' <<<"$out")
     flash=$(( vt + text + ro + data ))
-    printf '%-28s %8s %8s %8s %8s %8s %10.1f %10s %12s\n' "$features" "$vt" "$text" "$ro" "$data" "$bss" \
+    printf '%-36s %8s %8s %8s %8s %8s %10.1f %10s %12s\n' "$deployment,$features" "$vt" "$text" "$ro" "$data" "$bss" \
         "$(awk -v f="$flash" 'BEGIN { print f / 1024 }')" "$stack" "$insns"
-    model=lenet-relu; [[ $features == *sigmoid* ]] && model=lenet
-    precision=f32; [[ $features == *int8* ]] && precision=int8; [[ $features == *plain* ]] && precision=int8-plain
+    model=${deployment%-*}
+    precision=$(awk '/^model/ { print $3 }' <<<"$out")
+    [[ $features == *plain* ]] && precision=$precision-plain
+    macs=$(awk '/^model/ { for (i = 1; i <= NF; i++) if ($i == "macs") print $(i + 1) }' <<<"$out")
     cycles=n/a
     if [ -z "${MCU_SIZE_NO_CYCLES:-}" ]; then
         cycles=$(python3 ../../scripts/mcu-cycles.py "$elf" --value)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Tests of the LeNet firmware (crates/mcu): installs what they need, then runs the host
-# tests (safetensors parser, f32/int8 inference vs reference loops, int8 accuracy on all
-# 10,000 Fashion-MNIST test images) and the QEMU test (firmware built for
-# thumbv7em-none-eabihf, run on an emulated STM32F405, compared with the host). Last, the
+# Tests of the firmware (crates/mcu): installs what they need, then runs the host tests
+# (safetensors parser, LeNet f32/int8 library vs reference loops, the committed deployments'
+# int8 vs f32 accuracy on all 10,000 Fashion-MNIST test images) and the QEMU test (the one
+# firmware built for thumbv7em-none-eabihf once per committed deployment, run on an emulated
+# STM32F405, compared with the host executor). Last, the
 # Cortex-M4 cycle estimate (scripts/mcu-cycles.py) of the int8 firmware the QEMU test built
 # last, which fails if the estimator does not reproduce the TRM's count of its validation
 # loop (about 20 s).

@@ -42,6 +42,8 @@ enum Command {
     Summary(SummaryArgs),
     /// Re-save a weight file, a checkpoint or an ONNX model as a weight file or as ONNX.
     Export(ExportArgs),
+    /// Compile a model into a static plan for a microcontroller (f32 or int8) and measure it.
+    Deploy(DeployArgs),
 }
 
 /// What `--model` names: a model of the zoo (`tinycnn_models::Model`) or a file that
@@ -308,6 +310,37 @@ pub struct ExportArgs {
     pub model: Option<ModelRef>,
 }
 
+/// Arguments of `tinycnn deploy`.
+#[derive(Args, Debug, Clone)]
+#[command(group = clap::ArgGroup::new("precision").required(true).args(["int8", "f32"]))]
+pub struct DeployArgs {
+    /// Weight file, checkpoint or .onnx model
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Network: a zoo name or a model file whose architecture the weights must fit
+    /// [default: the one the file records, else lenet]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub model: Option<ModelRef>,
+    /// int8 weights (per output channel) and activations (per tensor), i32 accumulators
+    #[arg(long)]
+    pub int8: bool,
+    /// f32 weights and activations
+    #[arg(long)]
+    pub f32: bool,
+    /// Training images whose activation ranges set the int8 scales
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub calibration: usize,
+    /// Directory to write: plan.bin (the plan with its weights) and summary.txt
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Data set directory (see `train --help`): calibration and test images
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Data set [default: the one named in the file, else fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetName>,
+}
+
 fn run(cli: Cli) -> error::Result<()> {
     match cli.command {
         Command::Train(a) => commands::train::run(a),
@@ -315,6 +348,7 @@ fn run(cli: Cli) -> error::Result<()> {
         Command::Predict(a) => commands::predict(a),
         Command::Summary(a) => commands::summary(a),
         Command::Export(a) => commands::export(a),
+        Command::Deploy(a) => commands::deploy::run(a),
     }
 }
 

@@ -54,7 +54,9 @@ pub const QMAX: i32 = 127;
 /// assert_eq!((half.apply(7), half.apply(-7), half.apply(6)), (4, -3, 3));
 /// assert_eq!(Requant::from_scale(0.1).unwrap().apply(1000), 100);
 /// ```
+/// `repr(C)`: deployment plans store it as two little-endian words and read it in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Requant {
     /// The factor's mantissa, in `[2^30, 2^31)`.
     pub multiplier: i32,

@@ -17,6 +17,10 @@
 //! | bias | [`bias_add`] | [`bias_backward`] |
 //! | optimizers | [`sgd_step`], [`adam_step`] | |
 //!
+//! [`deploy`] holds the deployment plan format (a whole network as bytes, read in place and
+//! checked field by field) and its allocation-free executor, shared by `tinycnn deploy`, the
+//! host tests and the firmware.
+//!
 //! The [`reference`] module holds the naive loop of each kernel: it defines what the fast
 //! kernel means, and the tests compare the two. The fast kernels are written once over the
 //! lane-generic [`simd`] layer (AVX-512, AVX2+FMA, SSE2, NEON or scalar, picked at run time).
@@ -38,6 +42,7 @@
 pub mod activation;
 pub mod bias;
 pub mod conv;
+pub mod deploy;
 pub mod error;
 pub mod gemm;
 pub mod int8;

@@ -4,7 +4,10 @@
 //! dimensions), `NN` big-endian `u32` sizes, then the bytes row-major.
 
 use crate::error::{Error, Result};
-use crate::lenet::IMAGE_PIXELS;
+/// Pixels of one 28x28 image.
+pub const IMAGE_PIXELS: usize = 28 * 28;
+/// Classes of (Fashion-)MNIST labels.
+pub const CLASSES: usize = 10;
 
 fn err(what: &'static str) -> Error {
     Error::Format { what, at: 0 }
@@ -53,7 +56,7 @@ pub fn images(bytes: &[u8]) -> Result<&[[u8; IMAGE_PIXELS]]> {
 /// Labels of an `idx1-ubyte` file (each checked to be below 10), borrowed.
 pub fn labels(bytes: &[u8]) -> Result<&[u8]> {
     let (_, data) = parse::<1>(bytes)?;
-    if data.iter().any(|&l| l as usize >= crate::lenet::CLASSES) {
+    if data.iter().any(|&l| l as usize >= CLASSES) {
         return Err(err("IDX label outside 0..10"));
     }
     Ok(data)

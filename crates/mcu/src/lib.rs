@@ -6,28 +6,24 @@
 //! * [`safetensors`]: a zero-copy reader of `.safetensors` blobs (header JSON parsed into
 //!   `heapless` tables; every dtype, shape and offset checked, so a malformed blob is an
 //!   error, never UB);
-//! * [`lenet`]: d2l's two LeNets (`lenet`: sigmoid + average pooling, `lenet-relu`: ReLU +
-//!   max pooling) in f32 and in int8 (per-channel int8 weights, per-tensor int8 activations,
-//!   i32 accumulators), computed with `tinycnn-kernels`, all buffers fixed-size;
 //! * [`idx`]: the (Fashion-)MNIST IDX format, read in place;
 //! * `host` (feature `std`): the post-training quantizer, a safetensors writer and the
 //!   random-weights generator used by the host tool `mcu-host` and the tests.
 //!
 //! The firmware (`src/main.rs`, feature `firmware`, target `thumbv7em-none-eabihf`) embeds
-//! one weights file and a few test images, classifies them and prints the predictions over
+//! one deployment plan (`tinycnn deploy`, selected by `TINYCNN_DEPLOY`) and a few test
+//! images, runs them with `tinycnn_kernels::deploy` and prints the predictions over
 //! semihosting.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod error;
 pub mod idx;
-pub mod lenet;
 pub mod safetensors;
 
 #[cfg(feature = "std")]
 pub mod host;
 
 pub use error::{Error, Result};
-pub use lenet::{F32Scratch, I8Scratch, LenetF32, LenetI8, Variant};
 pub use safetensors::Safetensors;
 
 /// A byte blob aligned to 16 bytes, so `include_bytes!` data can be viewed as `f32`s.

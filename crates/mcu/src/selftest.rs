@@ -145,3 +145,73 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// The firmware's self-test of an int8 plan: [`kernels`] with the real instructions (in the
+/// inference arena and workspace, so it costs no RAM of its own), then the whole plan on the
+/// first embedded image with the DSP, plain and reference kernels: identical outputs.
+pub fn run(
+    out: &mut cortex_m_semihosting::hio::HostStream,
+    plan: &tinycnn_kernels::deploy::Plan<'_>,
+    arena: &mut [u32],
+    ws: &mut [u32],
+) -> Result<(), tinycnn_mcu::Error> {
+    use tinycnn_kernels::deploy::{self, words_as_bytes, words_as_bytes_mut, Input, Int8Kernels};
+    let fail = |out: &mut _, what: &'static str| {
+        super::put(out, &["selftest FAILED: ", what, "\n"]);
+        Err(tinycnn_mcu::Error::Value {
+            name: "selftest",
+            what,
+        })
+    };
+    {
+        let bytes = words_as_bytes_mut(arena);
+        // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
+        let buf = unsafe { &mut *(bytes as *mut [u8] as *mut [i8]) };
+        if buf.len() < 4096 {
+            super::put(out, &["selftest skipped: arena below 4096 bytes\n"]);
+        } else if let Err(kernel) = kernels(buf, ws) {
+            return fail(
+                out,
+                if kernel == "conv" {
+                    "dsp conv differs from the reference"
+                } else {
+                    "dsp linear differs from the reference"
+                },
+            );
+        }
+    }
+    let images = tinycnn_mcu::idx::images(super::IMAGES)?;
+    let input = Input::U8 {
+        pixels: &images[0],
+        divisor: 255.0,
+    };
+    let o = plan.output_value();
+    let (a, b) = (o.offset as usize, o.offset as usize + o.bytes());
+    let mut first = [0u8; 64];
+    if b - a > first.len() {
+        return fail(out, "output too large to compare");
+    }
+    for (i, k) in [Int8Kernels::Dsp, Int8Kernels::Plain, Int8Kernels::Reference]
+        .into_iter()
+        .enumerate()
+    {
+        if deploy::run(plan, input, arena, ws, k).is_err() {
+            return fail(out, "the executor refused the plan");
+        }
+        let got = &words_as_bytes(arena)[a..b];
+        if i == 0 {
+            first[..b - a].copy_from_slice(got);
+        } else if got != &first[..b - a] {
+            return fail(
+                out,
+                "network outputs differ between dsp, plain and reference kernels",
+            );
+        }
+    }
+    super::put(out, &["selftest dsp conv "]);
+    super::put_u32(out, CASES);
+    super::put(out, &[" linear "]);
+    super::put_u32(out, CASES);
+    super::put(out, &[" network 1 ok\n"]);
+    Ok(())
+}

@@ -1,9 +1,11 @@
-//! Builds the firmware for thumbv7em-none-eabihf, runs it in QEMU (`netduinoplus2`, an
-//! STM32F405 Cortex-M4F) and compares its output with the host's run of the same no_std
-//! inference code on the same weights and images: int8 logits must be identical (integer
-//! arithmetic), f32 logits equal to rounding, and every predicted class the same. The int8
-//! firmwares run the SMLAD kernels (the host the plain ones) and their `selftest` feature,
-//! which checks the SMLAD kernels against the naive twins with the real instructions.
+//! Builds the firmware for thumbv7em-none-eabihf once per committed deployment
+//! (`deployments/*`, written by `tinycnn deploy`; `TINYCNN_DEPLOY` selects it), runs it in
+//! QEMU (`netduinoplus2`, an STM32F405 Cortex-M4F) and compares its output with the host's
+//! run of the same executor (`tinycnn_kernels::deploy`) on the same plan and images: int8
+//! logits must be identical (integer arithmetic), f32 logits within 1e-4, and every
+//! predicted class the same. The int8 firmwares run the SMLAD kernels (the host the plain
+//! ones) and their `selftest` feature, which checks the SMLAD kernels against the naive
+//! twins with the real instructions and the whole plan with all three kernel sets.
 //!
 //! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` Rust target; `scripts/mcu-test.sh`
 //! installs both. Set `MCU_FIRMWARE_TARGET_DIR` to choose where the firmware is built
@@ -13,13 +15,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tinycnn_mcu::host::{aligned_copy, prediction_line, Logits};
-use tinycnn_mcu::{idx, F32Scratch, I8Scratch, LenetF32, LenetI8, Safetensors, Variant};
+use tinycnn_kernels::deploy::{self, Input, Int8Kernels, Output, Plan};
+use tinycnn_mcu::idx;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const TARGET: &str = "thumbv7em-none-eabihf";
 
-fn build(features: &str) -> PathBuf {
+fn build(features: &str, deployment: &str) -> PathBuf {
     let target_dir = std::env::var_os("MCU_FIRMWARE_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(MANIFEST_DIR).join("target/firmware"));
@@ -38,6 +40,7 @@ fn build(features: &str) -> PathBuf {
         .arg(&target_dir)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
+        .env("TINYCNN_DEPLOY", format!("deployments/{deployment}"))
         .status()
         .expect("running cargo to build the firmware");
     assert!(
@@ -80,34 +83,54 @@ fn run_qemu(elf: &Path) -> (bool, String) {
 }
 
 /// What the host computes for the firmware's embedded images, in the firmware's format.
-fn host_lines(weights: &str, variant: Variant, int8: bool) -> Vec<String> {
-    let bytes = std::fs::read(Path::new(MANIFEST_DIR).join("weights").join(weights)).unwrap();
-    let al = aligned_copy(&bytes);
-    let st = Safetensors::parse(al.bytes()).unwrap();
+fn host_lines(deployment: &str) -> (Vec<String>, bool) {
+    let path = Path::new(MANIFEST_DIR)
+        .join("deployments")
+        .join(deployment)
+        .join("plan.bin");
+    let bytes = std::fs::read(path).unwrap();
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    deploy::words_as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let plan = Plan::parse(&deploy::words_as_bytes(&words)[..bytes.len()]).unwrap();
     let ib = std::fs::read(Path::new(MANIFEST_DIR).join("data/test-images.idx3")).unwrap();
     let lb = std::fs::read(Path::new(MANIFEST_DIR).join("data/test-labels.idx1")).unwrap();
     let (images, labels) = (idx::images(&ib).unwrap(), idx::labels(&lb).unwrap());
+    let mut arena = vec![0u32; plan.arena_words()];
+    let mut ws = vec![0u32; plan.workspace_words()];
+    let classes = plan.output_value().elements();
     let mut lines = Vec::new();
-    if int8 {
-        let m = LenetI8::from_safetensors(&st, variant).unwrap();
-        let mut s = Box::new(I8Scratch::new());
-        for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
-            let acc = m.logits_i32(img, &mut s).unwrap();
-            let f32 = m.logits(img, &mut s).unwrap();
-            lines.push(prediction_line(i, l, &Logits::I8 { acc, f32 }));
+    let mut int8 = false;
+    for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
+        let input = Input::U8 {
+            pixels: img,
+            divisor: 255.0,
+        };
+        deploy::run(&plan, input, &mut arena, &mut ws, Int8Kernels::Plain).unwrap();
+        let mut logits = vec![0.0f32; classes];
+        deploy::logits(&plan, &arena, &mut logits).unwrap();
+        let mut best = 0;
+        for (j, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = j;
+            }
         }
-    } else {
-        let m = LenetF32::from_safetensors(&st, variant).unwrap();
-        let mut s = Box::new(F32Scratch::new());
-        for (i, (img, &l)) in images.iter().zip(labels).enumerate() {
-            lines.push(prediction_line(
-                i,
-                l,
-                &Logits::F32(m.logits(img, &mut s).unwrap()),
-            ));
-        }
+        let words: Vec<String> = match deploy::output(&plan, &arena).unwrap() {
+            Output::F32(v) => v.iter().map(|x| format!("{:08x}", x.to_bits())).collect(),
+            Output::I8 { values, .. } => {
+                int8 = true;
+                values.iter().map(|x| x.to_string()).collect()
+            }
+            Output::I32 { acc, .. } => {
+                int8 = true;
+                acc.iter().map(|x| x.to_string()).collect()
+            }
+        };
+        lines.push(format!(
+            "image {i} label {l} predicted {best} logits {}",
+            words.join(",")
+        ));
     }
-    lines
+    (lines, int8)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -120,16 +143,17 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
     panic!("no `{key}` in `{line}`")
 }
 
-fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
-    let elf = build(features);
+fn check(features: &str, deployment: &str) {
+    let elf = build(features, deployment);
     let (ok, out) = run_qemu(&elf);
-    eprintln!("--- firmware ({features}) ---\n{out}");
-    assert!(ok, "firmware ({features}) exited with failure:\n{out}");
-    let kind = if int8 { "int8 dsp" } else { "f32" };
+    eprintln!("--- firmware ({features}, {deployment}) ---\n{out}");
     assert!(
-        out.contains(&format!("model {} {kind}", variant.name())),
-        "{out}"
+        ok,
+        "firmware ({features}, {deployment}) exited with failure:\n{out}"
     );
+    let (host, int8) = host_lines(deployment);
+    let kind = if int8 { "int8 dsp" } else { "f32" };
+    assert!(out.contains(&format!("model {deployment} {kind}")), "{out}");
     if int8 {
         // The on-board agreement check of the SMLAD kernels (feature `selftest`).
         assert!(
@@ -144,7 +168,6 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
     // QEMU has no DWT cycle counter; the firmware must say so rather than print 0.
     assert!(loop_line.ends_with("cycles n/a in QEMU"), "{loop_line}");
     let device: Vec<&str> = out.lines().filter(|l| l.starts_with("image ")).collect();
-    let host = host_lines(weights, variant, int8);
     assert_eq!(device.len(), host.len(), "image count differs:\n{out}");
     assert!(
         out.contains(&format!("done {} images", host.len())),
@@ -179,28 +202,13 @@ fn check(features: &str, weights: &str, variant: Variant, int8: bool) {
 
 #[test]
 fn firmware_in_qemu_matches_host() {
-    check(
-        "firmware",
-        "lenet-relu-f32.safetensors",
-        Variant::Relu,
-        false,
-    );
-    check(
-        "firmware,int8,selftest",
-        "lenet-relu-int8.safetensors",
-        Variant::Relu,
-        true,
-    );
-    check(
-        "firmware,sigmoid",
-        "lenet-f32.safetensors",
-        Variant::Sigmoid,
-        false,
-    );
-    check(
-        "firmware,int8,sigmoid,selftest",
-        "lenet-int8.safetensors",
-        Variant::Sigmoid,
-        true,
-    );
+    check("firmware", "lenet-relu-f32");
+    check("firmware,selftest", "lenet-relu-int8");
+    check("firmware", "lenet-f32");
+    // PyTorch's DS-CNN (crates/tinycnn/tests/fixtures/onnx/fmnist_dscnn.onnx), BatchNorm
+    // folded, depthwise convolutions, global pooling.
+    check("firmware,selftest", "dscnn-int8");
+    // Last: scripts/mcu-test.sh estimates the cycles of the firmware built last (LeNet's
+    // 416,520 MACs).
+    check("firmware,selftest", "lenet-int8");
 }

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod deploy;
 pub mod model;
 pub mod onnx_io;
 pub mod train;

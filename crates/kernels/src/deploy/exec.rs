@@ -1,0 +1,431 @@
+//! The executor: runs a parsed [`Plan`] in a caller-provided arena and workspace.
+
+use super::format::{Act, DType, OpKind, OpRecord, Precision, ValueRecord};
+use super::{
+    conv_shape, linear_as_conv, pool_shape, read_requant, words_as_bytes, words_as_bytes_mut,
+};
+use super::{DeployError, Plan};
+use crate::int8::{self, ActRange, QLinearShape, Requant};
+use crate::{avg_pool2d_forward, conv2d_forward_with, max_pool2d_forward, ConvAlgo};
+
+/// Which int8 kernels run the convolutions, linear layers and pooling. All three give the
+/// same result, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Kernels {
+    /// [`crate::int8`]'s plain kernels (the fast choice without `SMLAD`).
+    Plain,
+    /// [`crate::int8::dsp`]: `SMLAD`/`SXTB16` on a Cortex-M4 (emulated elsewhere).
+    Dsp,
+    /// [`crate::int8::reference`]'s naive loops (tests).
+    Reference,
+}
+
+impl Int8Kernels {
+    /// `Dsp` where the instructions are native (thumbv7em), else `Plain`.
+    pub const NATIVE_BEST: Int8Kernels = if int8::dsp::NATIVE {
+        Int8Kernels::Dsp
+    } else {
+        Int8Kernels::Plain
+    };
+}
+
+/// One example's input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Real values, `[c, h, w]`.
+    F32(&'a [f32]),
+    /// Pixels, each meaning `p as f32 / divisor` (`255.0`: torchvision's `ToTensor`).
+    U8 { pixels: &'a [u8], divisor: f32 },
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::F32(v) => v.len(),
+            Input::U8 { pixels, .. } => pixels.len(),
+        }
+    }
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            Input::F32(v) => v[i],
+            Input::U8 { pixels, divisor } => pixels[i] as f32 / divisor,
+        }
+    }
+}
+
+/// The network's output after [`run`].
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    F32(&'a [f32]),
+    /// int8 values at one scale.
+    I8 {
+        values: &'a [i8],
+        scale: f32,
+    },
+    /// Raw accumulators of the last linear layer; `acc[o] * scales[o]` is the real logit.
+    I32 {
+        acc: &'a [i32],
+        scales: &'a [f32],
+    },
+}
+
+fn cast<T>(b: &[u8]) -> Result<&[T], DeployError> {
+    // SAFETY: only instantiated with f32, i32 and i8, for which every bit pattern is valid;
+    // `align_to` puts misaligned bytes in the prefix and suffix, which must be empty.
+    let (pre, mid, post) = unsafe { b.align_to::<T>() };
+    if pre.is_empty() && post.is_empty() {
+        Ok(mid)
+    } else {
+        Err(DeployError::format("misaligned buffer", 0))
+    }
+}
+
+fn cast_mut<T>(b: &mut [u8]) -> Result<&mut [T], DeployError> {
+    // SAFETY: as in `cast`.
+    let (pre, mid, post) = unsafe { b.align_to_mut::<T>() };
+    if pre.is_empty() && post.is_empty() {
+        Ok(mid)
+    } else {
+        Err(DeployError::format("misaligned buffer", 0))
+    }
+}
+
+fn range_of(v: &ValueRecord) -> (usize, usize) {
+    (v.offset as usize, v.offset as usize + v.bytes())
+}
+
+/// The arena bytes an op's inputs may lie in (everything but its output); the plan
+/// guarantees that inputs and output do not overlap.
+struct Inputs<'b> {
+    lo: &'b [u8],
+    hi: &'b [u8],
+    out_end: usize,
+}
+
+/// Splits the arena into the output's bytes (mutable) and the rest (shared).
+fn split(arena: &mut [u8], out: (usize, usize)) -> Result<(&mut [u8], Inputs<'_>), DeployError> {
+    if out.1 > arena.len() {
+        return Err(DeployError::plan("value outside the arena"));
+    }
+    let (lo, rest) = arena.split_at_mut(out.0);
+    let (o, hi) = rest.split_at_mut(out.1 - out.0);
+    Ok((
+        o,
+        Inputs {
+            lo,
+            hi,
+            out_end: out.1,
+        },
+    ))
+}
+
+impl<'b> Inputs<'b> {
+    fn get(&self, r: (usize, usize)) -> Result<&'b [u8], DeployError> {
+        let v = if r.1 <= self.lo.len() {
+            self.lo.get(r.0..r.1)
+        } else if r.0 >= self.out_end {
+            self.hi.get(r.0 - self.out_end..r.1 - self.out_end)
+        } else {
+            None
+        };
+        v.ok_or(DeployError::plan("an input overlaps its op's output"))
+    }
+}
+
+/// The int8 clamp of a fused activation at output scale `scale`.
+fn int8_range(act: Act, scale: f32) -> ActRange {
+    match act {
+        Act::Relu => ActRange::RELU,
+        Act::Relu6 => ActRange {
+            min: 0,
+            max: int8::quantize_one(6.0, scale).max(0),
+        },
+        _ => ActRange::FULL,
+    }
+}
+
+fn act_f32(act: Act, y: &mut [f32]) {
+    match act {
+        Act::None => {}
+        // `v < 0` is false for NaN: NaN propagates, as in PyTorch.
+        Act::Relu => y.iter_mut().for_each(|v| {
+            if *v < 0.0 {
+                *v = 0.0
+            }
+        }),
+        // `clamp` returns NaN for NaN.
+        Act::Relu6 => y.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+        Act::Sigmoid => y
+            .iter_mut()
+            .for_each(|v| *v = 1.0 / (1.0 + libm::expf(-*v))),
+        Act::Tanh => y.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
+    }
+}
+
+/// Runs one inference: writes `input` into the arena (quantized at the input's scale in an
+/// int8 plan), then every op in order. `arena` holds at least [`Plan::arena_words`] words,
+/// `workspace` at least [`Plan::workspace_words`]; read the result with [`output`] or
+/// [`logits`]. `kernels` picks the int8 kernels (ignored by f32 plans).
+pub fn run(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+) -> Result<(), DeployError> {
+    if arena.len() < plan.arena_words() {
+        return Err(DeployError::Buffer {
+            what: "arena",
+            need: plan.arena_words(),
+            have: arena.len(),
+        });
+    }
+    if workspace.len() < plan.workspace_words() {
+        return Err(DeployError::Buffer {
+            what: "workspace",
+            need: plan.workspace_words(),
+            have: workspace.len(),
+        });
+    }
+    let bytes = words_as_bytes_mut(arena);
+    let x = plan.input();
+    if input.len() != x.elements() {
+        return Err(DeployError::Buffer {
+            what: "input",
+            need: x.elements(),
+            have: input.len(),
+        });
+    }
+    let (a, b) = range_of(&x);
+    match plan.precision() {
+        Precision::F32 => {
+            for (i, o) in cast_mut::<f32>(&mut bytes[a..b])?.iter_mut().enumerate() {
+                *o = input.get(i);
+            }
+        }
+        Precision::Int8 => {
+            for (i, o) in cast_mut::<i8>(&mut bytes[a..b])?.iter_mut().enumerate() {
+                *o = int8::quantize_one(input.get(i), x.scale);
+            }
+        }
+    }
+    for k in 0..plan.ops() {
+        let op = plan.op(k);
+        match plan.precision() {
+            Precision::F32 => run_f32(plan, &op, bytes, workspace)?,
+            Precision::Int8 => run_int8(plan, &op, bytes, workspace, kernels)?,
+        }
+    }
+    Ok(())
+}
+
+fn run_f32(
+    plan: &Plan<'_>,
+    op: &OpRecord,
+    arena: &mut [u8],
+    workspace: &mut [u32],
+) -> Result<(), DeployError> {
+    let xv = plan.value(op.inputs[0] as usize);
+    let yv = plan.value(op.output as usize);
+    let (out, views) = split(arena, range_of(&yv))?;
+    let x: &[f32] = cast(views.get(range_of(&xv))?)?;
+    let y: &mut [f32] = cast_mut(out)?;
+    let ws: &mut [f32] = cast_mut(words_as_bytes_mut(workspace))?;
+    match op.kind {
+        OpKind::Conv | OpKind::Linear => {
+            let s = if op.kind == OpKind::Conv {
+                conv_shape(op, &xv, &yv)
+            } else {
+                linear_as_conv(&xv, &yv)
+            };
+            let w: &[f32] = cast(plan.data(op.weight))?;
+            let bias: Option<&[f32]> = match op.bias.len {
+                0 => None,
+                _ => Some(cast(plan.data(op.bias))?),
+            };
+            let need = crate::conv2d_workspace_len_for(ConvAlgo::Direct, &s);
+            let ws = ws
+                .get_mut(..need)
+                .ok_or(DeployError::plan("workspace too small"))?;
+            conv2d_forward_with(ConvAlgo::Direct, &s, x, w, bias, y, ws)?;
+            act_f32(op.act, y);
+        }
+        OpKind::MaxPool => {
+            let s = pool_shape(op, &xv);
+            let idx: &mut [u32] = cast_mut(words_as_bytes_mut(workspace))?;
+            let idx = idx
+                .get_mut(..y.len())
+                .ok_or(DeployError::plan("workspace too small"))?;
+            max_pool2d_forward(&s, x, y, idx)?;
+        }
+        OpKind::AvgPool => avg_pool2d_forward(&pool_shape(op, &xv), x, y)?,
+        OpKind::Add => {
+            let x1: &[f32] = cast(views.get(range_of(&plan.value(op.inputs[1] as usize)))?)?;
+            for ((o, &a), &b) in y.iter_mut().zip(x).zip(x1) {
+                *o = a + b;
+            }
+            act_f32(op.act, y);
+        }
+        OpKind::Act => {
+            y.copy_from_slice(x);
+            act_f32(op.act, y);
+        }
+        OpKind::Lut => return Err(DeployError::plan("a table op in an f32 plan")),
+    }
+    Ok(())
+}
+
+fn requants(b: &[u8]) -> impl Iterator<Item = Requant> + '_ {
+    b.chunks_exact(8).map(read_requant)
+}
+
+fn run_int8(
+    plan: &Plan<'_>,
+    op: &OpRecord,
+    arena: &mut [u8],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+) -> Result<(), DeployError> {
+    let xv = plan.value(op.inputs[0] as usize);
+    let yv = plan.value(op.output as usize);
+    let (out, views) = split(arena, range_of(&yv))?;
+    let x: &[i8] = cast(views.get(range_of(&xv))?)?;
+    let range = int8_range(op.act, yv.scale);
+    match op.kind {
+        OpKind::Conv | OpKind::Linear => {
+            let w: &[i8] = cast(plan.data(op.weight))?;
+            let bias: Option<&[i32]> = match op.bias.len {
+                0 => None,
+                _ => Some(cast(plan.data(op.bias))?),
+            };
+            if yv.dtype == DType::I32 {
+                let s = QLinearShape::new(1, xv.elements(), yv.shape[0] as usize);
+                let y: &mut [i32] = cast_mut(out)?;
+                let f = match kernels {
+                    Int8Kernels::Plain => int8::qlinear_forward_i32,
+                    Int8Kernels::Dsp => int8::dsp::qlinear_forward_i32,
+                    Int8Kernels::Reference => int8::reference::qlinear_i32,
+                };
+                f(&s, x, w, bias, y)?;
+                return Ok(());
+            }
+            let y: &mut [i8] = cast_mut(out)?;
+            // `Requant` is `repr(C)` (i32, u32): the plan's entries are read in place.
+            let rq: &[Requant] = cast(plan.data(op.aux))?;
+            if op.kind == OpKind::Linear {
+                let s = QLinearShape::new(1, xv.elements(), yv.shape[0] as usize);
+                let f = match kernels {
+                    Int8Kernels::Plain => int8::qlinear_forward,
+                    Int8Kernels::Dsp => int8::dsp::qlinear_forward,
+                    Int8Kernels::Reference => int8::reference::qlinear,
+                };
+                f(&s, x, w, bias, rq, range, y)?;
+            } else {
+                let s = conv_shape(op, &xv, &yv);
+                match kernels {
+                    Int8Kernels::Plain => int8::qconv2d_forward(&s, x, w, bias, rq, range, y)?,
+                    Int8Kernels::Dsp => {
+                        int8::dsp::qconv2d_forward(&s, x, w, bias, rq, range, y, workspace)?
+                    }
+                    Int8Kernels::Reference => {
+                        int8::reference::qconv2d(&s, x, w, bias, rq, range, y)?
+                    }
+                }
+            }
+        }
+        OpKind::MaxPool | OpKind::AvgPool => {
+            let s = pool_shape(op, &xv);
+            let y: &mut [i8] = cast_mut(out)?;
+            let avg = op.kind == OpKind::AvgPool;
+            match (kernels, avg) {
+                (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
+                (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
+                (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
+            }
+        }
+        OpKind::Add => {
+            let x1: &[i8] = cast(views.get(range_of(&plan.value(op.inputs[1] as usize)))?)?;
+            let y: &mut [i8] = cast_mut(out)?;
+            let mut r = requants(plan.data(op.aux));
+            let (ra, rb) = match (r.next(), r.next()) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(DeployError::plan("add without requantization")),
+            };
+            qadd(x, x1, ra, rb, range, y);
+        }
+        OpKind::Act => {
+            let y: &mut [i8] = cast_mut(out)?;
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = v.clamp(range.min, range.max);
+            }
+        }
+        OpKind::Lut => {
+            let t = plan.data(op.aux);
+            let mut table = [0i8; 256];
+            for (o, &v) in table.iter_mut().zip(t) {
+                *o = v as i8;
+            }
+            let y: &mut [i8] = cast_mut(out)?;
+            int8::qlut_forward(&table, x, y)?;
+        }
+    }
+    Ok(())
+}
+
+/// The int8 residual sum: `y = clamp(ra(a) + rb(b))`, each input requantized to the output
+/// scale first (round half up, as [`Requant::apply`]).
+pub fn qadd(a: &[i8], b: &[i8], ra: Requant, rb: Requant, range: ActRange, y: &mut [i8]) {
+    for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
+        let v = ra.apply(p as i32) + rb.apply(q as i32);
+        *o = v.clamp(range.min as i64, range.max as i64) as i8;
+    }
+}
+
+/// The network's output after [`run`] (a view into `arena`).
+pub fn output<'a>(plan: &Plan<'a>, arena: &'a [u32]) -> Result<Output<'a>, DeployError> {
+    let v = plan.output_value();
+    let (a, b) = range_of(&v);
+    let bytes = words_as_bytes(arena).get(a..b).ok_or(DeployError::Buffer {
+        what: "arena",
+        need: plan.arena_words(),
+        have: arena.len(),
+    })?;
+    Ok(match v.dtype {
+        DType::F32 => Output::F32(cast(bytes)?),
+        DType::I8 => Output::I8 {
+            values: cast(bytes)?,
+            scale: v.scale,
+        },
+        DType::I32 => Output::I32 {
+            acc: cast(bytes)?,
+            scales: cast(plan.data(plan.op(plan.ops() - 1).aux))?,
+        },
+    })
+}
+
+/// The network's output as real numbers (dequantized in an int8 plan); `out` holds exactly
+/// the output's elements.
+pub fn logits(plan: &Plan<'_>, arena: &[u32], out: &mut [f32]) -> Result<(), DeployError> {
+    let n = plan.output_value().elements();
+    if out.len() != n {
+        return Err(DeployError::Buffer {
+            what: "logits",
+            need: n,
+            have: out.len(),
+        });
+    }
+    match output(plan, arena)? {
+        Output::F32(v) => out.copy_from_slice(v),
+        Output::I8 { values, scale } => {
+            for (o, &q) in out.iter_mut().zip(values) {
+                *o = q as f32 * scale;
+            }
+        }
+        Output::I32 { acc, scales } => {
+            for ((o, &a), &s) in out.iter_mut().zip(acc).zip(scales) {
+                *o = a as f32 * s;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The plan reader, the arena planner and the executor on hand-built plans.
+
+extern crate std;
+use super::format::*;
+use super::*;
+use proptest::prelude::*;
+use std::vec;
+use std::vec::Vec;
+
+/// A plan from records and data (tables, then the data at a 4-byte boundary), in words.
+fn assemble(
+    precision: Precision,
+    values: &[ValueRecord],
+    ops: &[OpRecord],
+    data: &[u8],
+) -> Vec<u32> {
+    let tables = HEADER_LEN + values.len() * VALUE_LEN + ops.len() * OP_LEN;
+    let arena = values
+        .iter()
+        .map(|v| v.offset as usize + v.bytes())
+        .max()
+        .unwrap_or(0)
+        .div_ceil(4)
+        * 4;
+    let (mut ws, mut macs) = (0, 0);
+    for o in ops {
+        let (w, m) = op_cost(
+            precision,
+            o,
+            &values[o.inputs[0] as usize],
+            &values[o.output as usize],
+        )
+        .unwrap();
+        ws = ws.max(w);
+        macs += m;
+    }
+    let header = Header {
+        precision,
+        values: values.len() as u32,
+        ops: ops.len() as u32,
+        arena_bytes: arena as u32,
+        workspace_words: ws as u32,
+        data_offset: tables as u32,
+        data_len: data.len() as u32,
+        macs,
+    };
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&header.to_bytes());
+    values
+        .iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_bytes()));
+    ops.iter()
+        .for_each(|o| bytes.extend_from_slice(&o.to_bytes()));
+    bytes.extend_from_slice(data);
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    words_as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    words.push(bytes.len() as u32); // the length, popped by `bytes_of`
+    words
+}
+
+fn bytes_of(words: &[u32]) -> &[u8] {
+    let (len, body) = words.split_last().unwrap();
+    &words_as_bytes(body)[..*len as usize]
+}
+
+fn f32_value(shape: [u32; 3], offset: u32) -> ValueRecord {
+    ValueRecord {
+        dtype: DType::F32,
+        shape,
+        offset,
+        scale: 0.0,
+    }
+}
+
+/// x [1, 4, 4] -> conv 3x3 pad 1 (2 channels) + ReLU -> maxpool 2 -> linear 8 -> 3.
+fn small_f32_plan() -> Vec<u32> {
+    let values = [
+        f32_value([1, 4, 4], 0),
+        f32_value([2, 4, 4], 64),
+        f32_value([2, 2, 2], 0),
+        f32_value([3, 1, 1], 32),
+    ];
+    let mut data = Vec::new();
+    let mut push = |v: &[f32]| {
+        let span = Span {
+            offset: data.len() as u32,
+            len: 4 * v.len() as u32,
+        };
+        v.iter()
+            .for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
+        span
+    };
+    let w1: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 10.0).collect();
+    let mut conv = OpRecord::new(OpKind::Conv, 0, 1);
+    conv.kernel = [3, 3];
+    conv.padding = [1, 1];
+    conv.act = Act::Relu;
+    conv.weight = push(&w1);
+    conv.bias = push(&[0.5, -0.25]);
+    let mut pool = OpRecord::new(OpKind::MaxPool, 1, 2);
+    pool.kernel = [2, 2];
+    pool.stride = [2, 2];
+    let mut fc = OpRecord::new(OpKind::Linear, 2, 3);
+    let w3: Vec<f32> = (0..24).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+    fc.weight = push(&w3);
+    assemble(Precision::F32, &values, &[conv, pool, fc], &data)
+}
+
+#[test]
+fn small_f32_plan_runs_like_hand_computation() {
+    let words = small_f32_plan();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    assert_eq!(plan.macs(), 2 * 16 * 9 + 24);
+    let x: Vec<f32> = (0..16).map(|i| i as f32 / 16.0).collect();
+    let mut arena = vec![0u32; plan.arena_words()];
+    let mut ws = vec![0u32; plan.workspace_words()];
+    run(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut ws,
+        Int8Kernels::Plain,
+    )
+    .unwrap();
+    let mut y = [0.0f32; 3];
+    logits(&plan, &arena, &mut y).unwrap();
+    // The naive computation of the same network.
+    let w1: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 10.0).collect();
+    let b1 = [0.5f32, -0.25];
+    let mut c = [[0.0f32; 16]; 2];
+    for (o, co) in c.iter_mut().enumerate() {
+        for oy in 0..4i32 {
+            for ox in 0..4i32 {
+                let mut acc = b1[o];
+                for ky in 0..3i32 {
+                    for kx in 0..3i32 {
+                        let (iy, ix) = (oy + ky - 1, ox + kx - 1);
+                        if (0..4).contains(&iy) && (0..4).contains(&ix) {
+                            acc += x[(iy * 4 + ix) as usize] * w1[o * 9 + (ky * 3 + kx) as usize];
+                        }
+                    }
+                }
+                co[(oy * 4 + ox) as usize] = acc.max(0.0);
+            }
+        }
+    }
+    let mut p = [0.0f32; 8];
+    for o in 0..2 {
+        for py in 0..2 {
+            for px in 0..2 {
+                let m = [0, 1, 4, 5]
+                    .iter()
+                    .map(|d| c[o][py * 8 + px * 2 + d])
+                    .fold(f32::MIN, f32::max);
+                p[o * 4 + py * 2 + px] = m;
+            }
+        }
+    }
+    let w3: Vec<f32> = (0..24).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+    for (o, &got) in y.iter().enumerate() {
+        let want: f32 = (0..8).map(|i| p[i] * w3[o * 8 + i]).sum();
+        assert!((got - want).abs() < 1e-5, "{o}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn overlapping_live_values_are_refused() {
+    let mut words = small_f32_plan();
+    // Put the pool output (value 2) on the conv output it reads.
+    let at = HEADER_LEN + 2 * VALUE_LEN + 16;
+    words_as_bytes_mut(&mut words)[at..at + 4].copy_from_slice(&64u32.to_le_bytes());
+    let e = Plan::parse(bytes_of(&words)).unwrap_err();
+    assert!(matches!(e, DeployError::Op { op: 1, .. }), "{e}");
+}
+
+#[test]
+fn small_buffers_and_bad_headers_are_errors() {
+    let words = small_f32_plan();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let x = [0.0f32; 16];
+    let mut arena = vec![0u32; plan.arena_words() - 1];
+    let mut ws = vec![0u32; plan.workspace_words()];
+    let e = run(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut ws,
+        Int8Kernels::Plain,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DeployError::Buffer { what: "arena", .. }));
+    let b = bytes_of(&words);
+    assert!(Plan::parse(&b[..b.len() - 1]).is_err());
+    assert!(Plan::parse(&b[..10]).is_err());
+    // The MAC count is part of what the reader checks.
+    let mut w2 = words.clone();
+    words_as_bytes_mut(&mut w2)[40] ^= 1;
+    assert!(Plan::parse(bytes_of(&w2)).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any bytes: an error or a plan, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        words_as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+        let _ = Plan::parse(&words_as_bytes(&words)[..bytes.len()]);
+        let mut magic = words.clone();
+        let b = words_as_bytes_mut(&mut magic);
+        if b.len() >= 12 {
+            b[..8].copy_from_slice(&MAGIC);
+            b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+            let _ = Plan::parse(&words_as_bytes(&magic)[..bytes.len()]);
+        }
+    }
+
+    /// A valid plan with a few words changed: an error, or a plan that runs or refuses.
+    #[test]
+    fn mutated_plans_never_panic(edits in proptest::collection::vec((0usize..600, any::<u32>()), 1..4)) {
+        let mut words = small_f32_plan();
+        let n = words.len() - 1;
+        for (at, v) in edits {
+            words[at % n] = v;
+        }
+        if let Ok(plan) = Plan::parse(bytes_of(&words)) {
+            let x = [0.5f32; 16];
+            let mut arena = vec![0u32; plan.arena_words()];
+            let mut ws = vec![0u32; plan.workspace_words()];
+            if plan.input().elements() == 16 && plan.arena_words() < 1 << 16 && plan.workspace_words() < 1 << 16 {
+                let _ = run(&plan, Input::F32(&x), &mut arena, &mut ws, Int8Kernels::Plain);
+                let mut y = vec![0.0; plan.output_value().elements().min(1 << 16)];
+                let _ = logits(&plan, &arena, &mut y);
+            }
+        }
+    }
+
+    /// The planner: values live at a common step never share bytes, the arena is at least
+    /// the largest live set and every value fits.
+    #[test]
+    fn planned_arenas_never_overlap_live_values(
+        spec in proptest::collection::vec((1usize..300, 0usize..6), 1..24)
+    ) {
+        let sizes: Vec<usize> = spec.iter().map(|s| s.0).collect();
+        let lives: Vec<Lifetime> = spec
+            .iter()
+            .enumerate()
+            .map(|(v, s)| Lifetime { def: v, last: v + s.1 })
+            .collect();
+        let mut off = vec![0; sizes.len()];
+        let arena = plan_arena(&sizes, &lives, &mut off).unwrap();
+        let peak = peak_live_bytes(&sizes, &lives).unwrap();
+        prop_assert!(arena >= peak);
+        for v in 0..sizes.len() {
+            prop_assert!(off[v].is_multiple_of(ALIGN) && off[v] + sizes[v] <= arena);
+            for u in v + 1..sizes.len() {
+                if lives[u].overlaps(&lives[v]) {
+                    prop_assert!(off[u] + sizes[u] <= off[v] || off[v] + sizes[v] <= off[u]);
+                }
+            }
+        }
+        // The peak is the largest sum of sizes live at one step (checked by brute force).
+        let end = lives.iter().map(|l| l.last).max().unwrap();
+        let brute = (0..=end)
+            .map(|t| lives.iter().zip(&sizes).filter(|(l, _)| l.def <= t && t <= l.last).map(|(_, s)| s.div_ceil(4) * 4).sum::<usize>())
+            .max()
+            .unwrap();
+        prop_assert_eq!(peak, brute);
+    }
+}
+
+#[test]
+fn chain_arena_is_the_largest_live_pair() {
+    // LeNet's f32 activations: input, conv1, pool1, conv2, pool2, fc1, fc2, fc3.
+    let sizes = [3136, 18816, 4704, 6400, 1600, 480, 336, 40];
+    let lives: Vec<Lifetime> = (0..8)
+        .map(|v| Lifetime {
+            def: v,
+            last: if v == 7 { 8 } else { v + 1 },
+        })
+        .collect();
+    let mut off = [0; 8];
+    let arena = plan_arena(&sizes, &lives, &mut off).unwrap();
+    assert_eq!(peak_live_bytes(&sizes, &lives).unwrap(), 18816 + 4704);
+    assert_eq!(arena, 18816 + 4704);
+}
+
+#[test]
+fn residual_keeps_the_skip_value_alive() {
+    // v0 input; v1 = conv(v0); v2 = conv(v1); v3 = conv(v2); v4 = v1 + v3 (skip from v1).
+    let sizes = [100, 100, 100, 100, 100];
+    let lives = [
+        Lifetime { def: 0, last: 1 },
+        Lifetime { def: 1, last: 4 },
+        Lifetime { def: 2, last: 3 },
+        Lifetime { def: 3, last: 4 },
+        Lifetime { def: 4, last: 5 },
+    ];
+    let mut off = [0; 5];
+    let arena = plan_arena(&sizes, &lives, &mut off).unwrap();
+    // At step 3, v1 (the skip), v2 and v3 are live together.
+    assert_eq!(peak_live_bytes(&sizes, &lives).unwrap(), 300);
+    assert_eq!(arena, 300);
+    for u in [2, 3, 4] {
+        assert!(off[u] + 100 <= off[1] || off[1] + 100 <= off[u], "{off:?}");
+    }
+}
+
+#[test]
+fn int8_plan_matches_the_naive_arithmetic() {
+    // x [1, 3, 3] -> conv 2x2 (1 channel, bias) + ReLU6 -> v1; clamp(v1) -> v2; v1 + v2.
+    let sx = 0.05f32;
+    let sy = 0.1f32;
+    let values = [
+        ValueRecord {
+            dtype: DType::I8,
+            shape: [1, 3, 3],
+            offset: 0,
+            scale: sx,
+        },
+        ValueRecord {
+            dtype: DType::I8,
+            shape: [1, 2, 2],
+            offset: 12,
+            scale: sy,
+        },
+        ValueRecord {
+            dtype: DType::I8,
+            shape: [1, 2, 2],
+            offset: 16,
+            scale: sy,
+        },
+        ValueRecord {
+            dtype: DType::I8,
+            shape: [1, 2, 2],
+            offset: 0,
+            scale: 0.2,
+        },
+    ];
+    let mut data = Vec::new();
+    let w: [i8; 4] = [10, -20, 30, 127];
+    data.extend(w.map(|v| v as u8));
+    let bias = 7i32;
+    data.extend_from_slice(&bias.to_le_bytes());
+    let r = int8::Requant::from_scale(0.5 * sx / sy).unwrap();
+    data.extend_from_slice(&requant_bytes(r));
+    let (ra, rb) = (
+        int8::Requant::from_scale(sy / 0.2).unwrap(),
+        int8::Requant::from_scale(sy / 0.2).unwrap(),
+    );
+    data.extend_from_slice(&requant_bytes(ra));
+    data.extend_from_slice(&requant_bytes(rb));
+    let mut conv = OpRecord::new(OpKind::Conv, 0, 1);
+    conv.kernel = [2, 2];
+    conv.act = Act::Relu6;
+    conv.weight = Span { offset: 0, len: 4 };
+    conv.bias = Span { offset: 4, len: 4 };
+    conv.aux = Span { offset: 8, len: 8 };
+    let mut clamp = OpRecord::new(OpKind::Act, 1, 2);
+    clamp.act = Act::Relu;
+    let mut add = OpRecord::new(OpKind::Add, 1, 3);
+    add.inputs[1] = 2;
+    add.aux = Span {
+        offset: 16,
+        len: 16,
+    };
+    let words = assemble(Precision::Int8, &values, &[conv, clamp, add], &data);
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let x = [0.0f32, 0.3, -0.5, 1.0, 2.0, 6.35, -6.35, 0.05, 0.1];
+    let mut outs = Vec::new();
+    for k in [Int8Kernels::Plain, Int8Kernels::Dsp, Int8Kernels::Reference] {
+        let mut arena = vec![0u32; plan.arena_words()];
+        let mut ws = vec![0u32; plan.workspace_words()];
+        run(&plan, Input::F32(&x), &mut arena, &mut ws, k).unwrap();
+        match output(&plan, &arena).unwrap() {
+            Output::I8 { values, scale } => {
+                assert_eq!(scale, 0.2);
+                outs.push(values.to_vec());
+            }
+            _ => panic!("int8 output expected"),
+        }
+    }
+    // By hand: q(x) = round(x / 0.05) clamped to 127.
+    let q: Vec<i32> = x
+        .iter()
+        .map(|v| ((v / sx).round() as i32).clamp(-127, 127))
+        .collect();
+    let relu6_max = (6.0f32 / sy).round().min(127.0) as i64;
+    let mut want = Vec::new();
+    for (oy, ox) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let mut acc = bias;
+        for (ky, kx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            acc += q[(oy + ky) * 3 + ox + kx] * w[ky * 2 + kx] as i32;
+        }
+        let c = r.apply(acc).clamp(0, relu6_max);
+        let clamped = c.max(0);
+        let s = ra.apply(c as i32) + rb.apply(clamped as i32);
+        want.push(s.clamp(-127, 127) as i8);
+    }
+    for o in &outs {
+        assert_eq!(o, &want);
+    }
+}
