@@ -224,12 +224,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "MAX")]
     pub clip_grad_norm: Option<f32>,
     /// Augment the training batches: crop, flip, crop,flip or none (seeded by --seed, new
-    /// choices every epoch, the same on every device) [default: the model's: none (crop,flip
-    /// with padding 2 for dscnn)]
+    /// choices every epoch, the same on every device) [default: the model's: none (flip for
+    /// dscnn)]
     #[arg(long, value_enum, value_delimiter = ',')]
     pub augment: Vec<AugmentName>,
-    /// crop: zeros added on each side before the random crop [default: the model's: 4 (2 for
-    /// dscnn)]
+    /// crop: zeros added on each side before the random crop [default: 4]
     #[arg(long, value_name = "P")]
     pub crop_padding: Option<usize>,
     /// Data-parallel training when started as `mpirun -np N tinycnn train ...` (each rank

@@ -421,11 +421,11 @@ fn dscnn_trains_with_its_own_recipe_unless_flags_override_it() {
     assert_eq!(
         recipe,
         "one-cycle lr 0.0002 -> 0.005 -> 0.00000002 over 3 batches, momentum 0.95 -> 0.85 -> 0.95, \
-         augment crop (padding 2) + flip"
+         augment flip"
     );
     let r = json_of(&metadata(&dir.join("w.ckpt.safetensors")), "recipe");
     assert_eq!(r["lr_schedule"]["name"], "onecycle");
-    assert_eq!(r["crop_padding"], 2);
+    assert!(r["crop_padding"].is_null());
     assert_eq!(r["flip"], true);
     assert_eq!(r["weight_decay"], 0.0);
 
@@ -438,8 +438,7 @@ fn dscnn_trains_with_its_own_recipe_unless_flags_override_it() {
     );
     assert_eq!(
         recipe,
-        "momentum 0.9, nesterov, weight decay 0.0005, cosine lr to 0 over 1 epochs, \
-         augment crop (padding 2) + flip"
+        "momentum 0.9, nesterov, weight decay 0.0005, cosine lr to 0 over 1 epochs, augment flip"
     );
 
     // Explicit flags win, and `none` switches the defaults off.
@@ -462,6 +461,8 @@ fn dscnn_trains_with_its_own_recipe_unless_flags_override_it() {
         "0.5",
         "--weight-decay",
         "0",
+        "--augment",
+        "crop,flip",
         "--crop-padding",
         "3",
         "--lr-schedule",

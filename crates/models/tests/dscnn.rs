@@ -64,11 +64,11 @@ fn recipe_names_and_init() {
         nesterov: true,
     };
     assert_eq!(m.default_momentum(OptimizerKind::Sgd), nesterov);
-    let crop_flip = Augmentation {
-        crop_padding: Some(2),
+    let flip = Augmentation {
+        crop_padding: None,
         flip: true,
     };
-    assert_eq!(m.default_augmentation(), crop_flip);
+    assert_eq!(m.default_augmentation(), flip);
     // The LeNets keep d2l's plain recipe.
     for lenet in [Model::LeNet, Model::LeNetRelu] {
         assert_eq!(lenet.default_batch_size(), 256);
