@@ -599,12 +599,16 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     // Momentum buffers exist when SGD has a momentum, or one is cycled by onecycle.
     let sgd_momentum =
         recipe.momentum != 0.0 || matches!(recipe.schedule, recipe::Schedule::OneCycle { .. });
+    // The optimizer holds state for the trainable parameters only: the file's tensors also
+    // hold the buffers (batch norm's running statistics), which it must not count. The
+    // network is built only to count them; training reseeds before it builds its own.
+    let num_params = model.build()?.parameters().len();
     check_optimizer_state(
         path,
         optimizer,
         sgd_momentum,
         epochs_done,
-        params.len(),
+        num_params,
         &optimizer_state,
     )?;
     Ok(Checkpoint {

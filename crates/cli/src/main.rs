@@ -99,6 +99,14 @@ impl OptimizerName {
         }
     }
 
+    /// The models crate's name of the rule.
+    pub fn kind(self) -> tinycnn_models::OptimizerKind {
+        match self {
+            OptimizerName::Sgd => tinycnn_models::OptimizerKind::Sgd,
+            OptimizerName::Adam => tinycnn_models::OptimizerKind::Adam,
+        }
+    }
+
     /// The learning rate used when `--lr` is not given.
     pub fn default_lr(self) -> f32 {
         match self {
@@ -142,7 +150,8 @@ pub struct TrainArgs {
     /// Total number of epochs (when resuming: the total, including those already done)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    /// Learning rate [default: the model's: 0.9 for sgd (0.1 for dscnn), 0.001 for adam]
+    /// Learning rate [default: the model's: 0.9 for sgd (0.1 for dscnn), 0.001 for adam
+    /// (0.005 for dscnn, the peak of its one-cycle schedule)]
     #[arg(long)]
     pub lr: Option<f32>,
     /// Examples per mini-batch [default: the model's: 256 (128 for dscnn)]
@@ -182,18 +191,21 @@ pub struct TrainArgs {
     /// Data set [default: the one a --model FILE names, else fashion-mnist]
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetName>,
-    /// SGD momentum, as torch.optim.SGD's [default: 0]
+    /// SGD momentum, as torch.optim.SGD's; replaces the model's momentum and Nesterov both
+    /// [default: the model's: 0 (0.9 with Nesterov for dscnn)]
     #[arg(long)]
     pub momentum: Option<f32>,
     /// SGD Nesterov momentum (needs --momentum above 0)
     #[arg(long)]
     pub nesterov: bool,
     /// L2 penalty added to the gradient, as torch.optim.SGD and torch.optim.Adam do (for
-    /// Adam this is not AdamW's decoupled weight decay) [default: 0]
+    /// Adam this is not AdamW's decoupled weight decay) [default: the model's: 0 (5e-4 for
+    /// dscnn with sgd)]
     #[arg(long)]
     pub weight_decay: Option<f32>,
     /// Learning-rate schedule, as torch.optim.lr_scheduler's; step and cosine step after
-    /// each epoch, onecycle after each batch [default: none]
+    /// each epoch, onecycle after each batch [default: the model's: none (for dscnn:
+    /// onecycle with adam, cosine with sgd)]
     #[arg(long, value_enum)]
     pub lr_schedule: Option<ScheduleName>,
     /// step: epochs between decays (StepLR's step_size)
@@ -213,8 +225,9 @@ pub struct TrainArgs {
     /// (torch.nn.utils.clip_grad_norm_)
     #[arg(long, value_name = "MAX")]
     pub clip_grad_norm: Option<f32>,
-    /// Augment the training batches: crop, flip or crop,flip (seeded by --seed, new choices
-    /// every epoch, the same on every device)
+    /// Augment the training batches: crop, flip, crop,flip or none (seeded by --seed, new
+    /// choices every epoch, the same on every device) [default: the model's: none (flip for
+    /// dscnn)]
     #[arg(long, value_enum, value_delimiter = ',')]
     pub augment: Vec<AugmentName>,
     /// crop: zeros added on each side before the random crop [default: 4]

@@ -15,6 +15,7 @@ use tinycnn::optim::{
 };
 use tinycnn::train::ScheduleEvery;
 use tinycnn::Tensor;
+use tinycnn_models::{Augmentation, Model, Momentum, ScheduleKind};
 
 /// The data set of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -75,6 +76,8 @@ pub enum ScheduleName {
 /// `--augment`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AugmentName {
+    /// No augmentation (switches off a model's default augmentation).
+    None,
     /// torchvision RandomCrop(28, padding=--crop-padding): zero padding, random cut.
     Crop,
     /// torchvision RandomHorizontalFlip(p=0.5), after the crop.
@@ -129,12 +132,63 @@ pub struct Recipe {
     pub flip: bool,
 }
 
-/// `--crop-padding` when not given.
+/// `--crop-padding` when not given and the model's recipe does not crop.
 const DEFAULT_CROP_PADDING: usize = 4;
 
+/// The recipe a new run takes for the flags it leaves out: a zoo model's own (see
+/// [`RecipeDefaults::of`]), else d2l's plain one ([`RecipeDefaults::default`]: no momentum,
+/// no weight decay, a constant rate, no augmentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecipeDefaults {
+    /// SGD's momentum and Nesterov, used when `--momentum` is not given.
+    pub momentum: Momentum,
+    /// Used when `--weight-decay` is not given.
+    pub weight_decay: f32,
+    /// Used when `--lr-schedule` is not given.
+    pub schedule: ScheduleKind,
+    /// Used when `--augment` is not given (its padding also for a bare `--augment crop`).
+    pub augmentation: Augmentation,
+}
+
+impl Default for RecipeDefaults {
+    fn default() -> RecipeDefaults {
+        RecipeDefaults {
+            momentum: Momentum::default(),
+            weight_decay: 0.0,
+            schedule: ScheduleKind::Constant,
+            augmentation: Augmentation::default(),
+        }
+    }
+}
+
+impl RecipeDefaults {
+    /// `model`'s defaults for `optimizer` (`default_momentum`, `default_weight_decay`,
+    /// `default_schedule`, `default_augmentation` of [`Model`]); the plain recipe for a
+    /// model that is not in the zoo.
+    pub fn of(model: Option<Model>, optimizer: OptimizerName) -> RecipeDefaults {
+        let Some(m) = model else {
+            return RecipeDefaults::default();
+        };
+        let kind = optimizer.kind();
+        RecipeDefaults {
+            momentum: m.default_momentum(kind),
+            weight_decay: m.default_weight_decay(kind),
+            schedule: m.default_schedule(kind),
+            augmentation: m.default_augmentation(),
+        }
+    }
+}
+
 impl Recipe {
-    /// The recipe of a new run from its flags, checked; `epochs` is the run's length.
-    pub fn from_args(args: &TrainArgs, optimizer: OptimizerName) -> Result<Recipe> {
+    /// The recipe of a new run from its flags, checked, with `defaults` for the flags not
+    /// given. An explicit `--momentum` replaces the default momentum and Nesterov both
+    /// (Nesterov then only with `--nesterov`); `--lr-schedule none` and `--augment none`
+    /// switch a default schedule or augmentation off.
+    pub fn from_args(
+        args: &TrainArgs,
+        optimizer: OptimizerName,
+        defaults: &RecipeDefaults,
+    ) -> Result<Recipe> {
         let non_negative = |v: f32, flag: &str| {
             if v.is_finite() && v >= 0.0 {
                 Ok(v)
@@ -147,9 +201,23 @@ impl Recipe {
                 "--momentum and --nesterov are SGD's; Adam keeps PyTorch's betas (0.9, 0.999)"
             ));
         }
-        let momentum = non_negative(args.momentum.unwrap_or(0.0), "--momentum")?;
-        let weight_decay = non_negative(args.weight_decay.unwrap_or(0.0), "--weight-decay")?;
-        let schedule_name = args.lr_schedule.unwrap_or(ScheduleName::None);
+        let (momentum, nesterov) = match args.momentum {
+            Some(m) => (non_negative(m, "--momentum")?, args.nesterov),
+            None => (
+                defaults.momentum.momentum,
+                args.nesterov || defaults.momentum.nesterov,
+            ),
+        };
+        let weight_decay = non_negative(
+            args.weight_decay.unwrap_or(defaults.weight_decay),
+            "--weight-decay",
+        )?;
+        let (default_schedule, default_min_lr) = match defaults.schedule {
+            ScheduleKind::Constant => (ScheduleName::None, 0.0),
+            ScheduleKind::Cosine { min_lr } => (ScheduleName::Cosine, min_lr),
+            ScheduleKind::OneCycle => (ScheduleName::Onecycle, 0.0),
+        };
+        let schedule_name = args.lr_schedule.unwrap_or(default_schedule);
         if schedule_name != ScheduleName::Step && (args.step_size.is_some() || args.gamma.is_some())
         {
             return Err(crate::cli_err!(
@@ -187,7 +255,7 @@ impl Recipe {
                 Schedule::Step { step_size, gamma }
             }
             ScheduleName::Cosine => {
-                let eta_min = args.min_lr.unwrap_or(0.0);
+                let eta_min = args.min_lr.unwrap_or(default_min_lr);
                 if !(eta_min.is_finite() && eta_min >= 0.0) {
                     return Err(crate::cli_err!(
                         "--min-lr must be a number >= 0, got {eta_min}"
@@ -211,23 +279,39 @@ impl Recipe {
                 ));
             }
         }
-        let crop = args.augment.contains(&AugmentName::Crop);
+        if args.augment.contains(&AugmentName::None) && args.augment.len() > 1 {
+            return Err(crate::cli_err!(
+                "--augment none cannot be combined with crop or flip"
+            ));
+        }
+        let (crop, flip) = if args.augment.is_empty() {
+            let a = &defaults.augmentation;
+            (a.crop_padding.is_some(), a.flip)
+        } else {
+            (
+                args.augment.contains(&AugmentName::Crop),
+                args.augment.contains(&AugmentName::Flip),
+            )
+        };
         let crop_padding = match (crop, args.crop_padding) {
             (false, Some(_)) => {
                 return Err(crate::cli_err!("--crop-padding belongs to --augment crop"))
             }
             (true, Some(0)) => return Err(crate::cli_err!("--crop-padding must be at least 1")),
-            (true, p) => Some(p.unwrap_or(DEFAULT_CROP_PADDING)),
+            (true, p) => Some(
+                p.or(defaults.augmentation.crop_padding)
+                    .unwrap_or(DEFAULT_CROP_PADDING),
+            ),
             (false, None) => None,
         };
         Ok(Recipe {
             momentum,
-            nesterov: args.nesterov,
+            nesterov,
             weight_decay,
             schedule,
             clip_grad_norm: args.clip_grad_norm,
             crop_padding,
-            flip: args.augment.contains(&AugmentName::Flip),
+            flip,
         })
     }
 
@@ -424,7 +508,8 @@ impl Recipe {
                     _ => {}
                 }
             }
-            match Recipe::from_args(&given, optimizer) {
+            // The checkpoint's recipe stands for the flags left out, not a model's defaults.
+            match Recipe::from_args(&given, optimizer, &RecipeDefaults::default()) {
                 Ok(r) => {
                     let same = match (&r.schedule, &self.schedule) {
                         (
@@ -446,7 +531,11 @@ impl Recipe {
         }
         if !args.augment.is_empty() || args.crop_padding.is_some() {
             let crop = args.augment.contains(&AugmentName::Crop);
-            let padding = crop.then(|| args.crop_padding.unwrap_or(DEFAULT_CROP_PADDING));
+            let padding = crop.then(|| {
+                args.crop_padding
+                    .or(self.crop_padding)
+                    .unwrap_or(DEFAULT_CROP_PADDING)
+            });
             let flip = args.augment.contains(&AugmentName::Flip);
             if padding != self.crop_padding || flip != self.flip {
                 let ck = match (self.crop_padding, self.flip) {

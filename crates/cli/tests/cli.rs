@@ -311,7 +311,7 @@ fn dscnn_trains_with_its_own_recipe_and_its_weights_evaluate_the_same() {
     let text = stdout(&o);
     // No --optimizer / --lr: the zoo's recipe for dscnn.
     assert!(
-        text.starts_with("dscnn, adam lr 0.001, batch size 64"),
+        text.starts_with("dscnn, adam lr 0.005, batch size 64"),
         "{text}"
     );
     let epoch = text

@@ -119,6 +119,11 @@ fn shared_data() -> &'static Path {
 
 /// `train` into `dir/w.safetensors` on the shared data, batches of 64 (3 per epoch).
 fn train(dir: &Path, extra: &[&str]) -> Output {
+    train_model(dir, "lenet-relu", extra)
+}
+
+/// [`train`] of `model`.
+fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
     let out = dir.join("w.safetensors");
     let mut args = vec![
         "train",
@@ -131,7 +136,7 @@ fn train(dir: &Path, extra: &[&str]) -> Output {
         "--threads",
         "1",
         "--model",
-        "lenet-relu",
+        model,
     ];
     args.extend_from_slice(extra);
     run(&args)
@@ -393,6 +398,120 @@ fn recipe_flags_are_checked() {
     assert_fails_with(&train(&dir, &args), &["one-cycle", "--epochs 2"]);
     let o = run(&["train", "--help"]);
     assert!(stdout(&o).contains("not AdamW"), "{}", stdout(&o));
+}
+
+/// The first two lines a run prints (its settings and its recipe, or the device line).
+fn start_lines(o: &Output) -> (String, String) {
+    assert_ok(o);
+    let text = stdout(o);
+    let mut lines = text.lines().map(String::from);
+    (lines.next().unwrap(), lines.next().unwrap())
+}
+
+#[test]
+fn dscnn_trains_with_its_own_recipe_unless_flags_override_it() {
+    let dir = temp_dir("dscnn-recipe");
+    let o = train_model(&dir, "dscnn", &["--epochs", "1"]);
+    let (settings, recipe) = start_lines(&o);
+    assert!(
+        settings.starts_with("dscnn, adam lr 0.005, batch size 64, 1 epochs"),
+        "{settings}"
+    );
+    // 0.005 / 25 and 0.005 / 25 / 1e4 (PyTorch's div_factor and final_div_factor).
+    assert_eq!(
+        recipe,
+        "one-cycle lr 0.0002 -> 0.005 -> 0.00000002 over 3 batches, momentum 0.95 -> 0.85 -> 0.95, \
+         augment flip"
+    );
+    let r = json_of(&metadata(&dir.join("w.ckpt.safetensors")), "recipe");
+    assert_eq!(r["lr_schedule"]["name"], "onecycle");
+    assert!(r["crop_padding"].is_null());
+    assert_eq!(r["flip"], true);
+    assert_eq!(r["weight_decay"], 0.0);
+
+    // With SGD: its own rate, Nesterov momentum, weight decay and cosine schedule.
+    let o = train_model(&dir, "dscnn", &["--epochs", "1", "--optimizer", "sgd"]);
+    let (settings, recipe) = start_lines(&o);
+    assert!(
+        settings.starts_with("dscnn, sgd lr 0.1, batch size 64"),
+        "{settings}"
+    );
+    assert_eq!(
+        recipe,
+        "momentum 0.9, nesterov, weight decay 0.0005, cosine lr to 0 over 1 epochs, augment flip"
+    );
+
+    // Explicit flags win, and `none` switches the defaults off.
+    let flags = [
+        "--epochs",
+        "1",
+        "--lr-schedule",
+        "none",
+        "--augment",
+        "none",
+    ];
+    let (_, next) = start_lines(&train_model(&dir, "dscnn", &flags));
+    assert_eq!(next, "training on cpu");
+    let flags = [
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.5",
+        "--weight-decay",
+        "0",
+        "--augment",
+        "crop,flip",
+        "--crop-padding",
+        "3",
+        "--lr-schedule",
+        "step",
+        "--step-size",
+        "1",
+    ];
+    let (_, recipe) = start_lines(&train_model(&dir, "dscnn", &flags));
+    assert_eq!(
+        recipe,
+        "momentum 0.5, step lr x0.1 every 1 epochs, augment crop (padding 3) + flip"
+    );
+    let flags = ["--epochs", "1", "--augment", "flip", "--min-lr", "0.001"];
+    let o = train_model(&dir, "dscnn", &flags);
+    assert_fails_with(&o, &["--min-lr", "cosine"]);
+    let flags = ["--epochs", "1", "--augment", "none,flip"];
+    let o = train_model(&dir, "dscnn", &flags);
+    assert_fails_with(&o, &["--augment none"]);
+
+    // The LeNets keep d2l's plain recipe: no recipe line.
+    let (settings, next) = start_lines(&train(&dir, &["--epochs", "1"]));
+    assert!(
+        settings.starts_with("lenet-relu, sgd lr 0.9, batch size 64"),
+        "{settings}"
+    );
+    assert_eq!(next, "training on cpu");
+}
+
+#[test]
+fn dscnn_default_recipe_resumes_exactly() {
+    let full = temp_dir("dscnn-resume-full");
+    let args = ["--epochs", "2", "--seed", "3", "--schedule-epochs", "2"];
+    assert_ok(&train_model(&full, "dscnn", &args));
+    let split = temp_dir("dscnn-resume-split");
+    let first = ["--epochs", "1", "--seed", "3", "--schedule-epochs", "2"];
+    assert_ok(&train_model(&split, "dscnn", &first));
+    let ck = split.join("w.ckpt.safetensors");
+    let o = train_model(
+        &split,
+        "dscnn",
+        &["--epochs", "2", "--resume", ck.to_str().unwrap()],
+    );
+    assert_ok(&o);
+    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    assert!(same, "resumed dscnn weights differ");
+    let a = metadata(&full.join("w.ckpt.safetensors"));
+    let b = metadata(&split.join("w.ckpt.safetensors"));
+    assert_eq!(a["recipe"], b["recipe"]);
+    assert_eq!(a["lr_schedule_state"], b["lr_schedule_state"]);
 }
 
 #[test]

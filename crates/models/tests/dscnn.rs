@@ -5,7 +5,7 @@
 use tinycnn::nn::{BatchNorm2d, Module, Sequential};
 use tinycnn::optim::{Adam, Optimizer};
 use tinycnn::Tensor;
-use tinycnn_models::{by_name, dscnn, Model, OptimizerKind};
+use tinycnn_models::{by_name, dscnn, Augmentation, Model, Momentum, OptimizerKind, ScheduleKind};
 
 #[test]
 fn state_dict_matches_pytorch() {
@@ -45,12 +45,43 @@ fn recipe_names_and_init() {
     assert!(Model::ALL.contains(&m));
     assert_eq!(m.to_string(), "dscnn");
     assert_eq!(m.default_optimizer(), OptimizerKind::Adam);
-    assert_eq!(m.default_lr(OptimizerKind::Adam), 0.001);
+    assert_eq!(m.default_lr(OptimizerKind::Adam), 0.005);
     assert_eq!(m.default_lr(OptimizerKind::Sgd), 0.1);
     assert_eq!(m.default_batch_size(), 128);
-    assert_eq!(Model::LeNet.default_batch_size(), 256);
-    assert_eq!(Model::LeNet.default_optimizer(), OptimizerKind::Sgd);
-    assert_eq!(Model::LeNet.default_lr(OptimizerKind::Sgd), 0.9);
+    assert_eq!(
+        m.default_schedule(OptimizerKind::Adam),
+        ScheduleKind::OneCycle
+    );
+    assert_eq!(
+        m.default_schedule(OptimizerKind::Sgd),
+        ScheduleKind::Cosine { min_lr: 0.0 }
+    );
+    assert_eq!(m.default_weight_decay(OptimizerKind::Adam), 0.0);
+    assert_eq!(m.default_weight_decay(OptimizerKind::Sgd), 5e-4);
+    assert_eq!(m.default_momentum(OptimizerKind::Adam), Momentum::default());
+    let nesterov = Momentum {
+        momentum: 0.9,
+        nesterov: true,
+    };
+    assert_eq!(m.default_momentum(OptimizerKind::Sgd), nesterov);
+    let flip = Augmentation {
+        crop_padding: None,
+        flip: true,
+    };
+    assert_eq!(m.default_augmentation(), flip);
+    // The LeNets keep d2l's plain recipe.
+    for lenet in [Model::LeNet, Model::LeNetRelu] {
+        assert_eq!(lenet.default_batch_size(), 256);
+        assert_eq!(lenet.default_optimizer(), OptimizerKind::Sgd);
+        assert_eq!(lenet.default_lr(OptimizerKind::Sgd), 0.9);
+        assert_eq!(lenet.default_lr(OptimizerKind::Adam), 0.001);
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+            assert_eq!(lenet.default_schedule(kind), ScheduleKind::Constant);
+            assert_eq!(lenet.default_weight_decay(kind), 0.0);
+            assert_eq!(lenet.default_momentum(kind), Momentum::default());
+        }
+        assert_eq!(lenet.default_augmentation(), Augmentation::default());
+    }
     // dscnn keeps PyTorch's default init: `init` changes nothing.
     tinycnn::manual_seed(4);
     let a = m.build();

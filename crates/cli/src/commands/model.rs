@@ -170,11 +170,7 @@ pub fn recipe(model: &ModelSpec, optimizer: Option<OptimizerName>) -> (Optimizer
         let name = optimizer.unwrap_or(OptimizerName::Sgd);
         return (name, name.default_lr());
     };
-    let kind = match optimizer {
-        Some(OptimizerName::Sgd) => OptimizerKind::Sgd,
-        Some(OptimizerName::Adam) => OptimizerKind::Adam,
-        None => zoo.default_optimizer(),
-    };
+    let kind = optimizer.map_or(zoo.default_optimizer(), OptimizerName::kind);
     let name = match kind {
         OptimizerKind::Sgd => OptimizerName::Sgd,
         OptimizerKind::Adam => OptimizerName::Adam,

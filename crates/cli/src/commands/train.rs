@@ -8,7 +8,7 @@ use crate::checkpoint::{
 };
 use crate::error::{runtime, CliError, ExitKind, Result};
 use crate::plot::{write_svg, CurvePoint};
-use crate::recipe::{self, Recipe, Schedule};
+use crate::recipe::{self, Recipe, RecipeDefaults, Schedule};
 use crate::tensorfile::NamedTensor;
 use crate::{ModelRef, TrainArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -80,6 +80,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             };
             let (optimizer, default_lr) = model::recipe(&model, args.optimizer);
             let batch_size = args.batch_size.unwrap_or(model::default_batch_size(&model));
+            let defaults = RecipeDefaults::of(model.zoo, optimizer);
+            let recipe = Recipe::from_args(&args, optimizer, &defaults)?;
             RunConfig {
                 model,
                 optimizer,
@@ -87,7 +89,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 batch_size,
                 seed: args.seed.unwrap_or(DEFAULT_SEED),
                 dataset: args.dataset.or(file_dataset).unwrap_or_default(),
-                recipe: Recipe::from_args(&args, optimizer)?,
+                recipe,
             }
         }
     };
