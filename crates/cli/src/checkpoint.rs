@@ -601,8 +601,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         recipe.momentum != 0.0 || matches!(recipe.schedule, recipe::Schedule::OneCycle { .. });
     // The optimizer holds state for the trainable parameters only: the file's tensors also
     // hold the buffers (batch norm's running statistics), which it must not count. The
-    // network is built only to count them; training reseeds before it builds its own.
-    let num_params = model.build()?.parameters().len();
+    // network is built only to name them; training reseeds before it builds its own.
+    let buffers: std::collections::HashSet<String> = model
+        .build()?
+        .named_buffers()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let num_params = params.iter().filter(|t| !buffers.contains(&t.name)).count();
     check_optimizer_state(
         path,
         optimizer,
