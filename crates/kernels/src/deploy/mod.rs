@@ -422,6 +422,22 @@ impl<'a> Plan<'a> {
                     self.check_span(k, op.bias, Some(out * 4), 4, "bias span does not fit")?;
                 }
                 if int8 {
+                    // i32 accumulators must not overflow on any input: at most 65535 taps of
+                    // |x * w| <= 128 * 128, plus a bias of at most 2^30, stay below 2^31.
+                    let taps = s.params.in_per_group() * s.params.kernel.0 * s.params.kernel.1;
+                    if taps > MAX_INT8_TAPS {
+                        return bad("int8 reduction longer than 65535 taps could overflow its i32 accumulator");
+                    }
+                    if !unused(op.bias) {
+                        for b in self.data(op.bias).chunks_exact(4) {
+                            if i32::from_le_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs() > 1 << 30
+                            {
+                                return bad(
+                                    "int8 bias above 2^30 could overflow its i32 accumulator",
+                                );
+                            }
+                        }
+                    }
                     let aux_len = if is_i32 { out * 4 } else { out * REQUANT_LEN };
                     self.check_span(k, op.aux, Some(aux_len), 4, "requant span does not fit")?;
                     if is_i32 {
@@ -580,3 +596,7 @@ compile_error!("deployment plans are read in place and need a little-endian targ
 
 #[cfg(test)]
 mod tests;
+
+/// Longest int8 reduction (input channels per group x kernel taps) a plan may ask for: with
+/// a bias of at most 2^30 the i32 accumulator cannot overflow on any input.
+pub const MAX_INT8_TAPS: usize = 65535;
