@@ -2,10 +2,10 @@
 //! files (PyTorch state-dict names such as `0.weight`) and the training checkpoints.
 
 use crate::error::{Context, Result};
-use safetensors::tensor::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+use tinycnn::nn::StateDict;
+use tinycnn::Tensor;
 
 /// One named f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,29 +35,10 @@ impl TensorFile {
     }
 }
 
-struct F32View<'a> {
-    shape: &'a [usize],
-    bytes: Vec<u8>,
-}
-
-impl View for F32View<'_> {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-/// Serializes tensors and metadata to safetensors bytes.
+/// Serializes tensors and metadata to safetensors bytes (through `tinycnn::io`, the one
+/// safetensors writer).
 pub fn to_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
-    let mut views = Vec::with_capacity(tensors.len());
+    let mut entries = Vec::with_capacity(tensors.len());
     for t in tensors {
         let n: usize = t.shape.iter().product();
         if n != t.data.len() {
@@ -68,21 +49,12 @@ pub fn to_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> 
                 t.shape
             ));
         }
-        let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        views.push((
-            t.name.clone(),
-            F32View {
-                shape: &t.shape,
-                bytes,
-            },
-        ));
+        let tensor =
+            Tensor::from_vec(t.data.clone(), &t.shape).context(|| format!("tensor {}", t.name))?;
+        entries.push((t.name.clone(), tensor));
     }
-    let meta = if metadata.is_empty() {
-        None
-    } else {
-        Some(metadata.clone())
-    };
-    safetensors::tensor::serialize(views, meta).context(|| "cannot serialize tensors".to_string())
+    tinycnn::io::to_bytes_with_metadata(&StateDict::from_entries(entries), metadata)
+        .context(|| "cannot serialize tensors".to_string())
 }
 
 /// Writes tensors and metadata to `path` atomically.
@@ -95,33 +67,20 @@ pub fn save(
     crate::output::write_file(path, &bytes)
 }
 
-/// Parses safetensors bytes; `origin` names the source in error messages. Only f32 tensors
-/// are accepted.
+/// Parses safetensors bytes; `origin` names the source in error messages. F32 tensors are
+/// read, and I64 ones (PyTorch's batch-norm `num_batches_tracked`) as f32, as `tinycnn::io`
+/// reads them.
 pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<TensorFile> {
-    let (_, header) = SafeTensors::read_metadata(bytes)
+    let (state, metadata) = tinycnn::io::from_bytes_with_metadata(bytes)
         .context(|| format!("{origin} is not a valid safetensors file"))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes)
-        .context(|| format!("{origin} is not a valid safetensors file"))?;
-    let mut tensors = Vec::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(crate::cli_err!(
-                "{origin}: tensor {name} has dtype {:?}; only F32 is supported",
-                view.dtype()
-            ));
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.push(NamedTensor {
-            name,
-            shape: view.shape().to_vec(),
-            data,
-        });
-    }
+    let mut tensors: Vec<NamedTensor> = state
+        .iter()
+        .map(|(name, t)| NamedTensor {
+            name: name.to_string(),
+            shape: t.shape().to_vec(),
+            data: t.to_vec(),
+        })
+        .collect();
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(TensorFile { tensors, metadata })
 }
@@ -160,6 +119,37 @@ mod tests {
         assert_eq!(back.metadata, meta);
         assert_eq!(back.get("0.weight").unwrap(), &tensors[0]);
         assert_eq!(back.get("0.bias").unwrap(), &tensors[1]);
+    }
+
+    #[test]
+    fn pytorch_batch_norm_counters_in_i64_read_as_f32() {
+        use safetensors::tensor::{Dtype, TensorView};
+        // What `safetensors.torch.save_file(bn.state_dict(), f)` writes for
+        // `num_batches_tracked`: a 0-d int64 tensor.
+        let count = 469i64.to_le_bytes();
+        let weight: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let views = vec![
+            (
+                "bn.num_batches_tracked".to_string(),
+                TensorView::new(Dtype::I64, vec![], &count).unwrap(),
+            ),
+            (
+                "bn.weight".to_string(),
+                TensorView::new(Dtype::F32, vec![2], &weight).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        let file = from_bytes(&bytes, "bn.safetensors").unwrap();
+        let count = file.get("bn.num_batches_tracked").unwrap();
+        assert_eq!(
+            (count.shape.as_slice(), count.data.as_slice()),
+            (&[][..], &[469.0][..])
+        );
+        assert_eq!(file.get("bn.weight").unwrap().data, [1.5, -2.0]);
+        assert!(file.metadata.is_empty());
     }
 
     #[test]

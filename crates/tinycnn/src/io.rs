@@ -28,6 +28,16 @@ pub const SINGLE_KEY: &str = "tensor";
 
 /// The bytes of a safetensors file holding `state` (F32, with `{"format": "pt"}` metadata).
 pub fn to_bytes(state: &StateDict) -> Result<Vec<u8>> {
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    to_bytes_with_metadata(state, &meta)
+}
+
+/// The bytes of a safetensors file holding `state` (F32) with `metadata` as its
+/// `__metadata__` string map (none when the map is empty).
+pub fn to_bytes_with_metadata(
+    state: &StateDict,
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let datas: Vec<(String, Vec<usize>, Vec<u8>)> = state
         .iter()
         .map(|(k, t)| {
@@ -43,14 +53,26 @@ pub fn to_bytes(state: &StateDict) -> Result<Vec<u8>> {
                 .map_err(|e| Error::Msg(format!("safetensors: tensor `{k}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Msg(format!("safetensors: {e}")))
+    let meta = (!metadata.is_empty()).then(|| metadata.clone());
+    safetensors::serialize(views, meta).map_err(|e| Error::Msg(format!("safetensors: {e}")))
 }
 
 /// Parses safetensors bytes into a state dict (in file order). Every tensor must be F32,
 /// or I64 (PyTorch's `num_batches_tracked`), which is converted to f32.
 pub fn from_bytes(bytes: &[u8]) -> Result<StateDict> {
     parse(bytes, Path::new("<memory>"))
+}
+
+/// [`from_bytes`], plus the file's `__metadata__` string map (empty when it has none).
+pub fn from_bytes_with_metadata(bytes: &[u8]) -> Result<(StateDict, HashMap<String, String>)> {
+    let path = Path::new("<memory>");
+    let state = parse(bytes, path)?;
+    // `parse` has validated the whole file, header included.
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        msg: format!("not a valid safetensors file: {e}"),
+    })?;
+    Ok((state, header.metadata().clone().unwrap_or_default()))
 }
 
 fn parse(bytes: &[u8], path: &Path) -> Result<StateDict> {
