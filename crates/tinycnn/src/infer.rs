@@ -4,7 +4,9 @@
 //! thread dispatch for batches too small to split.
 //!
 //! [`Inference`] compiles a [`Sequential`] of the standard layers (nested `Sequential`s
-//! included) into a list of kernel calls. Each worker runs the whole network on a few images
+//! included) into a list of kernel calls. It is the evaluation-mode forward: a `BatchNorm2d`
+//! uses its running statistics (folded into the convolution before it, as
+//! `torch.ao.quantization.fuse_modules` does) and `Dropout` is the identity. Each worker runs the whole network on a few images
 //! at a time (a sub-batch sized so activations stay in L2) with its own ping-pong buffers.
 //! The parameters are read (as snapshots) at every call, so an `Inference` built before or
 //! during training always uses the current weights.
@@ -25,8 +27,8 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::nn::{AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Module, Sequential};
-use crate::nn::{ReLU, Sigmoid, Tanh};
+use crate::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity};
+use crate::nn::{Linear, MaxPool2d, Module, ReLU, ReLU6, Sequential, Sigmoid, Tanh};
 use crate::tensor::Snapshot;
 use crate::{parallel, Tensor};
 use rayon::prelude::*;
@@ -38,6 +40,7 @@ use tinycnn_kernels::{Conv2dParams, Conv2dShape, GemmShape, Pool2dParams, Pool2d
 enum Act {
     None,
     Relu,
+    Relu6,
     Sigmoid,
     Tanh,
 }
@@ -46,6 +49,8 @@ impl Act {
     fn of(m: &dyn Module) -> Option<Act> {
         if m.downcast_ref::<ReLU>().is_some() {
             Some(Act::Relu)
+        } else if m.downcast_ref::<ReLU6>().is_some() {
+            Some(Act::Relu6)
         } else if m.downcast_ref::<Sigmoid>().is_some() {
             Some(Act::Sigmoid)
         } else if m.downcast_ref::<Tanh>().is_some() {
@@ -65,10 +70,55 @@ impl Act {
         tmp.extend_from_slice(y);
         match self {
             Act::Relu => k::relu_forward(tmp, y),
+            Act::Relu6 => k::relu6_forward(tmp, y),
             Act::Sigmoid => k::sigmoid_forward(tmp, y),
             Act::Tanh => k::tanh_forward(tmp, y),
             Act::None => Ok(()),
         }
+    }
+}
+
+/// A `BatchNorm2d` in evaluation mode: `y = x * alpha + beta` per channel, with
+/// `alpha = weight / sqrt(running_var + eps)` and `beta = bias - running_mean * alpha`.
+struct Norm {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    mean: Tensor,
+    var: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    fn of(bn: &BatchNorm2d) -> std::result::Result<Norm, String> {
+        if bn.is_training() {
+            return Err(
+                "BatchNorm2d is in training mode (batch statistics); call eval() first".into(),
+            );
+        }
+        let (Some(mean), Some(var)) = (&bn.running_mean, &bn.running_var) else {
+            return Err("BatchNorm2d without running statistics uses batch statistics".into());
+        };
+        Ok(Norm {
+            weight: bn.weight.clone(),
+            bias: bn.bias.clone(),
+            mean: mean.clone(),
+            var: var.clone(),
+            eps: bn.eps,
+        })
+    }
+
+    /// `(alpha, beta)` per channel, from the tensors' current values.
+    fn alpha_beta(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mean, var) = (host(&self.mean)?, host(&self.var)?);
+        let weight = self.weight.as_ref().map(host).transpose()?;
+        let bias = self.bias.as_ref().map(host).transpose()?;
+        let alpha: Vec<f32> = (0..mean.len())
+            .map(|c| weight.as_ref().map_or(1.0, |w| w[c]) / (var[c] + self.eps).sqrt())
+            .collect();
+        let beta = (0..mean.len())
+            .map(|c| bias.as_ref().map_or(0.0, |b| b[c]) - mean[c] * alpha[c])
+            .collect();
+        Ok((alpha, beta))
     }
 }
 
@@ -79,8 +129,12 @@ enum Step {
         bias: Option<Tensor>,
         params: Conv2dParams,
         in_hw: (usize, usize),
+        /// A batch norm right after the convolution, folded into its weight and bias.
+        norm: Option<Norm>,
         act: Act,
     },
+    /// A batch norm with no convolution before it to fold into (in place).
+    Norm { norm: Norm, spatial: usize },
     Linear {
         weight: Tensor,
         bias: Option<Tensor>,
@@ -101,8 +155,35 @@ enum Step {
     Act(Act),
 }
 
-/// A step's weight and bias, read once per call.
-type Weights = (Option<Snapshot>, Option<Snapshot>);
+/// A step's weight and bias, read once per call: the tensors' own values, or values computed
+/// from them (a convolution with its batch norm folded in, a batch norm's alpha and beta).
+type Weights = (Option<Param>, Option<Param>);
+
+enum Param {
+    Shared(Snapshot),
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for Param {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Param::Shared(s) => s,
+            Param::Owned(v) => v,
+        }
+    }
+}
+
+/// The values of a parameter that lives on the host.
+fn host(t: &Tensor) -> Result<Snapshot> {
+    match t.device() {
+        crate::Device::Cpu => Ok(t.data()),
+        device => Err(Error::Unsupported {
+            op: "Inference::run (parameters)",
+            device,
+        }),
+    }
+}
 
 /// Per-worker buffers, grown on demand and kept between calls.
 #[derive(Default)]
@@ -135,9 +216,12 @@ const MIN_MACS_PER_THREAD: usize = 2_000_000;
 impl Inference {
     /// Compiles `net` for images of shape `input` (without the batch dimension, e.g.
     /// `[1, 28, 28]`). Supported layers: `Conv2d`, `Linear`, `MaxPool2d`, `AvgPool2d`,
-    /// `ReLU`, `Sigmoid`, `Tanh`, `Flatten` (not of the batch dimension), `Identity` and
-    /// nested `Sequential`s; anything else is an error naming the layer, and the caller can
-    /// fall back to `no_grad(|| net.forward(x))`.
+    /// `AdaptiveAvgPool2d` (when the output size divides the input's), `BatchNorm2d` and
+    /// `Dropout` in evaluation mode, `ReLU`, `ReLU6`, `Sigmoid`, `Tanh`, `Flatten` (not of
+    /// the batch dimension), `Identity` and nested `Sequential`s; anything else, or a
+    /// `BatchNorm2d`/`Dropout` in training mode, is an error naming the layer, and the caller
+    /// can fall back to `no_grad(|| net.forward(x))`. Build it after `net.eval()`: it always
+    /// computes the evaluation-mode forward.
     pub fn new(net: &Sequential, input: &[usize]) -> Result<Inference> {
         let mut layers = Vec::new();
         collect(net, "", &mut layers);
@@ -180,6 +264,7 @@ impl Inference {
                     bias: c.bias.clone(),
                     params: c.params,
                     in_hw: (h, w),
+                    norm: None,
                     act: Act::None,
                 });
             } else if let Some(l) = m.downcast_ref::<Linear>() {
@@ -228,6 +313,56 @@ impl Inference {
                     channels: ch,
                     in_hw: (h, w),
                     act,
+                });
+                shape = vec![ch, oh, ow];
+            } else if let Some(bn) = m.downcast_ref::<BatchNorm2d>() {
+                let norm = Norm::of(bn).map_err(bad)?;
+                let [ch, h, w] = shape[..] else {
+                    return Err(bad(format!(
+                        "BatchNorm2d needs [C, H, W] images, got {shape:?}"
+                    )));
+                };
+                if ch != bn.num_features {
+                    return Err(bad(format!(
+                        "BatchNorm2d expects {} channels, images have {ch}",
+                        bn.num_features
+                    )));
+                }
+                match steps.last_mut() {
+                    Some(Step::Conv {
+                        norm: slot @ None,
+                        act: Act::None,
+                        ..
+                    }) => *slot = Some(norm),
+                    _ => steps.push(Step::Norm {
+                        norm,
+                        spatial: h * w,
+                    }),
+                }
+            } else if let Some(d) = m.downcast_ref::<Dropout>() {
+                if d.is_training() {
+                    return Err(bad("Dropout is in training mode; call eval() first".into()));
+                }
+            } else if let Some(a) = m.downcast_ref::<AdaptiveAvgPool2d>() {
+                let [ch, h, w] = shape[..] else {
+                    return Err(bad(format!(
+                        "pooling needs [C, H, W] images, got {shape:?}"
+                    )));
+                };
+                let (oh, ow) = a.output_size;
+                if oh == 0 || ow == 0 || h % oh != 0 || w % ow != 0 {
+                    return Err(bad(format!(
+                        "AdaptiveAvgPool2d to {oh}x{ow} of {h}x{w} has unequal windows"
+                    )));
+                }
+                // Equal windows: an average pooling with kernel = stride = input / output.
+                let window = (h / oh, w / ow);
+                steps.push(Step::Pool {
+                    max: false,
+                    params: Pool2dParams::with_kernel(window),
+                    channels: ch,
+                    in_hw: (h, w),
+                    act: Act::None,
                 });
                 shape = vec![ch, oh, ow];
             } else if let Some(f) = m.downcast_ref::<Flatten>() {
@@ -306,15 +441,32 @@ impl Inference {
             .steps
             .iter()
             .map(|s| match s {
-                Step::Conv { weight, bias, .. } | Step::Linear { weight, bias, .. } => {
-                    let on = |t: &Tensor| match t.device() {
-                        crate::Device::Cpu => Ok(t.data()),
-                        device => Err(Error::Unsupported {
-                            op: "Inference::run (parameters)",
-                            device,
-                        }),
-                    };
-                    Ok((Some(on(weight)?), bias.as_ref().map(on).transpose()?))
+                Step::Conv {
+                    weight,
+                    bias,
+                    norm: Some(norm),
+                    ..
+                } => {
+                    let (alpha, beta) = norm.alpha_beta()?;
+                    let (w, b) = (host(weight)?, bias.as_ref().map(host).transpose()?);
+                    let per_out = w.len() / alpha.len().max(1);
+                    let folded_w = w
+                        .chunks(per_out.max(1))
+                        .zip(&alpha)
+                        .flat_map(|(row, &a)| row.iter().map(move |v| v * a))
+                        .collect();
+                    let folded_b = (0..alpha.len())
+                        .map(|c| b.as_ref().map_or(0.0, |b| b[c]) * alpha[c] + beta[c])
+                        .collect();
+                    Ok((Some(Param::Owned(folded_w)), Some(Param::Owned(folded_b))))
+                }
+                Step::Conv { weight, bias, .. } | Step::Linear { weight, bias, .. } => Ok((
+                    Some(Param::Shared(host(weight)?)),
+                    bias.as_ref().map(host).transpose()?.map(Param::Shared),
+                )),
+                Step::Norm { norm, .. } => {
+                    let (alpha, beta) = norm.alpha_beta()?;
+                    Ok((Some(Param::Owned(alpha)), Some(Param::Owned(beta))))
                 }
                 _ => Ok((None, None)),
             })
@@ -441,6 +593,16 @@ fn forward(
                 act.apply(y, tmp)
                     .map_err(Error::kernel("Inference (activation)"))?;
                 len
+            }
+            Step::Norm { spatial, .. } => {
+                // `w` is alpha, `bias` beta, one per channel.
+                let beta = bias.as_deref().unwrap_or_default();
+                for image in cur[..cur_len].chunks_exact_mut((w.len() * spatial).max(1)) {
+                    for ((plane, &a), &b) in image.chunks_exact_mut(*spatial).zip(w).zip(beta) {
+                        plane.iter_mut().for_each(|v| *v = *v * a + b);
+                    }
+                }
+                continue;
             }
             Step::Act(act) => {
                 act.apply(&mut cur[..cur_len], tmp)

@@ -3,8 +3,8 @@
 //! thread count, and refuses what it cannot run with the layer's name.
 
 use tinycnn::nn::{
-    AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid,
-    Softmax, Tanh,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
+    MaxPool2d, Module, ReLU, ReLU6, Sequential, Sigmoid, Softmax, Tanh,
 };
 use tinycnn::{no_grad, Conv2dParams, Inference, Rng, Tensor};
 
@@ -58,6 +58,54 @@ fn lenet_both_variants_match_the_autograd_forward() {
     for relu in [false, true] {
         check(&lenet(relu), &[1, 28, 28], &[1, 2, 7, 64, 257]);
     }
+}
+
+/// Gives every batch norm running statistics and an affine transform far from the identity,
+/// so folding them into the convolution is really tested.
+fn randomize_batch_norms(net: &Sequential, rng: &mut Rng) {
+    let _no_grad = tinycnn::no_grad_guard();
+    net.apply(&mut |m| {
+        if let Some(bn) = m.downcast_ref::<BatchNorm2d>() {
+            let c = bn.num_features;
+            let set = |t: &Option<Tensor>, v: Tensor| t.as_ref().map_or(Ok(()), |t| t.copy_(&v));
+            set(&bn.running_mean, Tensor::randn_with(&[c], rng))?;
+            set(
+                &bn.running_var,
+                Tensor::rand_with(&[c], rng).add_scalar(0.5),
+            )?;
+            set(&bn.weight, Tensor::randn_with(&[c], rng))?;
+            set(&bn.bias, Tensor::randn_with(&[c], rng))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dscnn_batch_norm_relu6_dropout_and_adaptive_pooling_match_in_eval_mode() {
+    let mut rng = Rng::seed_from(21);
+    // The zoo's DS-CNN: BatchNorm after every convolution (folded), depthwise convolutions,
+    // global average pooling.
+    let net = tinycnn_models::dscnn();
+    randomize_batch_norms(&net, &mut rng);
+    net.eval();
+    check(&net, &[1, 28, 28], &[1, 3, 33]);
+    // A batch norm with nothing to fold into (after pooling, after an activation), ReLU6,
+    // Dropout, an adaptive pooling with 2x2 windows, a batch norm without affine parameters.
+    let net = Sequential::new()
+        .append(BatchNorm2d::new(2))
+        .append(conv(Conv2dParams::new(2, 4, (3, 3)).with_padding((1, 1))))
+        .append(ReLU6)
+        .append(BatchNorm2d::new(4))
+        .append(MaxPool2d::new(2).stride(2))
+        .append(BatchNorm2d::new(4).affine(false))
+        .append(Dropout::new(0.3).unwrap())
+        .append(AdaptiveAvgPool2d::new(2))
+        .append(Flatten::new())
+        .append(Linear::new(16, 3));
+    randomize_batch_norms(&net, &mut rng);
+    net.eval();
+    check(&net, &[2, 8, 8], &[1, 5, 40]);
 }
 
 #[test]

@@ -526,22 +526,30 @@ fn depthwise_separable_block_layout() {
 }
 
 #[test]
-fn the_lean_inference_path_refuses_the_new_layers() {
-    // `Inference` compiles only the layers it knows; for the others it returns an error and
-    // its callers (the trainer's evaluation, the CLI's eval and predict) keep the autograd
-    // forward, which runs BatchNorm2d in evaluation mode.
+fn the_lean_inference_path_refuses_training_mode_layers() {
+    // `Inference` is the evaluation-mode forward: a BatchNorm2d or Dropout still in training
+    // mode is refused (its callers then keep the autograd forward), and compiles after eval().
     for (name, layer) in [
         (
             "BatchNorm2d",
             Box::new(BatchNorm2d::new(1)) as Box<dyn Module>,
         ),
-        ("ReLU6", Box::new(ReLU6)),
-        ("AdaptiveAvgPool2d", Box::new(AdaptiveAvgPool2d::new(1))),
         ("Dropout", Box::new(Dropout::new(0.5).unwrap())),
     ] {
         let mut net = Sequential::new().append(Conv2d::new(1, 1, 3).unwrap());
         net.push_boxed(layer);
         let e = tinycnn::Inference::new(&net, &[1, 6, 6]).err();
-        assert!(e.is_some(), "{name} compiled");
+        assert!(
+            e.is_some_and(|e| e.to_string().contains("training mode")),
+            "{name} compiled in training mode"
+        );
+        net.eval();
+        assert!(tinycnn::Inference::new(&net, &[1, 6, 6]).is_ok(), "{name}");
     }
+    // Unequal adaptive windows (5 into 2) are not an average pooling.
+    let net = Sequential::new()
+        .append(Conv2d::new(1, 1, 3).unwrap())
+        .append(AdaptiveAvgPool2d::new(2));
+    let e = tinycnn::Inference::new(&net, &[1, 7, 7]).err().unwrap();
+    assert!(e.to_string().contains("unequal windows"), "{e}");
 }
