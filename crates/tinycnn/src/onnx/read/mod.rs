@@ -11,10 +11,11 @@ use super::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
     type_proto, AttributeProto, ModelProto, NodeProto, TensorProto,
 };
-use super::shape::{normalize_dim, output_shape};
+use super::shape::output_shape;
 use super::{OnnxModel, Tensors, MAX_OPSET, MIN_OPSET};
 use crate::error::{Error, Result};
 use crate::nn::arch::{Architecture, LayerSpec, Node, MAX_NODES};
+use crate::tensor::normalize_dim;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
