@@ -89,6 +89,20 @@ fn parse_epoch_line(line: &str) -> (usize, f64, f64, f64, f64) {
     )
 }
 
+/// Fashion-MNIST's class names, as d2l prints them.
+const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
+
 /// The ten `N name p` lines of `predict` sum to 1 and the first line names the argmax.
 fn check_probabilities(text: &str) {
     let mut probs = Vec::new();
@@ -112,20 +126,8 @@ fn check_probabilities(text: &str) {
         .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap())
         .unwrap()
         .0;
-    let names = [
-        "t-shirt",
-        "trouser",
-        "pullover",
-        "dress",
-        "coat",
-        "sandal",
-        "shirt",
-        "sneaker",
-        "bag",
-        "ankle boot",
-    ];
     assert!(
-        text.contains(&format!("predicted: {}", names[best])),
+        text.contains(&format!("predicted: {}", FASHION_MNIST_CLASSES[best])),
         "{text}"
     );
 }

@@ -17,6 +17,28 @@ fn wait_for(child: &mut std::process::Child) -> std::process::ExitStatus {
     }
 }
 
+/// `train` on one thread into `out` with its stdout and stderr piped, not waited for.
+fn spawn_train(out: &Path, batch_size: &str, epochs: &str) -> std::process::Child {
+    bin()
+        .args([
+            "train",
+            "--data",
+            data_dir().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch-size",
+            batch_size,
+            "--threads",
+            "1",
+            "--epochs",
+            epochs,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `tinycnn train | head -2`: the reader goes away after the two header lines, so the
 /// first epoch's line meets a closed pipe. The run ends quietly with 141, and that epoch's
 /// checkpoint was written before its line.
@@ -25,24 +47,7 @@ fn a_closed_stdout_ends_training_quietly_with_the_epoch_saved() {
     use std::io::BufRead;
     let dir = temp_dir("epipe");
     let out = dir.join("w.safetensors");
-    let mut child = bin()
-        .args([
-            "train",
-            "--data",
-            data_dir().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--batch-size",
-            "1",
-            "--threads",
-            "1",
-            "--epochs",
-            "3",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&out, "1", "3");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for _ in 0..2 {
         let l = lines.next().unwrap().unwrap();
@@ -67,24 +72,7 @@ fn sigint_stops_training_and_says_which_epoch_is_saved() {
     let dir = temp_dir("sigint");
     let out = dir.join("w.safetensors");
     let ckpt = dir.join("w.ckpt.safetensors");
-    let mut child = bin()
-        .args([
-            "train",
-            "--data",
-            data_dir().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--batch-size",
-            "64",
-            "--threads",
-            "1",
-            "--epochs",
-            "100000",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&out, "64", "100000");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     loop {
         let l = lines.next().expect("output until epoch 2").unwrap();

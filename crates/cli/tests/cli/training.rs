@@ -143,18 +143,7 @@ fn train_prints_d2l_lines_and_writes_weights_checkpoint_and_plot() {
         text.contains(&format!("test acc {test:.3}")),
         "eval should agree with training's last test acc {test:.3}:\n{text}"
     );
-    for class in [
-        "t-shirt",
-        "trouser",
-        "pullover",
-        "dress",
-        "coat",
-        "sandal",
-        "shirt",
-        "sneaker",
-        "bag",
-        "ankle boot",
-    ] {
+    for class in FASHION_MNIST_CLASSES {
         assert!(
             text.contains(class),
             "confusion matrix lacks {class}:\n{text}"
