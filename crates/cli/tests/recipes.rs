@@ -2,78 +2,13 @@
 //! schedules, clipping, augmentation), of their checkpoints, and of `--dataset mnist`, on
 //! small generated IDX files (no network).
 
+mod common;
+
+use common::*;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn run(args: &[&str]) -> Output {
-    run_with(args, &[])
-}
-
-/// Runs the binary with the data search kept away from real data and the network.
-fn run_with(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let exe = std::env::var_os("TINYCNN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tinycnn")));
-    let mut c = Command::new(exe);
-    c.env_remove("TINYCNN_DATA")
-        .env_remove("TINYCNN_MNIST_DATA")
-        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
-        .env("TINYCNN_MNIST_URL", "http://127.0.0.1:9/");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.args(args).output().expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-#[track_caller]
-fn assert_fails_with(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout:\n{}\nstderr:\n{err}",
-        stdout(o)
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("internal error"),
-        "{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tinycnn-recipes-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
-}
 
 /// `n` 28x28 images: class `c` is a bright bar on rows `2c+4 ..= 2c+5` over noise.
 fn split(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
@@ -101,13 +36,9 @@ fn split(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
 /// The four IDX files (192 training, 64 test images) in a directory of their own.
 fn data_dir(name: &str) -> PathBuf {
     let d = temp_dir(name);
-    for (prefix, n, seed) in [("train", 192u32, 1u64), ("t10k", 64, 2)] {
-        let (images, labels) = split(n as usize, seed);
-        let write = |kind: &str, bytes: Vec<u8>| {
-            std::fs::write(d.join(format!("{prefix}-{kind}")), bytes).unwrap()
-        };
-        write("images-idx3-ubyte", idx_bytes(&[n, 28, 28], &images));
-        write("labels-idx1-ubyte", idx_bytes(&[n], &labels));
+    for (prefix, n, seed) in [("train", 192, 1), ("t10k", 64, 2)] {
+        let (images, labels) = split(n, seed);
+        write_idx_split(&d, prefix, &images, &labels);
     }
     d
 }
@@ -142,55 +73,13 @@ fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
     run(&args)
 }
 
-/// The safetensors header (JSON) and the bytes after it.
-fn split_file(path: &Path) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    (json.as_object().unwrap().clone(), bytes[8 + n..].to_vec())
-}
-
-fn metadata(path: &Path) -> serde_json::Map<String, serde_json::Value> {
-    split_file(path).0["__metadata__"]
-        .as_object()
-        .unwrap()
-        .clone()
-}
-
-/// The model tensors' bytes by name.
-fn weights(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let (header, body) = split_file(path);
-    let mut out: Vec<_> = header
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__" && !k.starts_with("optimizer."))
-        .map(|(k, v)| {
-            let o = &v["data_offsets"];
-            let (a, b) = (
-                o[0].as_u64().unwrap() as usize,
-                o[1].as_u64().unwrap() as usize,
-            );
-            (k.clone(), body[a..b].to_vec())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// Copies a safetensors file without some metadata keys (as an older tinycnn wrote it).
 fn without_metadata(src: &Path, dst: &Path, keys: &[&str]) {
-    let (mut header, body) = split_file(src);
-    let meta = header["__metadata__"].as_object_mut().unwrap();
+    let (tensors, mut meta) = read_safetensors(src);
     for k in keys {
         assert!(meta.remove(*k).is_some(), "{k} was not in the metadata");
     }
-    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&h);
-    bytes.extend_from_slice(&body);
-    std::fs::write(dst, bytes).unwrap();
+    write_safetensors_map(dst, &tensors, &meta);
 }
 
 /// 2 epochs straight and 1 epoch + a resumed 1 give the same weights, bit for bit; returns
@@ -214,7 +103,8 @@ fn resume_is_exact(name: &str, recipe: &[&str]) -> PathBuf {
         "{}",
         stdout(&o)
     );
-    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    let same = model_tensor_bytes(&split.join("w.safetensors"))
+        == model_tensor_bytes(&full.join("w.safetensors"));
     assert!(same, "{name}: resumed weights differ");
     let a = metadata(&full.join("w.ckpt.safetensors"));
     let b = metadata(&split.join("w.ckpt.safetensors"));
@@ -223,8 +113,8 @@ fn resume_is_exact(name: &str, recipe: &[&str]) -> PathBuf {
     full.join("w.ckpt.safetensors")
 }
 
-fn json_of(meta: &serde_json::Map<String, serde_json::Value>, key: &str) -> serde_json::Value {
-    serde_json::from_str(meta[key].as_str().unwrap()).unwrap()
+fn json_of(meta: &HashMap<String, String>, key: &str) -> serde_json::Value {
+    serde_json::from_str(&meta[key]).unwrap()
 }
 
 #[test]
@@ -333,7 +223,8 @@ fn a_checkpoint_without_the_recipe_fields_still_resumes() {
         &["--epochs", "2", "--resume", old.to_str().unwrap()],
     );
     assert_ok(&o);
-    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    let same = model_tensor_bytes(&split.join("w.safetensors"))
+        == model_tensor_bytes(&full.join("w.safetensors"));
     assert!(same, "resumed weights differ");
     // A weight file without a data set evaluates on Fashion-MNIST.
     let w = split.join("old-w.safetensors");
@@ -506,7 +397,8 @@ fn dscnn_default_recipe_resumes_exactly() {
         &["--epochs", "2", "--resume", ck.to_str().unwrap()],
     );
     assert_ok(&o);
-    let same = weights(&split.join("w.safetensors")) == weights(&full.join("w.safetensors"));
+    let same = model_tensor_bytes(&split.join("w.safetensors"))
+        == model_tensor_bytes(&full.join("w.safetensors"));
     assert!(same, "resumed dscnn weights differ");
     let a = metadata(&full.join("w.ckpt.safetensors"));
     let b = metadata(&split.join("w.ckpt.safetensors"));

@@ -112,14 +112,7 @@ pub fn batch_norm_stats(
     mean: &mut [f32],
     var: &mut [f32],
 ) -> Result<()> {
-    s.check(x.len())?;
-    check_len("mean", mean.len(), s.channels)?;
-    check_len("var", var.len(), s.channels)?;
-    if s.count() == 0 {
-        return Err(KernelError::Zero {
-            what: "values per channel (batch * spatial)",
-        });
-    }
+    check_batch_norm_stats(s, x, mean, var)?;
     let inv_count = 1.0 / s.count() as f64;
     for c in 0..s.channels {
         let planes = planes(s, x, c);
@@ -162,10 +155,7 @@ pub fn batch_norm_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<()> {
-    let n = s.check(x.len())?;
-    check_len("y", y.len(), n)?;
-    stats.check(s.channels)?;
-    check_affine(s.channels, weight, bias)?;
+    check_batch_norm_forward(s, x, stats, weight, bias, y)?;
     let per_image = s.channels * s.spatial;
     for c in 0..s.channels {
         let alpha = stats.invstd(c) * weight.map_or(1.0, |w| w[c]);
@@ -184,11 +174,65 @@ pub fn batch_norm_forward(
     Ok(())
 }
 
-pub(crate) fn check_affine(
-    channels: usize,
+/// The argument checks of [`batch_norm_stats`] and its naive twin.
+pub(crate) fn check_batch_norm_stats(
+    s: &BatchNormShape,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> Result<()> {
+    s.check(x.len())?;
+    check_len("mean", mean.len(), s.channels)?;
+    check_len("var", var.len(), s.channels)?;
+    if s.count() == 0 {
+        return Err(KernelError::Zero {
+            what: "values per channel (batch * spatial)",
+        });
+    }
+    Ok(())
+}
+
+/// The argument checks of [`batch_norm_forward`] and its naive twin.
+pub(crate) fn check_batch_norm_forward(
+    s: &BatchNormShape,
+    x: &[f32],
+    stats: &BatchNormStats<'_>,
     weight: Option<&[f32]>,
     bias: Option<&[f32]>,
+    y: &[f32],
 ) -> Result<()> {
+    let n = s.check(x.len())?;
+    check_len("y", y.len(), n)?;
+    stats.check(s.channels)?;
+    check_affine(s.channels, weight, bias)
+}
+
+/// The argument checks of [`batch_norm_backward`] and its naive twin.
+pub(crate) fn check_batch_norm_backward(
+    s: &BatchNormShape,
+    x: &[f32],
+    grad_y: &[f32],
+    stats: &BatchNormStats<'_>,
+    weight: Option<&[f32]>,
+    grads: &BatchNormGrads<'_>,
+) -> Result<()> {
+    let n = s.check(x.len())?;
+    check_len("grad_y", grad_y.len(), n)?;
+    stats.check(s.channels)?;
+    check_affine(s.channels, weight, None)?;
+    if let Some(g) = grads.x.as_deref() {
+        check_len("grad_x", g.len(), n)?;
+    }
+    if let Some(g) = grads.weight.as_deref() {
+        check_len("grad_weight", g.len(), s.channels)?;
+    }
+    if let Some(g) = grads.bias.as_deref() {
+        check_len("grad_bias", g.len(), s.channels)?;
+    }
+    Ok(())
+}
+
+fn check_affine(channels: usize, weight: Option<&[f32]>, bias: Option<&[f32]>) -> Result<()> {
     if let Some(w) = weight {
         check_len("weight", w.len(), channels)?;
     }
@@ -214,24 +258,12 @@ pub fn batch_norm_backward(
     training: bool,
     grads: BatchNormGrads<'_>,
 ) -> Result<()> {
-    let n = s.check(x.len())?;
-    check_len("grad_y", grad_y.len(), n)?;
-    stats.check(s.channels)?;
-    check_affine(s.channels, weight, None)?;
+    check_batch_norm_backward(s, x, grad_y, stats, weight, &grads)?;
     let BatchNormGrads {
         x: mut gx,
         weight: mut gw,
         bias: mut gb,
     } = grads;
-    if let Some(g) = gx.as_deref() {
-        check_len("grad_x", g.len(), n)?;
-    }
-    if let Some(g) = gw.as_deref() {
-        check_len("grad_weight", g.len(), s.channels)?;
-    }
-    if let Some(g) = gb.as_deref() {
-        check_len("grad_bias", g.len(), s.channels)?;
-    }
     let per_image = s.channels * s.spatial;
     let inv_count = if s.count() == 0 {
         0.0

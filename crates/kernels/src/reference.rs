@@ -10,8 +10,8 @@ use crate::bias::check_bias;
 use crate::conv::{check_conv2d, check_corr2d};
 use crate::error::{check_len, KernelError, Result};
 use crate::norm::{
-    adaptive_window, check_affine, AdaptivePool2dShape, BatchNormGrads, BatchNormShape,
-    BatchNormStats,
+    adaptive_window, check_batch_norm_backward, check_batch_norm_forward, check_batch_norm_stats,
+    AdaptivePool2dShape, BatchNormGrads, BatchNormShape, BatchNormStats,
 };
 use crate::optim::{AdamConfig, SgdConfig};
 use crate::pool::check_pool2d;
@@ -733,14 +733,7 @@ pub fn batch_norm_stats(
     mean: &mut [f32],
     var: &mut [f32],
 ) -> Result<()> {
-    s.check(x.len())?;
-    check_len("mean", mean.len(), s.channels)?;
-    check_len("var", var.len(), s.channels)?;
-    if s.count() == 0 {
-        return Err(KernelError::Zero {
-            what: "values per channel (batch * spatial)",
-        });
-    }
+    check_batch_norm_stats(s, x, mean, var)?;
     let count = s.count() as f64;
     for c in 0..s.channels {
         let values = || (0..s.batch).flat_map(move |n| (0..s.spatial).map(move |i| (n, i)));
@@ -770,10 +763,7 @@ pub fn batch_norm_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<()> {
-    let len = s.check(x.len())?;
-    check_len("y", y.len(), len)?;
-    stats.check(s.channels)?;
-    check_affine(s.channels, weight, bias)?;
+    check_batch_norm_forward(s, x, stats, weight, bias, y)?;
     for n in 0..s.batch {
         for c in 0..s.channels {
             let std = libm::sqrt(stats.var[c] as f64 + stats.eps as f64);
@@ -800,24 +790,12 @@ pub fn batch_norm_backward(
     training: bool,
     grads: BatchNormGrads<'_>,
 ) -> Result<()> {
-    let len = s.check(x.len())?;
-    check_len("grad_y", grad_y.len(), len)?;
-    stats.check(s.channels)?;
-    check_affine(s.channels, weight, None)?;
+    check_batch_norm_backward(s, x, grad_y, stats, weight, &grads)?;
     let BatchNormGrads {
         x: mut gx,
         weight: mut gw,
         bias: mut gb,
     } = grads;
-    if let Some(g) = gx.as_deref() {
-        check_len("grad_x", g.len(), len)?;
-    }
-    if let Some(g) = gw.as_deref() {
-        check_len("grad_weight", g.len(), s.channels)?;
-    }
-    if let Some(g) = gb.as_deref() {
-        check_len("grad_bias", g.len(), s.channels)?;
-    }
     let count = s.count().max(1) as f64;
     for c in 0..s.channels {
         let invstd = 1.0 / libm::sqrt(stats.var[c] as f64 + stats.eps as f64);

@@ -694,14 +694,17 @@ impl Tensor {
     }
 }
 
-/// Resolves a possibly negative dimension against `rank`.
-pub(crate) fn resolve_dim(op: &'static str, dim: isize, rank: usize) -> Result<usize> {
+/// A possibly negative PyTorch dimension (`-1` is the last) as an index into `rank`
+/// dimensions; `None` when out of range.
+pub(crate) fn normalize_dim(dim: isize, rank: usize) -> Option<usize> {
     let r = rank as isize;
     let d = if dim < 0 { dim + r } else { dim };
-    if d < 0 || d >= r {
-        return Err(Error::DimOutOfRange { op, dim, rank });
-    }
-    Ok(d as usize)
+    (0..r).contains(&d).then_some(d as usize)
+}
+
+/// Resolves a possibly negative dimension against `rank`.
+pub(crate) fn resolve_dim(op: &'static str, dim: isize, rank: usize) -> Result<usize> {
+    normalize_dim(dim, rank).ok_or(Error::DimOutOfRange { op, dim, rank })
 }
 
 impl std::fmt::Debug for Tensor {

@@ -8,7 +8,7 @@ use super::{
     MaxPool2d, Module, ReLU, ReLU6, Residual, Sequential, Sigmoid, Softmax, Tanh,
 };
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{normalize_dim, Tensor};
 use tinycnn_kernels::{Conv2dParams, Pool2dParams};
 
 // ----- shapes -------------------------------------------------------------------------------
@@ -21,11 +21,10 @@ fn layer_error(node: &Node, msg: impl std::fmt::Display) -> Error {
     )
 }
 
-/// `dim` of a tensor of rank `rank` as an index (PyTorch's negative dims count from the end).
+/// `dim` of a tensor of rank `rank` as an index: a 0-d value takes dims 0 and -1, as in
+/// PyTorch.
 fn dim_index(dim: isize, rank: usize) -> Option<usize> {
-    let r = rank as isize;
-    let d = if dim < 0 { dim + r } else { dim };
-    (0..r.max(1)).contains(&d).then_some(d as usize)
+    normalize_dim(dim, rank.max(1))
 }
 
 /// The `(height, width)` of a `[N, C, H, W]` input of a 2-D layer whose channels must be
@@ -201,7 +200,10 @@ fn output_shape(node: &Node, inputs: &[&[usize]]) -> std::result::Result<Vec<usi
 
 /// ONNX's `Reshape` target for an input of shape `input`: `0` copies the input's dimension
 /// at that position, one `-1` is inferred from the element count.
-fn reshape_dims(shape: &[i64], input: &[usize]) -> std::result::Result<Vec<usize>, String> {
+pub(crate) fn reshape_dims(
+    shape: &[i64],
+    input: &[usize],
+) -> std::result::Result<Vec<usize>, String> {
     let numel: usize = input.iter().product();
     let mut out = Vec::with_capacity(shape.len());
     let mut infer = None;

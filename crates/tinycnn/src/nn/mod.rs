@@ -36,6 +36,7 @@ mod norm;
 mod sequential;
 mod state;
 
+pub(crate) use graph::reshape_dims;
 pub use graph::{Graph, Reshape};
 pub use layers::{
     AvgPool2d, Conv2d, Flatten, Identity, Linear, MaxPool2d, Pair, ReLU, Sigmoid, Softmax, Tanh,

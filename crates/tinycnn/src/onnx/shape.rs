@@ -5,28 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::nn::arch::LayerSpec;
-
-/// Normalizes a PyTorch dimension index over a tensor of `rank` dimensions.
-pub(crate) fn normalize_dim(dim: isize, rank: usize) -> Option<usize> {
-    let r = rank as isize;
-    let d = if dim < 0 { dim + r } else { dim };
-    (0..r).contains(&d).then_some(d as usize)
-}
-
-fn window_out(
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-) -> Option<usize> {
-    if kernel == 0 || stride == 0 || dilation == 0 {
-        return None;
-    }
-    let span = dilation.checked_mul(kernel - 1)?.checked_add(1)?;
-    let padded = size.checked_add(pad.checked_mul(2)?)?;
-    (padded >= span).then(|| (padded - span) / stride + 1)
-}
+use crate::nn::reshape_dims;
+use crate::tensor::normalize_dim;
+use tinycnn_kernels::out_size;
 
 /// Most elements one example's value may have (a bound that keeps every size product in
 /// range, whatever padding or reshape a file asks for).
@@ -70,10 +51,10 @@ fn output_shape_unchecked(
      -> std::result::Result<(usize, usize), String> {
         let (_, h, w) = chw("pooling / convolution")?;
         match (
-            window_out(h, kernel.0, stride.0, padding.0, dilation.0),
-            window_out(w, kernel.1, stride.1, padding.1, dilation.1),
+            out_size("height", h, kernel.0, stride.0, padding.0, dilation.0),
+            out_size("width", w, kernel.1, stride.1, padding.1, dilation.1),
         ) {
-            (Some(oh), Some(ow)) => Ok((oh, ow)),
+            (Ok(oh), Ok(ow)) => Ok((oh, ow)),
             _ => Err(format!(
                 "window {kernel:?} (stride {stride:?}, padding {padding:?}, dilation \
                  {dilation:?}) does not fit input {h}x{w}"
@@ -209,48 +190,19 @@ fn output_shape_unchecked(
 /// which includes the batch dimension: its first entry must keep the batch (`0`, or `-1`
 /// with every other entry fixed and the per-example size unchanged).
 fn reshape(x: &[usize], shape: &[i64]) -> std::result::Result<Vec<usize>, String> {
-    let numel: usize = x.iter().product();
-    let bad = || {
-        Err(format!(
+    // After the batch entry the target is the per-example shape: `0` copies the same
+    // dimension of `x`, and a `-1` there is inferred only when the batch entry is `0`.
+    let per_example = match shape.split_first() {
+        Some((0, rest)) => reshape_dims(rest, x).ok(),
+        Some((-1, rest)) if !rest.contains(&-1) => reshape_dims(rest, x).ok(),
+        _ => None,
+    };
+    per_example.ok_or_else(|| {
+        format!(
             "cannot reshape [N, {}] to {shape:?} keeping the batch dimension",
             dims(x)
-        ))
-    };
-    let Some((&first, rest)) = shape.split_first() else {
-        return bad();
-    };
-    if first != 0 && first != -1 {
-        return bad();
-    }
-    let mut out = Vec::with_capacity(rest.len());
-    let mut infer = None;
-    for (i, &d) in rest.iter().enumerate() {
-        match d {
-            0 => match x.get(i) {
-                Some(&v) => out.push(v),
-                None => return bad(),
-            },
-            -1 if infer.is_none() && first == 0 => {
-                infer = Some(i);
-                out.push(1);
-            }
-            d if d > 0 => out.push(usize::try_from(d).map_err(|_| "dimension too large")?),
-            _ => return bad(),
-        }
-    }
-    let known = out
-        .iter()
-        .try_fold(1usize, |p, &d| p.checked_mul(d))
-        .ok_or("shape overflows")?;
-    if let Some(i) = infer {
-        if known == 0 || !numel.is_multiple_of(known) {
-            return bad();
-        }
-        out[i] = numel / known;
-    } else if known != numel {
-        return bad();
-    }
-    Ok(out)
+        )
+    })
 }
 
 fn dims(x: &[usize]) -> String {

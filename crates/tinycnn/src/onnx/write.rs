@@ -5,10 +5,11 @@ use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use super::shape::{infer_shapes, normalize_dim};
+use super::shape::infer_shapes;
 use super::{EXPORT_IR_VERSION, EXPORT_OPSET};
 use crate::error::{Error, Result};
 use crate::nn::arch::{Architecture, LayerSpec};
+use crate::tensor::normalize_dim;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 
