@@ -126,6 +126,26 @@ device_tests! {
         }
     }
 
+    add_scalar_and_copy_stay_on_the_device(dev) {
+        let x = param(&[1.0, -2.0, 0.5], &[3], dev);
+        let y = x.add_scalar(2.5);
+        assert_eq!(y.device(), dev);
+        close(&y, &[3.5, 0.5, 3.0], 0.0);
+        y.mul(&y).unwrap().sum_all().backward().unwrap();
+        close(&grad_of(&x), &[7.0, 1.0, 6.0], 0.0);
+        // copy_ shares the source's buffer; a later write to either leaves the other alone.
+        let a = on(&[0.0; 3], &[3], dev);
+        let b = on(&[4.0, 5.0, 6.0], &[3], dev);
+        a.copy_(&b).unwrap();
+        assert_eq!(a.device(), dev);
+        b.fill_(1.0).unwrap();
+        close(&a, &[4.0, 5.0, 6.0], 0.0);
+        close(&b, &[1.0; 3], 0.0);
+        a.copy_(&Tensor::new([7.0, 8.0, 9.0])).unwrap();
+        assert_eq!(a.device(), dev);
+        close(&a, &[7.0, 8.0, 9.0], 0.0);
+    }
+
     relu6_forward_and_backward(dev) {
         // By hand: the clamp keeps NaN and -0.0; no gradient at the kinks 0 and 6.
         let xs = [-1.0, -0.0, 0.0, 3.0, 6.0, 7.5, f32::NAN, 5.5];

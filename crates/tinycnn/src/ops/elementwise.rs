@@ -175,6 +175,28 @@ impl Tensor {
     }
     /// `self + v`.
     pub fn add_scalar(&self, v: f32) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(c) = super::on_cuda(&self.buffer()) {
+            // y = v, then y += x: two launches, no trip through the host (batch norm's
+            // `num_batches_tracked += 1` runs every training step).
+            let shifted = c.alloc_like(c.buf.len()).and_then(|mut y| {
+                c.dev
+                    .fill(v, &mut y.buf)
+                    .map_err(crate::cuda::err("add_scalar"))?;
+                c.dev
+                    .add_inplace(&c.buf, &mut y.buf)
+                    .map_err(crate::cuda::err("add_scalar"))?;
+                Ok(y)
+            });
+            if let Ok(y) = shifted {
+                let op = AddScalarBackward(self.clone());
+                return Tensor::from_buffer_op(
+                    crate::storage::Buffer::Cuda(y),
+                    self.shape().to_vec(),
+                    op,
+                );
+            }
+        }
         unary(self, |a| a + v, AddScalarBackward(self.clone()))
     }
     /// `self * v`.
@@ -405,12 +427,10 @@ impl Backward for AddScalarBackward {
         &self,
         _out: &Tensor,
         grad: &Tensor,
-        needs: &[bool],
+        _needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
-        cpu_backward(self, grad, needs, |g, _os, _want| {
-            let AddScalarBackward(_) = self;
-            Ok(vec![Some(g.to_vec())])
-        })
+        // The gradient passes unchanged (on its device; buffers are copy-on-write).
+        Ok(vec![Some(grad.to(&self.0.device())?)])
     }
 }
 
