@@ -112,12 +112,9 @@ extern "C" __global__ void avg_pool2d_backward(PoolGeom g, const float* __restri
 
 // PyTorch's adaptive window along one axis: output i of n_out covers input
 // [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out)) (tinycnn_kernels::adaptive_window).
-__device__ __forceinline__ int adaptive_start(int i, int n_in, int n_out) {
-    return (int)((long long)i * n_in / n_out);
-}
-__device__ __forceinline__ int adaptive_end(int i, int n_in, int n_out) {
-    return (int)(((long long)(i + 1) * n_in + n_out - 1) / n_out);
-}
+// 32-bit: the host refuses sizes with n_in * n_out + n_out >= 2^31.
+__device__ __forceinline__ int adaptive_start(int i, int n_in, int n_out) { return i * n_in / n_out; }
+__device__ __forceinline__ int adaptive_end(int i, int n_in, int n_out) { return ((i + 1) * n_in + n_out - 1) / n_out; }
 
 // Adaptive average pooling of `planes` planes h x w to oh x ow; windows may overlap or
 // differ in size. Each row of a window is summed, then the rows, as the CPU kernel does.

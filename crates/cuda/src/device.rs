@@ -817,9 +817,23 @@ impl CudaDevice {
         let yl = s.output_len().map_err(shape(kernel))?;
         expect_len(kernel, "input", x, xl)?;
         expect_len(kernel, "output", y, yl)?;
-        // Both lengths below 2^31 keep every index (and `i * in` of the windows, done in
-        // 64 bits by the kernels) in range.
+        // Both lengths below 2^31 keep every index in range, and the window bounds
+        // `((i + 1) * in + out - 1) / out` (32-bit in the kernels) need `in * out + out` too.
         launch::elementwise(kernel, xl.max(yl))?;
+        for (what, n_in, n_out) in [
+            ("input height x output height", s.in_h, s.out_h),
+            ("input width x output width", s.in_w, s.out_w),
+        ] {
+            let product = n_in.saturating_mul(n_out).saturating_add(n_out);
+            if product > launch::MAX_ELEMENTS {
+                return Err(CudaError::TooLarge {
+                    kernel,
+                    what,
+                    value: product,
+                    limit: launch::MAX_ELEMENTS,
+                });
+            }
+        }
         if xl == 0 {
             return Ok(None);
         }

@@ -1043,6 +1043,13 @@ fn adaptive_pooling_matches_reference(dev: &CudaDevice) {
         .adaptive_avg_pool2d_forward(&s, &dev.zeros(16).unwrap(), &mut dev.zeros(1).unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("output height"), "{err}");
+    // 50000 rows to 50000: the window bounds would overflow the kernels' 32-bit arithmetic.
+    let s = AdaptivePool2dShape::new(1, 1, (50_000, 1), (50_000, 1));
+    let (x, mut y) = (dev.zeros(50_000).unwrap(), dev.zeros(50_000).unwrap());
+    match dev.adaptive_avg_pool2d_forward(&s, &x, &mut y) {
+        Err(CudaError::TooLarge { what, .. }) => assert!(what.contains("height"), "{what}"),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 fn augment_batch_applies_the_index_map(dev: &CudaDevice) {
