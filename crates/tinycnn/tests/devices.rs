@@ -447,6 +447,8 @@ device_tests! {
         assert_eq!(y.device(), dev);
         y.mul_scalar(2.0).sum_all().backward().unwrap();
         close(&grad_of(&x), &[2.0; 24], 0.0);
+        assert_eq!(grad_of(&x).device(), dev);
+        assert_eq!(grad_of(&x).shape(), &[2, 3, 2, 2]);
     }
 
     sgd_with_momentum_steps_like_the_reference(dev) {
