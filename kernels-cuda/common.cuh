@@ -24,6 +24,10 @@ struct PoolGeom {
 
 enum { GEMM_THREADS = 256 };
 
+// A grid-stride loop: any grid size covers all `n` elements.
+#define GRID_STRIDE(i, n) \
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
+
 // Sum over a block of GEMM_THREADS threads; every thread gets the total. The order of the
 // additions is fixed, so the result is the same on every run.
 __device__ __forceinline__ float block_sum(float v) {

@@ -3,11 +3,9 @@
 // small vector operations the runtime needs on device tensors (gradient accumulation,
 // scaling, fill, product).
 // Semantics: tinycnn_kernels::reference::{relu, sigmoid, tanh, *_backward, bias_add,
-// bias_backward, sgd_step, adam_step}. All loops are grid-stride, so any grid size works.
+// bias_backward, sgd_step, adam_step}, tinycnn_kernels::{relu6_forward, relu6_backward} and
+// tinycnn::data::SampleTransform::apply (augment_batch). All loops are grid-stride, so any grid size works.
 #include "common.cuh"
-
-#define GRID_STRIDE(i, n) \
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
 
 extern "C" __global__ void relu_forward(int n, const float* __restrict__ x, float* __restrict__ y) {
     // PyTorch's threshold: x <= 0 gives 0, anything else (NaN included) passes.
@@ -18,6 +16,25 @@ extern "C" __global__ void relu_forward(int n, const float* __restrict__ x, floa
 extern "C" __global__ void relu_backward(int n, const float* __restrict__ x, const float* __restrict__ gy,
                                          float* __restrict__ gx) {
     GRID_STRIDE(i, n) { gx[i] = x[i] <= 0.0f ? 0.0f : gy[i]; }
+}
+
+// PyTorch's relu6 = hardtanh(x, 0, 6) as two compares that NaN fails: NaN passes, and -0.0
+// stays -0.0 (as tinycnn_kernels::relu6_forward).
+extern "C" __global__ void relu6_forward(int n, const float* __restrict__ x, float* __restrict__ y) {
+    GRID_STRIDE(i, n) {
+        const float v = x[i];
+        y[i] = v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    }
+}
+
+// Zero gradient at and beyond the kinks (x <= 0 or x >= 6); NaN passes the gradient, as
+// PyTorch's hardtanh_backward.
+extern "C" __global__ void relu6_backward(int n, const float* __restrict__ x, const float* __restrict__ gy,
+                                          float* __restrict__ gx) {
+    GRID_STRIDE(i, n) {
+        const float v = x[i];
+        gx[i] = (v <= 0.0f || v >= 6.0f) ? 0.0f : gy[i];
+    }
 }
 
 extern "C" __global__ void sigmoid_forward(int n, const float* __restrict__ x, float* __restrict__ y) {
@@ -104,6 +121,20 @@ extern "C" __global__ void gather_batch(int batch, int sample_len, const u32* __
         const u32 src = perm[offset + i];
         out_images[e] = images[(long long)src * sample_len + j];
         if (j == 0) out_labels[i] = labels[src];
+    }
+}
+
+// The crop-and-flip augmentation of a batch of images [batch, channels, h, w], out of place.
+// transforms[3 s .. 3 s + 3) are sample s's (dy, dx, flip), the offsets two's complement:
+// output (y, x) reads input (y + dy, x' + dx) with x' = w - 1 - x when flipped, else x, or
+// is 0 where that lies outside the image (tinycnn::data::SampleTransform::apply).
+extern "C" __global__ void augment_batch(int batch, int channels, int h, int w, const u32* __restrict__ transforms,
+                                         const float* __restrict__ x, float* __restrict__ y) {
+    GRID_STRIDE(e, batch * channels * h * w) {
+        const int ox = e % w, oy = (e / w) % h, plane = e / (w * h), s = plane / channels;
+        const int dy = (int)transforms[3 * s], dx = (int)transforms[3 * s + 1];
+        const int sx = (transforms[3 * s + 2] ? w - 1 - ox : ox) + dx, sy = oy + dy;
+        y[e] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(long long)plane * h * w + sy * w + sx] : 0.0f;
     }
 }
 

@@ -1,6 +1,6 @@
-// Max and average pooling, forward and backward, with the semantics of
+// Max, average and adaptive average pooling, forward and backward, with the semantics of
 // tinycnn_kernels::reference::{max_pool2d, max_pool2d_backward, avg_pool2d,
-// avg_pool2d_backward}: windows in padded coordinates clipped to the input, max pooling's
+// avg_pool2d_backward} and tinycnn_kernels::adaptive_avg_pool2d_{forward,backward}: windows in padded coordinates clipped to the input, max pooling's
 // argmax is the index within the (h, w) plane and the first NaN wins, average pooling
 // divides by the whole window (count_include_pad) or by its real elements.
 //
@@ -106,6 +106,55 @@ extern "C" __global__ void avg_pool2d_backward(PoolGeom g, const float* __restri
                 const Window win = pool_window(g, oy, ox);
                 acc += grad_y[base + oy * g.ow + ox] / (float)win.divisor;
             }
+        grad_x[i] = acc;
+    }
+}
+
+// PyTorch's adaptive window along one axis: output i of n_out covers input
+// [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out)) (tinycnn_kernels::adaptive_window).
+// 32-bit: the host refuses sizes with n_in * n_out + n_out >= 2^31.
+__device__ __forceinline__ int adaptive_start(int i, int n_in, int n_out) { return i * n_in / n_out; }
+__device__ __forceinline__ int adaptive_end(int i, int n_in, int n_out) { return ((i + 1) * n_in + n_out - 1) / n_out; }
+
+// Adaptive average pooling of `planes` planes h x w to oh x ow; windows may overlap or
+// differ in size. Each row of a window is summed, then the rows, as the CPU kernel does.
+extern "C" __global__ void adaptive_avg_pool2d_forward(int planes, int h, int w, int oh, int ow,
+                                                       const float* __restrict__ x, float* __restrict__ y) {
+    GRID_STRIDE(o, planes * oh * ow) {
+        const int ox = o % ow, oy = (o / ow) % oh, plane = o / (ow * oh);
+        const int r0 = adaptive_start(oy, h, oh), r1 = adaptive_end(oy, h, oh);
+        const int c0 = adaptive_start(ox, w, ow), c1 = adaptive_end(ox, w, ow);
+        const float* xp = x + (long long)plane * h * w;
+        float acc = 0.0f;
+        for (int r = r0; r < r1; ++r) {
+            float row = 0.0f;
+            for (int c = c0; c < c1; ++c) row += xp[r * w + c];
+            acc += row;
+        }
+        y[o] = acc / (float)((r1 - r0) * (c1 - c0));
+    }
+}
+
+// Its gradient, one thread per input element gathering the outputs whose windows cover it
+// in ascending order (the CPU kernel's order of additions; no atomics). Output row oy covers
+// input row iy iff floor(iy * oh / h) <= oy < ceil((iy + 1) * oh / h).
+extern "C" __global__ void adaptive_avg_pool2d_backward(int planes, int h, int w, int oh, int ow,
+                                                        const float* __restrict__ grad_y,
+                                                        float* __restrict__ grad_x) {
+    GRID_STRIDE(i, planes * h * w) {
+        const int ix = i % w, iy = (i / w) % h, plane = i / (w * h);
+        const int oy0 = adaptive_start(iy, oh, h), oy1 = min(adaptive_end(iy, oh, h), oh);
+        const int ox0 = adaptive_start(ix, ow, w), ox1 = min(adaptive_end(ix, ow, w), ow);
+        const float* gp = grad_y + (long long)plane * oh * ow;
+        float acc = 0.0f;
+        for (int oy = oy0; oy < oy1; ++oy) {
+            const int r0 = adaptive_start(oy, h, oh), r1 = adaptive_end(oy, h, oh);
+            for (int ox = ox0; ox < ox1; ++ox) {
+                const int c0 = adaptive_start(ox, w, ow), c1 = adaptive_end(ox, w, ow);
+                if (iy >= r0 && iy < r1 && ix >= c0 && ix < c1)
+                    acc += gp[oy * ow + ox] / (float)((r1 - r0) * (c1 - c0));
+            }
+        }
         grad_x[i] = acc;
     }
 }

@@ -14,6 +14,7 @@
 #include "../pool.cu"
 #include "../elementwise.cu"
 #include "../loss.cu"
+#include "../norm.cu"
 
 static int failures = 0;
 static std::mt19937 rng(7);
@@ -290,12 +291,153 @@ static void test_vector_ops() {
     }
 }
 
+// relu6 and its gradient, including NaN, -0.0 and the kinks 0 and 6.
+static void test_relu6() {
+    const size_t n = 1000;
+    auto x = rnd(n), gy = rnd(n);
+    for (auto& v : x) v *= 8.0f;
+    x[0] = NAN, x[1] = -0.0f, x[2] = 0.0f, x[3] = 6.0f, x[4] = 6.5f;
+    std::vector<float> want(n), gwant(n), got(n, 7.0f), ggot(n, 7.0f);
+    for (size_t i = 0; i < n; ++i) {
+        want[i] = std::isnan(x[i]) ? x[i] : std::min(std::max(x[i], 0.0f), 6.0f);
+        if (x[i] == 0.0f) want[i] = x[i];  // -0.0 stays -0.0
+        gwant[i] = (x[i] <= 0.0f || x[i] >= 6.0f) ? 0.0f : gy[i];
+    }
+    emu_launch(dim3{2, 1, 1}, 256, [&] { relu6_forward((int)n, x.data(), got.data()); });
+    check("relu6 forward", got, want, 1e-7f);
+    if (!std::signbit(got[1])) {
+        ++failures;
+        std::printf("FAIL relu6 forward of -0.0 is not -0.0\n");
+    }
+    emu_launch(dim3{2, 1, 1}, 256, [&] { relu6_backward((int)n, x.data(), gy.data(), ggot.data()); });
+    check("relu6 backward", ggot, gwant, 1e-7f);
+}
+
+// Crop offsets and flips of tinycnn::data::SampleTransform applied to a batch.
+static void test_augment() {
+    const int batch = 4, c = 2, h = 5, w = 6;
+    const size_t len = (size_t)batch * c * h * w;
+    auto x = rnd(len);
+    const int t[batch][3] = {{0, 0, 0}, {1, -2, 1}, {-3, 4, 0}, {2, 2, 1}};
+    std::vector<u32> packed;
+    for (auto& s : t)
+        for (int v : s) packed.push_back((u32)v);
+    std::vector<float> want(len), got(len, 7.0f);
+    for (int s = 0; s < batch; ++s)
+        for (int ch = 0; ch < c; ++ch)
+            for (int y = 0; y < h; ++y)
+                for (int xo = 0; xo < w; ++xo) {
+                    const int xs = (t[s][2] ? w - 1 - xo : xo) + t[s][1], ys = y + t[s][0];
+                    const size_t o = (((size_t)s * c + ch) * h + y) * w + xo;
+                    want[o] = (ys >= 0 && ys < h && xs >= 0 && xs < w) ? x[(((size_t)s * c + ch) * h + ys) * w + xs] : 0.0f;
+                }
+    emu_launch(dim3{1, 1, 1}, 256, [&] { augment_batch(batch, c, h, w, packed.data(), x.data(), got.data()); });
+    check("augment_batch", got, want, 0.0f + 1e-9f);
+}
+
+// Adaptive average pooling with PyTorch's windows, equal and overlapping.
+static void test_adaptive_pool() {
+    struct Case { int planes, h, w, oh, ow; };
+    for (Case cs : {Case{3, 6, 6, 2, 3}, Case{2, 5, 7, 3, 4}, Case{4, 5, 5, 1, 1}, Case{2, 3, 4, 5, 6}}) {
+        const size_t xl = (size_t)cs.planes * cs.h * cs.w, yl = (size_t)cs.planes * cs.oh * cs.ow;
+        auto x = rnd(xl), gy = rnd(yl);
+        std::vector<float> want(yl), gwant(xl, 0.0f), got(yl, 7.0f), ggot(xl, 7.0f);
+        for (int p = 0; p < cs.planes; ++p)
+            for (int oy = 0; oy < cs.oh; ++oy)
+                for (int ox = 0; ox < cs.ow; ++ox) {
+                    const int r0 = oy * cs.h / cs.oh, r1 = ((oy + 1) * cs.h + cs.oh - 1) / cs.oh;
+                    const int c0 = ox * cs.w / cs.ow, c1 = ((ox + 1) * cs.w + cs.ow - 1) / cs.ow;
+                    const float area = (float)((r1 - r0) * (c1 - c0));
+                    const size_t o = ((size_t)p * cs.oh + oy) * cs.ow + ox;
+                    float acc = 0.0f;
+                    for (int r = r0; r < r1; ++r)
+                        for (int c = c0; c < c1; ++c) {
+                            acc += x[((size_t)p * cs.h + r) * cs.w + c];
+                            gwant[((size_t)p * cs.h + r) * cs.w + c] += gy[o] / area;
+                        }
+                    want[o] = acc / area;
+                }
+        const std::string name = "adaptive avg pool " + std::to_string(cs.h) + "x" + std::to_string(cs.w) + " -> " +
+                                 std::to_string(cs.oh) + "x" + std::to_string(cs.ow);
+        emu_launch(dim3{cdiv(yl, 256), 1, 1}, 256, [&] { adaptive_avg_pool2d_forward(cs.planes, cs.h, cs.w, cs.oh, cs.ow, x.data(), got.data()); });
+        check(name + " forward", got, want);
+        emu_launch(dim3{cdiv(xl, 256), 1, 1}, 256, [&] { adaptive_avg_pool2d_backward(cs.planes, cs.h, cs.w, cs.oh, cs.ow, gy.data(), ggot.data()); });
+        check(name + " backward", ggot, gwant);
+    }
+}
+
+// Batch-norm statistics, forward and backward (training and constant statistics) against
+// the formulas of tinycnn_kernels::batch_norm_*, in double. (With two values per channel the
+// training input gradient is 0 up to rounding, which a relative check cannot judge: 3 is the
+// smallest case.)
+static void test_batch_norm() {
+    struct Case { int batch, channels, spatial; };
+    for (Case cs : {Case{3, 3, 1}, Case{4, 5, 49}, Case{3, 2, 300}}) {
+        const int n = cs.batch, cc = cs.channels, sp = cs.spatial, count = n * sp;
+        const size_t len = (size_t)n * cc * sp;
+        auto x = rnd(len), gy = rnd(len), weight = rnd(cc), bias = rnd(cc);
+        for (auto& v : x) v = 3.0f * v + 2.0f;
+        const float eps = 1e-5f;
+        auto at = [&](int b, int c, int i) { return ((size_t)b * cc + c) * sp + i; };
+        std::vector<float> mean(cc), var(cc), y(len), gx_train(len), gx_eval(len), gw(cc), gb(cc);
+        for (int c = 0; c < cc; ++c) {
+            double s = 0, q = 0, a = 0, d = 0;
+            for (int b = 0; b < n; ++b)
+                for (int i = 0; i < sp; ++i) s += x[at(b, c, i)];
+            const double m = s / count;
+            for (int b = 0; b < n; ++b)
+                for (int i = 0; i < sp; ++i) q += (x[at(b, c, i)] - m) * (x[at(b, c, i)] - m);
+            const double v = q / count, invstd = 1.0 / std::sqrt(v + eps);
+            mean[c] = (float)m, var[c] = (float)v;
+            for (int b = 0; b < n; ++b)
+                for (int i = 0; i < sp; ++i) {
+                    a += gy[at(b, c, i)];
+                    d += gy[at(b, c, i)] * (x[at(b, c, i)] - m);
+                }
+            gw[c] = (float)(d * invstd), gb[c] = (float)a;
+            for (int b = 0; b < n; ++b)
+                for (int i = 0; i < sp; ++i) {
+                    const size_t e = at(b, c, i);
+                    y[e] = (float)((x[e] - m) * invstd * weight[c] + bias[c]);
+                    gx_train[e] = (float)((gy[e] - a / count - (x[e] - m) * invstd * invstd * d / count) * invstd * weight[c]);
+                    gx_eval[e] = (float)(gy[e] * invstd * weight[c]);
+                }
+        }
+        const std::string name = "batch norm " + std::to_string(n) + "x" + std::to_string(cc) + "x" + std::to_string(sp);
+        std::vector<float> gmean(cc, NAN), gvar(cc, NAN), gyv(len, NAN), sdy(cc, NAN), sdx(cc, NAN), ggw(cc, NAN), ggb(cc, NAN);
+        emu_launch(dim3{(unsigned)cc, 1, 1}, 256, [&] { batch_norm_stats(n, cc, sp, x.data(), gmean.data(), gvar.data()); });
+        check(name + " mean", gmean, mean);
+        check(name + " var", gvar, var);
+        emu_launch(dim3{cdiv(len, 256), 1, 1}, 256,
+                   [&] { batch_norm_forward(n, cc, sp, x.data(), mean.data(), var.data(), eps, weight.data(), bias.data(), gyv.data()); });
+        check(name + " forward", gyv, y);
+        emu_launch(dim3{(unsigned)cc, 1, 1}, 256, [&] {
+            batch_norm_backward_reduce(n, cc, sp, x.data(), gy.data(), mean.data(), var.data(), eps, sdy.data(), sdx.data(), ggw.data(), ggb.data());
+        });
+        check(name + " grad weight", ggw, gw);
+        check(name + " grad bias", ggb, gb);
+        std::vector<float> ggx(len, NAN);
+        emu_launch(dim3{cdiv(len, 256), 1, 1}, 256, [&] {
+            batch_norm_backward_input(n, cc, sp, x.data(), gy.data(), mean.data(), var.data(), eps, weight.data(), sdy.data(), sdx.data(), ggx.data());
+        });
+        check(name + " grad input (batch statistics)", ggx, gx_train);
+        emu_launch(dim3{cdiv(len, 256), 1, 1}, 256, [&] {
+            batch_norm_backward_input(n, cc, sp, x.data(), gy.data(), mean.data(), var.data(), eps, weight.data(), nullptr, nullptr, ggx.data());
+        });
+        check(name + " grad input (constant statistics)", ggx, gx_eval);
+    }
+}
+
 int main() {
     test_sgemm();
     test_conv();
     test_pool();
     test_rows_and_reductions();
     test_vector_ops();
+    test_relu6();
+    test_augment();
+    test_adaptive_pool();
+    test_batch_norm();
     std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "all kernels match", failures);
     return failures ? 1 : 0;
 }

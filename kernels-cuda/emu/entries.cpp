@@ -17,6 +17,7 @@
 #include "../pool.cu"
 #include "../elementwise.cu"
 #include "../loss.cu"
+#include "../norm.cu"
 
 struct EmuLaunch {
     unsigned grid[3];
@@ -79,8 +80,12 @@ struct Entry {
     X(max_pool2d_backward, SERIAL)       \
     X(avg_pool2d_forward, SERIAL)        \
     X(avg_pool2d_backward, SERIAL)       \
+    X(adaptive_avg_pool2d_forward, SERIAL) \
+    X(adaptive_avg_pool2d_backward, SERIAL) \
     X(relu_forward, SERIAL)              \
     X(relu_backward, SERIAL)             \
+    X(relu6_forward, SERIAL)             \
+    X(relu6_backward, SERIAL)            \
     X(sigmoid_forward, SERIAL)           \
     X(sigmoid_backward, SERIAL)          \
     X(tanh_forward, SERIAL)              \
@@ -90,6 +95,7 @@ struct Entry {
     X(sgd_step, SERIAL)                  \
     X(adam_step, SERIAL)                 \
     X(gather_batch, SERIAL)              \
+    X(augment_batch, SERIAL)             \
     X(add_inplace, SERIAL)               \
     X(axpby, SERIAL)                     \
     X(scale, SERIAL)                     \
@@ -101,7 +107,11 @@ struct Entry {
     X(softmax_xent_backward, FIBERS)     \
     X(argmax_rows, FIBERS)               \
     X(correct_rows, FIBERS)              \
-    X(reduce_sum, FIBERS)
+    X(reduce_sum, FIBERS)                \
+    X(batch_norm_stats, FIBERS)          \
+    X(batch_norm_forward, SERIAL)        \
+    X(batch_norm_backward_reduce, FIBERS) \
+    X(batch_norm_backward_input, SERIAL)
 
 EMU_KERNELS(EMU_KERNEL)
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 use cudarc::nvrtc::Ptx;
 use tinycnn_kernels::{
-    reference, AdamConfig, Conv2dShape, GemmShape, KernelError, Pool2dShape, SgdConfig, Transpose,
+    reference, AdamConfig, AdaptivePool2dShape, BatchNormShape, Conv2dShape, GemmShape,
+    KernelError, Pool2dShape, SgdConfig, Transpose,
 };
 
 use crate::buffer::{
@@ -803,6 +804,91 @@ impl CudaDevice {
         })
     }
 
+    /// The kernels' `(planes, h, w, oh, ow)` of an adaptive pooling, after checking the
+    /// input and output lengths; `None` when there are no planes.
+    fn adaptive_dims(
+        kernel: &'static str,
+        s: &AdaptivePool2dShape,
+        x: usize,
+        y: usize,
+    ) -> Result<Option<[i32; 5]>> {
+        s.validate().map_err(shape(kernel))?;
+        let xl = s.input_len().map_err(shape(kernel))?;
+        let yl = s.output_len().map_err(shape(kernel))?;
+        expect_len(kernel, "input", x, xl)?;
+        expect_len(kernel, "output", y, yl)?;
+        // Both lengths below 2^31 keep every index in range, and the window bounds
+        // `((i + 1) * in + out - 1) / out` (32-bit in the kernels) need `in * out + out` too.
+        launch::elementwise(kernel, xl.max(yl))?;
+        for (what, n_in, n_out) in [
+            ("input height x output height", s.in_h, s.out_h),
+            ("input width x output width", s.in_w, s.out_w),
+        ] {
+            let product = n_in.saturating_mul(n_out).saturating_add(n_out);
+            if product > launch::MAX_ELEMENTS {
+                return Err(CudaError::TooLarge {
+                    kernel,
+                    what,
+                    value: product,
+                    limit: launch::MAX_ELEMENTS,
+                });
+            }
+        }
+        if xl == 0 {
+            return Ok(None);
+        }
+        let planes = s.batch * s.channels;
+        Ok(Some(
+            [planes, s.in_h, s.in_w, s.out_h, s.out_w].map(|v| v as i32),
+        ))
+    }
+
+    /// Adaptive average pooling with PyTorch's windows
+    /// ([`tinycnn_kernels::adaptive_avg_pool2d_forward`]).
+    pub fn adaptive_avg_pool2d_forward(
+        &self,
+        s: &AdaptivePool2dShape,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (x, mut y) = (x.device_view(), y.device_view_mut());
+        let lens = (x.len(), y.len());
+        let shapes = || format!("{s:?}, x [{}], y [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let kernel = names::ADAPTIVE_AVG_POOL_FORWARD;
+            let Some([p, h, w, oh, ow]) = Self::adaptive_dims(kernel, s, lens.0, lens.1)? else {
+                return Ok(());
+            };
+            let shape = launch::elementwise(kernel, lens.1)?;
+            k::adaptive_avg_pool2d_forward::launch(
+                self, &shapes, shape, p, h, w, oh, ow, &x, &mut y,
+            )
+        })
+    }
+
+    /// Gradient of adaptive average pooling, overwriting `grad_x`
+    /// ([`tinycnn_kernels::adaptive_avg_pool2d_backward`]).
+    pub fn adaptive_avg_pool2d_backward(
+        &self,
+        s: &AdaptivePool2dShape,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (gy, mut gx) = (grad_y.device_view(), grad_x.device_view_mut());
+        let lens = (gy.len(), gx.len());
+        let shapes = || format!("{s:?}, grad_y [{}], grad_x [{}]", lens.0, lens.1);
+        self.op(&shapes, || {
+            let kernel = names::ADAPTIVE_AVG_POOL_BACKWARD;
+            let Some([p, h, w, oh, ow]) = Self::adaptive_dims(kernel, s, lens.1, lens.0)? else {
+                return Ok(());
+            };
+            let shape = launch::elementwise(kernel, lens.1)?;
+            k::adaptive_avg_pool2d_backward::launch(
+                self, &shapes, shape, p, h, w, oh, ow, &gy, &mut gx,
+            )
+        })
+    }
+
     // ---- element-wise ----------------------------------------------------------------------
 
     /// Checks `(name, len)` pairs all equal the first one's length; returns `n` for the
@@ -887,6 +973,35 @@ impl CudaDevice {
         self.unary_backward(
             names::RELU_BACKWARD,
             k::relu_backward::launch,
+            x.device_view(),
+            grad_y.device_view(),
+            grad_x.device_view_mut(),
+        )
+    }
+    /// `y = min(max(x, 0), 6)` ([`tinycnn_kernels::relu6_forward`]: NaN passes, `-0.0` stays).
+    pub fn relu6_forward(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(
+            names::RELU6_FORWARD,
+            k::relu6_forward::launch,
+            x.device_view(),
+            y.device_view_mut(),
+        )
+    }
+    /// ReLU6 gradient from the forward input `x`: zero at `x <= 0` and `x >= 6`
+    /// ([`tinycnn_kernels::relu6_backward`]).
+    pub fn relu6_backward(
+        &self,
+        x: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        grad_x: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary_backward(
+            names::RELU6_BACKWARD,
+            k::relu6_backward::launch,
             x.device_view(),
             grad_y.device_view(),
             grad_x.device_view_mut(),
@@ -1545,6 +1660,291 @@ impl CudaDevice {
                 &labels,
                 &mut oi,
                 &mut ol,
+            )
+        })
+    }
+
+    /// The crop-and-flip augmentation of `batch` images of `image = [c, h, w]` from `x` into
+    /// `y` (same length): `transforms` holds three values per sample, `(dy, dx, flip)`, the
+    /// offsets as two's complement `i32` bits (`tinycnn::data::SampleTransform`). Output
+    /// `(y, x)` of every channel reads input `(y + dy, x' + dx)`, `x' = w - 1 - x` when
+    /// `flip != 0`, or is 0 outside the image.
+    pub fn augment_batch(
+        &self,
+        batch: usize,
+        image: [usize; 3],
+        transforms: &impl DeviceSlice<u32>,
+        x: &impl DeviceSlice<f32>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (t, x, mut y) = (
+            transforms.device_view(),
+            x.device_view(),
+            y.device_view_mut(),
+        );
+        let lens = (t.len(), x.len(), y.len());
+        let [c, h, w] = image;
+        let shapes = || {
+            format!(
+                "batch {batch}, image {image:?}, transforms [{}], x [{}], y [{}]",
+                lens.0, lens.1, lens.2
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::AUGMENT_BATCH;
+            let n = [batch, c, h, w]
+                .into_iter()
+                .try_fold(1usize, usize::checked_mul)
+                .ok_or_else(|| shape(kernel)(KernelError::Overflow { what: "batch" }))?;
+            expect_len(kernel, "transforms", lens.0, batch.saturating_mul(3))?;
+            expect_len(kernel, "x", lens.1, n)?;
+            expect_len(kernel, "y", lens.2, n)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let shape = launch::elementwise(kernel, n)?;
+            let [b, c, h, w] = [batch, c, h, w].map(|v| v as i32);
+            k::augment_batch::launch(self, &shapes, shape, b, c, h, w, &t, &x, &mut y)
+        })
+    }
+
+    // ---- batch normalization ---------------------------------------------------------------
+
+    /// Checks a batch-norm problem: `x` (and every `[batch, channels, spatial]` buffer) and
+    /// the `[channels]` ones; returns the element count, 0 when there is nothing to do.
+    fn batch_norm_dims(
+        kernel: &'static str,
+        s: &BatchNormShape,
+        full: &[(&'static str, usize)],
+        per_channel: &[(&'static str, usize)],
+    ) -> Result<usize> {
+        let n = s.len().map_err(shape(kernel))?;
+        for &(name, len) in full {
+            expect_len(kernel, name, len, n)?;
+        }
+        for &(name, len) in per_channel {
+            expect_len(kernel, name, len, s.channels)?;
+        }
+        if n > 0 {
+            launch::elementwise(kernel, n)?;
+        }
+        Ok(n)
+    }
+
+    fn per_channel_blocks(s: &BatchNormShape) -> LaunchShape {
+        LaunchShape {
+            grid: (s.channels as u32, 1, 1),
+            block: (launch::BLOCK, 1, 1),
+        }
+    }
+
+    /// The mean and the biased variance of every channel of `x` `[batch, channels, spatial]`
+    /// ([`tinycnn_kernels::batch_norm_stats`]; one block per channel, a fixed order of
+    /// additions).
+    pub fn batch_norm_stats(
+        &self,
+        s: &BatchNormShape,
+        x: &impl DeviceSlice<f32>,
+        mean: &mut impl DeviceSliceMut<f32>,
+        var: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (x, mut m, mut v) = (
+            x.device_view(),
+            mean.device_view_mut(),
+            var.device_view_mut(),
+        );
+        let lens = (x.len(), m.len(), v.len());
+        let shapes = || format!("{s:?}, x [{}], mean [{}], var [{}]", lens.0, lens.1, lens.2);
+        self.op(&shapes, || {
+            let kernel = names::BATCH_NORM_STATS;
+            Self::batch_norm_dims(
+                kernel,
+                s,
+                &[("x", lens.0)],
+                &[("mean", lens.1), ("var", lens.2)],
+            )?;
+            if s.count() == 0 {
+                return Err(zero(kernel, "values per channel (batch * spatial)"));
+            }
+            if s.channels == 0 {
+                return Ok(());
+            }
+            let (b, c, sp) = (s.batch as i32, s.channels as i32, s.spatial as i32);
+            let grid = Self::per_channel_blocks(s);
+            k::batch_norm_stats::launch(self, &shapes, grid, b, c, sp, &x, &mut m, &mut v)
+        })
+    }
+
+    /// `y = (x - mean) / sqrt(var + eps) * weight + bias` per channel, weight 1 and bias 0
+    /// when not given ([`tinycnn_kernels::batch_norm_forward`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_forward(
+        &self,
+        s: &BatchNormShape,
+        x: &impl DeviceSlice<f32>,
+        mean: &impl DeviceSlice<f32>,
+        var: &impl DeviceSlice<f32>,
+        eps: f32,
+        weight: Option<&CudaBuffer>,
+        bias: Option<&CudaBuffer>,
+        y: &mut impl DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (x, m, v, mut y) = (
+            x.device_view(),
+            mean.device_view(),
+            var.device_view(),
+            y.device_view_mut(),
+        );
+        let (w, b) = (weight.map(|t| t.view()), bias.map(|t| t.view()));
+        let lens = [x.len(), m.len(), v.len(), y.len()];
+        let (wl, bl) = (w.as_ref().map(|t| t.len()), b.as_ref().map(|t| t.len()));
+        let shapes = || {
+            format!(
+                "{s:?}, x [{}], mean [{}], var [{}], weight {wl:?}, bias {bl:?}, y [{}]",
+                lens[0], lens[1], lens[2], lens[3]
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::BATCH_NORM_FORWARD;
+            let mut per_channel = vec![("mean", lens[1]), ("var", lens[2])];
+            per_channel.extend(wl.map(|l| ("weight", l)));
+            per_channel.extend(bl.map(|l| ("bias", l)));
+            let n =
+                Self::batch_norm_dims(kernel, s, &[("x", lens[0]), ("y", lens[3])], &per_channel)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let shape = launch::elementwise(kernel, n)?;
+            let (bt, c, sp) = (s.batch as i32, s.channels as i32, s.spatial as i32);
+            k::batch_norm_forward::launch(
+                self,
+                &shapes,
+                shape,
+                bt,
+                c,
+                sp,
+                &x,
+                &m,
+                &v,
+                eps,
+                w.as_ref(),
+                b.as_ref(),
+                &mut y,
+            )
+        })
+    }
+
+    /// The gradients of [`CudaDevice::batch_norm_forward`] from `grad_y`, each computed only
+    /// when its buffer is given ([`tinycnn_kernels::batch_norm_backward`]): with `training`
+    /// the statistics were the batch's own and the input gradient flows through them,
+    /// without it they are constants. `grad_weight = sum(dy * (x - mean)) * invstd` and
+    /// `grad_bias = sum(dy)` per channel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_backward(
+        &self,
+        s: &BatchNormShape,
+        x: &impl DeviceSlice<f32>,
+        grad_y: &impl DeviceSlice<f32>,
+        mean: &impl DeviceSlice<f32>,
+        var: &impl DeviceSlice<f32>,
+        eps: f32,
+        weight: Option<&CudaBuffer>,
+        training: bool,
+        grad_x: Option<&mut CudaBuffer>,
+        grad_weight: Option<&mut CudaBuffer>,
+        grad_bias: Option<&mut CudaBuffer>,
+    ) -> Result<()> {
+        let (x, gy, m, v) = (
+            x.device_view(),
+            grad_y.device_view(),
+            mean.device_view(),
+            var.device_view(),
+        );
+        let w = weight.map(|t| t.view());
+        let mut gx = grad_x.map(|t| t.view_mut());
+        let mut gw = grad_weight.map(|t| t.view_mut());
+        let mut gb = grad_bias.map(|t| t.view_mut());
+        let lens = [x.len(), gy.len(), m.len(), v.len()];
+        let opt = [
+            w.as_ref().map(|t| t.len()),
+            gx.as_ref().map(|t| t.len()),
+            gw.as_ref().map(|t| t.len()),
+            gb.as_ref().map(|t| t.len()),
+        ];
+        let shapes = || {
+            format!(
+                "{s:?}, x [{}], grad_y [{}], mean [{}], var [{}], weight {:?}, training {training}, grad_x {:?}, grad_weight {:?}, grad_bias {:?}",
+                lens[0], lens[1], lens[2], lens[3], opt[0], opt[1], opt[2], opt[3]
+            )
+        };
+        self.op(&shapes, || {
+            let kernel = names::BATCH_NORM_BACKWARD_REDUCE;
+            let mut full = vec![("x", lens[0]), ("grad_y", lens[1])];
+            full.extend(opt[1].map(|l| ("grad_x", l)));
+            let mut per_channel = vec![("mean", lens[2]), ("var", lens[3])];
+            per_channel.extend(opt[0].map(|l| ("weight", l)));
+            per_channel.extend(opt[2].map(|l| ("grad_weight", l)));
+            per_channel.extend(opt[3].map(|l| ("grad_bias", l)));
+            let n = Self::batch_norm_dims(kernel, s, &full, &per_channel)?;
+            if n == 0 {
+                // No values: the sums are empty, so the parameter gradients are zeros.
+                for g in [gw.as_mut(), gb.as_mut()].into_iter().flatten() {
+                    self.fill(0.0, g)?;
+                }
+                return Ok(());
+            }
+            let (bt, c, sp) = (s.batch as i32, s.channels as i32, s.spatial as i32);
+            // The sums are needed for the parameter gradients and, in training, the input's.
+            let sums = if gw.is_some() || gb.is_some() || (training && gx.is_some()) {
+                let (mut sum_dy, mut sum_dy_xmu) =
+                    (self.alloc(s.channels)?, self.alloc(s.channels)?);
+                let grid = Self::per_channel_blocks(s);
+                k::batch_norm_backward_reduce::launch(
+                    self,
+                    &shapes,
+                    grid,
+                    bt,
+                    c,
+                    sp,
+                    &x,
+                    &gy,
+                    &m,
+                    &v,
+                    eps,
+                    &mut sum_dy.view_mut(),
+                    &mut sum_dy_xmu.view_mut(),
+                    gw.as_mut(),
+                    gb.as_mut(),
+                )?;
+                Some((sum_dy, sum_dy_xmu))
+            } else {
+                None
+            };
+            let Some(gx) = gx.as_mut() else {
+                return Ok(());
+            };
+            let (sdy, sdx) = match (&sums, training) {
+                (Some((a, b)), true) => (Some(a.view()), Some(b.view())),
+                _ => (None, None),
+            };
+            let kernel = names::BATCH_NORM_BACKWARD_INPUT;
+            let shape = launch::elementwise(kernel, n)?;
+            k::batch_norm_backward_input::launch(
+                self,
+                &shapes,
+                shape,
+                bt,
+                c,
+                sp,
+                &x,
+                &gy,
+                &m,
+                &v,
+                eps,
+                w.as_ref(),
+                sdy.as_ref(),
+                sdx.as_ref(),
+                gx,
             )
         })
     }

@@ -201,12 +201,20 @@ kernel_table! {
         avg_pool2d_forward(g: PoolGeom, [src] x: f32, [dst] y: f32);
         /// Average pooling gradient.
         avg_pool2d_backward(g: PoolGeom, [src] grad_y: f32, [dst] grad_x: f32);
+        /// Adaptive average pooling (PyTorch's windows).
+        adaptive_avg_pool2d_forward(planes: i32, h: i32, w: i32, oh: i32, ow: i32, [src] x: f32, [dst] y: f32);
+        /// Adaptive average pooling gradient.
+        adaptive_avg_pool2d_backward(planes: i32, h: i32, w: i32, oh: i32, ow: i32, [src] grad_y: f32, [dst] grad_x: f32);
     }
     elementwise {
         /// `y = max(x, 0)`.
         relu_forward(n: i32, [src] x: f32, [dst] y: f32);
         /// ReLU gradient from the input.
         relu_backward(n: i32, [src] x: f32, [src] gy: f32, [dst] gx: f32);
+        /// `y = min(max(x, 0), 6)`, NaN passing.
+        relu6_forward(n: i32, [src] x: f32, [dst] y: f32);
+        /// ReLU6 gradient from the input.
+        relu6_backward(n: i32, [src] x: f32, [src] gy: f32, [dst] gx: f32);
         /// Logistic sigmoid.
         sigmoid_forward(n: i32, [src] x: f32, [dst] y: f32);
         /// Sigmoid gradient from the output.
@@ -225,6 +233,8 @@ kernel_table! {
         adam_step(n: i32, step_size: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, bc2_sqrt: f32, [dst] param: f32, [src] grad: f32, [dst] m: f32, [dst] v: f32);
         /// Mini-batch gather from a device-resident data set.
         gather_batch(batch: i32, sample_len: i32, [src] perm: u32, offset: i32, [src] images: f32, [src] labels: u32, [dst] out_images: f32, [dst] out_labels: u32);
+        /// Crop-and-flip augmentation of a batch, `(dy, dx, flip)` per sample.
+        augment_batch(batch: i32, channels: i32, h: i32, w: i32, [src] transforms: u32, [src] x: f32, [dst] y: f32);
         /// `y += x`.
         add_inplace(n: i32, [src] x: f32, [dst] y: f32);
         /// `y = a x + b y`.
@@ -251,6 +261,16 @@ kernel_table! {
         correct_rows(rows: i32, cols: i32, [src] logits: f32, [src] labels: u32, [dst] correct: f32);
         /// One pass of the deterministic two-pass sum.
         reduce_sum(n: i32, [src] x: f32, scale: f32, [dst] out: f32);
+    }
+    norm {
+        /// Per-channel mean and biased variance, one block per channel.
+        batch_norm_stats(batch: i32, channels: i32, spatial: i32, [src] x: f32, [dst] mean: f32, [dst] var: f32);
+        /// `y = x * alpha + beta` per channel.
+        batch_norm_forward(batch: i32, channels: i32, spatial: i32, [src] x: f32, [src] mean: f32, [src] var: f32, eps: f32, [opt] weight: f32, [opt] bias: f32, [dst] y: f32);
+        /// The per-channel sums of the backward, and the weight and bias gradients.
+        batch_norm_backward_reduce(batch: i32, channels: i32, spatial: i32, [src] x: f32, [src] gy: f32, [src] mean: f32, [src] var: f32, eps: f32, [dst] sum_dy: f32, [dst] sum_dy_xmu: f32, [opt_dst] grad_weight: f32, [opt_dst] grad_bias: f32);
+        /// The input gradient (through the statistics when the sums are given).
+        batch_norm_backward_input(batch: i32, channels: i32, spatial: i32, [src] x: f32, [src] gy: f32, [src] mean: f32, [src] var: f32, eps: f32, [opt] weight: f32, [opt] sum_dy: f32, [opt] sum_dy_xmu: f32, [dst] gx: f32);
     }
 }
 

@@ -9,7 +9,7 @@ pub struct PtxModule {
 }
 
 /// All modules, embedded at build time.
-pub const MODULES: [PtxModule; 5] = [
+pub const MODULES: [PtxModule; 6] = [
     PtxModule {
         name: "gemm",
         ptx: include_str!("../../../kernels-cuda/ptx/gemm.ptx"),
@@ -29,6 +29,10 @@ pub const MODULES: [PtxModule; 5] = [
     PtxModule {
         name: "loss",
         ptx: include_str!("../../../kernels-cuda/ptx/loss.ptx"),
+    },
+    PtxModule {
+        name: "norm",
+        ptx: include_str!("../../../kernels-cuda/ptx/norm.ptx"),
     },
 ];
 
@@ -74,6 +78,15 @@ pub mod names {
     pub const SCALE: &str = k::scale::NAME;
     pub const FILL: &str = k::fill::NAME;
     pub const MUL: &str = k::mul::NAME;
+    pub const RELU6_FORWARD: &str = k::relu6_forward::NAME;
+    pub const RELU6_BACKWARD: &str = k::relu6_backward::NAME;
+    pub const AUGMENT_BATCH: &str = k::augment_batch::NAME;
+    pub const ADAPTIVE_AVG_POOL_FORWARD: &str = k::adaptive_avg_pool2d_forward::NAME;
+    pub const ADAPTIVE_AVG_POOL_BACKWARD: &str = k::adaptive_avg_pool2d_backward::NAME;
+    pub const BATCH_NORM_STATS: &str = k::batch_norm_stats::NAME;
+    pub const BATCH_NORM_FORWARD: &str = k::batch_norm_forward::NAME;
+    pub const BATCH_NORM_BACKWARD_REDUCE: &str = k::batch_norm_backward_reduce::NAME;
+    pub const BATCH_NORM_BACKWARD_INPUT: &str = k::batch_norm_backward_input::NAME;
 }
 
 /// Every kernel the Rust side launches, with the module that defines it. Both devices load

@@ -43,10 +43,14 @@ on_every_device!(
     shape_errors_name_kernel_and_shapes,
     views_and_copies_round_trip,
     sync_launches_still_compute,
+    batch_norm_matches_reference,
+    adaptive_pooling_matches_reference,
+    augment_batch_applies_the_index_map,
 );
 use tinycnn_kernels::{
-    reference, AdamConfig, Conv2dParams, Conv2dShape, GemmShape, KernelError, Pool2dParams,
-    Pool2dShape, SgdConfig, Transpose,
+    reference, AdamConfig, AdaptivePool2dShape, BatchNormGrads, BatchNormShape, BatchNormStats,
+    Conv2dParams, Conv2dShape, GemmShape, KernelError, Pool2dParams, Pool2dShape, SgdConfig,
+    Transpose,
 };
 
 const TOL: f32 = 1e-4;
@@ -367,10 +371,12 @@ fn activations_match_reference(dev: &CudaDevice) {
     let n = 10_007;
     let mut x: Vec<f32> = rng.vec(n).iter().map(|v| v * 8.0).collect();
     x[0] = 0.0; // relu's gradient at 0 is 0
+    x[1] = 6.0; // and relu6's at 6
     let gy = rng.vec(n);
     let (dx, dgy) = (dev.upload(&x).unwrap(), dev.upload(&gy).unwrap());
-    let cases: [(&str, Fwd, Bwd, bool); 3] = [
+    let cases: [(&str, Fwd, Bwd, bool); 4] = [
         ("relu", reference::relu, reference::relu_backward, true),
+        ("relu6", reference::relu6, reference::relu6_backward, true),
         (
             "sigmoid",
             reference::sigmoid,
@@ -385,6 +391,7 @@ fn activations_match_reference(dev: &CudaDevice) {
         let mut y = dev.zeros(n).unwrap();
         match name {
             "relu" => dev.relu_forward(&dx.view(), &mut y.view_mut()),
+            "relu6" => dev.relu6_forward(&dx.view(), &mut y.view_mut()),
             "sigmoid" => dev.sigmoid_forward(&dx.view(), &mut y.view_mut()),
             _ => dev.tanh_forward(&dx.view(), &mut y.view_mut()),
         }
@@ -402,6 +409,7 @@ fn activations_match_reference(dev: &CudaDevice) {
         let mut gx = dev.zeros(n).unwrap();
         match name {
             "relu" => dev.relu_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
+            "relu6" => dev.relu6_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
             "sigmoid" => dev.sigmoid_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
             _ => dev.tanh_backward(&dsaved.view(), &dgy.view(), &mut gx.view_mut()),
         }
@@ -850,4 +858,243 @@ fn sync_launches_still_compute(dev: &CudaDevice) {
     dev.relu_forward(&x, &mut y).unwrap();
     assert_eq!(dev.download(&y).unwrap(), vec![0.0, 2.0]);
     dev.set_sync_launches(was);
+}
+
+fn batch_norm_matches_reference(dev: &CudaDevice) {
+    let mut rng = Rng(21);
+    // [N, C] (spatial 1), a small image batch, and more values per channel than a block.
+    for s in [
+        BatchNormShape::new(5, 3, 1),
+        BatchNormShape::new(4, 6, 49),
+        BatchNormShape::new(3, 2, 700),
+    ] {
+        let n = s.len().unwrap();
+        let x: Vec<f32> = rng.vec(n).iter().map(|v| 3.0 * v + 1.5).collect();
+        let (gy, w, b) = (rng.vec(n), rng.vec(s.channels), rng.vec(s.channels));
+        let (dx, dgy, dw, db) = (
+            dev.upload(&x).unwrap(),
+            dev.upload(&gy).unwrap(),
+            dev.upload(&w).unwrap(),
+            dev.upload(&b).unwrap(),
+        );
+        let (mut mean, mut var) = (vec![0.0; s.channels], vec![0.0; s.channels]);
+        reference::batch_norm_stats(&s, &x, &mut mean, &mut var).unwrap();
+        let (mut dmean, mut dvar) = (
+            dev.alloc(s.channels).unwrap(),
+            dev.alloc(s.channels).unwrap(),
+        );
+        dev.batch_norm_stats(&s, &dx, &mut dmean, &mut dvar)
+            .unwrap();
+        assert_close(
+            "batch norm mean",
+            &dev.download(&dmean).unwrap(),
+            &mean,
+            TOL,
+        );
+        assert_close("batch norm var", &dev.download(&dvar).unwrap(), &var, TOL);
+        let eps = 1e-5;
+        let stats = BatchNormStats {
+            mean: &mean,
+            var: &var,
+            eps,
+        };
+        for affine in [true, false] {
+            let (wr, br) = if affine {
+                (Some(&w[..]), Some(&b[..]))
+            } else {
+                (None, None)
+            };
+            let (wd, bd) = if affine {
+                (Some(&dw), Some(&db))
+            } else {
+                (None, None)
+            };
+            let mut want = vec![0.0; n];
+            reference::batch_norm_forward(&s, &x, &stats, wr, br, &mut want).unwrap();
+            let mut y = dev.alloc(n).unwrap();
+            dev.batch_norm_forward(&s, &dx, &dmean, &dvar, eps, wd, bd, &mut y)
+                .unwrap();
+            assert_close("batch norm forward", &dev.download(&y).unwrap(), &want, TOL);
+            for training in [true, false] {
+                let (mut gx, mut gw, mut gb) =
+                    (vec![0.0; n], vec![0.0; s.channels], vec![0.0; s.channels]);
+                let grads = BatchNormGrads {
+                    x: Some(&mut gx),
+                    weight: Some(&mut gw),
+                    bias: Some(&mut gb),
+                };
+                reference::batch_norm_backward(&s, &x, &gy, &stats, wr, training, grads).unwrap();
+                let mut dgx = dev.alloc(n).unwrap();
+                let (mut dgw, mut dgb) = (
+                    dev.alloc(s.channels).unwrap(),
+                    dev.alloc(s.channels).unwrap(),
+                );
+                dev.batch_norm_backward(
+                    &s,
+                    &dx,
+                    &dgy,
+                    &dmean,
+                    &dvar,
+                    eps,
+                    wd,
+                    training,
+                    Some(&mut dgx),
+                    Some(&mut dgw),
+                    Some(&mut dgb),
+                )
+                .unwrap();
+                let what = format!("batch norm backward {s:?} affine {affine} training {training}");
+                assert_close(
+                    &format!("{what}: x"),
+                    &dev.download(&dgx).unwrap(),
+                    &gx,
+                    TOL,
+                );
+                assert_close(
+                    &format!("{what}: weight"),
+                    &dev.download(&dgw).unwrap(),
+                    &gw,
+                    TOL,
+                );
+                assert_close(
+                    &format!("{what}: bias"),
+                    &dev.download(&dgb).unwrap(),
+                    &gb,
+                    TOL,
+                );
+                // The input gradient alone (no parameter gradients asked for).
+                let mut dgx2 = dev.alloc(n).unwrap();
+                dev.batch_norm_backward(
+                    &s,
+                    &dx,
+                    &dgy,
+                    &dmean,
+                    &dvar,
+                    eps,
+                    wd,
+                    training,
+                    Some(&mut dgx2),
+                    None,
+                    None,
+                )
+                .unwrap();
+                assert_eq!(dev.download(&dgx2).unwrap(), dev.download(&dgx).unwrap());
+            }
+        }
+    }
+    // Wrong lengths and empty channels are refused before launch.
+    let s = BatchNormShape::new(2, 3, 4);
+    let x = dev.zeros(24).unwrap();
+    let (mut m, mut v) = (dev.alloc(2).unwrap(), dev.alloc(3).unwrap());
+    let err = dev.batch_norm_stats(&s, &x, &mut m, &mut v).unwrap_err();
+    assert!(
+        err.to_string().contains("mean") && err.to_string().contains("batch_norm_stats"),
+        "{err}"
+    );
+    let mut m = dev.alloc(3).unwrap();
+    let err = dev
+        .batch_norm_stats(
+            &BatchNormShape::new(0, 3, 4),
+            &dev.zeros(0).unwrap(),
+            &mut m,
+            &mut v,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("values per channel"), "{err}");
+}
+
+fn adaptive_pooling_matches_reference(dev: &CudaDevice) {
+    let mut rng = Rng(22);
+    for (hw, out) in [
+        ((7, 5), (3, 2)),
+        ((8, 6), (4, 3)),
+        ((9, 9), (1, 1)),
+        ((3, 4), (5, 7)),
+        ((10, 1), (3, 1)),
+    ] {
+        let s = AdaptivePool2dShape::new(2, 3, hw, out);
+        let (xl, yl) = (s.input_len().unwrap(), s.output_len().unwrap());
+        let (x, gy) = (rng.vec(xl), rng.vec(yl));
+        let mut want = vec![0.0; yl];
+        reference::adaptive_avg_pool2d(&s, &x, &mut want).unwrap();
+        let mut y = dev.alloc(yl).unwrap();
+        dev.adaptive_avg_pool2d_forward(&s, &dev.upload(&x).unwrap(), &mut y)
+            .unwrap();
+        assert_close(
+            &format!("adaptive avg pool {s:?}"),
+            &dev.download(&y).unwrap(),
+            &want,
+            TOL,
+        );
+        let mut gwant = vec![0.0; xl];
+        reference::adaptive_avg_pool2d_backward(&s, &gy, &mut gwant).unwrap();
+        let mut gx = dev.upload(&vec![f32::NAN; xl]).unwrap();
+        dev.adaptive_avg_pool2d_backward(&s, &dev.upload(&gy).unwrap(), &mut gx)
+            .unwrap();
+        assert_close(
+            &format!("adaptive avg pool backward {s:?}"),
+            &dev.download(&gx).unwrap(),
+            &gwant,
+            TOL,
+        );
+    }
+    let s = AdaptivePool2dShape::new(1, 1, (4, 4), (0, 2));
+    let err = dev
+        .adaptive_avg_pool2d_forward(&s, &dev.zeros(16).unwrap(), &mut dev.zeros(1).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("output height"), "{err}");
+    // 50000 rows to 50000: the window bounds would overflow the kernels' 32-bit arithmetic.
+    let s = AdaptivePool2dShape::new(1, 1, (50_000, 1), (50_000, 1));
+    let (x, mut y) = (dev.zeros(50_000).unwrap(), dev.zeros(50_000).unwrap());
+    match dev.adaptive_avg_pool2d_forward(&s, &x, &mut y) {
+        Err(CudaError::TooLarge { what, .. }) => assert!(what.contains("height"), "{what}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn augment_batch_applies_the_index_map(dev: &CudaDevice) {
+    // Three 2-channel 3x4 images; (dy, dx, flip) per sample.
+    let (batch, c, h, w) = (3usize, 2usize, 3usize, 4usize);
+    let x: Vec<f32> = (0..batch * c * h * w).map(|v| v as f32 + 1.0).collect();
+    let t: [(i32, i32, bool); 3] = [(0, 0, false), (1, -2, true), (-2, 3, false)];
+    let packed: Vec<u32> = t
+        .iter()
+        .flat_map(|&(dy, dx, f)| [dy as u32, dx as u32, u32::from(f)])
+        .collect();
+    let mut want = vec![0.0; x.len()];
+    for (s, &(dy, dx, flip)) in t.iter().enumerate() {
+        for ch in 0..c {
+            for oy in 0..h {
+                for ox in 0..w {
+                    let sx = if flip { w - 1 - ox } else { ox } as i32 + dx;
+                    let sy = oy as i32 + dy;
+                    let o = ((s * c + ch) * h + oy) * w + ox;
+                    if (0..h as i32).contains(&sy) && (0..w as i32).contains(&sx) {
+                        want[o] = x[((s * c + ch) * h + sy as usize) * w + sx as usize];
+                    }
+                }
+            }
+        }
+    }
+    let mut y = dev.upload(&vec![f32::NAN; x.len()]).unwrap();
+    let dt = dev.upload_u32(&packed).unwrap();
+    dev.augment_batch(batch, [c, h, w], &dt, &dev.upload(&x).unwrap(), &mut y)
+        .unwrap();
+    assert_eq!(dev.download(&y).unwrap(), want);
+    // Sample 1 by hand: output row 0 reads input row 1 (values 29..=32) at column
+    // (3 - ox) - 2 = 1 - ox: columns 1, 0, then the padding.
+    assert_eq!(
+        dev.download(&y).unwrap()[24..28],
+        [30.0, 29.0, 0.0, 0.0][..]
+    );
+    let err = dev
+        .augment_batch(
+            batch,
+            [c, h, w],
+            &dev.upload_u32(&packed[..6]).unwrap(),
+            &dev.upload(&x).unwrap(),
+            &mut y,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("transforms"), "{err}");
 }

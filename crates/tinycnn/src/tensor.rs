@@ -582,6 +582,12 @@ impl Tensor {
         if Arc::ptr_eq(self.storage(), src.storage()) {
             return Ok(());
         }
+        if src.device() == self.device() {
+            // Buffers are copy-on-write (every in-place write replaces the buffer), so the
+            // source's can be shared: no copy, and on a GPU no trip through the host.
+            self.inner.storage.replace_shared(src.buffer());
+            return Ok(());
+        }
         let buffer = src.buffer().to_device(self.device())?;
         self.inner.storage.replace_buffer(buffer);
         Ok(())

@@ -126,6 +126,214 @@ device_tests! {
         }
     }
 
+    add_scalar_and_copy_stay_on_the_device(dev) {
+        let x = param(&[1.0, -2.0, 0.5], &[3], dev);
+        let y = x.add_scalar(2.5);
+        assert_eq!(y.device(), dev);
+        close(&y, &[3.5, 0.5, 3.0], 0.0);
+        y.mul(&y).unwrap().sum_all().backward().unwrap();
+        close(&grad_of(&x), &[7.0, 1.0, 6.0], 0.0);
+        // copy_ shares the source's buffer; a later write to either leaves the other alone.
+        let a = on(&[0.0; 3], &[3], dev);
+        let b = on(&[4.0, 5.0, 6.0], &[3], dev);
+        a.copy_(&b).unwrap();
+        assert_eq!(a.device(), dev);
+        b.fill_(1.0).unwrap();
+        close(&a, &[4.0, 5.0, 6.0], 0.0);
+        close(&b, &[1.0; 3], 0.0);
+        a.copy_(&Tensor::new([7.0, 8.0, 9.0])).unwrap();
+        assert_eq!(a.device(), dev);
+        close(&a, &[7.0, 8.0, 9.0], 0.0);
+    }
+
+    relu6_forward_and_backward(dev) {
+        // By hand: the clamp keeps NaN and -0.0; no gradient at the kinks 0 and 6.
+        let xs = [-1.0, -0.0, 0.0, 3.0, 6.0, 7.5, f32::NAN, 5.5];
+        let x = param(&xs, &[8], dev);
+        let y = x.relu6().unwrap();
+        assert_eq!(y.device(), dev);
+        let got = y.to_host().unwrap();
+        let want = [0.0, -0.0, 0.0, 3.0, 6.0, 6.0, f32::NAN, 5.5];
+        for (a, b) in got.iter().zip(&want) {
+            assert!(a.is_nan() == b.is_nan() && (a.is_nan() || a.to_bits() == b.to_bits()), "{got:?}");
+        }
+        let gy = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        y.backward_with(&on(&gy, &[8], dev)).unwrap();
+        close(&grad_of(&x), &[0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 7.0, 8.0], 0.0);
+        // Random values over both kinks, against the naive reference.
+        let xs: Vec<f32> = rand(&[3, 700], 40).iter().map(|v| 4.0 * v + 3.0).collect();
+        let gy = rand(&[3, 700], 41);
+        let x = param(&xs, &[3, 700], dev);
+        let y = x.relu6().unwrap();
+        let (mut want, mut gwant) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        r::relu6(&xs, &mut want).unwrap();
+        r::relu6_backward(&xs, &gy, &mut gwant).unwrap();
+        close(&y, &want, 0.0);
+        y.backward_with(&on(&gy, &[3, 700], dev)).unwrap();
+        close(&grad_of(&x), &gwant, 0.0);
+    }
+
+    batch_norm_training_by_hand(dev) {
+        // One channel, values 1, 3 | 5, 7: mean 4, biased variance 5, unbiased 20 / 3.
+        let x = param(&[1.0, 3.0, 5.0, 7.0], &[2, 1, 2], dev);
+        let w = param(&[2.0], &[1], dev);
+        let b = param(&[1.0], &[1], dev);
+        let rm = on(&[0.5], &[1], dev);
+        let rv = on(&[1.0], &[1], dev);
+        let y = x.batch_norm(Some(&rm), Some(&rv), Some(&w), Some(&b), true, 0.1, 0.0).unwrap();
+        assert_eq!(y.device(), dev);
+        let s = 5.0f32.sqrt();
+        close(&y, &[1.0 - 6.0 / s, 1.0 - 2.0 / s, 1.0 + 2.0 / s, 1.0 + 6.0 / s], 1e-6);
+        // running = 0.9 * old + 0.1 * batch statistic.
+        close(&rm, &[0.9 * 0.5 + 0.4], 1e-6);
+        close(&rv, &[0.9 + 0.1 * 20.0 / 3.0], 1e-6);
+        assert_eq!(rm.device(), dev);
+        // d(sum y)/dx is 0 (the normalized values always sum to 0); dweight = sum of the
+        // normalized values = 0; dbias = 4.
+        y.sum_all().backward().unwrap();
+        close(&grad_of(&x), &[0.0; 4], 1e-6);
+        close(&grad_of(&w), &[0.0], 1e-6);
+        close(&grad_of(&b), &[4.0], 0.0);
+    }
+
+    batch_norm_matches_reference(dev) {
+        use tinycnn_kernels::{BatchNormGrads, BatchNormShape, BatchNormStats};
+        let (n, c, hw) = (4, 3, 25);
+        let s = BatchNormShape::new(n, c, hw);
+        let xv: Vec<f32> = rand(&[n, c, 5, 5], 42).iter().map(|v| 2.0 * v + 1.0).collect();
+        let (wv, bv, gy) = (rand(&[c], 43), rand(&[c], 44), rand(&[n, c, 5, 5], 45));
+        let (rm0, rv0) = (vec![0.1, -0.2, 0.3], vec![1.5, 0.5, 2.0]);
+        for training in [true, false] {
+            let x = param(&xv, &[n, c, 5, 5], dev);
+            let w = param(&wv, &[c], dev);
+            let b = param(&bv, &[c], dev);
+            let (rm, rv) = (on(&rm0, &[c], dev), on(&rv0, &[c], dev));
+            let y = x.batch_norm(Some(&rm), Some(&rv), Some(&w), Some(&b), training, 0.25, 1e-5).unwrap();
+            let (mut mean, mut var) = (rm0.clone(), rv0.clone());
+            if training {
+                r::batch_norm_stats(&s, &xv, &mut mean, &mut var).unwrap();
+            }
+            let stats = BatchNormStats { mean: &mean, var: &var, eps: 1e-5 };
+            let mut want = vec![0.0; xv.len()];
+            r::batch_norm_forward(&s, &xv, &stats, Some(&wv), Some(&bv), &mut want).unwrap();
+            close(&y, &want, 1e-5);
+            let (want_rm, want_rv): (Vec<f32>, Vec<f32>) = if training {
+                let unbias = (n * hw) as f32 / (n * hw - 1) as f32;
+                (
+                    rm0.iter().zip(&mean).map(|(o, m)| 0.75 * o + 0.25 * m).collect(),
+                    rv0.iter().zip(&var).map(|(o, v)| 0.75 * o + 0.25 * v * unbias).collect(),
+                )
+            } else {
+                (rm0.clone(), rv0.clone())
+            };
+            close(&rm, &want_rm, 1e-5);
+            close(&rv, &want_rv, 1e-5);
+            y.backward_with(&on(&gy, y.shape(), dev)).unwrap();
+            let (mut gx, mut gw, mut gb) = (vec![0.0; xv.len()], vec![0.0; c], vec![0.0; c]);
+            let grads = BatchNormGrads { x: Some(&mut gx), weight: Some(&mut gw), bias: Some(&mut gb) };
+            r::batch_norm_backward(&s, &xv, &gy, &stats, Some(&wv), training, grads).unwrap();
+            close(&grad_of(&x), &gx, 1e-4);
+            close(&grad_of(&w), &gw, 1e-4);
+            close(&grad_of(&b), &gb, 1e-4);
+            assert_eq!(grad_of(&w).device(), dev);
+        }
+        // Without weight, bias and running statistics; [N, C] input.
+        let xv = rand(&[6, 2], 46);
+        let x = param(&xv, &[6, 2], dev);
+        let y = x.batch_norm(None, None, None, None, false, 0.1, 1e-3).unwrap();
+        let s = BatchNormShape::new(6, 2, 1);
+        let (mut mean, mut var) = (vec![0.0; 2], vec![0.0; 2]);
+        r::batch_norm_stats(&s, &xv, &mut mean, &mut var).unwrap();
+        let stats = BatchNormStats { mean: &mean, var: &var, eps: 1e-3 };
+        let mut want = vec![0.0; 12];
+        r::batch_norm_forward(&s, &xv, &stats, None, None, &mut want).unwrap();
+        close(&y, &want, 1e-5);
+        let gy = rand(&[6, 2], 47);
+        y.backward_with(&on(&gy, &[6, 2], dev)).unwrap();
+        let mut gx = vec![0.0; 12];
+        let grads = BatchNormGrads { x: Some(&mut gx), ..Default::default() };
+        r::batch_norm_backward(&s, &xv, &gy, &stats, None, true, grads).unwrap();
+        close(&grad_of(&x), &gx, 1e-4);
+    }
+
+    adaptive_avg_pool_forward_and_backward(dev) {
+        use tinycnn_kernels::AdaptivePool2dShape;
+        // By hand: 3x3 to 2x2 takes the four overlapping 2x2 windows.
+        let x = param(&(0..9).map(|v| v as f32).collect::<Vec<_>>(), &[1, 1, 3, 3], dev);
+        let y = x.adaptive_avg_pool2d((2, 2)).unwrap();
+        assert_eq!(y.device(), dev);
+        close(&y, &[2.0, 3.0, 5.0, 6.0], 0.0);
+        y.sum_all().backward().unwrap();
+        close(&grad_of(&x), &[0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25], 0.0);
+        // Random: unequal windows, equal ones, global pooling and upsampling.
+        for (i, (h, w, oh, ow)) in [(7, 5, 3, 2), (6, 4, 3, 2), (5, 5, 1, 1), (2, 3, 4, 5)].into_iter().enumerate() {
+            let s = AdaptivePool2dShape::new(2, 3, (h, w), (oh, ow));
+            let xv = rand(&[2, 3, h, w], 50 + i as u64);
+            let x = param(&xv, &[2, 3, h, w], dev);
+            let y = x.adaptive_avg_pool2d((oh, ow)).unwrap();
+            let mut want = vec![0.0; 2 * 3 * oh * ow];
+            r::adaptive_avg_pool2d(&s, &xv, &mut want).unwrap();
+            close(&y, &want, 1e-6);
+            let gy = rand(y.shape(), 60 + i as u64);
+            y.backward_with(&on(&gy, y.shape(), dev)).unwrap();
+            let mut gx = vec![0.0; xv.len()];
+            r::adaptive_avg_pool2d_backward(&s, &gy, &mut gx).unwrap();
+            close(&grad_of(&x), &gx, 1e-6);
+        }
+    }
+
+    augmented_batches_match_the_host_transform(dev) {
+        use tinycnn::data::{Augment, SampleTransform};
+        // By hand (the SampleTransform example): padding 1, one row down, one column left,
+        // then flipped.
+        let image: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let data = ResidentData::new(&image, &[1, 1, 3, 3], &[0], &dev).unwrap();
+        let order = data.order(&[0]).unwrap();
+        let t = SampleTransform { dy: 1, dx: -1, flip: true };
+        let (x, _) = data.batch_augmented(&order, 0, 1, &[t]).unwrap();
+        assert_eq!(x.device(), dev);
+        close(&x, &[5.0, 4.0, 0.0, 8.0, 7.0, 0.0, 0.0, 0.0, 0.0], 0.0);
+        // A seeded epoch of crops and flips over 2-channel images, against SampleTransform::apply.
+        let (n, c, h, w) = (7, 2, 5, 4);
+        let images = rand(&[n, c, h, w], 70);
+        let labels: Vec<u32> = (0..n as u32).collect();
+        let data = ResidentData::new(&images, &[n, c, h, w], &labels, &dev).unwrap();
+        let visit = [3usize, 0, 6, 1, 5, 2, 4];
+        let order = data.order(&visit).unwrap();
+        let aug = Augment { crop_padding: Some(2), flip: true, seed: 9 };
+        let ts = aug.epoch_transforms(1, n);
+        assert!(ts.iter().any(|t| t.flip) && ts.iter().any(|t| t.dx != 0));
+        let (x, y) = data.batch_augmented(&order, 2, 4, &ts[2..6]).unwrap();
+        let per = c * h * w;
+        let mut want = vec![0.0; 4 * per];
+        for (k, &i) in visit[2..6].iter().enumerate() {
+            ts[2 + k].apply(&images[i * per..(i + 1) * per], [c, h, w], &mut want[k * per..(k + 1) * per]);
+        }
+        close(&x, &want, 0.0);
+        assert_eq!(y.to_vec().unwrap(), [6, 1, 5, 2]);
+    }
+
+    dropout_is_the_same_on_every_device_for_a_seed(dev) {
+        let xv = rand(&[4, 50], 80);
+        let gy = rand(&[4, 50], 81);
+        // The CPU result for this seed.
+        tinycnn::manual_seed(3);
+        let xc = param(&xv, &[4, 50], Device::Cpu);
+        let yc = xc.dropout(0.3, true).unwrap();
+        yc.backward_with(&Tensor::from_vec(gy.clone(), &[4, 50]).unwrap()).unwrap();
+        let (want, gwant) = (yc.to_vec(), grad_of(&xc).to_vec());
+        assert!(want.iter().zip(&xv).all(|(y, x)| *y == 0.0 || (y - x / 0.7).abs() < 1e-6));
+        assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0));
+        tinycnn::manual_seed(3);
+        let x = param(&xv, &[4, 50], dev);
+        let y = x.dropout(0.3, true).unwrap();
+        assert_eq!(y.device(), dev);
+        close(&y, &want, 0.0);
+        y.backward_with(&on(&gy, &[4, 50], dev)).unwrap();
+        close(&grad_of(&x), &gwant, 0.0);
+        close(&x.dropout(0.3, false).unwrap(), &xv, 0.0);
+    }
+
     conv2d_forward_matches_reference(dev) {
         let p = Conv2dParams::new(3, 4, (3, 3)).with_padding((1, 1)).with_stride((2, 1));
         let s = Conv2dShape::new(p, 2, 7, 6);
@@ -239,6 +447,8 @@ device_tests! {
         assert_eq!(y.device(), dev);
         y.mul_scalar(2.0).sum_all().backward().unwrap();
         close(&grad_of(&x), &[2.0; 24], 0.0);
+        assert_eq!(grad_of(&x).device(), dev);
+        assert_eq!(grad_of(&x).shape(), &[2, 3, 2, 2]);
     }
 
     sgd_with_momentum_steps_like_the_reference(dev) {
@@ -392,10 +602,11 @@ fn emulated_and_cpu_training_agree() {
 
 #[test]
 fn a_batch_norm_network_trains_the_same_on_cpu_and_emulated_device() {
-    // BatchNorm2d, ReLU6, global average pooling and a residual block have no CUDA kernels:
-    // on the device their host rules run. Losses, running statistics and the eval-mode
-    // output must agree with the CPU run.
-    use tinycnn::nn::{AdaptiveAvgPool2d, BatchNorm2d, ReLU6, Residual};
+    // BatchNorm2d, ReLU6, global average pooling, dropout and a residual block, each with
+    // its device kernels on the emulated device. Losses, running statistics and the
+    // eval-mode output must agree with the CPU run (the same seed draws the same dropout
+    // masks on both).
+    use tinycnn::nn::{AdaptiveAvgPool2d, BatchNorm2d, Dropout, ReLU6, Residual};
     tinycnn::cuda::emulate(true);
     let run = |dev: Device| {
         tinycnn::manual_seed(12);
@@ -413,6 +624,7 @@ fn a_batch_norm_network_trains_the_same_on_cpu_and_emulated_device() {
             ))
             .append(AdaptiveAvgPool2d::new(1))
             .append(Flatten::new())
+            .append(Dropout::new(0.25).unwrap())
             .append(Linear::new(4, 2));
         net.to(&dev).unwrap();
         let x = on(&rand(&[6, 1, 6, 6], 16), &[6, 1, 6, 6], dev);

@@ -186,9 +186,9 @@ impl ResidentData {
     /// for sample `order[start + k]`, e.g. a slice of [`super::Augment::epoch_transforms`]);
     /// samples must be `[C, H, W]`.
     ///
-    /// The batch is gathered on the device as usual; the crop and flip are then applied by
-    /// the host rule: on a GPU the batch (only the batch) makes one round trip to the host,
-    /// since no device kernel for the index map exists yet.
+    /// The batch is gathered on the device as usual; the crop and flip are then applied
+    /// there too (on a GPU the kernel `augment_batch`, after an upload of the batch's
+    /// transforms, three numbers per sample).
     pub fn batch_augmented(
         &self,
         order: &Order,
@@ -215,6 +215,20 @@ impl ResidentData {
         let (x, y) = self.batch(order, start, len)?;
         if transforms.iter().all(SampleTransform::is_identity) {
             return Ok((x, y));
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(xc) = crate::ops::on_cuda(&x.buffer()) {
+            // (dy, dx, flip) per sample; the offsets as their two's complement bits.
+            let packed: Vec<u32> = transforms
+                .iter()
+                .flat_map(|t| [t.dy as u32, t.dx as u32, u32::from(t.flip)])
+                .collect();
+            let dev = &xc.dev;
+            let t = dev.upload_u32(&packed).map_err(crate::cuda::err(op))?;
+            let mut out = xc.alloc_like(xc.buf.len())?;
+            dev.augment_batch(len, [c, h, w], &t, &xc.buf, &mut out.buf)
+                .map_err(crate::cuda::err(op))?;
+            return Ok((crate::ops::cuda_tensor(out, x.shape()), y));
         }
         let per = c * h * w;
         let src = x.to_host()?;

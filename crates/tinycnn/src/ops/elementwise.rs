@@ -57,10 +57,11 @@ fn kernel_unary(
     op: impl Backward + 'static,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if let Some(c) = super::on_cuda(&x.buffer()).filter(|_| name != "relu6") {
+    if let Some(c) = super::on_cuda(&x.buffer()) {
         let mut y = c.alloc_like(c.buf.len())?;
         let run = match name {
             "relu" => c.dev.relu_forward(&c.buf, &mut y.buf),
+            "relu6" => c.dev.relu6_forward(&c.buf, &mut y.buf),
             "sigmoid" => c.dev.sigmoid_forward(&c.buf, &mut y.buf),
             _ => c.dev.tanh_forward(&c.buf, &mut y.buf),
         };
@@ -76,7 +77,7 @@ fn kernel_unary(
 }
 
 /// The backward of an activation on CUDA: `kernel(saved, grad, grad_x)` where `saved` is the
-/// input (ReLU) or the output (sigmoid, tanh). `None` when the tensors are not on CUDA.
+/// input (ReLU, ReLU6) or the output (sigmoid, tanh). `None` when the tensors are not on CUDA.
 #[cfg(feature = "cuda")]
 fn cuda_activation_backward(
     name: &'static str,
@@ -90,6 +91,7 @@ fn cuda_activation_backward(
     let mut gx = s.alloc_like(s.buf.len())?;
     let run = match name {
         "relu backward" => s.dev.relu_backward(&s.buf, &g.buf, &mut gx.buf),
+        "relu6 backward" => s.dev.relu6_backward(&s.buf, &g.buf, &mut gx.buf),
         "sigmoid backward" => s.dev.sigmoid_backward(&s.buf, &g.buf, &mut gx.buf),
         _ => s.dev.tanh_backward(&s.buf, &g.buf, &mut gx.buf),
     };
@@ -122,6 +124,23 @@ fn cuda_axpy(
     Ok(Some(crate::storage::Buffer::Cuda(y)))
 }
 
+/// `a * b` of two same-shaped tensors on one CUDA device (`None` otherwise).
+#[cfg(feature = "cuda")]
+fn cuda_mul(a: &Tensor, b: &Tensor) -> Result<Option<crate::storage::Buffer>> {
+    let (ab, bb) = (a.buffer(), b.buffer());
+    let (Some(ac), Some(bc)) = (super::on_cuda(&ab), super::on_cuda(&bb)) else {
+        return Ok(None);
+    };
+    if a.shape() != b.shape() {
+        return Ok(None);
+    }
+    let mut y = ac.alloc_like(ac.buf.len())?;
+    ac.dev
+        .mul(&ac.buf, &bc.buf, &mut y.buf)
+        .map_err(crate::cuda::err("mul"))?;
+    Ok(Some(crate::storage::Buffer::Cuda(y)))
+}
+
 impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
@@ -143,6 +162,11 @@ impl Tensor {
     }
     /// `self * other` elementwise, broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda_mul(self, other)? {
+            let op = MulBackward(self.clone(), other.clone());
+            return Ok(Tensor::from_buffer_op(y, self.shape().to_vec(), op));
+        }
         binary("mul", self, other, |a, b| a * b, MulBackward)
     }
     /// `self / other` elementwise, broadcasting.
@@ -151,6 +175,28 @@ impl Tensor {
     }
     /// `self + v`.
     pub fn add_scalar(&self, v: f32) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(c) = super::on_cuda(&self.buffer()) {
+            // y = v, then y += x: two launches, no trip through the host (batch norm's
+            // `num_batches_tracked += 1` runs every training step).
+            let shifted = c.alloc_like(c.buf.len()).and_then(|mut y| {
+                c.dev
+                    .fill(v, &mut y.buf)
+                    .map_err(crate::cuda::err("add_scalar"))?;
+                c.dev
+                    .add_inplace(&c.buf, &mut y.buf)
+                    .map_err(crate::cuda::err("add_scalar"))?;
+                Ok(y)
+            });
+            if let Ok(y) = shifted {
+                let op = AddScalarBackward(self.clone());
+                return Tensor::from_buffer_op(
+                    crate::storage::Buffer::Cuda(y),
+                    self.shape().to_vec(),
+                    op,
+                );
+            }
+        }
         unary(self, |a| a + v, AddScalarBackward(self.clone()))
     }
     /// `self * v`.
@@ -315,6 +361,23 @@ impl Backward for MulBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        {
+            // Same shapes on the device: each gradient is one product there.
+            let want = |i: usize| needs.get(i).copied().unwrap_or(false);
+            let MulBackward(a, b) = self;
+            let same = a.shape() == b.shape() && a.shape() == grad.shape();
+            if same
+                && [a, b, grad]
+                    .iter()
+                    .all(|t| super::on_cuda(&t.buffer()).is_some())
+            {
+                let ga = want(0).then(|| cuda_mul(grad, b)).transpose()?.flatten();
+                let gb = want(1).then(|| cuda_mul(grad, a)).transpose()?.flatten();
+                let tensor = |y: crate::storage::Buffer| Tensor::from_buffer(y, a.shape().to_vec());
+                return Ok(vec![ga.map(tensor), gb.map(tensor)]);
+            }
+        }
         cpu_backward(self, grad, needs, |g, os, want| {
             let MulBackward(a, b) = self;
             Ok(vec![
@@ -364,12 +427,10 @@ impl Backward for AddScalarBackward {
         &self,
         _out: &Tensor,
         grad: &Tensor,
-        needs: &[bool],
+        _needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
-        cpu_backward(self, grad, needs, |g, _os, _want| {
-            let AddScalarBackward(_) = self;
-            Ok(vec![Some(g.to_vec())])
-        })
+        // The gradient passes unchanged (on its device; buffers are copy-on-write).
+        Ok(vec![Some(grad.to(&self.0.device())?)])
     }
 }
 
@@ -595,8 +656,10 @@ impl Backward for Relu6Backward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
-        // No CUDA kernel: the host rule runs for every device (inputs downloaded, the
-        // gradient uploaded to the input's device by `cpu_backward`).
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda_activation_backward("relu6 backward", &self.0, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let gx = par_elementwise(&self.0.data(), Some(g), |x, g, gx| {
                 k::relu6_backward(x, g.unwrap_or_default(), gx)

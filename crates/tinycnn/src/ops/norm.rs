@@ -1,7 +1,9 @@
 //! Batch normalization (kernels `batch_norm_stats` / `_forward` / `_backward`) and dropout.
 //!
-//! Neither has a CUDA kernel: on a CUDA device the host rule runs (inputs downloaded, the
-//! result uploaded by `Tensor::from_op`), and the running statistics stay on their device.
+//! On a CUDA device batch norm runs the device kernels of the same names (statistics,
+//! running-statistics update, forward and backward stay on the device); dropout draws its
+//! mask on the host from the global generator (so a seed gives the same mask on every
+//! device), uploads it once, and multiplies on the device.
 
 use super::{cpu_backward, par_batch};
 use crate::autograd::Backward;
@@ -81,6 +83,36 @@ impl Tensor {
         if count == 0 || channels == 0 {
             return Err(Error::bad_shape(OP, self.shape(), "has no elements"));
         }
+        #[cfg(feature = "cuda")]
+        if let Some(r) = cuda::forward(
+            self,
+            &shape,
+            [running_mean, running_var, weight, bias],
+            training,
+            use_batch_stats,
+            momentum,
+            eps,
+        )? {
+            let (y, stats) = r;
+            let mut inputs = vec![self.clone()];
+            inputs.extend(weight.cloned());
+            inputs.extend(bias.cloned());
+            return Ok(Tensor::from_buffer_op(
+                y,
+                self.shape().to_vec(),
+                BatchNormBackward {
+                    inputs,
+                    has_weight: weight.is_some(),
+                    has_bias: bias.is_some(),
+                    shape,
+                    mean: Vec::new(),
+                    var: Vec::new(),
+                    eps,
+                    batch_stats: use_batch_stats,
+                    device_stats: Some(stats),
+                },
+            ));
+        }
         let x = self.data();
         let (mean, var) = if use_batch_stats {
             let (mut mean, mut var) = (vec![0.0; channels], vec![0.0; channels]);
@@ -138,6 +170,8 @@ impl Tensor {
                 var,
                 eps,
                 batch_stats: use_batch_stats,
+                #[cfg(feature = "cuda")]
+                device_stats: None,
             },
         ))
     }
@@ -165,6 +199,8 @@ impl Tensor {
                 .map(|_| if rng.uniform() < p { 0.0 } else { scale })
                 .collect()
         });
+        // One upload of the mask; on a CUDA device the product (and its gradient, the
+        // same product with the output's gradient) runs there.
         let mask = Tensor::from_vec(mask, self.shape())?.to(&self.device())?;
         self.mul(&mask)
     }
@@ -183,6 +219,10 @@ pub(crate) struct BatchNormBackward {
     eps: f32,
     /// The statistics were the batch's own, so the gradient flows through them too.
     batch_stats: bool,
+    /// The statistics on the device (`mean` and `var` are then empty), when the forward
+    /// ran there.
+    #[cfg(feature = "cuda")]
+    device_stats: Option<cuda::DeviceStats>,
 }
 
 impl Backward for BatchNormBackward {
@@ -198,6 +238,10 @@ impl Backward for BatchNormBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(stats) = &self.device_stats {
+            return cuda::backward(self, stats, grad, needs);
+        }
         cpu_backward(self, grad, needs, |g, _os, want| {
             let c = self.shape.channels;
             let weight_at = self.has_weight.then_some(1);
@@ -236,5 +280,169 @@ impl Backward for BatchNormBackward {
             }
             Ok(out)
         })
+    }
+}
+
+/// Batch norm on a CUDA device.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::BatchNormBackward;
+    use crate::cuda::{err, CudaStorage};
+    use crate::error::{Error, Result};
+    use crate::ops::{cuda_tensor, on_cuda};
+    use crate::storage::Buffer;
+    use crate::tensor::Tensor;
+    use std::sync::Arc;
+    use tinycnn_kernels::BatchNormShape;
+
+    /// The mean and variance the forward normalized with, on the device: the batch's own,
+    /// or the running statistics' buffers of that moment (buffers are never written in
+    /// place, so a later update of the running statistics does not change these).
+    pub(crate) struct DeviceStats {
+        mean: Arc<Buffer>,
+        var: Arc<Buffer>,
+    }
+
+    fn cuda_of(b: &Arc<Buffer>) -> &CudaStorage {
+        on_cuda(b).expect("device statistics are CUDA buffers")
+    }
+
+    /// The forward on the device when `x` and every given tensor are there; `None`
+    /// otherwise (the host rule runs). `[running_mean, running_var, weight, bias]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        x: &Tensor,
+        s: &BatchNormShape,
+        tensors: [Option<&Tensor>; 4],
+        training: bool,
+        use_batch_stats: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Option<(Buffer, DeviceStats)>> {
+        const OP: &str = "batch_norm";
+        let xb = x.buffer();
+        let Some(xc) = on_cuda(&xb) else {
+            return Ok(None);
+        };
+        let bufs = tensors.map(|t| t.map(Tensor::buffer));
+        let same_device = |b: &Option<Arc<Buffer>>| {
+            b.as_ref()
+                .is_none_or(|b| on_cuda(b).is_some_and(|c| c.ordinal == xc.ordinal))
+        };
+        if !bufs.iter().all(same_device) {
+            return Ok(None);
+        }
+        let [rm, rv, w, b] = &bufs;
+        let (weight, bias) = (
+            w.as_ref().map(|b| &cuda_of(b).buf),
+            b.as_ref().map(|b| &cuda_of(b).buf),
+        );
+        let stats = if use_batch_stats {
+            let (mut mean, mut var) = (xc.alloc_like(s.channels)?, xc.alloc_like(s.channels)?);
+            xc.dev
+                .batch_norm_stats(s, &xc.buf, &mut mean.buf, &mut var.buf)
+                .map_err(err(OP))?;
+            DeviceStats {
+                mean: Arc::new(Buffer::Cuda(mean)),
+                var: Arc::new(Buffer::Cuda(var)),
+            }
+        } else {
+            let (Some(rm), Some(rv)) = (rm, rv) else {
+                unreachable!("statistics come from the batch without running ones")
+            };
+            DeviceStats {
+                mean: Arc::clone(rm),
+                var: Arc::clone(rv),
+            }
+        };
+        let (mean, var) = (cuda_of(&stats.mean), cuda_of(&stats.var));
+        let mut y = xc.alloc_like(xc.buf.len())?;
+        xc.dev
+            .batch_norm_forward(
+                s, &xc.buf, &mean.buf, &var.buf, eps, weight, bias, &mut y.buf,
+            )
+            .map_err(err(OP))?;
+        if let (true, [Some(rm_t), Some(rv_t), ..]) = (training, tensors) {
+            // PyTorch's update, `running = (1 - momentum) * running + momentum * batch_stat`
+            // with the unbiased batch variance, into new buffers (as optimizers do).
+            let unbias = s.count() as f32 / (s.count() - 1) as f32;
+            for (t, new, scale) in [(rm_t, mean, 1.0), (rv_t, var, unbias)] {
+                let old = t.buffer();
+                let old = cuda_of(&old);
+                let mut blended = old.alloc_like(old.buf.len())?;
+                old.dev
+                    .copy_device(&old.buf, &mut blended.buf)
+                    .map_err(err(OP))?;
+                old.dev
+                    .axpby(momentum * scale, &new.buf, 1.0 - momentum, &mut blended.buf)
+                    .map_err(err(OP))?;
+                t.set_buffer(Buffer::Cuda(blended));
+            }
+        }
+        Ok(Some((Buffer::Cuda(y), stats)))
+    }
+
+    /// The backward on the device: the gradients asked for, of the input, the weight and
+    /// the bias.
+    pub(super) fn backward(
+        op: &BatchNormBackward,
+        stats: &DeviceStats,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        const OP: &str = "batch_norm backward";
+        let want = |i: usize| needs.get(i).copied().unwrap_or(false);
+        let weight_at = op.has_weight.then_some(1);
+        let bias_at = op.has_bias.then_some(1 + usize::from(op.has_weight));
+        let (xb, gb) = (
+            op.inputs[0].buffer(),
+            grad.to(&op.inputs[0].device())?.buffer(),
+        );
+        let (Some(xc), Some(g)) = (on_cuda(&xb), on_cuda(&gb)) else {
+            return Err(Error::invalid(OP, "the input left its CUDA device"));
+        };
+        let wb = weight_at.map(|i| op.inputs[i].buffer());
+        let weight = match &wb {
+            Some(b) => Some(
+                &on_cuda(b)
+                    .ok_or_else(|| Error::invalid(OP, "the weight left its CUDA device"))?
+                    .buf,
+            ),
+            None => None,
+        };
+        let c = op.shape.channels;
+        let mut gx = want(0).then(|| xc.alloc_like(xc.buf.len())).transpose()?;
+        let mut gw = weight_at
+            .filter(|&i| want(i))
+            .map(|_| xc.alloc_like(c))
+            .transpose()?;
+        let mut gbias = bias_at
+            .filter(|&i| want(i))
+            .map(|_| xc.alloc_like(c))
+            .transpose()?;
+        let (mean, var) = (cuda_of(&stats.mean), cuda_of(&stats.var));
+        xc.dev
+            .batch_norm_backward(
+                &op.shape,
+                &xc.buf,
+                &g.buf,
+                &mean.buf,
+                &var.buf,
+                op.eps,
+                weight,
+                op.batch_stats,
+                gx.as_mut().map(|t| &mut t.buf),
+                gw.as_mut().map(|t| &mut t.buf),
+                gbias.as_mut().map(|t| &mut t.buf),
+            )
+            .map_err(err(OP))?;
+        let mut out = vec![gx.map(|t| cuda_tensor(t, op.inputs[0].shape()))];
+        if op.has_weight {
+            out.push(gw.map(|t| cuda_tensor(t, &[c])));
+        }
+        if op.has_bias {
+            out.push(gbias.map(|t| cuda_tensor(t, &[c])));
+        }
+        Ok(out)
     }
 }

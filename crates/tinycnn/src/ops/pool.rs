@@ -117,7 +117,7 @@ impl Tensor {
     /// (`F.adaptive_avg_pool2d`; kernel `adaptive_avg_pool2d_forward`): output cell `(i, j)`
     /// averages input rows `floor(i * H / oh) .. ceil((i + 1) * H / oh)` and the columns
     /// likewise, so windows overlap when the sizes do not divide. `(1, 1)` is global average
-    /// pooling. No CUDA kernel: on a CUDA device the host rule runs.
+    /// pooling. On a CUDA device the kernels of the same names run there.
     ///
     /// ```
     /// let x = tinycnn::Tensor::from_vec((0..9).map(|v| v as f32).collect(), &[1, 1, 3, 3]).unwrap();
@@ -136,6 +136,14 @@ impl Tensor {
         let shape = k::AdaptivePool2dShape::new(d[0], d[1], (d[2], d[3]), out);
         shape.validate().map_err(Error::kernel(OP))?;
         let out_shape = vec![d[0], d[1], out.0, out.1];
+        #[cfg(feature = "cuda")]
+        if let Some(y) = cuda::adaptive_forward(self, &shape, &out_shape)? {
+            let op = AdaptiveAvgPool2dBackward {
+                x: self.clone(),
+                shape,
+            };
+            return Ok(Tensor::from_buffer_op(y, out_shape, op));
+        }
         let y = par_batch(
             shape.batch,
             &self.data(),
@@ -173,6 +181,10 @@ impl Backward for AdaptiveAvgPool2dBackward {
         grad: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = cuda::adaptive_backward(self, grad)? {
+            return Ok(g);
+        }
         cpu_backward(self, grad, needs, |g, _os, _want| {
             let s = &self.shape;
             let per_in = s.channels * s.in_h * s.in_w;
@@ -281,13 +293,13 @@ impl Backward for AvgPool2dBackward {
 /// Pooling on a CUDA device (the indices of max-pooling stay there for the backward).
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::{AvgPool2dBackward, MaxPool2dBackward};
+    use super::{AdaptiveAvgPool2dBackward, AvgPool2dBackward, MaxPool2dBackward};
     use crate::cuda::{err, CudaBufferU32};
     use crate::error::Result;
     use crate::ops::{cuda_tensor, on_cuda};
     use crate::storage::Buffer;
     use crate::tensor::Tensor;
-    use tinycnn_kernels::Pool2dShape;
+    use tinycnn_kernels::{AdaptivePool2dShape, Pool2dShape};
 
     pub(super) fn max_forward(
         x: &Tensor,
@@ -350,6 +362,37 @@ mod cuda {
         g.dev
             .avg_pool2d_backward(&op.shape, &g.buf, &mut gx.buf)
             .map_err(err("avg_pool2d backward"))?;
+        Ok(Some(vec![Some(cuda_tensor(gx, op.x.shape()))]))
+    }
+
+    pub(super) fn adaptive_forward(
+        x: &Tensor,
+        s: &AdaptivePool2dShape,
+        out_shape: &[usize],
+    ) -> Result<Option<Buffer>> {
+        let xb = x.buffer();
+        let Some(xc) = on_cuda(&xb) else {
+            return Ok(None);
+        };
+        let mut y = xc.alloc_like(out_shape.iter().product())?;
+        xc.dev
+            .adaptive_avg_pool2d_forward(s, &xc.buf, &mut y.buf)
+            .map_err(err("adaptive_avg_pool2d"))?;
+        Ok(Some(Buffer::Cuda(y)))
+    }
+
+    pub(super) fn adaptive_backward(
+        op: &AdaptiveAvgPool2dBackward,
+        grad: &Tensor,
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        let gb = grad.buffer();
+        let Some(g) = on_cuda(&gb) else {
+            return Ok(None);
+        };
+        let mut gx = g.alloc_like(op.x.numel())?;
+        g.dev
+            .adaptive_avg_pool2d_backward(&op.shape, &g.buf, &mut gx.buf)
+            .map_err(err("adaptive_avg_pool2d backward"))?;
         Ok(Some(vec![Some(cuda_tensor(gx, op.x.shape()))]))
     }
 }
