@@ -346,6 +346,10 @@ impl<'m> Trainer<'m> {
                 marks.push((i + 1, sums.snapshot()));
             }
         }
+        if let Some((dp, _)) = &self.data_parallel {
+            // One set of running statistics (rank 0's) for evaluation and checkpoints.
+            dp.broadcast_buffers(self.model)?;
+        }
         if let Some((s, ScheduleEvery::Epoch)) = &mut self.schedule {
             s.step(self.optimizer.as_mut())?;
         }

@@ -238,3 +238,47 @@ fn a_rank_that_never_joins_is_an_error_in_bounded_time() {
     assert!(e.to_string().contains("waited"), "{e}");
     drop(absent);
 }
+
+#[test]
+fn ranks_share_rank_zeros_batch_norm_statistics() {
+    // Each rank normalizes its own shards in training mode, so its running statistics
+    // differ; as with DDP's broadcast_buffers, every rank ends an epoch with rank 0's, so
+    // the ranks evaluate (and checkpoint) one model.
+    let got = on_ranks(LocalGroup::new(2), |r, c| {
+        tinycnn::manual_seed(7 + r as u64);
+        let net = Sequential::new()
+            .append(Conv2d::new(1, 3, 3).unwrap())
+            .append(tinycnn::nn::BatchNorm2d::new(3))
+            .append(ReLU)
+            .append(Flatten::new())
+            .append(Linear::new(3 * 4 * 4, 3));
+        let opt = optimizer(&net, false);
+        let mut t = Trainer::new(&net, opt, Device::Cpu, 8)
+            .unwrap()
+            .data_parallel(DataParallel::new(Box::new(c)))
+            .unwrap();
+        let (train, test) = (resident(N, 1, Device::Cpu), resident(13, 2, Device::Cpu));
+        let mut log = Log(Vec::new());
+        t.fit(&train, &test, 0..2, &order, &mut log).unwrap();
+        let state: Vec<(String, Vec<f32>)> = net
+            .state_dict()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        (state, log.0.last().unwrap().test_acc)
+    });
+    let (state0, acc0) = &got[0];
+    let mean = &state0
+        .iter()
+        .find(|(k, _)| k == "1.running_mean")
+        .unwrap()
+        .1;
+    assert!(mean.iter().any(|&m| m != 0.0), "running mean never updated");
+    for (state, acc) in &got[1..] {
+        assert_eq!(
+            state, state0,
+            "rank 1's parameters or buffers differ from rank 0's"
+        );
+        assert_eq!(acc, acc0);
+    }
+}

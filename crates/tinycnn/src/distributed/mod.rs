@@ -206,6 +206,42 @@ impl DataParallel {
         Ok(())
     }
 
+    /// Copies rank 0's buffers (batch norm's running statistics) into every rank's `module`,
+    /// as PyTorch's DistributedDataParallel does (`broadcast_buffers=True`): each rank
+    /// updates its statistics from its own shards, so without this the ranks would evaluate
+    /// with different models. Training-mode batch norm normalizes with the batch's own
+    /// statistics, so broadcasting once per epoch (the trainer does, before evaluating)
+    /// gives every rank what DDP's per-step broadcast leaves on rank 0. A module without
+    /// buffers costs nothing (the architecture is the same on every rank).
+    pub fn broadcast_buffers(&self, module: &dyn Module) -> Result<()> {
+        let buffers = module.named_buffers();
+        if buffers.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = if self.is_root() {
+            crate::io::to_bytes(&crate::nn::StateDict::from_entries(buffers.clone()))?
+        } else {
+            Vec::new()
+        };
+        self.comm.broadcast_bytes(&mut bytes, 0)?;
+        let loaded = if self.is_root() {
+            Ok(())
+        } else {
+            crate::io::from_bytes(&bytes).and_then(|state| {
+                let _no_grad = crate::no_grad_guard();
+                buffers
+                    .iter()
+                    .try_for_each(|(name, t)| match state.get(name) {
+                        Some(src) => t.copy_(src),
+                        None => Err(Error::Msg(format!(
+                            "broadcast_buffers: rank 0 has no buffer `{name}`"
+                        ))),
+                    })
+            })
+        };
+        self.agree("broadcast_buffers", loaded)
+    }
+
     /// Copies rank 0's optimizer state (momentum, Adam moments, step counts) into every
     /// rank's `optimizer`, so a resumed run continues from one state.
     pub fn broadcast_optimizer(&self, optimizer: &mut dyn Optimizer) -> Result<()> {
