@@ -1,4 +1,7 @@
-//! Links the firmware with cortex-m-rt's `link.x` and this crate's `memory.x` (ARM only), and
+//! Links the firmware with cortex-m-rt's `link.x` and this crate's memory map (ARM only:
+//! `memory/stm32f405.x`, or with feature `qemu-sram` `memory/qemu-netduinoplus2.x`, copied
+//! to `$OUT_DIR/memory.x`, the name `link.x` includes; no `memory.x` may sit in the crate's
+//! directory, which the linker searches first), and
 //! embeds the deployment the firmware runs: the directory named by `TINYCNN_DEPLOY` (written
 //! by `tinycnn deploy`; default `deployments/lenet-relu-int8`). Its `plan.bin` is checked
 //! here with the same reader the firmware runs at start-up, and its arena and workspace sizes
@@ -6,14 +9,27 @@
 use std::{env, fs, path::PathBuf};
 use tinycnn_kernels::deploy::{words_as_bytes_mut, Plan};
 
+/// The STM32F405's SRAM at 0x2000_0000 (`memory/stm32f405.x`'s RAM).
+const CHIP_RAM: usize = 128 * 1024;
+/// Bytes of RAM a plan must leave free for the stack, `.data` and the rest of `.bss`.
+const STACK_RESERVE: usize = 4 * 1024;
+
 fn main() {
-    println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=TINYCNN_DEPLOY");
     let target = env::var("TARGET").unwrap_or_default();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // The chip's memory map, or with feature `qemu-sram` the larger SRAM QEMU's
+    // netduinoplus2 maps (for plans that need more RAM than the chip has).
+    let qemu_sram = env::var_os("CARGO_FEATURE_QEMU_SRAM").is_some();
+    let memory = if qemu_sram {
+        "memory/qemu-netduinoplus2.x"
+    } else {
+        "memory/stm32f405.x"
+    };
+    println!("cargo:rerun-if-changed=memory");
     if target.starts_with("thumb") {
-        fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x to OUT_DIR");
+        fs::copy(memory, out.join("memory.x")).expect("copy the memory map to OUT_DIR");
         println!("cargo:rustc-link-search={}", out.display());
         println!("cargo:rustc-link-arg-bins=-Tlink.x");
     }
@@ -30,6 +46,20 @@ fn main() {
     words_as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
     let plan = Plan::parse(&words_as_bytes_mut(&mut words)[..bytes.len()])
         .unwrap_or_else(|e| panic!("TINYCNN_DEPLOY: {}: {e}", plan_path.display()));
+    // The arena and workspace are static (.bss); the stack takes the rest of the RAM from
+    // the top down, and nothing stops it at .bss: a plan that leaves it too little would
+    // corrupt its own activations, so it is refused here. The firmwares measured so far
+    // (`stack_bytes`) use 2.3 KiB (f32) to 11.8 KiB (int8 with `selftest`) of stack.
+    let buffers = 4 * (plan.arena_words() + plan.workspace_words());
+    if target.starts_with("thumb") && !qemu_sram && buffers + STACK_RESERVE > CHIP_RAM {
+        panic!(
+            "TINYCNN_DEPLOY: {} needs {buffers} bytes of arena and workspace; with {STACK_RESERVE} \
+             bytes for the stack that is over the STM32F405's {CHIP_RAM} bytes of SRAM (memory/stm32f405.x). \
+             It cannot run on the chip as built; feature `qemu-sram` links it for QEMU's larger \
+             SRAM (memory/qemu-netduinoplus2.x) to check its numbers in emulation",
+            plan_path.display()
+        );
+    }
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
