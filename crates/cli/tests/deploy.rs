@@ -3,45 +3,19 @@
 //! crate's reader and runs like the host accuracy the command reports; bad arguments fail
 //! before any work with a message.
 
+mod common;
+
+use common::{run, stderr, stdout, temp_dir, write_idx_split};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use tinycnn_kernels::deploy::format::{DType, Precision};
 use tinycnn_kernels::deploy::{self, Plan};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinycnn"))
-        .env_remove("TINYCNN_DATA")
-        .env("TINYCNN_DATA_URL", "http://127.0.0.1:9/")
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tinycnn-deploy-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
-}
 
 /// 64 training and 32 test images of pseudo-random pixels, labels 0..10 in turn.
 fn data_dir() -> PathBuf {
     let d = temp_dir("data");
     let mut s = 7u32;
-    for (prefix, n) in [("train", 64u32), ("t10k", 32)] {
+    for (prefix, n) in [("train", 64usize), ("t10k", 32)] {
         let images: Vec<u8> = (0..n * 784)
             .map(|_| {
                 s ^= s << 13;
@@ -51,16 +25,7 @@ fn data_dir() -> PathBuf {
             })
             .collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        std::fs::write(
-            d.join(format!("{prefix}-images-idx3-ubyte")),
-            idx_bytes(&[n, 28, 28], &images),
-        )
-        .unwrap();
-        std::fs::write(
-            d.join(format!("{prefix}-labels-idx1-ubyte")),
-            idx_bytes(&[n], &labels),
-        )
-        .unwrap();
+        write_idx_split(&d, prefix, &images, &labels);
     }
     d
 }
@@ -106,8 +71,8 @@ fn deploys_lenet_relu_as_int8_and_f32() {
             "--out",
             dir.to_str().unwrap(),
         ]);
-        let stdout = text(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+        let stdout = stdout(&o);
+        assert!(o.status.success(), "{stdout}\n{}", stderr(&o));
         let words = read_plan(&dir.join("plan.bin"));
         let plan = plan_of(&words);
         assert_eq!(plan.precision(), precision);
@@ -147,7 +112,7 @@ fn deploys_lenet_relu_as_int8_and_f32() {
 }
 
 fn assert_fails_with(o: &Output, needles: &[&str]) {
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         !err.contains("panicked") && !err.contains("internal error"),

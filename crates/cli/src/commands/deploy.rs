@@ -453,7 +453,10 @@ pub fn build_plan(ir: &Ir, quant: Option<&Quantization>, layout: Layout) -> Resu
         ));
     }
     // The final linear layer of an int8 plan keeps its i32 accumulators as logits.
-    let last = ir.ops.last().expect("lowered networks have ops");
+    // (A network of only dropped layers, e.g. Flatten alone, lowers to no op at all.)
+    let last = ir.ops.last().ok_or_else(|| {
+        crate::cli_err!("cannot deploy: the network has no layer that computes anything")
+    })?;
     let i32_out =
         quant.is_some() && matches!(last.kind, IrKind::Linear { .. }) && last.act == Act::None;
     let dtype = |v: usize| match (quant, v == n - 1 && i32_out) {
