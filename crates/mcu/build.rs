@@ -4,7 +4,7 @@
 //! here with the same reader the firmware runs at start-up, and its arena and workspace sizes
 //! become constants, so the firmware's buffers are static (`$OUT_DIR/deployment.rs`).
 use std::{env, fs, path::PathBuf};
-use tinycnn_kernels::deploy::{words_as_bytes_mut, Plan};
+use tinycnn_kernels::deploy::{link, words_as_bytes_mut, Plan};
 
 fn main() {
     println!("cargo:rerun-if-changed=memory.x");
@@ -14,6 +14,9 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     if target.starts_with("thumb") {
         fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x to OUT_DIR");
+        // cortex-m-rt's `device` feature includes the device's interrupt handler names:
+        // the firmware enables no interrupt and names none (see `__INTERRUPTS` in main.rs).
+        fs::write(out.join("device.x"), "/* no device interrupts */\n").expect("write device.x");
         println!("cargo:rustc-link-search={}", out.display());
         println!("cargo:rustc-link-arg-bins=-Tlink.x");
     }
@@ -47,12 +50,15 @@ fn main() {
          /// Multiply-accumulates per inference.\n\
          pub const MACS: u64 = {};\n\
          /// Bytes of the plan.\n\
-         pub const PLAN_LEN: usize = {};\n",
+         pub const PLAN_LEN: usize = {};\n\
+         /// The parts of the executor the plan needs (`tinycnn_kernels::deploy::link`).\n\
+         pub const LINK: u32 = {:#x};\n",
         plan.precision().name(),
         plan.arena_words(),
         plan.workspace_words(),
         plan.macs(),
         bytes.len(),
+        link::needed_by(&plan),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");
 }
