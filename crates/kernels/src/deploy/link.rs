@@ -1,7 +1,7 @@
 //! The parts of the executor [`super::run_linked`] compiles in, as a bit set (its const parameter).
 //!
 //! A firmware runs one plan, known when it is built: it links only that plan's precision
-//! and op kinds ([`link::needed_by`], computed by its build script), so the kernels of the
+//! and op kinds ([`needed_by`], computed by its build script), so the kernels of the
 //! others are dead code that the linker drops (several KiB of flash on a Cortex-M). A plan
 //! that needs a part the set leaves out is an error at run time, not undefined behaviour.
 
