@@ -464,7 +464,7 @@ def build(kernels):
     env.pop("RUSTFLAGS", None)
     subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "thumbv7em-none-eabihf",
                     "--features", feats, "--target-dir", tdir], cwd=MCU, check=True, env=env)
-    return os.path.join(tdir, "thumbv7em-none-eabihf", "release", "lenet-firmware")
+    return os.path.join(tdir, "thumbv7em-none-eabihf", "release", "tinycnn-firmware")
 
 
 def main():

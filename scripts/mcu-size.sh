@@ -32,7 +32,7 @@ done
 for build in "${builds[@]}"; do
     deployment=${build%%:*}; features=${build#*:}
     TINYCNN_DEPLOY=deployments/$deployment env -u CARGO_TARGET_DIR cargo build -q --release --target $target --features $features --target-dir "$dir"
-    elf=$dir/$target/release/lenet-firmware
+    elf=$dir/$target/release/tinycnn-firmware
     sec() { "$size_tool" -A "$elf" | awk -v s="$1" '$1 == s { print $2 }'; }
     vt=$(sec .vector_table); text=$(sec .text); ro=$(sec .rodata); data=$(sec .data); bss=$(sec .bss)
     out=$(timeout 120 qemu-system-arm -machine netduinoplus2 -nographic -monitor none \

@@ -36,6 +36,6 @@ data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 export CARGO_TARGET_DIR=${MCU_HOST_TARGET_DIR:-$PWD/crates/mcu/target/host}
 cargo test --manifest-path crates/mcu/Cargo.toml -- --nocapture || die "crates/mcu tests failed"
 fw_dir=${MCU_FIRMWARE_TARGET_DIR:-$PWD/crates/mcu/target/firmware}
-elf=$fw_dir/thumbv7em-none-eabihf/release/lenet-firmware
+elf=$fw_dir/thumbv7em-none-eabihf/release/tinycnn-firmware
 [ -e "$elf" ] || die "no firmware at $elf after the QEMU test"
 python3 scripts/mcu-cycles.py "$elf" --macs 416520 || die "cycle estimate failed"

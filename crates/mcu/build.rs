@@ -7,7 +7,7 @@
 //! here with the same reader the firmware runs at start-up, and its arena and workspace sizes
 //! become constants, so the firmware's buffers are static (`$OUT_DIR/deployment.rs`).
 use std::{env, fs, path::PathBuf};
-use tinycnn_kernels::deploy::{words_as_bytes_mut, Plan};
+use tinycnn_kernels::deploy::{link, words_as_bytes_mut, Plan};
 
 /// The STM32F405's SRAM at 0x2000_0000 (`memory/stm32f405.x`'s RAM).
 const CHIP_RAM: usize = 128 * 1024;
@@ -30,6 +30,9 @@ fn main() {
     println!("cargo:rerun-if-changed=memory");
     if target.starts_with("thumb") {
         fs::copy(memory, out.join("memory.x")).expect("copy the memory map to OUT_DIR");
+        // cortex-m-rt's `device` feature includes the device's interrupt handler names:
+        // the firmware enables no interrupt and names none (see `__INTERRUPTS` in main.rs).
+        fs::write(out.join("device.x"), "/* no device interrupts */\n").expect("write device.x");
         println!("cargo:rustc-link-search={}", out.display());
         println!("cargo:rustc-link-arg-bins=-Tlink.x");
     }
@@ -77,12 +80,15 @@ fn main() {
          /// Multiply-accumulates per inference.\n\
          pub const MACS: u64 = {};\n\
          /// Bytes of the plan.\n\
-         pub const PLAN_LEN: usize = {};\n",
+         pub const PLAN_LEN: usize = {};\n\
+         /// The parts of the executor the plan needs (`tinycnn_kernels::deploy::link`).\n\
+         pub const LINK: u32 = {:#x};\n",
         plan.precision().name(),
         plan.arena_words(),
         plan.workspace_words(),
         plan.macs(),
         bytes.len(),
+        link::needed_by(&plan),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");
 }

@@ -154,14 +154,11 @@ pub fn run(
     plan: &tinycnn_kernels::deploy::Plan<'_>,
     arena: &mut [u32],
     ws: &mut [u32],
-) -> Result<(), tinycnn_mcu::Error> {
+) -> Result<(), super::Failure> {
     use tinycnn_kernels::deploy::{self, words_as_bytes, words_as_bytes_mut, Input, Int8Kernels};
     let fail = |out: &mut _, what: &'static str| {
         super::put(out, &["selftest FAILED: ", what, "\n"]);
-        Err(tinycnn_mcu::Error::Value {
-            name: "selftest",
-            what,
-        })
+        Err(what)
     };
     {
         let bytes = words_as_bytes_mut(arena);
@@ -180,7 +177,8 @@ pub fn run(
             );
         }
     }
-    let images = tinycnn_mcu::idx::images(super::IMAGES)?;
+    let images = tinycnn_mcu::idx::images(super::IMAGES)
+        .map_err(|_| "data: the embedded test images are malformed")?;
     let input = Input::U8 {
         pixels: &images[0],
         divisor: 255.0,

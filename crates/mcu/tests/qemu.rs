@@ -66,7 +66,7 @@ fn build(features: &str, deployment: &str) -> PathBuf {
         "building the firmware ({features}) failed; is the target installed? \
          (`rustup target add {TARGET}`, or run scripts/mcu-test.sh)"
     );
-    target_dir().join(TARGET).join("release/lenet-firmware")
+    target_dir().join(TARGET).join("release/tinycnn-firmware")
 }
 
 /// Runs `elf` in QEMU; returns (exit success, stdout). Fails after 120 s.

@@ -4,7 +4,7 @@ use super::format::{Act, DType, OpKind, OpRecord, Precision, ValueRecord};
 use super::{
     conv_shape, linear_as_conv, pool_shape, read_requant, words_as_bytes, words_as_bytes_mut,
 };
-use super::{DeployError, Plan};
+use super::{link, DeployError, Plan};
 use crate::int8::{self, ActRange, QLinearShape, Requant};
 use crate::{avg_pool2d_forward, conv2d_forward_with, max_pool2d_forward, ConvAlgo};
 
@@ -173,6 +173,25 @@ pub fn run(
     workspace: &mut [u32],
     kernels: Int8Kernels,
 ) -> Result<(), DeployError> {
+    run_linked::<{ link::ALL }>(plan, input, arena, workspace, kernels)
+}
+
+/// [`run`] compiled with only the parts of the executor in `LINK` (a [`link`] set, such as
+/// [`link::needed_by`] of the plan a firmware embeds): a plan that needs another part is
+/// refused with an error. `kernels` should be a constant at the call site, so that only
+/// that family of int8 kernels is linked.
+pub fn run_linked<const LINK: u32>(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+) -> Result<(), DeployError> {
+    if !link::has(LINK, link::precision(plan.precision())) {
+        return Err(DeployError::plan(
+            "the executor was built without the plan's precision",
+        ));
+    }
     if arena.len() < plan.arena_words() {
         return Err(DeployError::Buffer {
             what: "arena",
@@ -198,28 +217,62 @@ pub fn run(
     }
     let (a, b) = range_of(&x);
     match plan.precision() {
-        Precision::F32 => {
+        Precision::F32 if link::has(LINK, link::F32) => {
             for (i, o) in cast_mut::<f32>(&mut bytes[a..b])?.iter_mut().enumerate() {
                 *o = input.get(i);
             }
         }
-        Precision::Int8 => {
+        Precision::Int8 if link::has(LINK, link::INT8) => {
             for (i, o) in cast_mut::<i8>(&mut bytes[a..b])?.iter_mut().enumerate() {
                 *o = int8::quantize_one(input.get(i), x.scale);
             }
         }
+        _ => return Err(unlinked()),
     }
     for k in 0..plan.ops() {
         let op = plan.op(k);
+        if !link::has(LINK, link::op(op.kind)) {
+            return Err(DeployError::op(
+                k,
+                "the executor was built without this op kind",
+            ));
+        }
         match plan.precision() {
-            Precision::F32 => run_f32(plan, &op, bytes, workspace)?,
-            Precision::Int8 => run_int8(plan, &op, bytes, workspace, kernels)?,
+            Precision::F32 if link::has(LINK, link::F32) => {
+                run_f32::<LINK>(plan, &op, bytes, workspace)?
+            }
+            Precision::Int8 if link::has(LINK, link::INT8) => {
+                run_int8::<LINK>(plan, &op, bytes, workspace, kernels)?
+            }
+            _ => return Err(unlinked()),
         }
     }
     Ok(())
 }
 
-fn run_f32(
+/// A part of the executor that `run_linked`'s set leaves out (checked before each op).
+fn unlinked() -> DeployError {
+    DeployError::plan("the executor was built without a part the plan needs")
+}
+
+/// Whether op kind `kind` is in the set `LINK` (constant: the arms it guards compile out).
+const fn linked<const LINK: u32>(kind: OpKind) -> bool {
+    link::has(LINK, link::op(kind))
+}
+
+/// `kind == b` for an op of kind `a` or `b` that passed its arm's [`linked`] guard: a
+/// constant where `LINK` holds only one of the two, so the other's branch compiles out.
+fn is_second<const LINK: u32>(kind: OpKind, a: OpKind, b: OpKind) -> bool {
+    if !linked::<LINK>(a) {
+        true
+    } else if !linked::<LINK>(b) {
+        false
+    } else {
+        kind == b
+    }
+}
+
+fn run_f32<const LINK: u32>(
     plan: &Plan<'_>,
     op: &OpRecord,
     arena: &mut [u8],
@@ -232,8 +285,8 @@ fn run_f32(
     let y: &mut [f32] = cast_mut(out)?;
     let ws: &mut [f32] = cast_mut(words_as_bytes_mut(workspace))?;
     match op.kind {
-        OpKind::Conv | OpKind::Linear => {
-            let s = if op.kind == OpKind::Conv {
+        OpKind::Conv | OpKind::Linear if linked::<LINK>(op.kind) => {
+            let s = if !is_second::<LINK>(op.kind, OpKind::Conv, OpKind::Linear) {
                 conv_shape(op, &xv, &yv)
             } else {
                 linear_as_conv(&xv, &yv)
@@ -250,7 +303,7 @@ fn run_f32(
             conv2d_forward_with(ConvAlgo::Direct, &s, x, w, bias, y, ws)?;
             act_f32(op.act, y);
         }
-        OpKind::MaxPool => {
+        OpKind::MaxPool if linked::<LINK>(OpKind::MaxPool) => {
             let s = pool_shape(op, &xv);
             let idx: &mut [u32] = cast_mut(words_as_bytes_mut(workspace))?;
             let idx = idx
@@ -258,19 +311,22 @@ fn run_f32(
                 .ok_or(DeployError::plan("workspace too small"))?;
             max_pool2d_forward(&s, x, y, idx)?;
         }
-        OpKind::AvgPool => avg_pool2d_forward(&pool_shape(op, &xv), x, y)?,
-        OpKind::Add => {
+        OpKind::AvgPool if linked::<LINK>(OpKind::AvgPool) => {
+            avg_pool2d_forward(&pool_shape(op, &xv), x, y)?
+        }
+        OpKind::Add if linked::<LINK>(OpKind::Add) => {
             let x1: &[f32] = cast(views.get(range_of(&plan.value(op.inputs[1] as usize)))?)?;
             for ((o, &a), &b) in y.iter_mut().zip(x).zip(x1) {
                 *o = a + b;
             }
             act_f32(op.act, y);
         }
-        OpKind::Act => {
+        OpKind::Act if linked::<LINK>(OpKind::Act) => {
             y.copy_from_slice(x);
             act_f32(op.act, y);
         }
         OpKind::Lut => return Err(DeployError::plan("a table op in an f32 plan")),
+        _ => return Err(unlinked()),
     }
     Ok(())
 }
@@ -279,7 +335,7 @@ fn requants(b: &[u8]) -> impl Iterator<Item = Requant> + '_ {
     b.chunks_exact(8).map(read_requant)
 }
 
-fn run_int8(
+fn run_int8<const LINK: u32>(
     plan: &Plan<'_>,
     op: &OpRecord,
     arena: &mut [u8],
@@ -292,7 +348,7 @@ fn run_int8(
     let x: &[i8] = cast(views.get(range_of(&xv))?)?;
     let range = int8_range(op.act, yv.scale);
     match op.kind {
-        OpKind::Conv | OpKind::Linear => {
+        OpKind::Conv | OpKind::Linear if linked::<LINK>(op.kind) => {
             let w: &[i8] = cast(plan.data(op.weight))?;
             let bias: Option<&[i32]> = match op.bias.len {
                 0 => None,
@@ -312,7 +368,7 @@ fn run_int8(
             let y: &mut [i8] = cast_mut(out)?;
             // `Requant` is `repr(C)` (i32, u32): the plan's entries are read in place.
             let rq: &[Requant] = cast(plan.data(op.aux))?;
-            if op.kind == OpKind::Linear {
+            if is_second::<LINK>(op.kind, OpKind::Conv, OpKind::Linear) {
                 let s = QLinearShape::new(1, xv.elements(), yv.shape[0] as usize);
                 let f = match kernels {
                     Int8Kernels::Plain => int8::qlinear_forward,
@@ -333,17 +389,17 @@ fn run_int8(
                 }
             }
         }
-        OpKind::MaxPool | OpKind::AvgPool => {
+        OpKind::MaxPool | OpKind::AvgPool if linked::<LINK>(op.kind) => {
             let s = pool_shape(op, &xv);
             let y: &mut [i8] = cast_mut(out)?;
-            let avg = op.kind == OpKind::AvgPool;
+            let avg = is_second::<LINK>(op.kind, OpKind::MaxPool, OpKind::AvgPool);
             match (kernels, avg) {
                 (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
                 (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
                 (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
             }
         }
-        OpKind::Add => {
+        OpKind::Add if linked::<LINK>(OpKind::Add) => {
             let x1: &[i8] = cast(views.get(range_of(&plan.value(op.inputs[1] as usize)))?)?;
             let y: &mut [i8] = cast_mut(out)?;
             let mut r = requants(plan.data(op.aux));
@@ -353,13 +409,13 @@ fn run_int8(
             };
             qadd(x, x1, ra, rb, range, y);
         }
-        OpKind::Act => {
+        OpKind::Act if linked::<LINK>(OpKind::Act) => {
             let y: &mut [i8] = cast_mut(out)?;
             for (o, &v) in y.iter_mut().zip(x) {
                 *o = v.clamp(range.min, range.max);
             }
         }
-        OpKind::Lut => {
+        OpKind::Lut if linked::<LINK>(OpKind::Lut) => {
             let t = plan.data(op.aux);
             let mut table = [0i8; 256];
             for (o, &v) in table.iter_mut().zip(t) {
@@ -368,6 +424,7 @@ fn run_int8(
             let y: &mut [i8] = cast_mut(out)?;
             int8::qlut_forward(&table, x, y)?;
         }
+        _ => return Err(unlinked()),
     }
     Ok(())
 }

@@ -43,9 +43,10 @@
 pub mod arena;
 mod exec;
 pub mod format;
+pub mod link;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
-pub use exec::{logits, output, run, Input, Int8Kernels, Output};
+pub use exec::{logits, output, run, run_linked, Input, Int8Kernels, Output};
 
 use crate::error::KernelError;
 use crate::int8::{self, Requant};
@@ -169,6 +170,36 @@ impl<'a> Plan<'a> {
     /// every op's shapes against its values and data, the arena (inside its stated size, no
     /// value overwritten while it is still to be read) and the workspace and MAC counts.
     pub fn parse(bytes: &'a [u8]) -> Result<Plan<'a>, DeployError> {
+        let plan = Plan::parse_prechecked(bytes)?;
+        let (header, no) = (plan.header, plan.ops());
+        plan.check_values()?;
+        let (mut workspace, mut macs) = (0usize, 0u64);
+        for k in 0..no {
+            let (ws, m) = plan.check_op(k)?;
+            workspace = workspace.max(ws);
+            macs = macs.saturating_add(m);
+        }
+        if workspace > header.workspace_words as usize {
+            return Err(DeployError::format(
+                "workspace size below what the ops need",
+                28,
+            ));
+        }
+        if macs != header.macs {
+            return Err(DeployError::format("MAC count does not match the ops", 40));
+        }
+        plan.check_lifetimes()?;
+        Ok(plan)
+    }
+
+    /// Reads a plan that [`Plan::parse`] has accepted before, checking only what reading
+    /// it needs: the header, and that the record tables and the data lie inside `bytes`.
+    ///
+    /// For a firmware whose build script parsed the very bytes it embeds: the per-op checks
+    /// of `parse` would cost it several KiB of code to repeat at start-up. A plan that
+    /// `parse` refuses may make [`run`] return an error or a wrong result, or panic (the
+    /// executor and the kernels check the buffers they index), never undefined behaviour.
+    pub fn parse_prechecked(bytes: &'a [u8]) -> Result<Plan<'a>, DeployError> {
         let header = Header::from_bytes(bytes)?;
         if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(DeployError::format("plan bytes are not 4-byte aligned", 0));
@@ -197,25 +228,7 @@ impl<'a> Plan<'a> {
         if header.arena_bytes % 4 != 0 {
             return Err(DeployError::format("arena size is not a multiple of 4", 24));
         }
-        let plan = Plan { bytes, header };
-        plan.check_values()?;
-        let (mut workspace, mut macs) = (0usize, 0u64);
-        for k in 0..no {
-            let (ws, m) = plan.check_op(k)?;
-            workspace = workspace.max(ws);
-            macs = macs.saturating_add(m);
-        }
-        if workspace > header.workspace_words as usize {
-            return Err(DeployError::format(
-                "workspace size below what the ops need",
-                28,
-            ));
-        }
-        if macs != header.macs {
-            return Err(DeployError::format("MAC count does not match the ops", 40));
-        }
-        plan.check_lifetimes()?;
-        Ok(plan)
+        Ok(Plan { bytes, header })
     }
 
     /// The header.

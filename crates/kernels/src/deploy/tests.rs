@@ -402,3 +402,92 @@ fn int8_plan_matches_the_naive_arithmetic() {
         assert_eq!(o, &want);
     }
 }
+
+#[test]
+fn link_set_of_a_plan_is_its_precision_and_op_kinds() {
+    let words = small_f32_plan();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let set = link::needed_by(&plan);
+    assert_eq!(
+        set,
+        link::F32 | link::op(OpKind::Conv) | link::op(OpKind::MaxPool) | link::op(OpKind::Linear)
+    );
+    for kind in [OpKind::AvgPool, OpKind::Add, OpKind::Act, OpKind::Lut] {
+        assert!(!link::has(set, link::op(kind)), "{kind:?}");
+    }
+    assert!(!link::has(set, link::INT8));
+    // Seven op kinds and two precisions, each its own bit.
+    let bits = [
+        OpKind::Conv,
+        OpKind::Linear,
+        OpKind::MaxPool,
+        OpKind::AvgPool,
+        OpKind::Add,
+        OpKind::Act,
+        OpKind::Lut,
+    ]
+    .map(link::op);
+    let all = bits.iter().fold(link::F32 | link::INT8, |a, &b| {
+        assert_eq!(a & b, 0);
+        a | b
+    });
+    assert_eq!(all.count_ones(), 9);
+}
+
+#[test]
+fn run_linked_runs_what_it_links_and_refuses_the_rest() {
+    let words = small_f32_plan();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 - 5.0) / 8.0).collect();
+    let mut ws = vec![0u32; plan.workspace_words()];
+    let mut want = vec![0u32; plan.arena_words()];
+    run(
+        &plan,
+        Input::F32(&x),
+        &mut want,
+        &mut ws,
+        Int8Kernels::Plain,
+    )
+    .unwrap();
+    // The plan's own set (what a firmware's build script computes): the same output.
+    const SET: u32 =
+        link::F32 | link::op(OpKind::Conv) | link::op(OpKind::MaxPool) | link::op(OpKind::Linear);
+    assert_eq!(SET, link::needed_by(&plan));
+    let mut got = vec![0u32; plan.arena_words()];
+    run_linked::<SET>(&plan, Input::F32(&x), &mut got, &mut ws, Int8Kernels::Plain).unwrap();
+    let (mut a, mut b) = ([0.0f32; 3], [0.0f32; 3]);
+    logits(&plan, &want, &mut a).unwrap();
+    logits(&plan, &got, &mut b).unwrap();
+    assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+    // Without the precision: refused before anything runs.
+    const INT8_ONLY: u32 =
+        link::INT8 | link::op(OpKind::Conv) | link::op(OpKind::MaxPool) | link::op(OpKind::Linear);
+    let e = run_linked::<INT8_ONLY>(&plan, Input::F32(&x), &mut got, &mut ws, Int8Kernels::Plain)
+        .unwrap_err();
+    assert!(matches!(e, DeployError::Plan { .. }), "{e}");
+    // Without max pooling: refused at that op (op 1).
+    const NO_POOL: u32 = link::F32 | link::op(OpKind::Conv) | link::op(OpKind::Linear);
+    let e = run_linked::<NO_POOL>(&plan, Input::F32(&x), &mut got, &mut ws, Int8Kernels::Plain)
+        .unwrap_err();
+    assert!(matches!(e, DeployError::Op { op: 1, .. }), "{e}");
+}
+
+#[test]
+fn prechecked_reads_what_parse_accepts_and_refuses_unreadable_bytes() {
+    let words = small_f32_plan();
+    let b = bytes_of(&words);
+    let plan = Plan::parse_prechecked(b).unwrap();
+    assert_eq!(plan.header(), Plan::parse(b).unwrap().header());
+    assert_eq!(plan.ops(), 3);
+    // Too short for its tables and data, or not a plan at all: refused.
+    assert!(Plan::parse_prechecked(&b[..b.len() - 1]).is_err());
+    assert!(Plan::parse_prechecked(&b[..10]).is_err());
+    let mut w2 = words.clone();
+    words_as_bytes_mut(&mut w2)[0] ^= 1;
+    assert!(Plan::parse_prechecked(bytes_of(&w2)).is_err());
+    // The per-op checks are `parse`'s alone: a wrong MAC count passes here.
+    let mut w3 = words.clone();
+    words_as_bytes_mut(&mut w3)[40] ^= 1;
+    assert!(Plan::parse(bytes_of(&w3)).is_err());
+    assert!(Plan::parse_prechecked(bytes_of(&w3)).is_ok());
+}
