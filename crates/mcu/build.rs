@@ -7,7 +7,7 @@
 //! here with the same reader the firmware runs at start-up, and its arena and workspace sizes
 //! become constants, so the firmware's buffers are static (`$OUT_DIR/deployment.rs`).
 use std::{env, fs, path::PathBuf};
-use tinycnn_kernels::deploy::{link, words_as_bytes_mut, Plan};
+use tinycnn_kernels::deploy::{link, plan_checksum, words_as_bytes_mut, Plan};
 
 /// The STM32F405's SRAM at 0x2000_0000 (`memory/stm32f405.x`'s RAM).
 const CHIP_RAM: usize = 128 * 1024;
@@ -82,13 +82,16 @@ fn main() {
          /// Bytes of the plan.\n\
          pub const PLAN_LEN: usize = {};\n\
          /// The parts of the executor the plan needs (`tinycnn_kernels::deploy::link`).\n\
-         pub const LINK: u32 = {:#x};\n",
+         pub const LINK: u32 = {:#x};\n\
+         /// `deploy::plan_checksum` of the plan that `Plan::parse` accepted here.\n\
+         pub const PLAN_CHECKSUM: u32 = {:#010x};\n",
         plan.precision().name(),
         plan.arena_words(),
         plan.workspace_words(),
         plan.macs(),
         bytes.len(),
         link::needed_by(&plan),
+        plan_checksum(&bytes),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");
 }

@@ -10,7 +10,9 @@
 //!
 //! Flash (issue #16: int8 LeNet in 80 KiB): the executor is compiled with only the plan's
 //! precision and op kinds (`deploy::run_linked` with build.rs's `link::needed_by` set), the
-//! plan is read without repeating build.rs's checks (`Plan::parse_prechecked`), nothing
+//! plan is checked at start-up against the checksum of the bytes build.rs checked in full
+//! (`deploy::plan_checksum`), then read without repeating those checks
+//! (`Plan::parse_prechecked`), nothing
 //! formats with `core::fmt` (the panic handler prints only `panic`), and the interrupt part
 //! of the vector table has one entry:
 //!
@@ -323,8 +325,12 @@ fn run(
     arena: &mut [u32],
     ws: &mut [u32],
 ) -> Result<(), Failure> {
-    // build.rs checked these bytes with `Plan::parse`; the firmware reads them without
-    // repeating the per-op checks (several KiB of flash).
+    // build.rs checked these bytes with `Plan::parse`: the firmware checks that they are
+    // still those bytes, then reads them without repeating the per-op checks (several KiB
+    // of flash).
+    if deploy::plan_checksum(&PLAN.0) != deployment::PLAN_CHECKSUM {
+        return Err("plan.bin: the embedded plan differs from the one build.rs checked");
+    }
     let plan = Plan::parse_prechecked(&PLAN.0)
         .map_err(|_| "plan.bin: the embedded deployment plan is malformed")?;
     let int8 = plan.precision() == Precision::Int8;

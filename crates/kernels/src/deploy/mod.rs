@@ -119,6 +119,23 @@ pub fn words_as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4) }
 }
 
+/// The 32-bit FNV-1a hash of a plan's bytes: a firmware whose build script ran
+/// [`Plan::parse`] on its plan records this, and at start-up checks the bytes it embeds
+/// against it before [`Plan::parse_prechecked`], so a plan that differs from the one that
+/// was checked in full (corrupted flash, a mismatched image) is an error, for a few bytes
+/// of code instead of the full checks' kilobytes.
+///
+/// ```
+/// use tinycnn_kernels::deploy::plan_checksum;
+/// assert_eq!(plan_checksum(b""), 0x811c_9dc5); // FNV-1a's offset basis
+/// assert_eq!(plan_checksum(b"a"), 0xe40c_292c); // the FNV authors' published test vector
+/// ```
+pub fn plan_checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// A validated plan, borrowing its bytes (which may live in flash).
 #[derive(Debug, Clone, Copy)]
 pub struct Plan<'a> {
