@@ -199,6 +199,12 @@ fn check_conv_with(
     int8::qconv2d_forward(s, &x, &w, bias, &r, range, &mut plain).unwrap();
     prop_assert_eq!(&y, &want, "{:?}", s);
     prop_assert_eq!(&plain, &want);
+    // With the larger workspace, the window path where the shape has one.
+    let fast_len = dsp::qconv2d_workspace_len_fast(s).unwrap() + rng.below(5);
+    let mut ws: Vec<u32> = (0..fast_len).map(|_| rng.next_u64() as u32).collect();
+    let mut fast = vec![0i8; n];
+    dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut fast, &mut ws).unwrap();
+    prop_assert_eq!(&fast, &want, "window path {:?}", s);
     Ok(())
 }
 
@@ -279,8 +285,35 @@ fn conv_case() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
+/// Shapes the window path takes: stride 1, no dilation, 5-tap kernel rows, one or an even
+/// number of input channels per group.
+fn window_case() -> impl Strategy<Value = Conv2dShape> {
+    (
+        1usize..3,
+        1usize..3,
+        prop_oneof![Just(1usize), Just(2), Just(4)],
+        1usize..4,
+        1usize..7,
+        (0usize..4, 0usize..4),
+        (1usize..12, 1usize..14),
+    )
+        .prop_filter_map("valid conv", |(batch, g, cpg, opg, kh, pad, hw)| {
+            let p = Conv2dParams::new(g * cpg, g * opg, (kh, 5))
+                .with_padding(pad)
+                .with_groups(g);
+            let s = Conv2dShape::new(p, batch, hw.0, hw.1);
+            s.validate().ok().map(|_| s)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn proptest_conv_window_path_matches_reference(s in window_case(), seed in any::<u64>()) {
+        prop_assert!(dsp::qconv2d_window_workspace_len(&s).is_some());
+        check_conv_with(&s, &mut Rng::new(seed), seed % 2 == 0)?;
+    }
 
     #[test]
     fn proptest_conv_matches_reference(s in conv_case(), seed in any::<u64>()) {

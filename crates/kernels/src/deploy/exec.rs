@@ -219,6 +219,30 @@ pub fn run(
     Ok(())
 }
 
+/// Words of workspace with which [`run`] takes the fastest kernels: [`Plan::workspace_words`]
+/// (the least any kernel choice needs), or more where a convolution of an int8 plan has the
+/// DSP window path ([`int8::dsp::qconv2d_workspace_len_fast`]). A firmware sizes its
+/// workspace with this; [`run`] works with either.
+pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
+    let mut words = plan.workspace_words();
+    if plan.precision() == Precision::Int8 {
+        for k in 0..plan.ops() {
+            let op = plan.op(k);
+            if op.kind != OpKind::Conv {
+                continue;
+            }
+            let (xv, yv) = (
+                plan.value(op.inputs[0] as usize),
+                plan.value(op.output as usize),
+            );
+            if let Ok(w) = int8::dsp::qconv2d_workspace_len_fast(&conv_shape(&op, &xv, &yv)) {
+                words = words.max(w);
+            }
+        }
+    }
+    words
+}
+
 fn run_f32(
     plan: &Plan<'_>,
     op: &OpRecord,
@@ -279,6 +303,7 @@ fn requants(b: &[u8]) -> impl Iterator<Item = Requant> + '_ {
     b.chunks_exact(8).map(read_requant)
 }
 
+#[inline(never)]
 fn run_int8(
     plan: &Plan<'_>,
     op: &OpRecord,

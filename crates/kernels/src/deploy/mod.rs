@@ -45,7 +45,7 @@ mod exec;
 pub mod format;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
-pub use exec::{logits, output, run, Input, Int8Kernels, Output};
+pub use exec::{fast_workspace_words, logits, output, run, Input, Int8Kernels, Output};
 
 use crate::error::KernelError;
 use crate::int8::{self, Requant};

@@ -940,6 +940,12 @@ pub fn qconv2d_forward(
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
     range.validate()?;
+    if let (Some(l), Some(need)) = (window_layout(s), qconv2d_window_workspace_len(s)) {
+        if workspace.len() >= need {
+            qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
+            return Ok(());
+        }
+    }
     let kp = padded_patch(s)?;
     let need = qconv2d_workspace_len(s)?;
     check_workspace(workspace.len(), need)?;
@@ -1053,4 +1059,311 @@ pub fn qlinear_forward_i32(
     let of = s.out_features;
     linear_rows(s, x, w, bias, |b, o, acc| y[b * of + o] = acc);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The window path: stride-1 convolutions with 5-tap kernel rows, four output pixels of one
+// channel per block, the widened input read once per four pixels and five taps.
+
+/// Kernel width of the window path (the asm block is unrolled for it).
+const WINDOW_KW: usize = 5;
+/// Output pixels per window block.
+const WINDOW_PIXELS: usize = 4;
+
+/// How the window path lays a group's input out as rows of widened pairs (see
+/// [`qconv2d_window_workspace_len`]).
+#[derive(Clone, Copy)]
+struct WindowLayout {
+    /// Words per widened row: the output row rounded up to whole blocks, plus `kw - 1`.
+    wp: usize,
+    /// Widened rows in the group's image.
+    rows: usize,
+    /// Kernel pair rows per output pixel (`kh * cin_g / 2`, or `ceil(kh / 2)` for one
+    /// input channel).
+    taps_rows: usize,
+    /// Widened rows between an output row's first rows and the next output row's, and
+    /// between two consecutive kernel pair rows.
+    row_step: usize,
+    pair_step: usize,
+}
+
+fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let (kh, kw) = p.kernel;
+    if p.stride != (1, 1)
+        || p.dilation != (1, 1)
+        || kw != WINDOW_KW
+        || !(cin_g == 1 || cin_g % 2 == 0)
+    {
+        return None;
+    }
+    let (oh, ow) = p.out_hw(s.in_h, s.in_w).ok()?;
+    let wp = ow.div_ceil(WINDOW_PIXELS) * WINDOW_PIXELS + kw - 1;
+    let padded_h = oh + kh - 1;
+    Some(if cin_g == 1 {
+        // Row pairs: widened row r holds padded input rows r and r + 1.
+        WindowLayout {
+            wp,
+            rows: padded_h,
+            taps_rows: kh.div_ceil(2),
+            row_step: 1,
+            pair_step: 2,
+        }
+    } else {
+        // Channel pairs: widened row (y, cp) holds channels 2 cp and 2 cp + 1 of padded
+        // row y, rows ordered y-major, so an output row's kh * cin_g / 2 rows follow
+        // each other.
+        let cp = cin_g / 2;
+        WindowLayout {
+            wp,
+            rows: padded_h * cp,
+            taps_rows: kh * cp,
+            row_step: cp,
+            pair_step: 1,
+        }
+    })
+}
+
+/// Words of workspace with which [`qconv2d_forward`] takes its window path, or `None` for
+/// a shape it does not take (stride and dilation other than 1, kernel rows other than 5
+/// taps, an odd number of input channels per group other than 1). The path widens a
+/// group's zero-padded input once into pairs of 16-bit lanes (channel pairs, or row pairs
+/// for a single input channel) and one output channel's weights into matching pairs, then
+/// runs blocks of four output pixels: per kernel row 8 input words and 5 weight words feed
+/// 20 `SMLAD`s, with no im2col.
+pub fn qconv2d_window_workspace_len(s: &Conv2dShape) -> Option<usize> {
+    let l = window_layout(s)?;
+    l.rows
+        .checked_mul(l.wp)?
+        .checked_add(l.taps_rows.checked_mul(WINDOW_KW)?)
+}
+
+/// The workspace [`qconv2d_forward`] runs fastest with: the window path's where the shape
+/// has one, else [`qconv2d_workspace_len`].
+pub fn qconv2d_workspace_len_fast(s: &Conv2dShape) -> Result<usize> {
+    let min = qconv2d_workspace_len(s)?;
+    Ok(qconv2d_window_workspace_len(s).map_or(min, |w| w.max(min)))
+}
+
+/// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
+#[inline(always)]
+fn pair(lo: i8, hi: i8) -> u32 {
+    lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
+}
+
+/// Widens group input `xg` (`cin_g` planes) into `img` (`l.rows * l.wp` words), zero
+/// padding included.
+#[inline(never)]
+fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let (ph, pw) = p.padding;
+    let in_plane = s.in_h * s.in_w;
+    // Input row `y` (padded coordinates) of channel `c`, or `None` in the padding.
+    let line = |c: usize, y: usize| -> Option<&[i8]> {
+        let iy = y.checked_sub(ph).filter(|&iy| iy < s.in_h)?;
+        xg.get(c * in_plane + iy * s.in_w..)?.get(..s.in_w)
+    };
+    for (r, row) in img.chunks_exact_mut(l.wp).take(l.rows).enumerate() {
+        let (a, b) = if cin_g == 1 {
+            (line(0, r), line(0, r + 1))
+        } else {
+            let (y, cp) = (r / (cin_g / 2), r % (cin_g / 2));
+            (line(2 * cp, y), line(2 * cp + 1, y))
+        };
+        row.fill(0);
+        let lo = pw.min(l.wp);
+        let hi = (pw + s.in_w).min(l.wp);
+        let row = &mut row[lo..hi];
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                for ((o, &u), &v) in row.iter_mut().zip(a).zip(b) {
+                    *o = pair(u, v);
+                }
+            }
+            (Some(a), None) => row.iter_mut().zip(a).for_each(|(o, &u)| *o = pair(u, 0)),
+            (None, Some(b)) => row.iter_mut().zip(b).for_each(|(o, &v)| *o = pair(0, v)),
+            (None, None) => {}
+        }
+    }
+}
+
+/// Output channel `o`'s weights (`wo`: `[cin_g, kh, kw]`) as pairs matching the widened
+/// rows: `taps_rows` rows of `kw` words (a missing second kernel row is zero).
+#[inline(never)]
+fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32]) {
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let (kh, kw) = p.kernel;
+    // Kernel row `ky` of input channel `c`.
+    let row = |c: usize, ky: usize| &wo[(c * kh + ky) * kw..][..kw];
+    let mut rows = out.chunks_exact_mut(kw).take(l.taps_rows);
+    let mut put = |a: &[i8], b: Option<&[i8]>| {
+        if let Some(o) = rows.next() {
+            for (kx, o) in o.iter_mut().enumerate() {
+                *o = pair(a[kx], b.map_or(0, |b| b[kx]));
+            }
+        }
+    };
+    if cin_g == 1 {
+        for ky in (0..kh).step_by(2) {
+            put(row(0, ky), (ky + 1 < kh).then(|| row(0, ky + 1)));
+        }
+    } else {
+        for ky in 0..kh {
+            for c in (0..cin_g).step_by(2) {
+                put(row(c, ky), Some(row(c + 1, ky)));
+            }
+        }
+    }
+}
+
+/// Four output pixels of one channel: `acc[j] += sum over rows r < rows, taps kx < 5 of
+/// smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
+/// `(rows - 1) * stride + 8` words, `w` at least `5 rows`; `rows >= 1`. The native loop
+/// runs exactly this sequence of `SMLAD`s (tap by tap, pixel by pixel).
+#[inline(always)]
+fn window_block(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    assert!(
+        rows >= 1
+            && x.len() >= (rows - 1) * stride + WINDOW_PIXELS + WINDOW_KW - 1
+            && w.len() >= rows * WINDOW_KW
+    );
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        window_block_asm(x, stride, rows, w, acc)
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let mut acc = acc;
+        for r in 0..rows {
+            let (xr, wr) = (&x[r * stride..], &w[r * WINDOW_KW..]);
+            for kx in 0..WINDOW_KW {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = smlad(wr[kx], xr[j + kx], *a);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// [`window_block`] as one loop of Cortex-M4 instructions: per kernel row 5 weight and 8
+/// input loads, 20 `SMLAD`s; the four window registers rotate as the taps move right.
+/// Thirteen registers are live (4 accumulators, 4 window words, the weight, 2 pointers,
+/// the row stride, the counter): the counter lives in r7, saved and restored.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn window_block_asm(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    // SAFETY: `window_block` asserted the bounds: row r reads x[r * stride .. + 8] and
+    // w[5 r .. 5 r + 5]; rows >= 1. r7 is pushed and popped, so sp and r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "mov r7, {x0}",
+            "2:",
+            "ldr {x0}, [{px}]",
+            "ldr {x1}, [{px}, #4]",
+            "ldr {x2}, [{px}, #8]",
+            "ldr {x3}, [{px}, #12]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x0}, {a0}",
+            "smlad {a1}, {w}, {x1}, {a1}",
+            "smlad {a2}, {w}, {x2}, {a2}",
+            "smlad {a3}, {w}, {x3}, {a3}",
+            "ldr {x0}, [{px}, #16]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x1}, {a0}",
+            "smlad {a1}, {w}, {x2}, {a1}",
+            "smlad {a2}, {w}, {x3}, {a2}",
+            "smlad {a3}, {w}, {x0}, {a3}",
+            "ldr {x1}, [{px}, #20]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x2}, {a0}",
+            "smlad {a1}, {w}, {x3}, {a1}",
+            "smlad {a2}, {w}, {x0}, {a2}",
+            "smlad {a3}, {w}, {x1}, {a3}",
+            "ldr {x2}, [{px}, #24]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x3}, {a0}",
+            "smlad {a1}, {w}, {x0}, {a1}",
+            "smlad {a2}, {w}, {x1}, {a2}",
+            "smlad {a3}, {w}, {x2}, {a3}",
+            "ldr {x3}, [{px}, #28]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x0}, {a0}",
+            "smlad {a1}, {w}, {x1}, {a1}",
+            "smlad {a2}, {w}, {x2}, {a2}",
+            "smlad {a3}, {w}, {x3}, {a3}",
+            "add {px}, {px}, {st}",
+            "subs r7, r7, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            x0 = inout(reg) rows => _,
+            x1 = out(reg) _,
+            x2 = out(reg) _,
+            x3 = out(reg) _,
+            w = out(reg) _,
+            px = inout(reg) x.as_ptr() => _,
+            pw = inout(reg) w.as_ptr() => _,
+            st = in(reg) 4 * stride,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// The window path of [`qconv2d_forward`] (shape checked by the caller, `workspace` at
+/// least [`qconv2d_window_workspace_len`]).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn qconv2d_window(
+    s: &Conv2dShape,
+    l: &WindowLayout,
+    out: (usize, usize),
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) {
+    let p = &s.params;
+    let (cin_g, cout_g) = (p.in_per_group(), p.out_per_group());
+    let (kh, kw) = p.kernel;
+    let k = cin_g * kh * kw;
+    let (oh, ow) = out;
+    let in_plane = s.in_h * s.in_w;
+    let pixels = oh * ow;
+    let (img, wr) = workspace.split_at_mut(l.rows * l.wp);
+    let wr = &mut wr[..l.taps_rows * kw];
+    let (row_words, pair_words) = (l.row_step * l.wp, l.pair_step * l.wp);
+    for n in 0..s.batch {
+        for g in 0..p.groups {
+            let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
+            window_widen(s, l, xg, img);
+            for o in g * cout_g..(g + 1) * cout_g {
+                window_weights(s, l, &w[o * k..][..k], wr);
+                let b = bias.map_or(0, |b| b[o]);
+                let rq = requant[o];
+                let plane = &mut y[(n * p.out_channels + o) * pixels..][..pixels];
+                for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
+                    let xr = &img[oy * row_words..];
+                    for ox in (0..ow).step_by(WINDOW_PIXELS) {
+                        let acc = window_block(&xr[ox..], pair_words, l.taps_rows, wr, [b; 4]);
+                        for (o, &a) in out[ox..].iter_mut().zip(&acc) {
+                            *o = requantize(rq, a, range);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
