@@ -204,8 +204,26 @@ pub fn run(
             }
         }
         Precision::Int8 => {
-            for (i, o) in cast_mut::<i8>(&mut bytes[a..b])?.iter_mut().enumerate() {
-                *o = int8::quantize_one(input.get(i), x.scale);
+            let dst = cast_mut::<i8>(&mut bytes[a..b])?;
+            match input {
+                // A pixel's quantized value depends only on its byte: one float division and
+                // rounding per distinct byte instead of per pixel (-128, which quantization
+                // never gives, marks a byte not seen yet).
+                Input::U8 { pixels, divisor } => {
+                    let mut memo = [i8::MIN; 256];
+                    for (o, &p) in dst.iter_mut().zip(pixels) {
+                        let m = &mut memo[p as usize];
+                        if *m == i8::MIN {
+                            *m = int8::quantize_one(p as f32 / divisor, x.scale);
+                        }
+                        *o = *m;
+                    }
+                }
+                Input::F32(v) => {
+                    for (o, &r) in dst.iter_mut().zip(v) {
+                        *o = int8::quantize_one(r, x.scale);
+                    }
+                }
             }
         }
     }

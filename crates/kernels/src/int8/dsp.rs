@@ -1249,6 +1249,53 @@ fn window_block(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32; 4])
     }
 }
 
+/// The row loop of the window blocks: per kernel row, 5 weight and 8 input loads and 20
+/// `SMLAD`s into `a0..a3`; r7 counts the rows.
+#[cfg(tinycnn_arm_dsp)]
+macro_rules! window_rows_asm {
+    () => {
+        concat!(
+            "2:\n",
+            "ldr {x0}, [{px}]\n",
+            "ldr {x1}, [{px}, #4]\n",
+            "ldr {x2}, [{px}, #8]\n",
+            "ldr {x3}, [{px}, #12]\n",
+            "ldr {w}, [{pw}], #4\n",
+            "smlad {a0}, {w}, {x0}, {a0}\n",
+            "smlad {a1}, {w}, {x1}, {a1}\n",
+            "smlad {a2}, {w}, {x2}, {a2}\n",
+            "smlad {a3}, {w}, {x3}, {a3}\n",
+            "ldr {x0}, [{px}, #16]\n",
+            "ldr {w}, [{pw}], #4\n",
+            "smlad {a0}, {w}, {x1}, {a0}\n",
+            "smlad {a1}, {w}, {x2}, {a1}\n",
+            "smlad {a2}, {w}, {x3}, {a2}\n",
+            "smlad {a3}, {w}, {x0}, {a3}\n",
+            "ldr {x1}, [{px}, #20]\n",
+            "ldr {w}, [{pw}], #4\n",
+            "smlad {a0}, {w}, {x2}, {a0}\n",
+            "smlad {a1}, {w}, {x3}, {a1}\n",
+            "smlad {a2}, {w}, {x0}, {a2}\n",
+            "smlad {a3}, {w}, {x1}, {a3}\n",
+            "ldr {x2}, [{px}, #24]\n",
+            "ldr {w}, [{pw}], #4\n",
+            "smlad {a0}, {w}, {x3}, {a0}\n",
+            "smlad {a1}, {w}, {x0}, {a1}\n",
+            "smlad {a2}, {w}, {x1}, {a2}\n",
+            "smlad {a3}, {w}, {x2}, {a3}\n",
+            "ldr {x3}, [{px}, #28]\n",
+            "ldr {w}, [{pw}], #4\n",
+            "smlad {a0}, {w}, {x0}, {a0}\n",
+            "smlad {a1}, {w}, {x1}, {a1}\n",
+            "smlad {a2}, {w}, {x2}, {a2}\n",
+            "smlad {a3}, {w}, {x3}, {a3}\n",
+            "add {px}, {px}, {st}\n",
+            "subs r7, r7, #1\n",
+            "bne 2b\n",
+        )
+    };
+}
+
 /// [`window_block`] as one loop of Cortex-M4 instructions: per kernel row 5 weight and 8
 /// input loads, 20 `SMLAD`s; the four window registers rotate as the taps move right.
 /// Thirteen registers are live (4 accumulators, 4 window words, the weight, 2 pointers,
@@ -1263,43 +1310,7 @@ fn window_block_asm(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32;
         core::arch::asm!(
             "push {{r7}}",
             "mov r7, {x0}",
-            "2:",
-            "ldr {x0}, [{px}]",
-            "ldr {x1}, [{px}, #4]",
-            "ldr {x2}, [{px}, #8]",
-            "ldr {x3}, [{px}, #12]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x0}, {a0}",
-            "smlad {a1}, {w}, {x1}, {a1}",
-            "smlad {a2}, {w}, {x2}, {a2}",
-            "smlad {a3}, {w}, {x3}, {a3}",
-            "ldr {x0}, [{px}, #16]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x1}, {a0}",
-            "smlad {a1}, {w}, {x2}, {a1}",
-            "smlad {a2}, {w}, {x3}, {a2}",
-            "smlad {a3}, {w}, {x0}, {a3}",
-            "ldr {x1}, [{px}, #20]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x2}, {a0}",
-            "smlad {a1}, {w}, {x3}, {a1}",
-            "smlad {a2}, {w}, {x0}, {a2}",
-            "smlad {a3}, {w}, {x1}, {a3}",
-            "ldr {x2}, [{px}, #24]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x3}, {a0}",
-            "smlad {a1}, {w}, {x0}, {a1}",
-            "smlad {a2}, {w}, {x1}, {a2}",
-            "smlad {a3}, {w}, {x2}, {a3}",
-            "ldr {x3}, [{px}, #28]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x0}, {a0}",
-            "smlad {a1}, {w}, {x1}, {a1}",
-            "smlad {a2}, {w}, {x2}, {a2}",
-            "smlad {a3}, {w}, {x3}, {a3}",
-            "add {px}, {px}, {st}",
-            "subs r7, r7, #1",
-            "bne 2b",
+            window_rows_asm!(),
             "pop {{r7}}",
             x0 = inout(reg) rows => _,
             x1 = out(reg) _,
@@ -1354,16 +1365,175 @@ fn qconv2d_window(
                 let b = bias.map_or(0, |b| b[o]);
                 let rq = requant[o];
                 let plane = &mut y[(n * p.out_channels + o) * pixels..][..pixels];
+                if rq.shift < 33 {
+                    for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
+                        let xr = &img[oy * row_words..];
+                        for ox in (0..ow).step_by(WINDOW_PIXELS) {
+                            let acc = window_block(&xr[ox..], pair_words, l.taps_rows, wr, [b; 4]);
+                            for (o, &a) in out[ox..].iter_mut().zip(&acc) {
+                                *o = requantize(rq, a, range);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let mut args = WindowArgs {
+                    x: img.as_ptr(),
+                    w: wr.as_ptr(),
+                    rows: l.taps_rows,
+                    stride: 4 * pair_words,
+                    bias: b,
+                    multiplier: rq.multiplier,
+                    post: rq.shift - 33,
+                    min: range.min as i32,
+                    max: range.max as i32,
+                };
                 for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
                     let xr = &img[oy * row_words..];
                     for ox in (0..ow).step_by(WINDOW_PIXELS) {
-                        let acc = window_block(&xr[ox..], pair_words, l.taps_rows, wr, [b; 4]);
-                        for (o, &a) in out[ox..].iter_mut().zip(&acc) {
-                            *o = requantize(rq, a, range);
+                        let xb = &xr[ox..];
+                        args.x = xb.as_ptr();
+                        let v = window_block_rq(&args, xb, wr).to_le_bytes();
+                        for (o, &v) in out[ox..].iter_mut().zip(&v) {
+                            *o = v as i8;
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// What [`window_block_rq`] reads (`repr(C)`: the native block loads the fields by offset).
+#[repr(C)]
+struct WindowArgs {
+    x: *const u32,
+    w: *const u32,
+    rows: usize,
+    /// Bytes between consecutive kernel pair rows in the widened image.
+    stride: usize,
+    bias: i32,
+    multiplier: i32,
+    /// `shift - 33` (the shift is at least 33).
+    post: u32,
+    min: i32,
+    max: i32,
+}
+
+/// [`window_block`] from `bias`, then the four sums requantized (the `shift >= 33` form of
+/// [`requantize`]: `SMMUL`, shift, round, clamp) and packed as four int8 bytes, pixel 0 in
+/// the low byte. `a.x` and `a.w` must satisfy [`window_block`]'s bounds over `a.rows` rows.
+#[inline(always)]
+fn window_block_rq(a: &WindowArgs, x: &[u32], w: &[u32]) -> u32 {
+    assert!(
+        a.rows >= 1
+            && a.stride % 4 == 0
+            && x.len() >= (a.rows - 1) * (a.stride / 4) + WINDOW_PIXELS + WINDOW_KW - 1
+            && w.len() >= a.rows * WINDOW_KW
+            && core::ptr::eq(a.x, x.as_ptr())
+            && core::ptr::eq(a.w, w.as_ptr())
+    );
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let packed: u32;
+        // SAFETY: the bounds are asserted above (the row loop reads what `window_block`
+        // reads); the args pointer is pushed and popped around the loop, as is r7: sp and
+        // r7 are restored.
+        unsafe {
+            core::arch::asm!(
+                "push {{r7}}",
+                "push {{{px}}}",
+                "ldr {pw}, [{px}, #4]",
+                "ldr r7, [{px}, #8]",
+                "ldr {st}, [{px}, #12]",
+                "ldr {a0}, [{px}, #16]",
+                "ldr {px}, [{px}, #0]",
+                "mov {a1}, {a0}",
+                "mov {a2}, {a0}",
+                "mov {a3}, {a0}",
+                window_rows_asm!(),
+                "pop {{{px}}}",
+                "ldr {x0}, [{px}, #20]",
+                "ldr {x1}, [{px}, #24]",
+                "ldr {x2}, [{px}, #28]",
+                "ldr {x3}, [{px}, #32]",
+                "smmul {a0}, {a0}, {x0}",
+                "smmul {a1}, {a1}, {x0}",
+                "smmul {a2}, {a2}, {x0}",
+                "smmul {a3}, {a3}, {x0}",
+                "asr {a0}, {a0}, {x1}",
+                "asr {a1}, {a1}, {x1}",
+                "asr {a2}, {a2}, {x1}",
+                "asr {a3}, {a3}, {x1}",
+                "add {a0}, {a0}, #1",
+                "add {a1}, {a1}, #1",
+                "add {a2}, {a2}, #1",
+                "add {a3}, {a3}, #1",
+                "asr {a0}, {a0}, #1",
+                "asr {a1}, {a1}, #1",
+                "asr {a2}, {a2}, #1",
+                "asr {a3}, {a3}, #1",
+                "cmp {a0}, {x2}",
+                "it lt",
+                "movlt {a0}, {x2}",
+                "cmp {a0}, {x3}",
+                "it gt",
+                "movgt {a0}, {x3}",
+                "cmp {a1}, {x2}",
+                "it lt",
+                "movlt {a1}, {x2}",
+                "cmp {a1}, {x3}",
+                "it gt",
+                "movgt {a1}, {x3}",
+                "cmp {a2}, {x2}",
+                "it lt",
+                "movlt {a2}, {x2}",
+                "cmp {a2}, {x3}",
+                "it gt",
+                "movgt {a2}, {x3}",
+                "cmp {a3}, {x2}",
+                "it lt",
+                "movlt {a3}, {x2}",
+                "cmp {a3}, {x3}",
+                "it gt",
+                "movgt {a3}, {x3}",
+                "uxtb {a0}, {a0}",
+                "bfi {a0}, {a1}, #8, #8",
+                "bfi {a0}, {a2}, #16, #8",
+                "bfi {a0}, {a3}, #24, #8",
+                "pop {{r7}}",
+                px = inout(reg) a as *const WindowArgs => _,
+                pw = out(reg) _,
+                st = out(reg) _,
+                w = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                x2 = out(reg) _,
+                x3 = out(reg) _,
+                a0 = out(reg) packed,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(readonly),
+            );
+        }
+        packed
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let acc = window_block(x, a.stride / 4, a.rows, w, [a.bias; 4]);
+        let rq = Requant {
+            multiplier: a.multiplier,
+            shift: a.post + 33,
+        };
+        let range = ActRange {
+            min: a.min as i8,
+            max: a.max as i8,
+        };
+        let mut packed = 0;
+        for (j, &v) in acc.iter().enumerate() {
+            packed |= (requantize(rq, v, range) as u8 as u32) << (8 * j);
+        }
+        packed
     }
 }
