@@ -332,3 +332,39 @@ proptest! {
         check_linear(batch, inf, outf, &mut Rng::new(seed))?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The word-at-a-time max pooling (LeNet's 2x2 stride-2 windows, odd widths and heights
+    /// included, and other shapes through the plain kernel) against the naive twin.
+    #[test]
+    fn proptest_max_pool_matches_reference(
+        batch in 1usize..3, ch in 1usize..4, h in 2usize..12, w in 2usize..13,
+        k in 1usize..4, seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let p = if k == 2 { Pool2dParams::new(2) } else { Pool2dParams::new(k).with_stride((1, 2)) };
+        let s = Pool2dShape::new(p, batch, ch, h, w);
+        prop_assume!(s.validate().is_ok());
+        let x = full_i8(&mut rng, batch * ch * h * w);
+        let n = s.output_len().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        dsp::qmax_pool2d_forward(&s, &x, &mut y).unwrap();
+        reference::qpool2d(&s, false, &x, &mut want).unwrap();
+        prop_assert_eq!(y, want, "{:?}", s);
+    }
+}
+
+#[test]
+fn max8_against_the_definition() {
+    let mut rng = Rng::new(9);
+    for _ in 0..10_000 {
+        let (a, b) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        let m = dsp::max8(a, b).to_le_bytes();
+        for i in 0..4 {
+            let (x, y) = (a.to_le_bytes()[i] as i8, b.to_le_bytes()[i] as i8);
+            assert_eq!(m[i] as i8, x.max(y));
+        }
+    }
+}

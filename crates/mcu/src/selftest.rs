@@ -72,15 +72,26 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
     let mut done = 0;
     while done < CASES {
         let g = 1 + rng.below(2);
-        let p = Conv2dParams::new(
-            g * (1 + rng.below(4)),
-            g * (1 + rng.below(5)),
-            (1 + rng.below(5), 1 + rng.below(5)),
-        )
-        .with_stride((1 + rng.below(2), 1 + rng.below(2)))
-        .with_padding((rng.below(3), rng.below(3)))
-        .with_dilation((1 + rng.below(2), 1 + rng.below(2)))
-        .with_groups(g);
+        // Every third case has a shape of the conv's window path (stride 1, no dilation,
+        // 5-tap rows, 1 or an even number of input channels per group), which it takes
+        // where `ws` is large enough (the firmware's is, see `fast_workspace_words`).
+        let window = done % 3 == 0;
+        let (cin_g, kw) = match window {
+            true => ([1, 2, 4][rng.below(3)], 5),
+            false => (1 + rng.below(4), 1 + rng.below(5)),
+        };
+        let (stride, dil) = match window {
+            true => ((1, 1), (1, 1)),
+            false => (
+                (1 + rng.below(2), 1 + rng.below(2)),
+                (1 + rng.below(2), 1 + rng.below(2)),
+            ),
+        };
+        let p = Conv2dParams::new(g * cin_g, g * (1 + rng.below(5)), (1 + rng.below(5), kw))
+            .with_stride(stride)
+            .with_padding((rng.below(3), rng.below(3)))
+            .with_dilation(dil)
+            .with_groups(g);
         let s = Conv2dShape::new(p, 1 + rng.below(2), 1 + rng.below(12), 1 + rng.below(12));
         let (Ok(xl), Ok(yl), Ok(wsl)) = (
             s.input_len(),

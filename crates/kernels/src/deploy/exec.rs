@@ -382,6 +382,7 @@ fn run_int8(
             let avg = op.kind == OpKind::AvgPool;
             match (kernels, avg) {
                 (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
+                (Int8Kernels::Dsp, false) => int8::dsp::qmax_pool2d_forward(&s, x, y)?,
                 (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
                 (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
             }
@@ -403,13 +404,12 @@ fn run_int8(
             }
         }
         OpKind::Lut => {
-            let t = plan.data(op.aux);
-            let mut table = [0i8; 256];
-            for (o, &v) in table.iter_mut().zip(t) {
-                *o = v as i8;
-            }
+            // The plan's table, read in place.
+            let table: &[i8; 256] = cast::<i8>(plan.data(op.aux))?
+                .try_into()
+                .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))?;
             let y: &mut [i8] = cast_mut(out)?;
-            int8::qlut_forward(&table, x, y)?;
+            int8::qlut_forward(table, x, y)?;
         }
     }
     Ok(())

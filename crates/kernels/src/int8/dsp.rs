@@ -43,7 +43,8 @@
 use super::{check_bias_requant, ActRange, QLinearShape, Requant};
 use crate::conv::check_conv2d;
 use crate::error::{check_workspace, KernelError, Result};
-use crate::shape::Conv2dShape;
+use crate::pool::check_pool2d;
+use crate::shape::{Conv2dShape, Pool2dShape};
 
 /// True when the primitives below are the real Cortex-M4 instructions (thumbv7em targets),
 /// false where they are emulated in plain Rust.
@@ -1536,4 +1537,71 @@ fn window_block_rq(a: &WindowArgs, x: &[u32], w: &[u32]) -> u32 {
         }
         packed
     }
+}
+
+/// Lane-wise signed maximum of two words of four int8 values (`SSUB8` sets a GE flag per
+/// lane where `a >= b`, `SEL` picks by them).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::max8;
+/// // lanes (little-endian bytes): [-128, 5, 127, -1] and [-127, 5, -128, -2]
+/// assert_eq!(max8(0xff7f_0580, 0xfe80_0581), 0xff7f_0581);
+/// ```
+#[inline(always)]
+pub fn max8(a: u32, b: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only instructions of ARMv7E-M; they set and read the APSR GE
+        // flags, so the flags are not declared preserved.
+        unsafe {
+            core::arch::asm!("ssub8 {t}, {a}, {b}", "sel {r}, {a}, {b}", t = out(reg) _,
+                r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+        let m = |i: usize| (a[i] as i8).max(b[i] as i8) as u8;
+        u32::from_le_bytes([m(0), m(1), m(2), m(3)])
+    }
+}
+
+/// Four int8 values as a little-endian word.
+#[inline(always)]
+fn load4(c: &[i8]) -> u32 {
+    u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
+}
+
+/// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
+/// LeNet's 2x2 windows with stride 2 and no padding two outputs at a time, one word from
+/// each input row and two [`max8`]s; other shapes through the plain kernel.
+pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    let p = &s.params;
+    if p.kernel != (2, 2) || p.stride != (2, 2) || p.padding != (0, 0) {
+        return super::qmax_pool2d_forward(s, x, y);
+    }
+    let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
+    let plane_in = s.in_h * s.in_w;
+    for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
+        for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let r0 = &xp[2 * oy * s.in_w..][..2 * ow];
+            let r1 = &xp[(2 * oy + 1) * s.in_w..][..2 * ow];
+            let mut outs = yr.chunks_exact_mut(2);
+            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+                // Lanes 0 and 2 of `m` end up as the two windows' maxima.
+                let m = max8(load4(a), load4(b));
+                let m = max8(m, m >> 8);
+                o[0] = m as u8 as i8;
+                o[1] = (m >> 16) as u8 as i8;
+            }
+            if let [o] = outs.into_remainder() {
+                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
+                *o = a[0].max(a[1]).max(b[0].max(b[1]));
+            }
+        }
+    }
+    Ok(())
 }
