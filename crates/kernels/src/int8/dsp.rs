@@ -1063,13 +1063,13 @@ pub fn qlinear_forward_i32(
 }
 
 // ---------------------------------------------------------------------------------------
-// The window path: stride-1 convolutions with 5-tap kernel rows, four output pixels of one
-// channel per block, the widened input read once per four pixels and five taps.
+// The window path: stride-1 convolutions with 5-tap kernel rows, five output pixels of one
+// channel per block, each widened input word loaded once per block and kernel row.
 
 /// Kernel width of the window path (the asm block is unrolled for it).
 const WINDOW_KW: usize = 5;
 /// Output pixels per window block.
-const WINDOW_PIXELS: usize = 4;
+const WINDOW_PIXELS: usize = 5;
 
 /// How the window path lays a group's input out as rows of widened pairs (see
 /// [`qconv2d_window_workspace_len`]).
@@ -1102,7 +1102,7 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
     let (oh, ow) = p.out_hw(s.in_h, s.in_w).ok()?;
     let wp = ow.div_ceil(WINDOW_PIXELS) * WINDOW_PIXELS + kw - 1;
     let padded_h = oh + kh - 1;
-    Some(if cin_g == 1 {
+    let l = if cin_g == 1 {
         // Row pairs: widened row r holds padded input rows r and r + 1.
         WindowLayout {
             wp,
@@ -1123,7 +1123,10 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
             row_step: cp,
             pair_step: 1,
         }
-    })
+    };
+    // The native row loop keeps the row count in 8 bits and the stride in 24.
+    let stride_bytes = l.pair_step.checked_mul(l.wp)?.checked_mul(4)?;
+    (l.taps_rows <= 255 && stride_bytes < 1 << 24).then_some(l)
 }
 
 /// Words of workspace with which [`qconv2d_forward`] takes its window path, or `None` for
@@ -1131,8 +1134,8 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
 /// taps, an odd number of input channels per group other than 1). The path widens a
 /// group's zero-padded input once into pairs of 16-bit lanes (channel pairs, or row pairs
 /// for a single input channel) and one output channel's weights into matching pairs, then
-/// runs blocks of four output pixels: per kernel row 8 input words and 5 weight words feed
-/// 20 `SMLAD`s, with no im2col.
+/// runs blocks of five output pixels: per kernel row 9 input words and 5 weight words feed
+/// 25 `SMLAD`s (50 multiply-accumulates), with no im2col.
 pub fn qconv2d_window_workspace_len(s: &Conv2dShape) -> Option<usize> {
     let l = window_layout(s)?;
     l.rows
@@ -1194,141 +1197,250 @@ fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
 /// rows: `taps_rows` rows of `kw` words (a missing second kernel row is zero).
 #[inline(never)]
 fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32]) {
+    const KW: usize = WINDOW_KW;
     let p = &s.params;
     let cin_g = p.in_per_group();
-    let (kh, kw) = p.kernel;
-    // Kernel row `ky` of input channel `c`.
-    let row = |c: usize, ky: usize| &wo[(c * kh + ky) * kw..][..kw];
-    let mut rows = out.chunks_exact_mut(kw).take(l.taps_rows);
-    let mut put = |a: &[i8], b: Option<&[i8]>| {
-        if let Some(o) = rows.next() {
-            for (kx, o) in o.iter_mut().enumerate() {
-                *o = pair(a[kx], b.map_or(0, |b| b[kx]));
-            }
+    let kh = p.kernel.0;
+    let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
+        for ((o, &u), &v) in o[..KW].iter_mut().zip(&a[..KW]).zip(&b[..KW]) {
+            *o = pair(u, v);
         }
     };
+    let mut rows = out.chunks_exact_mut(KW).take(l.taps_rows);
     if cin_g == 1 {
-        for ky in (0..kh).step_by(2) {
-            put(row(0, ky), (ky + 1 < kh).then(|| row(0, ky + 1)));
+        for (ky, o) in (0..kh).step_by(2).zip(&mut rows) {
+            let a = &wo[ky * KW..];
+            match wo.get((ky + 1) * KW..(ky + 2) * KW) {
+                Some(b) => put(o, a, b),
+                None => put(o, a, &[0; KW]),
+            }
         }
     } else {
         for ky in 0..kh {
             for c in (0..cin_g).step_by(2) {
-                put(row(c, ky), Some(row(c + 1, ky)));
-            }
-        }
-    }
-}
-
-/// Four output pixels of one channel: `acc[j] += sum over rows r < rows, taps kx < 5 of
-/// smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
-/// `(rows - 1) * stride + 8` words, `w` at least `5 rows`; `rows >= 1`. The native loop
-/// runs exactly this sequence of `SMLAD`s (tap by tap, pixel by pixel).
-#[inline(always)]
-fn window_block(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    assert!(
-        rows >= 1
-            && x.len() >= (rows - 1) * stride + WINDOW_PIXELS + WINDOW_KW - 1
-            && w.len() >= rows * WINDOW_KW
-    );
-    #[cfg(tinycnn_arm_dsp)]
-    {
-        window_block_asm(x, stride, rows, w, acc)
-    }
-    #[cfg(not(tinycnn_arm_dsp))]
-    {
-        let mut acc = acc;
-        for r in 0..rows {
-            let (xr, wr) = (&x[r * stride..], &w[r * WINDOW_KW..]);
-            for kx in 0..WINDOW_KW {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = smlad(wr[kx], xr[j + kx], *a);
+                if let Some(o) = rows.next() {
+                    put(
+                        o,
+                        &wo[(c * kh + ky) * KW..],
+                        &wo[((c + 1) * kh + ky) * KW..],
+                    );
                 }
             }
         }
-        acc
     }
 }
 
-/// The row loop of the window blocks: per kernel row, 5 weight and 8 input loads and 20
-/// `SMLAD`s into `a0..a3`; r7 counts the rows.
-#[cfg(tinycnn_arm_dsp)]
-macro_rules! window_rows_asm {
-    () => {
-        concat!(
-            "2:\n",
-            "ldr {x0}, [{px}]\n",
-            "ldr {x1}, [{px}, #4]\n",
-            "ldr {x2}, [{px}, #8]\n",
-            "ldr {x3}, [{px}, #12]\n",
-            "ldr {w}, [{pw}], #4\n",
-            "smlad {a0}, {w}, {x0}, {a0}\n",
-            "smlad {a1}, {w}, {x1}, {a1}\n",
-            "smlad {a2}, {w}, {x2}, {a2}\n",
-            "smlad {a3}, {w}, {x3}, {a3}\n",
-            "ldr {x0}, [{px}, #16]\n",
-            "ldr {w}, [{pw}], #4\n",
-            "smlad {a0}, {w}, {x1}, {a0}\n",
-            "smlad {a1}, {w}, {x2}, {a1}\n",
-            "smlad {a2}, {w}, {x3}, {a2}\n",
-            "smlad {a3}, {w}, {x0}, {a3}\n",
-            "ldr {x1}, [{px}, #20]\n",
-            "ldr {w}, [{pw}], #4\n",
-            "smlad {a0}, {w}, {x2}, {a0}\n",
-            "smlad {a1}, {w}, {x3}, {a1}\n",
-            "smlad {a2}, {w}, {x0}, {a2}\n",
-            "smlad {a3}, {w}, {x1}, {a3}\n",
-            "ldr {x2}, [{px}, #24]\n",
-            "ldr {w}, [{pw}], #4\n",
-            "smlad {a0}, {w}, {x3}, {a0}\n",
-            "smlad {a1}, {w}, {x0}, {a1}\n",
-            "smlad {a2}, {w}, {x1}, {a2}\n",
-            "smlad {a3}, {w}, {x2}, {a3}\n",
-            "ldr {x3}, [{px}, #28]\n",
-            "ldr {w}, [{pw}], #4\n",
-            "smlad {a0}, {w}, {x0}, {a0}\n",
-            "smlad {a1}, {w}, {x1}, {a1}\n",
-            "smlad {a2}, {w}, {x2}, {a2}\n",
-            "smlad {a3}, {w}, {x3}, {a3}\n",
-            "add {px}, {px}, {st}\n",
-            "subs r7, r7, #1\n",
-            "bne 2b\n",
-        )
-    };
+/// `C` output pixels of one channel from `bias`: `acc[j] = bias + sum over rows r < rows,
+/// taps kx < 5 of smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
+/// `(rows - 1) * stride + C + 4` words, `w` at least `5 rows`. The native row loop
+/// ([`window_row`]) runs the same `SMLAD`s (sums do not depend on their order).
+#[inline(always)]
+fn window_accs<const C: usize>(
+    x: &[u32],
+    stride: usize,
+    rows: usize,
+    w: &[u32],
+    bias: i32,
+) -> [i32; C] {
+    let mut acc = [bias; C];
+    for r in 0..rows {
+        let (xr, wr) = (&x[r * stride..], &w[r * WINDOW_KW..][..WINDOW_KW]);
+        for (kx, &wv) in wr.iter().enumerate() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = smlad(wv, xr[j + kx], *a);
+            }
+        }
+    }
+    acc
 }
 
-/// [`window_block`] as one loop of Cortex-M4 instructions: per kernel row 5 weight and 8
-/// input loads, 20 `SMLAD`s; the four window registers rotate as the taps move right.
-/// Thirteen registers are live (4 accumulators, 4 window words, the weight, 2 pointers,
-/// the row stride, the counter): the counter lives in r7, saved and restored.
+/// What [`window_row`] reads and advances (`repr(C)`: the native loop loads the fields by
+/// offset, 32-bit target).
+#[repr(C)]
+struct WindowRow {
+    /// The current block's first widened word (advanced by 5 words per block).
+    x: *const u32,
+    /// The channel's widened weights, `rows` rows of 5 words.
+    w: *const u32,
+    /// `(row stride in bytes) << 8 | rows`: one register steps and counts the rows.
+    stride_rows: u32,
+    bias: i32,
+    multiplier: i32,
+    /// `shift - 33` (the shift is at least 33).
+    post: u32,
+    min: i32,
+    max: i32,
+    /// Where the current block's 5 outputs go (advanced by 5 per block).
+    out: *mut i8,
+    /// Blocks left (at least 1; counted down).
+    blocks: u32,
+}
+
+/// `a.blocks` blocks of 5 output pixels of one channel along an output row: the sums of
+/// [`window_accs`] requantized (the `shift >= 33` form of [`requantize`]: `SMMUL`, shift,
+/// round, clamp) and stored. The caller has checked that `x` (starting at `a.x`) holds
+/// `5 (blocks - 1) + (rows - 1) * stride + 9` words, `w` (at `a.w`) `5 rows`, `out` (at
+/// `a.out`) `5 blocks` bytes, and that `1 <= rows <= 255`, `blocks >= 1`.
+#[inline(always)]
+fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
+    let rows = (a.stride_rows & 0xff) as usize;
+    let stride = (a.stride_rows >> 8) as usize / 4;
+    let blocks = a.blocks as usize;
+    assert!(
+        rows >= 1
+            && blocks >= 1
+            && (a.stride_rows >> 8) % 4 == 0
+            && x.len() >= WINDOW_PIXELS * (blocks - 1) + (rows - 1) * stride + 9
+            && w.len() >= rows * WINDOW_KW
+            && out.len() >= WINDOW_PIXELS * blocks
+            && core::ptr::eq(a.x, x.as_ptr())
+            && core::ptr::eq(a.w, w.as_ptr())
+            && core::ptr::eq(a.out, out.as_ptr())
+    );
+    #[cfg(tinycnn_arm_dsp)]
+    window_row_asm(a);
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let rq = Requant {
+            multiplier: a.multiplier,
+            shift: a.post + 33,
+        };
+        let range = ActRange {
+            min: a.min as i8,
+            max: a.max as i8,
+        };
+        for (b, o) in out.chunks_exact_mut(WINDOW_PIXELS).take(blocks).enumerate() {
+            let acc =
+                window_accs::<WINDOW_PIXELS>(&x[WINDOW_PIXELS * b..], stride, rows, w, a.bias);
+            for (o, &v) in o.iter_mut().zip(&acc) {
+                *o = requantize(rq, v, range);
+            }
+        }
+    }
+}
+
+/// [`window_row`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
+/// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
+/// one register per tap), the row stride and count in one register. Fourteen registers:
+/// the twelve `asm!` operands, and r6 and r7 (LLVM's base and frame pointers, which
+/// operands may not name), pushed and popped. The args pointer waits on the stack while the
+/// row loop runs.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
-fn window_block_asm(x: &[u32], stride: usize, rows: usize, w: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
-    // SAFETY: `window_block` asserted the bounds: row r reads x[r * stride .. + 8] and
-    // w[5 r .. 5 r + 5]; rows >= 1. r7 is pushed and popped, so sp and r7 are restored.
+fn window_row_asm(a: &mut WindowRow) {
+    macro_rules! requant {
+        ($a:literal) => {
+            concat!(
+                "smmul ", $a, ", ", $a, ", {x0}\n", "asr ", $a, ", ", $a, ", {x1}\n", "add ", $a,
+                ", ", $a, ", #1\n", "asr ", $a, ", ", $a, ", #1\n", "cmp ", $a, ", {x2}\n",
+                "it lt\n", "movlt ", $a, ", {x2}\n", "cmp ", $a, ", {x3}\n", "it gt\n", "movgt ",
+                $a, ", {x3}\n",
+            )
+        };
+    }
+    // SAFETY: `window_row` checked the bounds: block b, row r reads words
+    // x[5 b + r * stride ..][..9] and w[5 r ..][..5], and writes out[5 b ..][..5]. r6 and r7
+    // are pushed first and popped last, the args pointer pushed and popped in between:
+    // sp, r6 and r7 are restored.
     unsafe {
         core::arch::asm!(
-            "push {{r7}}",
-            "mov r7, {x0}",
-            window_rows_asm!(),
-            "pop {{r7}}",
-            x0 = inout(reg) rows => _,
+            "push {{r6, r7}}",
+            "push {{{px}}}",
+            "3:",
+            "ldr {pw}, [{px}, #4]",
+            "ldr {st}, [{px}, #8]",
+            "ldr {a0}, [{px}, #12]",
+            "ldr {px}, [{px}, #0]",
+            "mov {a1}, {a0}",
+            "mov {a2}, {a0}",
+            "mov {a3}, {a0}",
+            "mov r6, {a0}",
+            "2:",
+            "ldr {x0}, [{px}]",
+            "ldr {x1}, [{px}, #4]",
+            "ldr {x2}, [{px}, #8]",
+            "ldr {x3}, [{px}, #12]",
+            "ldr r7, [{px}, #16]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x0}, {a0}",
+            "smlad {a1}, {w}, {x1}, {a1}",
+            "smlad {a2}, {w}, {x2}, {a2}",
+            "smlad {a3}, {w}, {x3}, {a3}",
+            "smlad r6, {w}, r7, r6",
+            "ldr {x0}, [{px}, #20]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x1}, {a0}",
+            "smlad {a1}, {w}, {x2}, {a1}",
+            "smlad {a2}, {w}, {x3}, {a2}",
+            "smlad {a3}, {w}, r7, {a3}",
+            "smlad r6, {w}, {x0}, r6",
+            "ldr {x1}, [{px}, #24]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x2}, {a0}",
+            "smlad {a1}, {w}, {x3}, {a1}",
+            "smlad {a2}, {w}, r7, {a2}",
+            "smlad {a3}, {w}, {x0}, {a3}",
+            "smlad r6, {w}, {x1}, r6",
+            "ldr {x2}, [{px}, #28]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x3}, {a0}",
+            "smlad {a1}, {w}, r7, {a1}",
+            "smlad {a2}, {w}, {x0}, {a2}",
+            "smlad {a3}, {w}, {x1}, {a3}",
+            "smlad r6, {w}, {x2}, r6",
+            "ldr {x3}, [{px}, #32]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, r7, {a0}",
+            "smlad {a1}, {w}, {x0}, {a1}",
+            "smlad {a2}, {w}, {x1}, {a2}",
+            "smlad {a3}, {w}, {x2}, {a3}",
+            "smlad r6, {w}, {x3}, r6",
+            "add {px}, {px}, {st}, lsr #8",
+            "subs {st}, {st}, #1",
+            "lsls {w}, {st}, #24",
+            "bne 2b",
+            "ldr {px}, [sp]",
+            "ldr {x0}, [{px}, #16]",
+            "ldr {x1}, [{px}, #20]",
+            "ldr {x2}, [{px}, #24]",
+            "ldr {x3}, [{px}, #28]",
+            requant!("{a0}"),
+            requant!("{a1}"),
+            requant!("{a2}"),
+            requant!("{a3}"),
+            requant!("r6"),
+            "uxtb {a0}, {a0}",
+            "bfi {a0}, {a1}, #8, #8",
+            "bfi {a0}, {a2}, #16, #8",
+            "bfi {a0}, {a3}, #24, #8",
+            "ldr {w}, [{px}, #32]",
+            "str {a0}, [{w}]",
+            "strb r6, [{w}, #4]",
+            "add {w}, {w}, #5",
+            "str {w}, [{px}, #32]",
+            "ldr {w}, [{px}, #0]",
+            "add {w}, {w}, #20",
+            "str {w}, [{px}, #0]",
+            "ldr {w}, [{px}, #36]",
+            "subs {w}, {w}, #1",
+            "str {w}, [{px}, #36]",
+            "bne 3b",
+            "pop {{{px}}}",
+            "pop {{r6, r7}}",
+            px = inout(reg) a as *mut WindowRow => _,
+            pw = out(reg) _,
+            st = out(reg) _,
+            w = out(reg) _,
+            x0 = out(reg) _,
             x1 = out(reg) _,
             x2 = out(reg) _,
             x3 = out(reg) _,
-            w = out(reg) _,
-            px = inout(reg) x.as_ptr() => _,
-            pw = inout(reg) w.as_ptr() => _,
-            st = in(reg) 4 * stride,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            options(readonly),
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
         );
     }
-    [a0, a1, a2, a3]
 }
 
 /// The window path of [`qconv2d_forward`] (shape checked by the caller, `workspace` at
@@ -1357,6 +1469,8 @@ fn qconv2d_window(
     let (img, wr) = workspace.split_at_mut(l.rows * l.wp);
     let wr = &mut wr[..l.taps_rows * kw];
     let (row_words, pair_words) = (l.row_step * l.wp, l.pair_step * l.wp);
+    // Whole blocks of an output row, and the pixels of a last partial one.
+    let (whole, part) = (ow / WINDOW_PIXELS, ow % WINDOW_PIXELS);
     for n in 0..s.batch {
         for g in 0..p.groups {
             let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
@@ -1369,173 +1483,56 @@ fn qconv2d_window(
                 if rq.shift < 33 {
                     for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
                         let xr = &img[oy * row_words..];
-                        for ox in (0..ow).step_by(WINDOW_PIXELS) {
-                            let acc = window_block(&xr[ox..], pair_words, l.taps_rows, wr, [b; 4]);
-                            for (o, &a) in out[ox..].iter_mut().zip(&acc) {
+                        for (ox, out) in out.chunks_mut(WINDOW_PIXELS).enumerate() {
+                            let xb = &xr[ox * WINDOW_PIXELS..];
+                            let acc =
+                                window_accs::<WINDOW_PIXELS>(xb, pair_words, l.taps_rows, wr, b);
+                            for (o, &a) in out.iter_mut().zip(&acc) {
                                 *o = requantize(rq, a, range);
                             }
                         }
                     }
                     continue;
                 }
-                let mut args = WindowArgs {
+                let mut args = WindowRow {
                     x: img.as_ptr(),
                     w: wr.as_ptr(),
-                    rows: l.taps_rows,
-                    stride: 4 * pair_words,
+                    stride_rows: (4 * pair_words as u32) << 8 | l.taps_rows as u32,
                     bias: b,
                     multiplier: rq.multiplier,
                     post: rq.shift - 33,
                     min: range.min as i32,
                     max: range.max as i32,
+                    out: y.as_mut_ptr(),
+                    blocks: 0,
                 };
-                for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
+                let plane = (n * p.out_channels + o) * pixels;
+                for oy in 0..oh {
                     let xr = &img[oy * row_words..];
-                    for ox in (0..ow).step_by(WINDOW_PIXELS) {
-                        let xb = &xr[ox..];
-                        args.x = xb.as_ptr();
-                        let v = window_block_rq(&args, xb, wr).to_le_bytes();
-                        for (o, &v) in out[ox..].iter_mut().zip(&v) {
-                            *o = v as i8;
-                        }
+                    let at = plane + oy * ow;
+                    // A last partial block writes past the row into outputs computed later
+                    // (rows, channels and examples run in memory order), except at the very
+                    // end of `y`: there it goes through a scratch block.
+                    let blocks = match at + (whole + 1) * WINDOW_PIXELS <= y.len() {
+                        true => whole + (part > 0) as usize,
+                        false => whole,
+                    };
+                    if blocks > 0 {
+                        let out = &mut y[at..at + blocks * WINDOW_PIXELS];
+                        (args.x, args.out, args.blocks) =
+                            (xr.as_ptr(), out.as_mut_ptr(), blocks as u32);
+                        window_row(&mut args, xr, wr, out);
+                    }
+                    if blocks == whole && part > 0 {
+                        let mut tmp = [0i8; WINDOW_PIXELS];
+                        let xb = &xr[whole * WINDOW_PIXELS..];
+                        (args.x, args.out, args.blocks) = (xb.as_ptr(), tmp.as_mut_ptr(), 1);
+                        window_row(&mut args, xb, wr, &mut tmp);
+                        y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
                     }
                 }
             }
         }
-    }
-}
-
-/// What [`window_block_rq`] reads (`repr(C)`: the native block loads the fields by offset).
-#[repr(C)]
-struct WindowArgs {
-    x: *const u32,
-    w: *const u32,
-    rows: usize,
-    /// Bytes between consecutive kernel pair rows in the widened image.
-    stride: usize,
-    bias: i32,
-    multiplier: i32,
-    /// `shift - 33` (the shift is at least 33).
-    post: u32,
-    min: i32,
-    max: i32,
-}
-
-/// [`window_block`] from `bias`, then the four sums requantized (the `shift >= 33` form of
-/// [`requantize`]: `SMMUL`, shift, round, clamp) and packed as four int8 bytes, pixel 0 in
-/// the low byte. `a.x` and `a.w` must satisfy [`window_block`]'s bounds over `a.rows` rows.
-#[inline(always)]
-fn window_block_rq(a: &WindowArgs, x: &[u32], w: &[u32]) -> u32 {
-    assert!(
-        a.rows >= 1
-            && a.stride % 4 == 0
-            && x.len() >= (a.rows - 1) * (a.stride / 4) + WINDOW_PIXELS + WINDOW_KW - 1
-            && w.len() >= a.rows * WINDOW_KW
-            && core::ptr::eq(a.x, x.as_ptr())
-            && core::ptr::eq(a.w, w.as_ptr())
-    );
-    #[cfg(tinycnn_arm_dsp)]
-    {
-        let packed: u32;
-        // SAFETY: the bounds are asserted above (the row loop reads what `window_block`
-        // reads); the args pointer is pushed and popped around the loop, as is r7: sp and
-        // r7 are restored.
-        unsafe {
-            core::arch::asm!(
-                "push {{r7}}",
-                "push {{{px}}}",
-                "ldr {pw}, [{px}, #4]",
-                "ldr r7, [{px}, #8]",
-                "ldr {st}, [{px}, #12]",
-                "ldr {a0}, [{px}, #16]",
-                "ldr {px}, [{px}, #0]",
-                "mov {a1}, {a0}",
-                "mov {a2}, {a0}",
-                "mov {a3}, {a0}",
-                window_rows_asm!(),
-                "pop {{{px}}}",
-                "ldr {x0}, [{px}, #20]",
-                "ldr {x1}, [{px}, #24]",
-                "ldr {x2}, [{px}, #28]",
-                "ldr {x3}, [{px}, #32]",
-                "smmul {a0}, {a0}, {x0}",
-                "smmul {a1}, {a1}, {x0}",
-                "smmul {a2}, {a2}, {x0}",
-                "smmul {a3}, {a3}, {x0}",
-                "asr {a0}, {a0}, {x1}",
-                "asr {a1}, {a1}, {x1}",
-                "asr {a2}, {a2}, {x1}",
-                "asr {a3}, {a3}, {x1}",
-                "add {a0}, {a0}, #1",
-                "add {a1}, {a1}, #1",
-                "add {a2}, {a2}, #1",
-                "add {a3}, {a3}, #1",
-                "asr {a0}, {a0}, #1",
-                "asr {a1}, {a1}, #1",
-                "asr {a2}, {a2}, #1",
-                "asr {a3}, {a3}, #1",
-                "cmp {a0}, {x2}",
-                "it lt",
-                "movlt {a0}, {x2}",
-                "cmp {a0}, {x3}",
-                "it gt",
-                "movgt {a0}, {x3}",
-                "cmp {a1}, {x2}",
-                "it lt",
-                "movlt {a1}, {x2}",
-                "cmp {a1}, {x3}",
-                "it gt",
-                "movgt {a1}, {x3}",
-                "cmp {a2}, {x2}",
-                "it lt",
-                "movlt {a2}, {x2}",
-                "cmp {a2}, {x3}",
-                "it gt",
-                "movgt {a2}, {x3}",
-                "cmp {a3}, {x2}",
-                "it lt",
-                "movlt {a3}, {x2}",
-                "cmp {a3}, {x3}",
-                "it gt",
-                "movgt {a3}, {x3}",
-                "uxtb {a0}, {a0}",
-                "bfi {a0}, {a1}, #8, #8",
-                "bfi {a0}, {a2}, #16, #8",
-                "bfi {a0}, {a3}, #24, #8",
-                "pop {{r7}}",
-                px = inout(reg) a as *const WindowArgs => _,
-                pw = out(reg) _,
-                st = out(reg) _,
-                w = out(reg) _,
-                x0 = out(reg) _,
-                x1 = out(reg) _,
-                x2 = out(reg) _,
-                x3 = out(reg) _,
-                a0 = out(reg) packed,
-                a1 = out(reg) _,
-                a2 = out(reg) _,
-                a3 = out(reg) _,
-                options(readonly),
-            );
-        }
-        packed
-    }
-    #[cfg(not(tinycnn_arm_dsp))]
-    {
-        let acc = window_block(x, a.stride / 4, a.rows, w, [a.bias; 4]);
-        let rq = Requant {
-            multiplier: a.multiplier,
-            shift: a.post + 33,
-        };
-        let range = ActRange {
-            min: a.min as i8,
-            max: a.max as i8,
-        };
-        let mut packed = 0;
-        for (j, &v) in acc.iter().enumerate() {
-            packed |= (requantize(rq, v, range) as u8 as u32) << (8 * j);
-        }
-        packed
     }
 }
 
