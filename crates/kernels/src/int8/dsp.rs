@@ -1000,7 +1000,106 @@ pub fn qconv2d_forward(
     Ok(())
 }
 
-/// Output rows two at a time: `out(o, acc)` receives `bias[o] + x . w[o]` for each `o`.
+/// Four weight rows (`w`: rows of `k = x.len()` taps, one after another) against one input
+/// row: `acc[r] + w[r] . x`. The input is widened once per chunk for all four rows.
+#[inline(always)]
+fn dot_4x1(w: &[i8], x: &[i8], mut acc: [i32; 4]) -> [i32; 4] {
+    let k = x.len();
+    let w = &w[..4 * k];
+    let whole = k & !3;
+    if whole > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            acc = dot_4x1_asm(w, k, &x[..whole], acc);
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for (c, cx) in x[..whole].chunks_exact(4).enumerate() {
+            let ww = [0, 1, 2, 3].map(|r| word(&w[r * k + 4 * c..]));
+            chunk_4x1(ww, word(cx), &mut acc);
+        }
+    }
+    if whole < k {
+        let ww = [0, 1, 2, 3].map(|r| tail_word(&w[r * k + whole..(r + 1) * k]));
+        chunk_4x1(ww, tail_word(&x[whole..]), &mut acc);
+    }
+    acc
+}
+
+/// One chunk of [`dot_4x1`]: weight words `ww` (one per row) against input word `xw`, in
+/// the order of the native loop.
+#[inline(always)]
+fn chunk_4x1(ww: [u32; 4], xw: u32, acc: &mut [i32; 4]) {
+    let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
+    for (a, &w) in acc.iter_mut().zip(&ww) {
+        *a = smlad(sxtb16(w), xa, *a);
+        *a = smlad(sxtb16_ror8(w), xb, *a);
+    }
+}
+
+/// [`chunk_4x1`] over the whole chunks of `x` (at least one), as one loop of Cortex-M4
+/// instructions: per 4 inputs, 5 loads, 10 `SXTB16` and 8 `SMLAD` for 16 multiply-
+/// accumulates. Rows 1 and 3 are read at offset `k` from rows 0 and 2. Fourteen registers:
+/// thirteen operands and r7 (the counter), pushed and popped around the loop.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let chunks = x.len() / 4;
+    assert!(chunks >= 1 && x.len() <= k && w.len() >= 4 * k);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted);
+    // r7 is pushed and popped, so sp and r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "mov r7, {w0}",
+            "2:",
+            "ldr {xa}, [{px}], #4",
+            "ldr {w1}, [{p0}, {k}]",
+            "ldr {w0}, [{p0}], #4",
+            "sxtb16 {xb}, {xa}, ror #8",
+            "sxtb16 {xa}, {xa}",
+            "sxtb16 {t}, {w0}",
+            "smlad {a0}, {t}, {xa}, {a0}",
+            "sxtb16 {w0}, {w0}, ror #8",
+            "smlad {a0}, {w0}, {xb}, {a0}",
+            "sxtb16 {t}, {w1}",
+            "smlad {a1}, {t}, {xa}, {a1}",
+            "sxtb16 {w1}, {w1}, ror #8",
+            "smlad {a1}, {w1}, {xb}, {a1}",
+            "ldr {w1}, [{p2}, {k}]",
+            "ldr {w0}, [{p2}], #4",
+            "sxtb16 {t}, {w0}",
+            "smlad {a2}, {t}, {xa}, {a2}",
+            "sxtb16 {w0}, {w0}, ror #8",
+            "smlad {a2}, {w0}, {xb}, {a2}",
+            "sxtb16 {t}, {w1}",
+            "smlad {a3}, {t}, {xa}, {a3}",
+            "sxtb16 {w1}, {w1}, ror #8",
+            "smlad {a3}, {w1}, {xb}, {a3}",
+            "subs r7, r7, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            t = out(reg) _,
+            k = in(reg) k,
+            w0 = inout(reg) chunks => _,
+            w1 = out(reg) _,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            px = inout(reg) x.as_ptr() => _,
+            p0 = inout(reg) w.as_ptr() => _,
+            p2 = inout(reg) w[2 * k..].as_ptr() => _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// Output rows four at a time (the last one to three two at a time and alone): `out(o,
+/// acc)` receives `bias[o] + x . w[o]` for each `o`.
 #[inline(always)]
 fn linear_rows(
     s: &QLinearShape,
@@ -1010,8 +1109,17 @@ fn linear_rows(
     mut out: impl FnMut(usize, usize, i32),
 ) {
     let bias_of = |o: usize| bias.map_or(0, |b| b[o]);
-    for (b, xr) in x.chunks_exact(s.in_features).enumerate() {
-        let mut rows = w.chunks_exact(s.in_features).enumerate();
+    let k = s.in_features;
+    let quads = s.out_features / 4;
+    for (b, xr) in x.chunks_exact(k).enumerate() {
+        for (q, wq) in w.chunks_exact(4 * k).take(quads).enumerate() {
+            let o = 4 * q;
+            let acc = [bias_of(o), bias_of(o + 1), bias_of(o + 2), bias_of(o + 3)];
+            for (j, &a) in dot_4x1(wq, xr, acc).iter().enumerate() {
+                out(b, o + j, a);
+            }
+        }
+        let mut rows = w.chunks_exact(k).enumerate().skip(4 * quads);
         while let Some((o, w0)) = rows.next() {
             match rows.next() {
                 Some((_, w1)) => {
@@ -1322,9 +1430,8 @@ fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
 /// [`window_row`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
 /// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
 /// one register per tap), the row stride and count in one register. Fourteen registers:
-/// the twelve `asm!` operands, and r6 and r7 (LLVM's base and frame pointers, which
-/// operands may not name), pushed and popped. The args pointer waits on the stack while the
-/// row loop runs.
+/// thirteen `asm!` operands and r7 (the frame pointer, which operands may not name),
+/// pushed and popped. The args pointer waits on the stack while the row loop runs.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn window_row_asm(a: &mut WindowRow) {
@@ -1339,12 +1446,12 @@ fn window_row_asm(a: &mut WindowRow) {
         };
     }
     // SAFETY: `window_row` checked the bounds: block b, row r reads words
-    // x[5 b + r * stride ..][..9] and w[5 r ..][..5], and writes out[5 b ..][..5]. r6 and r7
-    // are pushed first and popped last, the args pointer pushed and popped in between:
-    // sp, r6 and r7 are restored.
+    // x[5 b + r * stride ..][..9] and w[5 r ..][..5], and writes out[5 b ..][..5]. r7 is
+    // pushed first and popped last, the args pointer pushed and popped in between: sp and
+    // r7 are restored.
     unsafe {
         core::arch::asm!(
-            "push {{r6, r7}}",
+            "push {{r7}}",
             "push {{{px}}}",
             "3:",
             "ldr {pw}, [{px}, #4]",
@@ -1354,7 +1461,7 @@ fn window_row_asm(a: &mut WindowRow) {
             "mov {a1}, {a0}",
             "mov {a2}, {a0}",
             "mov {a3}, {a0}",
-            "mov r6, {a0}",
+            "mov {a4}, {a0}",
             "2:",
             "ldr {x0}, [{px}]",
             "ldr {x1}, [{px}, #4]",
@@ -1366,35 +1473,35 @@ fn window_row_asm(a: &mut WindowRow) {
             "smlad {a1}, {w}, {x1}, {a1}",
             "smlad {a2}, {w}, {x2}, {a2}",
             "smlad {a3}, {w}, {x3}, {a3}",
-            "smlad r6, {w}, r7, r6",
+            "smlad {a4}, {w}, r7, {a4}",
             "ldr {x0}, [{px}, #20]",
             "ldr {w}, [{pw}], #4",
             "smlad {a0}, {w}, {x1}, {a0}",
             "smlad {a1}, {w}, {x2}, {a1}",
             "smlad {a2}, {w}, {x3}, {a2}",
             "smlad {a3}, {w}, r7, {a3}",
-            "smlad r6, {w}, {x0}, r6",
+            "smlad {a4}, {w}, {x0}, {a4}",
             "ldr {x1}, [{px}, #24]",
             "ldr {w}, [{pw}], #4",
             "smlad {a0}, {w}, {x2}, {a0}",
             "smlad {a1}, {w}, {x3}, {a1}",
             "smlad {a2}, {w}, r7, {a2}",
             "smlad {a3}, {w}, {x0}, {a3}",
-            "smlad r6, {w}, {x1}, r6",
+            "smlad {a4}, {w}, {x1}, {a4}",
             "ldr {x2}, [{px}, #28]",
             "ldr {w}, [{pw}], #4",
             "smlad {a0}, {w}, {x3}, {a0}",
             "smlad {a1}, {w}, r7, {a1}",
             "smlad {a2}, {w}, {x0}, {a2}",
             "smlad {a3}, {w}, {x1}, {a3}",
-            "smlad r6, {w}, {x2}, r6",
+            "smlad {a4}, {w}, {x2}, {a4}",
             "ldr {x3}, [{px}, #32]",
             "ldr {w}, [{pw}], #4",
             "smlad {a0}, {w}, r7, {a0}",
             "smlad {a1}, {w}, {x0}, {a1}",
             "smlad {a2}, {w}, {x1}, {a2}",
             "smlad {a3}, {w}, {x2}, {a3}",
-            "smlad r6, {w}, {x3}, r6",
+            "smlad {a4}, {w}, {x3}, {a4}",
             "add {px}, {px}, {st}, lsr #8",
             "subs {st}, {st}, #1",
             "lsls {w}, {st}, #24",
@@ -1408,14 +1515,14 @@ fn window_row_asm(a: &mut WindowRow) {
             requant!("{a1}"),
             requant!("{a2}"),
             requant!("{a3}"),
-            requant!("r6"),
+            requant!("{a4}"),
             "uxtb {a0}, {a0}",
             "bfi {a0}, {a1}, #8, #8",
             "bfi {a0}, {a2}, #16, #8",
             "bfi {a0}, {a3}, #24, #8",
             "ldr {w}, [{px}, #32]",
             "str {a0}, [{w}]",
-            "strb r6, [{w}, #4]",
+            "strb {a4}, [{w}, #4]",
             "add {w}, {w}, #5",
             "str {w}, [{px}, #32]",
             "ldr {w}, [{px}, #0]",
@@ -1426,7 +1533,7 @@ fn window_row_asm(a: &mut WindowRow) {
             "str {w}, [{px}, #36]",
             "bne 3b",
             "pop {{{px}}}",
-            "pop {{r6, r7}}",
+            "pop {{r7}}",
             px = inout(reg) a as *mut WindowRow => _,
             pw = out(reg) _,
             st = out(reg) _,
@@ -1439,6 +1546,7 @@ fn window_row_asm(a: &mut WindowRow) {
             a1 = out(reg) _,
             a2 = out(reg) _,
             a3 = out(reg) _,
+            a4 = out(reg) _,
         );
     }
 }
