@@ -1385,8 +1385,12 @@ struct WindowRow {
 }
 
 /// `a.blocks` blocks of 5 output pixels of one channel along an output row: the sums of
-/// [`window_accs`] requantized (the `shift >= 33` form of [`requantize`]: `SMMUL`, shift,
-/// round, clamp) and stored. The caller has checked that `x` (starting at `a.x`) holds
+/// [`window_accs`] requantized and stored. Natively the requantization is `SMMLA` with
+/// `2^post` as the high word of the addend, then one shift by `post + 1` and the clamp:
+/// `floor((p + 2^(32 + post)) / 2^(33 + post))` for the product `p`, which equals the
+/// `shift >= 33` form of [`requantize`], `((floor(p / 2^32) >> post) + 1) >> 1` (nested
+/// floors of divisions by powers of two are one floor, and `floor((n + 1) / 2)` =
+/// `floor((y + 1) / 2)` for `n = floor(y)`). The caller has checked that `x` (starting at `a.x`) holds
 /// `5 (blocks - 1) + (rows - 1) * stride + 9` words, `w` (at `a.w`) `5 rows`, `out` (at
 /// `a.out`) `5 blocks` bytes, and that `1 <= rows <= 255`, `blocks >= 1`.
 #[inline(always)]
@@ -1438,10 +1442,30 @@ fn window_row_asm(a: &mut WindowRow) {
     macro_rules! requant {
         ($a:literal) => {
             concat!(
-                "smmul ", $a, ", ", $a, ", {x0}\n", "asr ", $a, ", ", $a, ", {x1}\n", "add ", $a,
-                ", ", $a, ", #1\n", "asr ", $a, ", ", $a, ", #1\n", "cmp ", $a, ", {x2}\n",
-                "it lt\n", "movlt ", $a, ", {x2}\n", "cmp ", $a, ", {x3}\n", "it gt\n", "movgt ",
-                $a, ", {x3}\n",
+                "smmla ",
+                $a,
+                ", ",
+                $a,
+                ", {x0}, {st}\n",
+                "asr ",
+                $a,
+                ", ",
+                $a,
+                ", {x1}\n",
+                "cmp ",
+                $a,
+                ", {x2}\n",
+                "it lt\n",
+                "movlt ",
+                $a,
+                ", {x2}\n",
+                "cmp ",
+                $a,
+                ", {x3}\n",
+                "it gt\n",
+                "movgt ",
+                $a,
+                ", {x3}\n",
             )
         };
     }
@@ -1511,6 +1535,9 @@ fn window_row_asm(a: &mut WindowRow) {
             "ldr {x1}, [{px}, #20]",
             "ldr {x2}, [{px}, #24]",
             "ldr {x3}, [{px}, #28]",
+            "mov {st}, #1",
+            "lsl {st}, {st}, {x1}",
+            "add {x1}, {x1}, #1",
             requant!("{a0}"),
             requant!("{a1}"),
             requant!("{a2}"),
