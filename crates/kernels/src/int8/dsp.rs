@@ -1290,7 +1290,25 @@ fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
         let row = &mut row[lo..hi];
         match (a, b) {
             (Some(a), Some(b)) => {
-                for ((o, &u), &v) in row.iter_mut().zip(a).zip(b) {
+                // Four words from one word of each row: SXTB16 gives lanes 0, 2 and 1, 3,
+                // the halfword packs (PKHBT, PKHTB) pair them up.
+                let done = row.len() & !3;
+                let mut quads = row.chunks_exact_mut(4);
+                for ((o, ca), cb) in (&mut quads).zip(a.chunks_exact(4)).zip(b.chunks_exact(4)) {
+                    let (ua, ub) = (load4(ca), load4(cb));
+                    let (a02, b02) = (sxtb16(ua), sxtb16(ub));
+                    let (a13, b13) = (sxtb16_ror8(ua), sxtb16_ror8(ub));
+                    o[0] = (a02 & 0xffff) | (b02 << 16);
+                    o[1] = (a13 & 0xffff) | (b13 << 16);
+                    o[2] = (a02 >> 16) | (b02 & 0xffff_0000);
+                    o[3] = (a13 >> 16) | (b13 & 0xffff_0000);
+                }
+                for ((o, &u), &v) in quads
+                    .into_remainder()
+                    .iter_mut()
+                    .zip(&a[done..])
+                    .zip(&b[done..])
+                {
                     *o = pair(u, v);
                 }
             }
@@ -1310,30 +1328,32 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     let cin_g = p.in_per_group();
     let kh = p.kernel.0;
     let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
-        for ((o, &u), &v) in o[..KW].iter_mut().zip(&a[..KW]).zip(&b[..KW]) {
-            *o = pair(u, v);
+        if let (Some(o), Some(a), Some(b)) = (o.get_mut(..KW), a.get(..KW), b.get(..KW)) {
+            for k in 0..KW {
+                o[k] = pair(a[k], b[k]);
+            }
         }
     };
     let mut rows = out.chunks_exact_mut(KW).take(l.taps_rows);
     if cin_g == 1 {
-        for (ky, o) in (0..kh).step_by(2).zip(&mut rows) {
-            let a = &wo[ky * KW..];
-            match wo.get((ky + 1) * KW..(ky + 2) * KW) {
-                Some(b) => put(o, a, b),
-                None => put(o, a, &[0; KW]),
-            }
+        // Kernel rows 2 r and 2 r + 1 (zeros past the kernel).
+        for (r, o) in (&mut rows).enumerate() {
+            let a = &wo[2 * r * KW..];
+            let b = match 2 * r + 1 < kh {
+                true => &wo[(2 * r + 1) * KW..],
+                false => &[0; KW],
+            };
+            put(o, a, b);
         }
-    } else {
-        for ky in 0..kh {
-            for c in (0..cin_g).step_by(2) {
-                if let Some(o) = rows.next() {
-                    put(
-                        o,
-                        &wo[(c * kh + ky) * KW..],
-                        &wo[((c + 1) * kh + ky) * KW..],
-                    );
-                }
-            }
+        return;
+    }
+    // Rows in (ky, channel pair) order; channels are kh * KW bytes apart.
+    let plane = kh * KW;
+    for ky in 0..kh {
+        let mut at = ky * KW;
+        for o in (&mut rows).take(cin_g / 2) {
+            put(o, &wo[at..], &wo[at + plane..]);
+            at += 2 * plane;
         }
     }
 }
