@@ -370,7 +370,10 @@ fn lut_matches_the_definition_at_every_length() {
             let x = &values[start..start + n];
             let mut y = vec![0i8; n];
             int8::qlut_forward(&table, x, &mut y).unwrap();
-            let want: Vec<i8> = x.iter().map(|&v| table[(v as i32 + 128) as usize]).collect();
+            let want: Vec<i8> = x
+                .iter()
+                .map(|&v| table[(v as i32 + 128) as usize])
+                .collect();
             assert_eq!(y, want);
             let mut z = x.to_vec();
             int8::qlut_inplace(&table, &mut z);

@@ -587,6 +587,7 @@ fn channels_2x2(
 /// The last 1 to 4 taps of a row of `k >= 4` taps (`row` starts at the row, holds at least
 /// `k` bytes) as a word with the taps past `k` zeroed, read as the word that ends at the
 /// row's end, shifted down: nothing past the row is read.
+#[cfg_attr(tinycnn_arm_dsp, allow(dead_code))] // the native block reads it in asm
 #[inline(always)]
 fn last_word(row: &[i8], k: usize) -> u32 {
     let w = u32::from_le_bytes([
@@ -1264,6 +1265,21 @@ fn pair(lo: i8, hi: i8) -> u32 {
     lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
 }
 
+/// Four int8 pairs `(a[i], b[i])` (`a`, `b`: four values as words) as four words of two
+/// 16-bit lanes: `SXTB16` gives lanes 0, 2 and 1, 3, the halfword packs (`PKHBT`, `PKHTB`)
+/// pair them up.
+#[inline(always)]
+fn pair4(ua: u32, ub: u32) -> [u32; 4] {
+    let (a02, b02) = (sxtb16(ua), sxtb16(ub));
+    let (a13, b13) = (sxtb16_ror8(ua), sxtb16_ror8(ub));
+    [
+        (a02 & 0xffff) | (b02 << 16),
+        (a13 & 0xffff) | (b13 << 16),
+        (a02 >> 16) | (b02 & 0xffff_0000),
+        (a13 >> 16) | (b13 & 0xffff_0000),
+    ]
+}
+
 /// Widens group input `xg` (`cin_g` planes) into `img` (`l.rows * l.wp` words), zero
 /// padding included.
 #[inline(never)]
@@ -1290,18 +1306,11 @@ fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
         let row = &mut row[lo..hi];
         match (a, b) {
             (Some(a), Some(b)) => {
-                // Four words from one word of each row: SXTB16 gives lanes 0, 2 and 1, 3,
-                // the halfword packs (PKHBT, PKHTB) pair them up.
+                // Four words from one word of each row.
                 let done = row.len() & !3;
                 let mut quads = row.chunks_exact_mut(4);
                 for ((o, ca), cb) in (&mut quads).zip(a.chunks_exact(4)).zip(b.chunks_exact(4)) {
-                    let (ua, ub) = (load4(ca), load4(cb));
-                    let (a02, b02) = (sxtb16(ua), sxtb16(ub));
-                    let (a13, b13) = (sxtb16_ror8(ua), sxtb16_ror8(ub));
-                    o[0] = (a02 & 0xffff) | (b02 << 16);
-                    o[1] = (a13 & 0xffff) | (b13 << 16);
-                    o[2] = (a02 >> 16) | (b02 & 0xffff_0000);
-                    o[3] = (a13 >> 16) | (b13 & 0xffff_0000);
+                    o.copy_from_slice(&pair4(load4(ca), load4(cb)));
                 }
                 for ((o, &u), &v) in quads
                     .into_remainder()
@@ -1329,9 +1338,8 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     let kh = p.kernel.0;
     let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
         if let (Some(o), Some(a), Some(b)) = (o.get_mut(..KW), a.get(..KW), b.get(..KW)) {
-            for k in 0..KW {
-                o[k] = pair(a[k], b[k]);
-            }
+            o[..4].copy_from_slice(&pair4(load4(a), load4(b)));
+            o[4] = pair(a[4], b[4]);
         }
     };
     let mut rows = out.chunks_exact_mut(KW).take(l.taps_rows);
