@@ -321,7 +321,6 @@ fn requants(b: &[u8]) -> impl Iterator<Item = Requant> + '_ {
     b.chunks_exact(8).map(read_requant)
 }
 
-#[inline(never)]
 fn run_int8(
     plan: &Plan<'_>,
     op: &OpRecord,

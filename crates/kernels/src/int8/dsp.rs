@@ -148,90 +148,6 @@ fn tail_word(c: &[i8]) -> u32 {
     }
 }
 
-/// Two weight rows against one input row: `[a0 + w0 . x, a1 + w1 . x]`. The rows have
-/// equal length; the input is widened once for both.
-#[inline(always)]
-fn dot_2x1(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let n = x.len();
-    let (w0, w1) = (&w0[..n], &w1[..n]);
-    let whole = n & !3;
-    if whole > 0 {
-        #[cfg(tinycnn_arm_dsp)]
-        {
-            (a0, a1) = dot_2x1_asm(&w0[..whole], &w1[..whole], &x[..whole], a0, a1);
-        }
-        #[cfg(not(tinycnn_arm_dsp))]
-        for ((c0, c1), cx) in w0[..whole]
-            .chunks_exact(4)
-            .zip(w1.chunks_exact(4))
-            .zip(x.chunks_exact(4))
-        {
-            (a0, a1) = chunk_2x1(word(c0), word(c1), word(cx), a0, a1);
-        }
-    }
-    if whole < n {
-        let xw = tail_word(&x[whole..]);
-        (a0, a1) = chunk_2x1(tail_word(&w0[whole..]), tail_word(&w1[whole..]), xw, a0, a1);
-    }
-    (a0, a1)
-}
-
-/// One chunk of [`dot_2x1`]: weight words `ww0`, `ww1` against input word `xw`, in the
-/// order of the native loop.
-#[inline(always)]
-fn chunk_2x1(ww0: u32, ww1: u32, xw: u32, mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
-    a0 = smlad(sxtb16(ww0), xa, a0);
-    a0 = smlad(sxtb16_ror8(ww0), xb, a0);
-    a1 = smlad(sxtb16(ww1), xa, a1);
-    a1 = smlad(sxtb16_ror8(ww1), xb, a1);
-    (a0, a1)
-}
-
-/// [`chunk_2x1`] over the whole chunks of `x` (at least one; `w0`, `w1` at least as long),
-/// as one loop of Cortex-M4 instructions.
-#[cfg(tinycnn_arm_dsp)]
-#[inline(always)]
-fn dot_2x1_asm(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let chunks = x.len() / 4;
-    assert!(chunks >= 1 && x.len() <= w0.len() && x.len() <= w1.len());
-    let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
-    // SAFETY: reads 4 * chunks bytes from `x` and from each weight row, in bounds (asserted).
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {xa}, [{px}], #4",
-            "ldr {w}, [{pw}, {off}]",
-            "ldr {t}, [{pw}], #4",
-            "sxtb16 {xb}, {xa}, ror #8",
-            "sxtb16 {xa}, {xa}",
-            "sxtb16 {u}, {t}",
-            "smlad {a0}, {u}, {xa}, {a0}",
-            "sxtb16 {t}, {t}, ror #8",
-            "smlad {a0}, {t}, {xb}, {a0}",
-            "sxtb16 {u}, {w}",
-            "smlad {a1}, {u}, {xa}, {a1}",
-            "sxtb16 {w}, {w}, ror #8",
-            "smlad {a1}, {w}, {xb}, {a1}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            n = inout(reg) chunks => _,
-            px = inout(reg) x.as_ptr() => _,
-            pw = inout(reg) w0.as_ptr() => _,
-            off = in(reg) off,
-            xa = out(reg) _,
-            xb = out(reg) _,
-            w = out(reg) _,
-            t = out(reg) _,
-            u = out(reg) _,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            options(readonly, nostack),
-        );
-    }
-    (a0, a1)
-}
-
 /// One chunk of the 2x2 block: weight words `ww0`, `ww1` (4 taps each) against the
 /// widened, interleaved chunk `c = [A(col0), A(col1), B(col0), B(col1)]` of two columns,
 /// where `A = sxtb16(patch word)` holds taps 0 and 2 and `B = sxtb16_ror8(patch word)`
@@ -942,8 +858,10 @@ pub fn qconv2d_forward(
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
     range.validate()?;
+    // The window path requantizes in the `shift >= 33` form only (every real layer's: a
+    // scale below 1/8); others take the general path.
     if let (Some(l), Some(need)) = (window_layout(s), qconv2d_window_workspace_len(s)) {
-        if workspace.len() >= need {
+        if workspace.len() >= need && requant.iter().all(|r| r.shift >= 33) {
             qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
             return Ok(());
         }
@@ -1002,8 +920,9 @@ pub fn qconv2d_forward(
 }
 
 /// Four weight rows (`w`: rows of `k = x.len()` taps, one after another) against one input
-/// row: `acc[r] + w[r] . x`. The input is widened once per chunk for all four rows.
-#[inline(always)]
+/// row: `acc[r] + w[r] . x`. The input is widened once per chunk for all four rows. Not
+/// inlined: both linear kernels share one copy.
+#[inline(never)]
 fn dot_4x1(w: &[i8], x: &[i8], mut acc: [i32; 4]) -> [i32; 4] {
     let k = x.len();
     let w = &w[..4 * k];
@@ -1099,8 +1018,8 @@ fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// Output rows four at a time (the last one to three two at a time and alone): `out(o,
-/// acc)` receives `bias[o] + x . w[o]` for each `o`.
+/// Output rows four at a time (the last one to three in plain loops): `out(o, acc)`
+/// receives `bias[o] + x . w[o]` for each `o`.
 #[inline(always)]
 fn linear_rows(
     s: &QLinearShape,
@@ -1120,16 +1039,12 @@ fn linear_rows(
                 out(b, o + j, a);
             }
         }
-        let mut rows = w.chunks_exact(k).enumerate().skip(4 * quads);
-        while let Some((o, w0)) = rows.next() {
-            match rows.next() {
-                Some((_, w1)) => {
-                    let (a0, a1) = dot_2x1(w0, w1, xr, bias_of(o), bias_of(o + 1));
-                    out(b, o, a0);
-                    out(b, o + 1, a1);
-                }
-                None => out(b, o, dot_2x1(w0, w0, xr, bias_of(o), 0).0),
-            }
+        // The last one to three rows: few multiply-accumulates, plain loops.
+        for (o, wr) in w.chunks_exact(k).enumerate().skip(4 * quads) {
+            let acc = xr.iter().zip(wr).fold(bias_of(o), |a, (&u, &v)| {
+                a.wrapping_add(u as i32 * v as i32)
+            });
+            out(b, o, acc);
         }
     }
 }
@@ -1306,24 +1221,17 @@ fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
         let row = &mut row[lo..hi];
         match (a, b) {
             (Some(a), Some(b)) => {
-                // Four words from one word of each row.
-                let done = row.len() & !3;
-                let mut quads = row.chunks_exact_mut(4);
-                for ((o, ca), cb) in (&mut quads).zip(a.chunks_exact(4)).zip(b.chunks_exact(4)) {
-                    o.copy_from_slice(&pair4(load4(ca), load4(cb)));
-                }
-                for ((o, &u), &v) in quads
-                    .into_remainder()
-                    .iter_mut()
-                    .zip(&a[done..])
-                    .zip(&b[done..])
-                {
+                for ((o, &u), &v) in row.iter_mut().zip(a).zip(b) {
                     *o = pair(u, v);
                 }
             }
-            (Some(a), None) => row.iter_mut().zip(a).for_each(|(o, &u)| *o = pair(u, 0)),
-            (None, Some(b)) => row.iter_mut().zip(b).for_each(|(o, &v)| *o = pair(0, v)),
-            (None, None) => {}
+            _ => {
+                // A row in the padding reads as zeros.
+                let at = |v: Option<&[i8]>, i: usize| v.map_or(0, |v| v[i]);
+                for (i, o) in row.iter_mut().enumerate() {
+                    *o = pair(at(a, i), at(b, i));
+                }
+            }
         }
     }
 }
@@ -1370,6 +1278,7 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
 /// taps kx < 5 of smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
 /// `(rows - 1) * stride + C + 4` words, `w` at least `5 rows`. The native row loop
 /// ([`window_row`]) runs the same `SMLAD`s (sums do not depend on their order).
+#[cfg(not(tinycnn_arm_dsp))]
 #[inline(always)]
 fn window_accs<const C: usize>(
     x: &[u32],
@@ -1421,7 +1330,7 @@ struct WindowRow {
 /// `floor((y + 1) / 2)` for `n = floor(y)`). The caller has checked that `x` (starting at `a.x`) holds
 /// `5 (blocks - 1) + (rows - 1) * stride + 9` words, `w` (at `a.w`) `5 rows`, `out` (at
 /// `a.out`) `5 blocks` bytes, and that `1 <= rows <= 255`, `blocks >= 1`.
-#[inline(always)]
+#[inline(never)]
 fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
     let rows = (a.stride_rows & 0xff) as usize;
     let stride = (a.stride_rows >> 8) as usize / 4;
@@ -1642,21 +1551,6 @@ fn qconv2d_window(
                 window_weights(s, l, &w[o * k..][..k], wr);
                 let b = bias.map_or(0, |b| b[o]);
                 let rq = requant[o];
-                let plane = &mut y[(n * p.out_channels + o) * pixels..][..pixels];
-                if rq.shift < 33 {
-                    for (oy, out) in plane.chunks_exact_mut(ow).enumerate() {
-                        let xr = &img[oy * row_words..];
-                        for (ox, out) in out.chunks_mut(WINDOW_PIXELS).enumerate() {
-                            let xb = &xr[ox * WINDOW_PIXELS..];
-                            let acc =
-                                window_accs::<WINDOW_PIXELS>(xb, pair_words, l.taps_rows, wr, b);
-                            for (o, &a) in out.iter_mut().zip(&acc) {
-                                *o = requantize(rq, a, range);
-                            }
-                        }
-                    }
-                    continue;
-                }
                 let mut args = WindowRow {
                     x: img.as_ptr(),
                     w: wr.as_ptr(),
