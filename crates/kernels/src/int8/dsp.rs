@@ -11,22 +11,33 @@
 //! depend on their order, so the result is the plain kernel's, bit for bit.
 //!
 //! # Loop order
-//! * [`qconv2d_forward`]: im2col of two output pixels at a time (the patch in weight order,
-//!   zero-padded to a multiple of 4), widened once per pixel with `SXTB16` (CMSIS-NN's q7 to
-//!   q15 expansion) and interleaved so that one `LDRD` fetches both pixels' lanes; then a
-//!   2x2 block per pair of output channels: four accumulators, each weight word widened once
-//!   for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16` and 8 `SMLAD` for 16
-//!   multiply-accumulates. The widening is paid once per pixel and shared by all channels.
-//! * [`qlinear_forward`] / [`qlinear_forward_i32`]: two output rows at a time against one
-//!   input row, widened on the fly (no workspace): per 4 inputs, 3 loads, 6 `SXTB16` and 4
-//!   `SMLAD` for 8 multiply-accumulates.
+//! * [`qconv2d_forward`], window path (stride 1, no dilation, 5-tap kernel rows, one or an
+//!   even number of input channels per group, every shift at least 33, and a workspace of
+//!   [`qconv2d_window_workspace_len`] words): the group's zero-padded input widened once
+//!   into 16-bit pairs (channel pairs, or row pairs for one input channel), one output
+//!   channel's weights into matching pairs, then blocks of five output pixels along an
+//!   output row: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
+//!   multiply-accumulates, no im2col; requantization and stores in the same asm block.
+//! * [`qconv2d_forward`], general path: im2col of two output pixels at a time (the patch in
+//!   weight order, zero-padded to a multiple of 4), widened once per pixel with `SXTB16`
+//!   (CMSIS-NN's q7 to q15 expansion) and interleaved so that one `LDRD` fetches both
+//!   pixels' lanes; then a 2x2 block per pair of output channels: four accumulators, each
+//!   weight word widened once for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16`
+//!   and 8 `SMLAD` for 16 multiply-accumulates.
+//! * [`qlinear_forward`] / [`qlinear_forward_i32`]: four output rows at a time against one
+//!   input row, widened on the fly (no workspace): per 4 inputs, 5 loads, 10 `SXTB16` and
+//!   8 `SMLAD` for 16 multiply-accumulates; the last one to three rows in plain loops.
+//! * [`qmax_pool2d_forward`]: 2x2 windows with stride 2 two outputs at a time, with
+//!   [`max8`] (`SSUB8` + `SEL`) on a word of each input row.
 //!
 //! # Where the instructions come from
-//! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the three
-//! primitives are single instructions (`core::arch::asm!`). Elsewhere they are plain Rust
-//! with the instructions' exact semantics (ARMv7-M Architecture Reference Manual, SXTB16 and
-//! SMLAD), so the same packing and loop-order logic runs, and is tested, on the host. Off the
-//! microcontroller the plain kernels of [`super`] are faster; these exist there for testing.
+//! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the
+//! primitives are single instructions (`core::arch::asm!`) and the inner loops asm
+//! blocks. Elsewhere they are plain Rust with the instructions' exact semantics (ARMv7-M
+//! Architecture Reference Manual: SXTB16, SMLAD, SSUB8, SEL), and each asm block has a
+//! Rust twin running the same sequence, so the packing and loop-order logic runs, and is
+//! tested, on the host. Off the microcontroller the plain kernels of [`super`] are faster;
+//! these exist there for testing.
 //!
 //! ```
 //! use tinycnn_kernels::int8::{dsp, reference, QLinearShape};
@@ -843,7 +854,8 @@ fn channels_fast(
 
 /// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
 /// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
-/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
+/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words; with
+/// [`qconv2d_workspace_len_fast`] words, shapes of the window path take it.
 #[allow(clippy::too_many_arguments)]
 pub fn qconv2d_forward(
     s: &Conv2dShape,
