@@ -362,9 +362,9 @@ fn max8_against_the_definition() {
     for _ in 0..10_000 {
         let (a, b) = (rng.next_u64() as u32, rng.next_u64() as u32);
         let m = dsp::max8(a, b).to_le_bytes();
-        for i in 0..4 {
-            let (x, y) = (a.to_le_bytes()[i] as i8, b.to_le_bytes()[i] as i8);
-            assert_eq!(m[i] as i8, x.max(y));
+        let (la, lb) = (a.to_le_bytes(), b.to_le_bytes());
+        for ((&m, &x), &y) in m.iter().zip(&la).zip(&lb) {
+            assert_eq!(m as i8, (x as i8).max(y as i8));
         }
     }
 }

@@ -1131,7 +1131,7 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
     if p.stride != (1, 1)
         || p.dilation != (1, 1)
         || kw != WINDOW_KW
-        || !(cin_g == 1 || cin_g % 2 == 0)
+        || !(cin_g == 1 || cin_g.is_multiple_of(2))
     {
         return None;
     }
@@ -1350,7 +1350,7 @@ fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
     assert!(
         rows >= 1
             && blocks >= 1
-            && (a.stride_rows >> 8) % 4 == 0
+            && (a.stride_rows >> 8).is_multiple_of(4)
             && x.len() >= WINDOW_PIXELS * (blocks - 1) + (rows - 1) * stride + 9
             && w.len() >= rows * WINDOW_KW
             && out.len() >= WINDOW_PIXELS * blocks
