@@ -77,6 +77,37 @@ fn workspace_len_and_errors() {
     // plus 38 words to gather one int8 column.
     let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
     assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
+    // Its window path: (10 + 4) padded rows x 3 channel pairs of (2 blocks x 5 + 4) words,
+    // plus 15 pair rows x 5 weight words.
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len(&s),
+        Some(14 * 3 * 14 + 15 * 5)
+    );
+    assert_eq!(dsp::qconv2d_workspace_len_fast(&s).unwrap(), 663);
+    // conv1: one input channel, row pairs: 28 + 4 rows of (6 x 5 + 4) words, 3 pair rows.
+    let c1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len(&c1),
+        Some(32 * 34 + 3 * 5)
+    );
+    // Not window shapes: 3-tap rows, stride 2, three input channels.
+    for p in [
+        Conv2dParams::new(2, 4, (3, 3)),
+        Conv2dParams::new(2, 4, (5, 5)).with_stride((2, 2)),
+        Conv2dParams::new(3, 4, (5, 5)),
+    ] {
+        let s = Conv2dShape::new(p, 1, 14, 14);
+        assert_eq!(dsp::qconv2d_window_workspace_len(&s), None);
+        assert_eq!(
+            dsp::qconv2d_workspace_len_fast(&s).unwrap(),
+            dsp::qconv2d_workspace_len(&s).unwrap()
+        );
+    }
     let s1 = Conv2dShape::new(
         Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
         1,
