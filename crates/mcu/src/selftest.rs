@@ -39,6 +39,16 @@ impl Rng {
             shift: 31,
         })
     }
+    /// [`Rng::requant`] with `e` in `[-32, -3]`: a shift of at least 33, as in every real
+    /// layer (the form the conv's window path requantizes in).
+    fn requant_usual(&mut self) -> Requant {
+        let exp = self.below(30) as u32 + 127 - 32;
+        let bits = (exp << 23) | (self.next() & 0x007f_ffff);
+        Requant::from_scale(f32::from_bits(bits)).unwrap_or(Requant {
+            multiplier: 1 << 30,
+            shift: 33,
+        })
+    }
     fn range(&mut self) -> ActRange {
         match self.below(3) {
             0 => ActRange::FULL,
@@ -109,7 +119,7 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
         rng.fill(&mut w[..wl]);
         for (b, r) in bias[..oc].iter_mut().zip(&mut rq[..oc]) {
             *b = (rng.next() % 2_000_001) as i32 - 1_000_000;
-            *r = rng.requant();
+            *r = if window { rng.requant_usual() } else { rng.requant() };
         }
         let range = rng.range();
         let (xs, wts, bs, rqs) = (&x[..xl], &w[..wl], Some(&bias[..oc]), &rq[..oc]);
