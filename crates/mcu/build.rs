@@ -75,7 +75,8 @@ fn main() {
          pub const PRECISION: &str = {:?};\n\
          /// 32-bit words of activation arena the plan needs.\n\
          pub const ARENA_WORDS: usize = {};\n\
-         /// 32-bit words of kernel workspace the plan needs.\n\
+         /// 32-bit words of kernel workspace: what the plan needs, or more where the int8\n\
+         /// convolutions run faster with more (`deploy::fast_workspace_words`).\n\
          pub const WORKSPACE_WORDS: usize = {};\n\
          /// Multiply-accumulates per inference.\n\
          pub const MACS: u64 = {};\n\
@@ -87,7 +88,7 @@ fn main() {
          pub const PLAN_CHECKSUM: u32 = {:#010x};\n",
         plan.precision().name(),
         plan.arena_words(),
-        plan.workspace_words(),
+        tinycnn_kernels::deploy::fast_workspace_words(&plan),
         plan.macs(),
         bytes.len(),
         link::needed_by(&plan),

@@ -358,3 +358,26 @@ fn pool_2x2_stride_2_matches_reference() {
     int8::qavg_pool2d_forward(&s, &[1, -2, 3, -4], &mut a).unwrap();
     assert_eq!((m, a), ([3], [-1]));
 }
+
+/// The table op, four values per word read plus a tail: every byte value at every position
+/// of every length up to 11, against the definition `table[v + 128]`.
+#[test]
+fn lut_matches_the_definition_at_every_length() {
+    let table: [i8; 256] = core::array::from_fn(|i| (i as i32 * 7 - 300) as i8);
+    let values: Vec<i8> = (0..=255u8).map(|b| b as i8).collect();
+    for n in 0..12 {
+        for start in 0..256 - n {
+            let x = &values[start..start + n];
+            let mut y = vec![0i8; n];
+            int8::qlut_forward(&table, x, &mut y).unwrap();
+            let want: Vec<i8> = x
+                .iter()
+                .map(|&v| table[(v as i32 + 128) as usize])
+                .collect();
+            assert_eq!(y, want);
+            let mut z = x.to_vec();
+            int8::qlut_inplace(&table, &mut z);
+            assert_eq!(z, want);
+        }
+    }
+}

@@ -77,6 +77,37 @@ fn workspace_len_and_errors() {
     // plus 38 words to gather one int8 column.
     let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
     assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
+    // Its window path: (10 + 4) padded rows x 3 channel pairs of (2 blocks x 5 + 4) words,
+    // plus 15 pair rows x 5 weight words.
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len(&s),
+        Some(14 * 3 * 14 + 15 * 5)
+    );
+    assert_eq!(dsp::qconv2d_workspace_len_fast(&s).unwrap(), 663);
+    // conv1: one input channel, row pairs: 28 + 4 rows of (6 x 5 + 4) words, 3 pair rows.
+    let c1 = Conv2dShape::new(
+        Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
+        1,
+        28,
+        28,
+    );
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len(&c1),
+        Some(32 * 34 + 3 * 5)
+    );
+    // Not window shapes: 3-tap rows, stride 2, three input channels.
+    for p in [
+        Conv2dParams::new(2, 4, (3, 3)),
+        Conv2dParams::new(2, 4, (5, 5)).with_stride((2, 2)),
+        Conv2dParams::new(3, 4, (5, 5)),
+    ] {
+        let s = Conv2dShape::new(p, 1, 14, 14);
+        assert_eq!(dsp::qconv2d_window_workspace_len(&s), None);
+        assert_eq!(
+            dsp::qconv2d_workspace_len_fast(&s).unwrap(),
+            dsp::qconv2d_workspace_len(&s).unwrap()
+        );
+    }
     let s1 = Conv2dShape::new(
         Conv2dParams::new(1, 6, (5, 5)).with_padding((2, 2)),
         1,
@@ -199,6 +230,12 @@ fn check_conv_with(
     int8::qconv2d_forward(s, &x, &w, bias, &r, range, &mut plain).unwrap();
     prop_assert_eq!(&y, &want, "{:?}", s);
     prop_assert_eq!(&plain, &want);
+    // With the larger workspace, the window path where the shape has one.
+    let fast_len = dsp::qconv2d_workspace_len_fast(s).unwrap() + rng.below(5);
+    let mut ws: Vec<u32> = (0..fast_len).map(|_| rng.next_u64() as u32).collect();
+    let mut fast = vec![0i8; n];
+    dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut fast, &mut ws).unwrap();
+    prop_assert_eq!(&fast, &want, "window path {:?}", s);
     Ok(())
 }
 
@@ -279,8 +316,35 @@ fn conv_case() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
+/// Shapes the window path takes: stride 1, no dilation, 5-tap kernel rows, one or an even
+/// number of input channels per group.
+fn window_case() -> impl Strategy<Value = Conv2dShape> {
+    (
+        1usize..3,
+        1usize..3,
+        prop_oneof![Just(1usize), Just(2), Just(4)],
+        1usize..4,
+        1usize..7,
+        (0usize..4, 0usize..4),
+        (1usize..12, 1usize..14),
+    )
+        .prop_filter_map("valid conv", |(batch, g, cpg, opg, kh, pad, hw)| {
+            let p = Conv2dParams::new(g * cpg, g * opg, (kh, 5))
+                .with_padding(pad)
+                .with_groups(g);
+            let s = Conv2dShape::new(p, batch, hw.0, hw.1);
+            s.validate().ok().map(|_| s)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn proptest_conv_window_path_matches_reference(s in window_case(), seed in any::<u64>()) {
+        prop_assert!(dsp::qconv2d_window_workspace_len(&s).is_some());
+        check_conv_with(&s, &mut Rng::new(seed), seed % 2 == 0)?;
+    }
 
     #[test]
     fn proptest_conv_matches_reference(s in conv_case(), seed in any::<u64>()) {
@@ -297,5 +361,41 @@ proptest! {
         batch in 1usize..4, inf in 1usize..70, outf in 1usize..12, seed in any::<u64>(),
     ) {
         check_linear(batch, inf, outf, &mut Rng::new(seed))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The word-at-a-time max pooling (LeNet's 2x2 stride-2 windows, odd widths and heights
+    /// included, and other shapes through the plain kernel) against the naive twin.
+    #[test]
+    fn proptest_max_pool_matches_reference(
+        batch in 1usize..3, ch in 1usize..4, h in 2usize..12, w in 2usize..13,
+        k in 1usize..4, seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let p = if k == 2 { Pool2dParams::new(2) } else { Pool2dParams::new(k).with_stride((1, 2)) };
+        let s = Pool2dShape::new(p, batch, ch, h, w);
+        prop_assume!(s.validate().is_ok());
+        let x = full_i8(&mut rng, batch * ch * h * w);
+        let n = s.output_len().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        dsp::qmax_pool2d_forward(&s, &x, &mut y).unwrap();
+        reference::qpool2d(&s, false, &x, &mut want).unwrap();
+        prop_assert_eq!(y, want, "{:?}", s);
+    }
+}
+
+#[test]
+fn max8_against_the_definition() {
+    let mut rng = Rng::new(9);
+    for _ in 0..10_000 {
+        let (a, b) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        let m = dsp::max8(a, b).to_le_bytes();
+        let (la, lb) = (a.to_le_bytes(), b.to_le_bytes());
+        for ((&m, &x), &y) in m.iter().zip(&la).zip(&lb) {
+            assert_eq!(m as i8, (x as i8).max(y as i8));
+        }
     }
 }

@@ -39,6 +39,16 @@ impl Rng {
             shift: 31,
         })
     }
+    /// [`Rng::requant`] with `e` in `[-32, -3]`: a shift of at least 33, as in every real
+    /// layer (the form the conv's window path requantizes in).
+    fn requant_usual(&mut self) -> Requant {
+        let exp = self.below(30) as u32 + 127 - 32;
+        let bits = (exp << 23) | (self.next() & 0x007f_ffff);
+        Requant::from_scale(f32::from_bits(bits)).unwrap_or(Requant {
+            multiplier: 1 << 30,
+            shift: 33,
+        })
+    }
     fn range(&mut self) -> ActRange {
         match self.below(3) {
             0 => ActRange::FULL,
@@ -72,15 +82,26 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
     let mut done = 0;
     while done < CASES {
         let g = 1 + rng.below(2);
-        let p = Conv2dParams::new(
-            g * (1 + rng.below(4)),
-            g * (1 + rng.below(5)),
-            (1 + rng.below(5), 1 + rng.below(5)),
-        )
-        .with_stride((1 + rng.below(2), 1 + rng.below(2)))
-        .with_padding((rng.below(3), rng.below(3)))
-        .with_dilation((1 + rng.below(2), 1 + rng.below(2)))
-        .with_groups(g);
+        // Every third case has a shape of the conv's window path (stride 1, no dilation,
+        // 5-tap rows, 1 or an even number of input channels per group), which it takes
+        // where `ws` is large enough (the firmware's is, see `fast_workspace_words`).
+        let window = done % 3 == 0;
+        let (cin_g, kw) = match window {
+            true => ([1, 2, 4][rng.below(3)], 5),
+            false => (1 + rng.below(4), 1 + rng.below(5)),
+        };
+        let (stride, dil) = match window {
+            true => ((1, 1), (1, 1)),
+            false => (
+                (1 + rng.below(2), 1 + rng.below(2)),
+                (1 + rng.below(2), 1 + rng.below(2)),
+            ),
+        };
+        let p = Conv2dParams::new(g * cin_g, g * (1 + rng.below(5)), (1 + rng.below(5), kw))
+            .with_stride(stride)
+            .with_padding((rng.below(3), rng.below(3)))
+            .with_dilation(dil)
+            .with_groups(g);
         let s = Conv2dShape::new(p, 1 + rng.below(2), 1 + rng.below(12), 1 + rng.below(12));
         let (Ok(xl), Ok(yl), Ok(wsl)) = (
             s.input_len(),
@@ -98,7 +119,7 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
         rng.fill(&mut w[..wl]);
         for (b, r) in bias[..oc].iter_mut().zip(&mut rq[..oc]) {
             *b = (rng.next() % 2_000_001) as i32 - 1_000_000;
-            *r = rng.requant();
+            *r = if window { rng.requant_usual() } else { rng.requant() };
         }
         let range = rng.range();
         let (xs, wts, bs, rqs) = (&x[..xl], &w[..wl], Some(&bias[..oc]), &rq[..oc]);

@@ -223,8 +223,26 @@ pub fn run_linked<const LINK: u32>(
             }
         }
         Precision::Int8 if link::has(LINK, link::INT8) => {
-            for (i, o) in cast_mut::<i8>(&mut bytes[a..b])?.iter_mut().enumerate() {
-                *o = int8::quantize_one(input.get(i), x.scale);
+            let dst = cast_mut::<i8>(&mut bytes[a..b])?;
+            match input {
+                // A pixel's quantized value depends only on its byte: one float division and
+                // rounding per distinct byte instead of per pixel (-128, which quantization
+                // never gives, marks a byte not seen yet).
+                Input::U8 { pixels, divisor } => {
+                    let mut memo = [i8::MIN; 256];
+                    for (o, &p) in dst.iter_mut().zip(pixels) {
+                        let m = &mut memo[p as usize];
+                        if *m == i8::MIN {
+                            *m = int8::quantize_one(p as f32 / divisor, x.scale);
+                        }
+                        *o = *m;
+                    }
+                }
+                Input::F32(v) => {
+                    for (o, &r) in dst.iter_mut().zip(v) {
+                        *o = int8::quantize_one(r, x.scale);
+                    }
+                }
             }
         }
         _ => return Err(unlinked()),
@@ -248,6 +266,30 @@ pub fn run_linked<const LINK: u32>(
         }
     }
     Ok(())
+}
+
+/// Words of workspace with which [`run`] takes the fastest kernels: [`Plan::workspace_words`]
+/// (the least any kernel choice needs), or more where a convolution of an int8 plan has the
+/// DSP window path ([`int8::dsp::qconv2d_workspace_len_fast`]). A firmware sizes its
+/// workspace with this; [`run`] works with either.
+pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
+    let mut words = plan.workspace_words();
+    if plan.precision() == Precision::Int8 {
+        for k in 0..plan.ops() {
+            let op = plan.op(k);
+            if op.kind != OpKind::Conv {
+                continue;
+            }
+            let (xv, yv) = (
+                plan.value(op.inputs[0] as usize),
+                plan.value(op.output as usize),
+            );
+            if let Ok(w) = int8::dsp::qconv2d_workspace_len_fast(&conv_shape(&op, &xv, &yv)) {
+                words = words.max(w);
+            }
+        }
+    }
+    words
 }
 
 /// A part of the executor that `run_linked`'s set leaves out (checked before each op).
@@ -395,6 +437,7 @@ fn run_int8<const LINK: u32>(
             let avg = is_second::<LINK>(op.kind, OpKind::MaxPool, OpKind::AvgPool);
             match (kernels, avg) {
                 (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
+                (Int8Kernels::Dsp, false) => int8::dsp::qmax_pool2d_forward(&s, x, y)?,
                 (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
                 (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
             }
@@ -416,13 +459,12 @@ fn run_int8<const LINK: u32>(
             }
         }
         OpKind::Lut if linked::<LINK>(OpKind::Lut) => {
-            let t = plan.data(op.aux);
-            let mut table = [0i8; 256];
-            for (o, &v) in table.iter_mut().zip(t) {
-                *o = v as i8;
-            }
+            // The plan's table, read in place.
+            let table: &[i8; 256] = cast::<i8>(plan.data(op.aux))?
+                .try_into()
+                .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))?;
             let y: &mut [i8] = cast_mut(out)?;
-            int8::qlut_forward(&table, x, y)?;
+            int8::qlut_forward(table, x, y)?;
         }
         _ => return Err(unlinked()),
     }

@@ -11,22 +11,33 @@
 //! depend on their order, so the result is the plain kernel's, bit for bit.
 //!
 //! # Loop order
-//! * [`qconv2d_forward`]: im2col of two output pixels at a time (the patch in weight order,
-//!   zero-padded to a multiple of 4), widened once per pixel with `SXTB16` (CMSIS-NN's q7 to
-//!   q15 expansion) and interleaved so that one `LDRD` fetches both pixels' lanes; then a
-//!   2x2 block per pair of output channels: four accumulators, each weight word widened once
-//!   for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16` and 8 `SMLAD` for 16
-//!   multiply-accumulates. The widening is paid once per pixel and shared by all channels.
-//! * [`qlinear_forward`] / [`qlinear_forward_i32`]: two output rows at a time against one
-//!   input row, widened on the fly (no workspace): per 4 inputs, 3 loads, 6 `SXTB16` and 4
-//!   `SMLAD` for 8 multiply-accumulates.
+//! * [`qconv2d_forward`], window path (stride 1, no dilation, 5-tap kernel rows, one or an
+//!   even number of input channels per group, every shift at least 33, and a workspace of
+//!   [`qconv2d_window_workspace_len`] words): the group's zero-padded input widened once
+//!   into 16-bit pairs (channel pairs, or row pairs for one input channel), one output
+//!   channel's weights into matching pairs, then blocks of five output pixels along an
+//!   output row: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
+//!   multiply-accumulates, no im2col; requantization and stores in the same asm block.
+//! * [`qconv2d_forward`], general path: im2col of two output pixels at a time (the patch in
+//!   weight order, zero-padded to a multiple of 4), widened once per pixel with `SXTB16`
+//!   (CMSIS-NN's q7 to q15 expansion) and interleaved so that one `LDRD` fetches both
+//!   pixels' lanes; then a 2x2 block per pair of output channels: four accumulators, each
+//!   weight word widened once for two pixels. Per 4 taps: 2 `LDR`, 2 `LDRD`, 4 `SXTB16`
+//!   and 8 `SMLAD` for 16 multiply-accumulates.
+//! * [`qlinear_forward`] / [`qlinear_forward_i32`]: four output rows at a time against one
+//!   input row, widened on the fly (no workspace): per 4 inputs, 5 loads, 10 `SXTB16` and
+//!   8 `SMLAD` for 16 multiply-accumulates; the last one to three rows in plain loops.
+//! * [`qmax_pool2d_forward`]: 2x2 windows with stride 2 two outputs at a time, with
+//!   [`max8`] (`SSUB8` + `SEL`) on a word of each input row.
 //!
 //! # Where the instructions come from
-//! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the three
-//! primitives are single instructions (`core::arch::asm!`). Elsewhere they are plain Rust
-//! with the instructions' exact semantics (ARMv7-M Architecture Reference Manual, SXTB16 and
-//! SMLAD), so the same packing and loop-order logic runs, and is tested, on the host. Off the
-//! microcontroller the plain kernels of [`super`] are faster; these exist there for testing.
+//! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the
+//! primitives are single instructions (`core::arch::asm!`) and the inner loops asm
+//! blocks. Elsewhere they are plain Rust with the instructions' exact semantics (ARMv7-M
+//! Architecture Reference Manual: SXTB16, SMLAD, SSUB8, SEL), and each asm block has a
+//! Rust twin running the same sequence, so the packing and loop-order logic runs, and is
+//! tested, on the host. Off the microcontroller the plain kernels of [`super`] are faster;
+//! these exist there for testing.
 //!
 //! ```
 //! use tinycnn_kernels::int8::{dsp, reference, QLinearShape};
@@ -43,7 +54,8 @@
 use super::{check_bias_requant, ActRange, QLinearShape, Requant};
 use crate::conv::check_conv2d;
 use crate::error::{check_workspace, KernelError, Result};
-use crate::shape::Conv2dShape;
+use crate::pool::check_pool2d;
+use crate::shape::{Conv2dShape, Pool2dShape};
 
 /// True when the primitives below are the real Cortex-M4 instructions (thumbv7em targets),
 /// false where they are emulated in plain Rust.
@@ -145,90 +157,6 @@ fn tail_word(c: &[i8]) -> u32 {
         [a, b, c, ..] => a as u8 as u32 | (b as u8 as u32) << 8 | (c as u8 as u32) << 16,
         [] => 0,
     }
-}
-
-/// Two weight rows against one input row: `[a0 + w0 . x, a1 + w1 . x]`. The rows have
-/// equal length; the input is widened once for both.
-#[inline(always)]
-fn dot_2x1(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let n = x.len();
-    let (w0, w1) = (&w0[..n], &w1[..n]);
-    let whole = n & !3;
-    if whole > 0 {
-        #[cfg(tinycnn_arm_dsp)]
-        {
-            (a0, a1) = dot_2x1_asm(&w0[..whole], &w1[..whole], &x[..whole], a0, a1);
-        }
-        #[cfg(not(tinycnn_arm_dsp))]
-        for ((c0, c1), cx) in w0[..whole]
-            .chunks_exact(4)
-            .zip(w1.chunks_exact(4))
-            .zip(x.chunks_exact(4))
-        {
-            (a0, a1) = chunk_2x1(word(c0), word(c1), word(cx), a0, a1);
-        }
-    }
-    if whole < n {
-        let xw = tail_word(&x[whole..]);
-        (a0, a1) = chunk_2x1(tail_word(&w0[whole..]), tail_word(&w1[whole..]), xw, a0, a1);
-    }
-    (a0, a1)
-}
-
-/// One chunk of [`dot_2x1`]: weight words `ww0`, `ww1` against input word `xw`, in the
-/// order of the native loop.
-#[inline(always)]
-fn chunk_2x1(ww0: u32, ww1: u32, xw: u32, mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
-    a0 = smlad(sxtb16(ww0), xa, a0);
-    a0 = smlad(sxtb16_ror8(ww0), xb, a0);
-    a1 = smlad(sxtb16(ww1), xa, a1);
-    a1 = smlad(sxtb16_ror8(ww1), xb, a1);
-    (a0, a1)
-}
-
-/// [`chunk_2x1`] over the whole chunks of `x` (at least one; `w0`, `w1` at least as long),
-/// as one loop of Cortex-M4 instructions.
-#[cfg(tinycnn_arm_dsp)]
-#[inline(always)]
-fn dot_2x1_asm(w0: &[i8], w1: &[i8], x: &[i8], mut a0: i32, mut a1: i32) -> (i32, i32) {
-    let chunks = x.len() / 4;
-    assert!(chunks >= 1 && x.len() <= w0.len() && x.len() <= w1.len());
-    let off = (w1.as_ptr() as usize).wrapping_sub(w0.as_ptr() as usize);
-    // SAFETY: reads 4 * chunks bytes from `x` and from each weight row, in bounds (asserted).
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {xa}, [{px}], #4",
-            "ldr {w}, [{pw}, {off}]",
-            "ldr {t}, [{pw}], #4",
-            "sxtb16 {xb}, {xa}, ror #8",
-            "sxtb16 {xa}, {xa}",
-            "sxtb16 {u}, {t}",
-            "smlad {a0}, {u}, {xa}, {a0}",
-            "sxtb16 {t}, {t}, ror #8",
-            "smlad {a0}, {t}, {xb}, {a0}",
-            "sxtb16 {u}, {w}",
-            "smlad {a1}, {u}, {xa}, {a1}",
-            "sxtb16 {w}, {w}, ror #8",
-            "smlad {a1}, {w}, {xb}, {a1}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            n = inout(reg) chunks => _,
-            px = inout(reg) x.as_ptr() => _,
-            pw = inout(reg) w0.as_ptr() => _,
-            off = in(reg) off,
-            xa = out(reg) _,
-            xb = out(reg) _,
-            w = out(reg) _,
-            t = out(reg) _,
-            u = out(reg) _,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            options(readonly, nostack),
-        );
-    }
-    (a0, a1)
 }
 
 /// One chunk of the 2x2 block: weight words `ww0`, `ww1` (4 taps each) against the
@@ -586,6 +514,7 @@ fn channels_2x2(
 /// The last 1 to 4 taps of a row of `k >= 4` taps (`row` starts at the row, holds at least
 /// `k` bytes) as a word with the taps past `k` zeroed, read as the word that ends at the
 /// row's end, shifted down: nothing past the row is read.
+#[cfg_attr(tinycnn_arm_dsp, allow(dead_code))] // the native block reads it in asm
 #[inline(always)]
 fn last_word(row: &[i8], k: usize) -> u32 {
     let w = u32::from_le_bytes([
@@ -925,7 +854,8 @@ fn channels_fast(
 
 /// Quantized convolution, the same function as [`super::qconv2d_forward`] (same shapes,
 /// layout, requantization and result, bit for bit), computed with `SMLAD` (see the module
-/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words.
+/// docs). `workspace` holds at least [`qconv2d_workspace_len`] words; with
+/// [`qconv2d_workspace_len_fast`] words, shapes of the window path take it.
 #[allow(clippy::too_many_arguments)]
 pub fn qconv2d_forward(
     s: &Conv2dShape,
@@ -940,6 +870,14 @@ pub fn qconv2d_forward(
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
     range.validate()?;
+    // The window path requantizes in the `shift >= 33` form only (every real layer's: a
+    // scale below 1/8); others take the general path.
+    if let (Some(l), Some(need)) = (window_layout(s), qconv2d_window_workspace_len(s)) {
+        if workspace.len() >= need && requant.iter().all(|r| r.shift >= 33) {
+            qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
+            return Ok(());
+        }
+    }
     let kp = padded_patch(s)?;
     let need = qconv2d_workspace_len(s)?;
     check_workspace(workspace.len(), need)?;
@@ -993,7 +931,107 @@ pub fn qconv2d_forward(
     Ok(())
 }
 
-/// Output rows two at a time: `out(o, acc)` receives `bias[o] + x . w[o]` for each `o`.
+/// Four weight rows (`w`: rows of `k = x.len()` taps, one after another) against one input
+/// row: `acc[r] + w[r] . x`. The input is widened once per chunk for all four rows. Not
+/// inlined: both linear kernels share one copy.
+#[inline(never)]
+fn dot_4x1(w: &[i8], x: &[i8], mut acc: [i32; 4]) -> [i32; 4] {
+    let k = x.len();
+    let w = &w[..4 * k];
+    let whole = k & !3;
+    if whole > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            acc = dot_4x1_asm(w, k, &x[..whole], acc);
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for (c, cx) in x[..whole].chunks_exact(4).enumerate() {
+            let ww = [0, 1, 2, 3].map(|r| word(&w[r * k + 4 * c..]));
+            chunk_4x1(ww, word(cx), &mut acc);
+        }
+    }
+    if whole < k {
+        let ww = [0, 1, 2, 3].map(|r| tail_word(&w[r * k + whole..(r + 1) * k]));
+        chunk_4x1(ww, tail_word(&x[whole..]), &mut acc);
+    }
+    acc
+}
+
+/// One chunk of [`dot_4x1`]: weight words `ww` (one per row) against input word `xw`, in
+/// the order of the native loop.
+#[inline(always)]
+fn chunk_4x1(ww: [u32; 4], xw: u32, acc: &mut [i32; 4]) {
+    let (xa, xb) = (sxtb16(xw), sxtb16_ror8(xw));
+    for (a, &w) in acc.iter_mut().zip(&ww) {
+        *a = smlad(sxtb16(w), xa, *a);
+        *a = smlad(sxtb16_ror8(w), xb, *a);
+    }
+}
+
+/// [`chunk_4x1`] over the whole chunks of `x` (at least one), as one loop of Cortex-M4
+/// instructions: per 4 inputs, 5 loads, 10 `SXTB16` and 8 `SMLAD` for 16 multiply-
+/// accumulates. Rows 1 and 3 are read at offset `k` from rows 0 and 2. Fourteen registers:
+/// thirteen operands and r7 (the counter), pushed and popped around the loop.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
+    let chunks = x.len() / 4;
+    assert!(chunks >= 1 && x.len() <= k && w.len() >= 4 * k);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted);
+    // r7 is pushed and popped, so sp and r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "mov r7, {w0}",
+            "2:",
+            "ldr {xa}, [{px}], #4",
+            "ldr {w1}, [{p0}, {k}]",
+            "ldr {w0}, [{p0}], #4",
+            "sxtb16 {xb}, {xa}, ror #8",
+            "sxtb16 {xa}, {xa}",
+            "sxtb16 {t}, {w0}",
+            "smlad {a0}, {t}, {xa}, {a0}",
+            "sxtb16 {w0}, {w0}, ror #8",
+            "smlad {a0}, {w0}, {xb}, {a0}",
+            "sxtb16 {t}, {w1}",
+            "smlad {a1}, {t}, {xa}, {a1}",
+            "sxtb16 {w1}, {w1}, ror #8",
+            "smlad {a1}, {w1}, {xb}, {a1}",
+            "ldr {w1}, [{p2}, {k}]",
+            "ldr {w0}, [{p2}], #4",
+            "sxtb16 {t}, {w0}",
+            "smlad {a2}, {t}, {xa}, {a2}",
+            "sxtb16 {w0}, {w0}, ror #8",
+            "smlad {a2}, {w0}, {xb}, {a2}",
+            "sxtb16 {t}, {w1}",
+            "smlad {a3}, {t}, {xa}, {a3}",
+            "sxtb16 {w1}, {w1}, ror #8",
+            "smlad {a3}, {w1}, {xb}, {a3}",
+            "subs r7, r7, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            t = out(reg) _,
+            k = in(reg) k,
+            w0 = inout(reg) chunks => _,
+            w1 = out(reg) _,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            px = inout(reg) x.as_ptr() => _,
+            p0 = inout(reg) w.as_ptr() => _,
+            p2 = inout(reg) w[2 * k..].as_ptr() => _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// Output rows four at a time (the last one to three in plain loops): `out(o, acc)`
+/// receives `bias[o] + x . w[o]` for each `o`.
 #[inline(always)]
 fn linear_rows(
     s: &QLinearShape,
@@ -1003,17 +1041,22 @@ fn linear_rows(
     mut out: impl FnMut(usize, usize, i32),
 ) {
     let bias_of = |o: usize| bias.map_or(0, |b| b[o]);
-    for (b, xr) in x.chunks_exact(s.in_features).enumerate() {
-        let mut rows = w.chunks_exact(s.in_features).enumerate();
-        while let Some((o, w0)) = rows.next() {
-            match rows.next() {
-                Some((_, w1)) => {
-                    let (a0, a1) = dot_2x1(w0, w1, xr, bias_of(o), bias_of(o + 1));
-                    out(b, o, a0);
-                    out(b, o + 1, a1);
-                }
-                None => out(b, o, dot_2x1(w0, w0, xr, bias_of(o), 0).0),
+    let k = s.in_features;
+    let quads = s.out_features / 4;
+    for (b, xr) in x.chunks_exact(k).enumerate() {
+        for (q, wq) in w.chunks_exact(4 * k).take(quads).enumerate() {
+            let o = 4 * q;
+            let acc = [bias_of(o), bias_of(o + 1), bias_of(o + 2), bias_of(o + 3)];
+            for (j, &a) in dot_4x1(wq, xr, acc).iter().enumerate() {
+                out(b, o + j, a);
             }
+        }
+        // The last one to three rows: few multiply-accumulates, plain loops.
+        for (o, wr) in w.chunks_exact(k).enumerate().skip(4 * quads) {
+            let acc = xr.iter().zip(wr).fold(bias_of(o), |a, (&u, &v)| {
+                a.wrapping_add(u as i32 * v as i32)
+            });
+            out(b, o, acc);
         }
     }
 }
@@ -1052,5 +1095,579 @@ pub fn qlinear_forward_i32(
     check_bias_requant(s.out_features, bias, None)?;
     let of = s.out_features;
     linear_rows(s, x, w, bias, |b, o, acc| y[b * of + o] = acc);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The window path: stride-1 convolutions with 5-tap kernel rows, five output pixels of one
+// channel per block, each widened input word loaded once per block and kernel row.
+
+/// Kernel width of the window path (the asm block is unrolled for it).
+const WINDOW_KW: usize = 5;
+/// Output pixels per window block.
+const WINDOW_PIXELS: usize = 5;
+
+/// How the window path lays a group's input out as rows of widened pairs (see
+/// [`qconv2d_window_workspace_len`]).
+#[derive(Clone, Copy)]
+struct WindowLayout {
+    /// Words per widened row: the output row rounded up to whole blocks, plus `kw - 1`.
+    wp: usize,
+    /// Widened rows in the group's image.
+    rows: usize,
+    /// Kernel pair rows per output pixel (`kh * cin_g / 2`, or `ceil(kh / 2)` for one
+    /// input channel).
+    taps_rows: usize,
+    /// Widened rows between an output row's first rows and the next output row's, and
+    /// between two consecutive kernel pair rows.
+    row_step: usize,
+    pair_step: usize,
+}
+
+fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let (kh, kw) = p.kernel;
+    if p.stride != (1, 1)
+        || p.dilation != (1, 1)
+        || kw != WINDOW_KW
+        || !(cin_g == 1 || cin_g.is_multiple_of(2))
+    {
+        return None;
+    }
+    let (oh, ow) = p.out_hw(s.in_h, s.in_w).ok()?;
+    let wp = ow.div_ceil(WINDOW_PIXELS) * WINDOW_PIXELS + kw - 1;
+    let padded_h = oh + kh - 1;
+    let l = if cin_g == 1 {
+        // Row pairs: widened row r holds padded input rows r and r + 1.
+        WindowLayout {
+            wp,
+            rows: padded_h,
+            taps_rows: kh.div_ceil(2),
+            row_step: 1,
+            pair_step: 2,
+        }
+    } else {
+        // Channel pairs: widened row (y, cp) holds channels 2 cp and 2 cp + 1 of padded
+        // row y, rows ordered y-major, so an output row's kh * cin_g / 2 rows follow
+        // each other.
+        let cp = cin_g / 2;
+        WindowLayout {
+            wp,
+            rows: padded_h * cp,
+            taps_rows: kh * cp,
+            row_step: cp,
+            pair_step: 1,
+        }
+    };
+    // The native row loop keeps the row count in 8 bits and the stride in 24.
+    let stride_bytes = l.pair_step.checked_mul(l.wp)?.checked_mul(4)?;
+    (l.taps_rows <= 255 && stride_bytes < 1 << 24).then_some(l)
+}
+
+/// Words of workspace with which [`qconv2d_forward`] takes its window path, or `None` for
+/// a shape it does not take (stride and dilation other than 1, kernel rows other than 5
+/// taps, an odd number of input channels per group other than 1). The path widens a
+/// group's zero-padded input once into pairs of 16-bit lanes (channel pairs, or row pairs
+/// for a single input channel) and one output channel's weights into matching pairs, then
+/// runs blocks of five output pixels: per kernel row 9 input words and 5 weight words feed
+/// 25 `SMLAD`s (50 multiply-accumulates), with no im2col.
+pub fn qconv2d_window_workspace_len(s: &Conv2dShape) -> Option<usize> {
+    let l = window_layout(s)?;
+    l.rows
+        .checked_mul(l.wp)?
+        .checked_add(l.taps_rows.checked_mul(WINDOW_KW)?)
+}
+
+/// The workspace [`qconv2d_forward`] runs fastest with: the window path's where the shape
+/// has one, else [`qconv2d_workspace_len`].
+pub fn qconv2d_workspace_len_fast(s: &Conv2dShape) -> Result<usize> {
+    let min = qconv2d_workspace_len(s)?;
+    Ok(qconv2d_window_workspace_len(s).map_or(min, |w| w.max(min)))
+}
+
+/// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
+#[inline(always)]
+fn pair(lo: i8, hi: i8) -> u32 {
+    lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
+}
+
+/// Four int8 pairs `(a[i], b[i])` (`a`, `b`: four values as words) as four words of two
+/// 16-bit lanes: `SXTB16` gives lanes 0, 2 and 1, 3, the halfword packs (`PKHBT`, `PKHTB`)
+/// pair them up.
+#[inline(always)]
+fn pair4(ua: u32, ub: u32) -> [u32; 4] {
+    let (a02, b02) = (sxtb16(ua), sxtb16(ub));
+    let (a13, b13) = (sxtb16_ror8(ua), sxtb16_ror8(ub));
+    [
+        (a02 & 0xffff) | (b02 << 16),
+        (a13 & 0xffff) | (b13 << 16),
+        (a02 >> 16) | (b02 & 0xffff_0000),
+        (a13 >> 16) | (b13 & 0xffff_0000),
+    ]
+}
+
+/// Widens group input `xg` (`cin_g` planes) into `img` (`l.rows * l.wp` words), zero
+/// padding included.
+#[inline(never)]
+fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let (ph, pw) = p.padding;
+    let in_plane = s.in_h * s.in_w;
+    // Input row `y` (padded coordinates) of channel `c`, or `None` in the padding.
+    let line = |c: usize, y: usize| -> Option<&[i8]> {
+        let iy = y.checked_sub(ph).filter(|&iy| iy < s.in_h)?;
+        xg.get(c * in_plane + iy * s.in_w..)?.get(..s.in_w)
+    };
+    for (r, row) in img.chunks_exact_mut(l.wp).take(l.rows).enumerate() {
+        let (a, b) = if cin_g == 1 {
+            (line(0, r), line(0, r + 1))
+        } else {
+            let (y, cp) = (r / (cin_g / 2), r % (cin_g / 2));
+            (line(2 * cp, y), line(2 * cp + 1, y))
+        };
+        row.fill(0);
+        let lo = pw.min(l.wp);
+        let hi = (pw + s.in_w).min(l.wp);
+        let row = &mut row[lo..hi];
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                for ((o, &u), &v) in row.iter_mut().zip(a).zip(b) {
+                    *o = pair(u, v);
+                }
+            }
+            _ => {
+                // A row in the padding reads as zeros.
+                let at = |v: Option<&[i8]>, i: usize| v.map_or(0, |v| v[i]);
+                for (i, o) in row.iter_mut().enumerate() {
+                    *o = pair(at(a, i), at(b, i));
+                }
+            }
+        }
+    }
+}
+
+/// Output channel `o`'s weights (`wo`: `[cin_g, kh, kw]`) as pairs matching the widened
+/// rows: `taps_rows` rows of `kw` words (a missing second kernel row is zero).
+#[inline(never)]
+fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32]) {
+    const KW: usize = WINDOW_KW;
+    let p = &s.params;
+    let cin_g = p.in_per_group();
+    let kh = p.kernel.0;
+    let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
+        if let (Some(o), Some(a), Some(b)) = (o.get_mut(..KW), a.get(..KW), b.get(..KW)) {
+            o[..4].copy_from_slice(&pair4(load4(a), load4(b)));
+            o[4] = pair(a[4], b[4]);
+        }
+    };
+    let mut rows = out.chunks_exact_mut(KW).take(l.taps_rows);
+    if cin_g == 1 {
+        // Kernel rows 2 r and 2 r + 1 (zeros past the kernel).
+        for (r, o) in (&mut rows).enumerate() {
+            let a = &wo[2 * r * KW..];
+            let b = match 2 * r + 1 < kh {
+                true => &wo[(2 * r + 1) * KW..],
+                false => &[0; KW],
+            };
+            put(o, a, b);
+        }
+        return;
+    }
+    // Rows in (ky, channel pair) order; channels are kh * KW bytes apart.
+    let plane = kh * KW;
+    for ky in 0..kh {
+        let mut at = ky * KW;
+        for o in (&mut rows).take(cin_g / 2) {
+            put(o, &wo[at..], &wo[at + plane..]);
+            at += 2 * plane;
+        }
+    }
+}
+
+/// `C` output pixels of one channel from `bias`: `acc[j] = bias + sum over rows r < rows,
+/// taps kx < 5 of smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
+/// `(rows - 1) * stride + C + 4` words, `w` at least `5 rows`. The native row loop
+/// ([`window_row`]) runs the same `SMLAD`s (sums do not depend on their order).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn window_accs<const C: usize>(
+    x: &[u32],
+    stride: usize,
+    rows: usize,
+    w: &[u32],
+    bias: i32,
+) -> [i32; C] {
+    let mut acc = [bias; C];
+    for r in 0..rows {
+        let (xr, wr) = (&x[r * stride..], &w[r * WINDOW_KW..][..WINDOW_KW]);
+        for (kx, &wv) in wr.iter().enumerate() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = smlad(wv, xr[j + kx], *a);
+            }
+        }
+    }
+    acc
+}
+
+/// What [`window_row`] reads and advances (`repr(C)`: the native loop loads the fields by
+/// offset, 32-bit target).
+#[repr(C)]
+struct WindowRow {
+    /// The current block's first widened word (advanced by 5 words per block).
+    x: *const u32,
+    /// The channel's widened weights, `rows` rows of 5 words.
+    w: *const u32,
+    /// `(row stride in bytes) << 8 | rows`: one register steps and counts the rows.
+    stride_rows: u32,
+    bias: i32,
+    multiplier: i32,
+    /// `shift - 33` (the shift is at least 33).
+    post: u32,
+    min: i32,
+    max: i32,
+    /// Where the current block's 5 outputs go (advanced by 5 per block).
+    out: *mut i8,
+    /// Blocks left (at least 1; counted down).
+    blocks: u32,
+}
+
+/// `a.blocks` blocks of 5 output pixels of one channel along an output row: the sums of
+/// [`window_accs`] requantized and stored. Natively the requantization is `SMMLA` with
+/// `2^post` as the high word of the addend, then one shift by `post + 1` and the clamp:
+/// `floor((p + 2^(32 + post)) / 2^(33 + post))` for the product `p`, which equals the
+/// `shift >= 33` form of [`requantize`], `((floor(p / 2^32) >> post) + 1) >> 1` (nested
+/// floors of divisions by powers of two are one floor, and `floor((n + 1) / 2)` =
+/// `floor((y + 1) / 2)` for `n = floor(y)`). The caller has checked that `x` (starting at `a.x`) holds
+/// `5 (blocks - 1) + (rows - 1) * stride + 9` words, `w` (at `a.w`) `5 rows`, `out` (at
+/// `a.out`) `5 blocks` bytes, and that `1 <= rows <= 255`, `blocks >= 1`.
+#[inline(never)]
+fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
+    let rows = (a.stride_rows & 0xff) as usize;
+    let stride = (a.stride_rows >> 8) as usize / 4;
+    let blocks = a.blocks as usize;
+    assert!(
+        rows >= 1
+            && blocks >= 1
+            && (a.stride_rows >> 8).is_multiple_of(4)
+            && x.len() >= WINDOW_PIXELS * (blocks - 1) + (rows - 1) * stride + 9
+            && w.len() >= rows * WINDOW_KW
+            && out.len() >= WINDOW_PIXELS * blocks
+            && core::ptr::eq(a.x, x.as_ptr())
+            && core::ptr::eq(a.w, w.as_ptr())
+            && core::ptr::eq(a.out, out.as_ptr())
+    );
+    #[cfg(tinycnn_arm_dsp)]
+    window_row_asm(a);
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let rq = Requant {
+            multiplier: a.multiplier,
+            shift: a.post + 33,
+        };
+        let range = ActRange {
+            min: a.min as i8,
+            max: a.max as i8,
+        };
+        for (b, o) in out.chunks_exact_mut(WINDOW_PIXELS).take(blocks).enumerate() {
+            let acc =
+                window_accs::<WINDOW_PIXELS>(&x[WINDOW_PIXELS * b..], stride, rows, w, a.bias);
+            for (o, &v) in o.iter_mut().zip(&acc) {
+                *o = requantize(rq, v, range);
+            }
+        }
+    }
+}
+
+/// [`window_row`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
+/// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
+/// one register per tap), the row stride and count in one register. Fourteen registers:
+/// thirteen `asm!` operands and r7 (the frame pointer, which operands may not name),
+/// pushed and popped. The args pointer waits on the stack while the row loop runs.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn window_row_asm(a: &mut WindowRow) {
+    macro_rules! requant {
+        ($a:literal) => {
+            concat!(
+                "smmla ",
+                $a,
+                ", ",
+                $a,
+                ", {x0}, {st}\n",
+                "asr ",
+                $a,
+                ", ",
+                $a,
+                ", {x1}\n",
+                "cmp ",
+                $a,
+                ", {x2}\n",
+                "it lt\n",
+                "movlt ",
+                $a,
+                ", {x2}\n",
+                "cmp ",
+                $a,
+                ", {x3}\n",
+                "it gt\n",
+                "movgt ",
+                $a,
+                ", {x3}\n",
+            )
+        };
+    }
+    // SAFETY: `window_row` checked the bounds: block b, row r reads words
+    // x[5 b + r * stride ..][..9] and w[5 r ..][..5], and writes out[5 b ..][..5]. r7 is
+    // pushed first and popped last, the args pointer pushed and popped in between: sp and
+    // r7 are restored.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "push {{{px}}}",
+            "3:",
+            "ldr {pw}, [{px}, #4]",
+            "ldr {st}, [{px}, #8]",
+            "ldr {a0}, [{px}, #12]",
+            "ldr {px}, [{px}, #0]",
+            "mov {a1}, {a0}",
+            "mov {a2}, {a0}",
+            "mov {a3}, {a0}",
+            "mov {a4}, {a0}",
+            "2:",
+            "ldr {x0}, [{px}]",
+            "ldr {x1}, [{px}, #4]",
+            "ldr {x2}, [{px}, #8]",
+            "ldr {x3}, [{px}, #12]",
+            "ldr r7, [{px}, #16]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x0}, {a0}",
+            "smlad {a1}, {w}, {x1}, {a1}",
+            "smlad {a2}, {w}, {x2}, {a2}",
+            "smlad {a3}, {w}, {x3}, {a3}",
+            "smlad {a4}, {w}, r7, {a4}",
+            "ldr {x0}, [{px}, #20]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x1}, {a0}",
+            "smlad {a1}, {w}, {x2}, {a1}",
+            "smlad {a2}, {w}, {x3}, {a2}",
+            "smlad {a3}, {w}, r7, {a3}",
+            "smlad {a4}, {w}, {x0}, {a4}",
+            "ldr {x1}, [{px}, #24]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x2}, {a0}",
+            "smlad {a1}, {w}, {x3}, {a1}",
+            "smlad {a2}, {w}, r7, {a2}",
+            "smlad {a3}, {w}, {x0}, {a3}",
+            "smlad {a4}, {w}, {x1}, {a4}",
+            "ldr {x2}, [{px}, #28]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, {x3}, {a0}",
+            "smlad {a1}, {w}, r7, {a1}",
+            "smlad {a2}, {w}, {x0}, {a2}",
+            "smlad {a3}, {w}, {x1}, {a3}",
+            "smlad {a4}, {w}, {x2}, {a4}",
+            "ldr {x3}, [{px}, #32]",
+            "ldr {w}, [{pw}], #4",
+            "smlad {a0}, {w}, r7, {a0}",
+            "smlad {a1}, {w}, {x0}, {a1}",
+            "smlad {a2}, {w}, {x1}, {a2}",
+            "smlad {a3}, {w}, {x2}, {a3}",
+            "smlad {a4}, {w}, {x3}, {a4}",
+            "add {px}, {px}, {st}, lsr #8",
+            "subs {st}, {st}, #1",
+            "lsls {w}, {st}, #24",
+            "bne 2b",
+            "ldr {px}, [sp]",
+            "ldr {x0}, [{px}, #16]",
+            "ldr {x1}, [{px}, #20]",
+            "ldr {x2}, [{px}, #24]",
+            "ldr {x3}, [{px}, #28]",
+            "mov {st}, #1",
+            "lsl {st}, {st}, {x1}",
+            "add {x1}, {x1}, #1",
+            requant!("{a0}"),
+            requant!("{a1}"),
+            requant!("{a2}"),
+            requant!("{a3}"),
+            requant!("{a4}"),
+            "uxtb {a0}, {a0}",
+            "bfi {a0}, {a1}, #8, #8",
+            "bfi {a0}, {a2}, #16, #8",
+            "bfi {a0}, {a3}, #24, #8",
+            "ldr {w}, [{px}, #32]",
+            "str {a0}, [{w}]",
+            "strb {a4}, [{w}, #4]",
+            "add {w}, {w}, #5",
+            "str {w}, [{px}, #32]",
+            "ldr {w}, [{px}, #0]",
+            "add {w}, {w}, #20",
+            "str {w}, [{px}, #0]",
+            "ldr {w}, [{px}, #36]",
+            "subs {w}, {w}, #1",
+            "str {w}, [{px}, #36]",
+            "bne 3b",
+            "pop {{{px}}}",
+            "pop {{r7}}",
+            px = inout(reg) a as *mut WindowRow => _,
+            pw = out(reg) _,
+            st = out(reg) _,
+            w = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            x2 = out(reg) _,
+            x3 = out(reg) _,
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
+            a4 = out(reg) _,
+        );
+    }
+}
+
+/// The window path of [`qconv2d_forward`] (shape checked by the caller, `workspace` at
+/// least [`qconv2d_window_workspace_len`]).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn qconv2d_window(
+    s: &Conv2dShape,
+    l: &WindowLayout,
+    out: (usize, usize),
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) {
+    let p = &s.params;
+    let (cin_g, cout_g) = (p.in_per_group(), p.out_per_group());
+    let (kh, kw) = p.kernel;
+    let k = cin_g * kh * kw;
+    let (oh, ow) = out;
+    let in_plane = s.in_h * s.in_w;
+    let pixels = oh * ow;
+    let (img, wr) = workspace.split_at_mut(l.rows * l.wp);
+    let wr = &mut wr[..l.taps_rows * kw];
+    let (row_words, pair_words) = (l.row_step * l.wp, l.pair_step * l.wp);
+    // Whole blocks of an output row, and the pixels of a last partial one.
+    let (whole, part) = (ow / WINDOW_PIXELS, ow % WINDOW_PIXELS);
+    for n in 0..s.batch {
+        for g in 0..p.groups {
+            let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
+            window_widen(s, l, xg, img);
+            for o in g * cout_g..(g + 1) * cout_g {
+                window_weights(s, l, &w[o * k..][..k], wr);
+                let b = bias.map_or(0, |b| b[o]);
+                let rq = requant[o];
+                let mut args = WindowRow {
+                    x: img.as_ptr(),
+                    w: wr.as_ptr(),
+                    stride_rows: (4 * pair_words as u32) << 8 | l.taps_rows as u32,
+                    bias: b,
+                    multiplier: rq.multiplier,
+                    post: rq.shift - 33,
+                    min: range.min as i32,
+                    max: range.max as i32,
+                    out: y.as_mut_ptr(),
+                    blocks: 0,
+                };
+                let plane = (n * p.out_channels + o) * pixels;
+                for oy in 0..oh {
+                    let xr = &img[oy * row_words..];
+                    let at = plane + oy * ow;
+                    // A last partial block writes past the row into outputs computed later
+                    // (rows, channels and examples run in memory order), except at the very
+                    // end of `y`: there it goes through a scratch block.
+                    let blocks = match at + (whole + 1) * WINDOW_PIXELS <= y.len() {
+                        true => whole + (part > 0) as usize,
+                        false => whole,
+                    };
+                    if blocks > 0 {
+                        let out = &mut y[at..at + blocks * WINDOW_PIXELS];
+                        (args.x, args.out, args.blocks) =
+                            (xr.as_ptr(), out.as_mut_ptr(), blocks as u32);
+                        window_row(&mut args, xr, wr, out);
+                    }
+                    if blocks == whole && part > 0 {
+                        let mut tmp = [0i8; WINDOW_PIXELS];
+                        let xb = &xr[whole * WINDOW_PIXELS..];
+                        (args.x, args.out, args.blocks) = (xb.as_ptr(), tmp.as_mut_ptr(), 1);
+                        window_row(&mut args, xb, wr, &mut tmp);
+                        y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lane-wise signed maximum of two words of four int8 values (`SSUB8` sets a GE flag per
+/// lane where `a >= b`, `SEL` picks by them).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::max8;
+/// // lanes (little-endian bytes): [-128, 5, 127, -1] and [-127, 5, -128, -2]
+/// assert_eq!(max8(0xff7f_0580, 0xfe80_0581), 0xff7f_0581);
+/// ```
+#[inline(always)]
+pub fn max8(a: u32, b: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only instructions of ARMv7E-M; they set and read the APSR GE
+        // flags, so the flags are not declared preserved.
+        unsafe {
+            core::arch::asm!("ssub8 {t}, {a}, {b}", "sel {r}, {a}, {b}", t = out(reg) _,
+                r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+        let m = |i: usize| (a[i] as i8).max(b[i] as i8) as u8;
+        u32::from_le_bytes([m(0), m(1), m(2), m(3)])
+    }
+}
+
+/// Four int8 values as a little-endian word.
+#[inline(always)]
+fn load4(c: &[i8]) -> u32 {
+    u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
+}
+
+/// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
+/// LeNet's 2x2 windows with stride 2 and no padding two outputs at a time, one word from
+/// each input row and two [`max8`]s; other shapes through the plain kernel.
+pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    let p = &s.params;
+    if p.kernel != (2, 2) || p.stride != (2, 2) || p.padding != (0, 0) {
+        return super::qmax_pool2d_forward(s, x, y);
+    }
+    let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
+    let plane_in = s.in_h * s.in_w;
+    for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
+        for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let r0 = &xp[2 * oy * s.in_w..][..2 * ow];
+            let r1 = &xp[(2 * oy + 1) * s.in_w..][..2 * ow];
+            let mut outs = yr.chunks_exact_mut(2);
+            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+                // Lanes 0 and 2 of `m` end up as the two windows' maxima.
+                let m = max8(load4(a), load4(b));
+                let m = max8(m, m >> 8);
+                o[0] = m as u8 as i8;
+                o[1] = (m >> 16) as u8 as i8;
+            }
+            if let [o] = outs.into_remainder() {
+                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
+                *o = a[0].max(a[1]).max(b[0].max(b[1]));
+            }
+        }
+    }
     Ok(())
 }
