@@ -112,7 +112,7 @@ fn deploys_lenet_relu_as_int8_and_f32() {
 }
 
 fn assert_fails_with(o: &Output, needles: &[&str]) {
-    let err = stderr(&o);
+    let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         !err.contains("panicked") && !err.contains("internal error"),
