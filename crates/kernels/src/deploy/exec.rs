@@ -409,6 +409,21 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
     words
 }
 
+/// Whether the DSP executor runs conv op `k` (of an int8 plan) on the window path with
+/// `workspace_words` of workspace in an arena of the plan's size: the workspace, or the
+/// arena's free range at op `k` where that is larger, is enough for it.
+pub(super) fn dsp_conv_takes_window(plan: &Plan<'_>, k: usize, workspace_words: usize) -> bool {
+    let op = plan.op(k);
+    let (xv, yv) = (
+        plan.value(op.inputs[0] as usize),
+        plan.value(op.output as usize),
+    );
+    let scratch = conv_scratch(plan, k, &op, 4 * plan.arena_words(), workspace_words);
+    let words = workspace_words.max((scratch.1 - scratch.0) / 4);
+    let rq: &[Requant] = cast(plan.data(op.aux)).unwrap_or(&[]);
+    !rq.is_empty() && int8::dsp::qconv2d_takes_window(&conv_shape(&op, &xv, &yv), rq, words)
+}
+
 /// A part of the executor that `run_linked`'s set leaves out (checked before each op).
 fn unlinked() -> DeployError {
     DeployError::plan("the executor was built without a part the plan needs")
@@ -555,7 +570,13 @@ fn run_int8<const LINK: u32>(
                 match kernels {
                     Int8Kernels::Plain => int8::qconv2d_forward(&s, x, w, bias, rq, range, y)?,
                     Int8Kernels::Dsp => {
-                        int8::dsp::qconv2d_forward(&s, x, w, bias, rq, range, y, workspace)?
+                        let paths = int8::dsp::ConvPaths {
+                            window: link::has(LINK, link::CONV_WINDOW),
+                            general: link::has(LINK, link::CONV_GENERAL),
+                        };
+                        int8::dsp::qconv2d_forward_paths(
+                            paths, &s, x, w, bias, rq, range, y, workspace,
+                        )?
                     }
                     Int8Kernels::Reference => {
                         int8::reference::qconv2d(&s, x, w, bias, rq, range, y)?

@@ -605,3 +605,61 @@ fn convolutions_in_free_arena_ranges_match_the_reference() {
         }
     }
 }
+
+#[test]
+fn dsp_link_set_holds_the_conv_paths_the_workspace_takes() {
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let base = link::INT8 | link::op(OpKind::Conv);
+    assert_eq!(
+        link::needed_by(&plan),
+        base | link::CONV_WINDOW | link::CONV_GENERAL
+    );
+    // The least workspace: op 0 in the arena's free 256 words (window), ops 1 and 2 have
+    // no room for a band (general).
+    let least = plan.workspace_words();
+    assert!(least < 290);
+    assert_eq!(
+        link::needed_by_dsp(&plan, least),
+        base | link::CONV_WINDOW | link::CONV_GENERAL
+    );
+    // 290 words hold one output row of ops 1 and 2 (10 pair rows x 24 + 50): all window.
+    assert_eq!(link::needed_by_dsp(&plan, 290), base | link::CONV_WINDOW);
+    assert_eq!(
+        link::needed_by_dsp(&plan, 289),
+        link::needed_by_dsp(&plan, least)
+    );
+    let fast = fast_workspace_words(&plan);
+    const WINDOW_ONLY: u32 = link::INT8 | link::op(OpKind::Conv) | link::CONV_WINDOW;
+    assert_eq!(link::needed_by_dsp(&plan, fast), WINDOW_ONLY);
+    let x = [0.5f32; 256];
+    let mut arena = vec![0u32; plan.arena_words()];
+    let (mut ws, mut ws_all) = (vec![0u32; fast], vec![0u32; fast]);
+    run_linked::<WINDOW_ONLY>(&plan, Input::F32(&x), &mut arena, &mut ws, Int8Kernels::Dsp)
+        .unwrap();
+    let i8_of = |arena: &[u32]| match output(&plan, arena).unwrap() {
+        Output::I8 { values, .. } => values.to_vec(),
+        _ => panic!("int8 output expected"),
+    };
+    let got = i8_of(&arena);
+    let mut arena_all = vec![0u32; plan.arena_words()];
+    run(
+        &plan,
+        Input::F32(&x),
+        &mut arena_all,
+        &mut ws_all,
+        Int8Kernels::Reference,
+    )
+    .unwrap();
+    assert_eq!(got, i8_of(&arena_all));
+    // With less workspace ops 1 and 2 need the general path, which this set leaves out.
+    let mut small = vec![0u32; least];
+    assert!(run_linked::<WINDOW_ONLY>(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut small,
+        Int8Kernels::Dsp
+    )
+    .is_err());
+}

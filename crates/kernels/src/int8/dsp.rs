@@ -867,17 +867,79 @@ pub fn qconv2d_forward(
     y: &mut [i8],
     workspace: &mut [u32],
 ) -> Result<()> {
+    let all = ConvPaths {
+        window: true,
+        general: true,
+    };
+    qconv2d_forward_paths(all, s, x, w, bias, requant, range, y, workspace)
+}
+
+/// Which paths [`qconv2d_forward_paths`] may take. A firmware that runs one plan passes
+/// constants: the code of a path it leaves out is not linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvPaths {
+    /// The window path (shapes and workspaces of [`qconv2d_takes_window`]).
+    pub window: bool,
+    /// The general path (im2col and 2x2 blocks): every other convolution.
+    pub general: bool,
+}
+
+/// Whether [`qconv2d_forward`] takes its window path for shape `s` with `requant` and
+/// `workspace_words` of workspace: a window shape ([`qconv2d_window_workspace_len`] is
+/// `Some`), at least that much workspace, and every requantization shift at least 33 (the
+/// only form the path's requantization has; every real layer's, a scale below 1/4).
+pub fn qconv2d_takes_window(s: &Conv2dShape, requant: &[Requant], workspace_words: usize) -> bool {
+    qconv2d_window_workspace_len(s).is_some_and(|need| workspace_words >= need)
+        && requant.iter().all(|r| r.shift >= 33)
+}
+
+/// [`qconv2d_forward`] restricted to the paths in `paths`: a convolution that needs a path
+/// left out is an [`KernelError::InvalidArgument`] error. Inlined, so that constant `paths`
+/// drop the other path's code.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d_forward_paths(
+    paths: ConvPaths,
+    s: &Conv2dShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) -> Result<()> {
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
     range.validate()?;
-    // The window path requantizes in the `shift >= 33` form only (every real layer's: a
-    // scale below 1/8); others take the general path.
-    if let (Some(l), Some(need)) = (window_layout(s), qconv2d_window_workspace_len(s)) {
-        if workspace.len() >= need && requant.iter().all(|r| r.shift >= 33) {
+    if paths.window && qconv2d_takes_window(s, requant, workspace.len()) {
+        if let Some(l) = window_layout(s) {
             qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
             return Ok(());
         }
     }
+    if !paths.general {
+        return Err(KernelError::InvalidArgument {
+            what: "convolution: its path (the general one) is not linked in",
+        });
+    }
+    qconv2d_general(s, (oh, ow), x, w, bias, requant, range, y, workspace)
+}
+
+/// The general path of [`qconv2d_forward`] (shapes checked by the caller).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn qconv2d_general(
+    s: &Conv2dShape,
+    (oh, ow): (usize, usize),
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) -> Result<()> {
     let kp = padded_patch(s)?;
     let need = qconv2d_workspace_len(s)?;
     check_workspace(workspace.len(), need)?;
