@@ -227,7 +227,11 @@ fn conv_scratch(
         plan.value(op.output as usize),
     );
     let s = conv_shape(op, &xv, &yv);
-    if int8::dsp::qconv2d_workspace_len_fast(&s).is_ok_and(|n| n > workspace_words) {
+    // The whole image in one band (for a window shape, `qconv2d_workspace_len_fast`
+    // without the general path's size, which the workspace holds anyway).
+    let whole = yv.shape[1] as usize;
+    if int8::dsp::qconv2d_window_workspace_len_rows(&s, whole).is_some_and(|n| n > workspace_words)
+    {
         let free = free_arena_range(plan, k, arena_len);
         if (free.1 - free.0) / 4 > workspace_words {
             return free;
