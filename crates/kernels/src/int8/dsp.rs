@@ -13,10 +13,11 @@
 //! # Loop order
 //! * [`qconv2d_forward`], window path (stride 1, no dilation, 5-tap kernel rows, one or an
 //!   even number of input channels per group, every shift at least 33, and a workspace of
-//!   [`qconv2d_window_workspace_len`] words): the group's zero-padded input widened once
-//!   into 16-bit pairs (channel pairs, or row pairs for one input channel), one output
-//!   channel's weights into matching pairs, then blocks of five output pixels along an
-//!   output row: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
+//!   at least [`qconv2d_window_workspace_len`] words): in bands of as many output rows as
+//!   the workspace holds, the zero-padded input rows the band reads widened once into
+//!   16-bit pairs (channel pairs, or row pairs for one input channel), then per output
+//!   channel its weights into matching pairs and blocks of five output pixels along each
+//!   output row of the band: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
 //!   multiply-accumulates, no im2col; requantization and stores in the same asm block.
 //! * [`qconv2d_forward`], general path: im2col of two output pixels at a time (the patch in
 //!   weight order, zero-padded to a multiple of 4), widened once per pixel with `SXTB16`
