@@ -68,6 +68,7 @@ fn main() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     fs::copy(&plan_path, out.join("plan.bin")).expect("copy plan.bin to OUT_DIR");
+    let workspace_words = tinycnn_kernels::deploy::fast_workspace_words(&plan);
     let code = format!(
         "/// The deployment's directory name.\n\
          pub const NAME: &str = {name:?};\n\
@@ -88,10 +89,12 @@ fn main() {
          pub const PLAN_CHECKSUM: u32 = {:#010x};\n",
         plan.precision().name(),
         plan.arena_words(),
-        tinycnn_kernels::deploy::fast_workspace_words(&plan),
+        workspace_words,
         plan.macs(),
         bytes.len(),
-        link::needed_by(&plan),
+        // The firmware runs the DSP kernels on the chip: only the convolution paths they
+        // take with this workspace are linked.
+        link::needed_by_dsp(&plan, workspace_words),
         plan_checksum(&bytes),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");

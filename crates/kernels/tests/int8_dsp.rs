@@ -77,10 +77,23 @@ fn workspace_len_and_errors() {
     // plus 38 words to gather one int8 column.
     let s = Conv2dShape::new(Conv2dParams::new(6, 16, (5, 5)), 1, 14, 14);
     assert_eq!(dsp::qconv2d_workspace_len(&s).unwrap(), 190);
-    // Its window path: (10 + 4) padded rows x 3 channel pairs of (2 blocks x 5 + 4) words,
-    // plus 15 pair rows x 5 weight words.
+    // Its window path: one output row reads 5 padded rows x 3 channel pairs of (2 blocks x 5
+    // + 4) words, plus 15 pair rows x 5 weight words; each further row of a band 3 more
+    // widened rows; the whole image (10 + 4) padded rows.
     assert_eq!(
         dsp::qconv2d_window_workspace_len(&s),
+        Some(5 * 3 * 14 + 15 * 5)
+    );
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len_rows(&s, 2),
+        Some(6 * 3 * 14 + 15 * 5)
+    );
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len_rows(&s, 10),
+        Some(14 * 3 * 14 + 15 * 5)
+    );
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len_rows(&s, 99),
         Some(14 * 3 * 14 + 15 * 5)
     );
     assert_eq!(dsp::qconv2d_workspace_len_fast(&s).unwrap(), 663);
@@ -92,8 +105,15 @@ fn workspace_len_and_errors() {
         28,
     );
     assert_eq!(
-        dsp::qconv2d_window_workspace_len(&c1),
+        dsp::qconv2d_window_workspace_len_rows(&c1, 28),
         Some(32 * 34 + 3 * 5)
+    );
+    assert_eq!(dsp::qconv2d_workspace_len_fast(&c1).unwrap(), 1103);
+    // One output row reads widened rows 0, 2 and 4 (padded rows 0 to 5), 5 of them.
+    assert_eq!(dsp::qconv2d_window_workspace_len(&c1), Some(5 * 34 + 3 * 5));
+    assert_eq!(
+        dsp::qconv2d_window_workspace_len_rows(&c1, 24),
+        Some(28 * 34 + 3 * 5)
     );
     // Not window shapes: 3-tap rows, stride 2, three input channels.
     for p in [
@@ -236,6 +256,23 @@ fn check_conv_with(
     let mut fast = vec![0i8; n];
     dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut fast, &mut ws).unwrap();
     prop_assert_eq!(&fast, &want, "window path {:?}", s);
+    // Bands of fewer output rows than the output has: from one row (the least workspace of
+    // the window path) up, stale contents again (at least the general path's workspace:
+    // requantization shifts below 33 take it).
+    if let Some(least) = dsp::qconv2d_window_workspace_len(s) {
+        let least = least.max(ws_len);
+        let banded_len = least + rng.below(fast_len.saturating_sub(least) + 1);
+        let mut ws: Vec<u32> = (0..banded_len).map(|_| rng.next_u64() as u32).collect();
+        let mut banded = vec![0i8; n];
+        dsp::qconv2d_forward(s, &x, &w, bias, &r, range, &mut banded, &mut ws).unwrap();
+        prop_assert_eq!(
+            &banded,
+            &want,
+            "window path in bands, {} words {:?}",
+            banded_len,
+            s
+        );
+    }
     Ok(())
 }
 

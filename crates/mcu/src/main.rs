@@ -9,7 +9,8 @@
 //! error).
 //!
 //! Flash (issue #16: int8 LeNet in 80 KiB): the executor is compiled with only the plan's
-//! precision and op kinds (`deploy::run_linked` with build.rs's `link::needed_by` set), the
+//! precision and op kinds (`deploy::run_linked` with build.rs's `link::needed_by_dsp` set:
+//! also only the convolution paths the plan takes with the firmware's workspace), the
 //! plan is checked at start-up against the checksum of the bytes build.rs checked in full
 //! (`deploy::plan_checksum`), then read without repeating those checks
 //! (`Plan::parse_prechecked`), nothing

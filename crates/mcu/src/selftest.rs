@@ -84,7 +84,9 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
         let g = 1 + rng.below(2);
         // Every third case has a shape of the conv's window path (stride 1, no dilation,
         // 5-tap rows, 1 or an even number of input channels per group), which it takes
-        // where `ws` is large enough (the firmware's is, see `fast_workspace_words`).
+        // where `ws` holds a band of at least one output row (`qconv2d_window_workspace_len`),
+        // in bands of as many rows as `ws` holds: with a LeNet firmware's workspace, bands
+        // of a few rows, the whole image for the smallest shapes.
         let window = done % 3 == 0;
         let (cin_g, kw) = match window {
             true => ([1, 2, 4][rng.below(3)], 5),

@@ -94,42 +94,150 @@ fn range_of(v: &ValueRecord) -> (usize, usize) {
     (v.offset as usize, v.offset as usize + v.bytes())
 }
 
-/// The arena bytes an op's inputs may lie in (everything but its output); the plan
-/// guarantees that inputs and output do not overlap.
+/// The arena bytes an op's inputs may lie in (everything but its output and a scratch
+/// range): up to three pieces, each with its arena offset; the plan guarantees that inputs
+/// and output do not overlap.
 struct Inputs<'b> {
-    lo: &'b [u8],
-    hi: &'b [u8],
-    out_end: usize,
+    pieces: [(usize, &'b [u8]); 3],
 }
 
 /// Splits the arena into the output's bytes (mutable) and the rest (shared).
 fn split(arena: &mut [u8], out: (usize, usize)) -> Result<(&mut [u8], Inputs<'_>), DeployError> {
-    if out.1 > arena.len() {
+    let (o, _, views) = carve(arena, out, (0, 0))?;
+    Ok((o, views))
+}
+
+/// Splits the arena into the output's bytes, the bytes of `scratch` (both mutable; they
+/// must not overlap) and the rest (shared).
+fn carve(
+    arena: &mut [u8],
+    out: (usize, usize),
+    scratch: (usize, usize),
+) -> Result<(&mut [u8], &mut [u8], Inputs<'_>), DeployError> {
+    // An empty scratch range may lie anywhere: right after the output.
+    let scratch = match scratch.0 < scratch.1 {
+        true => scratch,
+        false => (out.1, out.1),
+    };
+    let out_first = out.0 <= scratch.0;
+    let (first, second) = match out_first {
+        true => (out, scratch),
+        false => (scratch, out),
+    };
+    if first.0 > first.1 || first.1 > second.0 || second.0 > second.1 || second.1 > arena.len() {
         return Err(DeployError::plan("value outside the arena"));
     }
-    let (lo, rest) = arena.split_at_mut(out.0);
-    let (o, hi) = rest.split_at_mut(out.1 - out.0);
-    Ok((
-        o,
-        Inputs {
-            lo,
-            hi,
-            out_end: out.1,
-        },
-    ))
+    let (p0, rest) = arena.split_at_mut(first.0);
+    let (f, rest) = rest.split_at_mut(first.1 - first.0);
+    let (p1, rest) = rest.split_at_mut(second.0 - first.1);
+    let (sd, p2) = rest.split_at_mut(second.1 - second.0);
+    let views = Inputs {
+        pieces: [(0, p0), (first.1, p1), (second.1, p2)],
+    };
+    Ok(match out_first {
+        true => (f, sd, views),
+        false => (sd, f, views),
+    })
 }
 
 impl<'b> Inputs<'b> {
     fn get(&self, r: (usize, usize)) -> Result<&'b [u8], DeployError> {
-        let v = if r.1 <= self.lo.len() {
-            self.lo.get(r.0..r.1)
-        } else if r.0 >= self.out_end {
-            self.hi.get(r.0 - self.out_end..r.1 - self.out_end)
-        } else {
-            None
-        };
-        v.ok_or(DeployError::plan("an input overlaps its op's output"))
+        self.pieces
+            .iter()
+            .find_map(|&(at, p)| p.get(r.0.checked_sub(at)?..r.1.checked_sub(at)?))
+            .ok_or(DeployError::plan("an input overlaps its op's output"))
     }
+}
+
+/// Most values [`free_arena_range`] considers live at once (more: no free range).
+const MAX_LIVE: usize = 8;
+
+/// The largest word-aligned byte range of an arena of `arena_len` bytes that holds no
+/// value live while op `k` runs (its inputs, its output, values read by later ops and the
+/// network's output): scratch space for op `k`, free because whatever lies there is either
+/// dead or not written yet. Empty for plans of more than 64 values or with more than
+/// [`MAX_LIVE`] values live at op `k`.
+pub(super) fn free_arena_range(plan: &Plan<'_>, k: usize, arena_len: usize) -> (usize, usize) {
+    let values = plan.values();
+    if values > 64 {
+        return (0, 0);
+    }
+    // Value v is written at step v (op v - 1; the input at step 0) and op k runs at step
+    // k + 1: it is live then if written by then and read by op k or a later op, or if it
+    // is op k's output or the network's output.
+    let written = |v: usize| v <= k + 1;
+    let mut live: u64 = 1 << (k + 1).min(values - 1);
+    if written(values - 1) {
+        live |= 1 << (values - 1);
+    }
+    for j in k..plan.ops() {
+        let op = plan.op(j);
+        for v in op.inputs.map(|v| v as usize) {
+            if v < values && written(v) {
+                live |= 1 << v;
+            }
+        }
+    }
+    if live.count_ones() as usize > MAX_LIVE {
+        return (0, 0);
+    }
+    let mut ranges = [(0u32, 0u32); MAX_LIVE];
+    let mut n = 0;
+    for v in (0..values).filter(|&v| live >> v & 1 == 1) {
+        let r = range_of(&plan.value(v));
+        if r.0 < r.1 {
+            ranges[n] = (r.0 as u32, r.1 as u32);
+            n += 1;
+        }
+    }
+    let ranges = &ranges[..n];
+    let mut best = (0, 0);
+    let starts = core::iter::once(0).chain(ranges.iter().map(|r| r.1 as usize));
+    for start in starts.map(|s| s.next_multiple_of(4)) {
+        let inside = |r: &&(u32, u32)| r.0 as usize <= start && start < r.1 as usize;
+        if start >= arena_len || ranges.iter().any(|r| inside(&r)) {
+            continue;
+        }
+        let end = ranges
+            .iter()
+            .filter(|r| r.0 as usize > start)
+            .map(|r| r.0 as usize)
+            .fold(arena_len, usize::min)
+            & !3;
+        if end > start && end - start > best.1 - best.0 {
+            best = (start, end);
+        }
+    }
+    best
+}
+
+/// Where the DSP window path of conv op `k` runs when the workspace (`workspace_words`) is
+/// below its fastest: the largest free arena range if that is larger, else nowhere (an
+/// empty range). Not inlined: its locals stay off the stack of the kernels.
+#[inline(never)]
+fn conv_scratch(
+    plan: &Plan<'_>,
+    k: usize,
+    op: &OpRecord,
+    arena_len: usize,
+    workspace_words: usize,
+) -> (usize, usize) {
+    let (xv, yv) = (
+        plan.value(op.inputs[0] as usize),
+        plan.value(op.output as usize),
+    );
+    let s = conv_shape(op, &xv, &yv);
+    // The whole image in one band (for a window shape, `qconv2d_workspace_len_fast`
+    // without the general path's size, which the workspace holds anyway).
+    let whole = yv.shape[1] as usize;
+    if int8::dsp::qconv2d_window_workspace_len_rows(&s, whole).is_some_and(|n| n > workspace_words)
+    {
+        let free = free_arena_range(plan, k, arena_len);
+        if (free.1 - free.0) / 4 > workspace_words {
+            return free;
+        }
+    }
+    (0, 0)
 }
 
 /// The int8 clamp of a fused activation at output scale `scale`.
@@ -260,7 +368,7 @@ pub fn run_linked<const LINK: u32>(
                 run_f32::<LINK>(plan, &op, bytes, workspace)?
             }
             Precision::Int8 if link::has(LINK, link::INT8) => {
-                run_int8::<LINK>(plan, &op, bytes, workspace, kernels)?
+                run_int8::<LINK>(plan, k, &op, bytes, workspace, kernels)?
             }
             _ => return Err(unlinked()),
         }
@@ -268,10 +376,17 @@ pub fn run_linked<const LINK: u32>(
     Ok(())
 }
 
-/// Words of workspace with which [`run`] takes the fastest kernels: [`Plan::workspace_words`]
-/// (the least any kernel choice needs), or more where a convolution of an int8 plan has the
-/// DSP window path ([`int8::dsp::qconv2d_workspace_len_fast`]). A firmware sizes its
-/// workspace with this; [`run`] works with either.
+/// Words of workspace with which [`run`] takes the fastest kernels, or nearly:
+/// [`Plan::workspace_words`] (the least any kernel choice needs), or more where a
+/// convolution of an int8 plan has the DSP window path and the arena has no free stretch at
+/// that op for it. The DSP executor runs such a convolution in the larger of the workspace
+/// and the largest arena range that holds no value live at that op, in bands of as many
+/// output rows as that holds (up to the whole image,
+/// [`int8::dsp::qconv2d_workspace_len_fast`]); bands of half the output's rows (the input
+/// rows and weights widened at most twice,
+/// [`int8::dsp::qconv2d_window_workspace_len_rows`]) count as enough, and are what this
+/// asks for where the arena has less. A firmware sizes its workspace with this; [`run`] works with any workspace of at
+/// least [`Plan::workspace_words`].
 pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
     let mut words = plan.workspace_words();
     if plan.precision() == Precision::Int8 {
@@ -284,12 +399,33 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
                 plan.value(op.inputs[0] as usize),
                 plan.value(op.output as usize),
             );
-            if let Ok(w) = int8::dsp::qconv2d_workspace_len_fast(&conv_shape(&op, &xv, &yv)) {
-                words = words.max(w);
+            let s = conv_shape(&op, &xv, &yv);
+            let half = yv.shape[1].div_ceil(2) as usize;
+            let Some(enough) = int8::dsp::qconv2d_window_workspace_len_rows(&s, half) else {
+                continue;
+            };
+            let free = free_arena_range(plan, k, 4 * plan.arena_words());
+            if (free.1 - free.0) / 4 < enough {
+                words = words.max(enough);
             }
         }
     }
     words
+}
+
+/// Whether the DSP executor runs conv op `k` (of an int8 plan) on the window path with
+/// `workspace_words` of workspace in an arena of the plan's size: the workspace, or the
+/// arena's free range at op `k` where that is larger, is enough for it.
+pub(super) fn dsp_conv_takes_window(plan: &Plan<'_>, k: usize, workspace_words: usize) -> bool {
+    let op = plan.op(k);
+    let (xv, yv) = (
+        plan.value(op.inputs[0] as usize),
+        plan.value(op.output as usize),
+    );
+    let scratch = conv_scratch(plan, k, &op, 4 * plan.arena_words(), workspace_words);
+    let words = workspace_words.max((scratch.1 - scratch.0) / 4);
+    let rq: &[Requant] = cast(plan.data(op.aux)).unwrap_or(&[]);
+    !rq.is_empty() && int8::dsp::qconv2d_takes_window(&conv_shape(&op, &xv, &yv), rq, words)
 }
 
 /// A part of the executor that `run_linked`'s set leaves out (checked before each op).
@@ -379,6 +515,7 @@ fn requants(b: &[u8]) -> impl Iterator<Item = Requant> + '_ {
 
 fn run_int8<const LINK: u32>(
     plan: &Plan<'_>,
+    k: usize,
     op: &OpRecord,
     arena: &mut [u8],
     workspace: &mut [u32],
@@ -386,7 +523,21 @@ fn run_int8<const LINK: u32>(
 ) -> Result<(), DeployError> {
     let xv = plan.value(op.inputs[0] as usize);
     let yv = plan.value(op.output as usize);
-    let (out, views) = split(arena, range_of(&yv))?;
+    // The DSP convolution's window path runs faster the more workspace it has, up to the
+    // whole widened image: where the static workspace is smaller, it may take the largest
+    // free stretch of the arena at this op instead (see `fast_workspace_words`).
+    let scratch = match op.kind == OpKind::Conv
+        && kernels == Int8Kernels::Dsp
+        && linked::<LINK>(OpKind::Conv)
+    {
+        true => conv_scratch(plan, k, op, arena.len(), workspace.len()),
+        false => (0, 0),
+    };
+    let (out, arena_scratch, views) = carve(arena, range_of(&yv), scratch)?;
+    let workspace = match arena_scratch.is_empty() {
+        true => workspace,
+        false => cast_mut::<u32>(arena_scratch)?,
+    };
     let x: &[i8] = cast(views.get(range_of(&xv))?)?;
     let range = int8_range(op.act, yv.scale);
     match op.kind {
@@ -423,7 +574,13 @@ fn run_int8<const LINK: u32>(
                 match kernels {
                     Int8Kernels::Plain => int8::qconv2d_forward(&s, x, w, bias, rq, range, y)?,
                     Int8Kernels::Dsp => {
-                        int8::dsp::qconv2d_forward(&s, x, w, bias, rq, range, y, workspace)?
+                        let paths = int8::dsp::ConvPaths {
+                            window: link::has(LINK, link::CONV_WINDOW),
+                            general: link::has(LINK, link::CONV_GENERAL),
+                        };
+                        int8::dsp::qconv2d_forward_paths(
+                            paths, &s, x, w, bias, rq, range, y, workspace,
+                        )?
                     }
                     Int8Kernels::Reference => {
                         int8::reference::qconv2d(&s, x, w, bias, rq, range, y)?

@@ -14,6 +14,10 @@ pub const F32: u32 = 1;
 pub const INT8: u32 = 2;
 /// Everything ([`super::run`]).
 pub const ALL: u32 = u32::MAX;
+/// The int8 DSP convolution's window path ([`crate::int8::dsp::qconv2d_takes_window`]).
+pub const CONV_WINDOW: u32 = 1 << 9;
+/// The int8 DSP convolution's general path (im2col and 2x2 blocks).
+pub const CONV_GENERAL: u32 = 1 << 10;
 
 /// The bit of one op kind.
 pub const fn op(kind: OpKind) -> u32 {
@@ -37,7 +41,8 @@ pub const fn precision(p: Precision) -> u32 {
     }
 }
 
-/// The smallest set that runs `plan`: its precision and the kinds of its ops.
+/// The smallest set that runs `plan` with any workspace: its precision and the kinds of its
+/// ops, and for an int8 plan with convolutions both paths of the DSP convolution.
 ///
 /// ```
 /// use tinycnn_kernels::deploy::{link, format::{OpKind, Precision}};
@@ -45,9 +50,33 @@ pub const fn precision(p: Precision) -> u32 {
 /// assert!(link::has(set, link::INT8) && !link::has(set, link::F32));
 /// ```
 pub fn needed_by(plan: &Plan<'_>) -> u32 {
-    (0..plan.ops()).fold(precision(plan.precision()), |set, k| {
+    let set = (0..plan.ops()).fold(precision(plan.precision()), |set, k| {
         set | op(plan.op(k).kind)
-    })
+    });
+    match plan.precision() == Precision::Int8 && has(set, op(OpKind::Conv)) {
+        true => set | CONV_WINDOW | CONV_GENERAL,
+        false => set,
+    }
+}
+
+/// The smallest set that runs `plan` with the DSP kernels and `workspace_words` of workspace
+/// (or more) in an arena of [`Plan::arena_words`] (or more): [`needed_by`] with only the
+/// DSP convolution paths its convolutions take there (see [`super::fast_workspace_words`]
+/// for how the executor finds them room in the arena). A firmware passes its workspace
+/// size; with less workspace, a convolution whose path is left out is an error.
+pub fn needed_by_dsp(plan: &Plan<'_>, workspace_words: usize) -> u32 {
+    let set = needed_by(plan) & !(CONV_WINDOW | CONV_GENERAL);
+    if plan.precision() != Precision::Int8 {
+        return set;
+    }
+    (0..plan.ops())
+        .filter(|&k| plan.op(k).kind == OpKind::Conv)
+        .fold(set, |set, k| {
+            match super::exec::dsp_conv_takes_window(plan, k, workspace_words) {
+                true => set | CONV_WINDOW,
+                false => set | CONV_GENERAL,
+            }
+        })
 }
 
 /// Whether `set` holds every bit of `bits`.

@@ -491,3 +491,175 @@ fn prechecked_reads_what_parse_accepts_and_refuses_unreadable_bytes() {
     assert!(Plan::parse(bytes_of(&w3)).is_err());
     assert!(Plan::parse_prechecked(bytes_of(&w3)).is_ok());
 }
+
+/// Three int8 convolutions (5x5, padding 2, 16x16) in an arena where each leaves a value's
+/// bytes free: v0 [1,16,16] at 2048, v1 = conv(v0) [4,16,16] at 0, v2 = conv(v1) [4,16,16]
+/// at 1024, v3 = conv(v2) [2,16,16] at 0; 2,304 bytes.
+fn three_convs() -> Vec<u32> {
+    let value = |c: u32, offset: u32| ValueRecord {
+        dtype: DType::I8,
+        shape: [c, 16, 16],
+        offset,
+        scale: 0.05,
+    };
+    let values = [value(1, 2048), value(4, 0), value(4, 1024), value(2, 0)];
+    let mut rng = 0x2545_f491_u32;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        rng
+    };
+    let mut data = Vec::new();
+    let mut ops = Vec::new();
+    for (k, (cin, cout)) in [(1u32, 4u32), (4, 4), (4, 2)].into_iter().enumerate() {
+        let mut op = OpRecord::new(OpKind::Conv, k as u32, k as u32 + 1);
+        op.kernel = [5, 5];
+        op.padding = [2, 2];
+        let taps = (cin * cout * 25) as usize;
+        let at = data.len() as u32;
+        data.extend((0..taps).map(|_| next() as u8));
+        data.resize(data.len().next_multiple_of(4), 0);
+        op.weight = Span {
+            offset: at,
+            len: taps as u32,
+        };
+        let at = data.len() as u32;
+        for _ in 0..cout {
+            data.extend_from_slice(&((next() % 2001) as i32 - 1000).to_le_bytes());
+        }
+        op.bias = Span {
+            offset: at,
+            len: 4 * cout,
+        };
+        let at = data.len() as u32;
+        for _ in 0..cout {
+            // Scales below 1/4: shifts from 33, the DSP window path's requantization.
+            let scale = 0.002 + (next() % 1000) as f32 * 1e-5;
+            data.extend_from_slice(&requant_bytes(int8::Requant::from_scale(scale).unwrap()));
+        }
+        op.aux = Span {
+            offset: at,
+            len: 8 * cout,
+        };
+        ops.push(op);
+    }
+    assemble(Precision::Int8, &values, &ops, &data)
+}
+
+#[test]
+fn free_arena_range_is_the_largest_stretch_of_dead_or_unwritten_values() {
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    assert_eq!(plan.arena_words(), 2304 / 4);
+    // op 0 reads v0 (2048..2304) and writes v1 (0..1024): v2's bytes are not written yet.
+    assert_eq!(exec::free_arena_range(&plan, 0, 2304), (1024, 2048));
+    // op 1 reads v1 and writes v2: v0 is dead.
+    assert_eq!(exec::free_arena_range(&plan, 1, 2304), (2048, 2304));
+    // op 2 reads v2 (1024..2048) and writes v3 (0..512): v1's tail and v0 are free.
+    assert_eq!(exec::free_arena_range(&plan, 2, 2304), (512, 1024));
+    // A larger arena than the plan's: its tail is free too.
+    assert_eq!(exec::free_arena_range(&plan, 2, 4000), (2048, 4000));
+    // op 0's window path (one input channel: row pairs of 6 x 5 + 4 = 24 words) needs 5
+    // widened rows per output row plus 3 x 5 weight words, 135 words: the free 256 words
+    // hold bands of (256 - 15) / 24 - 4 = 6 rows, not half the output's (8 rows: 12 x 24
+    // + 15 = 303 words). Ops 1 and 2 (two channel pairs: 10 pair rows of 24 words for the
+    // first output row, 2 more per further row, 10 x 5 weight words) need 24 x 24 + 50 =
+    // 626 words for bands of 8 rows; their free 64 and 128 words hold not even one row.
+    // The fast workspace asks for the largest of those.
+    assert_eq!(fast_workspace_words(&plan), 24 * 24 + 50);
+}
+
+#[test]
+fn convolutions_in_free_arena_ranges_match_the_reference() {
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let x: Vec<f32> = (0..256)
+        .map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0)
+        .collect();
+    let mut want = None;
+    // The reference, then the DSP kernels with the least workspace (op 0 in bands of 6 rows
+    // in v2's bytes), a workspace between (op 0 in the larger workspace, no bands of one
+    // row in the arena) and the fast one (whole images, no arena).
+    for (kernels, ws) in [
+        (Int8Kernels::Reference, plan.workspace_words()),
+        (Int8Kernels::Dsp, plan.workspace_words()),
+        (Int8Kernels::Dsp, 300),
+        (Int8Kernels::Dsp, fast_workspace_words(&plan)),
+        (Int8Kernels::Plain, plan.workspace_words()),
+    ] {
+        let mut arena = vec![0x5a5a_5a5au32; plan.arena_words()];
+        let mut workspace = vec![0xa5a5_a5a5u32; ws];
+        run(&plan, Input::F32(&x), &mut arena, &mut workspace, kernels).unwrap();
+        let got = match output(&plan, &arena).unwrap() {
+            Output::I8 { values, .. } => values.to_vec(),
+            _ => panic!("int8 output expected"),
+        };
+        assert!(
+            got.iter().any(|&v| v != got[0]),
+            "a constant output tests little"
+        );
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert_eq!(&got, w, "{kernels:?} with {ws} words"),
+        }
+    }
+}
+
+#[test]
+fn dsp_link_set_holds_the_conv_paths_the_workspace_takes() {
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let base = link::INT8 | link::op(OpKind::Conv);
+    assert_eq!(
+        link::needed_by(&plan),
+        base | link::CONV_WINDOW | link::CONV_GENERAL
+    );
+    // The least workspace: op 0 in the arena's free 256 words (window), ops 1 and 2 have
+    // no room for a band (general).
+    let least = plan.workspace_words();
+    assert!(least < 290);
+    assert_eq!(
+        link::needed_by_dsp(&plan, least),
+        base | link::CONV_WINDOW | link::CONV_GENERAL
+    );
+    // 290 words hold one output row of ops 1 and 2 (10 pair rows x 24 + 50): all window.
+    assert_eq!(link::needed_by_dsp(&plan, 290), base | link::CONV_WINDOW);
+    assert_eq!(
+        link::needed_by_dsp(&plan, 289),
+        link::needed_by_dsp(&plan, least)
+    );
+    let fast = fast_workspace_words(&plan);
+    const WINDOW_ONLY: u32 = link::INT8 | link::op(OpKind::Conv) | link::CONV_WINDOW;
+    assert_eq!(link::needed_by_dsp(&plan, fast), WINDOW_ONLY);
+    let x = [0.5f32; 256];
+    let mut arena = vec![0u32; plan.arena_words()];
+    let (mut ws, mut ws_all) = (vec![0u32; fast], vec![0u32; fast]);
+    run_linked::<WINDOW_ONLY>(&plan, Input::F32(&x), &mut arena, &mut ws, Int8Kernels::Dsp)
+        .unwrap();
+    let i8_of = |arena: &[u32]| match output(&plan, arena).unwrap() {
+        Output::I8 { values, .. } => values.to_vec(),
+        _ => panic!("int8 output expected"),
+    };
+    let got = i8_of(&arena);
+    let mut arena_all = vec![0u32; plan.arena_words()];
+    run(
+        &plan,
+        Input::F32(&x),
+        &mut arena_all,
+        &mut ws_all,
+        Int8Kernels::Reference,
+    )
+    .unwrap();
+    assert_eq!(got, i8_of(&arena_all));
+    // With less workspace ops 1 and 2 need the general path, which this set leaves out.
+    let mut small = vec![0u32; least];
+    assert!(run_linked::<WINDOW_ONLY>(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut small,
+        Int8Kernels::Dsp
+    )
+    .is_err());
+}

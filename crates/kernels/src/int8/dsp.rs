@@ -13,10 +13,11 @@
 //! # Loop order
 //! * [`qconv2d_forward`], window path (stride 1, no dilation, 5-tap kernel rows, one or an
 //!   even number of input channels per group, every shift at least 33, and a workspace of
-//!   [`qconv2d_window_workspace_len`] words): the group's zero-padded input widened once
-//!   into 16-bit pairs (channel pairs, or row pairs for one input channel), one output
-//!   channel's weights into matching pairs, then blocks of five output pixels along an
-//!   output row: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
+//!   at least [`qconv2d_window_workspace_len`] words): in bands of as many output rows as
+//!   the workspace holds, the zero-padded input rows the band reads widened once into
+//!   16-bit pairs (channel pairs, or row pairs for one input channel), then per output
+//!   channel its weights into matching pairs and blocks of five output pixels along each
+//!   output row of the band: per kernel row 9 input and 5 weight loads, 25 `SMLAD`s for 50
 //!   multiply-accumulates, no im2col; requantization and stores in the same asm block.
 //! * [`qconv2d_forward`], general path: im2col of two output pixels at a time (the patch in
 //!   weight order, zero-padded to a multiple of 4), widened once per pixel with `SXTB16`
@@ -867,17 +868,79 @@ pub fn qconv2d_forward(
     y: &mut [i8],
     workspace: &mut [u32],
 ) -> Result<()> {
+    let all = ConvPaths {
+        window: true,
+        general: true,
+    };
+    qconv2d_forward_paths(all, s, x, w, bias, requant, range, y, workspace)
+}
+
+/// Which paths [`qconv2d_forward_paths`] may take. A firmware that runs one plan passes
+/// constants: the code of a path it leaves out is not linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvPaths {
+    /// The window path (shapes and workspaces of [`qconv2d_takes_window`]).
+    pub window: bool,
+    /// The general path (im2col and 2x2 blocks): every other convolution.
+    pub general: bool,
+}
+
+/// Whether [`qconv2d_forward`] takes its window path for shape `s` with `requant` and
+/// `workspace_words` of workspace: a window shape ([`qconv2d_window_workspace_len`] is
+/// `Some`), at least that much workspace, and every requantization shift at least 33 (the
+/// only form the path's requantization has; every real layer's, a scale below 1/4).
+pub fn qconv2d_takes_window(s: &Conv2dShape, requant: &[Requant], workspace_words: usize) -> bool {
+    qconv2d_window_workspace_len(s).is_some_and(|need| workspace_words >= need)
+        && requant.iter().all(|r| r.shift >= 33)
+}
+
+/// [`qconv2d_forward`] restricted to the paths in `paths`: a convolution that needs a path
+/// left out is an [`KernelError::InvalidArgument`] error. Inlined, so that constant `paths`
+/// drop the other path's code.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d_forward_paths(
+    paths: ConvPaths,
+    s: &Conv2dShape,
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) -> Result<()> {
     let (oh, ow) = check_conv2d(s, x.len(), w.len(), y.len())?;
     check_bias_requant(s.params.out_channels, bias, Some(requant))?;
     range.validate()?;
-    // The window path requantizes in the `shift >= 33` form only (every real layer's: a
-    // scale below 1/8); others take the general path.
-    if let (Some(l), Some(need)) = (window_layout(s), qconv2d_window_workspace_len(s)) {
-        if workspace.len() >= need && requant.iter().all(|r| r.shift >= 33) {
+    if paths.window && qconv2d_takes_window(s, requant, workspace.len()) {
+        if let Some(l) = window_layout(s) {
             qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
             return Ok(());
         }
     }
+    if !paths.general {
+        return Err(KernelError::InvalidArgument {
+            what: "convolution: its path (the general one) is not linked in",
+        });
+    }
+    qconv2d_general(s, (oh, ow), x, w, bias, requant, range, y, workspace)
+}
+
+/// The general path of [`qconv2d_forward`] (shapes checked by the caller).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn qconv2d_general(
+    s: &Conv2dShape,
+    (oh, ow): (usize, usize),
+    x: &[i8],
+    w: &[i8],
+    bias: Option<&[i32]>,
+    requant: &[Requant],
+    range: ActRange,
+    y: &mut [i8],
+    workspace: &mut [u32],
+) -> Result<()> {
     let kp = padded_patch(s)?;
     let need = qconv2d_workspace_len(s)?;
     check_workspace(workspace.len(), need)?;
@@ -1165,25 +1228,65 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
     (l.taps_rows <= 255 && stride_bytes < 1 << 24).then_some(l)
 }
 
-/// Words of workspace with which [`qconv2d_forward`] takes its window path, or `None` for
-/// a shape it does not take (stride and dilation other than 1, kernel rows other than 5
-/// taps, an odd number of input channels per group other than 1). The path widens a
-/// group's zero-padded input once into pairs of 16-bit lanes (channel pairs, or row pairs
-/// for a single input channel) and one output channel's weights into matching pairs, then
-/// runs blocks of five output pixels: per kernel row 9 input words and 5 weight words feed
-/// 25 `SMLAD`s (50 multiply-accumulates), with no im2col.
-pub fn qconv2d_window_workspace_len(s: &Conv2dShape) -> Option<usize> {
-    let l = window_layout(s)?;
-    l.rows
-        .checked_mul(l.wp)?
-        .checked_add(l.taps_rows.checked_mul(WINDOW_KW)?)
+impl WindowLayout {
+    /// Widened rows that `band` consecutive output rows read: the first row's
+    /// `(taps_rows - 1) * pair_step + 1`, then `row_step` more per further row (at most
+    /// the whole image's `rows`).
+    fn strip_rows(&self, band: usize) -> usize {
+        let first = (self.taps_rows - 1) * self.pair_step + 1;
+        (first + (band.max(1) - 1) * self.row_step).min(self.rows)
+    }
+
+    /// Words of workspace for bands of `band` output rows: the band's strip of widened
+    /// rows plus one output channel's widened weights.
+    fn words(&self, band: usize) -> Option<usize> {
+        self.strip_rows(band)
+            .checked_mul(self.wp)?
+            .checked_add(self.taps_rows.checked_mul(WINDOW_KW)?)
+    }
+
+    /// The most output rows per band that `words` of workspace hold (0: not even one).
+    fn band_for(&self, words: usize, oh: usize) -> usize {
+        let Some(w) = words.checked_sub(self.taps_rows * WINDOW_KW) else {
+            return 0;
+        };
+        let rows = w / self.wp;
+        if rows >= self.strip_rows(oh) {
+            return oh;
+        }
+        let first = (self.taps_rows - 1) * self.pair_step + 1;
+        rows.checked_sub(first)
+            .map_or(0, |more| 1 + more / self.row_step)
+    }
 }
 
-/// The workspace [`qconv2d_forward`] runs fastest with: the window path's where the shape
-/// has one, else [`qconv2d_workspace_len`].
+/// Words of workspace with which [`qconv2d_forward`] takes its window path (the least: bands
+/// of one output row), or `None` for a shape it does not take (stride and dilation other
+/// than 1, kernel rows other than 5 taps, an odd number of input channels per group other
+/// than 1). The path widens the zero-padded input rows that a band of output rows reads
+/// into pairs of 16-bit lanes (channel pairs, or row pairs for a single input channel) and
+/// one output channel's weights into matching pairs, then runs blocks of five output
+/// pixels: per kernel row 9 input words and 5 weight words feed 25 `SMLAD`s (50
+/// multiply-accumulates), with no im2col. With more workspace the bands are taller (fewer
+/// rows and weights widened twice), up to [`qconv2d_window_workspace_len_rows`] with all
+/// output rows: the whole image widened once.
+pub fn qconv2d_window_workspace_len(s: &Conv2dShape) -> Option<usize> {
+    qconv2d_window_workspace_len_rows(s, 1)
+}
+
+/// Words of workspace with which the window path of [`qconv2d_forward`] runs bands of
+/// `band` output rows (at most the output's height: the whole image in one band), or
+/// `None` for a shape it does not take (see [`qconv2d_window_workspace_len`]).
+pub fn qconv2d_window_workspace_len_rows(s: &Conv2dShape, band: usize) -> Option<usize> {
+    window_layout(s)?.words(band)
+}
+
+/// The workspace [`qconv2d_forward`] runs fastest with: the window path's whole image in
+/// one band where the shape has one, else [`qconv2d_workspace_len`].
 pub fn qconv2d_workspace_len_fast(s: &Conv2dShape) -> Result<usize> {
     let min = qconv2d_workspace_len(s)?;
-    Ok(qconv2d_window_workspace_len(s).map_or(min, |w| w.max(min)))
+    let (oh, _) = s.params.out_hw(s.in_h, s.in_w)?;
+    Ok(qconv2d_window_workspace_len_rows(s, oh).map_or(min, |w| w.max(min)))
 }
 
 /// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
@@ -1207,10 +1310,17 @@ fn pair4(ua: u32, ub: u32) -> [u32; 4] {
     ]
 }
 
-/// Widens group input `xg` (`cin_g` planes) into `img` (`l.rows * l.wp` words), zero
-/// padding included.
+/// Widens rows `first..first + rows` of group input `xg` (`cin_g` planes) in the layout
+/// `l` into `img` (`rows * l.wp` words), zero padding included.
 #[inline(never)]
-fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
+fn window_widen(
+    s: &Conv2dShape,
+    l: &WindowLayout,
+    xg: &[i8],
+    first: usize,
+    rows: usize,
+    img: &mut [u32],
+) {
     let p = &s.params;
     let cin_g = p.in_per_group();
     let (ph, pw) = p.padding;
@@ -1220,7 +1330,8 @@ fn window_widen(s: &Conv2dShape, l: &WindowLayout, xg: &[i8], img: &mut [u32]) {
         let iy = y.checked_sub(ph).filter(|&iy| iy < s.in_h)?;
         xg.get(c * in_plane + iy * s.in_w..)?.get(..s.in_w)
     };
-    for (r, row) in img.chunks_exact_mut(l.wp).take(l.rows).enumerate() {
+    for (i, row) in img.chunks_exact_mut(l.wp).take(rows).enumerate() {
+        let r = first + i;
         let (a, b) = if cin_g == 1 {
             (line(0, r), line(0, r + 1))
         } else {
@@ -1528,7 +1639,9 @@ fn window_row_asm(a: &mut WindowRow) {
 }
 
 /// The window path of [`qconv2d_forward`] (shape checked by the caller, `workspace` at
-/// least [`qconv2d_window_workspace_len`]).
+/// least [`qconv2d_window_workspace_len`]): bands of as many output rows as the workspace
+/// holds; per band the input rows it reads are widened once, then each output channel's
+/// weights, then the band's rows of that channel.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn qconv2d_window(
@@ -1550,7 +1663,8 @@ fn qconv2d_window(
     let (oh, ow) = out;
     let in_plane = s.in_h * s.in_w;
     let pixels = oh * ow;
-    let (img, wr) = workspace.split_at_mut(l.rows * l.wp);
+    let band = l.band_for(workspace.len(), oh).max(1);
+    let (img, wr) = workspace.split_at_mut(l.strip_rows(band) * l.wp);
     let wr = &mut wr[..l.taps_rows * kw];
     let (row_words, pair_words) = (l.row_step * l.wp, l.pair_step * l.wp);
     // Whole blocks of an output row, and the pixels of a last partial one.
@@ -1558,46 +1672,52 @@ fn qconv2d_window(
     for n in 0..s.batch {
         for g in 0..p.groups {
             let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
-            window_widen(s, l, xg, img);
-            for o in g * cout_g..(g + 1) * cout_g {
-                window_weights(s, l, &w[o * k..][..k], wr);
-                let b = bias.map_or(0, |b| b[o]);
-                let rq = requant[o];
-                let mut args = WindowRow {
-                    x: img.as_ptr(),
-                    w: wr.as_ptr(),
-                    stride_rows: (4 * pair_words as u32) << 8 | l.taps_rows as u32,
-                    bias: b,
-                    multiplier: rq.multiplier,
-                    post: rq.shift - 33,
-                    min: range.min as i32,
-                    max: range.max as i32,
-                    out: y.as_mut_ptr(),
-                    blocks: 0,
-                };
-                let plane = (n * p.out_channels + o) * pixels;
-                for oy in 0..oh {
-                    let xr = &img[oy * row_words..];
-                    let at = plane + oy * ow;
-                    // A last partial block writes past the row into outputs computed later
-                    // (rows, channels and examples run in memory order), except at the very
-                    // end of `y`: there it goes through a scratch block.
-                    let blocks = match at + (whole + 1) * WINDOW_PIXELS <= y.len() {
-                        true => whole + (part > 0) as usize,
-                        false => whole,
+            for oy0 in (0..oh).step_by(band) {
+                let rows_here = band.min(oh - oy0);
+                let strip = l.strip_rows(rows_here);
+                window_widen(s, l, xg, oy0 * l.row_step, strip, img);
+                for o in g * cout_g..(g + 1) * cout_g {
+                    window_weights(s, l, &w[o * k..][..k], wr);
+                    let b = bias.map_or(0, |b| b[o]);
+                    let rq = requant[o];
+                    let mut args = WindowRow {
+                        x: img.as_ptr(),
+                        w: wr.as_ptr(),
+                        stride_rows: (4 * pair_words as u32) << 8 | l.taps_rows as u32,
+                        bias: b,
+                        multiplier: rq.multiplier,
+                        post: rq.shift - 33,
+                        min: range.min as i32,
+                        max: range.max as i32,
+                        out: y.as_mut_ptr(),
+                        blocks: 0,
                     };
-                    if blocks > 0 {
-                        let out = &mut y[at..at + blocks * WINDOW_PIXELS];
-                        (args.x, args.out, args.blocks) =
-                            (xr.as_ptr(), out.as_mut_ptr(), blocks as u32);
-                        window_row(&mut args, xr, wr, out);
-                    }
-                    if blocks == whole && part > 0 {
-                        let mut tmp = [0i8; WINDOW_PIXELS];
-                        let xb = &xr[whole * WINDOW_PIXELS..];
-                        (args.x, args.out, args.blocks) = (xb.as_ptr(), tmp.as_mut_ptr(), 1);
-                        window_row(&mut args, xb, wr, &mut tmp);
-                        y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
+                    let plane = (n * p.out_channels + o) * pixels;
+                    for oy in oy0..oy0 + rows_here {
+                        let xr = &img[(oy - oy0) * row_words..strip * l.wp];
+                        let at = plane + oy * ow;
+                        // A last partial block writes past the row into outputs computed
+                        // later: the channel's next rows (this band's or a later band's),
+                        // or with one band also the next channel's or example's first
+                        // rows. With several bands, a spill past the plane would reach a
+                        // next channel's first band, already computed, and at the very end
+                        // of `y` there is nothing: those go through a scratch block.
+                        let end = at + (whole + 1) * WINDOW_PIXELS;
+                        let spill = (band >= oh || end <= plane + pixels) && end <= y.len();
+                        let blocks = whole + (spill && part > 0) as usize;
+                        if blocks > 0 {
+                            let out = &mut y[at..at + blocks * WINDOW_PIXELS];
+                            (args.x, args.out, args.blocks) =
+                                (xr.as_ptr(), out.as_mut_ptr(), blocks as u32);
+                            window_row(&mut args, xr, wr, out);
+                        }
+                        if blocks == whole && part > 0 {
+                            let mut tmp = [0i8; WINDOW_PIXELS];
+                            let xb = &xr[whole * WINDOW_PIXELS..];
+                            (args.x, args.out, args.blocks) = (xb.as_ptr(), tmp.as_mut_ptr(), 1);
+                            window_row(&mut args, xb, wr, &mut tmp);
+                            y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
+                        }
                     }
                 }
             }
