@@ -59,8 +59,9 @@ Usage:
   scripts/mcu-cycles.py ELF [--macs N] [--profile K] [--div C] [--value]
   scripts/mcu-cycles.py --build [plain|dsp] [--profile K]   # builds the int8 lenet-relu firmware
   scripts/mcu-cycles.py ELF --split REGEX [--layer-macs N,N,...]
-  scripts/mcu-cycles.py --build dsp --layers   # LeNet per layer: --split at LenetI8::conv,
-                                               # LenetI8::pool and the linear kernels
+Per op: the executor's per-op functions are inlined into the firmware's `main`; mark
+`run_int8` (or `run_f32`) in crates/kernels/src/deploy/exec.rs `#[inline(never)]` in a
+scratch build and split with `--split run_int8` (one segment per op of the plan, in order).
 Prints per region: count, instructions and cycles per occurrence; with --macs, cycles per
 multiply-accumulate; with --profile K, the K functions with most cycles inside the regions.
 With --split REGEX, each region is cut into segments: a new segment starts whenever the
@@ -82,10 +83,6 @@ from collections import Counter, defaultdict
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCU = os.path.join(REPO, "crates", "mcu")
 LENET_MACS = 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10  # 416,520
-# Entry points of LeNet's layers in the int8 firmware (crates/mcu/src/lenet.rs): conv1, pool1,
-# conv2, pool2, fc1, fc2 (fc3, inlined into its caller, is counted with fc2).
-LENET_SPLIT = r"LenetI84conv17h|LenetI84pool17h|int8(3dsp)?15qlinear_forward17h"
-LENET_LAYER_MACS = "117600,0,240000,0,48000,10920"
 
 LOADS = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrt", "ldrbt", "ldrht", "ldrex", "ldrexb", "ldrexh"}
 STORES = {"str", "strb", "strh", "strt", "strex", "strexb", "strexh"}
@@ -457,11 +454,12 @@ def estimate(elf, div, profile, split=None, timeout=600):
 
 
 def build(kernels):
-    feats = "firmware,int8" + (",plain" if kernels == "plain" else "")
+    feats = "firmware" + (",plain" if kernels == "plain" else "")
     tdir = os.path.join(MCU, "target", "cycles-" + kernels)
     env = dict(os.environ)
     env.pop("CARGO_TARGET_DIR", None)
     env.pop("RUSTFLAGS", None)
+    env["TINYCNN_DEPLOY"] = "deployments/lenet-relu-int8"
     subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "thumbv7em-none-eabihf",
                     "--features", feats, "--target-dir", tdir], cwd=MCU, check=True, env=env)
     return os.path.join(tdir, "thumbv7em-none-eabihf", "release", "tinycnn-firmware")
@@ -478,8 +476,6 @@ def main():
                     help="cut each region into segments at entries of functions matching REGEX")
     ap.add_argument("--layer-macs", metavar="N,N,...",
                     help="multiply-accumulates of each --split segment, in order (for cycles/MAC)")
-    ap.add_argument("--layers", action="store_true",
-                    help="LeNet firmware: --split at its layers' entry points, with their MACs")
     ap.add_argument("--value", action="store_true",
                     help="print only the estimated cycles per inference (P = 2), for scripts")
     args = ap.parse_args()
@@ -490,9 +486,6 @@ def main():
         elf, macs = args.elf, args.macs
     else:
         ap.error("give an ELF or --build")
-    if args.layers:
-        args.split = args.split or LENET_SPLIT
-        args.layer_macs = args.layer_macs or LENET_LAYER_MACS
     results, per_fn, loop_range, loop_cycles, stdout, segments = estimate(
         elf, args.div, args.profile, args.split)
     layer_macs = [int(v) for v in args.layer_macs.split(",")] if args.layer_macs else []
