@@ -225,7 +225,7 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 5e-1;
     let e = p * r * r + r + 1.0;
     // The low bits of t hold n + 2^22 + 2^23 (as an integer); shifting n + 127 into the
     // exponent field gives 2^n.

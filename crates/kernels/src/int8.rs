@@ -691,7 +691,7 @@ pub fn quantize_per_channel(
     }
     check_len("scales", scales.len(), channels)?;
     check_len("output", q.len(), w.len())?;
-    if w.len() % channels != 0 || w.is_empty() {
+    if !w.len().is_multiple_of(channels) || w.is_empty() {
         return Err(KernelError::InvalidArgument {
             what: "weight length is not a non-zero multiple of the channel count",
         });

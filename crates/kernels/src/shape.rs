@@ -161,14 +161,14 @@ impl Conv2dParams {
         if self.dilation.0 == 0 || self.dilation.1 == 0 {
             return Err(KernelError::Zero { what: "dilation" });
         }
-        if self.in_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) {
             return Err(KernelError::ChannelsNotDivisibleByGroups {
                 what: "in_channels",
                 channels: self.in_channels,
                 groups: self.groups,
             });
         }
-        if self.out_channels % self.groups != 0 {
+        if !self.out_channels.is_multiple_of(self.groups) {
             return Err(KernelError::ChannelsNotDivisibleByGroups {
                 what: "out_channels",
                 channels: self.out_channels,

@@ -242,6 +242,49 @@ fn run(op: Op, cols: usize, a: &[f32], b: &[f32], labels: &[u32], out: &mut [f32
     })
 }
 
+/// Per row of a `rows x cols` matrix, the index of its maximum (`torch.argmax(x, 1)`, see
+/// [`crate::reference::argmax_rows`]): the first one on ties, and NaN counts as the maximum
+/// (the first NaN wins). The row maximum is a vector reduction that propagates NaN; the index
+/// is then the first element equal to it, a scan without data-dependent branches to
+/// mispredict until it stops.
+///
+/// ```
+/// use tinycnn_kernels::argmax_rows;
+/// let x = [1.0, 3.0, 3.0, f32::NAN, 0.0, f32::NAN];
+/// let mut idx = [0u32; 2];
+/// argmax_rows(2, 3, &x, &mut idx).unwrap();
+/// assert_eq!(idx, [1, 0]);
+/// ```
+pub fn argmax_rows(rows: usize, cols: usize, x: &[f32], out: &mut [u32]) -> Result<()> {
+    check_rows(rows, cols, x.len(), mul("argmax matrix", rows, cols)?)?;
+    check_len("argmax", out.len(), rows)?;
+    vectorize(ArgmaxRows { cols, x, out });
+    Ok(())
+}
+
+struct ArgmaxRows<'a> {
+    cols: usize,
+    x: &'a [f32],
+    out: &'a mut [u32],
+}
+
+impl WithSimd for ArgmaxRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        for (row, o) in self.x.chunks_exact(self.cols).zip(self.out.iter_mut()) {
+            let m = rows::max(s, row);
+            let at = if m.is_nan() {
+                row.iter().position(|v| v.is_nan())
+            } else {
+                row.iter().position(|&v| v == m)
+            };
+            // The maximum is one of the row's elements, so `position` always finds it.
+            *o = at.unwrap_or(0) as u32;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -414,48 +457,5 @@ mod tests {
         assert!(g[..3].iter().all(|v| v.is_nan()) && g[3..].iter().all(|v| !v.is_nan()));
         log_softmax_backward(2, 3, &y, &[1.0; 6], &mut g).unwrap();
         assert!(g[1].is_nan());
-    }
-}
-
-/// Per row of a `rows x cols` matrix, the index of its maximum (`torch.argmax(x, 1)`, see
-/// [`crate::reference::argmax_rows`]): the first one on ties, and NaN counts as the maximum
-/// (the first NaN wins). The row maximum is a vector reduction that propagates NaN; the index
-/// is then the first element equal to it, a scan without data-dependent branches to
-/// mispredict until it stops.
-///
-/// ```
-/// use tinycnn_kernels::argmax_rows;
-/// let x = [1.0, 3.0, 3.0, f32::NAN, 0.0, f32::NAN];
-/// let mut idx = [0u32; 2];
-/// argmax_rows(2, 3, &x, &mut idx).unwrap();
-/// assert_eq!(idx, [1, 0]);
-/// ```
-pub fn argmax_rows(rows: usize, cols: usize, x: &[f32], out: &mut [u32]) -> Result<()> {
-    check_rows(rows, cols, x.len(), mul("argmax matrix", rows, cols)?)?;
-    check_len("argmax", out.len(), rows)?;
-    vectorize(ArgmaxRows { cols, x, out });
-    Ok(())
-}
-
-struct ArgmaxRows<'a> {
-    cols: usize,
-    x: &'a [f32],
-    out: &'a mut [u32],
-}
-
-impl WithSimd for ArgmaxRows<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        for (row, o) in self.x.chunks_exact(self.cols).zip(self.out.iter_mut()) {
-            let m = rows::max(s, row);
-            let at = if m.is_nan() {
-                row.iter().position(|v| v.is_nan())
-            } else {
-                row.iter().position(|&v| v == m)
-            };
-            // The maximum is one of the row's elements, so `position` always finds it.
-            *o = at.unwrap_or(0) as u32;
-        }
     }
 }

@@ -293,12 +293,12 @@ fn conv_wrong_buffer_lengths() {
     };
     let (x, w, gy) = (vec![0.0; 50], vec![0.0; 54], vec![0.0; 27]);
     assert!(is_len_err(
-        conv2d_backward_input(&s, &gy[..26], &w, &mut vec![0.0; 50], &mut ws_i),
+        conv2d_backward_input(&s, &gy[..26], &w, &mut [0.0; 50], &mut ws_i),
         27,
         26
     ));
     assert!(is_len_err(
-        conv2d_backward_input(&s, &gy, &w[..53], &mut vec![0.0; 50], &mut ws_i),
+        conv2d_backward_input(&s, &gy, &w[..53], &mut [0.0; 50], &mut ws_i),
         54,
         53
     ));
@@ -318,7 +318,7 @@ fn conv_wrong_buffer_lengths() {
         55
     ));
     assert!(is_len_err(
-        conv2d_backward_weight(&s, &x, &vec![0.0; 28], &mut vec![0.0; 54], &mut ws_w),
+        conv2d_backward_weight(&s, &x, &[0.0; 28], &mut vec![0.0; 54], &mut ws_w),
         27,
         28
     ));

@@ -497,7 +497,7 @@ impl Inference {
             .iter_mut()
             .zip(x.chunks(per * in_len).zip(out.chunks_mut(per * out_len)));
         if workers == 1 {
-            chunks.map(run_one).collect()
+            chunks.into_iter().try_for_each(run_one)
         } else {
             let jobs: Vec<_> = chunks.collect();
             parallel::install(|| jobs.into_par_iter().map(run_one).collect())

@@ -38,7 +38,7 @@ impl Tensor {
         }
         let mut shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(i) = infer {
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(Error::bad_shape(
                     "reshape",
                     self.shape(),
