@@ -83,6 +83,19 @@ impl BatchNormStats<'_> {
     fn invstd(&self, c: usize) -> f32 {
         1.0 / libm::sqrtf(self.var[c] + self.eps)
     }
+    /// Channel `c`'s normalization as one affine map `y = x * alpha + beta` (weight 1 and
+    /// bias 0 when not given), computed as PyTorch's CPU kernel does: [`batch_norm_forward`]
+    /// applies it, and an inference path folds it into the convolution before the norm.
+    ///
+    /// ```
+    /// use tinycnn_kernels::BatchNormStats;
+    /// let stats = BatchNormStats { mean: &[4.0], var: &[4.0], eps: 0.0 };
+    /// assert_eq!(stats.alpha_beta(0, Some(&[3.0]), Some(&[1.0])), (1.5, -5.0));
+    /// ```
+    pub fn alpha_beta(&self, c: usize, weight: Option<&[f32]>, bias: Option<&[f32]>) -> (f32, f32) {
+        let alpha = self.invstd(c) * weight.map_or(1.0, |w| w[c]);
+        (alpha, bias.map_or(0.0, |b| b[c]) - self.mean[c] * alpha)
+    }
 }
 
 /// Where [`batch_norm_backward`] writes; each gradient is computed only when asked for.
@@ -158,8 +171,7 @@ pub fn batch_norm_forward(
     check_batch_norm_forward(s, x, stats, weight, bias, y)?;
     let per_image = s.channels * s.spatial;
     for c in 0..s.channels {
-        let alpha = stats.invstd(c) * weight.map_or(1.0, |w| w[c]);
-        let beta = bias.map_or(0.0, |b| b[c]) - stats.mean[c] * alpha;
+        let (alpha, beta) = stats.alpha_beta(c, weight, bias);
         for b in 0..s.batch {
             let at = b * per_image + c * s.spatial;
             let (xp, yp) = (&x[at..at + s.spatial], &mut y[at..at + s.spatial]);

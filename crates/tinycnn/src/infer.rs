@@ -107,18 +107,20 @@ impl Norm {
         })
     }
 
-    /// `(alpha, beta)` per channel, from the tensors' current values.
+    /// `(alpha, beta)` per channel, from the tensors' current values (the kernel's own
+    /// [`k::BatchNormStats::alpha_beta`], so the lean path normalizes as the forward does).
     fn alpha_beta(&self) -> Result<(Vec<f32>, Vec<f32>)> {
         let (mean, var) = (host(&self.mean)?, host(&self.var)?);
         let weight = self.weight.as_ref().map(host).transpose()?;
         let bias = self.bias.as_ref().map(host).transpose()?;
-        let alpha: Vec<f32> = (0..mean.len())
-            .map(|c| weight.as_ref().map_or(1.0, |w| w[c]) / (var[c] + self.eps).sqrt())
-            .collect();
-        let beta = (0..mean.len())
-            .map(|c| bias.as_ref().map_or(0.0, |b| b[c]) - mean[c] * alpha[c])
-            .collect();
-        Ok((alpha, beta))
+        let stats = k::BatchNormStats {
+            mean: &mean,
+            var: &var,
+            eps: self.eps,
+        };
+        Ok((0..mean.len())
+            .map(|c| stats.alpha_beta(c, weight.as_deref(), bias.as_deref()))
+            .unzip())
     }
 }
 

@@ -191,19 +191,11 @@ impl DataParallel {
     /// Copies rank 0's parameters into every rank's `module` (a state dict, so whatever
     /// the module exports travels).
     pub fn broadcast_module(&self, module: &dyn Module) -> Result<()> {
-        let mut bytes = if self.is_root() {
-            crate::io::to_bytes(&module.state_dict())?
-        } else {
-            Vec::new()
-        };
-        self.comm.broadcast_bytes(&mut bytes, 0)?;
-        if !self.is_root() {
-            let state = crate::io::from_bytes(&bytes)?;
-            self.agree("broadcast_module", module.load_state_dict(&state))?;
-        } else {
-            self.agree("broadcast_module", Ok(()))?;
-        }
-        Ok(())
+        self.broadcast_state(
+            "broadcast_module",
+            || module.state_dict(),
+            |state| module.load_state_dict(&state),
+        )
     }
 
     /// Copies rank 0's buffers (batch norm's running statistics) into every rank's `module`,
@@ -218,16 +210,10 @@ impl DataParallel {
         if buffers.is_empty() {
             return Ok(());
         }
-        let mut bytes = if self.is_root() {
-            crate::io::to_bytes(&crate::nn::StateDict::from_entries(buffers.clone()))?
-        } else {
-            Vec::new()
-        };
-        self.comm.broadcast_bytes(&mut bytes, 0)?;
-        let loaded = if self.is_root() {
-            Ok(())
-        } else {
-            crate::io::from_bytes(&bytes).and_then(|state| {
+        self.broadcast_state(
+            "broadcast_buffers",
+            || crate::nn::StateDict::from_entries(buffers.clone()),
+            |state| {
                 let _no_grad = crate::no_grad_guard();
                 buffers
                     .iter()
@@ -237,16 +223,35 @@ impl DataParallel {
                             "broadcast_buffers: rank 0 has no buffer `{name}`"
                         ))),
                     })
-            })
-        };
-        self.agree("broadcast_buffers", loaded)
+            },
+        )
     }
 
     /// Copies rank 0's optimizer state (momentum, Adam moments, step counts) into every
     /// rank's `optimizer`, so a resumed run continues from one state.
     pub fn broadcast_optimizer(&self, optimizer: &mut dyn Optimizer) -> Result<()> {
+        // Read before the broadcast (the load borrows the optimizer), on rank 0 only.
+        let state = match self.is_root() {
+            true => optimizer.state_dict(),
+            false => crate::nn::StateDict::from_entries(Vec::new()),
+        };
+        self.broadcast_state(
+            "broadcast_optimizer",
+            || state,
+            |s| optimizer.load_state_dict(&s),
+        )
+    }
+
+    /// Rank 0's `state()` (as safetensors bytes) handed to `load` on every other rank; a
+    /// failure on any rank fails all of them (named `op`).
+    fn broadcast_state(
+        &self,
+        op: &'static str,
+        state: impl FnOnce() -> crate::nn::StateDict,
+        load: impl FnOnce(crate::nn::StateDict) -> Result<()>,
+    ) -> Result<()> {
         let mut bytes = if self.is_root() {
-            crate::io::to_bytes(&optimizer.state_dict())?
+            crate::io::to_bytes(&state())?
         } else {
             Vec::new()
         };
@@ -254,9 +259,9 @@ impl DataParallel {
         let loaded = if self.is_root() {
             Ok(())
         } else {
-            crate::io::from_bytes(&bytes).and_then(|s| optimizer.load_state_dict(&s))
+            crate::io::from_bytes(&bytes).and_then(load)
         };
-        self.agree("broadcast_optimizer", loaded)
+        self.agree(op, loaded)
     }
 
     /// Fails on every rank if it failed on one (so no rank goes on to a collective the
