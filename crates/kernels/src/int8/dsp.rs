@@ -1223,9 +1223,9 @@ fn window_layout(s: &Conv2dShape) -> Option<WindowLayout> {
             pair_step: 1,
         }
     };
-    // The native row loop keeps the row count in 8 bits and the stride in 24.
+    // The native row loop keeps the row count and the stride in a halfword each.
     let stride_bytes = l.pair_step.checked_mul(l.wp)?.checked_mul(4)?;
-    (l.taps_rows <= 255 && stride_bytes < 1 << 24).then_some(l)
+    (l.taps_rows <= 255 && stride_bytes < 1 << 16).then_some(l)
 }
 
 impl WindowLayout {
@@ -1400,7 +1400,7 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
 /// `C` output pixels of one channel from `bias`: `acc[j] = bias + sum over rows r < rows,
 /// taps kx < 5 of smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
 /// `(rows - 1) * stride + C + 4` words, `w` at least `5 rows`. The native row loop
-/// ([`window_row`]) runs the same `SMLAD`s (sums do not depend on their order).
+/// ([`window_rows`]) runs the same `SMLAD`s (sums do not depend on their order).
 #[cfg(not(tinycnn_arm_dsp))]
 #[inline(always)]
 fn window_accs<const C: usize>(
@@ -1422,83 +1422,173 @@ fn window_accs<const C: usize>(
     acc
 }
 
-/// What [`window_row`] reads and advances (`repr(C)`: the native loop loads the fields by
-/// offset, 32-bit target).
+/// One output channel's requantization as the window path's native loop reads it.
+#[derive(Clone, Copy)]
+struct WindowChannel {
+    bias: i32,
+    rq: Requant,
+    range: ActRange,
+}
+
+/// Where a call of [`window_rows`] reads and writes: `rows` output rows of `blocks` blocks
+/// of 5 pixels, `row_words` widened words and `out_row` output bytes apart; per output
+/// pixel `taps_rows` kernel pair rows, `pair_words` widened words apart.
+#[derive(Clone, Copy)]
+struct WindowRun {
+    rows: usize,
+    blocks: usize,
+    row_words: usize,
+    out_row: usize,
+    taps_rows: usize,
+    pair_words: usize,
+}
+
+/// What [`window_rows_asm`] reads and advances (`repr(C)`: the native loop loads the
+/// fields by offset, 32-bit target).
+#[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
 #[repr(C)]
-struct WindowRow {
-    /// The current block's first widened word (advanced by 5 words per block).
+struct WindowArgs {
+    /// The current block's first widened word (advanced by 5 words per block, and by
+    /// `x_skip` bytes more after a row's last block).
     x: *const u32,
-    /// The channel's widened weights, `rows` rows of 5 words.
+    /// The channel's widened weights, `taps_rows` rows of 5 words.
     w: *const u32,
-    /// `(row stride in bytes) << 8 | rows`: one register steps and counts the rows.
+    /// `(taps_rows - 1) << 16 | (pair row stride in bytes)`: `UXTAH` steps, `SUBS` counts.
     stride_rows: u32,
     bias: i32,
     multiplier: i32,
-    /// `shift - 33` (the shift is at least 33).
+    /// `2^(shift - 33)` (the shift is 33 to 62): the rounding term, as `SMMLA`'s high addend.
+    round: i32,
+    /// `shift - 32`: the one arithmetic shift after `SMMLA`.
     post: u32,
-    min: i32,
-    max: i32,
-    /// Where the current block's 5 outputs go (advanced by 5 per block).
+    /// The clamp's minimum and maximum, each in all four bytes (`SSUB8` + `SEL`).
+    lo: u32,
+    hi: u32,
+    /// Where the current block's 5 outputs go (advanced by 5 per block, and by `out_skip`
+    /// more after a row's last block).
     out: *mut i8,
-    /// Blocks left (at least 1; counted down).
+    /// Blocks left in the current row (counted down from `row_blocks`).
     blocks: u32,
+    row_blocks: u32,
+    /// `4 row_words - 20 row_blocks` and `out_row - 5 row_blocks`, modulo `2^32`.
+    x_skip: u32,
+    out_skip: u32,
+    /// Output rows left (counted down).
+    rows: u32,
 }
 
-/// `a.blocks` blocks of 5 output pixels of one channel along an output row: the sums of
-/// [`window_accs`] requantized and stored. Natively the requantization is `SMMLA` with
-/// `2^post` as the high word of the addend, then one shift by `post + 1` and the clamp:
-/// `floor((p + 2^(32 + post)) / 2^(33 + post))` for the product `p`, which equals the
-/// `shift >= 33` form of [`requantize`], `((floor(p / 2^32) >> post) + 1) >> 1` (nested
-/// floors of divisions by powers of two are one floor, and `floor((n + 1) / 2)` =
-/// `floor((y + 1) / 2)` for `n = floor(y)`). The caller has checked that `x` (starting at `a.x`) holds
-/// `5 (blocks - 1) + (rows - 1) * stride + 9` words, `w` (at `a.w`) `5 rows`, `out` (at
-/// `a.out`) `5 blocks` bytes, and that `1 <= rows <= 255`, `blocks >= 1`.
+/// `SMMLA Rd, Rn, Rm, Ra`: the high word of `a * b + 2^32 ra` (emulation).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn smmla(a: i32, b: i32, ra: i32) -> i32 {
+    ((a as i64 * b as i64).wrapping_add((ra as i64) << 32) >> 32) as i32
+}
+
+/// `SSAT Rd, #8, Rn`: `v` saturated to `[-128, 127]` (emulation).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn ssat8(v: i32) -> i32 {
+    v.clamp(-128, 127)
+}
+
+/// `SSUB8` + `SEL` with the operands the other way round from [`max8`]: the lane-wise
+/// signed minimum (emulation).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn min8(a: u32, b: u32) -> u32 {
+    let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+    let m = |i: usize| (a[i] as i8).min(b[i] as i8) as u8;
+    u32::from_le_bytes([m(0), m(1), m(2), m(3)])
+}
+
+/// `run.rows` output rows of `run.blocks` blocks of 5 pixels of one channel: the sums of
+/// [`window_accs`] requantized, clamped and stored. The requantization is `SMMLA` with
+/// `2^post` as the high word of the addend, then one arithmetic shift by `post + 1` and
+/// `SSAT` to 8 bits: `floor((p + 2^(32 + post)) / 2^(33 + post))` for the product `p`,
+/// which equals the `shift >= 33` form of [`requantize`],
+/// `((floor(p / 2^32) >> post) + 1) >> 1` (nested floors of divisions by powers of two are
+/// one floor, and `floor((n + 1) / 2)` = `floor((y + 1) / 2)` for `n = floor(y)`),
+/// saturated to int8 before the clamp (the clamp's bounds are int8, so saturating first
+/// changes nothing). The first four outputs of a block are packed into one word and clamped
+/// lane-wise (`SSUB8` + `SEL` against the minimum, then the maximum), the fifth the same
+/// way in the low byte of its word. Checks the bounds (the panics are the caller's bugs):
+/// `x` holds `(rows - 1) row_words + 5 (blocks - 1) + (taps_rows - 1) pair_words + 9`
+/// words, `w` `5 taps_rows`, `out` `(rows - 1) out_row + 5 blocks` bytes;
+/// `1 <= taps_rows <= 255`, `rows, blocks >= 1`, the shift 33 to 62 and the pair row
+/// stride below 64 KiB.
 #[inline(never)]
-fn window_row(a: &mut WindowRow, x: &[u32], w: &[u32], out: &mut [i8]) {
-    let rows = (a.stride_rows & 0xff) as usize;
-    let stride = (a.stride_rows >> 8) as usize / 4;
-    let blocks = a.blocks as usize;
+fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &WindowChannel) {
+    let r = run;
     assert!(
-        rows >= 1
-            && blocks >= 1
-            && (a.stride_rows >> 8).is_multiple_of(4)
-            && x.len() >= WINDOW_PIXELS * (blocks - 1) + (rows - 1) * stride + 9
-            && w.len() >= rows * WINDOW_KW
-            && out.len() >= WINDOW_PIXELS * blocks
-            && core::ptr::eq(a.x, x.as_ptr())
-            && core::ptr::eq(a.w, w.as_ptr())
-            && core::ptr::eq(a.out, out.as_ptr())
+        r.rows >= 1
+            && r.blocks >= 1
+            && (1..=255).contains(&r.taps_rows)
+            && 4 * r.pair_words < 1 << 16
+            && (33..=62).contains(&ch.rq.shift)
+            && x.len()
+                >= (r.rows - 1) * r.row_words
+                    + WINDOW_PIXELS * (r.blocks - 1)
+                    + (r.taps_rows - 1) * r.pair_words
+                    + 9
+            && w.len() >= r.taps_rows * WINDOW_KW
+            && out.len() >= (r.rows - 1) * r.out_row + WINDOW_PIXELS * r.blocks
     );
+    let post = ch.rq.shift - 33;
+    let bytes = |v: i8| v as u8 as u32 * 0x0101_0101;
     #[cfg(tinycnn_arm_dsp)]
-    window_row_asm(a);
+    {
+        let mut a = WindowArgs {
+            x: x.as_ptr(),
+            w: w.as_ptr(),
+            stride_rows: ((r.taps_rows as u32 - 1) << 16) | (4 * r.pair_words) as u32,
+            bias: ch.bias,
+            multiplier: ch.rq.multiplier,
+            round: 1 << post,
+            post: post + 1,
+            lo: bytes(ch.range.min),
+            hi: bytes(ch.range.max),
+            out: out.as_mut_ptr(),
+            blocks: r.blocks as u32,
+            row_blocks: r.blocks as u32,
+            x_skip: (4 * r.row_words as u32).wrapping_sub(4 * (WINDOW_PIXELS * r.blocks) as u32),
+            out_skip: (r.out_row as u32).wrapping_sub((WINDOW_PIXELS * r.blocks) as u32),
+            rows: r.rows as u32,
+        };
+        window_rows_asm(&mut a);
+    }
     #[cfg(not(tinycnn_arm_dsp))]
     {
-        let rq = Requant {
-            multiplier: a.multiplier,
-            shift: a.post + 33,
-        };
-        let range = ActRange {
-            min: a.min as i8,
-            max: a.max as i8,
-        };
-        for (b, o) in out.chunks_exact_mut(WINDOW_PIXELS).take(blocks).enumerate() {
-            let acc =
-                window_accs::<WINDOW_PIXELS>(&x[WINDOW_PIXELS * b..], stride, rows, w, a.bias);
-            for (o, &v) in o.iter_mut().zip(&acc) {
-                *o = requantize(rq, v, range);
+        let (lo, hi) = (bytes(ch.range.min), bytes(ch.range.max));
+        for row in 0..r.rows {
+            for b in 0..r.blocks {
+                let at = row * r.row_words + WINDOW_PIXELS * b;
+                let acc =
+                    window_accs::<WINDOW_PIXELS>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
+                let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
+                let four = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8]);
+                let four = min8(max8(four, lo), hi);
+                let fifth = min8(max8(v[4] as u32, lo), hi);
+                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..][..WINDOW_PIXELS];
+                for (o, v) in o.iter_mut().zip(four.to_le_bytes()) {
+                    *o = v as i8;
+                }
+                o[4] = fifth as u8 as i8;
             }
         }
     }
 }
 
-/// [`window_row`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
+/// [`window_rows`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
 /// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
-/// one register per tap), the row stride and count in one register. Fourteen registers:
-/// thirteen `asm!` operands and r7 (the frame pointer, which operands may not name),
-/// pushed and popped. The args pointer waits on the stack while the row loop runs.
+/// one register per tap), the row step and count in one register (`UXTAH`, `SUBS`, `BCS`).
+/// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
+/// lane-wise clamps of 4 instructions, one word and one byte stored, the pointers and
+/// counters advanced in the args. Fourteen registers: thirteen `asm!` operands and r7 (the
+/// frame pointer, which operands may not name), pushed and popped. The args pointer waits
+/// on the stack while the row loop runs.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
-fn window_row_asm(a: &mut WindowRow) {
+fn window_rows_asm(a: &mut WindowArgs) {
     macro_rules! requant {
         ($a:literal) => {
             concat!(
@@ -1506,33 +1596,25 @@ fn window_row_asm(a: &mut WindowRow) {
                 $a,
                 ", ",
                 $a,
-                ", {x0}, {st}\n",
+                ", {x0}, {x1}\n",
                 "asr ",
                 $a,
                 ", ",
                 $a,
-                ", {x1}\n",
-                "cmp ",
-                $a,
                 ", {x2}\n",
-                "it lt\n",
-                "movlt ",
+                "ssat ",
                 $a,
-                ", {x2}\n",
-                "cmp ",
+                ", #8, ",
                 $a,
-                ", {x3}\n",
-                "it gt\n",
-                "movgt ",
-                $a,
-                ", {x3}\n",
+                "\n",
             )
         };
     }
-    // SAFETY: `window_row` checked the bounds: block b, row r reads words
-    // x[5 b + r * stride ..][..9] and w[5 r ..][..5], and writes out[5 b ..][..5]. r7 is
-    // pushed first and popped last, the args pointer pushed and popped in between: sp and
-    // r7 are restored.
+    // SAFETY: `window_rows` checked the bounds: row i, block b, kernel row r reads words
+    // x[i row_words + 5 b + r pair_words ..][..9] and w[5 r ..][..5], and writes
+    // out[i out_row + 5 b ..][..5]. r7 is pushed first and popped last, the args pointer
+    // pushed and popped in between: sp and r7 are restored. SSUB8 sets the GE flags and
+    // SMLAD the Q flag: the flags are not declared preserved.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
@@ -1586,42 +1668,61 @@ fn window_row_asm(a: &mut WindowRow) {
             "smlad {a2}, {w}, {x1}, {a2}",
             "smlad {a3}, {w}, {x2}, {a3}",
             "smlad {a4}, {w}, {x3}, {a4}",
-            "add {px}, {px}, {st}, lsr #8",
-            "subs {st}, {st}, #1",
-            "lsls {w}, {st}, #24",
-            "bne 2b",
+            // Next pair row: the stride is the low halfword; the count the high one, which
+            // borrows (carry clear) after the last row.
+            "uxtah {px}, {px}, {st}",
+            "subs {st}, {st}, #0x10000",
+            "bcs 2b",
             "ldr {px}, [sp]",
             "ldr {x0}, [{px}, #16]",
             "ldr {x1}, [{px}, #20]",
             "ldr {x2}, [{px}, #24]",
-            "ldr {x3}, [{px}, #28]",
-            "mov {st}, #1",
-            "lsl {st}, {st}, {x1}",
-            "add {x1}, {x1}, #1",
             requant!("{a0}"),
             requant!("{a1}"),
             requant!("{a2}"),
             requant!("{a3}"),
             requant!("{a4}"),
+            "ldr {x0}, [{px}, #28]",
+            "ldr {x1}, [{px}, #32]",
             "uxtb {a0}, {a0}",
             "bfi {a0}, {a1}, #8, #8",
             "bfi {a0}, {a2}, #16, #8",
             "bfi {a0}, {a3}, #24, #8",
-            "ldr {w}, [{px}, #32]",
+            "ssub8 {w}, {a0}, {x0}",
+            "sel {a0}, {a0}, {x0}",
+            "ssub8 {w}, {x1}, {a0}",
+            "sel {a0}, {a0}, {x1}",
+            "ssub8 {w}, {a4}, {x0}",
+            "sel {a4}, {a4}, {x0}",
+            "ssub8 {w}, {x1}, {a4}",
+            "sel {a4}, {a4}, {x1}",
+            "ldr {w}, [{px}, #36]",
+            "ldr {x3}, [{px}, #0]",
+            "ldr {x2}, [{px}, #40]",
             "str {a0}, [{w}]",
             "strb {a4}, [{w}, #4]",
             "add {w}, {w}, #5",
-            "str {w}, [{px}, #32]",
-            "ldr {w}, [{px}, #0]",
-            "add {w}, {w}, #20",
-            "str {w}, [{px}, #0]",
-            "ldr {w}, [{px}, #36]",
-            "subs {w}, {w}, #1",
+            "add {x3}, {x3}, #20",
+            "subs {x2}, {x2}, #1",
+            "bne 4f",
+            // The row's last block: the next row's first block, or the end.
+            "ldr {x2}, [{px}, #44]",
+            "ldr {a1}, [{px}, #48]",
+            "ldr {a2}, [{px}, #52]",
+            "ldr {a3}, [{px}, #56]",
+            "add {x3}, {x3}, {a1}",
+            "add {w}, {w}, {a2}",
+            "subs {a3}, {a3}, #1",
+            "str {a3}, [{px}, #56]",
+            // Z: blocks left in the row, or rows left, are none.
+            "4:",
             "str {w}, [{px}, #36]",
+            "str {x3}, [{px}, #0]",
+            "str {x2}, [{px}, #40]",
             "bne 3b",
             "pop {{{px}}}",
             "pop {{r7}}",
-            px = inout(reg) a as *mut WindowRow => _,
+            px = inout(reg) a as *mut WindowArgs => _,
             pw = out(reg) _,
             st = out(reg) _,
             w = out(reg) _,
@@ -1641,7 +1742,7 @@ fn window_row_asm(a: &mut WindowRow) {
 /// The window path of [`qconv2d_forward`] (shape checked by the caller, `workspace` at
 /// least [`qconv2d_window_workspace_len`]): bands of as many output rows as the workspace
 /// holds; per band the input rows it reads are widened once, then each output channel's
-/// weights, then the band's rows of that channel.
+/// weights, then the band's rows of that channel in one call of [`window_rows`].
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn qconv2d_window(
@@ -1666,9 +1767,17 @@ fn qconv2d_window(
     let band = l.band_for(workspace.len(), oh).max(1);
     let (img, wr) = workspace.split_at_mut(l.strip_rows(band) * l.wp);
     let wr = &mut wr[..l.taps_rows * kw];
-    let (row_words, pair_words) = (l.row_step * l.wp, l.pair_step * l.wp);
+    let row_words = l.row_step * l.wp;
     // Whole blocks of an output row, and the pixels of a last partial one.
     let (whole, part) = (ow / WINDOW_PIXELS, ow % WINDOW_PIXELS);
+    let run = |rows: usize, blocks: usize| WindowRun {
+        rows,
+        blocks,
+        row_words,
+        out_row: ow,
+        taps_rows: l.taps_rows,
+        pair_words: l.pair_step * l.wp,
+    };
     for n in 0..s.batch {
         for g in 0..p.groups {
             let xg = &x[(n * p.in_channels + g * cin_g) * in_plane..][..cin_g * in_plane];
@@ -1676,48 +1785,49 @@ fn qconv2d_window(
                 let rows_here = band.min(oh - oy0);
                 let strip = l.strip_rows(rows_here);
                 window_widen(s, l, xg, oy0 * l.row_step, strip, img);
+                let img = &img[..strip * l.wp];
                 for o in g * cout_g..(g + 1) * cout_g {
                     window_weights(s, l, &w[o * k..][..k], wr);
-                    let b = bias.map_or(0, |b| b[o]);
-                    let rq = requant[o];
-                    let mut args = WindowRow {
-                        x: img.as_ptr(),
-                        w: wr.as_ptr(),
-                        stride_rows: (4 * pair_words as u32) << 8 | l.taps_rows as u32,
-                        bias: b,
-                        multiplier: rq.multiplier,
-                        post: rq.shift - 33,
-                        min: range.min as i32,
-                        max: range.max as i32,
-                        out: y.as_mut_ptr(),
-                        blocks: 0,
+                    let ch = WindowChannel {
+                        bias: bias.map_or(0, |b| b[o]),
+                        rq: requant[o],
+                        range,
                     };
-                    let plane = (n * p.out_channels + o) * pixels;
-                    for oy in oy0..oy0 + rows_here {
-                        let xr = &img[(oy - oy0) * row_words..strip * l.wp];
-                        let at = plane + oy * ow;
-                        // A last partial block writes past the row into outputs computed
-                        // later: the channel's next rows (this band's or a later band's),
-                        // or with one band also the next channel's or example's first
-                        // rows. With several bands, a spill past the plane would reach a
-                        // next channel's first band, already computed, and at the very end
-                        // of `y` there is nothing: those go through a scratch block.
-                        let end = at + (whole + 1) * WINDOW_PIXELS;
-                        let spill = (band >= oh || end <= plane + pixels) && end <= y.len();
-                        let blocks = whole + (spill && part > 0) as usize;
-                        if blocks > 0 {
-                            let out = &mut y[at..at + blocks * WINDOW_PIXELS];
-                            (args.x, args.out, args.blocks) =
-                                (xr.as_ptr(), out.as_mut_ptr(), blocks as u32);
-                            window_row(&mut args, xr, wr, out);
+                    let at = (n * p.out_channels + o) * pixels + oy0 * ow;
+                    // A row's last partial block writes past the row into outputs computed
+                    // later: the channel's next row (this band's or a later band's), or
+                    // from the plane's last row with one band the next channel's or
+                    // example's first row. With several bands, a spill past the plane
+                    // would reach a next channel's first band, already computed, and at
+                    // the very end of `y` there is nothing: the rows whose spill would
+                    // reach past `limit` (the band's last rows) take their partial block
+                    // through a scratch block.
+                    let limit = match band >= oh {
+                        true => y.len(),
+                        false => y.len().min((n * p.out_channels + o + 1) * pixels),
+                    };
+                    let reach = (whole + 1) * WINDOW_PIXELS;
+                    let (full, blocks) = match part {
+                        0 => (rows_here, whole),
+                        _ => match (limit - at).checked_sub(reach) {
+                            Some(room) => (rows_here.min(room / ow + 1), whole + 1),
+                            None => (0, whole + 1),
+                        },
+                    };
+                    if full > 0 {
+                        let len = (full - 1) * ow + blocks * WINDOW_PIXELS;
+                        window_rows(img, wr, &mut y[at..at + len], &run(full, blocks), &ch);
+                    }
+                    for r in full..rows_here {
+                        let (xr, at) = (&img[r * row_words..], at + r * ow);
+                        if whole > 0 {
+                            let len = whole * WINDOW_PIXELS;
+                            window_rows(xr, wr, &mut y[at..at + len], &run(1, whole), &ch);
                         }
-                        if blocks == whole && part > 0 {
-                            let mut tmp = [0i8; WINDOW_PIXELS];
-                            let xb = &xr[whole * WINDOW_PIXELS..];
-                            (args.x, args.out, args.blocks) = (xb.as_ptr(), tmp.as_mut_ptr(), 1);
-                            window_row(&mut args, xb, wr, &mut tmp);
-                            y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
-                        }
+                        let mut tmp = [0i8; WINDOW_PIXELS];
+                        let xb = &xr[whole * WINDOW_PIXELS..];
+                        window_rows(xb, wr, &mut tmp, &run(1, 1), &ch);
+                        y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
                     }
                 }
             }
