@@ -1310,6 +1310,23 @@ fn pair4(ua: u32, ub: u32) -> [u32; 4] {
     ]
 }
 
+/// `o[i] = pair(a[i], b[i])` (`a`, `b` at least as long as `o`): four words at a time from
+/// one word of each (`SXTB16` and halfword packs, [`pair4`]), the rest one by one.
+#[inline(always)]
+fn widen_pairs(o: &mut [u32], a: &[i8], b: &[i8]) {
+    let n = o.len();
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut os = o.chunks_exact_mut(4);
+    for ((o, a), b) in (&mut os).zip(a.chunks_exact(4)).zip(b.chunks_exact(4)) {
+        o.copy_from_slice(&pair4(load4(a), load4(b)));
+    }
+    let rest = os.into_remainder();
+    let done = n - rest.len();
+    for ((o, &u), &v) in rest.iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *o = pair(u, v);
+    }
+}
+
 /// Widens rows `first..first + rows` of group input `xg` (`cin_g` planes) in the layout
 /// `l` into `img` (`rows * l.wp` words), zero padding included.
 #[inline(never)]
@@ -1330,6 +1347,8 @@ fn window_widen(
         let iy = y.checked_sub(ph).filter(|&iy| iy < s.in_h)?;
         xg.get(c * in_plane + iy * s.in_w..)?.get(..s.in_w)
     };
+    let (lo, hi) = (pw.min(l.wp), (pw + s.in_w).min(l.wp));
+    let zeros = |o: &mut [u32]| o.iter_mut().for_each(|v| *v = 0);
     for (i, row) in img.chunks_exact_mut(l.wp).take(rows).enumerate() {
         let r = first + i;
         let (a, b) = if cin_g == 1 {
@@ -1338,18 +1357,14 @@ fn window_widen(
             let (y, cp) = (r / (cin_g / 2), r % (cin_g / 2));
             (line(2 * cp, y), line(2 * cp + 1, y))
         };
-        row.fill(0);
-        let lo = pw.min(l.wp);
-        let hi = (pw + s.in_w).min(l.wp);
+        zeros(&mut row[..lo]);
+        zeros(&mut row[hi..]);
         let row = &mut row[lo..hi];
         match (a, b) {
-            (Some(a), Some(b)) => {
-                for ((o, &u), &v) in row.iter_mut().zip(a).zip(b) {
-                    *o = pair(u, v);
-                }
-            }
+            (Some(a), Some(b)) => widen_pairs(row, a, b),
+            (None, None) => zeros(row),
             _ => {
-                // A row in the padding reads as zeros.
+                // One row of the pair in the padding reads as zeros.
                 let at = |v: Option<&[i8]>, i: usize| v.map_or(0, |v| v[i]);
                 for (i, o) in row.iter_mut().enumerate() {
                     *o = pair(at(a, i), at(b, i));
@@ -1367,19 +1382,26 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     let p = &s.params;
     let cin_g = p.in_per_group();
     let kh = p.kernel.0;
+    // One row of 5 pairs from two kernel rows of 5 taps (fixed sizes: no bounds checks
+    // in the loops below).
     let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
-        if let (Some(o), Some(a), Some(b)) = (o.get_mut(..KW), a.get(..KW), b.get(..KW)) {
-            o[..4].copy_from_slice(&pair4(load4(a), load4(b)));
-            o[4] = pair(a[4], b[4]);
-        }
+        let (Ok(o), Ok(a), Ok(b)) = (
+            <&mut [u32; KW]>::try_from(o),
+            <&[i8; KW]>::try_from(a),
+            <&[i8; KW]>::try_from(b),
+        ) else {
+            return;
+        };
+        let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
+        *o = [w0, w1, w2, w3, pair(a[4], b[4])];
     };
-    let mut rows = out.chunks_exact_mut(KW).take(l.taps_rows);
+    let out = &mut out[..l.taps_rows * KW];
     if cin_g == 1 {
         // Kernel rows 2 r and 2 r + 1 (zeros past the kernel).
-        for (r, o) in (&mut rows).enumerate() {
-            let a = &wo[2 * r * KW..];
+        for (r, o) in out.chunks_exact_mut(KW).enumerate() {
+            let a = &wo[2 * r * KW..][..KW];
             let b = match 2 * r + 1 < kh {
-                true => &wo[(2 * r + 1) * KW..],
+                true => &wo[(2 * r + 1) * KW..][..KW],
                 false => &[0; KW],
             };
             put(o, a, b);
@@ -1388,11 +1410,16 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     }
     // Rows in (ky, channel pair) order; channels are kh * KW bytes apart.
     let plane = kh * KW;
+    let mut t = 0;
     for ky in 0..kh {
-        let mut at = ky * KW;
-        for o in (&mut rows).take(cin_g / 2) {
-            put(o, &wo[at..], &wo[at + plane..]);
-            at += 2 * plane;
+        let mut a = ky * KW;
+        for _ in 0..cin_g / 2 {
+            put(
+                &mut out[t..t + KW],
+                &wo[a..a + KW],
+                &wo[a + plane..a + plane + KW],
+            );
+            (t, a) = (t + KW, a + 2 * plane);
         }
     }
 }
