@@ -1480,7 +1480,9 @@ struct WindowArgs {
     x: *const u32,
     /// The channel's widened weights, `taps_rows` rows of 5 words.
     w: *const u32,
-    /// `(taps_rows - 1) << 16 | (pair row stride in bytes)`: `UXTAH` steps, `SUBS` counts.
+    /// `(ceil(taps_rows / 3) - 1) << 18 | (taps_rows % 3) << 16 | (pair row stride in
+    /// bytes)`: `UXTAH` steps, `SUBS` counts the loop's iterations of three pair rows,
+    /// bits 16 and 17 say where the first iteration enters.
     stride_rows: u32,
     bias: i32,
     multiplier: i32,
@@ -1567,7 +1569,9 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
         let mut a = WindowArgs {
             x: x.as_ptr(),
             w: w.as_ptr(),
-            stride_rows: ((r.taps_rows as u32 - 1) << 16) | (4 * r.pair_words) as u32,
+            stride_rows: ((r.taps_rows as u32).div_ceil(3) - 1) << 18
+                | (r.taps_rows as u32 % 3) << 16
+                | (4 * r.pair_words) as u32,
             bias: ch.bias,
             multiplier: ch.rq.multiplier,
             round: 1 << post,
@@ -1605,9 +1609,11 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
     }
 }
 
-/// [`window_rows`] as Cortex-M4 instructions. Per kernel row of a block: 9 input and 5
+/// [`window_rows`] as Cortex-M4 instructions. Per kernel pair row of a block: 9 input and 5
 /// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
-/// one register per tap), the row step and count in one register (`UXTAH`, `SUBS`, `BCS`).
+/// one register per tap) and the step to the next pair row (`UXTAH` of the low halfword of
+/// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
+/// its first iteration entered at the row that leaves a multiple of three.
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
 /// lane-wise clamps of 4 instructions, one word and one byte stored, the pointers and
 /// counters advanced in the args. Fourteen registers: thirteen `asm!` operands and r7 (the
@@ -1616,6 +1622,53 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn window_rows_asm(a: &mut WindowArgs) {
+    // One kernel pair row of a block, then the step to the next pair row.
+    macro_rules! pair_row {
+        () => {
+            concat!(
+                "ldr {x0}, [{px}]\n",
+                "ldr {x1}, [{px}, #4]\n",
+                "ldr {x2}, [{px}, #8]\n",
+                "ldr {x3}, [{px}, #12]\n",
+                "ldr r7, [{px}, #16]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x0}, {a0}\n",
+                "smlad {a1}, {w}, {x1}, {a1}\n",
+                "smlad {a2}, {w}, {x2}, {a2}\n",
+                "smlad {a3}, {w}, {x3}, {a3}\n",
+                "smlad {a4}, {w}, r7, {a4}\n",
+                "ldr {x0}, [{px}, #20]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x1}, {a0}\n",
+                "smlad {a1}, {w}, {x2}, {a1}\n",
+                "smlad {a2}, {w}, {x3}, {a2}\n",
+                "smlad {a3}, {w}, r7, {a3}\n",
+                "smlad {a4}, {w}, {x0}, {a4}\n",
+                "ldr {x1}, [{px}, #24]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x2}, {a0}\n",
+                "smlad {a1}, {w}, {x3}, {a1}\n",
+                "smlad {a2}, {w}, r7, {a2}\n",
+                "smlad {a3}, {w}, {x0}, {a3}\n",
+                "smlad {a4}, {w}, {x1}, {a4}\n",
+                "ldr {x2}, [{px}, #28]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x3}, {a0}\n",
+                "smlad {a1}, {w}, r7, {a1}\n",
+                "smlad {a2}, {w}, {x0}, {a2}\n",
+                "smlad {a3}, {w}, {x1}, {a3}\n",
+                "smlad {a4}, {w}, {x2}, {a4}\n",
+                "ldr {x3}, [{px}, #32]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, r7, {a0}\n",
+                "smlad {a1}, {w}, {x0}, {a1}\n",
+                "smlad {a2}, {w}, {x1}, {a2}\n",
+                "smlad {a3}, {w}, {x2}, {a3}\n",
+                "smlad {a4}, {w}, {x3}, {a4}\n",
+                "uxtah {px}, {px}, {st}\n",
+            )
+        };
+    }
     macro_rules! requant {
         ($a:literal) => {
             concat!(
@@ -1655,50 +1708,20 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "mov {a2}, {a0}",
             "mov {a3}, {a0}",
             "mov {a4}, {a0}",
+            // Three pair rows per iteration, entered at the first, second or third row
+            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
+            // first iteration runs the rows left over; the iterations left in the bits
+            // from 18, which borrow (carry clear) after the last.
+            "lsls {w}, {st}, #15",
+            "bmi 5f",
+            "bcs 6f",
             "2:",
-            "ldr {x0}, [{px}]",
-            "ldr {x1}, [{px}, #4]",
-            "ldr {x2}, [{px}, #8]",
-            "ldr {x3}, [{px}, #12]",
-            "ldr r7, [{px}, #16]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x0}, {a0}",
-            "smlad {a1}, {w}, {x1}, {a1}",
-            "smlad {a2}, {w}, {x2}, {a2}",
-            "smlad {a3}, {w}, {x3}, {a3}",
-            "smlad {a4}, {w}, r7, {a4}",
-            "ldr {x0}, [{px}, #20]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x1}, {a0}",
-            "smlad {a1}, {w}, {x2}, {a1}",
-            "smlad {a2}, {w}, {x3}, {a2}",
-            "smlad {a3}, {w}, r7, {a3}",
-            "smlad {a4}, {w}, {x0}, {a4}",
-            "ldr {x1}, [{px}, #24]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x2}, {a0}",
-            "smlad {a1}, {w}, {x3}, {a1}",
-            "smlad {a2}, {w}, r7, {a2}",
-            "smlad {a3}, {w}, {x0}, {a3}",
-            "smlad {a4}, {w}, {x1}, {a4}",
-            "ldr {x2}, [{px}, #28]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, {x3}, {a0}",
-            "smlad {a1}, {w}, r7, {a1}",
-            "smlad {a2}, {w}, {x0}, {a2}",
-            "smlad {a3}, {w}, {x1}, {a3}",
-            "smlad {a4}, {w}, {x2}, {a4}",
-            "ldr {x3}, [{px}, #32]",
-            "ldr {w}, [{pw}], #4",
-            "smlad {a0}, {w}, r7, {a0}",
-            "smlad {a1}, {w}, {x0}, {a1}",
-            "smlad {a2}, {w}, {x1}, {a2}",
-            "smlad {a3}, {w}, {x2}, {a3}",
-            "smlad {a4}, {w}, {x3}, {a4}",
-            // Next pair row: the stride is the low halfword; the count the high one, which
-            // borrows (carry clear) after the last row.
-            "uxtah {px}, {px}, {st}",
-            "subs {st}, {st}, #0x10000",
+            pair_row!(),
+            "6:",
+            pair_row!(),
+            "5:",
+            pair_row!(),
+            "subs {st}, {st}, #0x40000",
             "bcs 2b",
             "ldr {px}, [sp]",
             "ldr {x0}, [{px}, #16]",
