@@ -1395,32 +1395,24 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
         let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
         *o = [w0, w1, w2, w3, pair(a[4], b[4])];
     };
-    let out = &mut out[..l.taps_rows * KW];
-    if cin_g == 1 {
-        // Kernel rows 2 r and 2 r + 1 (zeros past the kernel).
-        for (r, o) in out.chunks_exact_mut(KW).enumerate() {
-            let a = &wo[2 * r * KW..][..KW];
-            let b = match 2 * r + 1 < kh {
-                true => &wo[(2 * r + 1) * KW..][..KW],
-                false => &[0; KW],
-            };
-            put(o, a, b);
-        }
-        return;
-    }
-    // Rows in (ky, channel pair) order; channels are kh * KW bytes apart.
-    let plane = kh * KW;
-    let mut t = 0;
-    for ky in 0..kh {
-        let mut a = ky * KW;
-        for _ in 0..cin_g / 2 {
-            put(
-                &mut out[t..t + KW],
-                &wo[a..a + KW],
-                &wo[a + plane..a + plane + KW],
-            );
-            (t, a) = (t + KW, a + 2 * plane);
-        }
+    // Row t: kernel rows 2 t and 2 t + 1 (zeros past the kernel) for one input channel,
+    // else rows in (ky, channel pair) order, channels kh * KW bytes apart.
+    let (half, plane) = (cin_g / 2, kh * KW);
+    let (mut ky, mut cp) = (0, 0);
+    for (t, o) in out[..l.taps_rows * KW].chunks_exact_mut(KW).enumerate() {
+        let (a, b) = match cin_g {
+            1 => (2 * t * KW, (2 * t + 1 < kh).then_some((2 * t + 1) * KW)),
+            _ => {
+                let a = 2 * cp * plane + ky * KW;
+                cp += 1;
+                if cp == half {
+                    (ky, cp) = (ky + 1, 0);
+                }
+                (a, Some(a + plane))
+            }
+        };
+        let b = b.map_or(&[0; KW][..], |b| &wo[b..b + KW]);
+        put(o, &wo[a..a + KW], b);
     }
 }
 
