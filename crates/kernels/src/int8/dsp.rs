@@ -1395,24 +1395,23 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
         let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
         *o = [w0, w1, w2, w3, pair(a[4], b[4])];
     };
-    // Row t: kernel rows 2 t and 2 t + 1 (zeros past the kernel) for one input channel,
-    // else rows in (ky, channel pair) order, channels kh * KW bytes apart.
-    let (half, plane) = (cin_g / 2, kh * KW);
-    let (mut ky, mut cp) = (0, 0);
-    for (t, o) in out[..l.taps_rows * KW].chunks_exact_mut(KW).enumerate() {
-        let (a, b) = match cin_g {
-            1 => (2 * t * KW, (2 * t + 1 < kh).then_some((2 * t + 1) * KW)),
-            _ => {
-                let a = 2 * cp * plane + ky * KW;
-                cp += 1;
-                if cp == half {
-                    (ky, cp) = (ky + 1, 0);
-                }
-                (a, Some(a + plane))
-            }
-        };
-        let b = b.map_or(&[0; KW][..], |b| &wo[b..b + KW]);
+    // One input channel: row t pairs kernel rows 2 t and 2 t + 1 (zeros past the kernel).
+    // Else rows in (ky, channel pair) order: channels kh * KW bytes apart.
+    let plane = kh * KW;
+    let (step, second, per_ky) = match cin_g {
+        1 => (2 * KW, KW, l.taps_rows),
+        _ => (2 * plane, plane, cin_g / 2),
+    };
+    let wo = &wo[..cin_g * plane];
+    let (mut ky, mut i, mut a) = (0, 0, 0);
+    for o in out[..l.taps_rows * KW].chunks_exact_mut(KW) {
+        let b = wo.get(a + second..a + second + KW).unwrap_or(&[0; KW]);
         put(o, &wo[a..a + KW], b);
+        (i, a) = (i + 1, a + step);
+        if i == per_ky {
+            (ky, i) = (ky + 1, 0);
+            a = ky * KW;
+        }
     }
 }
 
