@@ -341,7 +341,7 @@ pub fn run_linked<const LINK: u32>(
                     for (o, &p) in dst.iter_mut().zip(pixels) {
                         let m = &mut memo[p as usize];
                         if *m == i8::MIN {
-                            *m = int8::quantize_one(p as f32 / divisor, x.scale);
+                            *m = quantize_pixel(p, divisor, x.scale);
                         }
                         *o = *m;
                     }
@@ -374,6 +374,14 @@ pub fn run_linked<const LINK: u32>(
         }
     }
     Ok(())
+}
+
+/// One pixel byte quantized, out of line and cold: the memo loop of [`run_linked`] keeps its
+/// common path (a byte seen before) straight.
+#[cold]
+#[inline(never)]
+fn quantize_pixel(p: u8, divisor: f32, scale: f32) -> i8 {
+    int8::quantize_one(p as f32 / divisor, scale)
 }
 
 /// Words of workspace with which [`run`] takes the fastest kernels, or nearly:

@@ -1033,44 +1033,61 @@ fn chunk_4x1(ww: [u32; 4], xw: u32, acc: &mut [i32; 4]) {
 
 /// [`chunk_4x1`] over the whole chunks of `x` (at least one), as one loop of Cortex-M4
 /// instructions: per 4 inputs, 5 loads, 10 `SXTB16` and 8 `SMLAD` for 16 multiply-
-/// accumulates. Rows 1 and 3 are read at offset `k` from rows 0 and 2. Fourteen registers:
-/// thirteen operands and r7 (the counter), pushed and popped around the loop.
+/// accumulates; the loop body is two chunks (one counter update and branch per 32
+/// multiply-accumulates), entered at its second chunk when the count is odd. Rows 1 and 3
+/// are read at offset `k` from rows 0 and 2. Fourteen registers: thirteen operands and r7
+/// (the counter of passes), pushed and popped around the loop.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
     let chunks = x.len() / 4;
     assert!(chunks >= 1 && x.len() <= k && w.len() >= 4 * k);
     let [mut a0, mut a1, mut a2, mut a3] = acc;
-    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted);
-    // r7 is pushed and popped, so sp and r7 are restored.
+    // One chunk: the input word and rows 0 and 1 in one run of loads, rows 2 and 3 in a
+    // second run (the TRM pipelines a load after a load).
+    macro_rules! chunk {
+        () => {
+            concat!(
+                "ldr {xa}, [{px}], #4\n",
+                "ldr {w1}, [{p0}, {k}]\n",
+                "ldr {w0}, [{p0}], #4\n",
+                "sxtb16 {xb}, {xa}, ror #8\n",
+                "sxtb16 {xa}, {xa}\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a0}, {t}, {xa}, {a0}\n",
+                "sxtb16 {w0}, {w0}, ror #8\n",
+                "smlad {a0}, {w0}, {xb}, {a0}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a1}, {t}, {xa}, {a1}\n",
+                "sxtb16 {w1}, {w1}, ror #8\n",
+                "smlad {a1}, {w1}, {xb}, {a1}\n",
+                "ldr {w1}, [{p2}, {k}]\n",
+                "ldr {w0}, [{p2}], #4\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a2}, {t}, {xa}, {a2}\n",
+                "sxtb16 {w0}, {w0}, ror #8\n",
+                "smlad {a2}, {w0}, {xb}, {a2}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a3}, {t}, {xa}, {a3}\n",
+                "sxtb16 {w1}, {w1}, ror #8\n",
+                "smlad {a3}, {w1}, {xb}, {a3}\n",
+            )
+        };
+    }
+    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted):
+    // ceil(chunks / 2) passes, the first one half when `chunks` is odd. r7 is pushed and
+    // popped, so sp and r7 are restored.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
-            "mov r7, {w0}",
+            "adds r7, {w0}, #1",
+            "lsrs r7, r7, #1",
+            "lsls {t}, {w0}, #31",
+            "bne 3f",
             "2:",
-            "ldr {xa}, [{px}], #4",
-            "ldr {w1}, [{p0}, {k}]",
-            "ldr {w0}, [{p0}], #4",
-            "sxtb16 {xb}, {xa}, ror #8",
-            "sxtb16 {xa}, {xa}",
-            "sxtb16 {t}, {w0}",
-            "smlad {a0}, {t}, {xa}, {a0}",
-            "sxtb16 {w0}, {w0}, ror #8",
-            "smlad {a0}, {w0}, {xb}, {a0}",
-            "sxtb16 {t}, {w1}",
-            "smlad {a1}, {t}, {xa}, {a1}",
-            "sxtb16 {w1}, {w1}, ror #8",
-            "smlad {a1}, {w1}, {xb}, {a1}",
-            "ldr {w1}, [{p2}, {k}]",
-            "ldr {w0}, [{p2}], #4",
-            "sxtb16 {t}, {w0}",
-            "smlad {a2}, {t}, {xa}, {a2}",
-            "sxtb16 {w0}, {w0}, ror #8",
-            "smlad {a2}, {w0}, {xb}, {a2}",
-            "sxtb16 {t}, {w1}",
-            "smlad {a3}, {t}, {xa}, {a3}",
-            "sxtb16 {w1}, {w1}, ror #8",
-            "smlad {a3}, {w1}, {xb}, {a3}",
+            chunk!(),
+            "3:",
+            chunk!(),
             "subs r7, r7, #1",
             "bne 2b",
             "pop {{r7}}",
