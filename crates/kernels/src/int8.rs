@@ -498,14 +498,28 @@ pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
 /// Average pooling on int8: the window sum divided by the divisor (PyTorch's
 /// `count_include_pad` rule), rounded half away from zero. The scale is unchanged.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+        pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
+            round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
+        })
+    })
+}
+
+/// [`qavg_pool2d_forward`] with `two_by_two(s, oh, ow, x, y)` computing LeNet's windows
+/// (2x2, stride 2, no padding: every window holds 4 values, whatever `count_include_pad`
+/// says) once the shapes are checked: the DSP kernel brings its own.
+#[inline(always)]
+pub(crate) fn qavg_pool2d_with(
+    s: &Pool2dShape,
+    x: &[i8],
+    y: &mut [i8],
+    two_by_two: impl FnOnce(&Pool2dShape, usize, usize, &[i8], &mut [i8]),
+) -> Result<()> {
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
     let p = &s.params;
     let plane_in = s.in_h * s.in_w;
     if is_2x2_stride_2(s) {
-        // No padding: every window holds 4 values, whatever `count_include_pad` says.
-        pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
-            round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
-        });
+        two_by_two(s, oh, ow, x, y);
         return Ok(());
     }
     let full = (p.kernel.0 * p.kernel.1) as i32;
@@ -533,7 +547,7 @@ pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
 }
 
 /// LeNet's pooling: 2x2 windows, stride 2, no padding.
-fn is_2x2_stride_2(s: &Pool2dShape) -> bool {
+pub(crate) fn is_2x2_stride_2(s: &Pool2dShape) -> bool {
     let p = &s.params;
     p.kernel == (2, 2) && p.stride == (2, 2) && p.padding == (0, 0)
 }
@@ -595,20 +609,15 @@ fn div_round(num: i32, den: i32) -> i32 {
 /// `y[i] = table[x[i] + 128]`: an elementwise function of an int8 tensor, tabulated.
 pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
     check_len("output", y.len(), x.len())?;
-    // `v + 128` as the byte `v ^ 0x80`: an index the compiler knows is below 256. Eight
-    // values per pass, read and written as words, so the loop's own cost and the stores
-    // are shared by four lookups each.
-    let look = |v: u32| table[(v & 0xff) as usize] as u8 as u32;
-    let map4 = |c: &[i8], o: &mut [i8]| {
-        let v = u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]) ^ 0x8080_8080;
-        let r = look(v) | look(v >> 8) << 8 | look(v >> 16) << 16 | look(v >> 24) << 24;
-        o.copy_from_slice(&(r as i32).to_le_bytes().map(|b| b as i8));
-    };
-    let (mut yc, mut xc) = (y.chunks_exact_mut(8), x.chunks_exact(8));
+    // `v + 128` as the byte `v ^ 0x80`: an index the compiler knows is below 256. Four
+    // values per word read, so the loop's own cost is shared by four lookups.
+    let (mut yc, mut xc) = (y.chunks_exact_mut(4), x.chunks_exact(4));
     for (o, c) in (&mut yc).zip(&mut xc) {
-        let (o0, o1) = o.split_at_mut(4);
-        map4(&c[..4], o0);
-        map4(&c[4..], o1);
+        let v = u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]) ^ 0x8080_8080;
+        o[0] = table[(v & 0xff) as usize];
+        o[1] = table[(v >> 8 & 0xff) as usize];
+        o[2] = table[(v >> 16 & 0xff) as usize];
+        o[3] = table[(v >> 24) as usize];
     }
     for (o, &v) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
         *o = table[(v as u8 ^ 0x80) as usize];

@@ -604,6 +604,7 @@ fn run_int8<const LINK: u32>(
                 (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
                 (Int8Kernels::Dsp, false) => int8::dsp::qmax_pool2d_forward(&s, x, y)?,
                 (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
+                (Int8Kernels::Dsp, true) => int8::dsp::qavg_pool2d_forward(&s, x, y)?,
                 (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
             }
         }
@@ -629,7 +630,10 @@ fn run_int8<const LINK: u32>(
                 .try_into()
                 .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))?;
             let y: &mut [i8] = cast_mut(out)?;
-            int8::qlut_forward(table, x, y)?;
+            match kernels {
+                Int8Kernels::Dsp => int8::dsp::qlut_forward(table, x, y)?,
+                _ => int8::qlut_forward(table, x, y)?,
+            }
         }
         _ => return Err(unlinked()),
     }

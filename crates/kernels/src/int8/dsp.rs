@@ -54,7 +54,7 @@
 
 use super::{check_bias_requant, ActRange, QLinearShape, Requant};
 use crate::conv::check_conv2d;
-use crate::error::{check_workspace, KernelError, Result};
+use crate::error::{check_len, check_workspace, KernelError, Result};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, Pool2dShape};
 
@@ -1772,39 +1772,322 @@ pub fn max8(a: u32, b: u32) -> u32 {
     }
 }
 
+/// `SXTAB16 Rd, Rn, Rm`: `acc` plus bytes 0 and 2 of `x` sign-extended, lane by lane
+/// (16-bit lanes, wrapping).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtab16;
+/// assert_eq!(sxtab16(0x0005_0001, 0x00fe_00ff), 0x0003_0000); // (1 - 1, 5 - 2)
+/// ```
+#[inline(always)]
+pub fn sxtab16(acc: u32, x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtab16 {r}, {a}, {x}", r = lateout(reg) r, a = in(reg) acc,
+                x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        add16(acc, sxtb16(x))
+    }
+}
+
+/// `SXTAB16 Rd, Rn, Rm, ROR #8`: `acc` plus bytes 1 and 3 of `x` sign-extended, lane by
+/// lane.
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtab16_ror8;
+/// assert_eq!(sxtab16_ror8(0x0005_0001, 0x8000_7f00), 0xff85_0080); // (1 + 127, 5 - 128)
+/// ```
+#[inline(always)]
+pub fn sxtab16_ror8(acc: u32, x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtab16 {r}, {a}, {x}, ror #8", r = lateout(reg) r, a = in(reg) acc,
+                x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        add16(acc, sxtb16_ror8(x))
+    }
+}
+
+/// Two 16-bit lanes added lane by lane, wrapping (`SADD16`'s sums, without its flags).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn add16(a: u32, b: u32) -> u32 {
+    let lo = (a as u16).wrapping_add(b as u16) as u32;
+    let hi = ((a >> 16) as u16).wrapping_add((b >> 16) as u16) as u32;
+    lo | hi << 16
+}
+
+/// Two signed 16-bit window sums `s` (lanes) prepared for rounding a quarter half away from
+/// zero: each lane becomes `s + 2` where `s >= 0`, `s + 1` where `s < 0`, so that
+/// `lane >> 2` (an arithmetic shift) is `s / 4` rounded half away from zero (`SSUB16` sets
+/// a GE flag per lane where `s >= 0`, `SEL` picks 2 or 1 by them, `SADD16` adds).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::quarter_bias;
+/// // lanes (6, -6): 6 + 2 = 8 (8 >> 2 = 2 = round(1.5)), -6 + 1 = -5 (-5 >> 2 = -2)
+/// assert_eq!(quarter_bias(0xfffa_0006), 0xfffb_0008);
+/// ```
+#[inline(always)]
+pub fn quarter_bias(s: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only instructions of ARMv7E-M; they set and read the APSR GE
+        // flags (and SADD16 sets them again), so the flags are not declared preserved.
+        unsafe {
+            core::arch::asm!("ssub16 {r}, {s}, {zero}", "sel {r}, {two}, {one}",
+                "sadd16 {r}, {s}, {r}", r = out(reg) r, s = in(reg) s, zero = in(reg) 0u32,
+                two = in(reg) 0x0002_0002u32, one = in(reg) 0x0001_0001u32,
+                options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let lane = |v: u32| {
+            let v = v as u16 as i16;
+            v.wrapping_add(if v >= 0 { 2 } else { 1 }) as u16 as u32
+        };
+        lane(s) | lane(s >> 16) << 16
+    }
+}
+
 /// Four int8 values as a little-endian word.
 #[inline(always)]
 fn load4(c: &[i8]) -> u32 {
     u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
 }
 
+/// Four table lookups as the native loop of [`qlut_forward`] does them: each value `v`
+/// (sign-extended, as `LDRSB` reads it) indexes the table's middle, `table[128 + v]`, and
+/// the four results make one little-endian word.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn lut4(table: &[i8; 256], c: &[i8]) -> u32 {
+    let look = |v: i8| table[(128 + v as i32) as usize] as u8 as u32;
+    look(c[0]) | look(c[1]) << 8 | look(c[2]) << 16 | look(c[3]) << 24
+}
+
+/// The table op, the same function as [`super::qlut_forward`] (bit for bit): on the
+/// Cortex-M4 one loop of eight values per pass, each value read sign-extended (`LDRSB`)
+/// and used as a signed offset from the table's middle (no `+ 128`), all sixteen loads of
+/// a pass in one pipelined run (1 cycle each after the first), four results per word
+/// store (`STR`: `y` need not be aligned); the last 1 to 7 values in Rust.
+pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
+    check_len("output", y.len(), x.len())?;
+    let passes = x.len() / 8;
+    let done = 8 * passes;
+    if passes > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        // SAFETY: reads 8 * passes <= x.len() bytes of `x` and writes as many of `y` (same
+        // length, checked); every table read is at 128 + v for an int8 v, inside the table.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldrsb {v0}, [{px}], #8",
+                "ldrsb {v1}, [{px}, #-7]",
+                "ldrsb {v2}, [{px}, #-6]",
+                "ldrsb {v3}, [{px}, #-5]",
+                "ldrb {v0}, [{mid}, {v0}]",
+                "ldrb {v1}, [{mid}, {v1}]",
+                "ldrb {v2}, [{mid}, {v2}]",
+                "ldrb {v3}, [{mid}, {v3}]",
+                "ldrsb {v4}, [{px}, #-4]",
+                "ldrsb {v5}, [{px}, #-3]",
+                "ldrsb {v6}, [{px}, #-2]",
+                "ldrsb {v7}, [{px}, #-1]",
+                "ldrb {v4}, [{mid}, {v4}]",
+                "ldrb {v5}, [{mid}, {v5}]",
+                "ldrb {v6}, [{mid}, {v6}]",
+                "ldrb {v7}, [{mid}, {v7}]",
+                "orr {v0}, {v0}, {v1}, lsl #8",
+                "orr {v0}, {v0}, {v2}, lsl #16",
+                "orr {v0}, {v0}, {v3}, lsl #24",
+                "orr {v4}, {v4}, {v5}, lsl #8",
+                "orr {v4}, {v4}, {v6}, lsl #16",
+                "orr {v4}, {v4}, {v7}, lsl #24",
+                "str {v0}, [{py}], #8",
+                "str {v4}, [{py}, #-4]",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                px = inout(reg) x.as_ptr() => _,
+                py = inout(reg) y.as_mut_ptr() => _,
+                mid = in(reg) table.as_ptr().add(128),
+                n = inout(reg) passes => _,
+                v0 = out(reg) _,
+                v1 = out(reg) _,
+                v2 = out(reg) _,
+                v3 = out(reg) _,
+                v4 = out(reg) _,
+                v5 = out(reg) _,
+                v6 = out(reg) _,
+                v7 = out(reg) _,
+                options(nostack),
+            );
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for (o, c) in y[..done].chunks_exact_mut(4).zip(x.chunks_exact(4)) {
+            o.copy_from_slice(&lut4(table, c).to_le_bytes().map(|b| b as i8));
+        }
+    }
+    for (o, &v) in y[done..].iter_mut().zip(&x[done..]) {
+        *o = table[(128 + v as i32) as usize];
+    }
+    Ok(())
+}
+
+/// LeNet's pooling windows (2x2, stride 2, no padding; `oh`, `ow` the checked output
+/// size) two outputs per step: `pair` maps a word of each of the two input rows (four
+/// columns) to the two outputs, `one` the last window of an odd-width row.
+#[inline(always)]
+fn pool_2x2_pairs(
+    s: &Pool2dShape,
+    oh: usize,
+    ow: usize,
+    x: &[i8],
+    y: &mut [i8],
+    pair: impl Fn(u32, u32) -> [i8; 2],
+    one: impl Fn(i8, i8, i8, i8) -> i8,
+) {
+    let w = s.in_w;
+    for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+        // Each output row reads the next two input rows (an odd last row is never read).
+        for (rows, yr) in xp.chunks_exact(2 * w).zip(yp.chunks_exact_mut(ow)) {
+            let (r0, r1) = rows.split_at(w);
+            let mut outs = yr.chunks_exact_mut(2);
+            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+                o.copy_from_slice(&pair(load4(a), load4(b)));
+            }
+            if let [o] = outs.into_remainder() {
+                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
+                *o = one(a[0], a[1], b[0], b[1]);
+            }
+        }
+    }
+}
+
 /// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
 /// LeNet's 2x2 windows with stride 2 and no padding two outputs at a time, one word from
 /// each input row and two [`max8`]s; other shapes through the plain kernel.
 pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
-    let p = &s.params;
-    if p.kernel != (2, 2) || p.stride != (2, 2) || p.padding != (0, 0) {
+    if !super::is_2x2_stride_2(s) {
         return super::qmax_pool2d_forward(s, x, y);
     }
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
-    let plane_in = s.in_h * s.in_w;
-    for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
-        for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let r0 = &xp[2 * oy * s.in_w..][..2 * ow];
-            let r1 = &xp[(2 * oy + 1) * s.in_w..][..2 * ow];
-            let mut outs = yr.chunks_exact_mut(2);
-            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
-                // Lanes 0 and 2 of `m` end up as the two windows' maxima.
-                let m = max8(load4(a), load4(b));
-                let m = max8(m, m >> 8);
-                o[0] = m as u8 as i8;
-                o[1] = (m >> 16) as u8 as i8;
-            }
-            if let [o] = outs.into_remainder() {
-                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
-                *o = a[0].max(a[1]).max(b[0].max(b[1]));
-            }
+    pool_2x2_pairs(
+        s,
+        oh,
+        ow,
+        x,
+        y,
+        |a, b| {
+            // Lanes 0 and 2 of `m` end up as the two windows' maxima.
+            let m = max8(a, b);
+            let m = max8(m, m >> 8);
+            [m as u8 as i8, (m >> 16) as u8 as i8]
+        },
+        |a, b, c, d| a.max(b).max(c.max(d)),
+    );
+    Ok(())
+}
+
+/// Two outputs of [`qavg_pool2d_forward`] from a word of each input row (four columns):
+/// the two window sums as 16-bit lanes (four [`sxtab16`]s), both rounded at once
+/// ([`quarter_bias`], then each lane's bits 2 to 9 are its output). The native row loop
+/// runs this sequence.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn avg_pair(a: u32, b: u32) -> [i8; 2] {
+    let sums = sxtab16_ror8(sxtab16(sxtab16_ror8(sxtb16(a), a), b), b);
+    // A sum lies in [-512, 508]: its quarter, rounded, fits the lane's bits 2 to 9.
+    let v = quarter_bias(sums);
+    [(v >> 2) as u8 as i8, (v >> 18) as u8 as i8]
+}
+
+/// One output row of 2x2 stride-2 average pooling: input rows `r0`, `r1` (at least
+/// `2 * y.len()` values each), two outputs per step, on the Cortex-M4 as one loop of 19
+/// cycles per two outputs (TRM model); an odd last output in Rust. Not inlined: one copy
+/// (inlined, the compiler copies the row loop per case of the width).
+#[inline(never)]
+fn avg_row(r0: &[i8], r1: &[i8], y: &mut [i8]) {
+    let pairs = y.len() / 2;
+    let (r0, r1) = (&r0[..2 * y.len()], &r1[..2 * y.len()]);
+    if pairs > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        // SAFETY: reads 4 * pairs <= 2 * y.len() bytes of each row (sliced above) and writes
+        // 2 * pairs <= y.len() bytes of `y`. The GE flags are set and read, so the flags are
+        // not preserved.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{p0}], #4",
+                "ldr {b}, [{p1}], #4",
+                "sxtb16 {t}, {a}",
+                "sxtab16 {t}, {t}, {a}, ror #8",
+                "sxtab16 {t}, {t}, {b}",
+                "sxtab16 {t}, {t}, {b}, ror #8",
+                "ssub16 {a}, {t}, {zero}",
+                "sel {a}, {two}, {one}",
+                "sadd16 {t}, {t}, {a}",
+                "lsrs {a}, {t}, #2",
+                "strb {a}, [{py}], #2",
+                "lsrs {t}, {t}, #18",
+                "strb {t}, [{py}, #-1]",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                p0 = inout(reg) r0.as_ptr() => _,
+                p1 = inout(reg) r1.as_ptr() => _,
+                py = inout(reg) y.as_mut_ptr() => _,
+                n = inout(reg) pairs => _,
+                a = out(reg) _,
+                b = out(reg) _,
+                t = out(reg) _,
+                zero = in(reg) 0u32,
+                two = in(reg) 0x0002_0002u32,
+                one = in(reg) 0x0001_0001u32,
+                options(nostack),
+            );
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for ((o, a), b) in y
+            .chunks_exact_mut(2)
+            .zip(r0.chunks_exact(4))
+            .zip(r1.chunks_exact(4))
+        {
+            o.copy_from_slice(&avg_pair(load4(a), load4(b)));
         }
     }
-    Ok(())
+    if y.len() % 2 == 1 {
+        let n = r0.len();
+        let sum = r0[n - 2] as i32 + r0[n - 1] as i32 + r1[n - 2] as i32 + r1[n - 1] as i32;
+        y[y.len() - 1] = ((sum + 2 + (sum >> 31)) >> 2) as i8;
+    }
+}
+
+/// Average pooling on int8, the same function as [`super::qavg_pool2d_forward`] (bit for
+/// bit): LeNet's 2x2 windows with stride 2 and no padding two outputs at a time along each
+/// output row ([`avg_row`]); other shapes as the plain kernel computes them.
+pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    super::qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+        let (w, plane) = (s.in_w, s.in_h * s.in_w);
+        for (xp, yp) in x.chunks_exact(plane).zip(y.chunks_exact_mut(oh * ow)) {
+            for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+                avg_row(&xp[2 * oy * w..], &xp[(2 * oy + 1) * w..], yr);
+            }
+        }
+    })
 }
