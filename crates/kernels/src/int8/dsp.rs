@@ -1110,34 +1110,55 @@ fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// Output rows four at a time (the last one to three in plain loops): `out(o, acc)`
-/// receives `bias[o] + x . w[o]` for each `o`.
+/// Output rows four at a time (the last one to three in plain loops): each output `y[b][o]`
+/// becomes `emit(o, bias[o] + x[b] . w[o])`, a whole group of four at once through
+/// `emit4(o, accs, outs)`. Iterators over the output rows, so the loop holds little index
+/// arithmetic or bounds checking of its own.
 #[inline(always)]
-fn linear_rows(
+fn linear_rows<T>(
     s: &QLinearShape,
     x: &[i8],
     w: &[i8],
     bias: Option<&[i32]>,
-    mut out: impl FnMut(usize, usize, i32),
+    y: &mut [T],
+    emit: impl Fn(usize, i32) -> T,
+    emit4: impl Fn(usize, [i32; 4], &mut [T]),
 ) {
     let bias_of = |o: usize| bias.map_or(0, |b| b[o]);
-    let k = s.in_features;
-    let quads = s.out_features / 4;
-    for (b, xr) in x.chunks_exact(k).enumerate() {
-        for (q, wq) in w.chunks_exact(4 * k).take(quads).enumerate() {
+    let (k, of) = (s.in_features, s.out_features);
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(of)) {
+        let mut quads = yr.chunks_exact_mut(4);
+        for ((q, yq), wq) in (&mut quads).enumerate().zip(w.chunks_exact(4 * k)) {
             let o = 4 * q;
-            let acc = [bias_of(o), bias_of(o + 1), bias_of(o + 2), bias_of(o + 3)];
-            for (j, &a) in dot_4x1(wq, xr, acc).iter().enumerate() {
-                out(b, o + j, a);
-            }
+            let acc = match bias {
+                Some(b) => [b[o], b[o + 1], b[o + 2], b[o + 3]],
+                None => [0; 4],
+            };
+            emit4(o, dot_4x1(wq, xr, acc), yq);
         }
         // The last one to three rows: few multiply-accumulates, plain loops.
-        for (o, wr) in w.chunks_exact(k).enumerate().skip(4 * quads) {
+        let first = of - of % 4;
+        for ((o, v), wr) in quads
+            .into_remainder()
+            .iter_mut()
+            .enumerate()
+            .map(|(j, v)| (first + j, v))
+            .zip(w[first * k..].chunks_exact(k))
+        {
             let acc = xr.iter().zip(wr).fold(bias_of(o), |a, (&u, &v)| {
                 a.wrapping_add(u as i32 * v as i32)
             });
-            out(b, o, acc);
+            *v = emit(o, acc);
         }
+    }
+}
+
+/// Four outputs of the linear layer requantized ([`requantize`]). Not inlined: a small
+/// function of its own keeps its values in registers, where the caller has few left.
+#[inline(never)]
+fn requantize4(rq: &[Requant], acc: [i32; 4], range: ActRange, out: &mut [i8]) {
+    for ((o, &r), a) in out.iter_mut().zip(rq).zip(acc) {
+        *o = requantize(r, a, range);
     }
 }
 
@@ -1155,10 +1176,16 @@ pub fn qlinear_forward(
     s.check(x.len(), w.len(), y.len())?;
     check_bias_requant(s.out_features, bias, Some(requant))?;
     range.validate()?;
-    let of = s.out_features;
-    linear_rows(s, x, w, bias, |b, o, acc| {
-        y[b * of + o] = requantize(requant[o], acc, range);
-    });
+    let requant = &requant[..s.out_features];
+    linear_rows(
+        s,
+        x,
+        w,
+        bias,
+        y,
+        |o, acc| requantize(requant[o], acc, range),
+        |o, acc, out| requantize4(&requant[o..o + 4], acc, range, out),
+    );
     Ok(())
 }
 
@@ -1173,8 +1200,15 @@ pub fn qlinear_forward_i32(
 ) -> Result<()> {
     s.check(x.len(), w.len(), y.len())?;
     check_bias_requant(s.out_features, bias, None)?;
-    let of = s.out_features;
-    linear_rows(s, x, w, bias, |b, o, acc| y[b * of + o] = acc);
+    linear_rows(
+        s,
+        x,
+        w,
+        bias,
+        y,
+        |_, acc| acc,
+        |_, acc, out| out.copy_from_slice(&acc),
+    );
     Ok(())
 }
 
