@@ -1866,9 +1866,10 @@ fn add16(a: u32, b: u32) -> u32 {
 }
 
 /// Two signed 16-bit window sums `s` (lanes) prepared for rounding a quarter half away from
-/// zero: each lane becomes `s + 2` where `s >= 0`, `s + 1` where `s < 0`, so that
-/// `lane >> 2` (an arithmetic shift) is `s / 4` rounded half away from zero (`SSUB16` sets
-/// a GE flag per lane where `s >= 0`, `SEL` picks 2 or 1 by them, `SADD16` adds).
+/// zero: each lane becomes `s + 2` where `s >= 1`, `s + 1` where `s <= 0`, so that
+/// `lane >> 2` (an arithmetic shift) is `s / 4` rounded half away from zero (`SSUB16` of
+/// the lanes `(1, 1)` sets a GE flag per lane where `s - 1 >= 0`, `SEL` picks 2 or 1 by
+/// them, `SADD16` adds; a zero sum gets 1, whose quarter rounds to 0 as with 2).
 ///
 /// ```
 /// use tinycnn_kernels::int8::dsp::quarter_bias;
@@ -1883,8 +1884,8 @@ pub fn quarter_bias(s: u32) -> u32 {
         // SAFETY: register-only instructions of ARMv7E-M; they set and read the APSR GE
         // flags (and SADD16 sets them again), so the flags are not declared preserved.
         unsafe {
-            core::arch::asm!("ssub16 {r}, {s}, {zero}", "sel {r}, {two}, {one}",
-                "sadd16 {r}, {s}, {r}", r = out(reg) r, s = in(reg) s, zero = in(reg) 0u32,
+            core::arch::asm!("ssub16 {r}, {s}, {one}", "sel {r}, {two}, {one}",
+                "sadd16 {r}, {s}, {r}", r = out(reg) r, s = in(reg) s,
                 two = in(reg) 0x0002_0002u32, one = in(reg) 0x0001_0001u32,
                 options(pure, nomem, nostack));
         }
@@ -1894,7 +1895,7 @@ pub fn quarter_bias(s: u32) -> u32 {
     {
         let lane = |v: u32| {
             let v = v as u16 as i16;
-            v.wrapping_add(if v >= 0 { 2 } else { 1 }) as u16 as u32
+            v.wrapping_add(if v >= 1 { 2 } else { 1 }) as u16 as u32
         };
         lane(s) | lane(s >> 16) << 16
     }
@@ -1984,65 +1985,19 @@ pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
     Ok(())
 }
 
-/// LeNet's pooling windows (2x2, stride 2, no padding; `oh`, `ow` the checked output
-/// size) two outputs per step: `pair` maps a word of each of the two input rows (four
-/// columns) to the two outputs, `one` the last window of an odd-width row.
+/// The last window of an odd-width output row, average pooling: the sum of `a`, `b` (top
+/// row) and `c`, `d` rounded a quarter half away from zero.
+#[cfg(not(tinycnn_arm_dsp))]
 #[inline(always)]
-fn pool_2x2_pairs(
-    s: &Pool2dShape,
-    oh: usize,
-    ow: usize,
-    x: &[i8],
-    y: &mut [i8],
-    pair: impl Fn(u32, u32) -> [i8; 2],
-    one: impl Fn(i8, i8, i8, i8) -> i8,
-) {
-    let w = s.in_w;
-    for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
-        // Each output row reads the next two input rows (an odd last row is never read).
-        for (rows, yr) in xp.chunks_exact(2 * w).zip(yp.chunks_exact_mut(ow)) {
-            let (r0, r1) = rows.split_at(w);
-            let mut outs = yr.chunks_exact_mut(2);
-            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
-                o.copy_from_slice(&pair(load4(a), load4(b)));
-            }
-            if let [o] = outs.into_remainder() {
-                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
-                *o = one(a[0], a[1], b[0], b[1]);
-            }
-        }
-    }
-}
-
-/// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
-/// LeNet's 2x2 windows with stride 2 and no padding two outputs at a time, one word from
-/// each input row and two [`max8`]s; other shapes through the plain kernel.
-pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
-    if !super::is_2x2_stride_2(s) {
-        return super::qmax_pool2d_forward(s, x, y);
-    }
-    let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
-    pool_2x2_pairs(
-        s,
-        oh,
-        ow,
-        x,
-        y,
-        |a, b| {
-            // Lanes 0 and 2 of `m` end up as the two windows' maxima.
-            let m = max8(a, b);
-            let m = max8(m, m >> 8);
-            [m as u8 as i8, (m >> 16) as u8 as i8]
-        },
-        |a, b, c, d| a.max(b).max(c.max(d)),
-    );
-    Ok(())
+fn avg_one(a: i8, b: i8, c: i8, d: i8) -> i8 {
+    let sum = a as i32 + b as i32 + c as i32 + d as i32;
+    ((sum + 2 + (sum >> 31)) >> 2) as i8
 }
 
 /// Two outputs of [`qavg_pool2d_forward`] from a word of each input row (four columns):
 /// the two window sums as 16-bit lanes (four [`sxtab16`]s), both rounded at once
-/// ([`quarter_bias`], then each lane's bits 2 to 9 are its output). The native row loop
-/// runs this sequence.
+/// ([`quarter_bias`], then each lane's bits 2 to 9 are its output). The native loop runs
+/// this sequence.
 #[cfg(not(tinycnn_arm_dsp))]
 #[inline(always)]
 fn avg_pair(a: u32, b: u32) -> [i8; 2] {
@@ -2052,76 +2007,222 @@ fn avg_pair(a: u32, b: u32) -> [i8; 2] {
     [(v >> 2) as u8 as i8, (v >> 18) as u8 as i8]
 }
 
-/// One output row of 2x2 stride-2 average pooling: input rows `r0`, `r1` (at least
-/// `2 * y.len()` values each), two outputs per step, on the Cortex-M4 as one loop of 19
-/// cycles per two outputs (TRM model); an odd last output in Rust. Not inlined: one copy
-/// (inlined, the compiler copies the row loop per case of the width).
-#[inline(never)]
-fn avg_row(r0: &[i8], r1: &[i8], y: &mut [i8]) {
-    let pairs = y.len() / 2;
-    let (r0, r1) = (&r0[..2 * y.len()], &r1[..2 * y.len()]);
-    if pairs > 0 {
-        #[cfg(tinycnn_arm_dsp)]
-        // SAFETY: reads 4 * pairs <= 2 * y.len() bytes of each row (sliced above) and writes
-        // 2 * pairs <= y.len() bytes of `y`. The GE flags are set and read, so the flags are
-        // not preserved.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {a}, [{p0}], #4",
-                "ldr {b}, [{p1}], #4",
-                "sxtb16 {t}, {a}",
-                "sxtab16 {t}, {t}, {a}, ror #8",
-                "sxtab16 {t}, {t}, {b}",
-                "sxtab16 {t}, {t}, {b}, ror #8",
-                "ssub16 {a}, {t}, {zero}",
-                "sel {a}, {two}, {one}",
-                "sadd16 {t}, {t}, {a}",
-                "lsrs {a}, {t}, #2",
-                "strb {a}, [{py}], #2",
-                "lsrs {t}, {t}, #18",
-                "strb {t}, [{py}, #-1]",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                p0 = inout(reg) r0.as_ptr() => _,
-                p1 = inout(reg) r1.as_ptr() => _,
-                py = inout(reg) y.as_mut_ptr() => _,
-                n = inout(reg) pairs => _,
-                a = out(reg) _,
-                b = out(reg) _,
-                t = out(reg) _,
-                zero = in(reg) 0u32,
-                two = in(reg) 0x0002_0002u32,
-                one = in(reg) 0x0001_0001u32,
-                options(nostack),
+/// Two outputs of [`qmax_pool2d_forward`] from a word of each input row: two [`max8`]s, the
+/// second against the first shifted by a lane, leave the windows' maxima in lanes 0 and 2.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn max_pair(a: u32, b: u32) -> [i8; 2] {
+    let m = max8(a, b);
+    let m = max8(m, m >> 8);
+    [m as u8 as i8, (m >> 16) as u8 as i8]
+}
+
+/// One plane of LeNet's pooling (2x2 windows, stride 2, no padding) in the order of the
+/// native loops: per output row, two outputs per step from a word of each of the two input
+/// rows (`pair`), then an odd width's last window (`one`).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn pool_plane(
+    xp: &[i8],
+    yp: &mut [i8],
+    w: usize,
+    ow: usize,
+    pair: impl Fn(u32, u32) -> [i8; 2],
+    one: impl Fn(i8, i8, i8, i8) -> i8,
+) {
+    for (rows, yr) in xp.chunks_exact(2 * w).zip(yp.chunks_exact_mut(ow)) {
+        let (r0, r1) = (&rows[..2 * ow], &rows[w..w + 2 * ow]);
+        let mut outs = yr.chunks_exact_mut(2);
+        for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+            o.copy_from_slice(&pair(load4(a), load4(b)));
+        }
+        if let [o] = outs.into_remainder() {
+            *o = one(
+                r0[2 * ow - 2],
+                r0[2 * ow - 1],
+                r1[2 * ow - 2],
+                r1[2 * ow - 1],
             );
         }
-        #[cfg(not(tinycnn_arm_dsp))]
-        for ((o, a), b) in y
-            .chunks_exact_mut(2)
-            .zip(r0.chunks_exact(4))
-            .zip(r1.chunks_exact(4))
-        {
-            o.copy_from_slice(&avg_pair(load4(a), load4(b)));
-        }
-    }
-    if y.len() % 2 == 1 {
-        let n = r0.len();
-        let sum = r0[n - 2] as i32 + r0[n - 1] as i32 + r1[n - 2] as i32 + r1[n - 1] as i32;
-        y[y.len() - 1] = ((sum + 2 + (sum >> 31)) >> 2) as i8;
     }
 }
 
+/// The geometry of one plane for the native pooling loops, checked: `(rows, pairs, odd,
+/// skip)`, where `skip` moves the input pointer from after a row's pairs to the next
+/// output row's top input row. The loops read `2 * rows` input rows of `w` values (the
+/// first `2 * ow` of each) and write `rows * ow` outputs.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn plane_geometry(
+    xp: &[i8],
+    yp: &[i8],
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> (usize, usize, usize, usize) {
+    assert!(2 * ow <= w && xp.len() >= 2 * oh * w && yp.len() >= oh * ow);
+    (oh, ow / 2, ow % 2, 2 * w - 4 * (ow / 2))
+}
+
 /// Average pooling on int8, the same function as [`super::qavg_pool2d_forward`] (bit for
-/// bit): LeNet's 2x2 windows with stride 2 and no padding two outputs at a time along each
-/// output row ([`avg_row`]); other shapes as the plain kernel computes them.
+/// bit): LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
+/// Cortex-M4, two outputs per step (the two window sums as 16-bit lanes from a word of each
+/// input row by four `SXTAB16`s, both rounded at once: `SSUB16`, `SEL`, `SADD16`, then each
+/// lane's bits 2 to 9 are its output; 19 cycles per two outputs in the TRM model), an odd
+/// width's last window with byte loads; other shapes as the plain kernel computes them.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
     super::qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
-        let (w, plane) = (s.in_w, s.in_h * s.in_w);
-        for (xp, yp) in x.chunks_exact(plane).zip(y.chunks_exact_mut(oh * ow)) {
-            for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
-                avg_row(&xp[2 * oy * w..], &xp[(2 * oy + 1) * w..], yr);
+        let w = s.in_w;
+        for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+            #[cfg(not(tinycnn_arm_dsp))]
+            pool_plane(xp, yp, w, ow, avg_pair, avg_one);
+            #[cfg(tinycnn_arm_dsp)]
+            {
+                let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
+                if rows == 0 {
+                    continue;
+                }
+                // SAFETY: per output row, reads 4 * pairs + 2 * odd <= 2 * ow <= w bytes
+                // of two input rows inside the plane and writes ow bytes of `yp`
+                // (plane_geometry asserts the sizes). Sets and reads the GE flags.
+                unsafe {
+                    core::arch::asm!(
+                        "1:",
+                        "movs {n}, {pairs}",
+                        "beq 3f",
+                        "2:",
+                        "ldr {b}, [{p0}, {w}]",
+                        "ldr {a}, [{p0}], #4",
+                        "sxtb16 {t}, {a}",
+                        "sxtab16 {t}, {t}, {a}, ror #8",
+                        "sxtab16 {t}, {t}, {b}",
+                        "sxtab16 {t}, {t}, {b}, ror #8",
+                        "ssub16 {a}, {t}, {one}",
+                        "sel {a}, {two}, {one}",
+                        "sadd16 {t}, {t}, {a}",
+                        "lsrs {a}, {t}, #2",
+                        "strb {a}, [{py}], #2",
+                        "lsrs {t}, {t}, #18",
+                        "strb {t}, [{py}, #-1]",
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        "3:",
+                        "cmp {odd}, #0",
+                        "beq 4f",
+                        "ldrsb {a}, [{p0}]",
+                        "ldrsb {b}, [{p0}, #1]",
+                        "add {a}, {a}, {b}",
+                        "add {t}, {p0}, {w}",
+                        "ldrsb {b}, [{t}]",
+                        "add {a}, {a}, {b}",
+                        "ldrsb {b}, [{t}, #1]",
+                        "add {a}, {a}, {b}",
+                        "add {a}, {a}, {a}, asr #31",
+                        "adds {a}, {a}, #2",
+                        "asrs {a}, {a}, #2",
+                        "strb {a}, [{py}], #1",
+                        "4:",
+                        "add {p0}, {p0}, {skip}",
+                        "subs {rows}, {rows}, #1",
+                        "bne 1b",
+                        p0 = inout(reg) xp.as_ptr() => _,
+                        py = inout(reg) yp.as_mut_ptr() => _,
+                        rows = inout(reg) rows => _,
+                        n = out(reg) _,
+                        a = out(reg) _,
+                        b = out(reg) _,
+                        t = out(reg) _,
+                        w = in(reg) w,
+                        pairs = in(reg) pairs,
+                        odd = in(reg) odd,
+                        skip = in(reg) skip,
+                        one = in(reg) 0x0001_0001u32,
+                        two = in(reg) 0x0002_0002u32,
+                        options(nostack),
+                    );
+                }
             }
         }
     })
+}
+
+/// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
+/// LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
+/// Cortex-M4, two outputs per step (a word of each input row, two [`max8`]s: `SSUB8` +
+/// `SEL`), an odd width's last window with byte loads and compares; other shapes through
+/// the plain kernel.
+pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    if !super::is_2x2_stride_2(s) {
+        return super::qmax_pool2d_forward(s, x, y);
+    }
+    let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
+    let w = s.in_w;
+    for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+        #[cfg(not(tinycnn_arm_dsp))]
+        pool_plane(xp, yp, w, ow, max_pair, |a, b, c, d| a.max(b).max(c.max(d)));
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
+            if rows == 0 {
+                continue;
+            }
+            // SAFETY: as in qavg_pool2d_forward: inside the plane and `yp` (asserted). Sets
+            // and reads the GE and condition flags.
+            unsafe {
+                core::arch::asm!(
+                    "1:",
+                    "movs {n}, {pairs}",
+                    "beq 3f",
+                    "2:",
+                    "ldr {b}, [{p0}, {w}]",
+                    "ldr {a}, [{p0}], #4",
+                    "ssub8 {t}, {a}, {b}",
+                    "sel {a}, {a}, {b}",
+                    "lsrs {b}, {a}, #8",
+                    "ssub8 {t}, {a}, {b}",
+                    "sel {a}, {a}, {b}",
+                    "strb {a}, [{py}], #2",
+                    "lsrs {a}, {a}, #16",
+                    "strb {a}, [{py}, #-1]",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    "3:",
+                    "cmp {odd}, #0",
+                    "beq 4f",
+                    "ldrsb {a}, [{p0}]",
+                    "ldrsb {b}, [{p0}, #1]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "add {t}, {p0}, {w}",
+                    "ldrsb {b}, [{t}]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "ldrsb {b}, [{t}, #1]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "strb {a}, [{py}], #1",
+                    "4:",
+                    "add {p0}, {p0}, {skip}",
+                    "subs {rows}, {rows}, #1",
+                    "bne 1b",
+                    p0 = inout(reg) xp.as_ptr() => _,
+                    py = inout(reg) yp.as_mut_ptr() => _,
+                    rows = inout(reg) rows => _,
+                    n = out(reg) _,
+                    a = out(reg) _,
+                    b = out(reg) _,
+                    t = out(reg) _,
+                    w = in(reg) w,
+                    pairs = in(reg) pairs,
+                    odd = in(reg) odd,
+                    skip = in(reg) skip,
+                    options(nostack),
+                );
+            }
+        }
+    }
+    Ok(())
 }
