@@ -393,13 +393,15 @@ fn quantize_one_roundf(r: f32, scale: f32) -> i8 {
 }
 
 /// `quantize_one` rounds by truncation and the exact fraction instead of calling `roundf`:
-/// equal to the `roundf` form for every f32 of magnitude in [2^-3, 2^9) (every value where
-/// the rounding or the clamp can go either way, both signs, about 200 million), for the
-/// special values, for random bit patterns, and for every byte pixel quantized as the
-/// executor does (`p / divisor` at the input's scale) over many divisors and scales.
+/// equal to the `roundf` form for every f32 of magnitude in [2^-3, 2^9), [2^22, 2^25) and
+/// [2^29, 2^33) (both signs, about 320 million values), for the special values, for random
+/// bit patterns, and for every byte pixel quantized as the executor does (`p / divisor` at
+/// the input's scale, `int8::quantize_bytes`) over many divisors and scales.
 #[test]
 fn quantize_one_equals_the_roundf_form() {
-    for exp in 124u32..136 {
+    // Every value where the rounding or the clamp can go either way, and the binades
+    // where f32 values become integers (2^23, 2^24) and where `as i32` saturates (2^31).
+    for exp in (124u32..136).chain(149..152).chain(156..160) {
         for sign in [0u32, 1 << 31] {
             for m in 0..1u32 << 23 {
                 let v = f32::from_bits(sign | exp << 23 | m);
@@ -458,12 +460,22 @@ fn quantize_one_equals_the_roundf_form() {
             "{v:e} / {s:e}"
         );
     }
+    let bytes: Vec<u8> = (0..=255u8)
+        .chain((0..=255u8).rev())
+        .chain([7, 7, 200])
+        .collect();
     for divisor in [1.0f32, 127.5, 255.0, 256.0, 3.0, 0.7] {
         for _ in 0..2000 {
             let scale = rng.uniform(1e-3, 0.1);
-            for p in 0..=255u8 {
+            let mut y = vec![0i8; bytes.len()];
+            int8::quantize_bytes(&bytes, divisor, scale, &mut y);
+            for (&p, &q) in bytes.iter().zip(&y) {
                 let r = p as f32 / divisor;
-                assert_eq!(int8::quantize_one(r, scale), quantize_one_roundf(r, scale));
+                assert_eq!(
+                    q,
+                    quantize_one_roundf(r, scale),
+                    "{p} / {divisor} at {scale}"
+                );
             }
         }
     }

@@ -333,18 +333,8 @@ pub fn run_linked<const LINK: u32>(
         Precision::Int8 if link::has(LINK, link::INT8) => {
             let dst = cast_mut::<i8>(&mut bytes[a..b])?;
             match input {
-                // A pixel's quantized value depends only on its byte: one float division and
-                // rounding per distinct byte instead of per pixel (-128, which quantization
-                // never gives, marks a byte not seen yet).
                 Input::U8 { pixels, divisor } => {
-                    let mut memo = [i8::MIN; 256];
-                    for (o, &p) in dst.iter_mut().zip(pixels) {
-                        let m = &mut memo[p as usize];
-                        if *m == i8::MIN {
-                            *m = quantize_pixel(p, divisor, x.scale);
-                        }
-                        *o = *m;
-                    }
+                    int8::quantize_bytes(pixels, divisor, x.scale, dst);
                 }
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {
@@ -374,14 +364,6 @@ pub fn run_linked<const LINK: u32>(
         }
     }
     Ok(())
-}
-
-/// One pixel byte quantized, out of line and cold: the memo loop of [`run_linked`] keeps its
-/// common path (a byte seen before) straight.
-#[cold]
-#[inline(never)]
-fn quantize_pixel(p: u8, divisor: f32, scale: f32) -> i8 {
-    int8::quantize_one(p as f32 / divisor, scale)
 }
 
 /// Words of workspace with which [`run`] takes the fastest kernels, or nearly:
