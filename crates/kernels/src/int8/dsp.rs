@@ -1033,8 +1033,9 @@ fn chunk_4x1(ww: [u32; 4], xw: u32, acc: &mut [i32; 4]) {
 
 /// [`chunk_4x1`] over the whole chunks of `x` (at least one), as one loop of Cortex-M4
 /// instructions: per 4 inputs, 5 loads, 10 `SXTB16` and 8 `SMLAD` for 16 multiply-
-/// accumulates; the loop body is two chunks (one counter update and branch per 32
-/// multiply-accumulates), entered at its second chunk when the count is odd. Rows 1 and 3
+/// accumulates; the loop body is four chunks (one counter update and branch per 64
+/// multiply-accumulates), the first pass entered part way when the count is not a
+/// multiple of four. Rows 1 and 3
 /// are read at offset `k` from rows 0 and 2. Fourteen registers: thirteen operands and r7
 /// (the counter of passes), pushed and popped around the loop.
 #[cfg(tinycnn_arm_dsp)]
@@ -1075,18 +1076,26 @@ fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
         };
     }
     // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted):
-    // ceil(chunks / 2) passes, the first one half when `chunks` is odd. r7 is pushed and
-    // popped, so sp and r7 are restored.
+    // ceil(chunks / 4) passes, the first one entered at chunk 4 - chunks % 4 of the body
+    // when chunks % 4 != 0. r7 is pushed and popped, so sp and r7 are restored.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
-            "adds r7, {w0}, #1",
-            "lsrs r7, r7, #1",
-            "lsls {t}, {w0}, #31",
-            "bne 3f",
+            "adds r7, {w0}, #3",
+            "lsrs r7, r7, #2",
+            "ands {t}, {w0}, #3",
+            "beq 2f",
+            "cmp {t}, #2",
+            "blo 5f",
+            "beq 4f",
+            "b 3f",
             "2:",
             chunk!(),
             "3:",
+            chunk!(),
+            "4:",
+            chunk!(),
+            "5:",
             chunk!(),
             "subs r7, r7, #1",
             "bne 2b",
