@@ -27,9 +27,14 @@
 //!   and 8 `SMLAD` for 16 multiply-accumulates.
 //! * [`qlinear_forward`] / [`qlinear_forward_i32`]: four output rows at a time against one
 //!   input row, widened on the fly (no workspace): per 4 inputs, 5 loads, 10 `SXTB16` and
-//!   8 `SMLAD` for 16 multiply-accumulates; the last one to three rows in plain loops.
-//! * [`qmax_pool2d_forward`]: 2x2 windows with stride 2 two outputs at a time, with
-//!   [`max8`] (`SSUB8` + `SEL`) on a word of each input row.
+//!   8 `SMLAD` for 16 multiply-accumulates, four such chunks per loop pass; the last one
+//!   to three rows in plain loops.
+//! * [`qmax_pool2d_forward`] / [`qavg_pool2d_forward`]: 2x2 windows with stride 2, one
+//!   plane per asm block, two outputs per step from a word of each input row: [`max8`]
+//!   (`SSUB8` + `SEL`), or the window sums as 16-bit lanes ([`sxtab16`]) rounded both at
+//!   once ([`quarter_bias`]).
+//! * [`qlut_forward`]: the table op, eight values per pass, sign-extended values as offsets
+//!   from the table's middle, word stores.
 //!
 //! # Where the instructions come from
 //! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the
