@@ -2082,7 +2082,7 @@ fn plane_geometry(
 /// bit): LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
 /// Cortex-M4, two outputs per step (the two window sums as 16-bit lanes from a word of each
 /// input row by four `SXTAB16`s, both rounded at once: `SSUB16`, `SEL`, `SADD16`, then each
-/// lane's bits 2 to 9 are its output; 19 cycles per two outputs in the TRM model), an odd
+/// lane's bits 2 to 9 are its output; 18 cycles per two outputs in the TRM model), an odd
 /// width's last window with byte loads; other shapes as the plain kernel computes them.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
     super::qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
