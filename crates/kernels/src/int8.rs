@@ -498,14 +498,28 @@ pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
 /// Average pooling on int8: the window sum divided by the divisor (PyTorch's
 /// `count_include_pad` rule), rounded half away from zero. The scale is unchanged.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+        pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
+            round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
+        })
+    })
+}
+
+/// [`qavg_pool2d_forward`] with `two_by_two(s, oh, ow, x, y)` computing LeNet's windows
+/// (2x2, stride 2, no padding: every window holds 4 values, whatever `count_include_pad`
+/// says) once the shapes are checked: the DSP kernel brings its own.
+#[inline(always)]
+pub(crate) fn qavg_pool2d_with(
+    s: &Pool2dShape,
+    x: &[i8],
+    y: &mut [i8],
+    two_by_two: impl FnOnce(&Pool2dShape, usize, usize, &[i8], &mut [i8]),
+) -> Result<()> {
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
     let p = &s.params;
     let plane_in = s.in_h * s.in_w;
     if is_2x2_stride_2(s) {
-        // No padding: every window holds 4 values, whatever `count_include_pad` says.
-        pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
-            round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
-        });
+        two_by_two(s, oh, ow, x, y);
         return Ok(());
     }
     let full = (p.kernel.0 * p.kernel.1) as i32;
@@ -533,7 +547,7 @@ pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
 }
 
 /// LeNet's pooling: 2x2 windows, stride 2, no padding.
-fn is_2x2_stride_2(s: &Pool2dShape) -> bool {
+pub(crate) fn is_2x2_stride_2(s: &Pool2dShape) -> bool {
     let p = &s.params;
     p.kernel == (2, 2) && p.stride == (2, 2) && p.padding == (0, 0)
 }
@@ -651,11 +665,71 @@ fn check_scale(scale: f32) -> Result<()> {
 /// `clamp(round(r / scale), -127, 127)`, ties away from zero; NaN becomes 0.
 #[inline]
 pub fn quantize_one(r: f32, scale: f32) -> i8 {
-    let v = libm::roundf(r / scale);
-    if v.is_nan() {
-        0
-    } else {
-        v.clamp(-QMAX as f32, QMAX as f32) as i8
+    round_clamped(r / scale)
+}
+
+/// `clamp(round(v), -127, 127)` with ties away from zero (`libm::roundf`'s rounding), NaN
+/// 0, without a call: `v` truncated (`as i32`: one `VCVT`, saturating, NaN 0) and the
+/// fraction `v - t` decides the rounding. The fraction is exact in f32: for `|v| < 2^24`
+/// `t` is 0 or within a factor of 2 of `v` (Sterbenz), above that `v` is an integer and
+/// `t == v` until `t` saturates, where the saturating steps and the clamp give +-127 as
+/// `roundf` does. Equal to the `roundf` form for every f32 (tests/int8.rs checks whole
+/// binades, the special values, random bit patterns and every input quantization of a
+/// byte pixel).
+#[inline]
+fn round_clamped(v: f32) -> i8 {
+    let t = v as i32;
+    let f = v - t as f32;
+    let q = t
+        .saturating_add((f >= 0.5) as i32)
+        .saturating_sub((f <= -0.5) as i32);
+    q.clamp(-QMAX, QMAX) as i8
+}
+
+/// Quantizes byte pixels, each meaning `p as f32 / divisor`, at `scale` into `y` (as many
+/// as both hold): `y[i] = quantize_one(p[i] as f32 / divisor, scale)`. A pixel's value
+/// depends only on its byte, so each distinct byte costs one pair of float divisions and a
+/// rounding (out of line), every other pixel a table read; -128, which quantization never
+/// gives, marks a byte not seen yet. Four pixels per word read and written.
+///
+/// ```
+/// use tinycnn_kernels::int8::{quantize_bytes, quantize_one};
+/// let pixels = [0u8, 255, 128, 255, 7];
+/// let mut y = [0i8; 5];
+/// quantize_bytes(&pixels, 255.0, 1.0 / 127.0, &mut y);
+/// assert_eq!(y, [0, 127, 64, 127, quantize_one(7.0 / 255.0, 1.0 / 127.0)]);
+/// ```
+pub fn quantize_bytes(pixels: &[u8], divisor: f32, scale: f32, y: &mut [i8]) {
+    /// A byte's value, computed and remembered on its first pixel.
+    #[cold]
+    #[inline(never)]
+    fn first(memo: &mut [i8; 256], p: u8, divisor: f32, scale: f32) -> u8 {
+        let q = quantize_one(p as f32 / divisor, scale);
+        memo[p as usize] = q;
+        q as u8
+    }
+    let mut memo = [i8::MIN; 256];
+    let (mut yc, mut pc) = (y.chunks_exact_mut(4), pixels.chunks_exact(4));
+    for (o, c) in (&mut yc).zip(&mut pc) {
+        let m = |i: usize| memo[c[i] as usize] as u8 as u32;
+        let mut q = m(0) | m(1) << 8 | m(2) << 16 | m(3) << 24;
+        // Is a byte 0x80 (-128: not seen yet)? `t` has a zero byte there, and
+        // `(t - 0x0101_0101) & !t & 0x8080_8080` is nonzero exactly when `t` has a zero byte.
+        let t = q ^ 0x8080_8080;
+        if t.wrapping_sub(0x0101_0101) & !t & 0x8080_8080 != 0 {
+            let mut look = |p: u8| match memo[p as usize] {
+                i8::MIN => first(&mut memo, p, divisor, scale),
+                v => v as u8,
+            };
+            q = u32::from_le_bytes([look(c[0]), look(c[1]), look(c[2]), look(c[3])]);
+        }
+        o.copy_from_slice(&q.to_le_bytes().map(|b| b as i8));
+    }
+    for (o, &p) in yc.into_remainder().iter_mut().zip(pc.remainder()) {
+        *o = match memo[p as usize] {
+            i8::MIN => first(&mut memo, p, divisor, scale) as i8,
+            v => v,
+        };
     }
 }
 

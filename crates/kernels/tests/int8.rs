@@ -359,13 +359,13 @@ fn pool_2x2_stride_2_matches_reference() {
     assert_eq!((m, a), ([3], [-1]));
 }
 
-/// The table op, four values per word read plus a tail: every byte value at every position
-/// of every length up to 11, against the definition `table[v + 128]`.
+/// The table op, eight values per pass (two words) plus a tail: every byte value at every
+/// position of every length up to 19, against the definition `table[v + 128]`.
 #[test]
 fn lut_matches_the_definition_at_every_length() {
     let table: [i8; 256] = core::array::from_fn(|i| (i as i32 * 7 - 300) as i8);
     let values: Vec<i8> = (0..=255u8).map(|b| b as i8).collect();
-    for n in 0..12 {
+    for n in 0..20 {
         for start in 0..256 - n {
             let x = &values[start..start + n];
             let mut y = vec![0i8; n];
@@ -378,6 +378,105 @@ fn lut_matches_the_definition_at_every_length() {
             let mut z = x.to_vec();
             int8::qlut_inplace(&table, &mut z);
             assert_eq!(z, want);
+        }
+    }
+}
+
+/// `quantize_one`'s first form: `libm::roundf`, NaN 0, clamped.
+fn quantize_one_roundf(r: f32, scale: f32) -> i8 {
+    let v = libm::roundf(r / scale);
+    if v.is_nan() {
+        0
+    } else {
+        v.clamp(-127.0, 127.0) as i8
+    }
+}
+
+/// `quantize_one` rounds by truncation and the exact fraction instead of calling `roundf`:
+/// equal to the `roundf` form for every f32 of magnitude in [2^-3, 2^9), [2^22, 2^25) and
+/// [2^29, 2^33) (both signs, about 320 million values), for the special values, for random
+/// bit patterns, and for every byte pixel quantized as the executor does (`p / divisor` at
+/// the input's scale, `int8::quantize_bytes`) over many divisors and scales.
+#[test]
+fn quantize_one_equals_the_roundf_form() {
+    // Every value where the rounding or the clamp can go either way, and the binades
+    // where f32 values become integers (2^23, 2^24) and where `as i32` saturates (2^31).
+    for exp in (124u32..136).chain(149..152).chain(156..160) {
+        for sign in [0u32, 1 << 31] {
+            for m in 0..1u32 << 23 {
+                let v = f32::from_bits(sign | exp << 23 | m);
+                if int8::quantize_one(v, 1.0) != quantize_one_roundf(v, 1.0) {
+                    panic!(
+                        "{v:e}: {} vs {}",
+                        int8::quantize_one(v, 1.0),
+                        quantize_one_roundf(v, 1.0)
+                    );
+                }
+            }
+        }
+    }
+    let specials = [
+        0.0f32,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        126.5,
+        -126.5,
+        127.49999,
+        127.5,
+        -127.5,
+        128.0,
+        -128.5,
+        1e-45,
+        -1e-45,
+        f32::MIN_POSITIVE,
+        1e10,
+        -1e10,
+        2147483648.0,
+        -2147483904.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+    ];
+    for v in specials {
+        assert_eq!(
+            int8::quantize_one(v, 1.0),
+            quantize_one_roundf(v, 1.0),
+            "{v:e}"
+        );
+    }
+    let mut rng = Rng::new(16);
+    for _ in 0..1_000_000 {
+        let v = f32::from_bits(rng.next_u64() as u32);
+        let s = f32::from_bits(rng.next_u64() as u32 & 0x7fff_ffff);
+        assert_eq!(
+            int8::quantize_one(v, s),
+            quantize_one_roundf(v, s),
+            "{v:e} / {s:e}"
+        );
+    }
+    let bytes: Vec<u8> = (0..=255u8)
+        .chain((0..=255u8).rev())
+        .chain([7, 7, 200])
+        .collect();
+    for divisor in [1.0f32, 127.5, 255.0, 256.0, 3.0, 0.7] {
+        for _ in 0..2000 {
+            let scale = rng.uniform(1e-3, 0.1);
+            let mut y = vec![0i8; bytes.len()];
+            int8::quantize_bytes(&bytes, divisor, scale, &mut y);
+            for (&p, &q) in bytes.iter().zip(&y) {
+                let r = p as f32 / divisor;
+                assert_eq!(
+                    q,
+                    quantize_one_roundf(r, scale),
+                    "{p} / {divisor} at {scale}"
+                );
+            }
         }
     }
 }

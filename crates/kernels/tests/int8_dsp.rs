@@ -424,6 +424,91 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The lane-wise average pooling (LeNet's 2x2 stride-2 windows, odd widths and heights
+    /// included, and other shapes, with and without `count_include_pad`, through the plain
+    /// kernel) against the naive twin.
+    #[test]
+    fn proptest_avg_pool_matches_reference(
+        batch in 1usize..3, ch in 1usize..4, h in 2usize..12, w in 2usize..13,
+        k in 1usize..4, pad in 0usize..2, include in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut p = if k == 2 { Pool2dParams::new(2) } else { Pool2dParams::new(k).with_stride((1, 2)) };
+        p.padding = (pad.min(k / 2), pad.min(k / 2));
+        p.count_include_pad = include;
+        let s = Pool2dShape::new(p, batch, ch, h, w);
+        prop_assume!(s.validate().is_ok());
+        let x = full_i8(&mut rng, batch * ch * h * w);
+        let n = s.output_len().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        dsp::qavg_pool2d_forward(&s, &x, &mut y).unwrap();
+        reference::qpool2d(&s, true, &x, &mut want).unwrap();
+        prop_assert_eq!(y, want, "{:?}", s);
+    }
+}
+
+/// Every 2x2 window sum from -512 to 508 (all four values equal, then one value moved) is
+/// rounded as the naive twin rounds it: the quarter-lane rounding at its extremes and ties.
+#[test]
+fn avg_pool_rounds_every_window_sum() {
+    let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 2, 4);
+    for a in -128i32..=127 {
+        for d in [-3i32, -2, -1, 0, 1, 2, 3] {
+            let b = (a + d).clamp(-128, 127);
+            let x = [a, b, a, a, a, a, b, a].map(|v| v as i8);
+            let (mut y, mut want) = ([0i8; 2], [0i8; 2]);
+            dsp::qavg_pool2d_forward(&s, &x, &mut y).unwrap();
+            reference::qpool2d(&s, true, &x, &mut want).unwrap();
+            assert_eq!(y, want, "{x:?}");
+        }
+    }
+}
+
+/// The DSP table op (eight values per pass, sign-extended offsets from the table's middle,
+/// a Rust tail): every byte value at every position of every length up to 19, against the
+/// definition `table[v + 128]`.
+#[test]
+fn lut_matches_the_definition_at_every_length() {
+    let table: [i8; 256] = core::array::from_fn(|i| (i as i32 * 7 - 300) as i8);
+    let values: Vec<i8> = (0..=255u8).map(|b| b as i8).collect();
+    for n in 0..20 {
+        for start in 0..256 - n {
+            let x = &values[start..start + n];
+            let mut y = vec![0i8; n];
+            dsp::qlut_forward(&table, x, &mut y).unwrap();
+            let want: Vec<i8> = x
+                .iter()
+                .map(|&v| table[(v as i32 + 128) as usize])
+                .collect();
+            assert_eq!(y, want);
+        }
+    }
+    assert!(dsp::qlut_forward(&table, &[0; 9], &mut [0; 8]).is_err());
+}
+
+#[test]
+fn sxtab16_and_quarter_bias_against_the_definition() {
+    let mut rng = Rng::new(11);
+    let h = |v: u32, i: u32| (v >> (16 * i)) as u16 as i16;
+    let b = |v: u32, i: u32| (v >> (8 * i)) as u8 as i8 as i16;
+    let lanes = |lo: i16, hi: i16| lo as u16 as u32 | (hi as u16 as u32) << 16;
+    for _ in 0..10_000 {
+        let (a, x) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        let want = lanes(h(a, 0).wrapping_add(b(x, 0)), h(a, 1).wrapping_add(b(x, 2)));
+        assert_eq!(dsp::sxtab16(a, x), want);
+        let want = lanes(h(a, 0).wrapping_add(b(x, 1)), h(a, 1).wrapping_add(b(x, 3)));
+        assert_eq!(dsp::sxtab16_ror8(a, x), want);
+        let bias = |v: i16| v.wrapping_add(if v >= 1 { 2 } else { 1 });
+        assert_eq!(dsp::quarter_bias(a), lanes(bias(h(a, 0)), bias(h(a, 1))));
+    }
+    // At the lane edges: 0 and -1 take 1, and the wrap of 0x7fff.
+    assert_eq!(dsp::quarter_bias(0xffff_0000), 0x0000_0001);
+    assert_eq!(dsp::quarter_bias(0x7fff_7ffe), 0x8001_8000);
+}
+
 #[test]
 fn max8_against_the_definition() {
     let mut rng = Rng::new(9);

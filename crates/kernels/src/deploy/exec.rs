@@ -333,18 +333,8 @@ pub fn run_linked<const LINK: u32>(
         Precision::Int8 if link::has(LINK, link::INT8) => {
             let dst = cast_mut::<i8>(&mut bytes[a..b])?;
             match input {
-                // A pixel's quantized value depends only on its byte: one float division and
-                // rounding per distinct byte instead of per pixel (-128, which quantization
-                // never gives, marks a byte not seen yet).
                 Input::U8 { pixels, divisor } => {
-                    let mut memo = [i8::MIN; 256];
-                    for (o, &p) in dst.iter_mut().zip(pixels) {
-                        let m = &mut memo[p as usize];
-                        if *m == i8::MIN {
-                            *m = int8::quantize_one(p as f32 / divisor, x.scale);
-                        }
-                        *o = *m;
-                    }
+                    int8::quantize_bytes(pixels, divisor, x.scale, dst);
                 }
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {
@@ -596,6 +586,7 @@ fn run_int8<const LINK: u32>(
                 (Int8Kernels::Reference, _) => int8::reference::qpool2d(&s, avg, x, y)?,
                 (Int8Kernels::Dsp, false) => int8::dsp::qmax_pool2d_forward(&s, x, y)?,
                 (_, false) => int8::qmax_pool2d_forward(&s, x, y)?,
+                (Int8Kernels::Dsp, true) => int8::dsp::qavg_pool2d_forward(&s, x, y)?,
                 (_, true) => int8::qavg_pool2d_forward(&s, x, y)?,
             }
         }
@@ -621,7 +612,10 @@ fn run_int8<const LINK: u32>(
                 .try_into()
                 .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))?;
             let y: &mut [i8] = cast_mut(out)?;
-            int8::qlut_forward(table, x, y)?;
+            match kernels {
+                Int8Kernels::Dsp => int8::dsp::qlut_forward(table, x, y)?,
+                _ => int8::qlut_forward(table, x, y)?,
+            }
         }
         _ => return Err(unlinked()),
     }

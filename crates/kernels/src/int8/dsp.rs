@@ -27,9 +27,14 @@
 //!   and 8 `SMLAD` for 16 multiply-accumulates.
 //! * [`qlinear_forward`] / [`qlinear_forward_i32`]: four output rows at a time against one
 //!   input row, widened on the fly (no workspace): per 4 inputs, 5 loads, 10 `SXTB16` and
-//!   8 `SMLAD` for 16 multiply-accumulates; the last one to three rows in plain loops.
-//! * [`qmax_pool2d_forward`]: 2x2 windows with stride 2 two outputs at a time, with
-//!   [`max8`] (`SSUB8` + `SEL`) on a word of each input row.
+//!   8 `SMLAD` for 16 multiply-accumulates, four such chunks per loop pass; the last one
+//!   to three rows in plain loops.
+//! * [`qmax_pool2d_forward`] / [`qavg_pool2d_forward`]: 2x2 windows with stride 2, one
+//!   plane per asm block, two outputs per step from a word of each input row: [`max8`]
+//!   (`SSUB8` + `SEL`), or the window sums as 16-bit lanes ([`sxtab16`]) rounded both at
+//!   once ([`quarter_bias`]).
+//! * [`qlut_forward`]: the table op, eight values per pass, sign-extended values as offsets
+//!   from the table's middle, word stores.
 //!
 //! # Where the instructions come from
 //! On thumbv7em targets (build-script cfg `tinycnn_arm_dsp`, see [`NATIVE`]) the
@@ -54,7 +59,7 @@
 
 use super::{check_bias_requant, ActRange, QLinearShape, Requant};
 use crate::conv::check_conv2d;
-use crate::error::{check_workspace, KernelError, Result};
+use crate::error::{check_len, check_workspace, KernelError, Result};
 use crate::pool::check_pool2d;
 use crate::shape::{Conv2dShape, Pool2dShape};
 
@@ -1033,44 +1038,70 @@ fn chunk_4x1(ww: [u32; 4], xw: u32, acc: &mut [i32; 4]) {
 
 /// [`chunk_4x1`] over the whole chunks of `x` (at least one), as one loop of Cortex-M4
 /// instructions: per 4 inputs, 5 loads, 10 `SXTB16` and 8 `SMLAD` for 16 multiply-
-/// accumulates. Rows 1 and 3 are read at offset `k` from rows 0 and 2. Fourteen registers:
-/// thirteen operands and r7 (the counter), pushed and popped around the loop.
+/// accumulates; the loop body is four chunks (one counter update and branch per 64
+/// multiply-accumulates), the first pass entered part way when the count is not a
+/// multiple of four. Rows 1 and 3
+/// are read at offset `k` from rows 0 and 2. Fourteen registers: thirteen operands and r7
+/// (the counter of passes), pushed and popped around the loop.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
     let chunks = x.len() / 4;
     assert!(chunks >= 1 && x.len() <= k && w.len() >= 4 * k);
     let [mut a0, mut a1, mut a2, mut a3] = acc;
-    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted);
-    // r7 is pushed and popped, so sp and r7 are restored.
+    // One chunk: the input word and rows 0 and 1 in one run of loads, rows 2 and 3 in a
+    // second run (the TRM pipelines a load after a load).
+    macro_rules! chunk {
+        () => {
+            concat!(
+                "ldr {xa}, [{px}], #4\n",
+                "ldr {w1}, [{p0}, {k}]\n",
+                "ldr {w0}, [{p0}], #4\n",
+                "sxtb16 {xb}, {xa}, ror #8\n",
+                "sxtb16 {xa}, {xa}\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a0}, {t}, {xa}, {a0}\n",
+                "sxtb16 {w0}, {w0}, ror #8\n",
+                "smlad {a0}, {w0}, {xb}, {a0}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a1}, {t}, {xa}, {a1}\n",
+                "sxtb16 {w1}, {w1}, ror #8\n",
+                "smlad {a1}, {w1}, {xb}, {a1}\n",
+                "ldr {w1}, [{p2}, {k}]\n",
+                "ldr {w0}, [{p2}], #4\n",
+                "sxtb16 {t}, {w0}\n",
+                "smlad {a2}, {t}, {xa}, {a2}\n",
+                "sxtb16 {w0}, {w0}, ror #8\n",
+                "smlad {a2}, {w0}, {xb}, {a2}\n",
+                "sxtb16 {t}, {w1}\n",
+                "smlad {a3}, {t}, {xa}, {a3}\n",
+                "sxtb16 {w1}, {w1}, ror #8\n",
+                "smlad {a3}, {w1}, {xb}, {a3}\n",
+            )
+        };
+    }
+    // SAFETY: reads 4 * chunks <= k bytes of `x` and of each of the four rows (asserted):
+    // ceil(chunks / 4) passes, the first one entered at chunk 4 - chunks % 4 of the body
+    // when chunks % 4 != 0. r7 is pushed and popped, so sp and r7 are restored.
     unsafe {
         core::arch::asm!(
             "push {{r7}}",
-            "mov r7, {w0}",
+            "adds r7, {w0}, #3",
+            "lsrs r7, r7, #2",
+            "ands {t}, {w0}, #3",
+            "beq 2f",
+            "cmp {t}, #2",
+            "blo 5f",
+            "beq 4f",
+            "b 3f",
             "2:",
-            "ldr {xa}, [{px}], #4",
-            "ldr {w1}, [{p0}, {k}]",
-            "ldr {w0}, [{p0}], #4",
-            "sxtb16 {xb}, {xa}, ror #8",
-            "sxtb16 {xa}, {xa}",
-            "sxtb16 {t}, {w0}",
-            "smlad {a0}, {t}, {xa}, {a0}",
-            "sxtb16 {w0}, {w0}, ror #8",
-            "smlad {a0}, {w0}, {xb}, {a0}",
-            "sxtb16 {t}, {w1}",
-            "smlad {a1}, {t}, {xa}, {a1}",
-            "sxtb16 {w1}, {w1}, ror #8",
-            "smlad {a1}, {w1}, {xb}, {a1}",
-            "ldr {w1}, [{p2}, {k}]",
-            "ldr {w0}, [{p2}], #4",
-            "sxtb16 {t}, {w0}",
-            "smlad {a2}, {t}, {xa}, {a2}",
-            "sxtb16 {w0}, {w0}, ror #8",
-            "smlad {a2}, {w0}, {xb}, {a2}",
-            "sxtb16 {t}, {w1}",
-            "smlad {a3}, {t}, {xa}, {a3}",
-            "sxtb16 {w1}, {w1}, ror #8",
-            "smlad {a3}, {w1}, {xb}, {a3}",
+            chunk!(),
+            "3:",
+            chunk!(),
+            "4:",
+            chunk!(),
+            "5:",
+            chunk!(),
             "subs r7, r7, #1",
             "bne 2b",
             "pop {{r7}}",
@@ -1093,34 +1124,55 @@ fn dot_4x1_asm(w: &[i8], k: usize, x: &[i8], acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// Output rows four at a time (the last one to three in plain loops): `out(o, acc)`
-/// receives `bias[o] + x . w[o]` for each `o`.
+/// Output rows four at a time (the last one to three in plain loops): each output `y[b][o]`
+/// becomes `emit(o, bias[o] + x[b] . w[o])`, a whole group of four at once through
+/// `emit4(o, accs, outs)`. Iterators over the output rows, so the loop holds little index
+/// arithmetic or bounds checking of its own.
 #[inline(always)]
-fn linear_rows(
+fn linear_rows<T>(
     s: &QLinearShape,
     x: &[i8],
     w: &[i8],
     bias: Option<&[i32]>,
-    mut out: impl FnMut(usize, usize, i32),
+    y: &mut [T],
+    emit: impl Fn(usize, i32) -> T,
+    emit4: impl Fn(usize, [i32; 4], &mut [T]),
 ) {
     let bias_of = |o: usize| bias.map_or(0, |b| b[o]);
-    let k = s.in_features;
-    let quads = s.out_features / 4;
-    for (b, xr) in x.chunks_exact(k).enumerate() {
-        for (q, wq) in w.chunks_exact(4 * k).take(quads).enumerate() {
+    let (k, of) = (s.in_features, s.out_features);
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(of)) {
+        let mut quads = yr.chunks_exact_mut(4);
+        for ((q, yq), wq) in (&mut quads).enumerate().zip(w.chunks_exact(4 * k)) {
             let o = 4 * q;
-            let acc = [bias_of(o), bias_of(o + 1), bias_of(o + 2), bias_of(o + 3)];
-            for (j, &a) in dot_4x1(wq, xr, acc).iter().enumerate() {
-                out(b, o + j, a);
-            }
+            let acc = match bias {
+                Some(b) => [b[o], b[o + 1], b[o + 2], b[o + 3]],
+                None => [0; 4],
+            };
+            emit4(o, dot_4x1(wq, xr, acc), yq);
         }
         // The last one to three rows: few multiply-accumulates, plain loops.
-        for (o, wr) in w.chunks_exact(k).enumerate().skip(4 * quads) {
+        let first = of - of % 4;
+        for ((o, v), wr) in quads
+            .into_remainder()
+            .iter_mut()
+            .enumerate()
+            .map(|(j, v)| (first + j, v))
+            .zip(w[first * k..].chunks_exact(k))
+        {
             let acc = xr.iter().zip(wr).fold(bias_of(o), |a, (&u, &v)| {
                 a.wrapping_add(u as i32 * v as i32)
             });
-            out(b, o, acc);
+            *v = emit(o, acc);
         }
+    }
+}
+
+/// Four outputs of the linear layer requantized ([`requantize`]). Not inlined: a small
+/// function of its own keeps its values in registers, where the caller has few left.
+#[inline(never)]
+fn requantize4(rq: &[Requant], acc: [i32; 4], range: ActRange, out: &mut [i8]) {
+    for ((o, &r), a) in out.iter_mut().zip(rq).zip(acc) {
+        *o = requantize(r, a, range);
     }
 }
 
@@ -1138,10 +1190,16 @@ pub fn qlinear_forward(
     s.check(x.len(), w.len(), y.len())?;
     check_bias_requant(s.out_features, bias, Some(requant))?;
     range.validate()?;
-    let of = s.out_features;
-    linear_rows(s, x, w, bias, |b, o, acc| {
-        y[b * of + o] = requantize(requant[o], acc, range);
-    });
+    let requant = &requant[..s.out_features];
+    linear_rows(
+        s,
+        x,
+        w,
+        bias,
+        y,
+        |o, acc| requantize(requant[o], acc, range),
+        |o, acc, out| requantize4(&requant[o..o + 4], acc, range, out),
+    );
     Ok(())
 }
 
@@ -1156,8 +1214,15 @@ pub fn qlinear_forward_i32(
 ) -> Result<()> {
     s.check(x.len(), w.len(), y.len())?;
     check_bias_requant(s.out_features, bias, None)?;
-    let of = s.out_features;
-    linear_rows(s, x, w, bias, |b, o, acc| y[b * of + o] = acc);
+    linear_rows(
+        s,
+        x,
+        w,
+        bias,
+        y,
+        |_, acc| acc,
+        |_, acc, out| out.copy_from_slice(&acc),
+    );
     Ok(())
 }
 
@@ -1906,37 +1971,421 @@ pub fn max8(a: u32, b: u32) -> u32 {
     }
 }
 
+/// `SXTAB16 Rd, Rn, Rm`: `acc` plus bytes 0 and 2 of `x` sign-extended, lane by lane
+/// (16-bit lanes, wrapping).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtab16;
+/// assert_eq!(sxtab16(0x0005_0001, 0x00fe_00ff), 0x0003_0000); // (1 - 1, 5 - 2)
+/// ```
+#[inline(always)]
+pub fn sxtab16(acc: u32, x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtab16 {r}, {a}, {x}", r = lateout(reg) r, a = in(reg) acc,
+                x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        add16(acc, sxtb16(x))
+    }
+}
+
+/// `SXTAB16 Rd, Rn, Rm, ROR #8`: `acc` plus bytes 1 and 3 of `x` sign-extended, lane by
+/// lane.
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::sxtab16_ror8;
+/// assert_eq!(sxtab16_ror8(0x0005_0001, 0x8000_7f00), 0xff85_0080); // (1 + 127, 5 - 128)
+/// ```
+#[inline(always)]
+pub fn sxtab16_ror8(acc: u32, x: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("sxtab16 {r}, {a}, {x}, ror #8", r = lateout(reg) r, a = in(reg) acc,
+                x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        add16(acc, sxtb16_ror8(x))
+    }
+}
+
+/// Two 16-bit lanes added lane by lane, wrapping (`SADD16`'s sums, without its flags).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn add16(a: u32, b: u32) -> u32 {
+    let lo = (a as u16).wrapping_add(b as u16) as u32;
+    let hi = ((a >> 16) as u16).wrapping_add((b >> 16) as u16) as u32;
+    lo | hi << 16
+}
+
+/// Two signed 16-bit window sums `s` (lanes) prepared for rounding a quarter half away from
+/// zero: each lane becomes `s + 2` where `s >= 1`, `s + 1` where `s <= 0`, so that
+/// `lane >> 2` (an arithmetic shift) is `s / 4` rounded half away from zero (`SSUB16` of
+/// the lanes `(1, 1)` sets a GE flag per lane where `s - 1 >= 0`, `SEL` picks 2 or 1 by
+/// them, `SADD16` adds; a zero sum gets 1, whose quarter rounds to 0 as with 2).
+///
+/// ```
+/// use tinycnn_kernels::int8::dsp::quarter_bias;
+/// // lanes (6, -6): 6 + 2 = 8 (8 >> 2 = 2 = round(1.5)), -6 + 1 = -5 (-5 >> 2 = -2)
+/// assert_eq!(quarter_bias(0xfffa_0006), 0xfffb_0008);
+/// ```
+#[inline(always)]
+pub fn quarter_bias(s: u32) -> u32 {
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: u32;
+        // SAFETY: register-only instructions of ARMv7E-M; they set and read the APSR GE
+        // flags (and SADD16 sets them again), so the flags are not declared preserved.
+        unsafe {
+            core::arch::asm!("ssub16 {r}, {s}, {one}", "sel {r}, {two}, {one}",
+                "sadd16 {r}, {s}, {r}", r = out(reg) r, s = in(reg) s,
+                two = in(reg) 0x0002_0002u32, one = in(reg) 0x0001_0001u32,
+                options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let lane = |v: u32| {
+            let v = v as u16 as i16;
+            v.wrapping_add(if v >= 1 { 2 } else { 1 }) as u16 as u32
+        };
+        lane(s) | lane(s >> 16) << 16
+    }
+}
+
 /// Four int8 values as a little-endian word.
 #[inline(always)]
 fn load4(c: &[i8]) -> u32 {
     u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
 }
 
+/// Four table lookups as the native loop of [`qlut_forward`] does them: each value `v`
+/// (sign-extended, as `LDRSB` reads it) indexes the table's middle, `table[128 + v]`, and
+/// the four results make one little-endian word.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn lut4(table: &[i8; 256], c: &[i8]) -> u32 {
+    let look = |v: i8| table[(128 + v as i32) as usize] as u8 as u32;
+    look(c[0]) | look(c[1]) << 8 | look(c[2]) << 16 | look(c[3]) << 24
+}
+
+/// The table op, the same function as [`super::qlut_forward`] (bit for bit): on the
+/// Cortex-M4 one loop of eight values per pass, each value read sign-extended (`LDRSB`)
+/// and used as a signed offset from the table's middle (no `+ 128`), all sixteen loads of
+/// a pass in one pipelined run (1 cycle each after the first), four results per word
+/// store (`STR`: `y` need not be aligned); the last 1 to 7 values in Rust.
+pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
+    check_len("output", y.len(), x.len())?;
+    let passes = x.len() / 8;
+    let done = 8 * passes;
+    if passes > 0 {
+        #[cfg(tinycnn_arm_dsp)]
+        // SAFETY: reads 8 * passes <= x.len() bytes of `x` and writes as many of `y` (same
+        // length, checked); every table read is at 128 + v for an int8 v, inside the table.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldrsb {v0}, [{px}], #8",
+                "ldrsb {v1}, [{px}, #-7]",
+                "ldrsb {v2}, [{px}, #-6]",
+                "ldrsb {v3}, [{px}, #-5]",
+                "ldrb {v0}, [{mid}, {v0}]",
+                "ldrb {v1}, [{mid}, {v1}]",
+                "ldrb {v2}, [{mid}, {v2}]",
+                "ldrb {v3}, [{mid}, {v3}]",
+                "ldrsb {v4}, [{px}, #-4]",
+                "ldrsb {v5}, [{px}, #-3]",
+                "ldrsb {v6}, [{px}, #-2]",
+                "ldrsb {v7}, [{px}, #-1]",
+                "ldrb {v4}, [{mid}, {v4}]",
+                "ldrb {v5}, [{mid}, {v5}]",
+                "ldrb {v6}, [{mid}, {v6}]",
+                "ldrb {v7}, [{mid}, {v7}]",
+                "orr {v0}, {v0}, {v1}, lsl #8",
+                "orr {v0}, {v0}, {v2}, lsl #16",
+                "orr {v0}, {v0}, {v3}, lsl #24",
+                "orr {v4}, {v4}, {v5}, lsl #8",
+                "orr {v4}, {v4}, {v6}, lsl #16",
+                "orr {v4}, {v4}, {v7}, lsl #24",
+                "str {v0}, [{py}], #8",
+                "str {v4}, [{py}, #-4]",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                px = inout(reg) x.as_ptr() => _,
+                py = inout(reg) y.as_mut_ptr() => _,
+                mid = in(reg) table.as_ptr().add(128),
+                n = inout(reg) passes => _,
+                v0 = out(reg) _,
+                v1 = out(reg) _,
+                v2 = out(reg) _,
+                v3 = out(reg) _,
+                v4 = out(reg) _,
+                v5 = out(reg) _,
+                v6 = out(reg) _,
+                v7 = out(reg) _,
+                options(nostack),
+            );
+        }
+        #[cfg(not(tinycnn_arm_dsp))]
+        for (o, c) in y[..done].chunks_exact_mut(4).zip(x.chunks_exact(4)) {
+            o.copy_from_slice(&lut4(table, c).to_le_bytes().map(|b| b as i8));
+        }
+    }
+    for (o, &v) in y[done..].iter_mut().zip(&x[done..]) {
+        *o = table[(128 + v as i32) as usize];
+    }
+    Ok(())
+}
+
+/// The last window of an odd-width output row, average pooling: the sum of `a`, `b` (top
+/// row) and `c`, `d` rounded a quarter half away from zero.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn avg_one(a: i8, b: i8, c: i8, d: i8) -> i8 {
+    let sum = a as i32 + b as i32 + c as i32 + d as i32;
+    ((sum + 2 + (sum >> 31)) >> 2) as i8
+}
+
+/// Two outputs of [`qavg_pool2d_forward`] from a word of each input row (four columns):
+/// the two window sums as 16-bit lanes (four [`sxtab16`]s), both rounded at once
+/// ([`quarter_bias`], then each lane's bits 2 to 9 are its output). The native loop runs
+/// this sequence.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn avg_pair(a: u32, b: u32) -> [i8; 2] {
+    let sums = sxtab16_ror8(sxtab16(sxtab16_ror8(sxtb16(a), a), b), b);
+    // A sum lies in [-512, 508]: its quarter, rounded, fits the lane's bits 2 to 9.
+    let v = quarter_bias(sums);
+    [(v >> 2) as u8 as i8, (v >> 18) as u8 as i8]
+}
+
+/// Two outputs of [`qmax_pool2d_forward`] from a word of each input row: two [`max8`]s, the
+/// second against the first shifted by a lane, leave the windows' maxima in lanes 0 and 2.
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn max_pair(a: u32, b: u32) -> [i8; 2] {
+    let m = max8(a, b);
+    let m = max8(m, m >> 8);
+    [m as u8 as i8, (m >> 16) as u8 as i8]
+}
+
+/// One plane of LeNet's pooling (2x2 windows, stride 2, no padding) in the order of the
+/// native loops: per output row, two outputs per step from a word of each of the two input
+/// rows (`pair`), then an odd width's last window (`one`).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn pool_plane(
+    xp: &[i8],
+    yp: &mut [i8],
+    w: usize,
+    ow: usize,
+    pair: impl Fn(u32, u32) -> [i8; 2],
+    one: impl Fn(i8, i8, i8, i8) -> i8,
+) {
+    for (rows, yr) in xp.chunks_exact(2 * w).zip(yp.chunks_exact_mut(ow)) {
+        let (r0, r1) = (&rows[..2 * ow], &rows[w..w + 2 * ow]);
+        let mut outs = yr.chunks_exact_mut(2);
+        for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
+            o.copy_from_slice(&pair(load4(a), load4(b)));
+        }
+        if let [o] = outs.into_remainder() {
+            *o = one(
+                r0[2 * ow - 2],
+                r0[2 * ow - 1],
+                r1[2 * ow - 2],
+                r1[2 * ow - 1],
+            );
+        }
+    }
+}
+
+/// The geometry of one plane for the native pooling loops, checked: `(rows, pairs, odd,
+/// skip)`, where `skip` moves the input pointer from after a row's pairs to the next
+/// output row's top input row. The loops read `2 * rows` input rows of `w` values (the
+/// first `2 * ow` of each) and write `rows * ow` outputs.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn plane_geometry(
+    xp: &[i8],
+    yp: &[i8],
+    w: usize,
+    oh: usize,
+    ow: usize,
+) -> (usize, usize, usize, usize) {
+    assert!(2 * ow <= w && xp.len() >= 2 * oh * w && yp.len() >= oh * ow);
+    (oh, ow / 2, ow % 2, 2 * w - 4 * (ow / 2))
+}
+
+/// Average pooling on int8, the same function as [`super::qavg_pool2d_forward`] (bit for
+/// bit): LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
+/// Cortex-M4, two outputs per step (the two window sums as 16-bit lanes from a word of each
+/// input row by four `SXTAB16`s, both rounded at once: `SSUB16`, `SEL`, `SADD16`, then each
+/// lane's bits 2 to 9 are its output; 18 cycles per two outputs in the TRM model), an odd
+/// width's last window with byte loads; other shapes as the plain kernel computes them.
+pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
+    super::qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+        let w = s.in_w;
+        for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+            #[cfg(not(tinycnn_arm_dsp))]
+            pool_plane(xp, yp, w, ow, avg_pair, avg_one);
+            #[cfg(tinycnn_arm_dsp)]
+            {
+                let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
+                if rows == 0 {
+                    continue;
+                }
+                // SAFETY: per output row, reads 4 * pairs + 2 * odd <= 2 * ow <= w bytes
+                // of two input rows inside the plane and writes ow bytes of `yp`
+                // (plane_geometry asserts the sizes). Sets and reads the GE flags.
+                unsafe {
+                    core::arch::asm!(
+                        "1:",
+                        "movs {n}, {pairs}",
+                        "beq 3f",
+                        "2:",
+                        "ldr {b}, [{p0}, {w}]",
+                        "ldr {a}, [{p0}], #4",
+                        "sxtb16 {t}, {a}",
+                        "sxtab16 {t}, {t}, {a}, ror #8",
+                        "sxtab16 {t}, {t}, {b}",
+                        "sxtab16 {t}, {t}, {b}, ror #8",
+                        "ssub16 {a}, {t}, {one}",
+                        "sel {a}, {two}, {one}",
+                        "sadd16 {t}, {t}, {a}",
+                        "lsrs {a}, {t}, #2",
+                        "strb {a}, [{py}], #2",
+                        "lsrs {t}, {t}, #18",
+                        "strb {t}, [{py}, #-1]",
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        "3:",
+                        "cmp {odd}, #0",
+                        "beq 4f",
+                        "ldrsb {a}, [{p0}]",
+                        "ldrsb {b}, [{p0}, #1]",
+                        "add {a}, {a}, {b}",
+                        "add {t}, {p0}, {w}",
+                        "ldrsb {b}, [{t}]",
+                        "add {a}, {a}, {b}",
+                        "ldrsb {b}, [{t}, #1]",
+                        "add {a}, {a}, {b}",
+                        "add {a}, {a}, {a}, asr #31",
+                        "adds {a}, {a}, #2",
+                        "asrs {a}, {a}, #2",
+                        "strb {a}, [{py}], #1",
+                        "4:",
+                        "add {p0}, {p0}, {skip}",
+                        "subs {rows}, {rows}, #1",
+                        "bne 1b",
+                        p0 = inout(reg) xp.as_ptr() => _,
+                        py = inout(reg) yp.as_mut_ptr() => _,
+                        rows = inout(reg) rows => _,
+                        n = out(reg) _,
+                        a = out(reg) _,
+                        b = out(reg) _,
+                        t = out(reg) _,
+                        w = in(reg) w,
+                        pairs = in(reg) pairs,
+                        odd = in(reg) odd,
+                        skip = in(reg) skip,
+                        one = in(reg) 0x0001_0001u32,
+                        two = in(reg) 0x0002_0002u32,
+                        options(nostack),
+                    );
+                }
+            }
+        }
+    })
+}
+
 /// Max pooling on int8, the same function as [`super::qmax_pool2d_forward`] (bit for bit):
-/// LeNet's 2x2 windows with stride 2 and no padding two outputs at a time, one word from
-/// each input row and two [`max8`]s; other shapes through the plain kernel.
+/// LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
+/// Cortex-M4, two outputs per step (a word of each input row, two [`max8`]s: `SSUB8` +
+/// `SEL`), an odd width's last window with byte loads and compares; other shapes through
+/// the plain kernel.
 pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
-    let p = &s.params;
-    if p.kernel != (2, 2) || p.stride != (2, 2) || p.padding != (0, 0) {
+    if !super::is_2x2_stride_2(s) {
         return super::qmax_pool2d_forward(s, x, y);
     }
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
-    let plane_in = s.in_h * s.in_w;
-    for (xp, yp) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(oh * ow)) {
-        for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let r0 = &xp[2 * oy * s.in_w..][..2 * ow];
-            let r1 = &xp[(2 * oy + 1) * s.in_w..][..2 * ow];
-            let mut outs = yr.chunks_exact_mut(2);
-            for ((o, a), b) in (&mut outs).zip(r0.chunks_exact(4)).zip(r1.chunks_exact(4)) {
-                // Lanes 0 and 2 of `m` end up as the two windows' maxima.
-                let m = max8(load4(a), load4(b));
-                let m = max8(m, m >> 8);
-                o[0] = m as u8 as i8;
-                o[1] = (m >> 16) as u8 as i8;
+    let w = s.in_w;
+    for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+        #[cfg(not(tinycnn_arm_dsp))]
+        pool_plane(xp, yp, w, ow, max_pair, |a, b, c, d| a.max(b).max(c.max(d)));
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
+            if rows == 0 {
+                continue;
             }
-            if let [o] = outs.into_remainder() {
-                let (a, b) = (&r0[2 * ow - 2..], &r1[2 * ow - 2..]);
-                *o = a[0].max(a[1]).max(b[0].max(b[1]));
+            // SAFETY: as in qavg_pool2d_forward: inside the plane and `yp` (asserted). Sets
+            // and reads the GE and condition flags.
+            unsafe {
+                core::arch::asm!(
+                    "1:",
+                    "movs {n}, {pairs}",
+                    "beq 3f",
+                    "2:",
+                    "ldr {b}, [{p0}, {w}]",
+                    "ldr {a}, [{p0}], #4",
+                    "ssub8 {t}, {a}, {b}",
+                    "sel {a}, {a}, {b}",
+                    "lsrs {b}, {a}, #8",
+                    "ssub8 {t}, {a}, {b}",
+                    "sel {a}, {a}, {b}",
+                    "strb {a}, [{py}], #2",
+                    "lsrs {a}, {a}, #16",
+                    "strb {a}, [{py}, #-1]",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    "3:",
+                    "cmp {odd}, #0",
+                    "beq 4f",
+                    "ldrsb {a}, [{p0}]",
+                    "ldrsb {b}, [{p0}, #1]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "add {t}, {p0}, {w}",
+                    "ldrsb {b}, [{t}]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "ldrsb {b}, [{t}, #1]",
+                    "cmp {a}, {b}",
+                    "it lt",
+                    "movlt {a}, {b}",
+                    "strb {a}, [{py}], #1",
+                    "4:",
+                    "add {p0}, {p0}, {skip}",
+                    "subs {rows}, {rows}, #1",
+                    "bne 1b",
+                    p0 = inout(reg) xp.as_ptr() => _,
+                    py = inout(reg) yp.as_mut_ptr() => _,
+                    rows = inout(reg) rows => _,
+                    n = out(reg) _,
+                    a = out(reg) _,
+                    b = out(reg) _,
+                    t = out(reg) _,
+                    w = in(reg) w,
+                    pairs = in(reg) pairs,
+                    odd = in(reg) odd,
+                    skip = in(reg) skip,
+                    options(nostack),
+                );
             }
         }
     }
