@@ -1466,8 +1466,9 @@ struct WindowRun {
 #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
 #[repr(C)]
 struct WindowArgs {
-    /// The current block's first widened word (advanced by 5 words per block, and by
-    /// `x_skip` bytes more after a row's last block).
+    /// The first block's first widened word (read once: the native loop keeps the current
+    /// block's in a register, advanced by `x_back` bytes after a block's kernel rows, and
+    /// by `x_skip` more after a row's last block).
     x: *const u32,
     /// The channel's widened weights, `taps_rows` rows of 5 words.
     w: *const u32,
@@ -1487,14 +1488,18 @@ struct WindowArgs {
     /// Where the current block's 5 outputs go (advanced by 5 per block, and by `out_skip`
     /// more after a row's last block).
     out: *mut i8,
-    /// Blocks left in the current row (counted down from `row_blocks`).
-    blocks: u32,
-    row_blocks: u32,
-    /// `4 row_words - 20 row_blocks` and `out_row - 5 row_blocks`, modulo `2^32`.
+    /// Where the current row's blocks end (`out` after the row's last block), and the
+    /// bytes of a row's blocks (`5 blocks`).
+    row_end: *mut i8,
+    row_bytes: u32,
+    /// `4 row_words - 20 blocks` and `out_row - 5 blocks`, modulo `2^32`.
     x_skip: u32,
     out_skip: u32,
     /// Output rows left (counted down).
     rows: u32,
+    /// `20 - 4 taps_rows pair_words` modulo `2^32`: from where the kernel rows leave the
+    /// input pointer to the next block's first word.
+    x_back: u32,
 }
 
 /// `SMMLA Rd, Rn, Rm, Ra`: the high word of `a * b + 2^32 ra` (emulation).
@@ -1570,11 +1575,13 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
             lo: bytes(ch.range.min),
             hi: bytes(ch.range.max),
             out: out.as_mut_ptr(),
-            blocks: r.blocks as u32,
-            row_blocks: r.blocks as u32,
+            row_end: out.as_mut_ptr().wrapping_add(WINDOW_PIXELS * r.blocks),
+            row_bytes: (WINDOW_PIXELS * r.blocks) as u32,
             x_skip: (4 * r.row_words as u32).wrapping_sub(4 * (WINDOW_PIXELS * r.blocks) as u32),
             out_skip: (r.out_row as u32).wrapping_sub((WINDOW_PIXELS * r.blocks) as u32),
             rows: r.rows as u32,
+            x_back: (4 * WINDOW_PIXELS as u32)
+                .wrapping_sub((4 * r.taps_rows * r.pair_words) as u32),
         };
         window_rows_asm(&mut a);
     }
@@ -1690,22 +1697,30 @@ fn window_rows_asm(a: &mut WindowArgs) {
         core::arch::asm!(
             "push {{r7}}",
             "push {{{px}}}",
+            "mov {st}, {px}",
+            "ldr {px}, [{st}, #0]",
+            "b 3f",
+            // Three pair rows per iteration, entered at the first, second or third row
+            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
+            // first iteration runs the rows left over; the iterations left in the bits
+            // from 18, which borrow (carry clear) after the last. Out of the block's way:
+            // the usual shapes (`taps_rows % 3 == 0`) take one `TST` and a branch not
+            // taken.
+            "7:",
+            "lsls {w}, {st}, #15",
+            "bmi 5f",
+            "b 6f",
+            // A block: `px` the block's first widened word, `st` the args.
             "3:",
-            "ldr {pw}, [{px}, #4]",
-            "ldr {st}, [{px}, #8]",
-            "ldr {a0}, [{px}, #12]",
-            "ldr {px}, [{px}, #0]",
+            "ldr {pw}, [{st}, #4]",
+            "ldr {a0}, [{st}, #12]",
+            "ldr {st}, [{st}, #8]",
             "mov {a1}, {a0}",
             "mov {a2}, {a0}",
             "mov {a3}, {a0}",
             "mov {a4}, {a0}",
-            // Three pair rows per iteration, entered at the first, second or third row
-            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
-            // first iteration runs the rows left over; the iterations left in the bits
-            // from 18, which borrow (carry clear) after the last.
-            "lsls {w}, {st}, #15",
-            "bmi 5f",
-            "bcs 6f",
+            "tst {st}, #0x30000",
+            "bne 7b",
             "2:",
             pair_row!(),
             "6:",
@@ -1714,17 +1729,17 @@ fn window_rows_asm(a: &mut WindowArgs) {
             pair_row!(),
             "subs {st}, {st}, #0x40000",
             "bcs 2b",
-            "ldr {px}, [sp]",
-            "ldr {x0}, [{px}, #16]",
-            "ldr {x1}, [{px}, #20]",
-            "ldr {x2}, [{px}, #24]",
+            "ldr {st}, [sp]",
+            "ldr {x0}, [{st}, #16]",
+            "ldr {x1}, [{st}, #20]",
+            "ldr {x2}, [{st}, #24]",
             requant!("{a0}"),
             requant!("{a1}"),
             requant!("{a2}"),
             requant!("{a3}"),
             requant!("{a4}"),
-            "ldr {x0}, [{px}, #28]",
-            "ldr {x1}, [{px}, #32]",
+            "ldr {x0}, [{st}, #28]",
+            "ldr {x1}, [{st}, #32]",
             "uxtb {a0}, {a0}",
             "bfi {a0}, {a1}, #8, #8",
             "bfi {a0}, {a2}, #16, #8",
@@ -1737,29 +1752,29 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "sel {a4}, {a4}, {x0}",
             "ssub8 {w}, {x1}, {a4}",
             "sel {a4}, {a4}, {x1}",
-            "ldr {w}, [{px}, #36]",
-            "ldr {x3}, [{px}, #0]",
-            "ldr {x2}, [{px}, #40]",
+            "ldr {w}, [{st}, #36]",
+            "ldr {x3}, [{st}, #60]",
+            "ldr {x2}, [{st}, #40]",
             "str {a0}, [{w}]",
             "strb {a4}, [{w}, #4]",
             "add {w}, {w}, #5",
-            "add {x3}, {x3}, #20",
-            "subs {x2}, {x2}, #1",
+            "add {px}, {px}, {x3}",
+            "cmp {w}, {x2}",
             "bne 4f",
             // The row's last block: the next row's first block, or the end.
-            "ldr {x2}, [{px}, #44]",
-            "ldr {a1}, [{px}, #48]",
-            "ldr {a2}, [{px}, #52]",
-            "ldr {a3}, [{px}, #56]",
-            "add {x3}, {x3}, {a1}",
+            "ldr {a1}, [{st}, #48]",
+            "ldr {a2}, [{st}, #52]",
+            "ldr {x2}, [{st}, #44]",
+            "ldr {a3}, [{st}, #56]",
+            "add {px}, {px}, {a1}",
             "add {w}, {w}, {a2}",
+            "add {x2}, {x2}, {w}",
+            "str {x2}, [{st}, #40]",
             "subs {a3}, {a3}, #1",
-            "str {a3}, [{px}, #56]",
-            // Z: blocks left in the row, or rows left, are none.
+            "str {a3}, [{st}, #56]",
+            // Z: the row has ended and no rows are left.
             "4:",
-            "str {w}, [{px}, #36]",
-            "str {x3}, [{px}, #0]",
-            "str {x2}, [{px}, #40]",
+            "str {w}, [{st}, #36]",
             "bne 3b",
             "pop {{{px}}}",
             "pop {{r7}}",
