@@ -1374,6 +1374,87 @@ fn window_widen(
     }
 }
 
+/// `outer` groups of `inner` rows of 5 pairs, row `(g, i)` (written at `o[5 (g inner + i)..]`)
+/// `pair(a[at + kx], b[at + kx])` with `at = g outer_step + i step`: per row two word loads
+/// and two byte loads, `SXTB16` and halfword packs (the same sequence as [`pair4`] and
+/// [`pair`]). Checks the bounds (the panics are the caller's bugs): `a` and `b` hold
+/// `(outer - 1) outer_step + (inner - 1) step + 5` bytes, `o` `5 inner outer` words.
+#[inline(never)]
+fn window_weight_rows(
+    o: &mut [u32],
+    (a, b): (&[i8], &[i8]),
+    (step, inner): (usize, usize),
+    (outer_step, outer): (usize, usize),
+) {
+    const KW: usize = WINDOW_KW;
+    if inner == 0 || outer == 0 {
+        return;
+    }
+    let need = (outer - 1) * outer_step + (inner - 1) * step + KW;
+    assert!(a.len() >= need && b.len() >= need && o.len() >= KW * inner * outer);
+    #[cfg(tinycnn_arm_dsp)]
+    // SAFETY: row (g, i) reads a[at..][..5] and b[at..][..5] (unaligned word loads, which
+    // ARMv7-M allows for LDR) and writes o[5 (g inner + i)..][..5]: in bounds by the check
+    // above, inner and outer >= 1. After a group the pointers move back by `inner step`
+    // and on by `outer_step` (`back`, modulo 2^32). The pointers are copies, advanced in
+    // registers; the flags are clobbered (SUBS).
+    unsafe {
+        core::arch::asm!(
+            "1:",
+            "mov {n}, {inner}",
+            "2:",
+            "ldr {ua}, [{pa}]",
+            "ldr {ub}, [{pb}]",
+            "sxtb16 {t}, {ua}",
+            "sxtb16 {u}, {ub}",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "pkhtb {u}, {u}, {t}, asr #16",
+            "str {v}, [{o}]",
+            "str {u}, [{o}, #8]",
+            "sxtb16 {t}, {ua}, ror #8",
+            "sxtb16 {u}, {ub}, ror #8",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "pkhtb {u}, {u}, {t}, asr #16",
+            "str {v}, [{o}, #4]",
+            "str {u}, [{o}, #12]",
+            "ldrsb {t}, [{pa}, #4]",
+            "ldrsb {u}, [{pb}, #4]",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "str {v}, [{o}, #16]",
+            "add {o}, {o}, #20",
+            "add {pa}, {pa}, {step}",
+            "add {pb}, {pb}, {step}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "add {pa}, {pa}, {back}",
+            "add {pb}, {pb}, {back}",
+            "subs {outer}, {outer}, #1",
+            "bne 1b",
+            o = inout(reg) o.as_mut_ptr() => _,
+            pa = inout(reg) a.as_ptr() => _,
+            pb = inout(reg) b.as_ptr() => _,
+            step = in(reg) step,
+            inner = in(reg) inner,
+            back = in(reg) outer_step.wrapping_sub(inner * step),
+            outer = inout(reg) outer => _,
+            n = out(reg) _,
+            ua = out(reg) _,
+            ub = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            v = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    for (r, o) in o.chunks_exact_mut(KW).take(inner * outer).enumerate() {
+        let at = r / inner * outer_step + r % inner * step;
+        let (a, b) = (&a[at..][..KW], &b[at..][..KW]);
+        let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
+        o.copy_from_slice(&[w0, w1, w2, w3, pair(a[4], b[4])]);
+    }
+}
+
 /// Output channel `o`'s weights (`wo`: `[cin_g, kh, kw]`) as pairs matching the widened
 /// rows: `taps_rows` rows of `kw` words (a missing second kernel row is zero).
 #[inline(never)]
@@ -1382,36 +1463,23 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     let p = &s.params;
     let cin_g = p.in_per_group();
     let kh = p.kernel.0;
-    // One row of 5 pairs from two kernel rows of 5 taps (fixed sizes: no bounds checks
-    // in the loops below).
-    let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
-        let (Ok(o), Ok(a), Ok(b)) = (
-            <&mut [u32; KW]>::try_from(o),
-            <&[i8; KW]>::try_from(a),
-            <&[i8; KW]>::try_from(b),
-        ) else {
-            return;
-        };
-        let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
-        *o = [w0, w1, w2, w3, pair(a[4], b[4])];
-    };
-    // One input channel: row t pairs kernel rows 2 t and 2 t + 1 (zeros past the kernel).
-    // Else rows in (ky, channel pair) order: channels kh * KW bytes apart.
     let plane = kh * KW;
-    let (step, second, per_ky) = match cin_g {
-        1 => (2 * KW, KW, l.taps_rows),
-        _ => (2 * plane, plane, cin_g / 2),
-    };
-    let wo = &wo[..cin_g * plane];
-    let (mut ky, mut i, mut a) = (0, 0, 0);
-    for o in out[..l.taps_rows * KW].chunks_exact_mut(KW) {
-        let b = wo.get(a + second..a + second + KW).unwrap_or(&[0; KW]);
-        put(o, &wo[a..a + KW], b);
-        (i, a) = (i + 1, a + step);
-        if i == per_ky {
-            (ky, i) = (ky + 1, 0);
-            a = ky * KW;
+    let (wo, out) = (&wo[..cin_g * plane], &mut out[..l.taps_rows * KW]);
+    if cin_g == 1 {
+        // Row t pairs kernel rows 2 t and 2 t + 1; an odd last kernel row pairs with zeros.
+        let full = kh / 2;
+        window_weight_rows(out, (wo, &wo[KW..]), (2 * KW, full), (0, 1));
+        if kh % 2 == 1 {
+            let (o, last) = (&mut out[full * KW..], &wo[(kh - 1) * KW..]);
+            for (o, &v) in o.iter_mut().zip(last) {
+                *o = pair(v, 0);
+            }
         }
+    } else {
+        // Rows in (ky, channel pair) order: per ky one row per channel pair, the pairs two
+        // planes apart, a pair's channels one plane apart.
+        let pairs = cin_g / 2;
+        window_weight_rows(out, (wo, &wo[plane..]), (2 * plane, pairs), (KW, kh));
     }
 }
 
