@@ -1349,7 +1349,11 @@ fn window_widen(
     };
     let (lo, hi) = (pw.min(l.wp), (pw + s.in_w).min(l.wp));
     let zeros = |o: &mut [u32]| o.iter_mut().for_each(|v| *v = 0);
-    for (i, row) in img.chunks_exact_mut(l.wp).take(rows).enumerate() {
+    let img = &mut img[..rows * l.wp];
+    // A row's right padding and the next row's left padding are one stretch: one clear
+    // per row (the first row's left padding before the loop).
+    zeros(&mut img[..lo]);
+    for i in 0..rows {
         let r = first + i;
         let (a, b) = if cin_g == 1 {
             (line(0, r), line(0, r + 1))
@@ -1357,20 +1361,20 @@ fn window_widen(
             let (y, cp) = (r / (cin_g / 2), r % (cin_g / 2));
             (line(2 * cp, y), line(2 * cp + 1, y))
         };
-        zeros(&mut row[..lo]);
-        zeros(&mut row[hi..]);
-        let row = &mut row[lo..hi];
+        let o = &mut img[i * l.wp + lo..i * l.wp + hi];
         match (a, b) {
-            (Some(a), Some(b)) => widen_pairs(row, a, b),
-            (None, None) => zeros(row),
+            (Some(a), Some(b)) => widen_pairs(o, a, b),
+            (None, None) => zeros(o),
             _ => {
                 // One row of the pair in the padding reads as zeros.
                 let at = |v: Option<&[i8]>, i: usize| v.map_or(0, |v| v[i]);
-                for (i, o) in row.iter_mut().enumerate() {
+                for (i, o) in o.iter_mut().enumerate() {
                     *o = pair(at(a, i), at(b, i));
                 }
             }
         }
+        let end = ((i + 1) * l.wp + lo).min(rows * l.wp);
+        zeros(&mut img[i * l.wp + hi..end]);
     }
 }
 
@@ -1681,10 +1685,12 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
 /// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
 /// its first iteration entered at the row that leaves a multiple of three.
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
-/// lane-wise clamps of 4 instructions, one word and one byte stored, the pointers and
-/// counters advanced in the args. Fourteen registers: thirteen `asm!` operands and r7 (the
-/// frame pointer, which operands may not name), pushed and popped. The args pointer waits
-/// on the stack while the row loop runs.
+/// lane-wise clamps of 4 instructions, one word and one byte stored; the input pointer
+/// stays in `px` (plus `x_back` to the next block), the output pointer is stored back and
+/// compared with the row's end, and only at a row's end are the other args updated.
+/// Fourteen registers: thirteen `asm!` operands and r7 (the frame pointer, which operands
+/// may not name), pushed and popped. The args pointer waits on the stack while the row
+/// loop runs.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn window_rows_asm(a: &mut WindowArgs) {
