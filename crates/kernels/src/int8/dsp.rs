@@ -1414,7 +1414,11 @@ fn window_widen(
     };
     let (lo, hi) = (pw.min(l.wp), (pw + s.in_w).min(l.wp));
     let zeros = |o: &mut [u32]| o.iter_mut().for_each(|v| *v = 0);
-    for (i, row) in img.chunks_exact_mut(l.wp).take(rows).enumerate() {
+    let img = &mut img[..rows * l.wp];
+    // A row's right padding and the next row's left padding are one stretch: one clear
+    // per row (the first row's left padding before the loop).
+    zeros(&mut img[..lo]);
+    for i in 0..rows {
         let r = first + i;
         let (a, b) = if cin_g == 1 {
             (line(0, r), line(0, r + 1))
@@ -1422,20 +1426,101 @@ fn window_widen(
             let (y, cp) = (r / (cin_g / 2), r % (cin_g / 2));
             (line(2 * cp, y), line(2 * cp + 1, y))
         };
-        zeros(&mut row[..lo]);
-        zeros(&mut row[hi..]);
-        let row = &mut row[lo..hi];
+        let o = &mut img[i * l.wp + lo..i * l.wp + hi];
         match (a, b) {
-            (Some(a), Some(b)) => widen_pairs(row, a, b),
-            (None, None) => zeros(row),
+            (Some(a), Some(b)) => widen_pairs(o, a, b),
+            (None, None) => zeros(o),
             _ => {
                 // One row of the pair in the padding reads as zeros.
                 let at = |v: Option<&[i8]>, i: usize| v.map_or(0, |v| v[i]);
-                for (i, o) in row.iter_mut().enumerate() {
+                for (i, o) in o.iter_mut().enumerate() {
                     *o = pair(at(a, i), at(b, i));
                 }
             }
         }
+        let end = ((i + 1) * l.wp + lo).min(rows * l.wp);
+        zeros(&mut img[i * l.wp + hi..end]);
+    }
+}
+
+/// `outer` groups of `inner` rows of 5 pairs, row `(g, i)` (written at `o[5 (g inner + i)..]`)
+/// `pair(a[at + kx], b[at + kx])` with `at = g outer_step + i step`: per row two word loads
+/// and two byte loads, `SXTB16` and halfword packs (the same sequence as [`pair4`] and
+/// [`pair`]). Checks the bounds (the panics are the caller's bugs): `a` and `b` hold
+/// `(outer - 1) outer_step + (inner - 1) step + 5` bytes, `o` `5 inner outer` words.
+#[inline(never)]
+fn window_weight_rows(
+    o: &mut [u32],
+    (a, b): (&[i8], &[i8]),
+    (step, inner): (usize, usize),
+    (outer_step, outer): (usize, usize),
+) {
+    const KW: usize = WINDOW_KW;
+    if inner == 0 || outer == 0 {
+        return;
+    }
+    let need = (outer - 1) * outer_step + (inner - 1) * step + KW;
+    assert!(a.len() >= need && b.len() >= need && o.len() >= KW * inner * outer);
+    #[cfg(tinycnn_arm_dsp)]
+    // SAFETY: row (g, i) reads a[at..][..5] and b[at..][..5] (unaligned word loads, which
+    // ARMv7-M allows for LDR) and writes o[5 (g inner + i)..][..5]: in bounds by the check
+    // above, inner and outer >= 1. After a group the pointers move back by `inner step`
+    // and on by `outer_step` (`back`, modulo 2^32). The pointers are copies, advanced in
+    // registers; the flags are clobbered (SUBS).
+    unsafe {
+        core::arch::asm!(
+            "1:",
+            "mov {n}, {inner}",
+            "2:",
+            "ldr {ua}, [{pa}]",
+            "ldr {ub}, [{pb}]",
+            "sxtb16 {t}, {ua}",
+            "sxtb16 {u}, {ub}",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "pkhtb {u}, {u}, {t}, asr #16",
+            "str {v}, [{o}]",
+            "str {u}, [{o}, #8]",
+            "sxtb16 {t}, {ua}, ror #8",
+            "sxtb16 {u}, {ub}, ror #8",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "pkhtb {u}, {u}, {t}, asr #16",
+            "str {v}, [{o}, #4]",
+            "str {u}, [{o}, #12]",
+            "ldrsb {t}, [{pa}, #4]",
+            "ldrsb {u}, [{pb}, #4]",
+            "pkhbt {v}, {t}, {u}, lsl #16",
+            "str {v}, [{o}, #16]",
+            "add {o}, {o}, #20",
+            "add {pa}, {pa}, {step}",
+            "add {pb}, {pb}, {step}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "add {pa}, {pa}, {back}",
+            "add {pb}, {pb}, {back}",
+            "subs {outer}, {outer}, #1",
+            "bne 1b",
+            o = inout(reg) o.as_mut_ptr() => _,
+            pa = inout(reg) a.as_ptr() => _,
+            pb = inout(reg) b.as_ptr() => _,
+            step = in(reg) step,
+            inner = in(reg) inner,
+            back = in(reg) outer_step.wrapping_sub(inner * step),
+            outer = inout(reg) outer => _,
+            n = out(reg) _,
+            ua = out(reg) _,
+            ub = out(reg) _,
+            t = out(reg) _,
+            u = out(reg) _,
+            v = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    for (r, o) in o.chunks_exact_mut(KW).take(inner * outer).enumerate() {
+        let at = r / inner * outer_step + r % inner * step;
+        let (a, b) = (&a[at..][..KW], &b[at..][..KW]);
+        let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
+        o.copy_from_slice(&[w0, w1, w2, w3, pair(a[4], b[4])]);
     }
 }
 
@@ -1447,36 +1532,23 @@ fn window_weights(s: &Conv2dShape, l: &WindowLayout, wo: &[i8], out: &mut [u32])
     let p = &s.params;
     let cin_g = p.in_per_group();
     let kh = p.kernel.0;
-    // One row of 5 pairs from two kernel rows of 5 taps (fixed sizes: no bounds checks
-    // in the loops below).
-    let put = |o: &mut [u32], a: &[i8], b: &[i8]| {
-        let (Ok(o), Ok(a), Ok(b)) = (
-            <&mut [u32; KW]>::try_from(o),
-            <&[i8; KW]>::try_from(a),
-            <&[i8; KW]>::try_from(b),
-        ) else {
-            return;
-        };
-        let [w0, w1, w2, w3] = pair4(load4(a), load4(b));
-        *o = [w0, w1, w2, w3, pair(a[4], b[4])];
-    };
-    // One input channel: row t pairs kernel rows 2 t and 2 t + 1 (zeros past the kernel).
-    // Else rows in (ky, channel pair) order: channels kh * KW bytes apart.
     let plane = kh * KW;
-    let (step, second, per_ky) = match cin_g {
-        1 => (2 * KW, KW, l.taps_rows),
-        _ => (2 * plane, plane, cin_g / 2),
-    };
-    let wo = &wo[..cin_g * plane];
-    let (mut ky, mut i, mut a) = (0, 0, 0);
-    for o in out[..l.taps_rows * KW].chunks_exact_mut(KW) {
-        let b = wo.get(a + second..a + second + KW).unwrap_or(&[0; KW]);
-        put(o, &wo[a..a + KW], b);
-        (i, a) = (i + 1, a + step);
-        if i == per_ky {
-            (ky, i) = (ky + 1, 0);
-            a = ky * KW;
+    let (wo, out) = (&wo[..cin_g * plane], &mut out[..l.taps_rows * KW]);
+    if cin_g == 1 {
+        // Row t pairs kernel rows 2 t and 2 t + 1; an odd last kernel row pairs with zeros.
+        let full = kh / 2;
+        window_weight_rows(out, (wo, &wo[KW..]), (2 * KW, full), (0, 1));
+        if kh % 2 == 1 {
+            let (o, last) = (&mut out[full * KW..], &wo[(kh - 1) * KW..]);
+            for (o, &v) in o.iter_mut().zip(last) {
+                *o = pair(v, 0);
+            }
         }
+    } else {
+        // Rows in (ky, channel pair) order: per ky one row per channel pair, the pairs two
+        // planes apart, a pair's channels one plane apart.
+        let pairs = cin_g / 2;
+        window_weight_rows(out, (wo, &wo[plane..]), (2 * plane, pairs), (KW, kh));
     }
 }
 
@@ -1531,8 +1603,9 @@ struct WindowRun {
 #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
 #[repr(C)]
 struct WindowArgs {
-    /// The current block's first widened word (advanced by 5 words per block, and by
-    /// `x_skip` bytes more after a row's last block).
+    /// The first block's first widened word (read once: the native loop keeps the current
+    /// block's in a register, advanced by `x_back` bytes after a block's kernel rows, and
+    /// by `x_skip` more after a row's last block).
     x: *const u32,
     /// The channel's widened weights, `taps_rows` rows of 5 words.
     w: *const u32,
@@ -1552,14 +1625,18 @@ struct WindowArgs {
     /// Where the current block's 5 outputs go (advanced by 5 per block, and by `out_skip`
     /// more after a row's last block).
     out: *mut i8,
-    /// Blocks left in the current row (counted down from `row_blocks`).
-    blocks: u32,
-    row_blocks: u32,
-    /// `4 row_words - 20 row_blocks` and `out_row - 5 row_blocks`, modulo `2^32`.
+    /// Where the current row's blocks end (`out` after the row's last block), and the
+    /// bytes of a row's blocks (`5 blocks`).
+    row_end: *mut i8,
+    row_bytes: u32,
+    /// `4 row_words - 20 blocks` and `out_row - 5 blocks`, modulo `2^32`.
     x_skip: u32,
     out_skip: u32,
     /// Output rows left (counted down).
     rows: u32,
+    /// `20 - 4 taps_rows pair_words` modulo `2^32`: from where the kernel rows leave the
+    /// input pointer to the next block's first word.
+    x_back: u32,
 }
 
 /// `SMMLA Rd, Rn, Rm, Ra`: the high word of `a * b + 2^32 ra` (emulation).
@@ -1635,11 +1712,13 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
             lo: bytes(ch.range.min),
             hi: bytes(ch.range.max),
             out: out.as_mut_ptr(),
-            blocks: r.blocks as u32,
-            row_blocks: r.blocks as u32,
+            row_end: out.as_mut_ptr().wrapping_add(WINDOW_PIXELS * r.blocks),
+            row_bytes: (WINDOW_PIXELS * r.blocks) as u32,
             x_skip: (4 * r.row_words as u32).wrapping_sub(4 * (WINDOW_PIXELS * r.blocks) as u32),
             out_skip: (r.out_row as u32).wrapping_sub((WINDOW_PIXELS * r.blocks) as u32),
             rows: r.rows as u32,
+            x_back: (4 * WINDOW_PIXELS as u32)
+                .wrapping_sub((4 * r.taps_rows * r.pair_words) as u32),
         };
         window_rows_asm(&mut a);
     }
@@ -1671,10 +1750,12 @@ fn window_rows(x: &[u32], w: &[u32], out: &mut [i8], run: &WindowRun, ch: &Windo
 /// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
 /// its first iteration entered at the row that leaves a multiple of three.
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
-/// lane-wise clamps of 4 instructions, one word and one byte stored, the pointers and
-/// counters advanced in the args. Fourteen registers: thirteen `asm!` operands and r7 (the
-/// frame pointer, which operands may not name), pushed and popped. The args pointer waits
-/// on the stack while the row loop runs.
+/// lane-wise clamps of 4 instructions, one word and one byte stored; the input pointer
+/// stays in `px` (plus `x_back` to the next block), the output pointer is stored back and
+/// compared with the row's end, and only at a row's end are the other args updated.
+/// Fourteen registers: thirteen `asm!` operands and r7 (the frame pointer, which operands
+/// may not name), pushed and popped. The args pointer waits on the stack while the row
+/// loop runs.
 #[cfg(tinycnn_arm_dsp)]
 #[inline(always)]
 fn window_rows_asm(a: &mut WindowArgs) {
@@ -1755,22 +1836,30 @@ fn window_rows_asm(a: &mut WindowArgs) {
         core::arch::asm!(
             "push {{r7}}",
             "push {{{px}}}",
+            "mov {st}, {px}",
+            "ldr {px}, [{st}, #0]",
+            "b 3f",
+            // Three pair rows per iteration, entered at the first, second or third row
+            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
+            // first iteration runs the rows left over; the iterations left in the bits
+            // from 18, which borrow (carry clear) after the last. Out of the block's way:
+            // the usual shapes (`taps_rows % 3 == 0`) take one `TST` and a branch not
+            // taken.
+            "7:",
+            "lsls {w}, {st}, #15",
+            "bmi 5f",
+            "b 6f",
+            // A block: `px` the block's first widened word, `st` the args.
             "3:",
-            "ldr {pw}, [{px}, #4]",
-            "ldr {st}, [{px}, #8]",
-            "ldr {a0}, [{px}, #12]",
-            "ldr {px}, [{px}, #0]",
+            "ldr {pw}, [{st}, #4]",
+            "ldr {a0}, [{st}, #12]",
+            "ldr {st}, [{st}, #8]",
             "mov {a1}, {a0}",
             "mov {a2}, {a0}",
             "mov {a3}, {a0}",
             "mov {a4}, {a0}",
-            // Three pair rows per iteration, entered at the first, second or third row
-            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
-            // first iteration runs the rows left over; the iterations left in the bits
-            // from 18, which borrow (carry clear) after the last.
-            "lsls {w}, {st}, #15",
-            "bmi 5f",
-            "bcs 6f",
+            "tst {st}, #0x30000",
+            "bne 7b",
             "2:",
             pair_row!(),
             "6:",
@@ -1779,17 +1868,17 @@ fn window_rows_asm(a: &mut WindowArgs) {
             pair_row!(),
             "subs {st}, {st}, #0x40000",
             "bcs 2b",
-            "ldr {px}, [sp]",
-            "ldr {x0}, [{px}, #16]",
-            "ldr {x1}, [{px}, #20]",
-            "ldr {x2}, [{px}, #24]",
+            "ldr {st}, [sp]",
+            "ldr {x0}, [{st}, #16]",
+            "ldr {x1}, [{st}, #20]",
+            "ldr {x2}, [{st}, #24]",
             requant!("{a0}"),
             requant!("{a1}"),
             requant!("{a2}"),
             requant!("{a3}"),
             requant!("{a4}"),
-            "ldr {x0}, [{px}, #28]",
-            "ldr {x1}, [{px}, #32]",
+            "ldr {x0}, [{st}, #28]",
+            "ldr {x1}, [{st}, #32]",
             "uxtb {a0}, {a0}",
             "bfi {a0}, {a1}, #8, #8",
             "bfi {a0}, {a2}, #16, #8",
@@ -1802,29 +1891,29 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "sel {a4}, {a4}, {x0}",
             "ssub8 {w}, {x1}, {a4}",
             "sel {a4}, {a4}, {x1}",
-            "ldr {w}, [{px}, #36]",
-            "ldr {x3}, [{px}, #0]",
-            "ldr {x2}, [{px}, #40]",
+            "ldr {w}, [{st}, #36]",
+            "ldr {x3}, [{st}, #60]",
+            "ldr {x2}, [{st}, #40]",
             "str {a0}, [{w}]",
             "strb {a4}, [{w}, #4]",
             "add {w}, {w}, #5",
-            "add {x3}, {x3}, #20",
-            "subs {x2}, {x2}, #1",
+            "add {px}, {px}, {x3}",
+            "cmp {w}, {x2}",
             "bne 4f",
             // The row's last block: the next row's first block, or the end.
-            "ldr {x2}, [{px}, #44]",
-            "ldr {a1}, [{px}, #48]",
-            "ldr {a2}, [{px}, #52]",
-            "ldr {a3}, [{px}, #56]",
-            "add {x3}, {x3}, {a1}",
+            "ldr {a1}, [{st}, #48]",
+            "ldr {a2}, [{st}, #52]",
+            "ldr {x2}, [{st}, #44]",
+            "ldr {a3}, [{st}, #56]",
+            "add {px}, {px}, {a1}",
             "add {w}, {w}, {a2}",
+            "add {x2}, {x2}, {w}",
+            "str {x2}, [{st}, #40]",
             "subs {a3}, {a3}, #1",
-            "str {a3}, [{px}, #56]",
-            // Z: blocks left in the row, or rows left, are none.
+            "str {a3}, [{st}, #56]",
+            // Z: the row has ended and no rows are left.
             "4:",
-            "str {w}, [{px}, #36]",
-            "str {x3}, [{px}, #0]",
-            "str {x2}, [{px}, #40]",
+            "str {w}, [{st}, #36]",
             "bne 3b",
             "pop {{{px}}}",
             "pop {{r7}}",
