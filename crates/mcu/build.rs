@@ -63,6 +63,26 @@ fn main() {
             plan_path.display()
         );
     }
+    // The test images and labels the firmware reads over semihosting at run time (not
+    // embedded: 2.4 KB of flash), by absolute path, so that QEMU or a debugger opens them
+    // on the host from any working directory.
+    println!("cargo:rerun-if-env-changed=TINYCNN_TEST_DATA");
+    let data = match env::var_os("TINYCNN_TEST_DATA") {
+        Some(d) => manifest.join(PathBuf::from(d)),
+        None => manifest.join("data"),
+    };
+    let host_path = |file: &str| {
+        let p = data.join(file);
+        let p = p
+            .to_str()
+            .unwrap_or_else(|| panic!("TINYCNN_TEST_DATA: {} is not UTF-8", p.display()));
+        assert!(
+            !p.contains('\0'),
+            "TINYCNN_TEST_DATA: {p} contains a NUL byte"
+        );
+        format!("{p}\0")
+    };
+    let (images_path, labels_path) = (host_path("test-images.idx3"), host_path("test-labels.idx1"));
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -86,7 +106,11 @@ fn main() {
          /// The parts of the executor the plan needs (`tinycnn_kernels::deploy::link`).\n\
          pub const LINK: u32 = {:#x};\n\
          /// `deploy::plan_checksum` of the plan that `Plan::parse` accepted here.\n\
-         pub const PLAN_CHECKSUM: u32 = {:#010x};\n",
+         pub const PLAN_CHECKSUM: u32 = {:#010x};\n\
+         /// The host file of test images (IDX, 28x28), NUL-terminated for semihosting.\n\
+         pub const IMAGES_PATH: &str = {images_path:?};\n\
+         /// The host file of their labels (IDX), NUL-terminated for semihosting.\n\
+         pub const LABELS_PATH: &str = {labels_path:?};\n",
         plan.precision().name(),
         plan.arena_words(),
         workspace_words,

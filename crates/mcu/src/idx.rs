@@ -13,8 +13,9 @@ fn err(what: &'static str) -> Error {
     Error::Format { what, at: 0 }
 }
 
-/// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
-fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
+/// The sizes in the header of an IDX file of unsigned bytes with `R` dimensions (its first
+/// `4 + 4 R` bytes), and the bytes of data they make.
+pub fn header<const R: usize>(bytes: &[u8]) -> Result<([usize; R], usize)> {
     let magic = bytes
         .get(..4)
         .ok_or(err("IDX file shorter than its magic"))?;
@@ -35,6 +36,12 @@ fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
             .checked_mul(*d)
             .ok_or(err("IDX size overflows usize"))?;
     }
+    Ok((dims, total))
+}
+
+/// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
+fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
+    let (dims, total) = header::<R>(bytes)?;
     let data = &bytes[4 + 4 * R..];
     if data.len() != total {
         return Err(err("IDX data length differs from its dimensions"));

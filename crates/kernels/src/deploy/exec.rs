@@ -36,21 +36,71 @@ pub enum Input<'a> {
     F32(&'a [f32]),
     /// Pixels, each meaning `p as f32 / divisor` (`255.0`: torchvision's `ToTensor`).
     U8 { pixels: &'a [u8], divisor: f32 },
+    /// Pixels as in [`Input::U8`], already in the arena: one byte per element at the start
+    /// of the input value's range, written there through [`input_pixels_mut`] (a firmware
+    /// reads them from the host straight into the arena, with no image buffer of its own).
+    /// [`run`] converts them in place.
+    U8InArena { divisor: f32 },
 }
 
 impl Input<'_> {
-    fn len(&self) -> usize {
+    /// Elements given; `None` for [`Input::U8InArena`], which has the input's by
+    /// construction.
+    fn len(&self) -> Option<usize> {
         match self {
-            Input::F32(v) => v.len(),
-            Input::U8 { pixels, .. } => pixels.len(),
+            Input::F32(v) => Some(v.len()),
+            Input::U8 { pixels, .. } => Some(pixels.len()),
+            Input::U8InArena { .. } => None,
         }
     }
-    fn get(&self, i: usize) -> f32 {
-        match self {
-            Input::F32(v) => v[i],
-            Input::U8 { pixels, divisor } => pixels[i] as f32 / divisor,
-        }
-    }
+}
+
+/// The arena bytes an [`Input::U8InArena`] input's pixels go in: the first
+/// [`Plan::input`]`.elements()` bytes of the input value's range (an error if `arena` is
+/// smaller than the plan's).
+///
+/// ```
+/// # use tinycnn_kernels::deploy::{self, format::*, Plan, Input, Int8Kernels};
+/// # let values = [
+/// #     ValueRecord { dtype: DType::F32, shape: [3, 1, 1], offset: 0, scale: 0.0 },
+/// #     ValueRecord { dtype: DType::F32, shape: [3, 1, 1], offset: 12, scale: 0.0 },
+/// # ];
+/// # let mut op = OpRecord::new(OpKind::Act, 0, 1);
+/// # op.act = Act::Relu;
+/// # let header = Header {
+/// #     precision: Precision::F32, values: 2, ops: 1, arena_bytes: 24, workspace_words: 0,
+/// #     data_offset: (HEADER_LEN + 2 * VALUE_LEN + OP_LEN) as u32, data_len: 0, macs: 0,
+/// # };
+/// # let mut bytes = [0u32; (HEADER_LEN + 2 * VALUE_LEN + OP_LEN) / 4];
+/// # let b: &mut [u8] = deploy::words_as_bytes_mut(&mut bytes);
+/// # b[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+/// # b[HEADER_LEN..][..VALUE_LEN].copy_from_slice(&values[0].to_bytes());
+/// # b[HEADER_LEN + VALUE_LEN..][..VALUE_LEN].copy_from_slice(&values[1].to_bytes());
+/// # b[HEADER_LEN + 2 * VALUE_LEN..].copy_from_slice(&op.to_bytes());
+/// // y = relu(x) for x of 3 elements (the plan of the module example).
+/// let plan = Plan::parse(deploy::words_as_bytes(&bytes)).unwrap();
+/// let mut arena = [0u32; 6];
+/// deploy::input_pixels_mut(&plan, &mut arena).unwrap().copy_from_slice(&[0, 51, 255]);
+/// let input = Input::U8InArena { divisor: 255.0 };
+/// deploy::run(&plan, input, &mut arena, &mut [], Int8Kernels::Plain).unwrap();
+/// let mut y = [0.0; 3];
+/// deploy::logits(&plan, &arena, &mut y).unwrap();
+/// assert_eq!(y, [0.0, 0.2, 1.0]);
+/// ```
+pub fn input_pixels_mut<'a>(
+    plan: &Plan<'_>,
+    arena: &'a mut [u32],
+) -> Result<&'a mut [u8], DeployError> {
+    let x = plan.input();
+    let start = x.offset as usize;
+    let have = arena.len();
+    words_as_bytes_mut(arena)
+        .get_mut(start..start + x.elements())
+        .ok_or(DeployError::Buffer {
+            what: "arena",
+            need: plan.arena_words(),
+            have,
+        })
 }
 
 /// The network's output after [`run`].
@@ -316,36 +366,43 @@ pub fn run_linked<const LINK: u32>(
     }
     let bytes = words_as_bytes_mut(arena);
     let x = plan.input();
-    if input.len() != x.elements() {
+    if let Some(have) = input.len().filter(|&n| n != x.elements()) {
         return Err(DeployError::Buffer {
             what: "input",
             need: x.elements(),
-            have: input.len(),
+            have,
         });
     }
     let (a, b) = range_of(&x);
     match plan.precision() {
         Precision::F32 if link::has(LINK, link::F32) => {
-            for (i, o) in cast_mut::<f32>(&mut bytes[a..b])?.iter_mut().enumerate() {
-                *o = input.get(i);
+            let dst = cast_mut::<f32>(&mut bytes[a..b])?;
+            match input {
+                Input::F32(v) => dst.copy_from_slice(v),
+                Input::U8 { pixels, divisor } => {
+                    for (o, &p) in dst.iter_mut().zip(pixels) {
+                        *o = p as f32 / divisor;
+                    }
+                }
+                // Pixel i lies in byte i, which only elements 0..=i / 4 overlap: converted
+                // from the last, each is read before an element overwrites it.
+                Input::U8InArena { divisor } => {
+                    for i in (0..dst.len()).rev() {
+                        let p = words_as_u8(dst)[i];
+                        dst[i] = p as f32 / divisor;
+                    }
+                }
             }
         }
         Precision::Int8 if link::has(LINK, link::INT8) => {
             let dst = cast_mut::<i8>(&mut bytes[a..b])?;
             match input {
-                // A pixel's quantized value depends only on its byte: one float division and
-                // rounding per distinct byte instead of per pixel (-128, which quantization
-                // never gives, marks a byte not seen yet).
                 Input::U8 { pixels, divisor } => {
-                    let mut memo = [i8::MIN; 256];
-                    for (o, &p) in dst.iter_mut().zip(pixels) {
-                        let m = &mut memo[p as usize];
-                        if *m == i8::MIN {
-                            *m = int8::quantize_one(p as f32 / divisor, x.scale);
-                        }
-                        *o = *m;
-                    }
+                    dst.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as i8);
+                    quantize_pixels(dst, divisor, x.scale);
                 }
+                // In place: each pixel's byte becomes its int8 value.
+                Input::U8InArena { divisor } => quantize_pixels(dst, divisor, x.scale),
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {
                         *o = int8::quantize_one(r, x.scale);
@@ -374,6 +431,32 @@ pub fn run_linked<const LINK: u32>(
         }
     }
     Ok(())
+}
+
+/// The bytes of an f32 slice (pixel `i` of an [`Input::U8InArena`] is byte `i`).
+fn words_as_u8(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding bytes; u8 has alignment 1; same memory, 4x the length.
+    unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+}
+
+/// Quantizes pixels in place: each element of `v` holds a pixel's byte (as `p as i8`) and
+/// becomes `quantize_one(p / divisor, scale)`. A pixel's value depends only on its byte: one
+/// float division and rounding per distinct byte instead of per pixel, remembered in a
+/// table of `0x100 | q as u8` entries where 0 marks a byte not seen yet (a zeroed table is
+/// cleared with the `memclr` the kernels link anyway; a table of -128 markers would link a
+/// `memset`, 184 bytes of flash on a Cortex-M4, for this one use). Not inlined: the table
+/// is on the stack only while it runs, not under the kernels' frames.
+#[inline(never)]
+fn quantize_pixels(v: &mut [i8], divisor: f32, scale: f32) {
+    let mut memo = [0u16; 256];
+    for o in v {
+        let p = *o as u8;
+        let m = &mut memo[p as usize];
+        if *m == 0 {
+            *m = 0x100 | int8::quantize_one(p as f32 / divisor, scale) as u8 as u16;
+        }
+        *o = *m as u8 as i8;
+    }
 }
 
 /// Words of workspace with which [`run`] takes the fastest kernels, or nearly:

@@ -46,7 +46,10 @@ pub mod format;
 pub mod link;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
-pub use exec::{fast_workspace_words, logits, output, run, run_linked, Input, Int8Kernels, Output};
+pub use exec::{
+    fast_workspace_words, input_pixels_mut, logits, output, run, run_linked, Input, Int8Kernels,
+    Output,
+};
 
 use crate::error::KernelError;
 use crate::int8::{self, Requant};

@@ -663,3 +663,41 @@ fn dsp_link_set_holds_the_conv_paths_the_workspace_takes() {
     )
     .is_err());
 }
+
+#[test]
+fn pixels_in_the_arena_run_like_pixels_given() {
+    // Bytes 0..=255 spread over the input, with repeats (the memo's second reads).
+    let pixels: Vec<u8> = (0..256u32).map(|i| (i * 97 % 256) as u8).collect();
+    for (words, n) in [(small_f32_plan(), 16), (three_convs(), 256)] {
+        let plan = Plan::parse(bytes_of(&words)).unwrap();
+        let px = &pixels[..n];
+        let mut given = vec![0u32; plan.arena_words()];
+        let mut ws = vec![0u32; plan.workspace_words()];
+        let input = Input::U8 {
+            pixels: px,
+            divisor: 255.0,
+        };
+        run(&plan, input, &mut given, &mut ws, Int8Kernels::Plain).unwrap();
+        let mut in_arena = vec![0u32; plan.arena_words()];
+        input_pixels_mut(&plan, &mut in_arena)
+            .unwrap()
+            .copy_from_slice(px);
+        let input = Input::U8InArena { divisor: 255.0 };
+        run(&plan, input, &mut in_arena, &mut ws, Int8Kernels::Plain).unwrap();
+        assert_eq!(in_arena, given);
+        let x = plan.input();
+        let at = x.offset as usize;
+        if plan.precision() == Precision::Int8 {
+            // Still there after the run (no op writes v0's bytes): round(p / 255 / 0.05).
+            let q = &words_as_bytes(&in_arena)[at..at + n];
+            for (&p, &q) in px.iter().zip(q) {
+                let want = ((p as f64 / 255.0 / 0.05).round() as i32).min(127);
+                assert_eq!(q as i8 as i32, want, "pixel {p}");
+            }
+        }
+    }
+    // An arena smaller than the plan's has no room for the pixels.
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    assert!(input_pixels_mut(&plan, &mut [0u32; 16]).is_err());
+}
