@@ -89,6 +89,14 @@ fn main() {
         .unwrap_or_default();
     fs::copy(&plan_path, out.join("plan.bin")).expect("copy plan.bin to OUT_DIR");
     let workspace_words = tinycnn_kernels::deploy::fast_workspace_words(&plan);
+    // Where each DSP convolution runs in the arena with this workspace
+    // (`deploy::run_linked_scratch`): found here, so the firmware does not link the search.
+    let scratch: Vec<String> = (0..plan.ops())
+        .map(|k| {
+            let (a, b) = tinycnn_kernels::deploy::dsp_conv_scratch(&plan, k, workspace_words);
+            format!("({a}, {b})")
+        })
+        .collect();
     let code = format!(
         "/// The deployment's directory name.\n\
          pub const NAME: &str = {name:?};\n\
@@ -110,7 +118,10 @@ fn main() {
          /// The host file of test images (IDX, 28x28), NUL-terminated for semihosting.\n\
          pub const IMAGES_PATH: &str = {images_path:?};\n\
          /// The host file of their labels (IDX), NUL-terminated for semihosting.\n\
-         pub const LABELS_PATH: &str = {labels_path:?};\n",
+         pub const LABELS_PATH: &str = {labels_path:?};\n\
+         /// Per op, the arena bytes its DSP convolution takes as workspace (empty: the\n\
+         /// workspace; `deploy::dsp_conv_scratch` with `WORKSPACE_WORDS`).\n\
+         pub const SCRATCH: [(u32, u32); {}] = [{}];\n",
         plan.precision().name(),
         plan.arena_words(),
         workspace_words,
@@ -120,6 +131,8 @@ fn main() {
         // take with this workspace are linked.
         link::needed_by_dsp(&plan, workspace_words),
         plan_checksum(&bytes),
+        scratch.len(),
+        scratch.join(", "),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");
 }

@@ -457,7 +457,10 @@ fn classify(
             cycles(|| {
                 cycles_mark_inference_begin();
                 let input = Input::U8InArena { divisor: 255.0 };
-                let r = deploy::run_linked::<{ deployment::LINK }>(plan, input, arena, ws, KERNELS);
+                let scratch = &deployment::SCRATCH;
+                let r = deploy::run_linked_scratch::<{ deployment::LINK }>(
+                    plan, input, arena, ws, KERNELS, scratch,
+                );
                 cycles_mark_inference_end();
                 r
             })

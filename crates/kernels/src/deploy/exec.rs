@@ -345,6 +345,50 @@ pub fn run_linked<const LINK: u32>(
     workspace: &mut [u32],
     kernels: Int8Kernels,
 ) -> Result<(), DeployError> {
+    run_scratch::<LINK>(plan, input, arena, workspace, kernels, None)
+}
+
+/// [`run_linked`] with the arena ranges its DSP convolutions take as workspace given, not
+/// found at each op: `scratch[k]` is [`dsp_conv_scratch`]`(plan, k, workspace.len())`
+/// (empty for the other ops, and where the table ends), computed where the plan is built
+/// (a firmware's build script), so the code that finds them is not linked (its
+/// liveness analysis of the arena, 0.7 KB of flash on a Cortex-M4). The executor checks
+/// that a range lies in the arena, is word-aligned and overlaps neither the op's output nor
+/// its inputs (an error otherwise); that it holds no value a later op reads is what
+/// [`dsp_conv_scratch`] guarantees, for the plan, arena size and workspace size it was given.
+pub fn run_linked_scratch<const LINK: u32>(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+    scratch: &[(u32, u32)],
+) -> Result<(), DeployError> {
+    run_scratch::<LINK>(plan, input, arena, workspace, kernels, Some(scratch))
+}
+
+/// The arena byte range conv op `k` of an int8 plan runs the DSP window path in, in an arena
+/// of [`Plan::arena_words`] with `workspace_words` of workspace: the largest range that
+/// holds no value live at op `k`, where that is larger than the workspace and the workspace
+/// is below the path's fastest; else empty (the workspace). Empty for other ops and plans.
+/// The table of [`run_linked_scratch`].
+pub fn dsp_conv_scratch(plan: &Plan<'_>, k: usize, workspace_words: usize) -> (usize, usize) {
+    let op = plan.op(k);
+    match plan.precision() == Precision::Int8 && op.kind == OpKind::Conv && k < plan.ops() {
+        true => conv_scratch(plan, k, &op, 4 * plan.arena_words(), workspace_words),
+        false => (0, 0),
+    }
+}
+
+/// [`run_linked`], with the DSP convolutions' arena ranges given or (`None`) found per op.
+fn run_scratch<const LINK: u32>(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+    scratch: Option<&[(u32, u32)]>,
+) -> Result<(), DeployError> {
     if !link::has(LINK, link::precision(plan.precision())) {
         return Err(DeployError::plan(
             "the executor was built without the plan's precision",
@@ -425,7 +469,7 @@ pub fn run_linked<const LINK: u32>(
                 run_f32::<LINK>(plan, &op, bytes, workspace)?
             }
             Precision::Int8 if link::has(LINK, link::INT8) => {
-                run_int8::<LINK>(plan, k, &op, bytes, workspace, kernels)?
+                run_int8::<LINK>(plan, k, &op, bytes, workspace, kernels, scratch)?
             }
             _ => return Err(unlinked()),
         }
@@ -603,6 +647,7 @@ fn run_int8<const LINK: u32>(
     arena: &mut [u8],
     workspace: &mut [u32],
     kernels: Int8Kernels,
+    given: Option<&[(u32, u32)]>,
 ) -> Result<(), DeployError> {
     let xv = plan.value(op.inputs[0] as usize);
     let yv = plan.value(op.output as usize);
@@ -613,7 +658,10 @@ fn run_int8<const LINK: u32>(
         && kernels == Int8Kernels::Dsp
         && linked::<LINK>(OpKind::Conv)
     {
-        true => conv_scratch(plan, k, op, arena.len(), workspace.len()),
+        true => match given {
+            Some(t) => t.get(k).map_or((0, 0), |&(a, b)| (a as usize, b as usize)),
+            None => conv_scratch(plan, k, op, arena.len(), workspace.len()),
+        },
         false => (0, 0),
     };
     let (out, arena_scratch, views) = carve(arena, range_of(&yv), scratch)?;

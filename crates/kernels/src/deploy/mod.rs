@@ -47,8 +47,8 @@ pub mod link;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
 pub use exec::{
-    fast_workspace_words, input_pixels_mut, logits, output, run, run_linked, Input, Int8Kernels,
-    Output,
+    dsp_conv_scratch, fast_workspace_words, input_pixels_mut, logits, output, run, run_linked,
+    run_linked_scratch, Input, Int8Kernels, Output,
 };
 
 use crate::error::KernelError;

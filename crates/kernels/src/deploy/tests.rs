@@ -603,7 +603,42 @@ fn convolutions_in_free_arena_ranges_match_the_reference() {
             None => want = Some(got),
             Some(w) => assert_eq!(&got, w, "{kernels:?} with {ws} words"),
         }
+        // The same arena ranges given up front (`run_linked_scratch`): the same arena.
+        let table: Vec<(u32, u32)> = (0..plan.ops())
+            .map(|k| dsp_conv_scratch(&plan, k, ws))
+            .map(|(a, b)| (a as u32, b as u32))
+            .collect();
+        let mut given = vec![0x5a5a_5a5au32; plan.arena_words()];
+        let mut workspace = vec![0xa5a5_a5a5u32; ws];
+        let input = Input::F32(&x);
+        run_linked_scratch::<{ link::ALL }>(
+            &plan,
+            input,
+            &mut given,
+            &mut workspace,
+            kernels,
+            &table,
+        )
+        .unwrap();
+        assert_eq!(given, arena, "{kernels:?} with {ws} words, ranges given");
     }
+    // With the least workspace, op 0 runs in v2's bytes (1024..2048, free before op 1
+    // writes v2): the table says so, and a range over op 0's input is refused.
+    let least = plan.workspace_words();
+    assert_eq!(dsp_conv_scratch(&plan, 0, least), (1024, 2048));
+    assert_eq!(dsp_conv_scratch(&plan, 1, 300), (0, 0));
+    let mut arena = vec![0u32; plan.arena_words()];
+    let mut workspace = vec![0u32; least];
+    let over_input = [(2048u32, 2304u32)];
+    let r = run_linked_scratch::<{ link::ALL }>(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut workspace,
+        Int8Kernels::Dsp,
+        &over_input,
+    );
+    assert!(r.is_err(), "{r:?}");
 }
 
 #[test]
