@@ -583,3 +583,68 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     }
     exit(false)
 }
+
+/// `__aeabi_memcpy` (the ARM EABI's `memcpy`, what LLVM calls on this target) for the whole
+/// firmware, in place of compiler_builtins' (742 bytes of flash, unrolled for long copies):
+/// words while both pointers and the length allow, else bytes. What calls it here copies
+/// a few bytes at a time (the DSP window path's row tails); this strong definition replaces
+/// the library's weak one at the link.
+///
+/// # Safety
+///
+/// As C's `memcpy`: `dst` and `src` valid for `n` bytes, not overlapping.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn __aeabi_memcpy(dst: *mut u8, src: *const u8, n: usize) {
+    core::arch::naked_asm!(
+        "cbz r2, 4f",
+        "orr r3, r0, r1",
+        "orr r3, r3, r2",
+        "lsls r3, r3, #30",
+        "bne 3f",
+        "2:",
+        "ldr r3, [r1], #4",
+        "str r3, [r0], #4",
+        "subs r2, r2, #4",
+        "bne 2b",
+        "bx lr",
+        "3:",
+        "ldrb r3, [r1], #1",
+        "strb r3, [r0], #1",
+        "subs r2, r2, #1",
+        "bne 3b",
+        "4:",
+        "bx lr",
+    );
+}
+
+/// `__aeabi_memclr4` (zeroes `n` bytes at a word-aligned `dst`; LLVM's call for zeroing on
+/// this target) in place of compiler_builtins' (174 bytes of flash): two words per store
+/// while 8 bytes are left, then bytes. A strong definition replaces the library's weak one.
+///
+/// # Safety
+///
+/// `dst` word-aligned and valid for `n` bytes of writes.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn __aeabi_memclr4(dst: *mut u8, n: usize) {
+    core::arch::naked_asm!(
+        "movs r2, #0",
+        "movs r3, #0",
+        "subs r1, r1, #8",
+        "blo 2f",
+        "1:",
+        "stm r0!, {{r2, r3}}",
+        "subs r1, r1, #8",
+        "bhs 1b",
+        "2:",
+        "adds r1, r1, #8",
+        "beq 4f",
+        "3:",
+        "strb r2, [r0], #1",
+        "subs r1, r1, #1",
+        "bne 3b",
+        "4:",
+        "bx lr",
+    );
+}
