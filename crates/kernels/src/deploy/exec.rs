@@ -119,25 +119,31 @@ pub enum Output<'a> {
     },
 }
 
+/// `b` as a slice of `T` (f32, i32, i8 or `Requant`), or an error if `b` is not aligned for `T` or
+/// not a whole number of them.
 fn cast<T>(b: &[u8]) -> Result<&[T], DeployError> {
-    // SAFETY: only instantiated with f32, i32 and i8, for which every bit pattern is valid;
-    // `align_to` puts misaligned bytes in the prefix and suffix, which must be empty.
-    let (pre, mid, post) = unsafe { b.align_to::<T>() };
-    if pre.is_empty() && post.is_empty() {
-        Ok(mid)
-    } else {
-        Err(DeployError::format("misaligned buffer", 0))
+    let size = core::mem::size_of::<T>();
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())
+        || !b.len().is_multiple_of(size)
+    {
+        return Err(DeployError::format("misaligned buffer", 0));
     }
+    // SAFETY: only instantiated with f32, i32, u32, i8 and `Requant` (`repr(C)` i32, u32),
+    // for which every bit pattern is valid; `b` is aligned for `T` and holds exactly `b.len() / size` of them; the borrow carries
+    // over.
+    Ok(unsafe { core::slice::from_raw_parts(b.as_ptr() as *const T, b.len() / size) })
 }
 
+/// [`cast`] for a mutable slice (f32, i32, u32 or i8).
 fn cast_mut<T>(b: &mut [u8]) -> Result<&mut [T], DeployError> {
-    // SAFETY: as in `cast`.
-    let (pre, mid, post) = unsafe { b.align_to_mut::<T>() };
-    if pre.is_empty() && post.is_empty() {
-        Ok(mid)
-    } else {
-        Err(DeployError::format("misaligned buffer", 0))
+    let size = core::mem::size_of::<T>();
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())
+        || !b.len().is_multiple_of(size)
+    {
+        return Err(DeployError::format("misaligned buffer", 0));
     }
+    // SAFETY: as in `cast`; the exclusive borrow carries over.
+    Ok(unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / size) })
 }
 
 fn range_of(v: &ValueRecord) -> (usize, usize) {

@@ -287,7 +287,9 @@ pub struct ValueRecord {
 }
 
 impl ValueRecord {
-    /// Elements (saturating; the reader checks for overflow).
+    /// Elements (saturating; the reader checks for overflow). Not inlined: the executor asks
+    /// for it at several places per op, never in a loop (flash on a microcontroller).
+    #[inline(never)]
     pub fn elements(&self) -> usize {
         (self.shape[0] as usize)
             .saturating_mul(self.shape[1] as usize)
