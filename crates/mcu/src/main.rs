@@ -55,7 +55,7 @@ use cortex_m::peripheral::{syst::SystClkSource, DWT, SYST};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
 use tinycnn_kernels::deploy::format::Precision;
-use tinycnn_kernels::deploy::{self, Input, Int8Kernels, Output, Plan};
+use tinycnn_kernels::deploy::{self, link, Input, Int8Kernels, Output, Plan};
 use tinycnn_mcu::idx::{self, CLASSES, IMAGE_PIXELS};
 use tinycnn_mcu::Aligned;
 
@@ -88,6 +88,9 @@ extern "C" {
     /// cortex-m-rt's handler of unexpected exceptions and interrupts.
     fn DefaultHandler();
 }
+
+/// Whether the plan is int8 (else f32): the executor is linked for that precision only.
+const INT8: bool = link::has(deployment::LINK, link::INT8);
 
 /// The int8 kernels the firmware classifies with.
 #[cfg(feature = "plain")]
@@ -328,7 +331,18 @@ fn run(
     }
     let plan = Plan::parse_prechecked(&PLAN.0)
         .map_err(|_| "plan.bin: the embedded deployment plan is malformed")?;
-    let int8 = plan.precision() == Precision::Int8;
+    // The executor is linked for one precision (`deployment::LINK`): the firmware prints
+    // only that precision's logits.
+    let int8 = INT8;
+    if plan.precision()
+        != (if INT8 {
+            Precision::Int8
+        } else {
+            Precision::F32
+        })
+    {
+        return Err("plan.bin: the plan's precision is not the one the firmware was built for");
+    }
     put(
         out,
         &["model ", deployment::NAME, " ", plan.precision().name()],
@@ -471,16 +485,17 @@ fn classify(
         let mut logits = [0.0f32; MAX_CLASSES];
         let pairs = words.iter_mut().zip(logits.iter_mut());
         match deploy::output(plan, arena).map_err(|_| DEPLOY_FAILED)? {
-            Output::F32(v) => pairs.zip(v).for_each(|((w, l), &x)| {
+            // Only the linked precision's outputs (a constant test: the other arms go).
+            Output::F32(v) if !INT8 => pairs.zip(v).for_each(|((w, l), &x)| {
                 *w = x.to_bits();
                 *l = x;
             }),
             // One positive scale for all: the int8 values order as the logits do.
-            Output::I8 { values, .. } => pairs.zip(values).for_each(|((w, l), &x)| {
+            Output::I8 { values, .. } if INT8 => pairs.zip(values).for_each(|((w, l), &x)| {
                 *w = x as i32 as u32;
                 *l = x as f32;
             }),
-            Output::I32 { acc, scales } => {
+            Output::I32 { acc, scales } if INT8 => {
                 pairs
                     .zip(acc.iter().zip(scales))
                     .for_each(|((w, l), (&a, &s))| {
@@ -488,6 +503,7 @@ fn classify(
                         *l = a as f32 * s;
                     })
             }
+            _ => return Err(DEPLOY_FAILED),
         }
         let class = argmax(&logits[..classes]);
         correct += (class == label) as usize;
