@@ -91,12 +91,14 @@ fn main() {
     let workspace_words = tinycnn_kernels::deploy::fast_workspace_words(&plan);
     // Where each DSP convolution runs in the arena with this workspace
     // (`deploy::run_linked_scratch`): found here, so the firmware does not link the search.
-    let scratch: Vec<String> = (0..plan.ops())
-        .map(|k| {
-            let (a, b) = tinycnn_kernels::deploy::dsp_conv_scratch(&plan, k, workspace_words);
-            format!("({a}, {b})")
-        })
+    // The table ends after its last range (past its end, an op uses the workspace).
+    let mut scratch: Vec<(usize, usize)> = (0..plan.ops())
+        .map(|k| tinycnn_kernels::deploy::dsp_conv_scratch(&plan, k, workspace_words))
         .collect();
+    while scratch.last().is_some_and(|r| r.0 >= r.1) {
+        scratch.pop();
+    }
+    let scratch: Vec<String> = scratch.iter().map(|(a, b)| format!("({a}, {b})")).collect();
     let code = format!(
         "/// The deployment's directory name.\n\
          pub const NAME: &str = {name:?};\n\
@@ -119,8 +121,8 @@ fn main() {
          pub const IMAGES_PATH: &str = {images_path:?};\n\
          /// The host file of their labels (IDX), NUL-terminated for semihosting.\n\
          pub const LABELS_PATH: &str = {labels_path:?};\n\
-         /// Per op, the arena bytes its DSP convolution takes as workspace (empty: the\n\
-         /// workspace; `deploy::dsp_conv_scratch` with `WORKSPACE_WORDS`).\n\
+         /// Per op, the arena bytes its DSP convolution takes as workspace (empty, or past\n\
+         /// the table's end: the workspace; `deploy::dsp_conv_scratch` with `WORKSPACE_WORDS`).\n\
          pub const SCRATCH: [(u32, u32); {}] = [{}];\n",
         plan.precision().name(),
         plan.arena_words(),

@@ -296,13 +296,20 @@ fn conv_scratch(
     (0, 0)
 }
 
+/// [`int8::quantize_one`], one copy for the executor's few calls (input pixels, ReLU6
+/// bounds; flash on a microcontroller).
+#[inline(never)]
+fn quantize_one(r: f32, scale: f32) -> i8 {
+    int8::quantize_one(r, scale)
+}
+
 /// The int8 clamp of a fused activation at output scale `scale`.
 fn int8_range(act: Act, scale: f32) -> ActRange {
     match act {
         Act::Relu => ActRange::RELU,
         Act::Relu6 => ActRange {
             min: 0,
-            max: int8::quantize_one(6.0, scale).max(0),
+            max: quantize_one(6.0, scale).max(0),
         },
         _ => ActRange::FULL,
     }
@@ -455,7 +462,7 @@ fn run_scratch<const LINK: u32>(
                 Input::U8InArena { divisor } => quantize_pixels(dst, divisor, x.scale),
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {
-                        *o = int8::quantize_one(r, x.scale);
+                        *o = quantize_one(r, x.scale);
                     }
                 }
             }
@@ -503,7 +510,7 @@ fn quantize_pixels(v: &mut [i8], divisor: f32, scale: f32) {
         let p = *o as u8;
         let m = &mut memo[p as usize];
         if *m == 0 {
-            *m = 0x100 | int8::quantize_one(p as f32 / divisor, scale) as u8 as u16;
+            *m = 0x100 | quantize_one(p as f32 / divisor, scale) as u8 as u16;
         }
         *o = *m as u8 as i8;
     }
