@@ -122,9 +122,10 @@ fn main() -> ! {
         Ok(o) => o,
         Err(()) => exit(false),
     };
-    let Some(mut cp) = cortex_m::Peripherals::take() else {
-        exit(false)
-    };
+    // SAFETY: the only handle to the core peripherals: taken once, at the start of the
+    // firmware's single thread, before any interrupt could be enabled (`take` would guard
+    // the same with a critical section, in flash for nothing).
+    let mut cp = unsafe { cortex_m::Peripherals::steal() };
     cp.SYST.set_clock_source(SystClkSource::Core);
     cp.SYST.set_reload(RELOAD);
     cp.SYST.enable_counter();
