@@ -451,12 +451,11 @@ fn classify(
 ) -> Result<(), Failure> {
     let mut images = HostFile::open(deployment::IMAGES_PATH)?;
     let mut labels = HostFile::open(deployment::LABELS_PATH)?;
-    let mut head = [0u8; 16];
-    images.read_exact(&mut head)?;
-    let ([n, h, w], _) = idx::header::<3>(&head).map_err(|_| DATA_FAILED)?;
-    labels.read_exact(&mut head[..8])?;
-    let ([n_labels], _) = idx::header::<1>(&head[..8]).map_err(|_| DATA_FAILED)?;
-    if (h, w) != (28, 28) || n_labels != n {
+    let (mut image_head, mut label_head) = ([0u8; 16], [0u8; 8]);
+    images.read_exact(&mut image_head)?;
+    labels.read_exact(&mut label_head)?;
+    let n = idx::images_in_header(&image_head).ok_or(DATA_FAILED)?;
+    if idx::labels_in_header(&label_head) != Some(n) {
         return Err(DATA_FAILED);
     }
     let mut correct = 0;

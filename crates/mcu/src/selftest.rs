@@ -207,11 +207,14 @@ pub fn run(
     // The first test image, after its file's 16-byte header (the selftest's stack may
     // hold it: the classification reads each image into the arena instead).
     let mut file = super::HostFile::open(super::deployment::IMAGES_PATH)?;
-    let mut image = [0u8; 16 + tinycnn_mcu::idx::IMAGE_PIXELS];
+    let (mut head, mut image) = ([0u8; 16], [0u8; tinycnn_mcu::idx::IMAGE_PIXELS]);
+    file.read_exact(&mut head)?;
+    if tinycnn_mcu::idx::images_in_header(&head).is_none_or(|n| n == 0) {
+        return Err(super::DATA_FAILED);
+    }
     file.read_exact(&mut image)?;
-    tinycnn_mcu::idx::header::<3>(&image).map_err(|_| super::DATA_FAILED)?;
     let input = Input::U8 {
-        pixels: &image[16..],
+        pixels: &image,
         divisor: 255.0,
     };
     let o = plan.output_value();
