@@ -143,13 +143,15 @@ fn main() -> ! {
     let ok = match run(&mut out, &mut cp.SYST, arena, ws) {
         Ok(()) => true,
         Err(why) => {
-            put(&mut out, &["error: ", why, "\n"]);
+            put(&mut out, "error: ");
+            put(&mut out, why);
+            put(&mut out, "\n");
             false
         }
     };
-    put(&mut out, &["stack_bytes "]);
+    put(&mut out, "stack_bytes ");
     put_u32(&mut out, stack_used() as u32);
-    put(&mut out, &["\n"]);
+    put(&mut out, "\n");
     exit(ok)
 }
 
@@ -166,10 +168,8 @@ fn exit(ok: bool) -> ! {
 
 // Output without `core::fmt`, whose machinery costs several KiB of an 80 KiB flash budget.
 
-fn put(out: &mut hio::HostStream, parts: &[&str]) {
-    for p in parts {
-        let _ = out.write_all(p.as_bytes());
-    }
+fn put(out: &mut hio::HostStream, text: &str) {
+    let _ = out.write_all(text.as_bytes());
 }
 
 fn put_u32(out: &mut hio::HostStream, mut v: u32) {
@@ -188,7 +188,7 @@ fn put_u32(out: &mut hio::HostStream, mut v: u32) {
 
 fn put_i32(out: &mut hio::HostStream, v: i32) {
     if v < 0 {
-        put(out, &["-"]);
+        put(out, "-");
     }
     put_u32(out, v.unsigned_abs());
 }
@@ -223,10 +223,10 @@ fn cycles<T>(f: impl FnOnce() -> T) -> (T, Option<u32>) {
 fn put_cycles(out: &mut hio::HostStream, c: Option<u32>) {
     match c {
         Some(c) => {
-            put(out, &[" cycles "]);
+            put(out, " cycles ");
             put_u32(out, c);
         }
-        None => put(out, &[" cycles n/a in QEMU"]),
+        None => put(out, " cycles n/a in QEMU"),
     }
 }
 
@@ -344,20 +344,21 @@ fn run(
     {
         return Err("plan.bin: the plan's precision is not the one the firmware was built for");
     }
-    put(
-        out,
-        &["model ", deployment::NAME, " ", plan.precision().name()],
-    );
+    put(out, "model ");
+    put(out, deployment::NAME);
+    put(out, " ");
+    put(out, plan.precision().name());
     if int8 {
-        put(out, &[" ", kernels_name(KERNELS)]);
+        put(out, " ");
+        put(out, kernels_name(KERNELS));
     }
-    put(out, &[" arena "]);
+    put(out, " arena ");
     put_u32(out, 4 * plan.arena_words() as u32);
-    put(out, &[" workspace "]);
+    put(out, " workspace ");
     put_u32(out, 4 * plan.workspace_words() as u32);
-    put(out, &[" macs "]);
+    put(out, " macs ");
     put_u32(out, plan.macs() as u32);
-    put(out, &["\n"]);
+    put(out, "\n");
     let classes = plan.output_value().elements();
     if classes > MAX_CLASSES || plan.input().elements() != IMAGE_PIXELS {
         return Err("plan.bin: the plan does not take one 28x28 image or has too many outputs");
@@ -507,16 +508,16 @@ fn classify(
         }
         let class = argmax(&logits[..classes]);
         correct += (class == label) as usize;
-        put(out, &["image "]);
+        put(out, "image ");
         put_u32(out, i as u32);
-        put(out, &[" label "]);
+        put(out, " label ");
         put_u32(out, label as u32);
-        put(out, &[" predicted "]);
+        put(out, " predicted ");
         put_u32(out, class as u32);
-        put(out, &[" logits "]);
+        put(out, " logits ");
         for (j, &w) in words[..classes].iter().enumerate() {
             if j > 0 {
-                put(out, &[","]);
+                put(out, ",");
             }
             if int8 {
                 put_i32(out, w as i32);
@@ -524,30 +525,30 @@ fn classify(
                 put_hex(out, w);
             }
         }
-        put(out, &[" ticks "]);
+        put(out, " ticks ");
         put_u32(out, ticks);
         put_cycles(out, dwt);
-        put(out, &["\n"]);
+        put(out, "\n");
     }
     let ((), dwt) = cycles(|| {
         cycles_mark_loop_begin();
         validation_loop();
         cycles_mark_loop_end();
     });
-    put(out, &["validation loop iterations "]);
+    put(out, "validation loop iterations ");
     put_u32(out, LOOP_N);
     put_cycles(out, dwt);
-    put(out, &["\n"]);
+    put(out, "\n");
     let (insns, ticks) = calibration(syst);
-    put(out, &["calibration insns "]);
+    put(out, "calibration insns ");
     put_u32(out, insns);
-    put(out, &[" ticks "]);
+    put(out, " ticks ");
     put_u32(out, ticks);
-    put(out, &["\ndone "]);
+    put(out, "\ndone ");
     put_u32(out, n as u32);
-    put(out, &[" images "]);
+    put(out, " images ");
     put_u32(out, correct as u32);
-    put(out, &[" correct\n"]);
+    put(out, " correct\n");
     Ok(())
 }
 
@@ -595,7 +596,7 @@ fn stack_used() -> usize {
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     if let Ok(mut out) = hio::hstdout() {
-        put(&mut out, &["panic\n"]);
+        put(&mut out, "panic\n");
     }
     exit(false)
 }

@@ -184,7 +184,9 @@ pub fn run(
 ) -> Result<(), super::Failure> {
     use tinycnn_kernels::deploy::{self, words_as_bytes, words_as_bytes_mut, Input, Int8Kernels};
     let fail = |out: &mut _, what: &'static str| {
-        super::put(out, &["selftest FAILED: ", what, "\n"]);
+        super::put(out, "selftest FAILED: ");
+        super::put(out, what);
+        super::put(out, "\n");
         Err(what)
     };
     {
@@ -192,7 +194,7 @@ pub fn run(
         // SAFETY: i8 and u8 have the same size and alignment; every bit pattern is valid.
         let buf = unsafe { &mut *(bytes as *mut [u8] as *mut [i8]) };
         if buf.len() < 4096 {
-            super::put(out, &["selftest skipped: arena below 4096 bytes\n"]);
+            super::put(out, "selftest skipped: arena below 4096 bytes\n");
         } else if let Err(kernel) = kernels(buf, ws) {
             return fail(
                 out,
@@ -240,10 +242,10 @@ pub fn run(
             );
         }
     }
-    super::put(out, &["selftest dsp conv "]);
+    super::put(out, "selftest dsp conv ");
     super::put_u32(out, CASES);
-    super::put(out, &[" linear "]);
+    super::put(out, " linear ");
     super::put_u32(out, CASES);
-    super::put(out, &[" network 1 ok\n"]);
+    super::put(out, " network 1 ok\n");
     Ok(())
 }
