@@ -12,13 +12,15 @@
 //! semihosting and exits with status 0 (or 1 on any error, such as a missing data file).
 //!
 //! Flash (issue #16: int8 LeNet in 80 KiB): the executor is compiled with only the plan's
-//! precision and op kinds (`deploy::run_linked` with build.rs's `link::needed_by_dsp` set:
-//! also only the convolution paths the plan takes with the firmware's workspace), the
+//! precision and op kinds (`deploy::run_linked_scratch` with build.rs's `link::needed_by_dsp`
+//! set: also only the convolution paths the plan takes with the firmware's workspace, whose
+//! arena ranges build.rs computes, `deployment::SCRATCH`), the
 //! plan is checked at start-up against the checksum of the bytes build.rs checked in full
 //! (`deploy::plan_checksum`), then read without repeating those checks
 //! (`Plan::parse_prechecked`), nothing
-//! formats with `core::fmt` (the panic handler prints only `panic`), and the interrupt part
-//! of the vector table has one entry:
+//! formats with `core::fmt` (the panic handler prints only `panic`), the test images are
+//! read from the host instead of embedded, `memcpy` and `memclr` are small loops of the
+//! firmware's own, and the interrupt part of the vector table has one entry:
 //!
 //! ```text
 //! model lenet-relu-int8 int8 dsp arena 5880 workspace 760 macs 416520
