@@ -444,9 +444,15 @@ fn run_scratch<const LINK: u32>(
                 // Pixel i lies in byte i, which only elements 0..=i / 4 overlap: converted
                 // from the last, each is read before an element overwrites it.
                 Input::U8InArena { divisor } => {
+                    let elements = dst.as_mut_ptr();
                     for i in (0..dst.len()).rev() {
-                        let p = words_as_u8(dst)[i];
-                        dst[i] = p as f32 / divisor;
+                        // SAFETY: `i < dst.len()`: byte `i` of `dst` lies in element
+                        // `i / 4 <= i`, not yet written (elements are written from the
+                        // last); element `i` is in `dst`.
+                        unsafe {
+                            let p = *(elements as *const u8).add(i);
+                            *elements.add(i) = p as f32 / divisor;
+                        }
                     }
                 }
             }
@@ -488,12 +494,6 @@ fn run_scratch<const LINK: u32>(
         }
     }
     Ok(())
-}
-
-/// The bytes of an f32 slice (pixel `i` of an [`Input::U8InArena`] is byte `i`).
-fn words_as_u8(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding bytes; u8 has alignment 1; same memory, 4x the length.
-    unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
 }
 
 /// Quantizes pixels in place: each element of `v` holds a pixel's byte (as `p as i8`) and
