@@ -63,12 +63,42 @@ fn main() {
             plan_path.display()
         );
     }
+    // The test images and labels the firmware reads over semihosting at run time (not
+    // embedded: 2.4 KB of flash), by absolute path, so that QEMU or a debugger opens them
+    // on the host from any working directory.
+    println!("cargo:rerun-if-env-changed=TINYCNN_TEST_DATA");
+    let data = match env::var_os("TINYCNN_TEST_DATA") {
+        Some(d) => manifest.join(PathBuf::from(d)),
+        None => manifest.join("data"),
+    };
+    let host_path = |file: &str| {
+        let p = data.join(file);
+        let p = p
+            .to_str()
+            .unwrap_or_else(|| panic!("TINYCNN_TEST_DATA: {} is not UTF-8", p.display()));
+        assert!(
+            !p.contains('\0'),
+            "TINYCNN_TEST_DATA: {p} contains a NUL byte"
+        );
+        format!("{p}\0")
+    };
+    let (images_path, labels_path) = (host_path("test-images.idx3"), host_path("test-labels.idx1"));
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     fs::copy(&plan_path, out.join("plan.bin")).expect("copy plan.bin to OUT_DIR");
     let workspace_words = tinycnn_kernels::deploy::fast_workspace_words(&plan);
+    // Where each DSP convolution runs in the arena with this workspace
+    // (`deploy::run_linked_scratch`): found here, so the firmware does not link the search.
+    // The table ends after its last range (past its end, an op uses the workspace).
+    let mut scratch: Vec<(usize, usize)> = (0..plan.ops())
+        .map(|k| tinycnn_kernels::deploy::dsp_conv_scratch(&plan, k, workspace_words))
+        .collect();
+    while scratch.last().is_some_and(|r| r.0 >= r.1) {
+        scratch.pop();
+    }
+    let scratch: Vec<String> = scratch.iter().map(|(a, b)| format!("({a}, {b})")).collect();
     let code = format!(
         "/// The deployment's directory name.\n\
          pub const NAME: &str = {name:?};\n\
@@ -86,7 +116,14 @@ fn main() {
          /// The parts of the executor the plan needs (`tinycnn_kernels::deploy::link`).\n\
          pub const LINK: u32 = {:#x};\n\
          /// `deploy::plan_checksum` of the plan that `Plan::parse` accepted here.\n\
-         pub const PLAN_CHECKSUM: u32 = {:#010x};\n",
+         pub const PLAN_CHECKSUM: u32 = {:#010x};\n\
+         /// The host file of test images (IDX, 28x28), NUL-terminated for semihosting.\n\
+         pub const IMAGES_PATH: &str = {images_path:?};\n\
+         /// The host file of their labels (IDX), NUL-terminated for semihosting.\n\
+         pub const LABELS_PATH: &str = {labels_path:?};\n\
+         /// Per op, the arena bytes its DSP convolution takes as workspace (empty, or past\n\
+         /// the table's end: the workspace; `deploy::dsp_conv_scratch` with `WORKSPACE_WORDS`).\n\
+         pub const SCRATCH: [(u32, u32); {}] = [{}];\n",
         plan.precision().name(),
         plan.arena_words(),
         workspace_words,
@@ -96,6 +133,8 @@ fn main() {
         // take with this workspace are linked.
         link::needed_by_dsp(&plan, workspace_words),
         plan_checksum(&bytes),
+        scratch.len(),
+        scratch.join(", "),
     );
     fs::write(out.join("deployment.rs"), code).expect("write deployment.rs");
 }

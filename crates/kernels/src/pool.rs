@@ -16,15 +16,16 @@ use crate::simd::{vectorize, Simd, WithSimd};
 
 /// Checks a pooling problem and its buffer lengths; returns the output (height, width).
 pub(crate) fn check_pool2d(s: &Pool2dShape, x_len: usize, y_len: usize) -> Result<(usize, usize)> {
-    s.validate()?;
+    // The sizes `validate` computes, not computed again (flash on a microcontroller).
+    let (input, output, hw) = s.checked_sizes()?;
     if s.in_h.saturating_mul(s.in_w) > u32::MAX as usize {
         return Err(KernelError::Overflow {
             what: "pool plane (argmax is u32)",
         });
     }
-    check_len("input", x_len, s.input_len()?)?;
-    check_len("output", y_len, s.output_len()?)?;
-    s.out_hw()
+    check_len("input", x_len, input)?;
+    check_len("output", y_len, output)?;
+    Ok(hw)
 }
 
 /// The window of output `o` along one axis, clipped to the input: `(lo, hi, full)` where

@@ -237,14 +237,22 @@ impl Conv2dShape {
     }
     /// Checks every option and that all buffer sizes fit in `usize`.
     pub fn validate(&self) -> Result<()> {
+        self.checked_sizes().map(|_| ())
+    }
+    /// [`Self::validate`], returning what it computes: the input and output lengths and the
+    /// output (height, width) (the kernels' checks use them without computing them again).
+    pub(crate) fn checked_sizes(&self) -> Result<(usize, usize, (usize, usize))> {
         self.params.validate()?;
         if self.batch == 0 {
             return Err(KernelError::Zero { what: "batch" });
         }
-        self.out_hw()?;
-        self.input_len()?;
-        self.output_len()?;
-        Ok(())
+        let (oh, ow) = self.out_hw()?;
+        let input = self.input_len()?;
+        let output = product(
+            "conv output",
+            &[self.batch, self.params.out_channels, oh, ow],
+        )?;
+        Ok((input, output, (oh, ow)))
     }
     /// Output (height, width).
     pub fn out_hw(&self) -> Result<(usize, usize)> {
@@ -413,6 +421,11 @@ impl Pool2dShape {
         }
     }
     pub fn validate(&self) -> Result<()> {
+        self.checked_sizes().map(|_| ())
+    }
+    /// [`Self::validate`], returning the input and output lengths and the output (height,
+    /// width) it computes.
+    pub(crate) fn checked_sizes(&self) -> Result<(usize, usize, (usize, usize))> {
         self.params.validate()?;
         if self.batch == 0 {
             return Err(KernelError::Zero { what: "batch" });
@@ -420,10 +433,10 @@ impl Pool2dShape {
         if self.channels == 0 {
             return Err(KernelError::Zero { what: "channels" });
         }
-        self.out_hw()?;
-        self.input_len()?;
-        self.output_len()?;
-        Ok(())
+        let (oh, ow) = self.out_hw()?;
+        let input = self.input_len()?;
+        let output = product("pool output", &[self.batch, self.channels, oh, ow])?;
+        Ok((input, output, (oh, ow)))
     }
     pub fn out_hw(&self) -> Result<(usize, usize)> {
         self.params.out_hw(self.in_h, self.in_w)

@@ -13,8 +13,9 @@ fn err(what: &'static str) -> Error {
     Error::Format { what, at: 0 }
 }
 
-/// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
-fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
+/// The sizes in the header of an IDX file of unsigned bytes with `R` dimensions (its first
+/// `4 + 4 R` bytes), and the bytes of data they make.
+fn header<const R: usize>(bytes: &[u8]) -> Result<([usize; R], usize)> {
     let magic = bytes
         .get(..4)
         .ok_or(err("IDX file shorter than its magic"))?;
@@ -35,11 +36,50 @@ fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
             .checked_mul(*d)
             .ok_or(err("IDX size overflows usize"))?;
     }
+    Ok((dims, total))
+}
+
+/// A view of an IDX file of unsigned bytes with `rank` dimensions: (sizes, data).
+fn parse<const R: usize>(bytes: &[u8]) -> Result<([usize; R], &[u8])> {
+    let (dims, total) = header::<R>(bytes)?;
     let data = &bytes[4 + 4 * R..];
     if data.len() != total {
         return Err(err("IDX data length differs from its dimensions"));
     }
     Ok((dims, data))
+}
+
+/// The number of 28x28 images an `idx3-ubyte` file holds, from its 16-byte header (`None`
+/// if it is not such a header): for a reader that takes the images one at a time (the
+/// firmware reads them over semihosting), with none of [`images`]' error messages (flash).
+///
+/// ```
+/// use tinycnn_mcu::idx;
+/// let mut h = [0u8; 16];
+/// h[..4].copy_from_slice(&[0, 0, 8, 3]);
+/// h[4..8].copy_from_slice(&3u32.to_be_bytes());
+/// h[8..12].copy_from_slice(&28u32.to_be_bytes());
+/// h[12..].copy_from_slice(&28u32.to_be_bytes());
+/// assert_eq!(idx::images_in_header(&h), Some(3));
+/// h[11] = 27; // 27 rows
+/// assert_eq!(idx::images_in_header(&h), None);
+/// ```
+pub fn images_in_header(h: &[u8; 16]) -> Option<usize> {
+    let be = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as usize;
+    (h[..4] == [0, 0, 0x08, 3] && (be(8), be(12)) == (28, 28)).then(|| be(4))
+}
+
+/// The number of labels an `idx1-ubyte` file holds, from its 8-byte header (`None` if it is
+/// not such a header); see [`images_in_header`]. Each label still needs checking (below
+/// [`CLASSES`]).
+///
+/// ```
+/// use tinycnn_mcu::idx;
+/// assert_eq!(idx::labels_in_header(&[0, 0, 8, 1, 0, 0, 1, 2]), Some(258));
+/// assert_eq!(idx::labels_in_header(&[0, 0, 8, 3, 0, 0, 1, 2]), None);
+/// ```
+pub fn labels_in_header(h: &[u8; 8]) -> Option<usize> {
+    (h[..4] == [0, 0, 0x08, 1]).then(|| u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize)
 }
 
 /// 28x28 images of an `idx3-ubyte` file, borrowed.

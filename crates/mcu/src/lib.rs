@@ -11,9 +11,9 @@
 //!   random-weights generator used by the host tool `mcu-host` and the tests.
 //!
 //! The firmware (`src/main.rs`, feature `firmware`, target `thumbv7em-none-eabihf`) embeds
-//! one deployment plan (`tinycnn deploy`, selected by `TINYCNN_DEPLOY`) and a few test
-//! images, runs them with `tinycnn_kernels::deploy` and prints the predictions over
-//! semihosting.
+//! one deployment plan (`tinycnn deploy`, selected by `TINYCNN_DEPLOY`), reads a few test
+//! images from the host over semihosting, runs them with `tinycnn_kernels::deploy` and
+//! prints the predictions over semihosting.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod error;

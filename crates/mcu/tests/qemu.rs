@@ -3,7 +3,9 @@
 //! QEMU (`netduinoplus2`, an STM32F405 Cortex-M4F) and compares its output with the host's
 //! run of the same executor (`tinycnn_kernels::deploy`) on the same plan and images: int8
 //! logits must be identical (integer arithmetic), f32 logits within 1e-4, and every
-//! predicted class the same. The int8 firmwares run the SMLAD kernels (the host the plain
+//! predicted class the same. The firmware reads the test images of `data/` from the host
+//! over semihosting (QEMU's `-semihosting-config enable=on,target=native`). The int8
+//! firmwares run the SMLAD kernels (the host the plain
 //! ones) and their `selftest` feature, which checks the SMLAD kernels against the naive
 //! twins with the real instructions and the whole plan with all three kernel sets.
 //!
@@ -30,7 +32,9 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(MANIFEST_DIR).join("target/firmware"))
 }
 
-fn cargo_build(features: &str, deployment: &str) -> Command {
+/// `cargo build` of the firmware for `deployment`; `data`: the directory of its test images
+/// (`TINYCNN_TEST_DATA`; `None`: the default, `data/`).
+fn cargo_build_with(features: &str, deployment: &str, data: Option<&Path>) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(MANIFEST_DIR)
@@ -47,7 +51,15 @@ fn cargo_build(features: &str, deployment: &str) -> Command {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env("TINYCNN_DEPLOY", format!("deployments/{deployment}"));
+    match data {
+        Some(d) => cmd.env("TINYCNN_TEST_DATA", d),
+        None => cmd.env_remove("TINYCNN_TEST_DATA"),
+    };
     cmd
+}
+
+fn cargo_build(features: &str, deployment: &str) -> Command {
+    cargo_build_with(features, deployment, None)
 }
 
 /// A build that is expected to fail: its output.
@@ -100,7 +112,8 @@ fn run_qemu(elf: &Path) -> (bool, String) {
     (status.success(), reader.join().unwrap().unwrap())
 }
 
-/// What the host computes for the firmware's embedded images, in the firmware's format.
+/// What the host computes for the test images the firmware reads (`data/`), in the
+/// firmware's format.
 fn host_lines(deployment: &str) -> (Vec<String>, bool) {
     let path = Path::new(MANIFEST_DIR)
         .join("deployments")
@@ -235,6 +248,18 @@ fn firmware_in_qemu_matches_host() {
         "the f32 DS-CNN built for the chip's 128 KiB of RAM"
     );
     check("firmware,qemu-sram", "dscnn-f32");
+    // The test images come from the host (semihosting): without them the firmware stops
+    // with an error, not a guess.
+    let missing = Path::new(MANIFEST_DIR).join("target/no-such-test-data");
+    let status = cargo_build_with("firmware", "lenet-int8", Some(&missing))
+        .status()
+        .expect("running cargo to build the firmware");
+    assert!(status.success(), "building the firmware without test data");
+    let (ok, out) = run_qemu(&target_dir().join(TARGET).join("release/tinycnn-firmware"));
+    assert!(
+        !ok && out.contains("error: data: cannot read the test images"),
+        "the firmware without its test images:\n{out}"
+    );
     // Last: scripts/mcu-test.sh estimates the cycles of the firmware built last (LeNet's
     // 416,520 MACs).
     check("firmware,selftest", "lenet-int8");

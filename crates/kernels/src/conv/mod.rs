@@ -32,11 +32,12 @@ pub(crate) fn check_conv2d(
     w_len: usize,
     y_len: usize,
 ) -> Result<(usize, usize)> {
-    s.validate()?;
-    check_len("input", x_len, s.input_len()?)?;
+    // The sizes `validate` computes, not computed again (flash on a microcontroller).
+    let (input, output, hw) = s.checked_sizes()?;
+    check_len("input", x_len, input)?;
     check_len("weight", w_len, s.weight_len())?;
-    check_len("output", y_len, s.output_len()?)?;
-    s.out_hw()
+    check_len("output", y_len, output)?;
+    Ok(hw)
 }
 
 /// Checks d2l's corr2d arguments; returns the output (height, width).

@@ -36,21 +36,71 @@ pub enum Input<'a> {
     F32(&'a [f32]),
     /// Pixels, each meaning `p as f32 / divisor` (`255.0`: torchvision's `ToTensor`).
     U8 { pixels: &'a [u8], divisor: f32 },
+    /// Pixels as in [`Input::U8`], already in the arena: one byte per element at the start
+    /// of the input value's range, written there through [`input_pixels_mut`] (a firmware
+    /// reads them from the host straight into the arena, with no image buffer of its own).
+    /// [`run`] converts them in place.
+    U8InArena { divisor: f32 },
 }
 
 impl Input<'_> {
-    fn len(&self) -> usize {
+    /// Elements given; `None` for [`Input::U8InArena`], which has the input's by
+    /// construction.
+    fn len(&self) -> Option<usize> {
         match self {
-            Input::F32(v) => v.len(),
-            Input::U8 { pixels, .. } => pixels.len(),
+            Input::F32(v) => Some(v.len()),
+            Input::U8 { pixels, .. } => Some(pixels.len()),
+            Input::U8InArena { .. } => None,
         }
     }
-    fn get(&self, i: usize) -> f32 {
-        match self {
-            Input::F32(v) => v[i],
-            Input::U8 { pixels, divisor } => pixels[i] as f32 / divisor,
-        }
-    }
+}
+
+/// The arena bytes an [`Input::U8InArena`] input's pixels go in: the first
+/// [`Plan::input`]`.elements()` bytes of the input value's range (an error if `arena` is
+/// smaller than the plan's).
+///
+/// ```
+/// # use tinycnn_kernels::deploy::{self, format::*, Plan, Input, Int8Kernels};
+/// # let values = [
+/// #     ValueRecord { dtype: DType::F32, shape: [3, 1, 1], offset: 0, scale: 0.0 },
+/// #     ValueRecord { dtype: DType::F32, shape: [3, 1, 1], offset: 12, scale: 0.0 },
+/// # ];
+/// # let mut op = OpRecord::new(OpKind::Act, 0, 1);
+/// # op.act = Act::Relu;
+/// # let header = Header {
+/// #     precision: Precision::F32, values: 2, ops: 1, arena_bytes: 24, workspace_words: 0,
+/// #     data_offset: (HEADER_LEN + 2 * VALUE_LEN + OP_LEN) as u32, data_len: 0, macs: 0,
+/// # };
+/// # let mut bytes = [0u32; (HEADER_LEN + 2 * VALUE_LEN + OP_LEN) / 4];
+/// # let b: &mut [u8] = deploy::words_as_bytes_mut(&mut bytes);
+/// # b[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+/// # b[HEADER_LEN..][..VALUE_LEN].copy_from_slice(&values[0].to_bytes());
+/// # b[HEADER_LEN + VALUE_LEN..][..VALUE_LEN].copy_from_slice(&values[1].to_bytes());
+/// # b[HEADER_LEN + 2 * VALUE_LEN..].copy_from_slice(&op.to_bytes());
+/// // y = relu(x) for x of 3 elements (the plan of the module example).
+/// let plan = Plan::parse(deploy::words_as_bytes(&bytes)).unwrap();
+/// let mut arena = [0u32; 6];
+/// deploy::input_pixels_mut(&plan, &mut arena).unwrap().copy_from_slice(&[0, 51, 255]);
+/// let input = Input::U8InArena { divisor: 255.0 };
+/// deploy::run(&plan, input, &mut arena, &mut [], Int8Kernels::Plain).unwrap();
+/// let mut y = [0.0; 3];
+/// deploy::logits(&plan, &arena, &mut y).unwrap();
+/// assert_eq!(y, [0.0, 0.2, 1.0]);
+/// ```
+pub fn input_pixels_mut<'a>(
+    plan: &Plan<'_>,
+    arena: &'a mut [u32],
+) -> Result<&'a mut [u8], DeployError> {
+    let x = plan.input();
+    let start = x.offset as usize;
+    let have = arena.len();
+    words_as_bytes_mut(arena)
+        .get_mut(start..start + x.elements())
+        .ok_or(DeployError::Buffer {
+            what: "arena",
+            need: plan.arena_words(),
+            have,
+        })
 }
 
 /// The network's output after [`run`].
@@ -69,25 +119,31 @@ pub enum Output<'a> {
     },
 }
 
+/// `b` as a slice of `T` (f32, i32, i8 or `Requant`), or an error if `b` is not aligned for `T` or
+/// not a whole number of them.
 fn cast<T>(b: &[u8]) -> Result<&[T], DeployError> {
-    // SAFETY: only instantiated with f32, i32 and i8, for which every bit pattern is valid;
-    // `align_to` puts misaligned bytes in the prefix and suffix, which must be empty.
-    let (pre, mid, post) = unsafe { b.align_to::<T>() };
-    if pre.is_empty() && post.is_empty() {
-        Ok(mid)
-    } else {
-        Err(DeployError::format("misaligned buffer", 0))
+    let size = core::mem::size_of::<T>();
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())
+        || !b.len().is_multiple_of(size)
+    {
+        return Err(DeployError::format("misaligned buffer", 0));
     }
+    // SAFETY: only instantiated with f32, i32, u32, i8 and `Requant` (`repr(C)` i32, u32),
+    // for which every bit pattern is valid; `b` is aligned for `T` and holds exactly `b.len() / size` of them; the borrow carries
+    // over.
+    Ok(unsafe { core::slice::from_raw_parts(b.as_ptr() as *const T, b.len() / size) })
 }
 
+/// [`cast`] for a mutable slice (f32, i32, u32 or i8).
 fn cast_mut<T>(b: &mut [u8]) -> Result<&mut [T], DeployError> {
-    // SAFETY: as in `cast`.
-    let (pre, mid, post) = unsafe { b.align_to_mut::<T>() };
-    if pre.is_empty() && post.is_empty() {
-        Ok(mid)
-    } else {
-        Err(DeployError::format("misaligned buffer", 0))
+    let size = core::mem::size_of::<T>();
+    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())
+        || !b.len().is_multiple_of(size)
+    {
+        return Err(DeployError::format("misaligned buffer", 0));
     }
+    // SAFETY: as in `cast`; the exclusive borrow carries over.
+    Ok(unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / size) })
 }
 
 fn range_of(v: &ValueRecord) -> (usize, usize) {
@@ -240,13 +296,20 @@ fn conv_scratch(
     (0, 0)
 }
 
+/// [`int8::quantize_one`], one copy for the executor's few calls (input pixels, ReLU6
+/// bounds; flash on a microcontroller).
+#[inline(never)]
+fn quantize_one(r: f32, scale: f32) -> i8 {
+    int8::quantize_one(r, scale)
+}
+
 /// The int8 clamp of a fused activation at output scale `scale`.
 fn int8_range(act: Act, scale: f32) -> ActRange {
     match act {
         Act::Relu => ActRange::RELU,
         Act::Relu6 => ActRange {
             min: 0,
-            max: int8::quantize_one(6.0, scale).max(0),
+            max: quantize_one(6.0, scale).max(0),
         },
         _ => ActRange::FULL,
     }
@@ -295,6 +358,50 @@ pub fn run_linked<const LINK: u32>(
     workspace: &mut [u32],
     kernels: Int8Kernels,
 ) -> Result<(), DeployError> {
+    run_scratch::<LINK>(plan, input, arena, workspace, kernels, None)
+}
+
+/// [`run_linked`] with the arena ranges its DSP convolutions take as workspace given, not
+/// found at each op: `scratch[k]` is [`dsp_conv_scratch`]`(plan, k, workspace.len())`
+/// (empty for the other ops, and where the table ends), computed where the plan is built
+/// (a firmware's build script), so the code that finds them is not linked (its
+/// liveness analysis of the arena, 0.7 KB of flash on a Cortex-M4). The executor checks
+/// that a range lies in the arena, is word-aligned and overlaps neither the op's output nor
+/// its inputs (an error otherwise); that it holds no value a later op reads is what
+/// [`dsp_conv_scratch`] guarantees, for the plan, arena size and workspace size it was given.
+pub fn run_linked_scratch<const LINK: u32>(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+    scratch: &[(u32, u32)],
+) -> Result<(), DeployError> {
+    run_scratch::<LINK>(plan, input, arena, workspace, kernels, Some(scratch))
+}
+
+/// The arena byte range conv op `k` of an int8 plan runs the DSP window path in, in an arena
+/// of [`Plan::arena_words`] with `workspace_words` of workspace: the largest range that
+/// holds no value live at op `k`, where that is larger than the workspace and the workspace
+/// is below the path's fastest; else empty (the workspace). Empty for other ops and plans.
+/// The table of [`run_linked_scratch`].
+pub fn dsp_conv_scratch(plan: &Plan<'_>, k: usize, workspace_words: usize) -> (usize, usize) {
+    let op = plan.op(k);
+    match plan.precision() == Precision::Int8 && op.kind == OpKind::Conv && k < plan.ops() {
+        true => conv_scratch(plan, k, &op, 4 * plan.arena_words(), workspace_words),
+        false => (0, 0),
+    }
+}
+
+/// [`run_linked`], with the DSP convolutions' arena ranges given or (`None`) found per op.
+fn run_scratch<const LINK: u32>(
+    plan: &Plan<'_>,
+    input: Input<'_>,
+    arena: &mut [u32],
+    workspace: &mut [u32],
+    kernels: Int8Kernels,
+    scratch: Option<&[(u32, u32)]>,
+) -> Result<(), DeployError> {
     if !link::has(LINK, link::precision(plan.precision())) {
         return Err(DeployError::plan(
             "the executor was built without the plan's precision",
@@ -316,18 +423,38 @@ pub fn run_linked<const LINK: u32>(
     }
     let bytes = words_as_bytes_mut(arena);
     let x = plan.input();
-    if input.len() != x.elements() {
+    if let Some(have) = input.len().filter(|&n| n != x.elements()) {
         return Err(DeployError::Buffer {
             what: "input",
             need: x.elements(),
-            have: input.len(),
+            have,
         });
     }
     let (a, b) = range_of(&x);
     match plan.precision() {
         Precision::F32 if link::has(LINK, link::F32) => {
-            for (i, o) in cast_mut::<f32>(&mut bytes[a..b])?.iter_mut().enumerate() {
-                *o = input.get(i);
+            let dst = cast_mut::<f32>(&mut bytes[a..b])?;
+            match input {
+                Input::F32(v) => dst.copy_from_slice(v),
+                Input::U8 { pixels, divisor } => {
+                    for (o, &p) in dst.iter_mut().zip(pixels) {
+                        *o = p as f32 / divisor;
+                    }
+                }
+                // Pixel i lies in byte i, which only elements 0..=i / 4 overlap: converted
+                // from the last, each is read before an element overwrites it.
+                Input::U8InArena { divisor } => {
+                    let elements = dst.as_mut_ptr();
+                    for i in (0..dst.len()).rev() {
+                        // SAFETY: `i < dst.len()`: byte `i` of `dst` lies in element
+                        // `i / 4 <= i`, not yet written (elements are written from the
+                        // last); element `i` is in `dst`.
+                        unsafe {
+                            let p = *(elements as *const u8).add(i);
+                            *elements.add(i) = p as f32 / divisor;
+                        }
+                    }
+                }
             }
         }
         Precision::Int8 if link::has(LINK, link::INT8) => {
@@ -336,9 +463,11 @@ pub fn run_linked<const LINK: u32>(
                 Input::U8 { pixels, divisor } => {
                     int8::quantize_bytes(pixels, divisor, x.scale, dst);
                 }
+                // In place: each pixel's byte becomes its int8 value.
+                Input::U8InArena { divisor } => quantize_pixels(dst, divisor, x.scale),
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {
-                        *o = int8::quantize_one(r, x.scale);
+                        *o = quantize_one(r, x.scale);
                     }
                 }
             }
@@ -358,12 +487,32 @@ pub fn run_linked<const LINK: u32>(
                 run_f32::<LINK>(plan, &op, bytes, workspace)?
             }
             Precision::Int8 if link::has(LINK, link::INT8) => {
-                run_int8::<LINK>(plan, k, &op, bytes, workspace, kernels)?
+                run_int8::<LINK>(plan, k, &op, bytes, workspace, kernels, scratch)?
             }
             _ => return Err(unlinked()),
         }
     }
     Ok(())
+}
+
+/// Quantizes pixels in place: each element of `v` holds a pixel's byte (as `p as i8`) and
+/// becomes `quantize_one(p / divisor, scale)`. A pixel's value depends only on its byte: one
+/// float division and rounding per distinct byte instead of per pixel, remembered in a
+/// table of `0x100 | q as u8` entries where 0 marks a byte not seen yet (a zeroed table is
+/// cleared with the `memclr` the kernels link anyway; a table of -128 markers would link a
+/// `memset`, 184 bytes of flash on a Cortex-M4, for this one use). Not inlined: the table
+/// is on the stack only while it runs, not under the kernels' frames.
+#[inline(never)]
+fn quantize_pixels(v: &mut [i8], divisor: f32, scale: f32) {
+    let mut memo = [0u16; 256];
+    for o in v {
+        let p = *o as u8;
+        let m = &mut memo[p as usize];
+        if *m == 0 {
+            *m = 0x100 | quantize_one(p as f32 / divisor, scale) as u8 as u16;
+        }
+        *o = *m as u8 as i8;
+    }
 }
 
 /// Words of workspace with which [`run`] takes the fastest kernels, or nearly:
@@ -510,6 +659,7 @@ fn run_int8<const LINK: u32>(
     arena: &mut [u8],
     workspace: &mut [u32],
     kernels: Int8Kernels,
+    given: Option<&[(u32, u32)]>,
 ) -> Result<(), DeployError> {
     let xv = plan.value(op.inputs[0] as usize);
     let yv = plan.value(op.output as usize);
@@ -520,7 +670,10 @@ fn run_int8<const LINK: u32>(
         && kernels == Int8Kernels::Dsp
         && linked::<LINK>(OpKind::Conv)
     {
-        true => conv_scratch(plan, k, op, arena.len(), workspace.len()),
+        true => match given {
+            Some(t) => t.get(k).map_or((0, 0), |&(a, b)| (a as usize, b as usize)),
+            None => conv_scratch(plan, k, op, arena.len(), workspace.len()),
+        },
         false => (0, 0),
     };
     let (out, arena_scratch, views) = carve(arena, range_of(&yv), scratch)?;

@@ -287,7 +287,9 @@ pub struct ValueRecord {
 }
 
 impl ValueRecord {
-    /// Elements (saturating; the reader checks for overflow).
+    /// Elements (saturating; the reader checks for overflow). Not inlined: the executor asks
+    /// for it at several places per op, never in a loop (flash on a microcontroller).
+    #[inline(never)]
     pub fn elements(&self) -> usize {
         (self.shape[0] as usize)
             .saturating_mul(self.shape[1] as usize)
@@ -307,6 +309,19 @@ impl ValueRecord {
         put(&mut b, 16, self.offset);
         put(&mut b, 20, self.scale.to_bits());
         b
+    }
+    /// The record of `b` as [`Self::from_bytes`] reads it, without its reserved-bytes check
+    /// and its error (`None` for an unknown dtype): for the plan's accessors, which read
+    /// records [`super::Plan::parse`] has checked (a few hundred bytes less code on a
+    /// microcontroller).
+    pub(crate) fn read(b: &[u8; VALUE_LEN]) -> Option<ValueRecord> {
+        let f = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        Some(ValueRecord {
+            dtype: DType::from_code(f(0))?,
+            shape: [f(1), f(2), f(3)],
+            offset: f(4),
+            scale: f32::from_bits(f(5)),
+        })
     }
     /// Reads one record (field ranges are checked by [`super::Plan::parse`]).
     pub fn from_bytes(b: &[u8], at: usize) -> Result<ValueRecord, DeployError> {
@@ -416,6 +431,32 @@ impl OpRecord {
             put(&mut b, 4 * i, *v);
         }
         b
+    }
+
+    /// The record of `b` as [`Self::from_bytes`] reads it, without its error (`None` for an
+    /// unknown kind or activation): for [`super::Plan::op`], which reads records
+    /// [`super::Plan::parse`] has checked.
+    pub(crate) fn read(b: &[u8; OP_LEN]) -> Option<OpRecord> {
+        let f = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        let span = |i: usize| Span {
+            offset: f(i),
+            len: f(i + 1),
+        };
+        Some(OpRecord {
+            kind: OpKind::from_code(f(0))?,
+            act: Act::from_code(f(1))?,
+            inputs: [f(2), f(3)],
+            output: f(4),
+            kernel: [f(5), f(6)],
+            stride: [f(7), f(8)],
+            padding: [f(9), f(10)],
+            dilation: [f(11), f(12)],
+            groups: f(13),
+            flags: f(14),
+            weight: span(15),
+            bias: span(17),
+            aux: span(19),
+        })
     }
 
     /// Reads one record (its consistency with the values is checked by [`super::Plan::parse`]).

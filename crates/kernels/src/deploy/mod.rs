@@ -46,7 +46,10 @@ pub mod format;
 pub mod link;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
-pub use exec::{fast_workspace_words, logits, output, run, run_linked, Input, Int8Kernels, Output};
+pub use exec::{
+    dsp_conv_scratch, fast_workspace_words, input_pixels_mut, logits, output, run, run_linked,
+    run_linked_scratch, Input, Int8Kernels, Output,
+};
 
 use crate::error::KernelError;
 use crate::int8::{self, Requant};
@@ -293,8 +296,13 @@ impl<'a> Plan<'a> {
     pub fn value(&self, v: usize) -> ValueRecord {
         let v = v.min(self.values() - 1);
         let at = HEADER_LEN + v * VALUE_LEN;
-        // Parsed once by `parse`; cannot fail here.
-        ValueRecord::from_bytes(&self.bytes[at..], at).unwrap_or(ValueRecord {
+        // Checked once by `parse`; after `parse_prechecked`, a record that cannot be read
+        // gives this stand-in (never a panic).
+        let record = self
+            .bytes
+            .get(at..at + VALUE_LEN)
+            .and_then(|b| b.try_into().ok());
+        record.and_then(ValueRecord::read).unwrap_or(ValueRecord {
             dtype: DType::F32,
             shape: [1, 1, 1],
             offset: 0,
@@ -306,11 +314,13 @@ impl<'a> Plan<'a> {
     pub fn op(&self, k: usize) -> OpRecord {
         let k = k.min(self.ops() - 1);
         let at = HEADER_LEN + self.values() * VALUE_LEN + k * OP_LEN;
-        OpRecord::from_bytes(&self.bytes[at..], at).unwrap_or(OpRecord::new(
-            OpKind::Act,
-            0,
-            k as u32 + 1,
-        ))
+        let record = self
+            .bytes
+            .get(at..at + OP_LEN)
+            .and_then(|b| b.try_into().ok());
+        record
+            .and_then(OpRecord::read)
+            .unwrap_or(OpRecord::new(OpKind::Act, 0, k as u32 + 1))
     }
 
     /// The data bytes of `span` (checked by `parse`).

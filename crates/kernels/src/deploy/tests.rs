@@ -603,7 +603,42 @@ fn convolutions_in_free_arena_ranges_match_the_reference() {
             None => want = Some(got),
             Some(w) => assert_eq!(&got, w, "{kernels:?} with {ws} words"),
         }
+        // The same arena ranges given up front (`run_linked_scratch`): the same arena.
+        let table: Vec<(u32, u32)> = (0..plan.ops())
+            .map(|k| dsp_conv_scratch(&plan, k, ws))
+            .map(|(a, b)| (a as u32, b as u32))
+            .collect();
+        let mut given = vec![0x5a5a_5a5au32; plan.arena_words()];
+        let mut workspace = vec![0xa5a5_a5a5u32; ws];
+        let input = Input::F32(&x);
+        run_linked_scratch::<{ link::ALL }>(
+            &plan,
+            input,
+            &mut given,
+            &mut workspace,
+            kernels,
+            &table,
+        )
+        .unwrap();
+        assert_eq!(given, arena, "{kernels:?} with {ws} words, ranges given");
     }
+    // With the least workspace, op 0 runs in v2's bytes (1024..2048, free before op 1
+    // writes v2): the table says so, and a range over op 0's input is refused.
+    let least = plan.workspace_words();
+    assert_eq!(dsp_conv_scratch(&plan, 0, least), (1024, 2048));
+    assert_eq!(dsp_conv_scratch(&plan, 1, 300), (0, 0));
+    let mut arena = vec![0u32; plan.arena_words()];
+    let mut workspace = vec![0u32; least];
+    let over_input = [(2048u32, 2304u32)];
+    let r = run_linked_scratch::<{ link::ALL }>(
+        &plan,
+        Input::F32(&x),
+        &mut arena,
+        &mut workspace,
+        Int8Kernels::Dsp,
+        &over_input,
+    );
+    assert!(r.is_err(), "{r:?}");
 }
 
 #[test]
@@ -662,4 +697,42 @@ fn dsp_link_set_holds_the_conv_paths_the_workspace_takes() {
         Int8Kernels::Dsp
     )
     .is_err());
+}
+
+#[test]
+fn pixels_in_the_arena_run_like_pixels_given() {
+    // Bytes 0..=255 spread over the input, with repeats (the memo's second reads).
+    let pixels: Vec<u8> = (0..256u32).map(|i| (i * 97 % 256) as u8).collect();
+    for (words, n) in [(small_f32_plan(), 16), (three_convs(), 256)] {
+        let plan = Plan::parse(bytes_of(&words)).unwrap();
+        let px = &pixels[..n];
+        let mut given = vec![0u32; plan.arena_words()];
+        let mut ws = vec![0u32; plan.workspace_words()];
+        let input = Input::U8 {
+            pixels: px,
+            divisor: 255.0,
+        };
+        run(&plan, input, &mut given, &mut ws, Int8Kernels::Plain).unwrap();
+        let mut in_arena = vec![0u32; plan.arena_words()];
+        input_pixels_mut(&plan, &mut in_arena)
+            .unwrap()
+            .copy_from_slice(px);
+        let input = Input::U8InArena { divisor: 255.0 };
+        run(&plan, input, &mut in_arena, &mut ws, Int8Kernels::Plain).unwrap();
+        assert_eq!(in_arena, given);
+        let x = plan.input();
+        let at = x.offset as usize;
+        if plan.precision() == Precision::Int8 {
+            // Still there after the run (no op writes v0's bytes): round(p / 255 / 0.05).
+            let q = &words_as_bytes(&in_arena)[at..at + n];
+            for (&p, &q) in px.iter().zip(q) {
+                let want = ((p as f64 / 255.0 / 0.05).round() as i32).min(127);
+                assert_eq!(q as i8 as i32, want, "pixel {p}");
+            }
+        }
+    }
+    // An arena smaller than the plan's has no room for the pixels.
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    assert!(input_pixels_mut(&plan, &mut [0u32; 16]).is_err());
 }
