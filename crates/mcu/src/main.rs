@@ -56,7 +56,7 @@ compile_error!("the firmware builds only for thumbv7em-none-eabihf (see crates/m
 use cortex_m::peripheral::{syst::SystClkSource, DWT, SYST};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
-use tinycnn_kernels::deploy::{self, link, Input, Int8Kernels, Output, Plan};
+use tinycnn_kernels::deploy::{self, link, Input, Int8Kernels, Output, PixelTable, Plan};
 use tinycnn_mcu::idx::{self, CLASSES, IMAGE_PIXELS};
 use tinycnn_mcu::Aligned;
 
@@ -432,7 +432,8 @@ fn argmax(v: &[f32]) -> usize {
 /// Classifies every test image of the host's files (`deployment::IMAGES_PATH`,
 /// `deployment::LABELS_PATH`): each is read straight into the input value's arena bytes
 /// (`deploy::input_pixels_mut`, no image buffer) and converted there by the executor
-/// (`Input::U8InArena`).
+/// (`Input::U8InArenaTable` with a `PixelTable` made once for int8 plans,
+/// `Input::U8InArena` for f32 ones).
 fn classify(
     out: &mut hio::HostStream,
     syst: &mut SYST,
@@ -451,6 +452,12 @@ fn classify(
     if idx::labels_in_header(&label_head) != Some(n) {
         return Err(DATA_FAILED);
     }
+    // int8: every pixel byte's value at the plan's input scale, computed once here, so an
+    // inference converts its pixels by table instead of dividing per distinct byte.
+    let mut table = PixelTable::EMPTY;
+    if INT8 {
+        table.fill(plan, 255.0).map_err(|_| DEPLOY_FAILED)?;
+    }
     let mut correct = 0;
     for i in 0..n {
         let mut label = [0u8];
@@ -463,7 +470,10 @@ fn classify(
         let ((r, dwt), ticks) = timed(syst, || {
             cycles(|| {
                 cycles_mark_inference_begin();
-                let input = Input::U8InArena { divisor: 255.0 };
+                let input = match INT8 {
+                    true => Input::U8InArenaTable(&table),
+                    false => Input::U8InArena { divisor: 255.0 },
+                };
                 let scratch = &deployment::SCRATCH;
                 let r = deploy::run_linked_scratch::<{ deployment::LINK }>(
                     plan, input, arena, ws, KERNELS, scratch,

@@ -48,7 +48,7 @@ pub mod link;
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
 pub use exec::{
     dsp_conv_scratch, fast_workspace_words, input_pixels_mut, logits, output, run, run_linked,
-    run_linked_scratch, Input, Int8Kernels, Output,
+    run_linked_scratch, Input, Int8Kernels, Output, PixelTable,
 };
 
 use crate::error::KernelError;

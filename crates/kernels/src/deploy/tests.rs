@@ -736,3 +736,54 @@ fn pixels_in_the_arena_run_like_pixels_given() {
     let plan = Plan::parse(bytes_of(&words)).unwrap();
     assert!(input_pixels_mut(&plan, &mut [0u32; 16]).is_err());
 }
+
+#[test]
+fn pixels_by_table_run_like_pixels_given() {
+    // Every byte value, some twice, through an int8 plan (input scale 0.05).
+    let pixels: Vec<u8> = (0..256u32).map(|i| (i * 97 % 256) as u8).collect();
+    let words = three_convs();
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    let mut ws = vec![0u32; plan.workspace_words()];
+    let mut given = vec![0u32; plan.arena_words()];
+    let input = Input::U8 {
+        pixels: &pixels,
+        divisor: 255.0,
+    };
+    run(&plan, input, &mut given, &mut ws, Int8Kernels::Plain).unwrap();
+    let mut table = PixelTable::EMPTY;
+    table.fill(&plan, 255.0).unwrap();
+    for p in 0..=255u8 {
+        let want = ((p as f64 / 255.0 / 0.05).round() as i32).min(127);
+        assert_eq!(table.value(p) as i32, want, "pixel {p}");
+    }
+    let mut by_table = vec![0u32; plan.arena_words()];
+    input_pixels_mut(&plan, &mut by_table)
+        .unwrap()
+        .copy_from_slice(&pixels);
+    let input = Input::U8InArenaTable(&table);
+    run(&plan, input, &mut by_table, &mut ws, Int8Kernels::Plain).unwrap();
+    assert_eq!(by_table, given);
+    // A table for no plan, or for another input scale, is refused.
+    let e = run(
+        &plan,
+        Input::U8InArenaTable(&PixelTable::EMPTY),
+        &mut by_table,
+        &mut ws,
+        Int8Kernels::Plain,
+    );
+    assert!(matches!(e, Err(DeployError::Plan { .. })), "{e:?}");
+    // An f32 plan takes no table.
+    let words = small_f32_plan();
+    let f32_plan = Plan::parse(bytes_of(&words)).unwrap();
+    assert!(PixelTable::EMPTY.clone().fill(&f32_plan, 255.0).is_err());
+    let mut arena = vec![0u32; f32_plan.arena_words()];
+    let mut ws = vec![0u32; f32_plan.workspace_words()];
+    let e = run(
+        &f32_plan,
+        Input::U8InArenaTable(&table),
+        &mut arena,
+        &mut ws,
+        Int8Kernels::Plain,
+    );
+    assert!(matches!(e, Err(DeployError::Plan { .. })), "{e:?}");
+}
