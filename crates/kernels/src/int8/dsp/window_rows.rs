@@ -1,0 +1,371 @@
+//! The window path's row loop: blocks of five output pixels of one channel, requantized
+//! and stored, as one asm block on the Cortex-M4 and its plain Rust twin elsewhere.
+
+use super::super::{ActRange, Requant};
+use super::window::{WINDOW_KW, WINDOW_PIXELS};
+#[cfg(not(tinycnn_arm_dsp))]
+use super::{max8, min8, smlad, smmla, ssat8};
+
+/// `C` output pixels of one channel from `bias`: `acc[j] = bias + sum over rows r < rows,
+/// taps kx < 5 of smlad(w[5 r + kx], x[r * stride + j + kx])`. `x` holds at least
+/// `(rows - 1) * stride + C + 4` words, `w` at least `5 rows`. The native row loop
+/// ([`window_rows`]) runs the same `SMLAD`s (sums do not depend on their order).
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn window_accs<const C: usize>(
+    x: &[u32],
+    stride: usize,
+    rows: usize,
+    w: &[u32],
+    bias: i32,
+) -> [i32; C] {
+    let mut acc = [bias; C];
+    for r in 0..rows {
+        let (xr, wr) = (&x[r * stride..], &w[r * WINDOW_KW..][..WINDOW_KW]);
+        for (kx, &wv) in wr.iter().enumerate() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = smlad(wv, xr[j + kx], *a);
+            }
+        }
+    }
+    acc
+}
+
+/// One output channel's requantization as the window path's native loop reads it.
+#[derive(Clone, Copy)]
+pub(super) struct WindowChannel {
+    pub(super) bias: i32,
+    pub(super) rq: Requant,
+    pub(super) range: ActRange,
+}
+
+/// Where a call of [`window_rows`] reads and writes: `rows` output rows of `blocks` blocks
+/// of 5 pixels, `row_words` widened words and `out_row` output bytes apart; per output
+/// pixel `taps_rows` kernel pair rows, `pair_words` widened words apart.
+#[derive(Clone, Copy)]
+pub(super) struct WindowRun {
+    pub(super) rows: usize,
+    pub(super) blocks: usize,
+    pub(super) row_words: usize,
+    pub(super) out_row: usize,
+    pub(super) taps_rows: usize,
+    pub(super) pair_words: usize,
+}
+
+/// What [`window_rows_asm`] reads and advances (`repr(C)`: the native loop loads the
+/// fields by offset, 32-bit target).
+#[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
+#[repr(C)]
+struct WindowArgs {
+    /// The first block's first widened word (read once: the native loop keeps the current
+    /// block's in a register, advanced by `x_back` bytes after a block's kernel rows, and
+    /// by `x_skip` more after a row's last block).
+    x: *const u32,
+    /// The channel's widened weights, `taps_rows` rows of 5 words.
+    w: *const u32,
+    /// `(ceil(taps_rows / 3) - 1) << 18 | (taps_rows % 3) << 16 | (pair row stride in
+    /// bytes)`: `UXTAH` steps, `SUBS` counts the loop's iterations of three pair rows,
+    /// bits 16 and 17 say where the first iteration enters.
+    stride_rows: u32,
+    bias: i32,
+    multiplier: i32,
+    /// `2^(shift - 33)` (the shift is 33 to 62): the rounding term, as `SMMLA`'s high addend.
+    round: i32,
+    /// `shift - 32`: the one arithmetic shift after `SMMLA`.
+    post: u32,
+    /// The clamp's minimum and maximum, each in all four bytes (`SSUB8` + `SEL`).
+    lo: u32,
+    hi: u32,
+    /// Where the current block's 5 outputs go (advanced by 5 per block, and by `out_skip`
+    /// more after a row's last block).
+    out: *mut i8,
+    /// Where the current row's blocks end (`out` after the row's last block), and the
+    /// bytes of a row's blocks (`5 blocks`).
+    row_end: *mut i8,
+    row_bytes: u32,
+    /// `4 row_words - 20 blocks` and `out_row - 5 blocks`, modulo `2^32`.
+    x_skip: u32,
+    out_skip: u32,
+    /// Output rows left (counted down).
+    rows: u32,
+    /// `20 - 4 taps_rows pair_words` modulo `2^32`: from where the kernel rows leave the
+    /// input pointer to the next block's first word.
+    x_back: u32,
+}
+
+/// `run.rows` output rows of `run.blocks` blocks of 5 pixels of one channel: the sums of
+/// [`window_accs`] requantized, clamped and stored. The requantization is `SMMLA` with
+/// `2^post` as the high word of the addend, then one arithmetic shift by `post + 1` and
+/// `SSAT` to 8 bits: `floor((p + 2^(32 + post)) / 2^(33 + post))` for the product `p`,
+/// which equals the `shift >= 33` form of [`requantize`](super::requantize),
+/// `((floor(p / 2^32) >> post) + 1) >> 1` (nested floors of divisions by powers of two are
+/// one floor, and `floor((n + 1) / 2)` = `floor((y + 1) / 2)` for `n = floor(y)`),
+/// saturated to int8 before the clamp (the clamp's bounds are int8, so saturating first
+/// changes nothing). The first four outputs of a block are packed into one word and clamped
+/// lane-wise (`SSUB8` + `SEL` against the minimum, then the maximum), the fifth the same
+/// way in the low byte of its word. Checks the bounds (the panics are the caller's bugs):
+/// `x` holds `(rows - 1) row_words + 5 (blocks - 1) + (taps_rows - 1) pair_words + 9`
+/// words, `w` `5 taps_rows`, `out` `(rows - 1) out_row + 5 blocks` bytes;
+/// `1 <= taps_rows <= 255`, `rows, blocks >= 1`, the shift 33 to 62 and the pair row
+/// stride below 64 KiB.
+#[inline(never)]
+pub(super) fn window_rows(
+    x: &[u32],
+    w: &[u32],
+    out: &mut [i8],
+    run: &WindowRun,
+    ch: &WindowChannel,
+) {
+    let r = run;
+    assert!(
+        r.rows >= 1
+            && r.blocks >= 1
+            && (1..=255).contains(&r.taps_rows)
+            && 4 * r.pair_words < 1 << 16
+            && (33..=62).contains(&ch.rq.shift)
+            && x.len()
+                >= (r.rows - 1) * r.row_words
+                    + WINDOW_PIXELS * (r.blocks - 1)
+                    + (r.taps_rows - 1) * r.pair_words
+                    + 9
+            && w.len() >= r.taps_rows * WINDOW_KW
+            && out.len() >= (r.rows - 1) * r.out_row + WINDOW_PIXELS * r.blocks
+    );
+    let post = ch.rq.shift - 33;
+    let bytes = |v: i8| v as u8 as u32 * 0x0101_0101;
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let mut a = WindowArgs {
+            x: x.as_ptr(),
+            w: w.as_ptr(),
+            stride_rows: ((r.taps_rows as u32).div_ceil(3) - 1) << 18
+                | (r.taps_rows as u32 % 3) << 16
+                | (4 * r.pair_words) as u32,
+            bias: ch.bias,
+            multiplier: ch.rq.multiplier,
+            round: 1 << post,
+            post: post + 1,
+            lo: bytes(ch.range.min),
+            hi: bytes(ch.range.max),
+            out: out.as_mut_ptr(),
+            row_end: out.as_mut_ptr().wrapping_add(WINDOW_PIXELS * r.blocks),
+            row_bytes: (WINDOW_PIXELS * r.blocks) as u32,
+            x_skip: (4 * r.row_words as u32).wrapping_sub(4 * (WINDOW_PIXELS * r.blocks) as u32),
+            out_skip: (r.out_row as u32).wrapping_sub((WINDOW_PIXELS * r.blocks) as u32),
+            rows: r.rows as u32,
+            x_back: (4 * WINDOW_PIXELS as u32)
+                .wrapping_sub((4 * r.taps_rows * r.pair_words) as u32),
+        };
+        window_rows_asm(&mut a);
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        let (lo, hi) = (bytes(ch.range.min), bytes(ch.range.max));
+        for row in 0..r.rows {
+            for b in 0..r.blocks {
+                let at = row * r.row_words + WINDOW_PIXELS * b;
+                let acc =
+                    window_accs::<WINDOW_PIXELS>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
+                let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
+                let four = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8]);
+                let four = min8(max8(four, lo), hi);
+                let fifth = min8(max8(v[4] as u32, lo), hi);
+                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..][..WINDOW_PIXELS];
+                for (o, v) in o.iter_mut().zip(four.to_le_bytes()) {
+                    *o = v as i8;
+                }
+                o[4] = fifth as u8 as i8;
+            }
+        }
+    }
+}
+
+/// [`window_rows`] as Cortex-M4 instructions. Per kernel pair row of a block: 9 input and 5
+/// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
+/// one register per tap) and the step to the next pair row (`UXTAH` of the low halfword of
+/// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
+/// its first iteration entered at the row that leaves a multiple of three.
+/// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
+/// lane-wise clamps of 4 instructions, one word and one byte stored; the input pointer
+/// stays in `px` (plus `x_back` to the next block), the output pointer is stored back and
+/// compared with the row's end, and only at a row's end are the other args updated.
+/// Fourteen registers: thirteen `asm!` operands and r7 (the frame pointer, which operands
+/// may not name), pushed and popped. The args pointer waits on the stack while the row
+/// loop runs.
+#[cfg(tinycnn_arm_dsp)]
+#[inline(always)]
+fn window_rows_asm(a: &mut WindowArgs) {
+    // One kernel pair row of a block, then the step to the next pair row.
+    macro_rules! pair_row {
+        () => {
+            concat!(
+                "ldr {x0}, [{px}]\n",
+                "ldr {x1}, [{px}, #4]\n",
+                "ldr {x2}, [{px}, #8]\n",
+                "ldr {x3}, [{px}, #12]\n",
+                "ldr r7, [{px}, #16]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x0}, {a0}\n",
+                "smlad {a1}, {w}, {x1}, {a1}\n",
+                "smlad {a2}, {w}, {x2}, {a2}\n",
+                "smlad {a3}, {w}, {x3}, {a3}\n",
+                "smlad {a4}, {w}, r7, {a4}\n",
+                "ldr {x0}, [{px}, #20]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x1}, {a0}\n",
+                "smlad {a1}, {w}, {x2}, {a1}\n",
+                "smlad {a2}, {w}, {x3}, {a2}\n",
+                "smlad {a3}, {w}, r7, {a3}\n",
+                "smlad {a4}, {w}, {x0}, {a4}\n",
+                "ldr {x1}, [{px}, #24]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x2}, {a0}\n",
+                "smlad {a1}, {w}, {x3}, {a1}\n",
+                "smlad {a2}, {w}, r7, {a2}\n",
+                "smlad {a3}, {w}, {x0}, {a3}\n",
+                "smlad {a4}, {w}, {x1}, {a4}\n",
+                "ldr {x2}, [{px}, #28]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x3}, {a0}\n",
+                "smlad {a1}, {w}, r7, {a1}\n",
+                "smlad {a2}, {w}, {x0}, {a2}\n",
+                "smlad {a3}, {w}, {x1}, {a3}\n",
+                "smlad {a4}, {w}, {x2}, {a4}\n",
+                "ldr {x3}, [{px}, #32]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, r7, {a0}\n",
+                "smlad {a1}, {w}, {x0}, {a1}\n",
+                "smlad {a2}, {w}, {x1}, {a2}\n",
+                "smlad {a3}, {w}, {x2}, {a3}\n",
+                "smlad {a4}, {w}, {x3}, {a4}\n",
+                "uxtah {px}, {px}, {st}\n",
+            )
+        };
+    }
+    macro_rules! requant {
+        ($a:literal) => {
+            concat!(
+                "smmla ",
+                $a,
+                ", ",
+                $a,
+                ", {x0}, {x1}\n",
+                "asr ",
+                $a,
+                ", ",
+                $a,
+                ", {x2}\n",
+                "ssat ",
+                $a,
+                ", #8, ",
+                $a,
+                "\n",
+            )
+        };
+    }
+    // SAFETY: `window_rows` checked the bounds: row i, block b, kernel row r reads words
+    // x[i row_words + 5 b + r pair_words ..][..9] and w[5 r ..][..5], and writes
+    // out[i out_row + 5 b ..][..5]. r7 is pushed first and popped last, the args pointer
+    // pushed and popped in between: sp and r7 are restored. SSUB8 sets the GE flags and
+    // SMLAD the Q flag: the flags are not declared preserved.
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "push {{{px}}}",
+            "mov {st}, {px}",
+            "ldr {px}, [{st}, #0]",
+            "b 3f",
+            // Three pair rows per iteration, entered at the first, second or third row
+            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
+            // first iteration runs the rows left over; the iterations left in the bits
+            // from 18, which borrow (carry clear) after the last. Out of the block's way:
+            // the usual shapes (`taps_rows % 3 == 0`) take one `TST` and a branch not
+            // taken.
+            "7:",
+            "lsls {w}, {st}, #15",
+            "bmi 5f",
+            "b 6f",
+            // A block: `px` the block's first widened word, `st` the args.
+            "3:",
+            "ldr {pw}, [{st}, #4]",
+            "ldr {a0}, [{st}, #12]",
+            "ldr {st}, [{st}, #8]",
+            "mov {a1}, {a0}",
+            "mov {a2}, {a0}",
+            "mov {a3}, {a0}",
+            "mov {a4}, {a0}",
+            "tst {st}, #0x30000",
+            "bne 7b",
+            "2:",
+            pair_row!(),
+            "6:",
+            pair_row!(),
+            "5:",
+            pair_row!(),
+            "subs {st}, {st}, #0x40000",
+            "bcs 2b",
+            "ldr {st}, [sp]",
+            "ldr {x0}, [{st}, #16]",
+            "ldr {x1}, [{st}, #20]",
+            "ldr {x2}, [{st}, #24]",
+            requant!("{a0}"),
+            requant!("{a1}"),
+            requant!("{a2}"),
+            requant!("{a3}"),
+            requant!("{a4}"),
+            "ldr {x0}, [{st}, #28]",
+            "ldr {x1}, [{st}, #32]",
+            "uxtb {a0}, {a0}",
+            "bfi {a0}, {a1}, #8, #8",
+            "bfi {a0}, {a2}, #16, #8",
+            "bfi {a0}, {a3}, #24, #8",
+            "ssub8 {w}, {a0}, {x0}",
+            "sel {a0}, {a0}, {x0}",
+            "ssub8 {w}, {x1}, {a0}",
+            "sel {a0}, {a0}, {x1}",
+            "ssub8 {w}, {a4}, {x0}",
+            "sel {a4}, {a4}, {x0}",
+            "ssub8 {w}, {x1}, {a4}",
+            "sel {a4}, {a4}, {x1}",
+            "ldr {w}, [{st}, #36]",
+            "ldr {x3}, [{st}, #60]",
+            "ldr {x2}, [{st}, #40]",
+            "str {a0}, [{w}]",
+            "strb {a4}, [{w}, #4]",
+            "add {w}, {w}, #5",
+            "add {px}, {px}, {x3}",
+            "cmp {w}, {x2}",
+            "bne 4f",
+            // The row's last block: the next row's first block, or the end.
+            "ldr {a1}, [{st}, #48]",
+            "ldr {a2}, [{st}, #52]",
+            "ldr {x2}, [{st}, #44]",
+            "ldr {a3}, [{st}, #56]",
+            "add {px}, {px}, {a1}",
+            "add {w}, {w}, {a2}",
+            "add {x2}, {x2}, {w}",
+            "str {x2}, [{st}, #40]",
+            "subs {a3}, {a3}, #1",
+            "str {a3}, [{st}, #56]",
+            // Z: the row has ended and no rows are left.
+            "4:",
+            "str {w}, [{st}, #36]",
+            "bne 3b",
+            "pop {{{px}}}",
+            "pop {{r7}}",
+            px = inout(reg) a as *mut WindowArgs => _,
+            pw = out(reg) _,
+            st = out(reg) _,
+            w = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            x2 = out(reg) _,
+            x3 = out(reg) _,
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
+            a4 = out(reg) _,
+        );
+    }
+}
