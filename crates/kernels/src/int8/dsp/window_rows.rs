@@ -333,9 +333,10 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "str {a0}, [{w}]",
             "strb {a4}, [{w}, #4]",
             "add {w}, {w}, #5",
+            "str {w}, [{st}, #36]",
             "add {px}, {px}, {x3}",
             "cmp {w}, {x2}",
-            "bne 4f",
+            "bne 3b",
             // The row's last block: the next row's first block, or the end.
             "ldr {a1}, [{st}, #48]",
             "ldr {a2}, [{st}, #52]",
@@ -347,9 +348,8 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "str {x2}, [{st}, #40]",
             "subs {a3}, {a3}, #1",
             "str {a3}, [{st}, #56]",
-            // Z: the row has ended and no rows are left.
-            "4:",
             "str {w}, [{st}, #36]",
+            // Z: the row has ended and no rows are left.
             "bne 3b",
             "pop {{{px}}}",
             "pop {{r7}}",
