@@ -367,9 +367,12 @@ pub(super) fn qconv2d_window(
     let row_words = l.row_step * l.wp;
     // Whole blocks of an output row, and the pixels of a last partial one.
     let (whole, part) = (ow / WINDOW_PIXELS, ow % WINDOW_PIXELS);
-    let run = |rows: usize, blocks: usize| WindowRun {
+    // Rows whose last block is partial with 1 to 3 pixels end with a tail block of 3.
+    let tail = whole >= 1 && (1..=3).contains(&part);
+    let run = |rows: usize, blocks: usize, tail: bool| WindowRun {
         rows,
         blocks,
+        tail,
         row_words,
         out_row: ow,
         taps_rows: l.taps_rows,
@@ -413,17 +416,17 @@ pub(super) fn qconv2d_window(
                     };
                     if full > 0 {
                         let len = (full - 1) * ow + blocks * WINDOW_PIXELS;
-                        window_rows(img, wr, &mut y[at..at + len], &run(full, blocks), &ch);
+                        window_rows(img, wr, &mut y[at..at + len], &run(full, blocks, tail), &ch);
                     }
                     for r in full..rows_here {
                         let (xr, at) = (&img[r * row_words..], at + r * ow);
                         if whole > 0 {
                             let len = whole * WINDOW_PIXELS;
-                            window_rows(xr, wr, &mut y[at..at + len], &run(1, whole), &ch);
+                            window_rows(xr, wr, &mut y[at..at + len], &run(1, whole, false), &ch);
                         }
                         let mut tmp = [0i8; WINDOW_PIXELS];
                         let xb = &xr[whole * WINDOW_PIXELS..];
-                        window_rows(xb, wr, &mut tmp, &run(1, 1), &ch);
+                        window_rows(xb, wr, &mut tmp, &run(1, 1, false), &ch);
                         y[at + whole * WINDOW_PIXELS..at + ow].copy_from_slice(&tmp[..part]);
                     }
                 }

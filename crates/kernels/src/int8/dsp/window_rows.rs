@@ -41,11 +41,15 @@ pub(super) struct WindowChannel {
 
 /// Where a call of [`window_rows`] reads and writes: `rows` output rows of `blocks` blocks
 /// of 5 pixels, `row_words` widened words and `out_row` output bytes apart; per output
-/// pixel `taps_rows` kernel pair rows, `pair_words` widened words apart.
+/// pixel `taps_rows` kernel pair rows, `pair_words` widened words apart. With `tail`, each
+/// row's last block is a tail of 3 pixels (3 accumulators: 15 `SMLAD`s per pair row
+/// instead of 25, for rows such as conv1's 28 = 5 x 5 + 3), which writes 4 bytes (the
+/// fourth a clamped 0, like a full block's spill an output computed later).
 #[derive(Clone, Copy)]
 pub(super) struct WindowRun {
     pub(super) rows: usize,
     pub(super) blocks: usize,
+    pub(super) tail: bool,
     pub(super) row_words: usize,
     pub(super) out_row: usize,
     pub(super) taps_rows: usize,
@@ -91,6 +95,8 @@ struct WindowArgs {
     /// `20 - 4 taps_rows pair_words` modulo `2^32`: from where the kernel rows leave the
     /// input pointer to the next block's first word.
     x_back: u32,
+    /// `taps_rows` where each row ends with a tail block of 3 pixels, else 0.
+    tail_rows: u32,
 }
 
 /// `run.rows` output rows of `run.blocks` blocks of 5 pixels of one channel: the sums of
@@ -106,8 +112,8 @@ struct WindowArgs {
 /// way in the low byte of its word. Checks the bounds (the panics are the caller's bugs):
 /// `x` holds `(rows - 1) row_words + 5 (blocks - 1) + (taps_rows - 1) pair_words + 9`
 /// words, `w` `5 taps_rows`, `out` `(rows - 1) out_row + 5 blocks` bytes;
-/// `1 <= taps_rows <= 255`, `rows, blocks >= 1`, the shift 33 to 62 and the pair row
-/// stride below 64 KiB.
+/// `1 <= taps_rows <= 255`, `rows >= 1`, `blocks >= 1` (2 with a tail: at least one full
+/// block per row), the shift 33 to 62 and the pair row stride below 64 KiB.
 #[inline(never)]
 pub(super) fn window_rows(
     x: &[u32],
@@ -119,7 +125,7 @@ pub(super) fn window_rows(
     let r = run;
     assert!(
         r.rows >= 1
-            && r.blocks >= 1
+            && r.blocks >= 1 + r.tail as usize
             && (1..=255).contains(&r.taps_rows)
             && 4 * r.pair_words < 1 << 16
             && (33..=62).contains(&ch.rq.shift)
@@ -135,6 +141,8 @@ pub(super) fn window_rows(
     let bytes = |v: i8| v as u8 as u32 * 0x0101_0101;
     #[cfg(tinycnn_arm_dsp)]
     {
+        // The full blocks of a row (the tail, if any, runs after them).
+        let full = (WINDOW_PIXELS * (r.blocks - r.tail as usize)) as u32;
         let mut a = WindowArgs {
             x: x.as_ptr(),
             w: w.as_ptr(),
@@ -148,13 +156,14 @@ pub(super) fn window_rows(
             lo: bytes(ch.range.min),
             hi: bytes(ch.range.max),
             out: out.as_mut_ptr(),
-            row_end: out.as_mut_ptr().wrapping_add(WINDOW_PIXELS * r.blocks),
-            row_bytes: (WINDOW_PIXELS * r.blocks) as u32,
+            row_end: out.as_mut_ptr().wrapping_add(full as usize),
+            row_bytes: full,
             x_skip: (4 * r.row_words as u32).wrapping_sub(4 * (WINDOW_PIXELS * r.blocks) as u32),
-            out_skip: (r.out_row as u32).wrapping_sub((WINDOW_PIXELS * r.blocks) as u32),
+            out_skip: (r.out_row as u32).wrapping_sub(full),
             rows: r.rows as u32,
             x_back: (4 * WINDOW_PIXELS as u32)
                 .wrapping_sub((4 * r.taps_rows * r.pair_words) as u32),
+            tail_rows: if r.tail { r.taps_rows as u32 } else { 0 },
         };
         window_rows_asm(&mut a);
     }
@@ -164,13 +173,25 @@ pub(super) fn window_rows(
         for row in 0..r.rows {
             for b in 0..r.blocks {
                 let at = row * r.row_words + WINDOW_PIXELS * b;
+                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..][..WINDOW_PIXELS];
+                if r.tail && b == r.blocks - 1 {
+                    // The tail: 3 pixels, packed with a 0 in the fourth byte and clamped
+                    // as a word, all four bytes stored.
+                    let acc = window_accs::<3>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
+                    let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
+                    let three = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, 0]);
+                    let three = min8(max8(three, lo), hi);
+                    for (o, v) in o.iter_mut().zip(three.to_le_bytes()) {
+                        *o = v as i8;
+                    }
+                    continue;
+                }
                 let acc =
                     window_accs::<WINDOW_PIXELS>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
                 let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
                 let four = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8]);
                 let four = min8(max8(four, lo), hi);
                 let fifth = min8(max8(v[4] as u32, lo), hi);
-                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..][..WINDOW_PIXELS];
                 for (o, v) in o.iter_mut().zip(four.to_le_bytes()) {
                     *o = v as i8;
                 }
@@ -188,7 +209,9 @@ pub(super) fn window_rows(
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
 /// lane-wise clamps of 4 instructions, one word and one byte stored; the input pointer
 /// stays in `px` (plus `x_back` to the next block), the output pointer is stored back and
-/// compared with the row's end, and only at a row's end are the other args updated.
+/// compared with the row's end, and only at a row's end are the other args updated. A row's
+/// tail block of 3 pixels (`tail_rows` not 0) runs after its full blocks: per pair row 7
+/// input and 5 weight loads, 15 `SMLAD`s, one pair row per loop iteration.
 /// Fourteen registers: thirteen `asm!` operands and r7 (the frame pointer, which operands
 /// may not name), pushed and popped. The args pointer waits on the stack while the row
 /// loop runs.
@@ -337,7 +360,70 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "add {px}, {px}, {x3}",
             "cmp {w}, {x2}",
             "bne 3b",
-            // The row's last block: the next row's first block, or the end.
+            // The row's full blocks are done: its tail of 3 pixels where `tail_rows` is
+            // not 0 (`px` and `w` its first word and output), one pair row per iteration
+            // (`a4` counts them, `a3` the pair row stride), the window x0, x1, x2, the
+            // weight in x3; `w` stays at the tail's output for the row's step.
+            "ldr {a4}, [{st}, #64]",
+            "cmp {a4}, #0",
+            "beq 9f",
+            "ldr {pw}, [{st}, #4]",
+            "ldr {a0}, [{st}, #12]",
+            "ldr {a3}, [{st}, #8]",
+            "mov {a1}, {a0}",
+            "mov {a2}, {a0}",
+            "uxth {a3}, {a3}",
+            "8:",
+            "ldr {x0}, [{px}]",
+            "ldr {x1}, [{px}, #4]",
+            "ldr {x2}, [{px}, #8]",
+            "ldr {x3}, [{pw}], #4",
+            "smlad {a0}, {x3}, {x0}, {a0}",
+            "smlad {a1}, {x3}, {x1}, {a1}",
+            "smlad {a2}, {x3}, {x2}, {a2}",
+            "ldr {x0}, [{px}, #12]",
+            "ldr {x3}, [{pw}], #4",
+            "smlad {a0}, {x3}, {x1}, {a0}",
+            "smlad {a1}, {x3}, {x2}, {a1}",
+            "smlad {a2}, {x3}, {x0}, {a2}",
+            "ldr {x1}, [{px}, #16]",
+            "ldr {x3}, [{pw}], #4",
+            "smlad {a0}, {x3}, {x2}, {a0}",
+            "smlad {a1}, {x3}, {x0}, {a1}",
+            "smlad {a2}, {x3}, {x1}, {a2}",
+            "ldr {x2}, [{px}, #20]",
+            "ldr {x3}, [{pw}], #4",
+            "smlad {a0}, {x3}, {x0}, {a0}",
+            "smlad {a1}, {x3}, {x1}, {a1}",
+            "smlad {a2}, {x3}, {x2}, {a2}",
+            "ldr {x0}, [{px}, #24]",
+            "ldr {x3}, [{pw}], #4",
+            "smlad {a0}, {x3}, {x1}, {a0}",
+            "smlad {a1}, {x3}, {x2}, {a1}",
+            "smlad {a2}, {x3}, {x0}, {a2}",
+            "add {px}, {px}, {a3}",
+            "subs {a4}, {a4}, #1",
+            "bne 8b",
+            "ldr {x3}, [{st}, #60]",
+            "ldr {x0}, [{st}, #16]",
+            "ldr {x1}, [{st}, #20]",
+            "ldr {x2}, [{st}, #24]",
+            "add {px}, {px}, {x3}",
+            requant!("{a0}"),
+            requant!("{a1}"),
+            requant!("{a2}"),
+            "ldr {x0}, [{st}, #28]",
+            "ldr {x1}, [{st}, #32]",
+            "uxtb {a0}, {a0}",
+            "bfi {a0}, {a1}, #8, #8",
+            "bfi {a0}, {a2}, #16, #8",
+            "ssub8 {x3}, {a0}, {x0}",
+            "sel {a0}, {a0}, {x0}",
+            "ssub8 {x3}, {x1}, {a0}",
+            "sel {a0}, {a0}, {x1}",
+            "str {a0}, [{w}]",
+            // The next row's first block, or the end.
+            "9:",
             "ldr {a1}, [{st}, #48]",
             "ldr {a2}, [{st}, #52]",
             "ldr {x2}, [{st}, #44]",
