@@ -406,7 +406,7 @@ pub(super) fn qconv2d_window(
                         true => y.len(),
                         false => y.len().min((n * p.out_channels + o + 1) * pixels),
                     };
-                    let reach = (whole + 1) * WINDOW_PIXELS;
+                    let reach = run(1, whole + 1, tail).row_bytes();
                     let (full, blocks) = match part {
                         0 => (rows_here, whole),
                         _ => match (limit - at).checked_sub(reach) {
@@ -415,8 +415,9 @@ pub(super) fn qconv2d_window(
                         },
                     };
                     if full > 0 {
-                        let len = (full - 1) * ow + blocks * WINDOW_PIXELS;
-                        window_rows(img, wr, &mut y[at..at + len], &run(full, blocks, tail), &ch);
+                        let rn = run(full, blocks, tail);
+                        let len = (full - 1) * ow + rn.row_bytes();
+                        window_rows(img, wr, &mut y[at..at + len], &rn, &ch);
                     }
                     for r in full..rows_here {
                         let (xr, at) = (&img[r * row_words..], at + r * ow);

@@ -43,8 +43,8 @@ pub(super) struct WindowChannel {
 /// of 5 pixels, `row_words` widened words and `out_row` output bytes apart; per output
 /// pixel `taps_rows` kernel pair rows, `pair_words` widened words apart. With `tail`, each
 /// row's last block is a tail of 3 pixels (3 accumulators: 15 `SMLAD`s per pair row
-/// instead of 25, for rows such as conv1's 28 = 5 x 5 + 3), which writes 4 bytes (the
-/// fourth a clamped 0, like a full block's spill an output computed later).
+/// instead of 25, for rows such as conv1's 28 = 5 x 5 + 3), which writes 3 bytes (a row of
+/// 5 k + 3 pixels ends exactly: no spill past it).
 #[derive(Clone, Copy)]
 pub(super) struct WindowRun {
     pub(super) rows: usize,
@@ -54,6 +54,13 @@ pub(super) struct WindowRun {
     pub(super) out_row: usize,
     pub(super) taps_rows: usize,
     pub(super) pair_words: usize,
+}
+
+impl WindowRun {
+    /// Bytes that one row's blocks write: 5 per full block, 3 for a tail.
+    pub(super) fn row_bytes(&self) -> usize {
+        WINDOW_PIXELS * self.blocks - 2 * self.tail as usize
+    }
 }
 
 /// What [`window_rows_asm`] reads and advances (`repr(C)`: the native loop loads the
@@ -111,7 +118,8 @@ struct WindowArgs {
 /// lane-wise (`SSUB8` + `SEL` against the minimum, then the maximum), the fifth the same
 /// way in the low byte of its word. Checks the bounds (the panics are the caller's bugs):
 /// `x` holds `(rows - 1) row_words + 5 (blocks - 1) + (taps_rows - 1) pair_words + 9`
-/// words, `w` `5 taps_rows`, `out` `(rows - 1) out_row + 5 blocks` bytes;
+/// words, `w` `5 taps_rows`, `out` `(rows - 1) out_row + 5 blocks` bytes (`- 2` with a
+/// tail);
 /// `1 <= taps_rows <= 255`, `rows >= 1`, `blocks >= 1` (2 with a tail: at least one full
 /// block per row), the shift 33 to 62 and the pair row stride below 64 KiB.
 #[inline(never)]
@@ -135,7 +143,7 @@ pub(super) fn window_rows(
                     + (r.taps_rows - 1) * r.pair_words
                     + 9
             && w.len() >= r.taps_rows * WINDOW_KW
-            && out.len() >= (r.rows - 1) * r.out_row + WINDOW_PIXELS * r.blocks
+            && out.len() >= (r.rows - 1) * r.out_row + r.row_bytes()
     );
     let post = ch.rq.shift - 33;
     let bytes = |v: i8| v as u8 as u32 * 0x0101_0101;
@@ -173,16 +181,16 @@ pub(super) fn window_rows(
         for row in 0..r.rows {
             for b in 0..r.blocks {
                 let at = row * r.row_words + WINDOW_PIXELS * b;
-                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..][..WINDOW_PIXELS];
+                let o = &mut out[row * r.out_row + WINDOW_PIXELS * b..];
                 if r.tail && b == r.blocks - 1 {
                     // The tail: 3 pixels, packed with a 0 in the fourth byte and clamped
-                    // as a word, all four bytes stored.
+                    // as a word, three bytes stored.
                     let acc = window_accs::<3>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
                     let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
                     let three = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, 0]);
                     let three = min8(max8(three, lo), hi);
-                    for (o, v) in o.iter_mut().zip(three.to_le_bytes()) {
-                        *o = v as i8;
+                    for (o, v) in o[..3].iter_mut().zip(&three.to_le_bytes()) {
+                        *o = *v as i8;
                     }
                     continue;
                 }
@@ -364,17 +372,17 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "bne 3b",
             // The row's full blocks are done: its tail of 3 pixels where `tail_rows` is
             // not 0 (`px` and `w` its first word and output), one pair row per iteration
-            // (`a4` counts them, `a3` the pair row stride), the window x0, x1, x2, the
-            // weight in x3; `w` stays at the tail's output for the row's step.
+            // (`a4` counts them, `a3` the pair row stride: `stride_rows`' low halfword),
+            // the window x0, x1, x2, the weight in x3; `w` stays at the tail's output
+            // for the row's step.
             "ldr {a4}, [{st}, #64]",
             "cmp {a4}, #0",
             "beq 9f",
             "ldr {pw}, [{st}, #4]",
             "ldr {a0}, [{st}, #12]",
-            "ldr {a3}, [{st}, #8]",
+            "ldrh {a3}, [{st}, #8]",
             "mov {a1}, {a0}",
             "mov {a2}, {a0}",
-            "uxth {a3}, {a3}",
             "8:",
             "ldr {x0}, [{px}]",
             "ldr {x1}, [{px}, #4]",
@@ -423,7 +431,9 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "sel {a0}, {a0}, {x0}",
             "ssub8 {x3}, {x1}, {a0}",
             "sel {a0}, {a0}, {x1}",
-            "str {a0}, [{w}]",
+            "strh {a0}, [{w}]",
+            "lsrs {a0}, {a0}, #16",
+            "strb {a0}, [{w}, #2]",
             // The next row's first block, or the end.
             "9:",
             "ldr {a1}, [{st}, #48]",
