@@ -133,7 +133,7 @@ pub(super) fn window_rows(
     let r = run;
     assert!(
         r.rows >= 1
-            && r.blocks >= 1 + r.tail as usize
+            && r.blocks > r.tail as usize
             && (1..=255).contains(&r.taps_rows)
             && 4 * r.pair_words < 1 << 16
             && (33..=62).contains(&ch.rq.shift)
