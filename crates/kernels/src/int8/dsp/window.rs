@@ -394,8 +394,9 @@ pub(super) fn qconv2d_window(
                         range,
                     };
                     let at = (n * p.out_channels + o) * pixels + oy0 * ow;
-                    // A row's last partial block writes past the row into outputs computed
-                    // later: the channel's next row (this band's or a later band's), or
+                    // A row's last partial block (5 pixels, or a tail of 3 where 1 to 3
+                    // are left: none past a row of 5 k + 3) writes past the row into
+                    // outputs computed later: the channel's next row (this band's or a later band's), or
                     // from the plane's last row with one band the next channel's or
                     // example's first row. With several bands, a spill past the plane
                     // would reach a next channel's first band, already computed, and at
