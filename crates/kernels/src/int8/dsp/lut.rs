@@ -19,12 +19,35 @@ fn lut4(table: &[i8; 256], c: &[i8]) -> u32 {
 /// store (`STR`: `y` need not be aligned); the last 1 to 7 values in Rust.
 pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
     check_len("output", y.len(), x.len())?;
-    let passes = x.len() / 8;
+    // SAFETY: `x` and `y` hold `x.len()` values each (checked).
+    unsafe { lut_run(table, x.as_ptr(), y.as_mut_ptr(), x.len()) };
+    Ok(())
+}
+
+/// [`qlut_forward`] in place: each value `v` of `v` becomes `table[128 + v]` (the
+/// executor's pixel conversion, whose table is laid out for it).
+pub fn qlut_in_place(table: &[i8; 256], v: &mut [i8]) {
+    let p = v.as_mut_ptr();
+    // SAFETY: `v` holds `v.len()` values; `lut_run` reads each before it writes it.
+    unsafe { lut_run(table, p, p, v.len()) };
+}
+
+/// The table op on `n` values from `x` to `y`, which may be the same buffer (each pass
+/// reads its eight values before it stores them; the tail reads each value before it
+/// writes it).
+///
+/// # Safety
+///
+/// `x` valid for `n` reads, `y` for `n` writes; either the same pointer or not overlapping.
+/// Not inlined: one copy of the loop for both callers (flash on a microcontroller).
+#[inline(never)]
+unsafe fn lut_run(table: &[i8; 256], x: *const i8, y: *mut i8, n: usize) {
+    let passes = n / 8;
     let done = 8 * passes;
     if passes > 0 {
         #[cfg(tinycnn_arm_dsp)]
-        // SAFETY: reads 8 * passes <= x.len() bytes of `x` and writes as many of `y` (same
-        // length, checked); every table read is at 128 + v for an int8 v, inside the table.
+        // SAFETY: reads 8 * passes <= n bytes of `x` and writes as many of `y`; every
+        // table read is at 128 + v for an int8 v, inside the table.
         unsafe {
             core::arch::asm!(
                 "2:",
@@ -54,8 +77,8 @@ pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
                 "str {v4}, [{py}, #-4]",
                 "subs {n}, {n}, #1",
                 "bne 2b",
-                px = inout(reg) x.as_ptr() => _,
-                py = inout(reg) y.as_mut_ptr() => _,
+                px = inout(reg) x => _,
+                py = inout(reg) y => _,
                 mid = in(reg) table.as_ptr().add(128),
                 n = inout(reg) passes => _,
                 v0 = out(reg) _,
@@ -70,12 +93,18 @@ pub fn qlut_forward(table: &[i8; 256], x: &[i8], y: &mut [i8]) -> Result<()> {
             );
         }
         #[cfg(not(tinycnn_arm_dsp))]
-        for (o, c) in y[..done].chunks_exact_mut(4).zip(x.chunks_exact(4)) {
-            o.copy_from_slice(&lut4(table, c).to_le_bytes().map(|b| b as i8));
+        for i in (0..done).step_by(4) {
+            // SAFETY: `i + 4 <= done <= n`: inside both buffers; the four values are read
+            // before the word is written, as the native loop does.
+            unsafe {
+                let c = core::ptr::read_unaligned(x.add(i) as *const [i8; 4]);
+                let word = lut4(table, &c).to_le_bytes().map(|b| b as i8);
+                core::ptr::write_unaligned(y.add(i) as *mut [i8; 4], word);
+            }
         }
     }
-    for (o, &v) in y[done..].iter_mut().zip(&x[done..]) {
-        *o = table[(128 + v as i32) as usize];
+    for i in done..n {
+        // SAFETY: `i < n`: inside both buffers.
+        unsafe { *y.add(i) = table[(128 + *x.add(i) as i32) as usize] };
     }
-    Ok(())
 }
