@@ -468,8 +468,8 @@ fn avg_pool_rounds_every_window_sum() {
 }
 
 /// The DSP table op (eight values per pass, sign-extended offsets from the table's middle,
-/// a Rust tail): every byte value at every position of every length up to 19, against the
-/// definition `table[v + 128]`.
+/// a Rust tail), out of place and in place: every byte value at every position of every
+/// length up to 19, against the definition `table[v + 128]`.
 #[test]
 fn lut_matches_the_definition_at_every_length() {
     let table: [i8; 256] = core::array::from_fn(|i| (i as i32 * 7 - 300) as i8);
@@ -484,6 +484,10 @@ fn lut_matches_the_definition_at_every_length() {
                 .map(|&v| table[(v as i32 + 128) as usize])
                 .collect();
             assert_eq!(y, want);
+            // In place (the executor's pixel conversion): the same values.
+            let mut v = x.to_vec();
+            dsp::qlut_in_place(&table, &mut v);
+            assert_eq!(v, want);
         }
     }
     assert!(dsp::qlut_forward(&table, &[0; 9], &mut [0; 8]).is_err());

@@ -49,7 +49,7 @@ pub enum Input<'a> {
 }
 
 /// The int8 value of every pixel byte at a plan's input scale, `quantize_one(p as f32 /
-/// divisor, scale)`, computed once (256 values; about 40 k cycles on a Cortex-M4) so that
+/// divisor, scale)` (stored at `p ^ 0x80`, where the table op's loop finds it), computed once (256 values; about 40 k cycles on a Cortex-M4) so that
 /// each inference converts its pixels by table ([`Input::U8InArenaTable`]). It remembers
 /// the scale it was filled for: [`run`] refuses it for a plan whose input has another, and
 /// refuses [`PixelTable::EMPTY`]. Filled in place (a firmware keeps it on its stack, and
@@ -103,8 +103,10 @@ impl PixelTable {
             return Err(DeployError::plan("a pixel table is for int8 plans only"));
         }
         let scale = plan.input().scale;
-        for (p, v) in self.values.iter_mut().enumerate() {
-            *v = quantize_one(p as f32 / divisor, scale);
+        // Pixel p's value at `128 + p as i8` (`p ^ 0x80`), where the table op's loop
+        // ([`int8::dsp::qlut_in_place`]) looks up the int8 value `p as i8`.
+        for p in 0..256 {
+            self.values[p ^ 0x80] = quantize_one(p as f32 / divisor, scale);
         }
         self.scale = scale;
         Ok(())
@@ -112,7 +114,7 @@ impl PixelTable {
 
     /// The int8 value of pixel byte `p`.
     pub fn value(&self, p: u8) -> i8 {
-        self.values[p as usize]
+        self.values[(p ^ 0x80) as usize]
     }
 }
 
@@ -549,9 +551,9 @@ fn run_scratch<const LINK: u32>(
                             "input: the pixel table was made for another input scale",
                         ));
                     }
-                    for o in dst.iter_mut() {
-                        *o = table.values[*o as u8 as usize];
-                    }
+                    // Pixel byte p, read as the int8 `p as i8`, finds its value at
+                    // `128 + p as i8` (see `PixelTable::fill`): the table op's loop.
+                    int8::dsp::qlut_in_place(&table.values, dst);
                 }
                 Input::F32(v) => {
                     for (o, &r) in dst.iter_mut().zip(v) {

@@ -67,7 +67,7 @@ mod window_rows;
 
 pub use im2col::qconv2d_workspace_len;
 pub use linear::{qlinear_forward, qlinear_forward_i32};
-pub use lut::qlut_forward;
+pub use lut::{qlut_forward, qlut_in_place};
 pub use pool::{qavg_pool2d_forward, qmax_pool2d_forward};
 pub use window::{
     qconv2d_window_workspace_len, qconv2d_window_workspace_len_rows, qconv2d_workspace_len_fast,
