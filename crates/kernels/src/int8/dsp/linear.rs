@@ -472,13 +472,17 @@ pub fn qlinear_forward(
     // sign bit of the OR of `s - 33`, `62 - s`, `m` and `m - 1` (each non-negative exactly
     // then; `m | (m - 1)` is negative for 0 and for i32::MIN), no branch per entry. When
     // not, the shared check's exact test, with its error.
-    let signs = requant.iter().fold(0i32, |acc, r| {
+    let sign = |acc: i32, r: &Requant| {
         let s = r.shift as i32;
         acc | s.wrapping_sub(33)
             | 62i32.wrapping_sub(s)
             | r.multiplier
             | r.multiplier.wrapping_sub(1)
-    });
+    };
+    // Four entries per pass: one loop branch per four.
+    let quads = requant.chunks_exact(4);
+    let rest = quads.remainder().iter().fold(0, sign);
+    let signs = quads.fold(rest, |acc, q| q.iter().fold(acc, sign));
     let fused = signs >= 0;
     if !fused {
         check_bias_requant(s.out_features, None, Some(requant))?;
@@ -617,6 +621,12 @@ mod tests {
             let rq = [good, good, bad, good];
             let mut y = [0i8; 4];
             assert!(qlinear_forward(&s, &x, &w, None, &rq, ActRange::FULL, &mut y).is_err());
+            // The same entry past the last whole four.
+            let s5 = QLinearShape::new(1, 4, 5);
+            let rq = [good, good, good, good, bad];
+            let mut y = [0i8; 5];
+            let r = qlinear_forward(&s5, &x, &[1; 20], None, &rq, ActRange::FULL, &mut y);
+            assert!(r.is_err());
         }
         let mut y = [0i8; 4];
         assert!(qlinear_forward(&s, &x, &w, None, &[good; 3], ActRange::FULL, &mut y).is_err());
