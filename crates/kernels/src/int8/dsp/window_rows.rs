@@ -198,8 +198,13 @@ pub(super) fn window_rows(
                     window_accs::<WINDOW_PIXELS>(&x[at..], r.pair_words, r.taps_rows, w, ch.bias);
                 let v = acc.map(|a| ssat8(smmla(a, ch.rq.multiplier, 1 << post) >> (post + 1)));
                 let four = u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8]);
-                let four = min8(max8(four, lo), hi);
-                let fifth = min8(max8(v[4] as u32, lo), hi);
+                // The minimum's clamp, then the maximum's only where it is below 127 (the
+                // native block's branch).
+                let (mut four, mut fifth) = (max8(four, lo), max8(v[4] as u32, lo));
+                if hi != 0x7f7f_7f7f {
+                    four = min8(four, hi);
+                    fifth = min8(fifth, hi);
+                }
                 for (o, v) in o.iter_mut().zip(four.to_le_bytes()) {
                     *o = v as i8;
                 }
@@ -215,7 +220,9 @@ pub(super) fn window_rows(
 /// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
 /// its first iteration entered at the row that leaves a multiple of three.
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
-/// lane-wise clamps of 4 instructions, one word and one byte stored; the input pointer
+/// lane-wise clamps to the minimum of 2 instructions, to the maximum only where it is below
+/// 127 (out of line: `CMP` and a branch not taken for the usual ranges, whose maximum 127
+/// `SSAT` already gives), one word and one byte stored; the input pointer
 /// stays in `px` (plus `x_back` to the next block), the output pointer is stored back and
 /// compared with the row's end, and only at a row's end are the other args updated. A row's
 /// tail block of 3 pixels (`tail_rows` not 0) runs after its full blocks: per pair row 7
@@ -316,6 +323,13 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "lsls {w}, {st}, #15",
             "bmi 5f",
             "b 6f",
+            // A block's clamp to a maximum below 127, back to the block's store.
+            "4:",
+            "ssub8 {x0}, r7, {a0}",
+            "sel {a0}, {a0}, r7",
+            "ssub8 {x0}, r7, {a4}",
+            "sel {a4}, {a4}, r7",
+            "b 11f",
             // A block: `px` the block's first widened word, `st` the args.
             "3:",
             "ldr {pw}, [{st}, #4]",
@@ -356,12 +370,13 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "bfi {a0}, {a3}, #24, #8",
             "ssub8 {x0}, {a0}, {x3}",
             "sel {a0}, {a0}, {x3}",
-            "ssub8 {x0}, r7, {a0}",
-            "sel {a0}, {a0}, r7",
             "ssub8 {x0}, {a4}, {x3}",
             "sel {a4}, {a4}, {x3}",
-            "ssub8 {x0}, r7, {a4}",
-            "sel {a4}, {a4}, r7",
+            // The maximum's clamp only where the maximum is below 127 (out of line: the
+            // usual ranges, FULL and RELU, take one compare and a branch not taken).
+            "cmp r7, #0x7f7f7f7f",
+            "bne 4b",
+            "11:",
             "ldr {x2}, [{st}, #40]",
             "str {a0}, [{w}]",
             "strb {a4}, [{w}, #4]",
