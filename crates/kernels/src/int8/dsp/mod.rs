@@ -27,8 +27,9 @@
 //!   and 8 `SMLAD` for 16 multiply-accumulates.
 //! * [`qlinear_forward`] / [`qlinear_forward_i32`]: four output rows at a time against one
 //!   input row, widened on the fly (no workspace): per 4 inputs, 5 loads, 10 `SXTB16` and
-//!   8 `SMLAD` for 16 multiply-accumulates, four such chunks per loop pass; the last one
-//!   to three rows in plain loops.
+//!   8 `SMLAD` for 16 multiply-accumulates, four such chunks per loop pass, all groups of
+//!   a layer and their requantization in one asm block; the last one to three rows as one
+//!   more group of repeated rows.
 //! * [`qmax_pool2d_forward`] / [`qavg_pool2d_forward`]: 2x2 windows with stride 2, one
 //!   plane per asm block, two outputs per step from a word of each input row: [`max8`]
 //!   (`SSUB8` + `SEL`), or the window sums as 16-bit lanes ([`sxtab16`]) rounded both at
