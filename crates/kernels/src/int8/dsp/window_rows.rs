@@ -74,9 +74,11 @@ struct WindowArgs {
     x: *const u32,
     /// The channel's widened weights, `taps_rows` rows of 5 words.
     w: *const u32,
-    /// `(ceil(taps_rows / 3) - 1) << 18 | (taps_rows % 3) << 16 | (pair row stride in
-    /// bytes)`: `UXTAH` steps, `SUBS` counts the loop's iterations of three pair rows,
-    /// bits 16 and 17 say where the first iteration enters.
+    /// For the `rest = taps_rows - 1` pair rows after the block's first (which starts the
+    /// accumulators from the bias): `(ceil(rest / 3) - 1) << 18 | entry << 16 | (pair row
+    /// stride in bytes)`, `entry` 2, 1, 0 for `rest % 3` 2, 1, 0 (`0xfffc_0000 | stride`
+    /// where `rest` is 0: past the loop): `UXTAH` steps, `SUBS` counts the loop's
+    /// iterations of three pair rows, bits 16 and 17 say where the first iteration enters.
     stride_rows: u32,
     bias: i32,
     multiplier: i32,
@@ -154,9 +156,11 @@ pub(super) fn window_rows(
         let mut a = WindowArgs {
             x: x.as_ptr(),
             w: w.as_ptr(),
-            stride_rows: ((r.taps_rows as u32).div_ceil(3) - 1) << 18
-                | (r.taps_rows as u32 % 3) << 16
-                | (4 * r.pair_words) as u32,
+            stride_rows: match r.taps_rows as u32 - 1 {
+                // Only the bias-start row: past the loop (bit 31 set, bits 16, 17 clear).
+                0 => 0xfffc_0000,
+                rest => (rest.div_ceil(3) - 1) << 18 | [0, 1 << 16, 1 << 17][rest as usize % 3],
+            } | (4 * r.pair_words) as u32,
             bias: ch.bias,
             multiplier: ch.rq.multiplier,
             round: 1 << post,
@@ -217,8 +221,11 @@ pub(super) fn window_rows(
 /// [`window_rows`] as Cortex-M4 instructions. Per kernel pair row of a block: 9 input and 5
 /// weight loads, 25 `SMLAD`s (five accumulators, a window of five input words that rotates
 /// one register per tap) and the step to the next pair row (`UXTAH` of the low halfword of
-/// the step register); the loop runs three pair rows per iteration (one `SUBS`, one `BCS`),
-/// its first iteration entered at the row that leaves a multiple of three.
+/// the step register). The block's first pair row is its own copy whose first tap adds to
+/// the bias (loaded into `a0` only, `a0`'s own `SMLAD` last): no `MOV`s copy the bias per
+/// block. The loop then runs three pair rows per iteration (one `SUBS`, one `BCS`), its
+/// first iteration entered at the row that leaves a multiple of three: for the usual
+/// shapes (`taps_rows % 3 == 0`) the second, by the `BCS` after the first pair row.
 /// Per block: 5 x (`SMMLA`, `ASR`, `SSAT`), the first four packed (`UXTB`, 3 `BFI`), two
 /// lane-wise clamps to the minimum of 2 instructions, to the maximum only where it is below
 /// 127 (out of line: `CMP` and a branch not taken for the usual ranges, whose maximum 127
@@ -248,6 +255,54 @@ fn window_rows_asm(a: &mut WindowArgs) {
                 "smlad {a2}, {w}, {x2}, {a2}\n",
                 "smlad {a3}, {w}, {x3}, {a3}\n",
                 "smlad {a4}, {w}, r7, {a4}\n",
+                "ldr {x0}, [{px}, #20]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x1}, {a0}\n",
+                "smlad {a1}, {w}, {x2}, {a1}\n",
+                "smlad {a2}, {w}, {x3}, {a2}\n",
+                "smlad {a3}, {w}, r7, {a3}\n",
+                "smlad {a4}, {w}, {x0}, {a4}\n",
+                "ldr {x1}, [{px}, #24]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x2}, {a0}\n",
+                "smlad {a1}, {w}, {x3}, {a1}\n",
+                "smlad {a2}, {w}, r7, {a2}\n",
+                "smlad {a3}, {w}, {x0}, {a3}\n",
+                "smlad {a4}, {w}, {x1}, {a4}\n",
+                "ldr {x2}, [{px}, #28]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, {x3}, {a0}\n",
+                "smlad {a1}, {w}, r7, {a1}\n",
+                "smlad {a2}, {w}, {x0}, {a2}\n",
+                "smlad {a3}, {w}, {x1}, {a3}\n",
+                "smlad {a4}, {w}, {x2}, {a4}\n",
+                "ldr {x3}, [{px}, #32]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a0}, {w}, r7, {a0}\n",
+                "smlad {a1}, {w}, {x0}, {a1}\n",
+                "smlad {a2}, {w}, {x1}, {a2}\n",
+                "smlad {a3}, {w}, {x2}, {a3}\n",
+                "smlad {a4}, {w}, {x3}, {a4}\n",
+                "uxtah {px}, {px}, {st}\n",
+            )
+        };
+    }
+    // The block's first kernel pair row: as `pair_row!`, its first tap's `SMLAD`s adding to
+    // the bias in `a0` (a0's own last), so that no `MOV`s copy the bias.
+    macro_rules! first_pair_row {
+        () => {
+            concat!(
+                "ldr {x0}, [{px}]\n",
+                "ldr {x1}, [{px}, #4]\n",
+                "ldr {x2}, [{px}, #8]\n",
+                "ldr {x3}, [{px}, #12]\n",
+                "ldr r7, [{px}, #16]\n",
+                "ldr {w}, [{pw}], #4\n",
+                "smlad {a1}, {w}, {x1}, {a0}\n",
+                "smlad {a2}, {w}, {x2}, {a0}\n",
+                "smlad {a3}, {w}, {x3}, {a0}\n",
+                "smlad {a4}, {w}, r7, {a0}\n",
+                "smlad {a0}, {w}, {x0}, {a0}\n",
                 "ldr {x0}, [{px}, #20]\n",
                 "ldr {w}, [{pw}], #4\n",
                 "smlad {a0}, {w}, {x1}, {a0}\n",
@@ -313,16 +368,18 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "mov {st}, {px}",
             "ldr {px}, [{st}, #0]",
             "b 3f",
-            // Three pair rows per iteration, entered at the first, second or third row
-            // (bits 17, 16 of the step register: `taps_rows % 3` is 2, 1) so that the
-            // first iteration runs the rows left over; the iterations left in the bits
-            // from 18, which borrow (carry clear) after the last. Out of the block's way:
-            // the usual shapes (`taps_rows % 3 == 0`) take one `TST` and a branch not
-            // taken.
+            // Three pair rows per iteration after the block's first, entered at the
+            // first, second or third row (bits 17, 16 of the step register: `rest % 3` is
+            // 2, 1) so that the first iteration runs the rows left over; the iterations
+            // left in the bits from 18, which borrow (carry clear) after the last. Out of
+            // the block's way (the usual shapes, `rest % 3 == 2`, branch from the first
+            // pair row to the second row): entered with N = bit 16, bit 31 set where no
+            // rows are left.
             "7:",
-            "lsls {w}, {st}, #15",
             "bmi 5f",
-            "b 6f",
+            "tst {st}, #0x80000000",
+            "bne 10f",
+            "b 2f",
             // A block's clamp to a maximum below 127, back to the block's store.
             "4:",
             "ssub8 {x0}, r7, {a0}",
@@ -335,12 +392,10 @@ fn window_rows_asm(a: &mut WindowArgs) {
             "ldr {pw}, [{st}, #4]",
             "ldr {a0}, [{st}, #12]",
             "ldr {st}, [{st}, #8]",
-            "mov {a1}, {a0}",
-            "mov {a2}, {a0}",
-            "mov {a3}, {a0}",
-            "mov {a4}, {a0}",
-            "tst {st}, #0x30000",
-            "bne 7b",
+            first_pair_row!(),
+            "lsls {w}, {st}, #15",
+            "bcs 6f",
+            "b 7b",
             "2:",
             pair_row!(),
             "6:",
@@ -349,6 +404,7 @@ fn window_rows_asm(a: &mut WindowArgs) {
             pair_row!(),
             "subs {st}, {st}, #0x40000",
             "bcs 2b",
+            "10:",
             // The block's args in one run of pipelined loads: the requantization (x0,
             // x1, x2), the clamp (x3, r7), the output (w) and `x_back` (pw).
             "ldr {st}, [sp]",
