@@ -498,21 +498,60 @@ pub fn qmax_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
 /// Average pooling on int8: the window sum divided by the divisor (PyTorch's
 /// `count_include_pad` rule), rounded half away from zero. The scale is unchanged.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
-    qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+    qavg_pool2d_with(
+        s,
+        x,
+        y,
+        |v| v,
+        |s, oh, ow, x, y| {
+            pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
+                round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
+            })
+        },
+    )
+}
+
+/// A table op followed by average pooling, in one pass: [`qlut_forward`] of `x` into a
+/// buffer, then [`qavg_pool2d_forward`] of that, bit for bit, with each input value looked
+/// up as the window sums it (the table's output never stored). The padding is the table's
+/// output's padding: zeros that count in the divisor under `count_include_pad`, as in
+/// PyTorch's `avg_pool2d(sigmoid(x))`. The output has the table's output scale.
+///
+/// ```
+/// use tinycnn_kernels::int8::qlut_avg_pool2d_forward;
+/// use tinycnn_kernels::shape::{Pool2dParams, Pool2dShape};
+/// let mut table = [0i8; 256];
+/// table[128 + 1] = 10; // 1 -> 10, everything else -> 0
+/// let s = Pool2dShape::new(Pool2dParams::new(2), 1, 1, 2, 2);
+/// let mut y = [0i8; 1];
+/// qlut_avg_pool2d_forward(&table, &s, &[1, 1, 1, 5], &mut y).unwrap();
+/// assert_eq!(y, [8]); // (10 + 10 + 10 + 0) / 4 = 7.5, rounded half away from zero
+/// ```
+pub fn qlut_avg_pool2d_forward(
+    table: &[i8; 256],
+    s: &Pool2dShape,
+    x: &[i8],
+    y: &mut [i8],
+) -> Result<()> {
+    let look = |v: i8| table[(v as u8 ^ 0x80) as usize];
+    qavg_pool2d_with(s, x, y, look, |s, oh, ow, x, y| {
         pool_2x2(s, oh, ow, x, y, |a, b, c, d| {
-            round_quarter(a as i32 + b as i32 + c as i32 + d as i32) as i8
+            let sum = look(a) as i32 + look(b) as i32 + look(c) as i32 + look(d) as i32;
+            round_quarter(sum) as i8
         })
     })
 }
 
-/// [`qavg_pool2d_forward`] with `two_by_two(s, oh, ow, x, y)` computing LeNet's windows
-/// (2x2, stride 2, no padding: every window holds 4 values, whatever `count_include_pad`
-/// says) once the shapes are checked: the DSP kernel brings its own.
+/// [`qavg_pool2d_forward`] of `map` of each input value, with `two_by_two(s, oh, ow, x, y)`
+/// computing LeNet's windows (2x2, stride 2, no padding: every window holds 4 values,
+/// whatever `count_include_pad` says) once the shapes are checked: the DSP kernels bring
+/// their own.
 #[inline(always)]
 pub(crate) fn qavg_pool2d_with(
     s: &Pool2dShape,
     x: &[i8],
     y: &mut [i8],
+    map: impl Fn(i8) -> i8,
     two_by_two: impl FnOnce(&Pool2dShape, usize, usize, &[i8], &mut [i8]),
 ) -> Result<()> {
     let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
@@ -531,7 +570,7 @@ pub(crate) fn qavg_pool2d_with(
                 let mut sum = 0i32;
                 for iy in h0..h1 {
                     for &v in &xp[iy * s.in_w + w0..iy * s.in_w + w1] {
-                        sum += v as i32;
+                        sum += map(v) as i32;
                     }
                 }
                 let div = if p.count_include_pad {
@@ -930,6 +969,27 @@ pub mod reference {
     /// Twin of [`super::qmax_pool2d_forward`] and [`super::qavg_pool2d_forward`]
     /// (`average` picks which).
     pub fn qpool2d(s: &Pool2dShape, average: bool, x: &[i8], y: &mut [i8]) -> Result<()> {
+        pool(s, average, x, y, |v| v)
+    }
+
+    /// Twin of [`super::qlut_avg_pool2d_forward`]: [`qpool2d`] (average) of
+    /// `table[v + 128]` for each input value `v` in a window.
+    pub fn qlut_avg_pool2d(
+        table: &[i8; 256],
+        s: &Pool2dShape,
+        x: &[i8],
+        y: &mut [i8],
+    ) -> Result<()> {
+        pool(s, true, x, y, |v| table[(v as i32 + 128) as usize])
+    }
+
+    fn pool(
+        s: &Pool2dShape,
+        average: bool,
+        x: &[i8],
+        y: &mut [i8],
+        map: impl Fn(i8) -> i8,
+    ) -> Result<()> {
         let (oh, ow) = check_pool2d(s, x.len(), y.len())?;
         let p = &s.params;
         for pl in 0..s.batch * s.channels {
@@ -943,7 +1003,7 @@ pub mod reference {
                             let iy = tap(oy, ky, p.stride.0, p.padding.0, 1, s.in_h);
                             let ix = tap(ox, kx, p.stride.1, p.padding.1, 1, s.in_w);
                             if let (Some(iy), Some(ix)) = (iy, ix) {
-                                let v = x[(pl * s.in_h + iy) * s.in_w + ix];
+                                let v = map(x[(pl * s.in_h + iy) * s.in_w + ix]);
                                 best = best.max(v);
                                 sum += v as i32;
                                 count += 1;

@@ -323,6 +323,12 @@ proptest! {
             reference::qpool2d(&s, average, &x, &mut want).unwrap();
             prop_assert_eq!(&y, &want, "average {}", average);
         }
+        // A table op fused into the average pooling, against its twin.
+        let table: [i8; 256] = rand_i8(&mut rng, 256).try_into().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        int8::qlut_avg_pool2d_forward(&table, &s, &x, &mut y).unwrap();
+        reference::qlut_avg_pool2d(&table, &s, &x, &mut want).unwrap();
+        prop_assert_eq!(&y, &want, "table");
     }
 }
 

@@ -450,6 +450,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A table op and the average pooling after it in one pass (LeNet's 2x2 stride-2
+    /// windows in the asm block, odd sizes included, other shapes through the plain kernel)
+    /// against the naive twin, and the twin against its definition: the table op into a
+    /// buffer, then the average pooling of that.
+    #[test]
+    fn proptest_lut_avg_pool_matches_reference(
+        batch in 1usize..3, ch in 1usize..4, h in 2usize..12, w in 2usize..13,
+        k in 1usize..4, pad in 0usize..2, include in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut p = if k == 2 { Pool2dParams::new(2) } else { Pool2dParams::new(k).with_stride((1, 2)) };
+        p.padding = (pad.min(k / 2), pad.min(k / 2));
+        p.count_include_pad = include;
+        let s = Pool2dShape::new(p, batch, ch, h, w);
+        prop_assume!(s.validate().is_ok());
+        let x = full_i8(&mut rng, batch * ch * h * w);
+        let table: [i8; 256] = full_i8(&mut rng, 256).try_into().unwrap();
+        let n = s.output_len().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        dsp::qlut_avg_pool2d_forward(&table, &s, &x, &mut y).unwrap();
+        reference::qlut_avg_pool2d(&table, &s, &x, &mut want).unwrap();
+        prop_assert_eq!(&y, &want, "{:?}", s);
+        let looked: Vec<i8> = x.iter().map(|&v| table[(v as i32 + 128) as usize]).collect();
+        let mut composed = vec![0i8; n];
+        reference::qpool2d(&s, true, &looked, &mut composed).unwrap();
+        prop_assert_eq!(&want, &composed, "{:?}", s);
+    }
+}
+
 /// Every 2x2 window sum from -512 to 508 (all four values equal, then one value moved) is
 /// rounded as the naive twin rounds it: the quarter-lane rounding at its extremes and ties.
 #[test]

@@ -566,7 +566,7 @@ fn run_scratch<const LINK: u32>(
     }
     for k in 0..plan.ops() {
         let op = plan.op(k);
-        if !link::has(LINK, link::op(op.kind)) {
+        if !link::has(LINK, link::of_op(&op)) {
             return Err(DeployError::op(
                 k,
                 "the executor was built without this op kind",
@@ -821,7 +821,18 @@ fn run_int8<const LINK: u32>(
                 }
             }
         }
-        OpKind::MaxPool | OpKind::AvgPool if linked::<LINK>(op.kind) => {
+        // A table op fused in before the pooling (`Plan::parse` allows it on int8 average
+        // pooling only).
+        OpKind::AvgPool if op.act != Act::None && link::has(LINK, link::AVG_POOL_TABLE) => {
+            let (s, table) = (pool_shape(op, &xv), lut_table(plan, op)?);
+            let y: &mut [i8] = cast_mut(out)?;
+            match kernels {
+                Int8Kernels::Dsp => int8::dsp::qlut_avg_pool2d_forward(table, &s, x, y)?,
+                Int8Kernels::Plain => int8::qlut_avg_pool2d_forward(table, &s, x, y)?,
+                Int8Kernels::Reference => int8::reference::qlut_avg_pool2d(table, &s, x, y)?,
+            }
+        }
+        OpKind::MaxPool | OpKind::AvgPool if linked::<LINK>(op.kind) && op.act == Act::None => {
             let s = pool_shape(op, &xv);
             let y: &mut [i8] = cast_mut(out)?;
             let avg = is_second::<LINK>(op.kind, OpKind::MaxPool, OpKind::AvgPool);
@@ -850,10 +861,7 @@ fn run_int8<const LINK: u32>(
             }
         }
         OpKind::Lut if linked::<LINK>(OpKind::Lut) => {
-            // The plan's table, read in place.
-            let table: &[i8; 256] = cast::<i8>(plan.data(op.aux))?
-                .try_into()
-                .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))?;
+            let table = lut_table(plan, op)?;
             let y: &mut [i8] = cast_mut(out)?;
             match kernels {
                 Int8Kernels::Dsp => int8::dsp::qlut_forward(table, x, y)?,
@@ -863,6 +871,13 @@ fn run_int8<const LINK: u32>(
         _ => return Err(unlinked()),
     }
     Ok(())
+}
+
+/// The 256-entry table of a table op (or of a pooling with one fused in), read in place.
+fn lut_table<'a>(plan: &Plan<'a>, op: &OpRecord) -> Result<&'a [i8; 256], DeployError> {
+    cast::<i8>(plan.data(op.aux))?
+        .try_into()
+        .map_err(|_| DeployError::plan("a table op whose table is not 256 bytes"))
 }
 
 /// The int8 residual sum: `y = clamp(ra(a) + rb(b))`, each input requantized to the output

@@ -356,13 +356,16 @@ pub struct Span {
 /// |---|---|---|---|---|
 /// | Conv | kernel, stride, padding, dilation, groups | `[out, in/groups, kh, kw]` f32 / i8 | `[out]` f32 / i32, or none | int8: requant `[out]` (multiplier i32, shift u32) |
 /// | Linear | - | `[out, in]` | `[out]` or none | int8 to i8: requant `[out]`; int8 to i32: dequantization scales f32 `[out]` |
-/// | MaxPool, AvgPool | kernel, stride, padding, `flags & 1` = count_include_pad | - | - | - |
+/// | MaxPool, AvgPool | kernel, stride, padding, `flags & 1` = count_include_pad | - | - | int8 AvgPool with `act` Sigmoid or Tanh: 256 int8 entries |
 /// | Add | - | - | - | int8: requant of input 0 and input 1 to the output scale |
 /// | Act | - | - | - | - |
 /// | Lut | - | - | - | 256 int8 entries |
 ///
 /// `act` is fused after the op (f32: any; int8: none, ReLU or ReLU6 as the output clamp, and
-/// only on Conv, Linear, Add, Act).
+/// only on Conv, Linear, Add, Act). A Lut op's `act` names the function its table holds; so
+/// does an int8 AvgPool's, whose table is applied to each input value *before* the pooling
+/// (a table op the planner fused into the pooling after it: its output is never stored,
+/// and the pooling's output has the table's output scale).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpRecord {
     pub kind: OpKind,

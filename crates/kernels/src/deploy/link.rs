@@ -5,7 +5,7 @@
 //! others are dead code that the linker drops (several KiB of flash on a Cortex-M). A plan
 //! that needs a part the set leaves out is an error at run time, not undefined behaviour.
 
-use super::format::{OpKind, Precision};
+use super::format::{Act, OpKind, OpRecord, Precision};
 use super::Plan;
 
 /// f32 plans.
@@ -18,6 +18,11 @@ pub const ALL: u32 = u32::MAX;
 pub const CONV_WINDOW: u32 = 1 << 9;
 /// The int8 DSP convolution's general path (im2col and 2x2 blocks).
 pub const CONV_GENERAL: u32 = 1 << 10;
+/// int8 average pooling with a table op fused in before it (`act` Sigmoid or Tanh), the
+/// bit [`of_op`] gives it instead of the average pooling's [`op`] bit: a plan whose average
+/// poolings all have tables links no plain average pooling, and one without links no
+/// fused kernel.
+pub const AVG_POOL_TABLE: u32 = 1 << 11;
 
 /// The bit of one op kind.
 pub const fn op(kind: OpKind) -> u32 {
@@ -33,6 +38,15 @@ pub const fn op(kind: OpKind) -> u32 {
     4 << i
 }
 
+/// The bit op `op` needs: [`AVG_POOL_TABLE`] for an average pooling with a table, else its
+/// kind's [`op`] bit.
+pub fn of_op(op: &OpRecord) -> u32 {
+    match op.kind == OpKind::AvgPool && op.act != Act::None {
+        true => AVG_POOL_TABLE,
+        false => self::op(op.kind),
+    }
+}
+
 /// The bit of a precision.
 pub const fn precision(p: Precision) -> u32 {
     match p {
@@ -41,8 +55,9 @@ pub const fn precision(p: Precision) -> u32 {
     }
 }
 
-/// The smallest set that runs `plan` with any workspace: its precision and the kinds of its
-/// ops, and for an int8 plan with convolutions both paths of the DSP convolution.
+/// The smallest set that runs `plan` with any workspace: its precision and what its ops
+/// need ([`of_op`]), and for an int8 plan with convolutions both paths of the DSP
+/// convolution.
 ///
 /// ```
 /// use tinycnn_kernels::deploy::{link, format::{OpKind, Precision}};
@@ -51,7 +66,7 @@ pub const fn precision(p: Precision) -> u32 {
 /// ```
 pub fn needed_by(plan: &Plan<'_>) -> u32 {
     let set = (0..plan.ops()).fold(precision(plan.precision()), |set, k| {
-        set | op(plan.op(k).kind)
+        set | of_op(&plan.op(k))
     });
     match plan.precision() == Precision::Int8 && has(set, op(OpKind::Conv)) {
         true => set | CONV_WINDOW | CONV_GENERAL,

@@ -433,7 +433,11 @@ impl<'a> Plan<'a> {
                 op.act != Act::None && (!int8 || matches!(op.act, Act::Relu | Act::Relu6))
             }
             OpKind::Lut => int8 && matches!(op.act, Act::Sigmoid | Act::Tanh),
-            OpKind::MaxPool | OpKind::AvgPool => op.act == Act::None,
+            OpKind::MaxPool => op.act == Act::None,
+            // int8: a table op fused in before the pooling (its table in `aux`).
+            OpKind::AvgPool => {
+                op.act == Act::None || (int8 && matches!(op.act, Act::Sigmoid | Act::Tanh))
+            }
         };
         if !fused_ok || (is_i32 && op.act != Act::None) {
             return bad("activation not allowed on this op in this precision");
@@ -502,11 +506,17 @@ impl<'a> Plan<'a> {
                 if [x.shape[0], oh as u32, ow as u32] != y.shape || oh > u32::MAX as usize {
                     return bad("output shape does not match the pooling");
                 }
-                if int8 && x.scale.to_bits() != y.scale.to_bits() {
+                let table = op.act != Act::None;
+                if int8 && !table && x.scale.to_bits() != y.scale.to_bits() {
                     return bad("int8 pooling must keep its input's scale");
                 }
-                if !(unused(op.weight) && unused(op.bias) && unused(op.aux)) || op.flags > 1 {
-                    return bad("pooling has data or unknown flags");
+                if !(unused(op.weight) && unused(op.bias)) || op.flags > 1 {
+                    return bad("pooling has weights or unknown flags");
+                }
+                match table {
+                    true => self.check_span(k, op.aux, Some(256), 4, "aux span does not fit")?,
+                    false if !unused(op.aux) => return bad("pooling has aux data"),
+                    false => {}
                 }
                 op_cost(self.precision(), &op, &x, &y)
             }

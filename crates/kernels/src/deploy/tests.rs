@@ -432,6 +432,9 @@ fn link_set_of_a_plan_is_its_precision_and_op_kinds() {
         a | b
     });
     assert_eq!(all.count_ones(), 9);
+    for part in [link::CONV_WINDOW, link::CONV_GENERAL, link::AVG_POOL_TABLE] {
+        assert_eq!(all & part, 0);
+    }
 }
 
 #[test]
@@ -470,6 +473,83 @@ fn run_linked_runs_what_it_links_and_refuses_the_rest() {
     let e = run_linked::<NO_POOL>(&plan, Input::F32(&x), &mut got, &mut ws, Int8Kernels::Plain)
         .unwrap_err();
     assert!(matches!(e, DeployError::Op { op: 1, .. }), "{e}");
+}
+
+/// x [1, 4, 4] -> a table fused into 2x2 average pooling -> [1, 2, 2] (int8), with the
+/// pooling record changed by `edit`.
+fn table_pool_plan(edit: impl Fn(&mut OpRecord)) -> Vec<u32> {
+    let value = |shape, offset, scale| ValueRecord {
+        dtype: DType::I8,
+        shape,
+        offset,
+        scale,
+    };
+    let values = [value([1, 4, 4], 0, 0.1), value([1, 2, 2], 16, 0.01)];
+    // table[v + 128] = v / 2 + 3 (any function will do: it is a lookup).
+    let table: Vec<u8> = (-128i32..128).map(|v| (v / 2 + 3) as i8 as u8).collect();
+    let mut pool = OpRecord::new(OpKind::AvgPool, 0, 1);
+    pool.kernel = [2, 2];
+    pool.stride = [2, 2];
+    pool.act = Act::Sigmoid;
+    pool.aux = Span {
+        offset: 0,
+        len: 256,
+    };
+    edit(&mut pool);
+    assemble(Precision::Int8, &values, &[pool], &table)
+}
+
+#[test]
+fn a_table_fused_into_average_pooling_runs_and_links_on_its_own() {
+    let words = table_pool_plan(|_| {});
+    let plan = Plan::parse(bytes_of(&words)).unwrap();
+    // Quantized at 0.1: the integers 0..16 minus 8.
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 - 8.0) / 10.0).collect();
+    // By hand: windows of q = [[-8, -7, ...]] rows of 4; t(v) = v / 2 + 3 (toward zero).
+    let t = |v: i32| v / 2 + 3;
+    let q = |r: usize, c: usize| (r * 4 + c) as i32 - 8;
+    let want: Vec<i8> = [(0, 0), (0, 2), (2, 0), (2, 2)]
+        .iter()
+        .map(|&(r, c)| {
+            let sum = t(q(r, c)) + t(q(r, c + 1)) + t(q(r + 1, c)) + t(q(r + 1, c + 1));
+            // Rounded half away from zero.
+            let a = (sum.abs() + 2) / 4;
+            (if sum < 0 { -a } else { a }) as i8
+        })
+        .collect();
+    assert_eq!(want, [1, 2, 4, 5]); // sums 2, 6, 16, 20
+    for k in [Int8Kernels::Plain, Int8Kernels::Dsp, Int8Kernels::Reference] {
+        let mut arena = vec![0u32; plan.arena_words()];
+        let mut ws = vec![0u32; plan.workspace_words()];
+        run(&plan, Input::F32(&x), &mut arena, &mut ws, k).unwrap();
+        match output(&plan, &arena).unwrap() {
+            Output::I8 { values, scale } => {
+                assert_eq!((values, scale), (&want[..], 0.01), "{k:?}");
+            }
+            _ => panic!("int8 output expected"),
+        }
+    }
+    // Its own link bit: the plain average pooling is not linked, and without the bit the
+    // executor refuses the op.
+    const SET: u32 = link::INT8 | link::AVG_POOL_TABLE;
+    assert_eq!(link::needed_by(&plan), SET);
+    let mut arena = vec![0u32; plan.arena_words()];
+    let mut ws = vec![0u32; plan.workspace_words()];
+    run_linked::<SET>(&plan, Input::F32(&x), &mut arena, &mut ws, Int8Kernels::Dsp).unwrap();
+    const PLAIN: u32 = link::INT8 | link::op(OpKind::AvgPool);
+    let e = run_linked::<PLAIN>(&plan, Input::F32(&x), &mut arena, &mut ws, Int8Kernels::Dsp)
+        .unwrap_err();
+    assert!(matches!(e, DeployError::Op { op: 0, .. }), "{e}");
+    // The reader refuses a table on max pooling, a short table and ReLU as a table.
+    for edit in [
+        (|o: &mut OpRecord| o.kind = OpKind::MaxPool) as fn(&mut OpRecord),
+        |o| o.aux.len = 128,
+        |o| o.act = Act::Relu,
+        |o| o.aux = Span::default(),
+    ] {
+        let words = table_pool_plan(edit);
+        assert!(Plan::parse(bytes_of(&words)).is_err());
+    }
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub enum IrKind {
         stride: (usize, usize),
         padding: (usize, usize),
         count_include_pad: bool,
+        /// int8: a sigmoid or tanh applied to each input before the pooling, as a table
+        /// ([`fuse_tables`]); `Act::None` otherwise.
+        input_act: Act,
     },
     Add,
     Act,
@@ -300,6 +303,7 @@ pub fn lower(arch: &Architecture, params: &[NamedTensor], split_smooth: bool) ->
                     stride: *stride,
                     padding: *padding,
                     count_include_pad: *count_include_pad,
+                    input_act: Act::None,
                 };
                 push(&mut ir, kind, Act::None, vec![x])
             }
@@ -316,6 +320,7 @@ pub fn lower(arch: &Architecture, params: &[NamedTensor], split_smooth: bool) ->
                     stride: k,
                     padding: (0, 0),
                     count_include_pad: true,
+                    input_act: Act::None,
                 };
                 push(&mut ir, kind, Act::None, vec![x])
             }

@@ -19,11 +19,13 @@ use tinycnn_kernels::deploy::format::*;
 use tinycnn_kernels::deploy::{self, Input, Int8Kernels, Lifetime, Plan};
 use tinycnn_kernels::int8::{self, Requant};
 
+mod fuse;
 mod lower;
 mod plan;
 #[cfg(test)]
 mod tests;
 
+pub use fuse::*;
 pub use lower::*;
 pub use plan::*;
 
@@ -159,11 +161,13 @@ pub fn run(args: DeployArgs) -> Result<()> {
     let dataset = args.dataset.or(trained_on).unwrap_or_default();
     let data = super::load_data(dataset, args.data.as_deref())?;
     let per: usize = spec.arch.input.iter().product();
-    let quant = if int8 {
+    let (ir, quant) = if int8 {
         let n = args.calibration.min(data.train.len());
-        Some(calibrate(&ir, &data.train.images[..n * per])?)
+        let q = calibrate(&ir, &data.train.images[..n * per])?;
+        let (ir, q) = fuse_tables(&ir, &q);
+        (ir, Some(q))
     } else {
-        None
+        (ir, None)
     };
     let bytes = build_plan(&ir, quant.as_ref(), Layout::Planned)?;
     let aligned = AlignedPlan::new(&bytes);

@@ -180,21 +180,23 @@ pub fn build_plan(ir: &Ir, quant: Option<&Quantization>, layout: Layout) -> Resu
                 IrKind::Act => {
                     if let (Some(q), Act::Sigmoid | Act::Tanh) = (quant, op.act) {
                         rec.kind = OpKind::Lut;
-                        let (in_s, out_s) = (q.scales[x], q.scales[y]);
-                        let table = match op.act {
-                            Act::Sigmoid => int8::sigmoid_lut(in_s, out_s)
-                                .map_err(|e| quant_err(&op.name, e))?,
-                            _ => {
-                                let mut t = [0i8; 256];
-                                for (i, o) in t.iter_mut().enumerate() {
-                                    let r = (i as i32 - 128) as f32 * in_s;
-                                    *o = int8::quantize_one(libm_tanh(r), out_s);
-                                }
-                                t
-                            }
-                        };
+                        let table = act_table(op.act, q.scales[x], q.scales[y])
+                            .map_err(|e| quant_err(&op.name, e))?;
                         rec.aux = blob.push(&table.map(|v| v as u8));
                     }
+                    Ok(())
+                }
+                IrKind::AvgPool { input_act, .. } if *input_act != Act::None => {
+                    let Some(q) = quant else {
+                        return Err(crate::cli_err!(
+                            "cannot deploy layer `{}`: an activation before a pooling is an int8 table",
+                            op.name
+                        ));
+                    };
+                    rec.act = *input_act;
+                    let table = act_table(*input_act, q.scales[x], q.scales[y])
+                        .map_err(|e| quant_err(&op.name, e))?;
+                    rec.aux = blob.push(&table.map(|v| v as u8));
                     Ok(())
                 }
                 _ => Ok(()),
@@ -232,6 +234,7 @@ pub fn build_plan(ir: &Ir, quant: Option<&Quantization>, layout: Layout) -> Resu
                 stride,
                 padding,
                 count_include_pad,
+                ..
             } => {
                 rec.kernel = pair(*kernel, "kernel")?;
                 rec.stride = pair(*stride, "stride")?;
@@ -273,8 +276,17 @@ pub fn build_plan(ir: &Ir, quant: Option<&Quantization>, layout: Layout) -> Resu
     Ok(bytes)
 }
 
-fn libm_tanh(v: f32) -> f32 {
-    v.tanh()
+/// The int8 table of `act` (sigmoid or tanh) from `in_s` to `out_s`.
+fn act_table(act: Act, in_s: f32, out_s: f32) -> tinycnn_kernels::Result<[i8; 256]> {
+    if act == Act::Sigmoid {
+        return int8::sigmoid_lut(in_s, out_s);
+    }
+    let mut t = [0i8; 256];
+    for (i, o) in t.iter_mut().enumerate() {
+        let r = (i as i32 - 128) as f32 * in_s;
+        *o = int8::quantize_one(r.tanh(), out_s);
+    }
+    Ok(t)
 }
 
 /// A plan's bytes in 4-byte aligned memory (what `Plan::parse` needs).

@@ -188,6 +188,98 @@ fn int8_plan_is_exact_on_every_kernel_set() {
     }
 }
 
+/// Sigmoid and tanh before average pooling (LeNet's 2x2, and a padded 3x3 with stride 2
+/// counting the padding), one sigmoid read twice (not fusable), and a sigmoid before max
+/// pooling (not fused).
+fn tables_before_pooling() -> Architecture {
+    let n = |name: &str, l: LayerSpec, i: Vec<usize>| Node::new(name, l, i);
+    let avg = |k: usize, s: usize, p: usize| LayerSpec::AvgPool2d {
+        kernel: (k, k),
+        stride: (s, s),
+        padding: (p, p),
+        count_include_pad: true,
+    };
+    Architecture {
+        input: vec![1, 12, 12],
+        nodes: vec![
+            n("c0", conv(1, 4, 3, 1, 1, 1, 1), vec![0]),
+            n("s0", LayerSpec::Sigmoid, vec![1]),
+            n("p0", avg(2, 2, 0), vec![2]),
+            n("c1", conv(4, 4, 3, 1, 1, 1, 1), vec![3]),
+            n("t1", LayerSpec::Tanh, vec![4]),
+            n("p1", avg(3, 2, 1), vec![5]),
+            n("s2", LayerSpec::Sigmoid, vec![6]),
+            n("p2", avg(1, 1, 0), vec![7]),
+            n("add", LayerSpec::Add, vec![8, 7]),
+            n("s3", LayerSpec::Sigmoid, vec![9]),
+            n(
+                "mp",
+                LayerSpec::MaxPool2d {
+                    kernel: (3, 3),
+                    stride: (3, 3),
+                    padding: (0, 0),
+                },
+                vec![10],
+            ),
+            n(
+                "fl",
+                LayerSpec::Flatten {
+                    start_dim: 1,
+                    end_dim: -1,
+                },
+                vec![11],
+            ),
+            n(
+                "fc",
+                LayerSpec::Linear {
+                    in_features: 4,
+                    out_features: 3,
+                    bias: true,
+                },
+                vec![12],
+            ),
+        ],
+    }
+}
+
+/// A table op folded into the average pooling after it computes, on every kernel set,
+/// exactly what the two ops compute one after the other (and on no other pattern).
+#[test]
+fn tables_fused_into_pooling_are_exact() {
+    let arch = tables_before_pooling();
+    let (_, params) = network(&arch);
+    let ir = lower(&arch, &params, true).unwrap();
+    let x = images(24, 144);
+    let q = calibrate(&ir, &x[..8 * 144]).unwrap();
+    let (fused, fq) = fuse_tables(&ir, &q);
+    let names: Vec<&str> = fused.ops.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["c0", "s0+p0", "c1", "t1+p1", "s2", "p2", "add", "s3", "mp", "fc"]
+    );
+    assert_eq!(fused.values.len(), ir.values.len() - 2);
+    assert_eq!(fq.scales.len(), fused.values.len());
+    let unfused = AlignedPlan::new(&build_plan(&ir, Some(&q), Layout::Planned).unwrap());
+    let reference = run_all(&unfused.plan().unwrap(), &x, Int8Kernels::Reference).unwrap();
+    let bytes = build_plan(&fused, Some(&fq), Layout::Planned).unwrap();
+    let al = AlignedPlan::new(&bytes);
+    let plan = al.plan().unwrap();
+    let tables: Vec<Act> = (0..plan.ops())
+        .map(|k| plan.op(k))
+        .filter(|o| o.kind == OpKind::AvgPool)
+        .map(|o| o.act)
+        .collect();
+    assert_eq!(tables, [Act::Sigmoid, Act::Tanh, Act::None]);
+    for k in [Int8Kernels::Reference, Int8Kernels::Plain, Int8Kernels::Dsp] {
+        assert_eq!(run_all(&plan, &x, k).unwrap(), reference, "{k:?}");
+    }
+    // An f32 plan has no tables to fuse.
+    let e = build_plan(&fused, None, Layout::Planned)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`s0+p0`") && e.contains("int8"), "{e}");
+}
+
 /// Writes the fuzz seeds of `fuzz/corpus/deploy_plan` (small f32 and int8 plans of
 /// every op kind) when `TINYCNN_WRITE_DEPLOY_SEEDS` names a directory.
 #[test]

@@ -33,7 +33,8 @@
 //! * [`qmax_pool2d_forward`] / [`qavg_pool2d_forward`]: 2x2 windows with stride 2, one
 //!   plane per asm block, two outputs per step from a word of each input row: [`max8`]
 //!   (`SSUB8` + `SEL`), or the window sums as 16-bit lanes ([`sxtab16`]) rounded both at
-//!   once ([`quarter_bias`]).
+//!   once ([`quarter_bias`]); [`qlut_avg_pool2d_forward`], a table op and the average
+//!   pooling after it in one pass (each value and its table entry read with `LDRSB`).
 //! * [`qlut_forward`]: the table op, eight values per pass, sign-extended values as offsets
 //!   from the table's middle, word stores.
 //!
@@ -69,7 +70,7 @@ mod window_rows;
 pub use im2col::qconv2d_workspace_len;
 pub use linear::{qlinear_forward, qlinear_forward_i32};
 pub use lut::{qlut_forward, qlut_in_place};
-pub use pool::{qavg_pool2d_forward, qmax_pool2d_forward};
+pub use pool::{qavg_pool2d_forward, qlut_avg_pool2d_forward, qmax_pool2d_forward};
 pub use window::{
     qconv2d_window_workspace_len, qconv2d_window_workspace_len_rows, qconv2d_workspace_len_fast,
 };

@@ -1,4 +1,5 @@
-//! 2x2, stride-2 max and average pooling of int8 planes, two outputs per step.
+//! 2x2, stride-2 max and average pooling of int8 planes (average pooling also of a table
+//! op's output, fused), two outputs per step.
 
 #[cfg(not(tinycnn_arm_dsp))]
 use super::{load4, max8, quarter_bias, sxtab16, sxtab16_ror8, sxtb16};
@@ -92,39 +93,177 @@ fn plane_geometry(
 /// lane's bits 2 to 9 are its output; 18 cycles per two outputs in the TRM model), an odd
 /// width's last window with byte loads; other shapes as the plain kernel computes them.
 pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()> {
-    super::super::qavg_pool2d_with(s, x, y, |s, oh, ow, x, y| {
+    super::super::qavg_pool2d_with(
+        s,
+        x,
+        y,
+        |v| v,
+        |s, oh, ow, x, y| {
+            let w = s.in_w;
+            for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
+                #[cfg(not(tinycnn_arm_dsp))]
+                pool_plane(xp, yp, w, ow, avg_pair, avg_one);
+                #[cfg(tinycnn_arm_dsp)]
+                {
+                    let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
+                    if rows == 0 {
+                        continue;
+                    }
+                    // SAFETY: per output row, reads 4 * pairs + 2 * odd <= 2 * ow <= w bytes
+                    // of two input rows inside the plane and writes ow bytes of `yp`
+                    // (plane_geometry asserts the sizes). Sets and reads the GE flags.
+                    unsafe {
+                        core::arch::asm!(
+                            "1:",
+                            "movs {n}, {pairs}",
+                            "beq 3f",
+                            "2:",
+                            "ldr {b}, [{p0}, {w}]",
+                            "ldr {a}, [{p0}], #4",
+                            "sxtb16 {t}, {a}",
+                            "sxtab16 {t}, {t}, {a}, ror #8",
+                            "sxtab16 {t}, {t}, {b}",
+                            "sxtab16 {t}, {t}, {b}, ror #8",
+                            "ssub16 {a}, {t}, {one}",
+                            "sel {a}, {two}, {one}",
+                            "sadd16 {t}, {t}, {a}",
+                            "lsrs {a}, {t}, #2",
+                            "strb {a}, [{py}], #2",
+                            "lsrs {t}, {t}, #18",
+                            "strb {t}, [{py}, #-1]",
+                            "subs {n}, {n}, #1",
+                            "bne 2b",
+                            "3:",
+                            "cmp {odd}, #0",
+                            "beq 4f",
+                            "ldrsb {a}, [{p0}]",
+                            "ldrsb {b}, [{p0}, #1]",
+                            "add {a}, {a}, {b}",
+                            "add {t}, {p0}, {w}",
+                            "ldrsb {b}, [{t}]",
+                            "add {a}, {a}, {b}",
+                            "ldrsb {b}, [{t}, #1]",
+                            "add {a}, {a}, {b}",
+                            "add {a}, {a}, {a}, asr #31",
+                            "adds {a}, {a}, #2",
+                            "asrs {a}, {a}, #2",
+                            "strb {a}, [{py}], #1",
+                            "4:",
+                            "add {p0}, {p0}, {skip}",
+                            "subs {rows}, {rows}, #1",
+                            "bne 1b",
+                            p0 = inout(reg) xp.as_ptr() => _,
+                            py = inout(reg) yp.as_mut_ptr() => _,
+                            rows = inout(reg) rows => _,
+                            n = out(reg) _,
+                            a = out(reg) _,
+                            b = out(reg) _,
+                            t = out(reg) _,
+                            w = in(reg) w,
+                            pairs = in(reg) pairs,
+                            odd = in(reg) odd,
+                            skip = in(reg) skip,
+                            one = in(reg) 0x0001_0001u32,
+                            two = in(reg) 0x0002_0002u32,
+                            options(nostack),
+                        );
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Two outputs of [`qlut_avg_pool2d_forward`] from four columns of each input row, in the
+/// native loop's order: each value through the table (`table[128 + v]`), each window's
+/// four results summed (top pair, bottom pair, then both) and rounded as [`avg_one`].
+#[cfg(not(tinycnn_arm_dsp))]
+#[inline(always)]
+fn lut_avg_pair(table: &[i8; 256], a: u32, b: u32) -> [i8; 2] {
+    let look = |w: u32, i: u32| table[(128 + (w >> (8 * i)) as u8 as i8 as i32) as usize];
+    let window = |i: u32| {
+        let top = look(a, i) as i32 + look(a, i + 1) as i32;
+        let bottom = look(b, i) as i32 + look(b, i + 1) as i32;
+        let sum = top + bottom;
+        ((sum + (sum >> 31) + 2) >> 2) as i8
+    };
+    [window(0), window(2)]
+}
+
+/// A table op followed by average pooling in one pass, the same function as
+/// [`crate::int8::qlut_avg_pool2d_forward`] (bit for bit): each input value is read once and
+/// its table value summed straight into its window, so the table's output is never
+/// written. LeNet's 2x2 windows with stride 2 and no padding one plane per asm block on the
+/// Cortex-M4, two outputs per step: eight `LDRSB`s of the two input rows, eight `LDRSB`s of
+/// the table at the values as signed offsets from its middle (sixteen loads that pipeline
+/// into about 17 cycles), each window's sum rounded a quarter half away from zero (`ADD`
+/// of the sign, `ADD #2`, `ASR #2`); an odd width's last window the same way with one
+/// output. Other shapes as the plain kernel computes them.
+pub fn qlut_avg_pool2d_forward(
+    table: &[i8; 256],
+    s: &Pool2dShape,
+    x: &[i8],
+    y: &mut [i8],
+) -> Result<()> {
+    let look = |v: i8| table[(v as u8 ^ 0x80) as usize];
+    super::super::qavg_pool2d_with(s, x, y, look, |s, oh, ow, x, y| {
         let w = s.in_w;
         for (xp, yp) in x.chunks_exact(s.in_h * w).zip(y.chunks_exact_mut(oh * ow)) {
             #[cfg(not(tinycnn_arm_dsp))]
-            pool_plane(xp, yp, w, ow, avg_pair, avg_one);
+            pool_plane(
+                xp,
+                yp,
+                w,
+                ow,
+                |a, b| lut_avg_pair(table, a, b),
+                |a, b, c, d| avg_one(look(a), look(b), look(c), look(d)),
+            );
             #[cfg(tinycnn_arm_dsp)]
             {
                 let (rows, pairs, odd, skip) = plane_geometry(xp, yp, w, oh, ow);
                 if rows == 0 {
                     continue;
                 }
-                // SAFETY: per output row, reads 4 * pairs + 2 * odd <= 2 * ow <= w bytes
-                // of two input rows inside the plane and writes ow bytes of `yp`
-                // (plane_geometry asserts the sizes). Sets and reads the GE flags.
+                // SAFETY: as in qavg_pool2d_forward: per output row, reads 4 * pairs + 2 *
+                // odd <= w bytes of two input rows inside the plane (`p1` = `p0` + w) and
+                // writes ow bytes of `yp` (plane_geometry asserts the sizes); every table
+                // read is at 128 + v for an int8 v, inside the table.
                 unsafe {
                     core::arch::asm!(
                         "1:",
                         "movs {n}, {pairs}",
                         "beq 3f",
                         "2:",
-                        "ldr {b}, [{p0}, {w}]",
-                        "ldr {a}, [{p0}], #4",
-                        "sxtb16 {t}, {a}",
-                        "sxtab16 {t}, {t}, {a}, ror #8",
-                        "sxtab16 {t}, {t}, {b}",
-                        "sxtab16 {t}, {t}, {b}, ror #8",
-                        "ssub16 {a}, {t}, {one}",
-                        "sel {a}, {two}, {one}",
-                        "sadd16 {t}, {t}, {a}",
-                        "lsrs {a}, {t}, #2",
+                        "ldrsb {a}, [{p0}], #4",
+                        "ldrsb {b}, [{p0}, #-3]",
+                        "ldrsb {c}, [{p1}], #4",
+                        "ldrsb {d}, [{p1}, #-3]",
+                        "ldrsb {a}, [{mid}, {a}]",
+                        "ldrsb {b}, [{mid}, {b}]",
+                        "ldrsb {c}, [{mid}, {c}]",
+                        "ldrsb {d}, [{mid}, {d}]",
+                        "add {a}, {a}, {b}",
+                        "add {c}, {c}, {d}",
+                        "ldrsb {b}, [{p0}, #-2]",
+                        "ldrsb {d}, [{p0}, #-1]",
+                        "add {a}, {a}, {c}",
+                        "add {a}, {a}, {a}, asr #31",
+                        "adds {a}, {a}, #2",
+                        "asrs {a}, {a}, #2",
                         "strb {a}, [{py}], #2",
-                        "lsrs {t}, {t}, #18",
-                        "strb {t}, [{py}, #-1]",
+                        "ldrsb {a}, [{p1}, #-2]",
+                        "ldrsb {c}, [{p1}, #-1]",
+                        "ldrsb {b}, [{mid}, {b}]",
+                        "ldrsb {d}, [{mid}, {d}]",
+                        "ldrsb {a}, [{mid}, {a}]",
+                        "ldrsb {c}, [{mid}, {c}]",
+                        "add {b}, {b}, {d}",
+                        "add {a}, {a}, {c}",
+                        "add {a}, {a}, {b}",
+                        "add {a}, {a}, {a}, asr #31",
+                        "adds {a}, {a}, #2",
+                        "asrs {a}, {a}, #2",
+                        "strb {a}, [{py}, #-1]",
                         "subs {n}, {n}, #1",
                         "bne 2b",
                         "3:",
@@ -132,33 +271,37 @@ pub fn qavg_pool2d_forward(s: &Pool2dShape, x: &[i8], y: &mut [i8]) -> Result<()
                         "beq 4f",
                         "ldrsb {a}, [{p0}]",
                         "ldrsb {b}, [{p0}, #1]",
+                        "ldrsb {c}, [{p1}]",
+                        "ldrsb {d}, [{p1}, #1]",
+                        "ldrsb {a}, [{mid}, {a}]",
+                        "ldrsb {b}, [{mid}, {b}]",
+                        "ldrsb {c}, [{mid}, {c}]",
+                        "ldrsb {d}, [{mid}, {d}]",
                         "add {a}, {a}, {b}",
-                        "add {t}, {p0}, {w}",
-                        "ldrsb {b}, [{t}]",
-                        "add {a}, {a}, {b}",
-                        "ldrsb {b}, [{t}, #1]",
-                        "add {a}, {a}, {b}",
+                        "add {c}, {c}, {d}",
+                        "add {a}, {a}, {c}",
                         "add {a}, {a}, {a}, asr #31",
                         "adds {a}, {a}, #2",
                         "asrs {a}, {a}, #2",
                         "strb {a}, [{py}], #1",
                         "4:",
                         "add {p0}, {p0}, {skip}",
+                        "add {p1}, {p1}, {skip}",
                         "subs {rows}, {rows}, #1",
                         "bne 1b",
                         p0 = inout(reg) xp.as_ptr() => _,
+                        p1 = inout(reg) xp.as_ptr().add(w) => _,
                         py = inout(reg) yp.as_mut_ptr() => _,
+                        mid = in(reg) table.as_ptr().add(128),
                         rows = inout(reg) rows => _,
                         n = out(reg) _,
                         a = out(reg) _,
                         b = out(reg) _,
-                        t = out(reg) _,
-                        w = in(reg) w,
+                        c = out(reg) _,
+                        d = out(reg) _,
                         pairs = in(reg) pairs,
                         odd = in(reg) odd,
                         skip = in(reg) skip,
-                        one = in(reg) 0x0001_0001u32,
-                        two = in(reg) 0x0002_0002u32,
                         options(nostack),
                     );
                 }
