@@ -2,7 +2,8 @@
 //! their instructions emulated) against their naive twins in `int8::reference`, which must
 //! agree bit for bit: quantized conv2d (dense, grouped,
 //! depthwise, any stride/padding/dilation, with/without bias, any activation range,
-//! per-channel requantization), quantized linear (i8 and i32 outputs) and max/avg pooling.
+//! per-channel requantization), quantized linear (i8 and i32 outputs) and max/avg pooling (average
+//! pooling also with a table op fused in).
 //!
 //! Biases stay within +-2^20 so that `acc + bias` fits an i32 accumulator for every problem
 //! drawn here (at most 127 * 127 * 6400 per product sum); the kernels' contract leaves
@@ -134,6 +135,19 @@ fuzz_target!(|data: &[u8]| {
                     if average { "avg" } else { "max" }
                 );
             }
+            // A table op fused into the average pooling, plain and DSP.
+            let table: [i8; 256] = core::array::from_fn(|i| (i as u8 ^ x.len() as u8) as i8);
+            let mut y_ref = vec![0i8; n];
+            int8::reference::qlut_avg_pool2d(&table, &s, &x, &mut y_ref).unwrap();
+            let mut y = vec![0x55i8; n];
+            int8::qlut_avg_pool2d_forward(&table, &s, &x, &mut y).unwrap();
+            assert!(y == y_ref, "qlut_avg_pool2d_forward differs from reference; problem: {s:?}");
+            let mut y = vec![0x55i8; n];
+            int8::dsp::qlut_avg_pool2d_forward(&table, &s, &x, &mut y).unwrap();
+            assert!(
+                y == y_ref,
+                "dsp::qlut_avg_pool2d_forward differs from reference; problem: {s:?}"
+            );
         }
     }
 });

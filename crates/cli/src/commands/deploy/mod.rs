@@ -2,7 +2,8 @@
 //!
 //! The architecture is lowered to the ops of `tinycnn_kernels::deploy` (BatchNorm folded into
 //! the convolution before it, or made a per-channel 1x1 depthwise convolution; activations
-//! fused into the op before them; Flatten, Dropout and Identity dropped), the activations are
+//! fused into the op before them; Flatten, Dropout and Identity dropped; int8: a sigmoid or
+//! tanh table folded into the average pooling that alone reads it), the activations are
 //! placed in one arena by lifetime, and for int8 the weights are quantized per output channel
 //! and the activations per tensor with scales calibrated on training images. The plan is then
 //! parsed back and run by the same executor the firmware uses, on the whole test set.
