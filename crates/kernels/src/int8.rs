@@ -725,53 +725,6 @@ fn round_clamped(v: f32) -> i8 {
     q.clamp(-QMAX, QMAX) as i8
 }
 
-/// Quantizes byte pixels, each meaning `p as f32 / divisor`, at `scale` into `y` (as many
-/// as both hold): `y[i] = quantize_one(p[i] as f32 / divisor, scale)`. A pixel's value
-/// depends only on its byte, so each distinct byte costs one pair of float divisions and a
-/// rounding (out of line), every other pixel a table read; -128, which quantization never
-/// gives, marks a byte not seen yet. Four pixels per word read and written.
-///
-/// ```
-/// use tinycnn_kernels::int8::{quantize_bytes, quantize_one};
-/// let pixels = [0u8, 255, 128, 255, 7];
-/// let mut y = [0i8; 5];
-/// quantize_bytes(&pixels, 255.0, 1.0 / 127.0, &mut y);
-/// assert_eq!(y, [0, 127, 64, 127, quantize_one(7.0 / 255.0, 1.0 / 127.0)]);
-/// ```
-pub fn quantize_bytes(pixels: &[u8], divisor: f32, scale: f32, y: &mut [i8]) {
-    /// A byte's value, computed and remembered on its first pixel.
-    #[cold]
-    #[inline(never)]
-    fn first(memo: &mut [i8; 256], p: u8, divisor: f32, scale: f32) -> u8 {
-        let q = quantize_one(p as f32 / divisor, scale);
-        memo[p as usize] = q;
-        q as u8
-    }
-    let mut memo = [i8::MIN; 256];
-    let (mut yc, mut pc) = (y.chunks_exact_mut(4), pixels.chunks_exact(4));
-    for (o, c) in (&mut yc).zip(&mut pc) {
-        let m = |i: usize| memo[c[i] as usize] as u8 as u32;
-        let mut q = m(0) | m(1) << 8 | m(2) << 16 | m(3) << 24;
-        // Is a byte 0x80 (-128: not seen yet)? `t` has a zero byte there, and
-        // `(t - 0x0101_0101) & !t & 0x8080_8080` is nonzero exactly when `t` has a zero byte.
-        let t = q ^ 0x8080_8080;
-        if t.wrapping_sub(0x0101_0101) & !t & 0x8080_8080 != 0 {
-            let mut look = |p: u8| match memo[p as usize] {
-                i8::MIN => first(&mut memo, p, divisor, scale),
-                v => v as u8,
-            };
-            q = u32::from_le_bytes([look(c[0]), look(c[1]), look(c[2]), look(c[3])]);
-        }
-        o.copy_from_slice(&q.to_le_bytes().map(|b| b as i8));
-    }
-    for (o, &p) in yc.into_remainder().iter_mut().zip(pc.remainder()) {
-        *o = match memo[p as usize] {
-            i8::MIN => first(&mut memo, p, divisor, scale) as i8,
-            v => v,
-        };
-    }
-}
-
 /// Quantizes `x` at `scale` into `y` (see [`quantize_one`]).
 pub fn quantize(x: &[f32], scale: f32, y: &mut [i8]) -> Result<()> {
     check_scale(scale)?;

@@ -402,7 +402,7 @@ fn quantize_one_roundf(r: f32, scale: f32) -> i8 {
 /// equal to the `roundf` form for every f32 of magnitude in [2^-3, 2^9), [2^22, 2^25) and
 /// [2^29, 2^33) (both signs, about 320 million values), for the special values, for random
 /// bit patterns, and for every byte pixel quantized as the executor does (`p / divisor` at
-/// the input's scale, `int8::quantize_bytes`) over many divisors and scales.
+/// the input's scale, `deploy::PixelTable`) over many divisors and scales.
 #[test]
 fn quantize_one_equals_the_roundf_form() {
     // Every value where the rounding or the clamp can go either way, and the binades
@@ -473,9 +473,10 @@ fn quantize_one_equals_the_roundf_form() {
     for divisor in [1.0f32, 127.5, 255.0, 256.0, 3.0, 0.7] {
         for _ in 0..2000 {
             let scale = rng.uniform(1e-3, 0.1);
-            let mut y = vec![0i8; bytes.len()];
-            int8::quantize_bytes(&bytes, divisor, scale, &mut y);
-            for (&p, &q) in bytes.iter().zip(&y) {
+            let mut table = tinycnn_kernels::deploy::PixelTable::EMPTY;
+            table.fill_at_scale(divisor, scale);
+            for &p in &bytes {
+                let q = table.value(p);
                 let r = p as f32 / divisor;
                 assert_eq!(
                     q,

@@ -43,13 +43,15 @@
 pub mod arena;
 mod exec;
 pub mod format;
+mod input;
 pub mod link;
 
 pub use arena::{peak_live_bytes, plan_arena, Lifetime, ALIGN};
 pub use exec::{
-    dsp_conv_scratch, fast_workspace_words, input_pixels_mut, logits, output, run, run_linked,
-    run_linked_scratch, Input, Int8Kernels, Output, PixelTable,
+    dsp_conv_scratch, fast_workspace_words, logits, output, run, run_linked, run_linked_scratch,
+    Int8Kernels, Output,
 };
+pub use input::{input_pixels_mut, Input, PixelTable};
 
 use crate::error::KernelError;
 use crate::int8::{self, Requant};
