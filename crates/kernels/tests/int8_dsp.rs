@@ -374,8 +374,55 @@ fn window_case() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
+/// Shapes the depthwise path takes: 3x3 depthwise (one output channel per input channel),
+/// stride 1 or 2 across, 1 to 3 down, padding 0 to 2, no dilation.
+fn depthwise_case() -> impl Strategy<Value = Conv2dShape> {
+    (
+        1usize..3,
+        1usize..5,
+        (1usize..4, 1usize..3),
+        (0usize..3, 0usize..3),
+        (1usize..12, 1usize..14),
+    )
+        .prop_filter_map("valid conv", |(batch, c, st, pad, hw)| {
+            let p = Conv2dParams::new(c, c, (3, 3))
+                .with_stride(st)
+                .with_padding(pad)
+                .with_groups(c);
+            let s = Conv2dShape::new(p, batch, hw.0, hw.1);
+            s.validate().ok().map(|_| s)
+        })
+}
+
+/// The DS-CNN's depthwise layers (stride 2 from 28x28 and 14x14, stride 1 at 7x7), exactly.
+#[test]
+fn dscnn_depthwise_layers_match_reference_exactly() {
+    let mut rng = Rng::new(9);
+    for (c, hw, st) in [(32, 28, 2), (64, 14, 2), (128, 7, 1)] {
+        let p = Conv2dParams::new(c, c, (3, 3))
+            .with_stride((st, st))
+            .with_padding((1, 1))
+            .with_groups(c);
+        let s = Conv2dShape::new(p, 1, hw, hw);
+        assert!(dsp::qconv2d_takes_depthwise(
+            &s,
+            dsp::qconv2d_workspace_len_fast(&s).unwrap()
+        ));
+        check_conv(&s, &mut rng).unwrap();
+        check_conv_with(&s, &mut rng, true).unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn proptest_conv_depthwise_path_matches_reference(s in depthwise_case(), seed in any::<u64>()) {
+        let need = dsp::qconv2d_depthwise_workspace_len(&s);
+        prop_assert!(need.is_some());
+        prop_assert!(dsp::qconv2d_workspace_len_fast(&s).unwrap() >= need.unwrap());
+        check_conv_with(&s, &mut Rng::new(seed), seed % 2 == 0)?;
+    }
 
     #[test]
     fn proptest_conv_window_path_matches_reference(s in window_case(), seed in any::<u64>()) {

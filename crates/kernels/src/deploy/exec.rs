@@ -395,6 +395,11 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
                 plan.value(op.output as usize),
             );
             let s = conv_shape(&op, &xv, &yv);
+            // The depthwise path's padded plane is small: always in the workspace.
+            if let Some(plane) = int8::dsp::qconv2d_depthwise_workspace_len(&s) {
+                words = words.max(plane);
+                continue;
+            }
             let half = yv.shape[1].div_ceil(2) as usize;
             let Some(enough) = int8::dsp::qconv2d_window_workspace_len_rows(&s, half) else {
                 continue;
@@ -406,6 +411,17 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
         }
     }
     words
+}
+
+/// Whether the DSP executor runs conv op `k` (of an int8 plan) on the depthwise path with
+/// `workspace_words` of workspace (the path takes no arena range).
+pub(super) fn dsp_conv_takes_depthwise(plan: &Plan<'_>, k: usize, workspace_words: usize) -> bool {
+    let op = plan.op(k);
+    let (xv, yv) = (
+        plan.value(op.inputs[0] as usize),
+        plan.value(op.output as usize),
+    );
+    int8::dsp::qconv2d_takes_depthwise(&conv_shape(&op, &xv, &yv), workspace_words)
 }
 
 /// Whether the DSP executor runs conv op `k` (of an int8 plan) on the window path with
@@ -575,6 +591,7 @@ fn run_int8<const LINK: u32>(
                     Int8Kernels::Dsp => {
                         let paths = int8::dsp::ConvPaths {
                             window: link::has(LINK, link::CONV_WINDOW),
+                            depthwise: link::has(LINK, link::CONV_DEPTHWISE),
                             general: link::has(LINK, link::CONV_GENERAL),
                         };
                         int8::dsp::qconv2d_forward_paths(

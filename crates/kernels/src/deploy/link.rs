@@ -18,6 +18,10 @@ pub const ALL: u32 = u32::MAX;
 pub const CONV_WINDOW: u32 = 1 << 9;
 /// The int8 DSP convolution's general path (im2col and 2x2 blocks).
 pub const CONV_GENERAL: u32 = 1 << 10;
+/// The int8 DSP convolution's depthwise path ([`crate::int8::dsp::qconv2d_takes_depthwise`]).
+pub const CONV_DEPTHWISE: u32 = 1 << 12;
+/// Every path of the int8 DSP convolution.
+pub const CONV_PATHS: u32 = CONV_WINDOW | CONV_DEPTHWISE | CONV_GENERAL;
 /// int8 average pooling with a table op fused in before it (`act` Sigmoid or Tanh), the
 /// bit [`of_op`] gives it instead of the average pooling's [`op`] bit: a plan whose average
 /// poolings all have tables links no plain average pooling, and one without links no
@@ -56,7 +60,7 @@ pub const fn precision(p: Precision) -> u32 {
 }
 
 /// The smallest set that runs `plan` with any workspace: its precision and what its ops
-/// need ([`of_op`]), and for an int8 plan with convolutions both paths of the DSP
+/// need ([`of_op`]), and for an int8 plan with convolutions every path of the DSP
 /// convolution.
 ///
 /// ```
@@ -69,7 +73,7 @@ pub fn needed_by(plan: &Plan<'_>) -> u32 {
         set | of_op(&plan.op(k))
     });
     match plan.precision() == Precision::Int8 && has(set, op(OpKind::Conv)) {
-        true => set | CONV_WINDOW | CONV_GENERAL,
+        true => set | CONV_PATHS,
         false => set,
     }
 }
@@ -80,16 +84,19 @@ pub fn needed_by(plan: &Plan<'_>) -> u32 {
 /// for how the executor finds them room in the arena). A firmware passes its workspace
 /// size; with less workspace, a convolution whose path is left out is an error.
 pub fn needed_by_dsp(plan: &Plan<'_>, workspace_words: usize) -> u32 {
-    let set = needed_by(plan) & !(CONV_WINDOW | CONV_GENERAL);
+    let set = needed_by(plan) & !CONV_PATHS;
     if plan.precision() != Precision::Int8 {
         return set;
     }
     (0..plan.ops())
         .filter(|&k| plan.op(k).kind == OpKind::Conv)
         .fold(set, |set, k| {
-            match super::exec::dsp_conv_takes_window(plan, k, workspace_words) {
-                true => set | CONV_WINDOW,
-                false => set | CONV_GENERAL,
+            if super::exec::dsp_conv_takes_window(plan, k, workspace_words) {
+                set | CONV_WINDOW
+            } else if super::exec::dsp_conv_takes_depthwise(plan, k, workspace_words) {
+                set | CONV_DEPTHWISE
+            } else {
+                set | CONV_GENERAL
             }
         })
 }

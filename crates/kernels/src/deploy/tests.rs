@@ -432,7 +432,7 @@ fn link_set_of_a_plan_is_its_precision_and_op_kinds() {
         a | b
     });
     assert_eq!(all.count_ones(), 9);
-    for part in [link::CONV_WINDOW, link::CONV_GENERAL, link::AVG_POOL_TABLE] {
+    for part in [link::CONV_PATHS, link::AVG_POOL_TABLE] {
         assert_eq!(all & part, 0);
     }
 }
@@ -726,10 +726,7 @@ fn dsp_link_set_holds_the_conv_paths_the_workspace_takes() {
     let words = three_convs();
     let plan = Plan::parse(bytes_of(&words)).unwrap();
     let base = link::INT8 | link::op(OpKind::Conv);
-    assert_eq!(
-        link::needed_by(&plan),
-        base | link::CONV_WINDOW | link::CONV_GENERAL
-    );
+    assert_eq!(link::needed_by(&plan), base | link::CONV_PATHS);
     // The least workspace: op 0 in the arena's free 256 words (window), ops 1 and 2 have
     // no room for a band (general).
     let least = plan.workspace_words();

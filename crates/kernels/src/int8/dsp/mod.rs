@@ -59,6 +59,7 @@
 //! assert_eq!(fast, [7 - 16 + 27 - 40 + 55 - 1536 + 5, -1 + 2 - 3 + 4 - 5 - 16256]);
 //! ```
 
+mod depthwise;
 mod general;
 mod im2col;
 mod linear;
@@ -67,6 +68,7 @@ mod pool;
 mod window;
 mod window_rows;
 
+pub use depthwise::qconv2d_depthwise_workspace_len;
 pub use im2col::qconv2d_workspace_len;
 pub use linear::{qlinear_forward, qlinear_forward_i32};
 pub use lut::{qlut_forward, qlut_in_place};
@@ -79,6 +81,7 @@ use super::{check_bias_requant, ActRange, Requant};
 use crate::conv::check_conv2d;
 use crate::error::{KernelError, Result};
 use crate::shape::Conv2dShape;
+use depthwise::{depthwise_layout, qconv2d_depthwise};
 use general::qconv2d_general;
 use window::{qconv2d_window, window_layout};
 
@@ -371,6 +374,7 @@ pub fn qconv2d_forward(
 ) -> Result<()> {
     let all = ConvPaths {
         window: true,
+        depthwise: true,
         general: true,
     };
     qconv2d_forward_paths(all, s, x, w, bias, requant, range, y, workspace)
@@ -382,6 +386,8 @@ pub fn qconv2d_forward(
 pub struct ConvPaths {
     /// The window path (shapes and workspaces of [`qconv2d_takes_window`]).
     pub window: bool,
+    /// The depthwise path (shapes and workspaces of [`qconv2d_takes_depthwise`]).
+    pub depthwise: bool,
     /// The general path (im2col and 2x2 blocks): every other convolution.
     pub general: bool,
 }
@@ -393,6 +399,13 @@ pub struct ConvPaths {
 pub fn qconv2d_takes_window(s: &Conv2dShape, requant: &[Requant], workspace_words: usize) -> bool {
     qconv2d_window_workspace_len(s).is_some_and(|need| workspace_words >= need)
         && requant.iter().all(|r| r.shift >= 33)
+}
+
+/// Whether [`qconv2d_forward`] takes its depthwise path for shape `s` with
+/// `workspace_words` of workspace: a 3x3 depthwise shape with at least
+/// [`qconv2d_depthwise_workspace_len`] words (and not a window shape, which goes first).
+pub fn qconv2d_takes_depthwise(s: &Conv2dShape, workspace_words: usize) -> bool {
+    qconv2d_depthwise_workspace_len(s).is_some_and(|need| workspace_words >= need)
 }
 
 /// [`qconv2d_forward`] restricted to the paths in `paths`: a convolution that needs a path
@@ -417,6 +430,12 @@ pub fn qconv2d_forward_paths(
     if paths.window && qconv2d_takes_window(s, requant, workspace.len()) {
         if let Some(l) = window_layout(s) {
             qconv2d_window(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
+            return Ok(());
+        }
+    }
+    if paths.depthwise && qconv2d_takes_depthwise(s, workspace.len()) {
+        if let Some(l) = depthwise_layout(s) {
+            qconv2d_depthwise(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
             return Ok(());
         }
     }
