@@ -374,18 +374,19 @@ fn window_case() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
-/// Shapes the depthwise path takes: 3x3 depthwise (one output channel per input channel),
-/// stride 1 or 2 across, 1 to 3 down, padding 0 to 2, no dilation.
+/// Shapes the depthwise path takes: 3x3, one input channel per group (1 to 3 output
+/// channels per group), stride 1 or 2 across, 1 to 3 down, padding 0 to 2, no dilation.
 fn depthwise_case() -> impl Strategy<Value = Conv2dShape> {
     (
         1usize..3,
         1usize..5,
+        1usize..4,
         (1usize..4, 1usize..3),
         (0usize..3, 0usize..3),
         (1usize..12, 1usize..14),
     )
-        .prop_filter_map("valid conv", |(batch, c, st, pad, hw)| {
-            let p = Conv2dParams::new(c, c, (3, 3))
+        .prop_filter_map("valid conv", |(batch, c, m, st, pad, hw)| {
+            let p = Conv2dParams::new(c, c * m, (3, 3))
                 .with_stride(st)
                 .with_padding(pad)
                 .with_groups(c);
@@ -394,20 +395,24 @@ fn depthwise_case() -> impl Strategy<Value = Conv2dShape> {
         })
 }
 
-/// The DS-CNN's depthwise layers (stride 2 from 28x28 and 14x14, stride 1 at 7x7), exactly.
+/// The DS-CNN's depthwise layers (stride 2 from 28x28 and 14x14, stride 1 at 7x7) and its
+/// first convolution (one input channel, 32 outputs), exactly.
 #[test]
 fn dscnn_depthwise_layers_match_reference_exactly() {
     let mut rng = Rng::new(9);
-    for (c, hw, st) in [(32, 28, 2), (64, 14, 2), (128, 7, 1)] {
-        let p = Conv2dParams::new(c, c, (3, 3))
+    for (c, m, hw, st) in [
+        (32, 1, 28, 2),
+        (64, 1, 14, 2),
+        (128, 1, 7, 1),
+        (1, 32, 28, 1),
+    ] {
+        let p = Conv2dParams::new(c, c * m, (3, 3))
             .with_stride((st, st))
             .with_padding((1, 1))
             .with_groups(c);
         let s = Conv2dShape::new(p, 1, hw, hw);
-        assert!(dsp::qconv2d_takes_depthwise(
-            &s,
-            dsp::qconv2d_workspace_len_fast(&s).unwrap()
-        ));
+        let fast = dsp::qconv2d_workspace_len_fast(&s).unwrap();
+        assert!(dsp::qconv2d_takes_depthwise(&s, fast));
         check_conv(&s, &mut rng).unwrap();
         check_conv_with(&s, &mut rng, true).unwrap();
     }

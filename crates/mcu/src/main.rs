@@ -605,9 +605,12 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 
 /// `__aeabi_memcpy` (the ARM EABI's `memcpy`, what LLVM calls on this target) for the whole
 /// firmware, in place of compiler_builtins' (742 bytes of flash, unrolled for long copies):
-/// words while both pointers and the length allow, else bytes. What calls it here copies
-/// a few bytes at a time (the DSP window path's row tails); this strong definition replaces
-/// the library's weak one at the link.
+/// words while 4 bytes are left, at any alignment (the Cortex-M4 executes `LDR`/`STR` at
+/// unaligned addresses, with `CCR.UNALIGN_TRP` clear as after reset; on the chip such an
+/// access takes two bus transfers), then bytes. What calls it here copies rows of a few
+/// to a few dozen bytes (the DSP window path's row tails, the depthwise path's padded
+/// planes, the general path's columns), mostly at odd addresses; this strong definition
+/// replaces the library's weak one at the link.
 ///
 /// # Safety
 ///
@@ -616,22 +619,21 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[no_mangle]
 pub unsafe extern "C" fn __aeabi_memcpy(dst: *mut u8, src: *const u8, n: usize) {
     core::arch::naked_asm!(
-        "cbz r2, 4f",
-        "orr r3, r0, r1",
-        "orr r3, r3, r2",
-        "lsls r3, r3, #30",
-        "bne 3f",
+        "subs r2, r2, #4",
+        "blo 3f",
         "2:",
         "ldr r3, [r1], #4",
         "str r3, [r0], #4",
         "subs r2, r2, #4",
-        "bne 2b",
-        "bx lr",
+        "bhs 2b",
         "3:",
+        "adds r2, r2, #4",
+        "beq 4f",
+        "5:",
         "ldrb r3, [r1], #1",
         "strb r3, [r0], #1",
         "subs r2, r2, #1",
-        "bne 3b",
+        "bne 5b",
         "4:",
         "bx lr",
     );

@@ -1,20 +1,22 @@
-//! The depthwise path of [`qconv2d_forward`]: 3x3 kernels, one output channel per input
-//! channel (MobileNet's and DS-CNN's depthwise convolutions), stride 1 or 2 across, any
-//! stride down, any padding, no dilation.
+//! The depthwise path of [`qconv2d_forward`]: 3x3 kernels, one input channel per group
+//! (MobileNet's and DS-CNN's depthwise convolutions, with any number of output channels
+//! per group, so also a first convolution of a one-channel image), stride 1 or 2 across,
+//! any stride down, any padding, no dilation.
 //!
 //! Each channel's plane is copied into a zero-padded plane in the workspace (its borders
 //! are cleared once and stay zero: every channel writes only the inside), so no output
-//! checks bounds. A kernel row meets a word of four input values `(x0, x1, x2, x3)`:
-//! `SXTB16` gives the pairs `(x0, x2)` and, rotated, `(x1, x3)` as 16-bit lanes, and with
-//! the row's weights as the pairs `(w0, w2)`, `(w1, 0)` and `(0, w1)` four `SMLAD`s give
-//! the row's sums for two neighbouring outputs at stride 1 (`w0 x0 + w2 x2 + w1 x1` and
-//! `w0 x1 + w2 x3 + w1 x2`), two `SMLAD`s the one output at stride 2 (its taps are `x0`,
-//! `x1`, `x2`): 6 multiply-accumulates in one load, two extends and four `SMLAD`s.
+//! checks bounds. A kernel row meets the word of four input values `(x0, x1, x2, x3)` at
+//! the output's first column: `SXTB16` gives the pairs `(x0, x2)` and, rotated, `(x1, x3)`
+//! as 16-bit lanes, and with the row's weights as the pairs `(w0, w2)` and `(w1, 0)` two
+//! `SMLAD`s give the row's three products (`x3` meets the 0): an output's 9
+//! multiply-accumulates in three word loads, six extends and six `SMLAD`s, at stride 1 or
+//! 2. (Two neighbouring outputs per step at stride 1, sharing the words, measured slower:
+//! the compiler spills the twelve live pairs.)
 
 use super::super::{ActRange, Requant};
 #[cfg(doc)]
 use super::qconv2d_forward;
-use super::{load4, requantize, smlad, sxtb16, sxtb16_ror8};
+use super::{smlad, smmla, sxtb16, sxtb16_ror8};
 use crate::shape::Conv2dShape;
 
 /// The zero-padded plane a channel's outputs read: `rows` rows of `width` values (the
@@ -35,8 +37,8 @@ impl DepthwiseLayout {
 /// The layout for shape `s`, or `None` for a shape the path does not take.
 pub(super) fn depthwise_layout(s: &Conv2dShape) -> Option<DepthwiseLayout> {
     let p = &s.params;
-    let depthwise = p.groups == p.in_channels && p.out_channels == p.in_channels;
-    if !depthwise
+    if p.groups == 0
+        || p.in_channels != p.groups
         || p.kernel != (3, 3)
         || p.dilation != (1, 1)
         || !(1..=2).contains(&p.stride.1)
@@ -55,8 +57,9 @@ pub(super) fn depthwise_layout(s: &Conv2dShape) -> Option<DepthwiseLayout> {
 }
 
 /// Words of workspace with which [`qconv2d_forward`] takes its depthwise path (one padded
-/// channel plane), or `None` for a shape it does not take: a 3x3 depthwise convolution
-/// (`groups` = input = output channels) with no dilation and stride 1 or 2 across.
+/// channel plane), or `None` for a shape it does not take: a 3x3 convolution with one
+/// input channel per group (`groups` = input channels: depthwise, any output channels per
+/// group) with no dilation and stride 1 or 2 across.
 ///
 /// ```
 /// use tinycnn_kernels::int8::dsp::qconv2d_depthwise_workspace_len;
@@ -64,12 +67,33 @@ pub(super) fn depthwise_layout(s: &Conv2dShape) -> Option<DepthwiseLayout> {
 /// // DS-CNN's 32 channels of 28x28, stride 2, padding 1: a plane of 29 rows of 29.
 /// let p = Conv2dParams::new(32, 32, (3, 3)).with_stride((2, 2)).with_padding((1, 1)).with_groups(32);
 /// assert_eq!(qconv2d_depthwise_workspace_len(&Conv2dShape::new(p, 1, 28, 28)), Some(211));
-/// // A dense 3x3 convolution is not depthwise.
+/// // A one-channel image's first 3x3 convolution takes it too; a dense one on 32 does not.
+/// let first = Conv2dParams::new(1, 32, (3, 3)).with_padding((1, 1));
+/// assert_eq!(qconv2d_depthwise_workspace_len(&Conv2dShape::new(first, 1, 28, 28)), Some(226));
 /// let dense = Conv2dParams::new(32, 32, (3, 3)).with_padding((1, 1));
 /// assert_eq!(qconv2d_depthwise_workspace_len(&Conv2dShape::new(dense, 1, 28, 28)), None);
 /// ```
 pub fn qconv2d_depthwise_workspace_len(s: &Conv2dShape) -> Option<usize> {
     Some(depthwise_layout(s)?.bytes().div_ceil(4))
+}
+
+/// One channel's requantization in the form of the window path (`SMMLA` with `2^post` as
+/// the high word of the addend, one shift by `post + 1`: the `shift >= 33` form of
+/// [`super::requantize`], bit for bit) and its clamp.
+#[derive(Clone, Copy)]
+struct Output {
+    multiplier: i32,
+    round: i32,
+    shift: u32,
+    min: i32,
+    max: i32,
+}
+
+impl Output {
+    #[inline(always)]
+    fn of(&self, acc: i32) -> i8 {
+        (smmla(acc, self.multiplier, self.round) >> self.shift).clamp(self.min, self.max) as i8
+    }
 }
 
 /// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
@@ -79,7 +103,8 @@ fn pair(lo: i8, hi: i8) -> u32 {
 }
 
 /// The depthwise path: `s` has [`depthwise_layout`] `l`, the sizes are checked and
-/// `workspace` holds at least [`qconv2d_depthwise_workspace_len`] words.
+/// `workspace` holds at least
+/// [`qconv2d_depthwise_workspace_len`] words.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn qconv2d_depthwise(
     s: &Conv2dShape,
@@ -102,69 +127,84 @@ pub(super) fn qconv2d_depthwise(
     // Input rows and columns inside the padded plane (the rest no output reads).
     let rows = s.in_h.min(l.rows.saturating_sub(ph));
     let cols = s.in_w.min(l.width.saturating_sub(pw));
+    // Output channel `c` reads input channel `c / per` (its group's one input channel).
+    let per = p.out_channels / p.groups;
     for b in 0..s.batch {
-        for c in 0..p.in_channels {
-            let xp = &x[(b * p.in_channels + c) * s.in_h * s.in_w..][..s.in_h * s.in_w];
-            for iy in 0..rows {
-                let at = (iy + ph) * l.width + pw;
-                for (o, &v) in plane[at..at + cols].iter_mut().zip(&xp[iy * s.in_w..]) {
-                    *o = v as u8;
+        for c in 0..p.out_channels {
+            if c % per == 0 {
+                let g = b * p.in_channels + c / per;
+                let xp = &x[g * s.in_h * s.in_w..][..s.in_h * s.in_w];
+                for iy in 0..rows {
+                    let at = (iy + ph) * l.width + pw;
+                    for (o, &v) in plane[at..at + cols].iter_mut().zip(&xp[iy * s.in_w..]) {
+                        *o = v as u8;
+                    }
                 }
             }
             let k = &w[c * 9..c * 9 + 9];
-            // Per kernel row: (w0, w2), (w1, 0), (0, w1).
-            let taps: [[u32; 3]; 3] = core::array::from_fn(|r| {
+            // Per kernel row: (w0, w2), (w1, 0).
+            let taps: [[u32; 2]; 3] = core::array::from_fn(|r| {
                 let (w0, w1, w2) = (k[3 * r], k[3 * r + 1], k[3 * r + 2]);
-                [pair(w0, w2), pair(w1, 0), pair(0, w1)]
+                [pair(w0, w2), pair(w1, 0)]
             });
             let start = bias.map_or(0, |b| b[c]);
             let rq = requant[c];
             let yp = &mut y[(b * p.out_channels + c) * oh * ow..][..oh * ow];
-            for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
-                let top = oy * sh * l.width;
-                let row = |r: usize, col: usize| {
-                    let at = top + r * l.width + col;
-                    let word = load4(as_i8(&plane[at..at + 4]));
-                    (sxtb16(word), sxtb16_ror8(word))
+            // The usual requantization (a scale below 1/4) in the window path's form; the
+            // rest (a BatchNorm can scale a channel up) in the general one.
+            if rq.shift >= 33 {
+                let post = rq.shift - 33;
+                let q = Output {
+                    multiplier: rq.multiplier,
+                    round: 1 << post,
+                    shift: post + 1,
+                    min: range.min as i32,
+                    max: range.max as i32,
                 };
-                if sw == 1 {
-                    let mut pairs = yr.chunks_exact_mut(2);
-                    for (i, o) in (&mut pairs).enumerate() {
-                        let (mut a0, mut a1) = (start, start);
-                        for (r, t) in taps.iter().enumerate() {
-                            let (even, odd) = row(r, 2 * i);
-                            a0 = smlad(t[1], odd, smlad(t[0], even, a0));
-                            a1 = smlad(t[2], even, smlad(t[0], odd, a1));
-                        }
-                        o[0] = requantize(rq, a0, range);
-                        o[1] = requantize(rq, a1, range);
-                    }
-                    if let [o] = pairs.into_remainder() {
-                        let mut a = start;
-                        for (r, t) in taps.iter().enumerate() {
-                            let (even, odd) = row(r, ow - 1);
-                            a = smlad(t[1], odd, smlad(t[0], even, a));
-                        }
-                        *o = requantize(rq, a, range);
-                    }
-                } else {
-                    for (ox, o) in yr.iter_mut().enumerate() {
-                        let mut a = start;
-                        for (r, t) in taps.iter().enumerate() {
-                            let (even, odd) = row(r, 2 * ox);
-                            a = smlad(t[1], odd, smlad(t[0], even, a));
-                        }
-                        *o = requantize(rq, a, range);
-                    }
-                }
+                channel(plane, l, (sh, sw), &taps, start, |a| q.of(a), yp, ow);
+            } else {
+                let out = |a| rq.apply_clamped(a, range);
+                channel(plane, l, (sh, sw), &taps, start, out, yp, ow);
             }
         }
     }
 }
 
-/// Bytes as int8 values.
+/// One channel's outputs `yp` (rows of `ow`) from its padded plane.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn as_i8(b: &[u8]) -> &[i8] {
-    // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern is valid.
-    unsafe { &*(b as *const [u8] as *const [i8]) }
+fn channel(
+    plane: &[u8],
+    l: &DepthwiseLayout,
+    (sh, sw): (usize, usize),
+    taps: &[[u32; 2]; 3],
+    start: i32,
+    q: impl Fn(i32) -> i8,
+    yp: &mut [i8],
+    ow: usize,
+) {
+    let width = l.width;
+    for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let top = oy * sh * width;
+        // Every word read below lies in the plane: output row `oy` reads its rows
+        // `oy sh .. oy sh + 2` (below `l.rows`), and columns up to `(ow - 1) sw + 3`, which
+        // is the row's width: one byte into the next row, or the plane's last byte.
+        assert!(top + 2 * width + (ow - 1) * sw + 4 <= plane.len());
+        let base = plane[top..].as_ptr();
+        // The pairs (x0, x2), (x1, x3) of the word at column `col` of kernel row `r`.
+        let row = |r: usize, col: usize| {
+            // SAFETY: `r <= 2` and `col + 3 <= (ow - 1) sw + 3` (the callers' columns), so
+            // the four bytes lie in the plane (the assert above); any alignment.
+            let word = unsafe { (base.add(r * width + col) as *const u32).read_unaligned() };
+            (sxtb16(word), sxtb16_ror8(word))
+        };
+        for (ox, o) in yr.iter_mut().enumerate() {
+            let mut a = start;
+            for (r, t) in taps.iter().enumerate() {
+                let (even, odd) = row(r, sw * ox);
+                a = smlad(t[1], odd, smlad(t[0], even, a));
+            }
+            *o = q(a);
+        }
+    }
 }

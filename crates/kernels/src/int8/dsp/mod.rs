@@ -293,11 +293,23 @@ pub fn quarter_bias(s: u32) -> u32 {
     }
 }
 
-/// `SMMLA Rd, Rn, Rm, Ra`: the high word of `a * b + 2^32 ra` (emulation).
-#[cfg(not(tinycnn_arm_dsp))]
+/// `SMMLA Rd, Rn, Rm, Ra`: the high word of `a * b + 2^32 ra`.
 #[inline(always)]
 fn smmla(a: i32, b: i32, ra: i32) -> i32 {
-    ((a as i64 * b as i64).wrapping_add((ra as i64) << 32) >> 32) as i32
+    #[cfg(tinycnn_arm_dsp)]
+    {
+        let r: i32;
+        // SAFETY: a register-only instruction of ARMv7E-M, which this target implements.
+        unsafe {
+            core::arch::asm!("smmla {r}, {a}, {b}, {ra}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, ra = in(reg) ra, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(tinycnn_arm_dsp))]
+    {
+        ((a as i64 * b as i64).wrapping_add((ra as i64) << 32) >> 32) as i32
+    }
 }
 
 /// `SSAT Rd, #8, Rn`: `v` saturated to `[-128, 127]` (emulation).
@@ -403,7 +415,7 @@ pub fn qconv2d_takes_window(s: &Conv2dShape, requant: &[Requant], workspace_word
 
 /// Whether [`qconv2d_forward`] takes its depthwise path for shape `s` with
 /// `workspace_words` of workspace: a 3x3 depthwise shape with at least
-/// [`qconv2d_depthwise_workspace_len`] words (and not a window shape, which goes first).
+/// [`qconv2d_depthwise_workspace_len`] words.
 pub fn qconv2d_takes_depthwise(s: &Conv2dShape, workspace_words: usize) -> bool {
     qconv2d_depthwise_workspace_len(s).is_some_and(|need| workspace_words >= need)
 }
