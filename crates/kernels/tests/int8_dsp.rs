@@ -418,8 +418,52 @@ fn dscnn_depthwise_layers_match_reference_exactly() {
     }
 }
 
+/// Shapes the pointwise path takes: 1x1, stride 1, no padding, one group.
+fn pointwise_case() -> impl Strategy<Value = Conv2dShape> {
+    (1usize..3, 1usize..40, 1usize..20, (1usize..9, 1usize..9)).prop_map(
+        |(batch, cin, cout, hw)| {
+            Conv2dShape::new(Conv2dParams::new(cin, cout, (1, 1)), batch, hw.0, hw.1)
+        },
+    )
+}
+
+/// The DS-CNN's pointwise layers (32 to 64 channels at 14x14, 64 to 128 and 128 to 128 at
+/// 7x7), exactly, in bands of 16 pixels and of one.
+#[test]
+fn dscnn_pointwise_layers_match_reference_exactly() {
+    let mut rng = Rng::new(10);
+    for (cin, cout, hw) in [(32, 64, 14), (64, 128, 7), (128, 128, 7)] {
+        let s = Conv2dShape::new(Conv2dParams::new(cin, cout, (1, 1)), 1, hw, hw);
+        let one = dsp::qconv2d_pointwise_workspace_len(&s).unwrap();
+        assert_eq!(one, (cin + cout) / 4);
+        assert_eq!(
+            dsp::qconv2d_pointwise_workspace_len_fast(&s),
+            Some(16 * (cin + cout) / 4)
+        );
+        check_conv(&s, &mut rng).unwrap();
+        check_conv_with(&s, &mut rng, true).unwrap();
+        // Bands of one pixel.
+        let x = full_i8(&mut rng, s.input_len().unwrap());
+        let w = full_i8(&mut rng, s.weight_len());
+        let r = usual_requants(&mut rng, cout);
+        let n = s.output_len().unwrap();
+        let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
+        let mut ws = vec![0u32; one];
+        assert!(dsp::qconv2d_takes_pointwise(&s, one));
+        dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::RELU, &mut y, &mut ws).unwrap();
+        reference::qconv2d(&s, &x, &w, None, &r, ActRange::RELU, &mut want).unwrap();
+        assert_eq!(y, want);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn proptest_conv_pointwise_path_matches_reference(s in pointwise_case(), seed in any::<u64>()) {
+        prop_assert!(dsp::qconv2d_pointwise_workspace_len(&s).is_some());
+        check_conv_with(&s, &mut Rng::new(seed), seed % 2 == 0)?;
+    }
 
     #[test]
     fn proptest_conv_depthwise_path_matches_reference(s in depthwise_case(), seed in any::<u64>()) {

@@ -395,9 +395,12 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
                 plan.value(op.output as usize),
             );
             let s = conv_shape(&op, &xv, &yv);
-            // The depthwise path's padded plane is small: always in the workspace.
-            if let Some(plane) = int8::dsp::qconv2d_depthwise_workspace_len(&s) {
-                words = words.max(plane);
+            // The depthwise path's padded plane and the pointwise path's bands are small:
+            // always in the workspace.
+            let small = int8::dsp::qconv2d_depthwise_workspace_len(&s)
+                .or_else(|| int8::dsp::qconv2d_pointwise_workspace_len_fast(&s));
+            if let Some(need) = small {
+                words = words.max(need);
                 continue;
             }
             let half = yv.shape[1].div_ceil(2) as usize;
@@ -413,15 +416,25 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
     words
 }
 
-/// Whether the DSP executor runs conv op `k` (of an int8 plan) on the depthwise path with
-/// `workspace_words` of workspace (the path takes no arena range).
-pub(super) fn dsp_conv_takes_depthwise(plan: &Plan<'_>, k: usize, workspace_words: usize) -> bool {
+/// The link bit of the path the DSP executor runs conv op `k` (of an int8 plan) on with
+/// `workspace_words` of workspace: window (with the workspace or an arena range),
+/// depthwise, pointwise (those two take no arena range) or general.
+pub(super) fn dsp_conv_path(plan: &Plan<'_>, k: usize, workspace_words: usize) -> u32 {
     let op = plan.op(k);
     let (xv, yv) = (
         plan.value(op.inputs[0] as usize),
         plan.value(op.output as usize),
     );
-    int8::dsp::qconv2d_takes_depthwise(&conv_shape(&op, &xv, &yv), workspace_words)
+    let s = conv_shape(&op, &xv, &yv);
+    if dsp_conv_takes_window(plan, k, workspace_words) {
+        link::CONV_WINDOW
+    } else if int8::dsp::qconv2d_takes_depthwise(&s, workspace_words) {
+        link::CONV_DEPTHWISE
+    } else if int8::dsp::qconv2d_takes_pointwise(&s, workspace_words) {
+        link::CONV_POINTWISE
+    } else {
+        link::CONV_GENERAL
+    }
 }
 
 /// Whether the DSP executor runs conv op `k` (of an int8 plan) on the window path with
@@ -592,6 +605,7 @@ fn run_int8<const LINK: u32>(
                         let paths = int8::dsp::ConvPaths {
                             window: link::has(LINK, link::CONV_WINDOW),
                             depthwise: link::has(LINK, link::CONV_DEPTHWISE),
+                            pointwise: link::has(LINK, link::CONV_POINTWISE),
                             general: link::has(LINK, link::CONV_GENERAL),
                         };
                         int8::dsp::qconv2d_forward_paths(

@@ -20,8 +20,10 @@ pub const CONV_WINDOW: u32 = 1 << 9;
 pub const CONV_GENERAL: u32 = 1 << 10;
 /// The int8 DSP convolution's depthwise path ([`crate::int8::dsp::qconv2d_takes_depthwise`]).
 pub const CONV_DEPTHWISE: u32 = 1 << 12;
+/// The int8 DSP convolution's pointwise path ([`crate::int8::dsp::qconv2d_takes_pointwise`]).
+pub const CONV_POINTWISE: u32 = 1 << 13;
 /// Every path of the int8 DSP convolution.
-pub const CONV_PATHS: u32 = CONV_WINDOW | CONV_DEPTHWISE | CONV_GENERAL;
+pub const CONV_PATHS: u32 = CONV_WINDOW | CONV_DEPTHWISE | CONV_POINTWISE | CONV_GENERAL;
 /// int8 average pooling with a table op fused in before it (`act` Sigmoid or Tanh), the
 /// bit [`of_op`] gives it instead of the average pooling's [`op`] bit: a plan whose average
 /// poolings all have tables links no plain average pooling, and one without links no
@@ -91,13 +93,7 @@ pub fn needed_by_dsp(plan: &Plan<'_>, workspace_words: usize) -> u32 {
     (0..plan.ops())
         .filter(|&k| plan.op(k).kind == OpKind::Conv)
         .fold(set, |set, k| {
-            if super::exec::dsp_conv_takes_window(plan, k, workspace_words) {
-                set | CONV_WINDOW
-            } else if super::exec::dsp_conv_takes_depthwise(plan, k, workspace_words) {
-                set | CONV_DEPTHWISE
-            } else {
-                set | CONV_GENERAL
-            }
+            set | super::exec::dsp_conv_path(plan, k, workspace_words)
         })
 }
 

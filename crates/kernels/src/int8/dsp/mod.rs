@@ -64,6 +64,7 @@ mod general;
 mod im2col;
 mod linear;
 mod lut;
+mod pointwise;
 mod pool;
 mod window;
 mod window_rows;
@@ -72,6 +73,7 @@ pub use depthwise::qconv2d_depthwise_workspace_len;
 pub use im2col::qconv2d_workspace_len;
 pub use linear::{qlinear_forward, qlinear_forward_i32};
 pub use lut::{qlut_forward, qlut_in_place};
+pub use pointwise::{qconv2d_pointwise_workspace_len, qconv2d_pointwise_workspace_len_fast};
 pub use pool::{qavg_pool2d_forward, qlut_avg_pool2d_forward, qmax_pool2d_forward};
 pub use window::{
     qconv2d_window_workspace_len, qconv2d_window_workspace_len_rows, qconv2d_workspace_len_fast,
@@ -83,6 +85,7 @@ use crate::error::{KernelError, Result};
 use crate::shape::Conv2dShape;
 use depthwise::{depthwise_layout, qconv2d_depthwise};
 use general::qconv2d_general;
+use pointwise::qconv2d_pointwise;
 use window::{qconv2d_window, window_layout};
 
 /// True when the primitives below are the real Cortex-M4 instructions (thumbv7em targets),
@@ -387,6 +390,7 @@ pub fn qconv2d_forward(
     let all = ConvPaths {
         window: true,
         depthwise: true,
+        pointwise: true,
         general: true,
     };
     qconv2d_forward_paths(all, s, x, w, bias, requant, range, y, workspace)
@@ -400,6 +404,8 @@ pub struct ConvPaths {
     pub window: bool,
     /// The depthwise path (shapes and workspaces of [`qconv2d_takes_depthwise`]).
     pub depthwise: bool,
+    /// The pointwise path (shapes and workspaces of [`qconv2d_takes_pointwise`]).
+    pub pointwise: bool,
     /// The general path (im2col and 2x2 blocks): every other convolution.
     pub general: bool,
 }
@@ -418,6 +424,13 @@ pub fn qconv2d_takes_window(s: &Conv2dShape, requant: &[Requant], workspace_word
 /// [`qconv2d_depthwise_workspace_len`] words.
 pub fn qconv2d_takes_depthwise(s: &Conv2dShape, workspace_words: usize) -> bool {
     qconv2d_depthwise_workspace_len(s).is_some_and(|need| workspace_words >= need)
+}
+
+/// Whether [`qconv2d_forward`] takes its pointwise path for shape `s` with
+/// `workspace_words` of workspace: a 1x1 shape with stride 1, no padding and one group,
+/// with at least [`qconv2d_pointwise_workspace_len`] words.
+pub fn qconv2d_takes_pointwise(s: &Conv2dShape, workspace_words: usize) -> bool {
+    qconv2d_pointwise_workspace_len(s).is_some_and(|need| workspace_words >= need)
 }
 
 /// [`qconv2d_forward`] restricted to the paths in `paths`: a convolution that needs a path
@@ -450,6 +463,9 @@ pub fn qconv2d_forward_paths(
             qconv2d_depthwise(s, &l, (oh, ow), x, w, bias, requant, range, y, workspace);
             return Ok(());
         }
+    }
+    if paths.pointwise && qconv2d_takes_pointwise(s, workspace.len()) {
+        return qconv2d_pointwise(s, x, w, bias, requant, range, y, workspace);
     }
     if !paths.general {
         return Err(KernelError::InvalidArgument {

@@ -131,13 +131,14 @@ pub fn qconv2d_window_workspace_len_rows(s: &Conv2dShape, band: usize) -> Option
 }
 
 /// The workspace [`qconv2d_forward`] runs fastest with: the window path's whole image in
-/// one band where the shape has one, the depthwise path's padded plane where it has that,
-/// else [`qconv2d_workspace_len`].
+/// one band where the shape has one, the depthwise path's padded plane or the pointwise
+/// path's bands of 16 pixels where it has those, else [`qconv2d_workspace_len`].
 pub fn qconv2d_workspace_len_fast(s: &Conv2dShape) -> Result<usize> {
     let min = qconv2d_workspace_len(s)?;
     let (oh, _) = s.params.out_hw(s.in_h, s.in_w)?;
     let fast = qconv2d_window_workspace_len_rows(s, oh)
-        .or_else(|| super::qconv2d_depthwise_workspace_len(s));
+        .or_else(|| super::qconv2d_depthwise_workspace_len(s))
+        .or_else(|| super::qconv2d_pointwise_workspace_len_fast(s));
     Ok(fast.map_or(min, |w| w.max(min)))
 }
 
