@@ -88,9 +88,7 @@ pub(super) fn qconv2d_pointwise(
             let n = band.min(pixels - first);
             // rows_in[j][c] = x[c][first + j]: each pixel's channels, a stride apart.
             for (j, row) in rows_in.chunks_exact_mut(cin).take(n).enumerate() {
-                for (o, &v) in row.iter_mut().zip(xb[first + j..].iter().step_by(pixels)) {
-                    *o = v as u8;
-                }
+                gather(row, &xb[first + j..], pixels);
             }
             let shape = QLinearShape::new(n, cin, cout);
             super::qlinear_forward(
@@ -104,14 +102,60 @@ pub(super) fn qconv2d_pointwise(
             )?;
             // y[o][first + j] = rows_out[j][o]: each pixel's outputs, a stride apart.
             for (j, row) in rows_out.chunks_exact(cout).take(n).enumerate() {
-                for (o, &v) in yb[first + j..].iter_mut().step_by(pixels).zip(row) {
-                    *o = v as i8;
-                }
+                scatter(&mut yb[first + j..], pixels, row);
             }
             first += n;
         }
     }
     Ok(())
+}
+
+/// `row[c] = x[c * stride]` for every `c` (`x` holds them), four per loop pass.
+#[inline(always)]
+fn gather(row: &mut [u8], x: &[i8], stride: usize) {
+    assert!(row.is_empty() || (row.len() - 1) * stride < x.len());
+    let src = x.as_ptr() as *const u8;
+    let mut quads = row.chunks_exact_mut(4);
+    let mut at = 0;
+    // SAFETY: every index read is `c * stride` for a `c < row.len()`, inside `x` (the
+    // assert above).
+    unsafe {
+        for q in &mut quads {
+            q[0] = *src.add(at);
+            q[1] = *src.add(at + stride);
+            q[2] = *src.add(at + 2 * stride);
+            q[3] = *src.add(at + 3 * stride);
+            at += 4 * stride;
+        }
+        for v in quads.into_remainder() {
+            *v = *src.add(at);
+            at += stride;
+        }
+    }
+}
+
+/// `y[o * stride] = row[o]` for every `o` (`y` holds them), four per loop pass.
+#[inline(always)]
+fn scatter(y: &mut [i8], stride: usize, row: &[u8]) {
+    assert!(row.is_empty() || (row.len() - 1) * stride < y.len());
+    let dst = y.as_mut_ptr() as *mut u8;
+    let mut quads = row.chunks_exact(4);
+    let mut at = 0;
+    // SAFETY: every index written is `o * stride` for an `o < row.len()`, inside `y` (the
+    // assert above).
+    unsafe {
+        for q in &mut quads {
+            *dst.add(at) = q[0];
+            *dst.add(at + stride) = q[1];
+            *dst.add(at + 2 * stride) = q[2];
+            *dst.add(at + 3 * stride) = q[3];
+            at += 4 * stride;
+        }
+        for &v in quads.remainder() {
+            *dst.add(at) = v;
+            at += stride;
+        }
+    }
 }
 
 /// Bytes as int8 values.
