@@ -13,7 +13,7 @@
 //! The activation is folded into the final clamp ([`ActRange::RELU`]) or applied as a
 //! 256-entry table ([`sigmoid_lut`], [`qlut_forward`]).
 //!
-//! Every kernel has a naive twin in [`reference`] (obvious loops, per-tap bounds checks);
+//! Every kernel has a naive twin in [`reference`](mod@reference) (obvious loops, per-tap bounds checks);
 //! the fast kernels hoist the bounds out of the loops and block output pixels, and must
 //! agree with the twins exactly. [`dsp`] holds the same convolution and linear layers laid
 //! out for the Cortex-M4's `SMLAD`/`SXTB16` (native on thumbv7em, emulated elsewhere), also

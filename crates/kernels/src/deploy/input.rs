@@ -16,7 +16,7 @@ pub enum Input<'a> {
     /// Pixels as in [`Input::U8`], already in the arena: one byte per element at the start
     /// of the input value's range, written there through [`input_pixels_mut`] (a firmware
     /// reads them from the host straight into the arena, with no image buffer of its own).
-    /// [`run`] converts them in place.
+    /// [`super::run`] converts them in place.
     U8InArena { divisor: f32 },
     /// Pixels in the arena as in [`Input::U8InArena`], converted by a [`PixelTable`] made
     /// for this plan once, before the first inference: one table read per pixel, where
@@ -28,7 +28,7 @@ pub enum Input<'a> {
 /// The int8 value of every pixel byte at a plan's input scale, `quantize_one(p as f32 /
 /// divisor, scale)` (stored at `p ^ 0x80`, where the table op's loop finds it), computed once (256 values; about 40 k cycles on a Cortex-M4) so that
 /// each inference converts its pixels by table ([`Input::U8InArenaTable`]). It remembers
-/// the scale it was filled for: [`run`] refuses it for a plan whose input has another, and
+/// the scale it was filled for: [`super::run`] refuses it for a plan whose input has another, and
 /// refuses [`PixelTable::EMPTY`]. Filled in place (a firmware keeps it on its stack, and
 /// moving 260 bytes would link a `memcpy`).
 ///
