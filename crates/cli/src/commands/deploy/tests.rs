@@ -297,6 +297,14 @@ fn fuzz_seeds() {
     let q = calibrate(&ir, &images(8, 144)).unwrap();
     let qb = build_plan(&ir, Some(&q), Layout::Planned).unwrap();
     std::fs::write(dir.join("layers-int8.plan"), qb).unwrap();
+    // Tables fused into average pooling (AvgPool records with a table).
+    let arch = tables_before_pooling();
+    let (_, params) = network(&arch);
+    let ir = lower(&arch, &params, true).unwrap();
+    let q = calibrate(&ir, &images(8, 144)).unwrap();
+    let (fused, fq) = fuse_tables(&ir, &q);
+    let tb = build_plan(&fused, Some(&fq), Layout::Planned).unwrap();
+    std::fs::write(dir.join("tables-int8.plan"), tb).unwrap();
 }
 
 /// The zoo's DS-CNN (BatchNorm after every convolution, stride-2 depthwise convolutions,
