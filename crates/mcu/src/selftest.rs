@@ -81,29 +81,42 @@ pub fn kernels(buf: &mut [i8], ws: &mut [u32]) -> Result<(), &'static str> {
     }; MAX_CH];
     let mut done = 0;
     while done < CASES {
-        let g = 1 + rng.below(2);
-        // Every third case has a shape of the conv's window path (stride 1, no dilation,
+        // A case in four has a shape of the conv's window path (stride 1, no dilation,
         // 5-tap rows, 1 or an even number of input channels per group), which it takes
         // where `ws` holds a band of at least one output row (`qconv2d_window_workspace_len`),
         // in bands of as many rows as `ws` holds: with a LeNet firmware's workspace, bands
-        // of a few rows, the whole image for the smallest shapes.
-        let window = done % 3 == 0;
-        let (cin_g, kw) = match window {
-            true => ([1, 2, 4][rng.below(3)], 5),
-            false => (1 + rng.below(4), 1 + rng.below(5)),
+        // of a few rows, the whole image for the smallest shapes. One in four is a shape of
+        // the depthwise path (3x3, one input channel per group, 1 to 3 outputs per group),
+        // one of the pointwise path (1x1), the rest anything.
+        let kind = done % 4;
+        let window = kind == 0;
+        let g = 1 + rng.below(if kind == 1 { 4 } else { 2 });
+        let (cin_g, kh, kw) = match kind {
+            0 => ([1, 2, 4][rng.below(3)], 1 + rng.below(5), 5),
+            1 => (1, 3, 3),
+            2 => (1 + rng.below(8), 1, 1),
+            _ => (1 + rng.below(4), 1 + rng.below(5), 1 + rng.below(5)),
         };
-        let (stride, dil) = match window {
-            true => ((1, 1), (1, 1)),
-            false => (
+        let (stride, dil, pad) = match kind {
+            0 => ((1, 1), (1, 1), (rng.below(3), rng.below(3))),
+            1 => ((1 + rng.below(3), 1 + rng.below(2)), (1, 1), (rng.below(3), rng.below(3))),
+            2 => ((1, 1), (1, 1), (0, 0)),
+            _ => (
                 (1 + rng.below(2), 1 + rng.below(2)),
                 (1 + rng.below(2), 1 + rng.below(2)),
+                (rng.below(3), rng.below(3)),
             ),
         };
-        let p = Conv2dParams::new(g * cin_g, g * (1 + rng.below(5)), (1 + rng.below(5), kw))
+        let out_g = match kind {
+            1 => 1 + rng.below(3),
+            2 => 1 + rng.below(8),
+            _ => 1 + rng.below(5),
+        };
+        let p = Conv2dParams::new(g * cin_g, g * out_g, (kh, kw))
             .with_stride(stride)
-            .with_padding((rng.below(3), rng.below(3)))
+            .with_padding(pad)
             .with_dilation(dil)
-            .with_groups(g);
+            .with_groups(if kind == 2 { 1 } else { g });
         let s = Conv2dShape::new(p, 1 + rng.below(2), 1 + rng.below(12), 1 + rng.below(12));
         let (Ok(xl), Ok(yl), Ok(wsl)) = (
             s.input_len(),
