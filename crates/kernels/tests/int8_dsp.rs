@@ -413,6 +413,7 @@ fn dscnn_depthwise_layers_match_reference_exactly() {
         let s = Conv2dShape::new(p, 1, hw, hw);
         let fast = dsp::qconv2d_workspace_len_fast(&s).unwrap();
         assert!(dsp::qconv2d_takes_depthwise(&s, fast));
+        assert_eq!(dsp::qconv2d_path(&s, &[], fast), dsp::ConvPath::Depthwise);
         check_conv(&s, &mut rng).unwrap();
         check_conv_with(&s, &mut rng, true).unwrap();
     }
@@ -450,6 +451,8 @@ fn dscnn_pointwise_layers_match_reference_exactly() {
         let (mut y, mut want) = (vec![0i8; n], vec![0i8; n]);
         let mut ws = vec![0u32; one];
         assert!(dsp::qconv2d_takes_pointwise(&s, one));
+        assert_eq!(dsp::qconv2d_path(&s, &r, one), dsp::ConvPath::Pointwise);
+        assert_eq!(dsp::qconv2d_path(&s, &r, one - 1), dsp::ConvPath::General);
         dsp::qconv2d_forward(&s, &x, &w, None, &r, ActRange::RELU, &mut y, &mut ws).unwrap();
         reference::qconv2d(&s, &x, &w, None, &r, ActRange::RELU, &mut want).unwrap();
         assert_eq!(y, want);

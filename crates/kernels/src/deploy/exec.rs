@@ -417,30 +417,10 @@ pub fn fast_workspace_words(plan: &Plan<'_>) -> usize {
 }
 
 /// The link bit of the path the DSP executor runs conv op `k` (of an int8 plan) on with
-/// `workspace_words` of workspace: window (with the workspace or an arena range),
-/// depthwise, pointwise (those two take no arena range) or general.
+/// `workspace_words` of workspace in an arena of the plan's size
+/// ([`int8::dsp::qconv2d_path`] with the workspace, or the arena's free range at op `k`
+/// where that is larger: only window shapes get one).
 pub(super) fn dsp_conv_path(plan: &Plan<'_>, k: usize, workspace_words: usize) -> u32 {
-    let op = plan.op(k);
-    let (xv, yv) = (
-        plan.value(op.inputs[0] as usize),
-        plan.value(op.output as usize),
-    );
-    let s = conv_shape(&op, &xv, &yv);
-    if dsp_conv_takes_window(plan, k, workspace_words) {
-        link::CONV_WINDOW
-    } else if int8::dsp::qconv2d_takes_depthwise(&s, workspace_words) {
-        link::CONV_DEPTHWISE
-    } else if int8::dsp::qconv2d_takes_pointwise(&s, workspace_words) {
-        link::CONV_POINTWISE
-    } else {
-        link::CONV_GENERAL
-    }
-}
-
-/// Whether the DSP executor runs conv op `k` (of an int8 plan) on the window path with
-/// `workspace_words` of workspace in an arena of the plan's size: the workspace, or the
-/// arena's free range at op `k` where that is larger, is enough for it.
-pub(super) fn dsp_conv_takes_window(plan: &Plan<'_>, k: usize, workspace_words: usize) -> bool {
     let op = plan.op(k);
     let (xv, yv) = (
         plan.value(op.inputs[0] as usize),
@@ -449,7 +429,12 @@ pub(super) fn dsp_conv_takes_window(plan: &Plan<'_>, k: usize, workspace_words: 
     let scratch = conv_scratch(plan, k, &op, 4 * plan.arena_words(), workspace_words);
     let words = workspace_words.max((scratch.1 - scratch.0) / 4);
     let rq: &[Requant] = cast(plan.data(op.aux)).unwrap_or(&[]);
-    !rq.is_empty() && int8::dsp::qconv2d_takes_window(&conv_shape(&op, &xv, &yv), rq, words)
+    match int8::dsp::qconv2d_path(&conv_shape(&op, &xv, &yv), rq, words) {
+        int8::dsp::ConvPath::Window => link::CONV_WINDOW,
+        int8::dsp::ConvPath::Depthwise => link::CONV_DEPTHWISE,
+        int8::dsp::ConvPath::Pointwise => link::CONV_POINTWISE,
+        int8::dsp::ConvPath::General => link::CONV_GENERAL,
+    }
 }
 
 /// A part of the executor that `run_linked`'s set leaves out (checked before each op).

@@ -16,7 +16,7 @@
 use super::super::{ActRange, Requant};
 #[cfg(doc)]
 use super::qconv2d_forward;
-use super::{smlad, smmla, sxtb16, sxtb16_ror8};
+use super::{pair, smlad, smmla, sxtb16, sxtb16_ror8};
 use crate::shape::Conv2dShape;
 
 /// The zero-padded plane a channel's outputs read: `rows` rows of `width` values (the
@@ -94,12 +94,6 @@ impl Output {
     fn of(&self, acc: i32) -> i8 {
         (smmla(acc, self.multiplier, self.round) >> self.shift).clamp(self.min, self.max) as i8
     }
-}
-
-/// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
-#[inline(always)]
-fn pair(lo: i8, hi: i8) -> u32 {
-    lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
 }
 
 /// The depthwise path: `s` has [`depthwise_layout`] `l`, the sizes are checked and

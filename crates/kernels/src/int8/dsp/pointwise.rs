@@ -76,7 +76,10 @@ pub(super) fn qconv2d_pointwise(
 ) -> Result<()> {
     let (cin, cout) = (s.params.in_channels, s.params.out_channels);
     let pixels = s.in_h * s.in_w;
-    let bytes = crate::deploy::words_as_bytes_mut(workspace);
+    // SAFETY: i8 and u32 have no invalid bit patterns, and i8's alignment divides u32's.
+    let bytes: &mut [i8] = unsafe {
+        core::slice::from_raw_parts_mut(workspace.as_mut_ptr() as *mut i8, 4 * workspace.len())
+    };
     let band = (bytes.len() / (cin + cout)).min(pixels).max(1);
     let (rows_in, rest) = bytes.split_at_mut(band * cin);
     let rows_out = &mut rest[..band * cout];
@@ -93,12 +96,12 @@ pub(super) fn qconv2d_pointwise(
             let shape = QLinearShape::new(n, cin, cout);
             super::qlinear_forward(
                 &shape,
-                as_i8(&rows_in[..n * cin]),
+                &rows_in[..n * cin],
                 w,
                 bias,
                 requant,
                 range,
-                as_i8_mut(&mut rows_out[..n * cout]),
+                &mut rows_out[..n * cout],
             )?;
             // y[o][first + j] = rows_out[j][o]: each pixel's outputs, a stride apart.
             for (j, row) in rows_out.chunks_exact(cout).take(n).enumerate() {
@@ -112,9 +115,9 @@ pub(super) fn qconv2d_pointwise(
 
 /// `row[c] = x[c * stride]` for every `c` (`x` holds them), four per loop pass.
 #[inline(always)]
-fn gather(row: &mut [u8], x: &[i8], stride: usize) {
+fn gather(row: &mut [i8], x: &[i8], stride: usize) {
     assert!(row.is_empty() || (row.len() - 1) * stride < x.len());
-    let src = x.as_ptr() as *const u8;
+    let src = x.as_ptr();
     let mut quads = row.chunks_exact_mut(4);
     let mut at = 0;
     // SAFETY: every index read is `c * stride` for a `c < row.len()`, inside `x` (the
@@ -136,9 +139,9 @@ fn gather(row: &mut [u8], x: &[i8], stride: usize) {
 
 /// `y[o * stride] = row[o]` for every `o` (`y` holds them), four per loop pass.
 #[inline(always)]
-fn scatter(y: &mut [i8], stride: usize, row: &[u8]) {
+fn scatter(y: &mut [i8], stride: usize, row: &[i8]) {
     assert!(row.is_empty() || (row.len() - 1) * stride < y.len());
-    let dst = y.as_mut_ptr() as *mut u8;
+    let dst = y.as_mut_ptr();
     let mut quads = row.chunks_exact(4);
     let mut at = 0;
     // SAFETY: every index written is `o * stride` for an `o < row.len()`, inside `y` (the
@@ -156,16 +159,4 @@ fn scatter(y: &mut [i8], stride: usize, row: &[u8]) {
             at += stride;
         }
     }
-}
-
-/// Bytes as int8 values.
-fn as_i8(b: &[u8]) -> &[i8] {
-    // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern is valid.
-    unsafe { &*(b as *const [u8] as *const [i8]) }
-}
-
-/// Bytes as int8 values, writable.
-fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
-    // SAFETY: as `as_i8`.
-    unsafe { &mut *(b as *mut [u8] as *mut [i8]) }
 }

@@ -6,7 +6,7 @@ use super::super::{ActRange, Requant};
 #[cfg(doc)]
 use super::qconv2d_forward;
 use super::window_rows::{window_rows, WindowChannel, WindowRun};
-use super::{load4, qconv2d_workspace_len, sxtb16, sxtb16_ror8};
+use super::{load4, pair, qconv2d_workspace_len, sxtb16, sxtb16_ror8};
 use crate::error::Result;
 use crate::shape::Conv2dShape;
 
@@ -140,12 +140,6 @@ pub fn qconv2d_workspace_len_fast(s: &Conv2dShape) -> Result<usize> {
         .or_else(|| super::qconv2d_depthwise_workspace_len(s))
         .or_else(|| super::qconv2d_pointwise_workspace_len_fast(s));
     Ok(fast.map_or(min, |w| w.max(min)))
-}
-
-/// Two int8 values as the two 16-bit lanes of a word (`lo` in the low lane).
-#[inline(always)]
-fn pair(lo: i8, hi: i8) -> u32 {
-    lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
 }
 
 /// Four int8 pairs `(a[i], b[i])` (`a`, `b`: four values as words) as four words of two
